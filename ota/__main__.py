@@ -1,0 +1,3 @@
+from ota.cli import main
+
+main()

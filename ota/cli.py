@@ -1,0 +1,81 @@
+"""The ``ota`` command line: one entry point, subcommands per role.
+
+Each package owns its commands (``modelpack/cli.py``, ``server/cli.py``,
+``vehicle_agent/cli.py``, ``simulator/cli.py``, ``ota/demo.py``); this module
+only wires them together, importing each lazily so that ``ota --help`` stays
+fast and a broken optional part cannot break the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+import click
+
+from ota import __version__
+
+# command name -> "module:attribute" of a click command or group
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("ota.demo:demo", "Run the whole path end to end on loopback: publish, update, classify."),
+    "keys": ("server.cli:keys", "Create and manage the TUF signing keys."),
+    "registry": ("server.cli:registry", "Run the cloud registry (gRPC)."),
+    "publish": ("server.cli:publish", "Validate, upload and sign a model version."),
+    "models": ("server.cli:models", "List published models and versions."),
+    "agent": ("vehicle_agent.cli:agent", "Run the in-car vehicle agent."),
+    "zoo": ("modelpack.cli:zoo", "Build the zoo's ONNX models (SqueezeNet, ...)."),
+    "classify": ("modelpack.cli:classify", "Classify an image with an ONNX model."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module_name, attr = COMMANDS[name][0].split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "OTA"})
+@click.version_option(__version__, prog_name="ota")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug). Env: OTA_VERBOSE.")
+def cli(verbose: int) -> None:
+    """squeeze-ota: signed, delta-compressed over-the-air updates of
+    SqueezeNet / SqueezeDet models to vehicles, over gRPC.
+
+    \b
+    Quick start:
+      ota demo                          the whole path on loopback, in one go
+      ota keys init --keys KEYS         make TUF signing keys
+      ota registry serve --data DIR     run a registry
+      ota publish MODEL.onnx --name N --version 1.0.0
+      ota agent run --state DIR --once  update a vehicle once
+
+    Every option can also be set by an environment variable named
+    OTA_<COMMAND>_<OPTION>, e.g. OTA_REGISTRY_SERVE_LISTEN.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    try:
+        cli(prog_name="ota")
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

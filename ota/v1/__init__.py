@@ -1,0 +1,1 @@
+"""Generated gRPC stubs for protos/ota/v1 (see ota/protogen.py)."""

@@ -1,0 +1,218 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FileKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FILE_KIND_UNSPECIFIED: _ClassVar[FileKind]
+    FILE_KIND_METADATA: _ClassVar[FileKind]
+    FILE_KIND_TARGET: _ClassVar[FileKind]
+    FILE_KIND_ENCODING: _ClassVar[FileKind]
+
+class InstallStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INSTALL_STATUS_UNSPECIFIED: _ClassVar[InstallStatus]
+    INSTALL_STATUS_DOWNLOADING: _ClassVar[InstallStatus]
+    INSTALL_STATUS_INSTALLED: _ClassVar[InstallStatus]
+    INSTALL_STATUS_CONFIRMED: _ClassVar[InstallStatus]
+    INSTALL_STATUS_FAILED: _ClassVar[InstallStatus]
+    INSTALL_STATUS_ROLLED_BACK: _ClassVar[InstallStatus]
+    INSTALL_STATUS_ATTACK_DETECTED: _ClassVar[InstallStatus]
+FILE_KIND_UNSPECIFIED: FileKind
+FILE_KIND_METADATA: FileKind
+FILE_KIND_TARGET: FileKind
+FILE_KIND_ENCODING: FileKind
+INSTALL_STATUS_UNSPECIFIED: InstallStatus
+INSTALL_STATUS_DOWNLOADING: InstallStatus
+INSTALL_STATUS_INSTALLED: InstallStatus
+INSTALL_STATUS_CONFIRMED: InstallStatus
+INSTALL_STATUS_FAILED: InstallStatus
+INSTALL_STATUS_ROLLED_BACK: InstallStatus
+INSTALL_STATUS_ATTACK_DETECTED: InstallStatus
+
+class UploadHeader(_message.Message):
+    __slots__ = ("name", "version", "length", "sha256", "hardware_ids", "metadata_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_IDS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    length: int
+    sha256: str
+    hardware_ids: _containers.RepeatedScalarFieldContainer[str]
+    metadata_json: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., length: _Optional[int] = ..., sha256: _Optional[str] = ..., hardware_ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[str] = ...) -> None: ...
+
+class UploadRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: UploadHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class UploadResponse(_message.Message):
+    __slots__ = ("name", "version", "sha256", "length", "target_path", "bytes_received")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PATH_FIELD_NUMBER: _ClassVar[int]
+    BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    sha256: str
+    length: int
+    target_path: str
+    bytes_received: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., length: _Optional[int] = ..., target_path: _Optional[str] = ..., bytes_received: _Optional[int] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ModelVersion(_message.Message):
+    __slots__ = ("name", "version", "sha256", "length", "target_path", "hardware_ids", "published_at", "metadata_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PATH_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_IDS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    sha256: str
+    length: int
+    target_path: str
+    hardware_ids: _containers.RepeatedScalarFieldContainer[str]
+    published_at: str
+    metadata_json: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., length: _Optional[int] = ..., target_path: _Optional[str] = ..., hardware_ids: _Optional[_Iterable[str]] = ..., published_at: _Optional[str] = ..., metadata_json: _Optional[str] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[ModelVersion]
+    def __init__(self, versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ...) -> None: ...
+
+class InstalledModel(_message.Message):
+    __slots__ = ("name", "version", "sha256")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    sha256: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class CheckRequest(_message.Message):
+    __slots__ = ("vehicle_id", "hardware_id", "installed", "wanted_models")
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTALLED_FIELD_NUMBER: _ClassVar[int]
+    WANTED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    vehicle_id: str
+    hardware_id: str
+    installed: _containers.RepeatedCompositeFieldContainer[InstalledModel]
+    wanted_models: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, vehicle_id: _Optional[str] = ..., hardware_id: _Optional[str] = ..., installed: _Optional[_Iterable[_Union[InstalledModel, _Mapping]]] = ..., wanted_models: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateOffer(_message.Message):
+    __slots__ = ("name", "version", "target_path", "length", "sha256", "encoding", "download_path", "download_length", "base_sha256")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PATH_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOAD_PATH_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOAD_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    BASE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    target_path: str
+    length: int
+    sha256: str
+    encoding: str
+    download_path: str
+    download_length: int
+    base_sha256: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., target_path: _Optional[str] = ..., length: _Optional[int] = ..., sha256: _Optional[str] = ..., encoding: _Optional[str] = ..., download_path: _Optional[str] = ..., download_length: _Optional[int] = ..., base_sha256: _Optional[str] = ...) -> None: ...
+
+class CheckResponse(_message.Message):
+    __slots__ = ("offers", "poll_interval_s")
+    OFFERS_FIELD_NUMBER: _ClassVar[int]
+    POLL_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    offers: _containers.RepeatedCompositeFieldContainer[UpdateOffer]
+    poll_interval_s: int
+    def __init__(self, offers: _Optional[_Iterable[_Union[UpdateOffer, _Mapping]]] = ..., poll_interval_s: _Optional[int] = ...) -> None: ...
+
+class DownloadRequest(_message.Message):
+    __slots__ = ("kind", "path", "offset", "max_bytes", "vehicle_id")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    kind: FileKind
+    path: str
+    offset: int
+    max_bytes: int
+    vehicle_id: str
+    def __init__(self, kind: _Optional[_Union[FileKind, str]] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ..., max_bytes: _Optional[int] = ..., vehicle_id: _Optional[str] = ...) -> None: ...
+
+class DownloadChunk(_message.Message):
+    __slots__ = ("offset", "data", "total_length")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    data: bytes
+    total_length: int
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., total_length: _Optional[int] = ...) -> None: ...
+
+class InstallReport(_message.Message):
+    __slots__ = ("vehicle_id", "hardware_id", "name", "version", "sha256", "status", "reason", "from_version", "encoding", "bytes_downloaded", "duration_s", "active_version")
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DOWNLOADED_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    vehicle_id: str
+    hardware_id: str
+    name: str
+    version: str
+    sha256: str
+    status: InstallStatus
+    reason: str
+    from_version: str
+    encoding: str
+    bytes_downloaded: int
+    duration_s: float
+    active_version: str
+    def __init__(self, vehicle_id: _Optional[str] = ..., hardware_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., status: _Optional[_Union[InstallStatus, str]] = ..., reason: _Optional[str] = ..., from_version: _Optional[str] = ..., encoding: _Optional[str] = ..., bytes_downloaded: _Optional[int] = ..., duration_s: _Optional[float] = ..., active_version: _Optional[str] = ...) -> None: ...
+
+class ReportAck(_message.Message):
+    __slots__ = ("accepted",)
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    def __init__(self, accepted: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""The cloud registry: gRPC services, storage, TUF repository, rollouts."""

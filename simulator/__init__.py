@@ -1,0 +1,1 @@
+"""Fleet rollouts over modelled links, and emulation with real agents."""
