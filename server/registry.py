@@ -174,7 +174,13 @@ class Registry:
         info = _model_info_json(model, metadata_json)
         hw = tuple(sorted(set(hardware_ids)))
         target_path = f"{name}/{version}.onnx"
-        custom = {"name": name, "version": version, "hardware_ids": list(hw), "model_info": info}
+        # TUF's canonical JSON has no floats, so ModelInfo travels as a signed JSON string.
+        custom = {
+            "name": name,
+            "version": version,
+            "hardware_ids": list(hw),
+            "model_info_json": json.dumps(info, sort_keys=True),
+        }
         self.blobs.put_file(path, sha256)
         self.tuf.add_target(target_path, length, sha256, custom)
         rec = ModelRecord(
