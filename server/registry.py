@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,8 @@ class Registry:
         self.store = store
         self.blobs = blobs
         self.tuf = tuf
-        self.downloads: list[DownloadStat] = []
+        # Recent Download calls (bounded: a long-running registry must not grow).
+        self.downloads: deque[DownloadStat] = deque(maxlen=4096)
 
     @classmethod
     def open(cls, data_dir: Path, keys_dir: Path) -> "Registry":
