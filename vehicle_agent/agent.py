@@ -23,10 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuf.api import exceptions as tuf_exc
 from tuf.ngclient import Updater, UpdaterConfig
@@ -42,6 +44,9 @@ from vehicle_agent.reporting import STATUS, RegistryReporter
 from vehicle_agent.runtime import LoadedModel, ModelHost, OrtRuntime, SelfTestFailed, model_info
 from vehicle_agent.slots import SlotRecord, SlotStore
 from vehicle_agent.transport import RegistryClient, TransportConfig, TransportError
+
+if TYPE_CHECKING:
+    import grpc
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +290,27 @@ class VehicleAgent:
                 active_version=active.version if active else "",
             )
         )
+
+    def serve(self, socket_path: Path) -> "grpc.Server":
+        """Serve inference on a Unix socket; models swap underneath it."""
+        from vehicle_agent.serving import serve
+
+        return serve(self.host, socket_path, lambda name: str(self.journal.get(name).state))
+
+    def run_forever(self, stop: threading.Event, interval_s: float = 60.0, poll_s: float = 0.5,
+                    on_outcomes: Callable[[list[UpdateOutcome]], None] | None = None,
+                    progress: ProgressFn | None = None) -> None:
+        """Check in every ``interval_s`` and judge health windows every ``poll_s``, until ``stop``."""
+        next_check = 0.0
+        while not stop.is_set():
+            if time.monotonic() >= next_check:
+                outcomes = self.update_once(progress)
+                if on_outcomes:
+                    on_outcomes(outcomes)
+                next_check = time.monotonic() + interval_s
+            else:
+                self.poll()
+            stop.wait(max(0.0, min(poll_s, next_check - time.monotonic())))
 
     def classify(self, name: str, image: Path, k: int = 5) -> list:
         """Top-k predictions of the served ``name`` model: what the perception stack sees."""
