@@ -86,6 +86,7 @@ class UpdateOutcome:
     length: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     state: str = ""  # the journal's state after the attempt ("active" = health window running)
+    verify_failures: int = 0  # downloads that did not match the signed hash and were fetched again
 
     @property
     def duration_s(self) -> float:
@@ -272,7 +273,7 @@ class VehicleAgent:
         return UpdateOutcome(
             job.name, job.version, from_version, status, entry.reason if status != "installed" else "",
             encoding=job.encoding, bytes_downloaded=self.fetcher.fetched.get(job.sha256, 0) - before,
-            length=job.length, timings=timings, state=str(entry.state),
+            length=job.length, timings=timings, state=str(entry.state), verify_failures=entry.verify_failures,
         )
 
     def _report(self, out: UpdateOutcome) -> None:

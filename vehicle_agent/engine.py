@@ -222,10 +222,11 @@ class UpdateEngine:
                 self.fetcher.discard(job)  # never resume from bytes that do not verify
                 n = self._verify_failures.get(job.name, 0) + 1
                 self._verify_failures[job.name] = n
+                entry = entry.to(entry.state, verify_failures=entry.verify_failures + 1)
                 if e.retry and n < self.policy.max_verify_failures:
                     log.warning("%s: %s; downloading again (%d/%d)", job.name, e.reason, n, self.policy.max_verify_failures)
                     return self._put(entry.to(State.DOWNLOADING))
-                raise
+                raise StepFailed(f"{e.reason} ({n} downloads in a row did not verify)", status=e.status) from None
             slot = self.disk.stage(job, built)
         return self._put(entry.to(State.STAGED, slot=slot))
 

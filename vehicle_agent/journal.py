@@ -75,6 +75,7 @@ class Entry:
     reason: str = ""  # why it failed or rolled back
     status: str = ""  # how a failure is reported: "failed" | "attack_detected"
     attempts: int = 0  # download attempts across restarts
+    verify_failures: int = 0  # downloads that did not match the signed hash (fetched again)
     boots_in_active: int = 0  # restarts that found this job unconfirmed in ACTIVE
     activated_at: float = 0.0  # wall clock of the switch (health window start)
     rollback_reason: str = ""  # set before a rollback starts, so a crash mid-way finishes it

@@ -39,8 +39,11 @@ class RegistryClient:
     def __init__(self, address: str, config: TransportConfig = TransportConfig()) -> None:
         self.address = address
         self.config = config
+        self._connect()
+
+    def _connect(self) -> None:
         self._channel = grpc.insecure_channel(
-            address,
+            self.address,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -48,6 +51,12 @@ class RegistryClient:
             ],
         )
         self._stub = ota_pb2_grpc.VehicleStub(self._channel)
+
+    def reconnect(self) -> None:
+        """Drop the connection and open a fresh one: a stalled TCP connection
+        would otherwise carry the retry too (HTTP/2 multiplexes calls on it)."""
+        self._channel.close()
+        self._connect()
 
     def close(self) -> None:
         self._channel.close()
@@ -85,6 +94,7 @@ class RegistryClient:
         except grpc.RpcError as e:
             code = e.code()
             if watchdog.fired:
+                self.reconnect()
                 raise TransportError(
                     f"download of {path} stalled: no bytes for {self.config.stall_timeout_s:g} s "
                     f"at offset {offset + received}"
