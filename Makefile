@@ -27,3 +27,17 @@ protos: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# --- vehicle agent (issue 5) ---
+.PHONY: faults bench-swap bench-agent
+# Power-cut (kill -9) and link-fault campaign; TRIALS=500 for the full one.
+faults: $(STAMP)
+	nice $(BIN)/python bench/faults.py --trials $${TRIALS:-20}
+
+# Hot swap under load: latency steady vs during swaps, failed requests, plain onnxruntime alongside.
+bench-swap: $(STAMP)
+	nice $(BIN)/python bench/swap_bench.py
+
+# Footprint: peak RSS and CPU of the agent idle / updating / serving.
+bench-agent: $(STAMP)
+	nice $(BIN)/python bench/agent_footprint.py

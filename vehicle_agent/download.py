@@ -7,6 +7,11 @@ on. The signed length bounds what is accepted (an endless-data attack stops at
 hashes. Failed attempts back off exponentially with jitter up to a cap; an
 attempt that made progress resets the count, so a link that drops every few
 hundred kilobytes still completes while a dead one gives up quickly.
+
+A link that drops more often than one registry chunk (256 KB) takes would
+never deliver a whole message; after an attempt without progress the agent
+therefore asks for smaller ranges (``max_bytes``), halving down to 16 KB, and
+widens them again as they arrive.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ class DownloadResult:
 class RetryPolicy:
     """Exponential backoff with equal jitter: delay in [d/2, d], d = min(cap, base·factorⁿ)."""
 
-    attempts: int = 6  # consecutive attempts without progress before giving up
+    attempts: int = 8  # consecutive attempts without progress before giving up
     base_s: float = 0.5
     factor: float = 2.0
     cap_s: float = 30.0
@@ -62,6 +67,11 @@ class RetryPolicy:
 
 
 ProgressFn = Callable[[int, int], None]
+
+FIRST_WINDOW = 256 * 1024  # the registry's chunk size
+MIN_WINDOW = 16 * 1024
+MAX_WINDOW = 4 * 1024 * 1024
+GROW_AFTER = 4  # windowed requests in a row that must arrive before the window doubles
 
 
 def fetch_resumable(
@@ -85,11 +95,14 @@ def fetch_resumable(
         part.unlink()  # longer than signed: cannot be a prefix of the target
     fetched = 0
     failures = 0
+    window = 0  # bytes asked for per request; 0 = all the rest
+    streak = 0  # windowed requests completed in a row
     with open(part, "ab") as f:
         while f.tell() < length:
             offset = f.tell()
+            want = min(window, length - offset) if window else length - offset
             try:
-                for chunk in client.download(kind, download_path, offset, max_bytes=length - offset, vehicle_id=vehicle_id):
+                for chunk in client.download(kind, download_path, offset, max_bytes=want, vehicle_id=vehicle_id):
                     if chunk.offset != f.tell():
                         raise TransportError(f"chunk at offset {chunk.offset}, expected {f.tell()}")
                     if len(chunk.data) > length - f.tell():
@@ -100,11 +113,18 @@ def fetch_resumable(
                     fetched += len(chunk.data)
                     if progress:
                         progress(f.tell(), length)
-                if f.tell() < length:
+                if f.tell() < offset + want:
                     raise TransportError(f"stream ended at {f.tell()} of {length} B")
+                failures = 0
+                streak += 1
+                if window and streak >= GROW_AFTER:
+                    window, streak = (window * 2 if window < MAX_WINDOW else 0), 0
             except TransportError as e:
                 f.flush()
                 os.fsync(f.fileno())  # what we have survives a power cut and is resumed from
+                streak = 0
+                if f.tell() == offset:
+                    window = max(MIN_WINDOW, (window or FIRST_WINDOW) // 2)
                 failures = 1 if f.tell() > offset else failures + 1
                 if failures >= retry.attempts:
                     raise DownloadFailed(
@@ -168,12 +188,14 @@ class TargetFetcher:
         part = self.part_path(job)
         if part.exists() and part.stat().st_size == job.wire_length:
             return part
+        before = self.have(job)
         try:
-            n = fetch_resumable(self.client, job.download_path, part, job.wire_length,
-                                vehicle_id=self.vehicle_id, retry=self.retry, progress=progress)
+            fetch_resumable(self.client, job.download_path, part, job.wire_length,
+                            vehicle_id=self.vehicle_id, retry=self.retry, progress=progress)
         except DownloadFailed as e:
             raise StepFailed(str(e), status="attack_detected" if e.tampered else "failed") from None
-        self.fetched[job.sha256] = self.fetched.get(job.sha256, 0) + n
+        finally:  # bytes that arrived count even when the attempt fails (they are resumed from)
+            self.fetched[job.sha256] = self.fetched.get(job.sha256, 0) + max(0, self.have(job) - before)
         return part
 
     def discard(self, job: Job) -> None:

@@ -48,6 +48,10 @@ class RegistryClient:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.enable_retries", 0),
+                # Our own backoff paces retries; gRPC's reconnect backoff (1 s initial) would add to it.
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 5000),
             ],
         )
         self._stub = ota_pb2_grpc.VehicleStub(self._channel)
@@ -83,7 +87,9 @@ class RegistryClient:
         the agent for the whole download deadline.
         """
         req = ota_pb2.DownloadRequest(kind=kind, path=path, offset=offset, max_bytes=max_bytes, vehicle_id=vehicle_id)
-        call = self._stub.Download(req, timeout=self.config.download_deadline_s)
+        # wait_for_ready: a call made while the channel reconnects after a drop waits for it
+        # (bounded by the stall watchdog) instead of failing at once and costing a retry.
+        call = self._stub.Download(req, timeout=self.config.download_deadline_s, wait_for_ready=True)
         watchdog = _StallWatchdog(call, self.config.stall_timeout_s)
         received = 0
         try:
