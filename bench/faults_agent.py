@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--registry", required=True)
     ap.add_argument("--state", type=Path, required=True)
     ap.add_argument("--root", type=Path, required=True)
-    ap.add_argument("--health-window", type=float, default=0.3)
+    ap.add_argument("--health-window", type=float, default=0.15)
     args = ap.parse_args()
     agent = VehicleAgent(AgentConfig(registry=args.registry, state_dir=args.state, vehicle_id="faults-car",
                                      trusted_root=args.root, health=HealthPolicy(window_s=args.health_window)))

@@ -62,6 +62,8 @@ class FaultyLink:
             except OSError:
                 client.close()
                 continue
+            for s in (client, server):  # no Nagle: the relay must not add 40 ms delayed-ACK stalls
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.stats.lock:
                 self.stats.connections += 1
             self._socks += [client, server]
