@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -70,8 +71,43 @@ def classify(model: Path, image: Path, top: int) -> None:
         preds = clf.classify(image, top)
     except (FileNotFoundError, NotAnOnnxModel, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    note = "" if clf.info.trained else "  [untrained: seeded weights]"
-    table = Table("class id", "label", "probability", title=f"{image.name} with {clf.info.architecture or model.name}{note}")
+    if not clf.info.trained:
+        click.echo("note: this model is untrained (seeded weights); its answers are meaningless")
+    table = Table("class id", "label", "probability", title=f"{image.name} with {clf.info.architecture or model.name}")
     for p in preds:
         table.add_row(str(p.class_id), p.label, f"{p.prob:.4f}")
     console.print(table)
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the image with the boxes drawn on it here (PNG).")
+@click.option("--threshold", type=float, default=None,
+              help="Draw and list boxes scoring above this (default: the model's plot threshold, 0.4 for SqueezeDet).")
+def detect(model: Path, image: Path, out: Path | None, threshold: float | None) -> None:
+    """Detect objects in IMAGE with the ONNX detector MODEL (anchors, NMS from its metadata)."""
+    from modelpack.detect import Detector, draw
+    from modelpack.imaging import load_image
+
+    try:
+        detector = Detector(model)
+        picture = load_image(image)
+        dets = detector.detect(picture)
+    except (FileNotFoundError, NotAnOnnxModel, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    thresh = detector.config.plot_thresh if threshold is None else threshold
+    shown = [d for d in dets if d.score > thresh]
+    if not detector.info.trained:
+        click.echo("note: this detector is untrained (seeded detection layers); its boxes are not meaningful")
+    table = Table("class", "score", "xmin", "ymin", "xmax", "ymax", title=f"{image.name} with {detector.info.architecture}")
+    for d in shown:
+        table.add_row(d.label, f"{d.score:.3f}", *(f"{v:.0f}" for v in d.box))
+    console.print(table)
+    click.echo(f"{len(dets)} detections after top-{detector.config.top_n} and NMS; {len(shown)} above {thresh:g}")
+    if out is not None:
+        buf = io.BytesIO()
+        draw(picture, dets, thresh).save(buf, format="PNG")
+        write_atomically(out, buf.getvalue())
+        click.echo(f"boxes drawn into {out}")

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from modelpack.zoo.squeezedet import build_squeezedet
 from modelpack.zoo.squeezenet import build_squeezenet_v10
+from modelpack.zoo.squeezenet11 import build_squeezenet_v11
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,18 @@ MODELS: dict[str, ZooModel] = {
         build_squeezenet_v10,
         "yes",
         "SqueezeNet v1.0, real trained ImageNet weights (Deep Compression release)",
+    ),
+    "squeezenet1.1": ZooModel(
+        "squeezenet1.1",
+        build_squeezenet_v11,
+        "no (seeded)",
+        "SqueezeNet v1.1 graph, seeded weights: UNTRAINED",
+    ),
+    "squeezedet": ZooModel(
+        "squeezedet",
+        build_squeezedet,
+        "partly (fire3..9 real ImageNet)",
+        "SqueezeDet (KITTI); fire3..fire9 from real v1.0, other layers seeded: UNTRAINED detector",
     ),
 }
 
