@@ -42,13 +42,14 @@ class GraphBuilder:
         pad: int = 0,
         pads: tuple[int, int, int, int] | None = None,
         relu: bool = True,
+        out: str | None = None,
     ) -> str:
         """``pads`` (top, left, bottom, right) overrides the symmetric ``pad``,
         e.g. (0, 0, 1, 1) for TensorFlow's SAME padding at stride 2."""
         w = self.add_initializer(f"{name}/weight", weight)
         b = self.add_initializer(f"{name}/bias", bias)
         kh, kw = int(weight.shape[2]), int(weight.shape[3])
-        out = name
+        out = out or name
         self.nodes.append(
             helper.make_node(
                 "Conv",

@@ -90,6 +90,6 @@ def build_squeezedet(seed: int = SEED) -> bytes:
     for i in (6, 7, 8, 9, 10, 11):
         x = fire(g, x, i, w)
     # dropout11 is the identity at inference.
-    g.conv("preds", x, w["conv12"].weight, w["conv12"].bias, pad=1, relu=False)
+    g.conv("conv12", x, w["conv12"].weight, w["conv12"].bias, pad=1, relu=False, out="preds")
     model = g.model(info.architecture, info.input_name, info.input_shape, [("preds", (1, 72, *GRID))])
     return finish(model, info)[0]
