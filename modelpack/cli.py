@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -13,24 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from modelpack import zoo as zoo_models
+from modelpack.cache import write_atomically
 from modelpack.runtime import NotAnOnnxModel
 
 console = Console()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temp file + fsync + rename so a crash never leaves half a model."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @click.group()

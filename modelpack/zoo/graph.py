@@ -43,6 +43,7 @@ class GraphBuilder:
         pads: tuple[int, int, int, int] | None = None,
         relu: bool = True,
         out: str | None = None,
+        group: int = 1,
     ) -> str:
         """``pads`` (top, left, bottom, right) overrides the symmetric ``pad``,
         e.g. (0, 0, 1, 1) for TensorFlow's SAME padding at stride 2."""
@@ -59,6 +60,7 @@ class GraphBuilder:
                 kernel_shape=[kh, kw],
                 strides=[stride, stride],
                 pads=list(pads) if pads is not None else [pad, pad, pad, pad],
+                **({"group": group} if group != 1 else {}),
             )
         )
         if relu:
