@@ -95,3 +95,34 @@ def detect(model: Path, image: Path, out: Path | None, threshold: float | None) 
         draw(picture, dets, thresh).save(buf, format="PNG")
         write_atomically(out, buf.getvalue())
         click.echo(f"boxes drawn into {out}")
+
+
+@click.command()
+@click.argument("reference", type=click.Path(path_type=Path))
+@click.argument("candidate", type=click.Path(path_type=Path))
+@click.option("--n", "n", type=click.IntRange(1, 5000), default=None,
+              help="Evaluation inputs (default 300 for classifiers, 24 for detectors).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the evaluation set.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def fidelity(reference: Path, candidate: Path, n: int | None, seed: int, as_json: bool) -> None:
+    """How much CANDIDATE changes REFERENCE's answers on a fixed set of real-photo views."""
+    from modelpack.fidelity import compare
+
+    try:
+        report = compare(reference, candidate, n=n, seed=seed)
+    except (FileNotFoundError, NotAnOnnxModel, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(report.to_json())
+        return
+    table = Table("measure", "value", title=f"fidelity of {candidate.name} against {reference.name}")
+    table.add_row("inputs", f"{report.n_inputs} ({report.kind}, seed {report.seed})")
+    if report.top1_agreement is not None:
+        table.add_row("top-1 agreement", f"{100 * report.top1_agreement:.1f}%")
+        table.add_row("top-5 agreement", f"{100 * (report.top5_agreement or 0):.1f}%")
+    if report.box_agreement is not None:
+        table.add_row("box agreement (IoU >= 0.5)", f"{100 * report.box_agreement:.1f}% of {report.n_reference_boxes}")
+        table.add_row("mean box IoU", f"{report.mean_box_iou:.3f}")
+    table.add_row("max |diff| of outputs", f"{report.max_abs_diff:.3g}")
+    table.add_row("mean |diff| of outputs", f"{report.mean_abs_diff:.3g}")
+    console.print(table)

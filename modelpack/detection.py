@@ -108,7 +108,9 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     union = area + areas - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    # Clipping can flatten boxes to zero area; such a box still matches itself.
+    same = np.all(boxes == box, axis=1)
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), same.astype(np.float64))
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> list[int]:
