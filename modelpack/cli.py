@@ -42,6 +42,28 @@ def zoo_build(name: str, output: Path) -> None:
     click.echo(f"{output}: {name}, {len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()}")
 
 
+@zoo.command("lineage")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the lineage's ONNX files and lineage.json.")
+@click.option("--force", is_flag=True, help="Rebuild even if the cache holds this lineage.")
+def zoo_lineage(out: Path, force: bool) -> None:
+    """Derive successor versions of the real SqueezeNet v1.0 (head retrain, int8, 6-bit
+    codebooks), each with its measured fidelity against the parent."""
+    from modelpack.lineage import build_lineage, read_manifest
+
+    paths = build_lineage(out, force=force)
+    manifest = read_manifest(out)
+    table = Table("member", "file", "bytes", "suggested version", "top-1 agr.", "top-5 agr.", "confident top-1",
+                  title="SqueezeNet v1.0 lineage (fidelity against the base, real weights)")
+    for key, entry in manifest["members"].items():
+        f = entry["fidelity_vs_parent"] or {}
+        pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+        table.add_row(key, entry["file"], f"{entry['size']:,}", entry["suggested_version"],
+                      pct(f.get("top1_agreement")), pct(f.get("top5_agreement")), pct(f.get("confident_top1_agreement")))
+    console.print(table)
+    click.echo(f"written to {paths['manifest'].parent}")
+
+
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("image", type=click.Path(path_type=Path))
@@ -120,6 +142,9 @@ def fidelity(reference: Path, candidate: Path, n: int | None, seed: int, as_json
     if report.top1_agreement is not None:
         table.add_row("top-1 agreement", f"{100 * report.top1_agreement:.1f}%")
         table.add_row("top-5 agreement", f"{100 * (report.top5_agreement or 0):.1f}%")
+        if report.confident_top1_agreement is not None:
+            table.add_row("top-1 agreement, confident views",
+                          f"{100 * report.confident_top1_agreement:.1f}% of {report.n_confident}")
     if report.box_agreement is not None:
         table.add_row("box agreement (IoU >= 0.5)", f"{100 * report.box_agreement:.1f}% of {report.n_reference_boxes}")
         table.add_row("mean box IoU", f"{report.mean_box_iou:.3f}")
