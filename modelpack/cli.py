@@ -55,7 +55,10 @@ def zoo_lineage(out: Path, force: bool) -> None:
     manifest = read_manifest(out)
     table = Table("member", "file", "bytes", "suggested version", "top-1 agr.", "top-5 agr.", "confident top-1",
                   title="SqueezeNet v1.0 lineage (fidelity against the base, real weights)")
-    for key, entry in manifest["members"].items():
+    for key in paths:
+        if key == "manifest":
+            continue
+        entry = manifest["members"][key]
         f = entry["fidelity_vs_parent"] or {}
         pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
         table.add_row(key, entry["file"], f"{entry['size']:,}", entry["suggested_version"],

@@ -51,19 +51,27 @@ def quantize_int8(model_bytes: bytes, *, n_calibration: int = 32, seed: int = CA
         raise ValueError("model has no ModelInfo")
     src = onnx.load_model_from_string(model_bytes)
     del src.metadata_props[:]
-    with tempfile.TemporaryDirectory(prefix="ota-int8-") as tmp:
-        out = Path(tmp) / "int8.onnx"
-        quantize_static(
-            src,
-            out,
-            ViewsReader(info, n_calibration, seed),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
-        model = onnx.load_model(out)
+    root = logging.getLogger()
+    level = root.level
+    # onnxruntime.quantization warns on the root logger that we skipped its optional
+    # pre-processing pass (shape inference + graph fusions); the graph is already plain.
+    root.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory(prefix="ota-int8-") as tmp:
+            out = Path(tmp) / "int8.onnx"
+            quantize_static(
+                src,
+                out,
+                ViewsReader(info, n_calibration, seed),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+            model = onnx.load_model(out)
+    finally:
+        root.setLevel(level)
     del model.metadata_props[:]
     return model
 
