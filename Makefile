@@ -27,3 +27,7 @@ protos: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# The model zoo next to the paper's figures (sizes, zstd, ORT latency); writes bench/out/zoo.md.
+bench-zoo: $(STAMP)
+	nice $(BIN)/python bench/zoo_bench.py
