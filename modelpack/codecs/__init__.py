@@ -120,19 +120,27 @@ class Encoding:
         return len(self.blob)
 
 
-def best_encoding(new: bytes, bases: dict[str, bytes] | None = None, verify: bool = True) -> list[Encoding]:
+def best_encoding(
+    new: bytes,
+    bases: dict[str, bytes] | None = None,
+    verify: bool = True,
+    only: tuple[str, ...] | None = None,
+) -> list[Encoding]:
     """Every applicable encoding of ``new``, smallest first.
 
     Tries ``full`` and ``deepcompression`` with no base, and ``bytedelta`` and
     ``tensordelta`` against each base. Model-aware codecs are skipped for
     bytes that are not ONNX. With ``verify`` each candidate is decoded once
-    and compared, so a codec bug can never ship a wrong encoding.
+    and compared, so a codec bug can never ship a wrong encoding. ``only``
+    restricts the codecs tried.
     """
     out: list[Encoding] = []
     jobs: list[tuple[str, str | None, bytes | None]] = [("full", None, None), ("deepcompression", None, None)]
     for base_id, base in (bases or {}).items():
         jobs += [("bytedelta", base_id, base), ("tensordelta", base_id, base)]
     for codec, base_id, base in jobs:
+        if only is not None and codec not in only:
+            continue
         try:
             blob = encode(codec, new, base)
         except NotOnnxError as exc:

@@ -152,30 +152,36 @@ def encode_tensor(new: bytes, elem: int, old: OldTensor | None, same: int | None
         elem = 1
     words = _words(new, elem)
     candidates: list[tuple[int, bytes]] = []
-    w = Writer()
-    w.u8(PLANES)
-    w.u8(elem)
-    _encode_planes(words, elem, w)
-    candidates.append((PLANES, w.getvalue()))
-    cb = _encode_codebook(words, elem)
-    if cb is not None:
-        candidates.append((CODEBOOK, bytes((CODEBOOK, elem)) + cb))
-    if old is not None and len(old.data) == len(new) and old.elem_size == elem:
+    has_old = old is not None and len(old.data) == len(new) and old.elem_size == elem
+    if has_old:
+        assert old is not None
         old_words = _words(old.data, elem)
+        cm = _codebook_map(old_words, words, elem)
+        if cm is not None:
+            # At most 256 values: nothing else comes close, skip the rest.
+            w = Writer()
+            w.u8(CODEBOOK_MAP)
+            w.varint(old.index)
+            w.u8(elem)
+            w.raw(cm)
+            return CODEBOOK_MAP, w.getvalue()
         w = Writer()
         w.u8(XOR)
         w.varint(old.index)
         w.u8(elem)
         _encode_planes(old_words ^ words, elem, w)
         candidates.append((XOR, w.getvalue()))
-        cm = _codebook_map(old_words, words, elem)
-        if cm is not None:
-            w = Writer()
-            w.u8(CODEBOOK_MAP)
-            w.varint(old.index)
-            w.u8(elem)
-            w.raw(cm)
-            candidates.append((CODEBOOK_MAP, w.getvalue()))
+    cb = _encode_codebook(words, elem)
+    if cb is not None:
+        candidates.append((CODEBOOK, bytes((CODEBOOK, elem)) + cb))
+    if cb is None or len(cb) > words.size * elem // 2:
+        # Index coding beats raw planes unless nearly every value is distinct
+        # (e.g. a small bias), so planes are only tried then.
+        w = Writer()
+        w.u8(PLANES)
+        w.u8(elem)
+        _encode_planes(words, elem, w)
+        candidates.append((PLANES, w.getvalue()))
     return min(candidates, key=lambda c: len(c[1]))
 
 
