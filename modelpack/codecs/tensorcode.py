@@ -11,6 +11,14 @@ Modes (the encoder tries every one that applies and keeps the smallest):
   every position that shared a value in the old tensor shares one in the new
   (a retrained codebook, Deep Compression style): only the new value of each
   old codebook entry is sent.
+* ``SUB``: like ``XOR`` but the wrapped integer difference of the bit
+  patterns, zigzag-mapped so small moves either way have small high bytes.
+  A relative move of a float changes its mantissa additively, so after a
+  dense fine-tune this carries no XOR carry noise and codes closer to the
+  information in the change.
+* ``CODEBOOK_PREDICT``: old and new both codebook-structured but the
+  codebook was re-clustered: the new codebook, then each new index coded as
+  its difference from the new entry nearest to the old weight.
 * ``CODEBOOK``: at most 256 distinct values (the released SqueezeNet): the
   codebook, then either a dense index stream or, when many entries are zero,
   a gap stream (zero-run lengths) and an index stream of the non-zeros.
@@ -28,8 +36,16 @@ from modelpack.codecs.container import CorruptEncodingError
 from modelpack.codecs.entropy import decode_stream, encode_stream
 from modelpack.codecs.wire import Reader, Writer
 
-SAME, XOR, CODEBOOK_MAP, CODEBOOK, PLANES = 0, 1, 2, 3, 4
-MODE_NAMES = {SAME: "same", XOR: "xor", CODEBOOK_MAP: "codebook-map", CODEBOOK: "codebook", PLANES: "planes"}
+SAME, XOR, CODEBOOK_MAP, CODEBOOK, PLANES, SUB, CODEBOOK_PREDICT = 0, 1, 2, 3, 4, 5, 6
+MODE_NAMES = {
+    SAME: "same",
+    XOR: "xor",
+    CODEBOOK_MAP: "codebook-map",
+    CODEBOOK: "codebook",
+    PLANES: "planes",
+    SUB: "sub",
+    CODEBOOK_PREDICT: "codebook-predict",
+}
 _WORD = {1: np.uint8, 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
 MAX_CODEBOOK = 256
 _SPARSE_MIN_ZERO_FRACTION = 0.25
@@ -47,17 +63,158 @@ def _words(data: bytes, elem: int) -> np.ndarray:
     return np.frombuffer(data, dtype=_WORD[elem])
 
 
-def _encode_planes(words: np.ndarray, elem: int, w: Writer) -> None:
+def _encode_plain_planes(words: np.ndarray, elem: int, w: Writer) -> None:
     planes = words.view(np.uint8).reshape(-1, elem)
     for k in range(elem - 1, -1, -1):  # most significant plane first
         w.raw(encode_stream(planes[:, k]))
 
 
-def _decode_planes(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
+def _decode_plain_planes(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
     planes = np.empty((n, elem), dtype=np.uint8)
     for k in range(elem - 1, -1, -1):
         planes[:, k] = decode_stream(r, n, f"{what} plane {k}")
     return planes.reshape(-1).view(_WORD[elem])
+
+
+def _encode_gaps(positions: np.ndarray, w: Writer) -> None:
+    """Sorted positions as a gap stream (zero-run lengths, 255 = escape)
+    plus a zstd blob of the long gaps."""
+    gaps = np.diff(positions, prepend=-1) - 1
+    w.raw(encode_stream(np.minimum(gaps, _GAP_ESCAPE).astype(np.uint8)))
+    extra = Writer()
+    for g in gaps[gaps >= _GAP_ESCAPE].tolist():
+        extra.varint(g - _GAP_ESCAPE)
+    w.blob(zstandard.ZstdCompressor(level=19).compress(extra.getvalue()))
+
+
+def _decode_gaps(r: Reader, count: int, n: int, what: str) -> np.ndarray:
+    gaps = decode_stream(r, count, f"{what} gaps").astype(np.int64)
+    extra_z = r.blob(f"{what} long gaps")
+    try:
+        extra = zstandard.ZstdDecompressor().decompress(extra_z, max_output_size=10 * count + 16)
+    except zstandard.ZstdError as exc:
+        raise CorruptEncodingError(f"{what}: long-gap stream damaged ({exc})") from exc
+    er = Reader(extra, f"{what} long gaps")
+    for i in np.flatnonzero(gaps == _GAP_ESCAPE).tolist():
+        gaps[i] += er.varint("gap", n)
+    er.expect_end()
+    if gaps.size != count:
+        raise CorruptEncodingError(f"{what}: {gaps.size} gaps, expected {count}")
+    pos = np.cumsum(gaps + 1) - 1
+    if count and int(pos[-1]) >= n:
+        raise CorruptEncodingError(f"{what}: positions run past the {n} elements")
+    return pos
+
+
+# Plane layouts: all elements; only the non-zero ones (positions as gaps);
+# only non-zero ones, which lie where the base tensor is non-zero (a flag per
+# such position: free when a fine-tune kept the pruning mask).
+_DENSE, _SPARSE, _BASE_MASK = 0, 1, 2
+
+
+def _encode_planes(words: np.ndarray, elem: int, w: Writer, old: np.ndarray | None = None) -> None:
+    nz = np.flatnonzero(words)
+    options: list[bytes] = []
+    dense = Writer()
+    dense.u8(_DENSE)
+    _encode_plain_planes(words, elem, dense)
+    options.append(dense.getvalue())
+    if nz.size < 0.75 * words.size:
+        sparse = Writer()
+        sparse.u8(_SPARSE)
+        sparse.varint(nz.size)
+        _encode_gaps(nz, sparse)
+        _encode_plain_planes(words[nz], elem, sparse)
+        options.append(sparse.getvalue())
+    if old is not None:
+        support = np.flatnonzero(old)
+        if support.size < words.size and not np.any(words[old == 0]):
+            masked = Writer()
+            masked.u8(_BASE_MASK)
+            flags = (words[support] != 0).astype(np.uint8)
+            masked.raw(encode_stream(flags))
+            _encode_plain_planes(words[support[flags.astype(bool)]], elem, masked)
+            options.append(masked.getvalue())
+    w.raw(min(options, key=len))
+
+
+def _decode_planes(r: Reader, n: int, elem: int, what: str, old: np.ndarray | None = None) -> np.ndarray:
+    layout = r.u8(f"{what} plane layout")
+    if layout == _DENSE:
+        return _decode_plain_planes(r, n, elem, what)
+    out = np.zeros(n, dtype=_WORD[elem])
+    if layout == _SPARSE:
+        count = r.varint(f"{what} non-zero count", n)
+        pos = _decode_gaps(r, count, n, what)
+    elif layout == _BASE_MASK and old is not None:
+        support = np.flatnonzero(old)
+        flags = decode_stream(r, support.size, f"{what} change flags")
+        if flags.size != support.size or (flags.size and int(flags.max()) > 1):
+            raise CorruptEncodingError(f"{what}: change flags do not fit the base tensor")
+        pos = support[flags.astype(bool)]
+    else:
+        raise CorruptEncodingError(f"{what}: unknown plane layout {layout}")
+    out[pos] = _decode_plain_planes(r, pos.size, elem, what)
+    return out
+
+
+def _zigzag(d: np.ndarray, elem: int) -> np.ndarray:
+    bits = 8 * elem
+    signed = d.view(d.dtype.str.replace("u", "i"))
+    return ((d << d.dtype.type(1)) ^ (signed >> (bits - 1)).view(d.dtype)).astype(d.dtype)
+
+
+def _unzigzag(z: np.ndarray) -> np.ndarray:
+    one = z.dtype.type(1)
+    return (z >> one) ^ (np.zeros_like(z) - (z & one))
+
+
+def _float_view(words: np.ndarray, elem: int) -> np.ndarray | None:
+    return words.view({4: "<f4", 8: "<f8", 2: "<f2"}[elem]) if elem in (2, 4, 8) else None
+
+
+def _predicted_indices(old_words: np.ndarray, values: np.ndarray, elem: int) -> np.ndarray | None:
+    """For each old weight, the index of the nearest new codebook entry."""
+    old_f = _float_view(old_words, elem)
+    new_f = _float_view(values, elem)
+    if old_f is None or new_f is None:
+        return None
+    with np.errstate(all="ignore"):
+        order = np.argsort(new_f, kind="stable")
+        sorted_f = new_f[order].astype(np.float64)
+        if not np.all(np.isfinite(sorted_f)):
+            return None
+        old_u, old_inv = np.unique(old_f.astype(np.float64), return_inverse=True)
+        pos = np.clip(np.searchsorted(sorted_f, old_u), 1, max(1, sorted_f.size - 1))
+        lo = np.clip(pos - 1, 0, sorted_f.size - 1)
+        hi = np.clip(pos, 0, sorted_f.size - 1)
+        pick = np.where(np.abs(sorted_f[hi] - old_u) < np.abs(old_u - sorted_f[lo]), hi, lo)
+    return order[pick][old_inv.reshape(-1)].astype(np.int64)
+
+
+def _encode_codebook_predict(old_words: np.ndarray, words: np.ndarray, elem: int) -> bytes | None:
+    values, inverse = np.unique(words, return_inverse=True)
+    if values.size > MAX_CODEBOOK or np.unique(old_words).size > MAX_CODEBOOK:
+        return None
+    pred = _predicted_indices(old_words, values, elem)
+    if pred is None:
+        return None
+    w = Writer()
+    w.varint(values.size)
+    deltas = np.diff(values, prepend=values.dtype.type(0))
+    w.raw(encode_stream(deltas.view(np.uint8).reshape(-1, elem).T.reshape(-1)))
+    w.raw(encode_stream(((inverse.reshape(-1) - pred) % values.size).astype(np.uint8)))
+    return w.getvalue()
+
+
+def _read_codebook(r: Reader, elem: int, what: str) -> np.ndarray:
+    k = r.varint(f"{what} codebook size", MAX_CODEBOOK)
+    if k == 0:
+        raise CorruptEncodingError(f"{what}: empty codebook")
+    raw = decode_stream(r, k * elem, f"{what} codebook")
+    if raw.size != k * elem:
+        raise CorruptEncodingError(f"{what}: codebook of {raw.size} bytes, expected {k * elem}")
+    return np.cumsum(np.ascontiguousarray(raw.reshape(elem, k).T).reshape(-1).view(_WORD[elem]), dtype=_WORD[elem])
 
 
 def _encode_codebook(words: np.ndarray, elem: int) -> bytes | None:
@@ -74,14 +231,9 @@ def _encode_codebook(words: np.ndarray, elem: int) -> bytes | None:
     zeros = int(values[0] == 0) and int(np.count_nonzero(inverse == 0))
     if zeros >= _SPARSE_MIN_ZERO_FRACTION * words.size:
         nz = np.flatnonzero(inverse)
-        gaps = np.diff(nz, prepend=-1) - 1
         w.u8(1)
         w.varint(nz.size)
-        w.raw(encode_stream(np.minimum(gaps, _GAP_ESCAPE).astype(np.uint8)))
-        extra = Writer()
-        for g in gaps[gaps >= _GAP_ESCAPE].tolist():
-            extra.varint(g - _GAP_ESCAPE)
-        w.blob(zstandard.ZstdCompressor(level=19).compress(extra.getvalue()))
+        _encode_gaps(nz, w)
         w.raw(encode_stream(inverse[nz] - 1))
     else:
         w.u8(0)
@@ -90,13 +242,8 @@ def _encode_codebook(words: np.ndarray, elem: int) -> bytes | None:
 
 
 def _decode_codebook(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
-    k = r.varint(f"{what} codebook size", MAX_CODEBOOK)
-    if k == 0:
-        raise CorruptEncodingError(f"{what}: empty codebook")
-    raw = decode_stream(r, k * elem, f"{what} codebook")
-    if raw.size != k * elem:
-        raise CorruptEncodingError(f"{what}: codebook of {raw.size} bytes, expected {k * elem}")
-    values = np.cumsum(np.ascontiguousarray(raw.reshape(elem, k).T).reshape(-1).view(_WORD[elem]), dtype=_WORD[elem])
+    values = _read_codebook(r, elem, what)
+    k = values.size
     layout = r.u8(f"{what} index layout")
     if layout == 0:
         idx = decode_stream(r, n, f"{what} indices")
@@ -106,23 +253,12 @@ def _decode_codebook(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
     if layout != 1:
         raise CorruptEncodingError(f"{what}: unknown index layout {layout}")
     n_nz = r.varint(f"{what} non-zero count", n)
-    gaps = decode_stream(r, n_nz, f"{what} gaps").astype(np.int64)
-    extra_z = r.blob(f"{what} long gaps")
-    try:
-        extra = zstandard.ZstdDecompressor().decompress(extra_z, max_output_size=10 * n_nz + 16)
-    except zstandard.ZstdError as exc:
-        raise CorruptEncodingError(f"{what}: long-gap stream damaged ({exc})") from exc
-    esc = np.flatnonzero(gaps == _GAP_ESCAPE)
-    er = Reader(extra, f"{what} long gaps")
-    for i in esc.tolist():
-        gaps[i] += er.varint("gap", n)
-    er.expect_end()
+    pos = _decode_gaps(r, n_nz, n, what)
     idx = decode_stream(r, n_nz, f"{what} non-zero indices")
-    if gaps.size != n_nz or idx.size != n_nz:
-        raise CorruptEncodingError(f"{what}: gap/index streams disagree with the non-zero count")
-    pos = np.cumsum(gaps + 1) - 1
-    if n_nz and (int(pos[-1]) >= n or int(idx.max()) + 1 >= k):
-        raise CorruptEncodingError(f"{what}: sparse positions or indices out of range")
+    if idx.size != n_nz:
+        raise CorruptEncodingError(f"{what}: index stream disagrees with the non-zero count")
+    if n_nz and int(idx.max()) + 1 >= k:
+        raise CorruptEncodingError(f"{what}: sparse indices out of range")
     out = np.zeros(n, dtype=_WORD[elem])  # index 0 is the all-zero pattern
     if values[0] != 0:
         raise CorruptEncodingError(f"{what}: sparse layout needs a zero codebook entry")
@@ -139,6 +275,12 @@ def _codebook_map(old: np.ndarray, new: np.ndarray, elem: int) -> bytes | None:
     if not np.array_equal(mapped[inverse], new):
         return None
     return encode_stream((values ^ mapped).view(np.uint8).reshape(-1, elem).T.reshape(-1))
+
+
+def _varint_bytes(value: int) -> bytes:
+    w = Writer()
+    w.varint(value)
+    return w.getvalue()
 
 
 def encode_tensor(new: bytes, elem: int, old: OldTensor | None, same: int | None) -> tuple[int, bytes]:
@@ -169,8 +311,18 @@ def encode_tensor(new: bytes, elem: int, old: OldTensor | None, same: int | None
         w.u8(XOR)
         w.varint(old.index)
         w.u8(elem)
-        _encode_planes(old_words ^ words, elem, w)
+        _encode_planes(old_words ^ words, elem, w, old_words)
         candidates.append((XOR, w.getvalue()))
+        if elem > 1:
+            w = Writer()
+            w.u8(SUB)
+            w.varint(old.index)
+            w.u8(elem)
+            _encode_planes(_zigzag(words - old_words, elem), elem, w, old_words)
+            candidates.append((SUB, w.getvalue()))
+        cp = _encode_codebook_predict(old_words, words, elem)
+        if cp is not None:
+            candidates.append((CODEBOOK_PREDICT, bytes((CODEBOOK_PREDICT,)) + _varint_bytes(old.index) + bytes((elem,)) + cp))
     cb = _encode_codebook(words, elem)
     if cb is not None:
         candidates.append((CODEBOOK, bytes((CODEBOOK, elem)) + cb))
@@ -194,7 +346,7 @@ def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str) -> bytes
             raise CorruptEncodingError(f"{what}: refers to a base tensor that does not fit")
         return olds[i]
     old = None
-    if mode in (XOR, CODEBOOK_MAP):
+    if mode in (XOR, CODEBOOK_MAP, SUB, CODEBOOK_PREDICT):
         if not olds:
             raise CorruptEncodingError(f"{what}: delta record but no base tensors")
         old = olds[r.varint(f"{what} base tensor", len(olds) - 1)]
@@ -213,7 +365,18 @@ def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str) -> bytes
     assert old is not None
     old_words = _words(old, elem)
     if mode == XOR:
-        return (old_words ^ _decode_planes(r, n, elem, what)).tobytes()
+        return (old_words ^ _decode_planes(r, n, elem, what, old_words)).tobytes()
+    if mode == SUB:
+        return (old_words + _unzigzag(_decode_planes(r, n, elem, what, old_words))).tobytes()
+    if mode == CODEBOOK_PREDICT:
+        values = _read_codebook(r, elem, what)
+        pred = _predicted_indices(old_words, values, elem)
+        if pred is None:
+            raise CorruptEncodingError(f"{what}: codebook cannot predict from this base tensor")
+        res = decode_stream(r, n, f"{what} index residuals")
+        if res.size != n:
+            raise CorruptEncodingError(f"{what}: {res.size} index residuals, expected {n}")
+        return values[(pred + res) % values.size].tobytes()
     values, inverse = np.unique(old_words, return_inverse=True)
     raw = decode_stream(r, values.size * elem, f"{what} codebook map")
     if raw.size != values.size * elem:
