@@ -158,6 +158,25 @@ def _decode_planes(r: Reader, n: int, elem: int, what: str, old: np.ndarray | No
     return out
 
 
+def _small_unique(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values and each element's index among them. A plain
+    sort plus a binary search into the (small) codebook is several times
+    faster than ``np.unique(..., return_inverse=True)``'s argsort."""
+    values = np.unique(words)
+    if values.size > MAX_CODEBOOK:
+        return values, np.zeros(0, dtype=np.int64)
+    bits = 8 * words.dtype.itemsize
+    # A lookup table on the high bits, when they tell the values apart, is
+    # another several times faster than a binary search per element.
+    for shift in (0,) if bits <= 16 else (16, 12) if bits == 32 else ():
+        keys = values >> words.dtype.type(shift)
+        if np.unique(keys).size == values.size:
+            lut = np.zeros(1 << (bits - shift), dtype=np.uint8)
+            lut[keys] = np.arange(values.size)
+            return values, lut[words >> words.dtype.type(shift)]
+    return values, np.searchsorted(values, words)
+
+
 def _zigzag(d: np.ndarray, elem: int) -> np.ndarray:
     bits = 8 * elem
     signed = d.view(d.dtype.str.replace("u", "i"))
@@ -184,7 +203,10 @@ def _predicted_indices(old_words: np.ndarray, values: np.ndarray, elem: int) -> 
         sorted_f = new_f[order].astype(np.float64)
         if not np.all(np.isfinite(sorted_f)):
             return None
-        old_u, old_inv = np.unique(old_f.astype(np.float64), return_inverse=True)
+        old_vals, old_inv = _small_unique(old_words)
+        if old_vals.size > MAX_CODEBOOK:
+            return None
+        old_u = old_vals.view(old_f.dtype).astype(np.float64)
         pos = np.clip(np.searchsorted(sorted_f, old_u), 1, max(1, sorted_f.size - 1))
         lo = np.clip(pos - 1, 0, sorted_f.size - 1)
         hi = np.clip(pos, 0, sorted_f.size - 1)
@@ -267,10 +289,11 @@ def _decode_codebook(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
 
 
 def _codebook_map(old: np.ndarray, new: np.ndarray, elem: int) -> bytes | None:
-    values, first, inverse = np.unique(old, return_index=True, return_inverse=True)
+    values, inverse = _small_unique(old)
     if values.size > MAX_CODEBOOK:
         return None
-    inverse = inverse.reshape(-1)
+    first = np.zeros(values.size, dtype=np.int64)
+    first[inverse[::-1]] = np.arange(inverse.size - 1, -1, -1)  # first position of each value
     mapped = new[first]
     if not np.array_equal(mapped[inverse], new):
         return None
@@ -377,7 +400,9 @@ def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str) -> bytes
         if res.size != n:
             raise CorruptEncodingError(f"{what}: {res.size} index residuals, expected {n}")
         return values[(pred + res) % values.size].tobytes()
-    values, inverse = np.unique(old_words, return_inverse=True)
+    values, inverse = _small_unique(old_words)
+    if values.size > MAX_CODEBOOK:
+        raise CorruptEncodingError(f"{what}: base tensor has more than {MAX_CODEBOOK} values")
     raw = decode_stream(r, values.size * elem, f"{what} codebook map")
     if raw.size != values.size * elem:
         raise CorruptEncodingError(f"{what}: codebook map of {raw.size} bytes, expected {values.size * elem}")
