@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
-from codectest_models import codebook_tensor, model_bytes
+from tests.codecs.codectest_models import codebook_tensor, model_bytes
 
 from ota.cli import cli
 

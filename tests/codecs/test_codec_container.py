@@ -7,7 +7,7 @@ import pytest
 
 from modelpack import codecs
 from modelpack.codecs import container
-from codectest_models import codebook_tensor, model_bytes
+from tests.codecs.codectest_models import codebook_tensor, model_bytes
 
 RNG = np.random.default_rng(7)
 OLD = model_bytes({"w": codebook_tensor(RNG, (32, 16, 3, 3)), "b": RNG.normal(size=32).astype(np.float32)})

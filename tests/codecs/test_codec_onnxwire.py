@@ -5,7 +5,7 @@ import onnx
 import pytest
 
 from modelpack.codecs.onnxwire import NotOnnxError, find_tensors, split
-from codectest_models import model_bytes
+from tests.codecs.codectest_models import model_bytes
 
 
 def test_finds_every_initializer_data_range_exactly() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-from codectest_models import codebook_tensor, model_bytes
+from tests.codecs.codectest_models import codebook_tensor, model_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
