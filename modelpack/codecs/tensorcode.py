@@ -19,6 +19,9 @@ Modes (the encoder tries every one that applies and keeps the smallest):
 * ``CODEBOOK_PREDICT``: old and new both codebook-structured but the
   codebook was re-clustered: the new codebook, then each new index coded as
   its difference from the new entry nearest to the old weight.
+* ``QUANT``: an 8-bit tensor that quantises an old float32 tensor (an int8
+  release of the fp32 model): the scale and zero point, then each value's
+  difference from ``clip(rint(old / scale) + zero_point)``, almost all zero.
 * ``CODEBOOK``: at most 256 distinct values (the released SqueezeNet): the
   codebook, then either a dense index stream or, when many entries are zero,
   a gap stream (zero-run lengths) and an index stream of the non-zeros.
@@ -36,7 +39,7 @@ from modelpack.codecs.container import CorruptEncodingError
 from modelpack.codecs.entropy import decode_stream, encode_stream
 from modelpack.codecs.wire import Reader, Writer
 
-SAME, XOR, CODEBOOK_MAP, CODEBOOK, PLANES, SUB, CODEBOOK_PREDICT = 0, 1, 2, 3, 4, 5, 6
+SAME, XOR, CODEBOOK_MAP, CODEBOOK, PLANES, SUB, CODEBOOK_PREDICT, QUANT = 0, 1, 2, 3, 4, 5, 6, 7
 MODE_NAMES = {
     SAME: "same",
     XOR: "xor",
@@ -45,6 +48,7 @@ MODE_NAMES = {
     PLANES: "planes",
     SUB: "sub",
     CODEBOOK_PREDICT: "codebook-predict",
+    QUANT: "quantised",
 }
 _WORD = {1: np.uint8, 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
 MAX_CODEBOOK = 256
@@ -300,6 +304,60 @@ def _codebook_map(old: np.ndarray, new: np.ndarray, elem: int) -> bytes | None:
     return encode_stream((values ^ mapped).view(np.uint8).reshape(-1, elem).T.reshape(-1))
 
 
+def _quant_predict(old_f: np.ndarray, scale: np.float32, zero_point: int, signed: bool) -> np.ndarray:
+    lo, hi = (-128, 127) if signed else (0, 255)
+    with np.errstate(all="ignore"):
+        q = np.rint(old_f / scale) + np.float32(zero_point)
+        q = np.nan_to_num(np.clip(q, lo, hi), nan=0.0)
+    return q.astype(np.int16)
+
+
+def encode_quantised(new: bytes, signed: bool, old_index: int, old: bytes, scales: list[float]) -> bytes | None:
+    """``QUANT`` record of an 8-bit tensor predicted from an old float32 one."""
+    if len(old) != 4 * len(new) or not new:
+        return None
+    old_f = np.frombuffer(old, "<f4")
+    q = np.frombuffer(new, np.int8 if signed else np.uint8).astype(np.int16)
+    span = float(np.nanmax(np.abs(old_f))) if old_f.size else 0.0
+    candidates = [*scales, span / 127 if signed else span / 255]
+    best: bytes | None = None
+    for scale in candidates:
+        sc = np.float32(scale)
+        if not np.isfinite(sc) or sc <= 0:
+            continue
+        zp = int(np.median(q - _quant_predict(old_f, sc, 0, signed)))
+        zp = int(np.clip(zp, -128, 127) if signed else np.clip(zp, 0, 255))
+        res = ((q - _quant_predict(old_f, sc, zp, signed)) % 256).astype(np.uint8)
+        w = Writer()
+        w.u8(QUANT)
+        w.varint(old_index)
+        w.u8(int(signed))
+        w.raw(np.array([sc], dtype="<f4").tobytes())
+        w.u8(zp & 0xFF)
+        w.raw(encode_stream(res))
+        rec = w.getvalue()
+        if best is None or len(rec) < len(best):
+            best = rec
+    return best
+
+
+def _decode_quantised(r: Reader, length: int, olds: list[bytes], what: str) -> bytes:
+    old = olds[r.varint(f"{what} base tensor", len(olds) - 1)] if olds else None
+    if old is None or len(old) != 4 * length:
+        raise CorruptEncodingError(f"{what}: quantised record needs a float32 base tensor of {length} values")
+    signed = r.u8(f"{what} signedness")
+    if signed > 1:
+        raise CorruptEncodingError(f"{what}: bad signedness flag {signed}")
+    scale = np.frombuffer(r.raw(4, f"{what} scale"), "<f4")[0]
+    zp_byte = r.u8(f"{what} zero point")
+    zp = zp_byte - 256 if signed and zp_byte > 127 else zp_byte
+    res = decode_stream(r, length, f"{what} residuals")
+    if res.size != length:
+        raise CorruptEncodingError(f"{what}: {res.size} residuals, expected {length}")
+    pred = _quant_predict(np.frombuffer(old, "<f4"), scale, zp, bool(signed))
+    return ((pred + res.astype(np.int16)) % 256).astype(np.uint8).tobytes()
+
+
 def _varint_bytes(value: int) -> bytes:
     w = Writer()
     w.varint(value)
@@ -363,6 +421,8 @@ def encode_tensor(new: bytes, elem: int, old: OldTensor | None, same: int | None
 def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str) -> bytes:
     """Read one tensor record and return exactly ``length`` bytes."""
     mode = r.u8(f"{what} mode")
+    if mode == QUANT:
+        return _decode_quantised(r, length, olds, what)
     if mode == SAME:
         i = r.varint(f"{what} base tensor", len(olds) - 1) if olds else None
         if i is None or len(olds[i]) != length:

@@ -23,12 +23,13 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 import zstandard
 
 from modelpack.codecs import zstdcodecs
 from modelpack.codecs.container import CorruptEncodingError
 from modelpack.codecs.onnxwire import NotOnnxError, TensorSlot, find_tensors, split
-from modelpack.codecs.tensorcode import MODE_NAMES, OldTensor, decode_tensor, encode_tensor
+from modelpack.codecs.tensorcode import MODE_NAMES, QUANT, OldTensor, decode_tensor, encode_quantised, encode_tensor
 from modelpack.codecs.wire import Reader, Writer
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def encode_model(new: bytes, base: bytes | None, stats: EncodeStats | None = Non
     old_by_hash: dict[bytes, int] = {}
     old_elem: list[int] = []
     base_skeleton = b""
+    old_slots: list[TensorSlot] = []
     if base is not None:
         old_slots = _parse(base, "base model")
         for i, s in enumerate(old_slots):
@@ -88,12 +90,38 @@ def encode_model(new: bytes, base: bytes | None, stats: EncodeStats | None = Non
         i = old_by_name.get(s.name)
         old = OldTensor(i, olds[i], old_elem[i]) if i is not None else None
         mode, record = encode_tensor(data, s.elem_size, old, same)
+        if same is None and old is None and s.data_type in (2, 3) and base is not None:
+            quant = _quantised(s, slots, new, old_slots, base)
+            if quant is not None and len(quant) < len(record):
+                mode, record = QUANT, quant
         w.raw(record)
         if stats is not None:
             stats.modes[MODE_NAMES[mode]] += 1
             stats.tensor_bytes += len(record)
         log.debug("tensor %s (%d B): %s, %d B", s.name, s.length, MODE_NAMES[mode], len(record))
     return w.getvalue()
+
+
+def _quantised(
+    s: TensorSlot, new_slots: list[TensorSlot], new: bytes, old_slots: list[TensorSlot], base: bytes
+) -> bytes | None:
+    """An 8-bit tensor coded against the float32 tensor it quantises: the one
+    whose name is the longest prefix of its name (``w`` -> ``w_quantized``),
+    with the scalar float32 tensors named after it as candidate scales."""
+    source = None
+    for i, o in enumerate(old_slots):
+        if o.data_type == 1 and o.length == 4 * s.length and s.name.startswith(o.name):
+            if source is None or len(o.name) > len(old_slots[source].name):
+                source = i
+    if source is None:
+        return None
+    o = old_slots[source]
+    scales = [
+        float(np.frombuffer(new[t.offset : t.end], "<f4")[0])
+        for t in new_slots
+        if t.data_type == 1 and t.length == 4 and t.name.startswith(o.name) and "scale" in t.name
+    ]
+    return encode_quantised(new[s.offset : s.end], s.data_type == 3, source, base[o.offset : o.end], scales)
 
 
 def decode_model(payload: bytes, base: bytes | None, target_length: int) -> bytes:

@@ -126,3 +126,23 @@ def test_best_encoding_is_sorted_skips_model_codecs_for_non_onnx_and_round_trips
     assert codecs.decode(choices[0].blob, old) == new
     text = b"not a model " * 100
     assert {c.codec for c in codecs.best_encoding(text, {"v1": b"also not"})} == {"full", "bytedelta"}
+
+
+@SETTINGS
+@given(st.integers(0, 2**32 - 1), st.booleans(), st.floats(0.0, 0.2))
+def test_int8_release_is_coded_against_the_float_weights_it_quantises(seed: int, signed: bool, noise: float) -> None:
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0, 0.1, size=int(rng.integers(1, 4000))).astype(np.float32)
+    scale = np.float32(np.abs(w).max() / (127 if signed else 255))
+    zp = 0 if signed else 128
+    lo, hi = (-128, 127) if signed else (0, 255)
+    q = np.clip(np.rint(w / scale) + zp, lo, hi)
+    flip = rng.random(w.size) < noise  # a quantiser that rounds differently now and then
+    q[flip] = np.clip(q[flip] + 1, lo, hi)
+    q = q.astype(np.int8 if signed else np.uint8)
+    old = model_bytes({"w": w, "b": np.ones(3, np.float32)})
+    new = model_bytes({"w_quantized": q, "w_scale": np.array(scale), "b": np.ones(3, np.float32)})
+    blob = codecs.encode("tensordelta", new, old)
+    assert codecs.decode(blob, old) == new
+    if noise == 0 and w.size > 500:
+        assert len(blob) < 400 + q.size // 20  # predicted, not sent

@@ -70,3 +70,14 @@ def test_unchanged_model_costs_almost_nothing(v10: bytes) -> None:
     blob = codecs.encode("tensordelta", v10, v10)
     assert len(blob) < 1000
     assert codecs.decode(blob, v10) == v10
+
+
+def test_int8_release_of_the_real_model_costs_a_few_kilobytes(v10: bytes, tmp_path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    (tmp_path / "fp32.onnx").write_bytes(v10)
+    quantize_dynamic(str(tmp_path / "fp32.onnx"), str(tmp_path / "int8.onnx"), weight_type=QuantType.QInt8)
+    int8 = (tmp_path / "int8.onnx").read_bytes()
+    blob = codecs.encode("tensordelta", int8, v10)
+    assert len(blob) < 10_000 < len(int8) // 100
+    assert codecs.decode(blob, v10) == int8
