@@ -1,0 +1,75 @@
+"""ONNX Runtime sessions and the ModelInfo embedded in an ONNX file.
+
+Kept apart from the zoo so the agent can run any published model with only
+this module, ``imaging`` and ``selftest``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+from google.protobuf.message import DecodeError
+
+from modelpack.metadata import ONNX_METADATA_KEY, ModelInfo
+
+log = logging.getLogger(__name__)
+
+
+class NotAnOnnxModel(ValueError):
+    """The bytes given are not a loadable ONNX model."""
+
+
+def load_model_proto(source: bytes | str | Path, *, what: str | None = None) -> onnx.ModelProto:
+    """Parse ONNX bytes (or a file), with a clear error for anything else."""
+    label = what or (str(source) if not isinstance(source, bytes) else "model bytes")
+    if not isinstance(source, bytes):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such model file")
+        source = path.read_bytes()
+    if not source:
+        raise NotAnOnnxModel(f"{label}: empty file, not an ONNX model")
+    try:
+        model = onnx.load_model_from_string(source)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise NotAnOnnxModel(f"{label}: not an ONNX model ({exc.__class__.__name__}: {exc})") from exc
+    if not model.graph.node or model.ir_version == 0:
+        raise NotAnOnnxModel(f"{label}: not an ONNX model (no graph or IR version)")
+    return model
+
+
+def read_model_info(source: bytes | str | Path | onnx.ModelProto) -> ModelInfo | None:
+    """The ModelInfo stored in an ONNX file's ``metadata_props``, or None."""
+    model = source if isinstance(source, onnx.ModelProto) else load_model_proto(source)
+    for prop in model.metadata_props:
+        if prop.key == ONNX_METADATA_KEY:
+            return ModelInfo.from_json(prop.value)
+    return None
+
+
+def set_model_info(model: onnx.ModelProto, info: ModelInfo) -> None:
+    """Store ``info`` in ``model.metadata_props`` (replacing an earlier one)."""
+    keep = [(p.key, p.value) for p in model.metadata_props if p.key != ONNX_METADATA_KEY]
+    del model.metadata_props[:]
+    for key, value in keep + [(ONNX_METADATA_KEY, info.to_json())]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def make_session(source: bytes | str | Path, *, threads: int = 1) -> ort.InferenceSession:
+    """A CPU InferenceSession. One thread by default: results are then
+    reproducible run to run, and the machines we share have few cores."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    if not isinstance(source, bytes):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such model file")
+        source = path.read_bytes()
+    load_model_proto(source)  # a clear error before ORT's terse one
+    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])

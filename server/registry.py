@@ -1,0 +1,308 @@
+"""The registry's domain logic, free of gRPC: publish, list, offer, serve, record.
+
+Servicers in ``server/service.py`` are thin adapters over this class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import onnx
+
+from server.keys import utcnow
+from server.storage import BlobNotFound, FileBlobStore, MetadataStore, ModelRecord, ReportRecord, StorageError
+from server.tuf_repo import TufRepository
+
+log = logging.getLogger(__name__)
+
+MAX_MODEL_BYTES = 512 * 1024 * 1024  # an AlexNet-sized model (240 MB) fits twice
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_SEMVER_RE = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+)
+
+
+class RegistryError(Exception):
+    """A request the registry refuses. ``kind`` maps to a gRPC status code."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # "invalid", "exists", "not_found", "too_large"
+
+
+def semver_key(version: str) -> tuple:
+    """Sort key for semantic versions; a pre-release sorts before its release."""
+    m = _SEMVER_RE.match(version)
+    if not m:
+        raise RegistryError("invalid", f"version {version!r} is not a semantic version (MAJOR.MINOR.PATCH)")
+    major, minor, patch, pre = m.groups()
+    pre_key: tuple = (1,) if pre is None else (0, *((0, int(p)) if p.isdigit() else (1, p) for p in pre.split(".")))
+    return (int(major), int(minor), int(patch), pre_key)
+
+
+def validate_onnx(data: bytes, where: str = "upload") -> onnx.ModelProto:
+    """Refuse anything that is not a well-formed ONNX model, saying why."""
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as e:  # protobuf raises DecodeError and friends
+        raise RegistryError("invalid", f"{where} is not an ONNX model (protobuf decode failed: {e})") from None
+    if not model.graph.node:
+        raise RegistryError("invalid", f"{where} is not an ONNX model (no graph nodes)")
+    try:
+        onnx.checker.check_model(model, full_check=False)
+    except onnx.checker.ValidationError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unknown error"
+        raise RegistryError("invalid", f"{where} fails onnx.checker: {first}") from None
+    return model
+
+
+@dataclass(frozen=True)
+class Offer:
+    name: str
+    version: str
+    target_path: str
+    length: int
+    sha256: str
+    encoding: str = "full"
+    download_path: str = ""
+    download_length: int = 0
+    base_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class DownloadStat:
+    """One served Download call, kept in memory for tests and metrics."""
+
+    kind: str
+    path: str
+    offset: int
+    bytes_sent: int
+
+
+class Registry:
+    """Publishes model versions as signed TUF targets and serves them."""
+
+    def __init__(self, store: MetadataStore, blobs: FileBlobStore, tuf: TufRepository) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.tuf = tuf
+        self.downloads: list[DownloadStat] = []
+
+    @classmethod
+    def open(cls, data_dir: Path, keys_dir: Path) -> "Registry":
+        """The embedded default: SQLite + a blob directory under ``data_dir``."""
+        from server.keys import Keystore
+        from server.storage import SqliteMetadataStore
+
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        store = SqliteMetadataStore(data_dir / "registry.sqlite3")
+        blobs = FileBlobStore(data_dir / "blobs")
+        return cls(store, blobs, TufRepository(store, Keystore(keys_dir)))
+
+    # -- publishing -----------------------------------------------------------------
+    def publish_stream(
+        self,
+        name: str,
+        version: str,
+        length: int,
+        sha256: str,
+        chunks: Iterable[bytes],
+        hardware_ids: Iterable[str] = (),
+        metadata_json: str = "",
+    ) -> ModelRecord:
+        """Spool an upload to disk, check it, then publish it."""
+        if length > MAX_MODEL_BYTES:
+            raise RegistryError("too_large", f"model is {length} B; the limit is {MAX_MODEL_BYTES} B")
+        fd, tmp = self.blobs.tempfile()
+        h = hashlib.sha256()
+        received = 0
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in chunks:
+                    received += len(chunk)
+                    if received > length:
+                        raise RegistryError("invalid", f"upload sent more than the announced {length} B")
+                    h.update(chunk)
+                    f.write(chunk)
+            if received != length:
+                raise RegistryError("invalid", f"upload truncated: received {received} of {length} B")
+            if sha256 and h.hexdigest() != sha256:
+                raise RegistryError("invalid", f"upload corrupted: sha256 {h.hexdigest()} != announced {sha256}")
+            return self._publish_file(name, version, tmp, h.hexdigest(), length, hardware_ids, metadata_json)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def publish_bytes(
+        self, name: str, version: str, data: bytes, hardware_ids: Iterable[str] = (), metadata_json: str = ""
+    ) -> ModelRecord:
+        sha = hashlib.sha256(data).hexdigest()
+        return self.publish_stream(name, version, len(data), sha, [data], hardware_ids, metadata_json)
+
+    def _publish_file(
+        self,
+        name: str,
+        version: str,
+        path: Path,
+        sha256: str,
+        length: int,
+        hardware_ids: Iterable[str],
+        metadata_json: str,
+    ) -> ModelRecord:
+        if not _NAME_RE.match(name):
+            raise RegistryError("invalid", f"model name {name!r} must be lowercase letters, digits, '.', '_' or '-'")
+        semver_key(version)
+        existing = self.store.get_model(name, version)
+        if existing is not None:
+            if existing.sha256 == sha256:
+                return existing  # idempotent re-publish of the same bytes
+            raise RegistryError(
+                "exists",
+                f"{name} {version} is already published with sha256 {existing.sha256[:16]}…; "
+                "versions are immutable: publish a new version",
+            )
+        model = validate_onnx(path.read_bytes(), where=f"{name} {version}")
+        info = _model_info_json(model, metadata_json)
+        hw = tuple(sorted(set(hardware_ids)))
+        target_path = f"{name}/{version}.onnx"
+        custom = {"name": name, "version": version, "hardware_ids": list(hw), "model_info": info}
+        self.blobs.put_file(path, sha256)
+        self.tuf.add_target(target_path, length, sha256, custom)
+        rec = ModelRecord(
+            name=name,
+            version=version,
+            sha256=sha256,
+            length=length,
+            target_path=target_path,
+            hardware_ids=hw,
+            metadata_json=json.dumps(info, sort_keys=True),
+            published_at=utcnow().isoformat().replace("+00:00", "Z"),
+        )
+        try:
+            self.store.add_model(rec)
+        except StorageError as e:
+            raise RegistryError("exists", str(e)) from None
+        log.info("published %s %s (%d B, sha256 %s)", name, version, length, sha256[:12])
+        return rec
+
+    def list_versions(self, name: str | None = None) -> list[ModelRecord]:
+        recs = self.store.list_models(name or None)
+        return sorted(recs, key=lambda r: (r.name, semver_key(r.version)))
+
+    # -- vehicles ---------------------------------------------------------------------
+    def offers_for(
+        self,
+        vehicle_id: str,
+        hardware_id: str,
+        installed: dict[str, tuple[str, str]],
+        wanted: Iterable[str] = (),
+    ) -> list[Offer]:
+        """The newest version of each wanted model that this hardware may run."""
+        wanted = set(wanted)
+        latest: dict[str, ModelRecord] = {}
+        for rec in self.store.list_models():
+            if wanted and rec.name not in wanted:
+                continue
+            if rec.hardware_ids and hardware_id not in rec.hardware_ids:
+                continue
+            cur = latest.get(rec.name)
+            if cur is None or semver_key(rec.version) > semver_key(cur.version):
+                latest[rec.name] = rec
+        offers = []
+        for name, rec in sorted(latest.items()):
+            have = installed.get(name)
+            if have is not None and have[1] == rec.sha256:
+                continue
+            offers.append(
+                Offer(
+                    name=rec.name,
+                    version=rec.version,
+                    target_path=rec.target_path,
+                    length=rec.length,
+                    sha256=rec.sha256,
+                    encoding="full",
+                    download_path=consistent_target_path(rec.target_path, rec.sha256),
+                    download_length=rec.length,
+                )
+            )
+        return offers
+
+    def open_target(self, path: str) -> tuple[BinaryIO, int]:
+        """Open ``dir/<sha256>.<file>`` (TUF consistent-snapshot target path)."""
+        directory, _, base = path.rpartition("/")
+        digest, dot, rest = base.partition(".")
+        if not dot or not self.store.models_by_sha256(digest):
+            raise RegistryError("not_found", f"no target {path!r}")
+        if not any(r.target_path == (f"{directory}/{rest}" if directory else rest) for r in self.store.models_by_sha256(digest)):
+            raise RegistryError("not_found", f"no target {path!r}")
+        try:
+            return self.blobs.open(digest), self.blobs.size(digest)
+        except BlobNotFound as e:
+            raise RegistryError("not_found", str(e)) from None
+
+    def read_chunks(self, kind: str, path: str, offset: int, max_bytes: int, chunk_size: int) -> Iterator[tuple[int, bytes, int]]:
+        """Yield ``(offset, data, total_length)`` for a Download call."""
+        if kind == "metadata":
+            try:
+                data = self.tuf.get_file(path)
+            except FileNotFoundError:
+                raise RegistryError("not_found", f"no metadata file {path!r}") from None
+            f: BinaryIO = io.BytesIO(data)
+            total = len(data)
+        elif kind == "target":
+            f, total = self.open_target(path)
+        else:
+            raise RegistryError("invalid", f"unknown file kind {kind!r}")
+        if offset > total:
+            f.close()
+            raise RegistryError("invalid", f"offset {offset} is past the end of {path!r} ({total} B)")
+        end = total if not max_bytes else min(total, offset + max_bytes)
+        stat_sent = 0
+        try:
+            f.seek(offset)
+            pos = offset
+            while pos < end:
+                data = f.read(min(chunk_size, end - pos))
+                if not data:
+                    break
+                yield pos, data, total
+                pos += len(data)
+                stat_sent += len(data)
+        finally:
+            f.close()
+            self.downloads.append(DownloadStat(kind, path, offset, stat_sent))
+
+    def record_report(self, rep: ReportRecord) -> None:
+        if not rep.vehicle_id:
+            raise RegistryError("invalid", "report without a vehicle_id")
+        self.store.add_report(rep)
+        log.info("vehicle %s: %s %s %s %s", rep.vehicle_id, rep.name, rep.version, rep.status, rep.reason)
+
+
+def consistent_target_path(target_path: str, sha256: str) -> str:
+    directory, sep, base = target_path.rpartition("/")
+    return f"{directory}{sep}{sha256}.{base}"
+
+
+def _model_info_json(model: onnx.ModelProto, metadata_json: str) -> dict:
+    """The publisher's ModelInfo if given, else the one embedded in the ONNX file."""
+    from modelpack.metadata import ONNX_METADATA_KEY, ModelInfo
+
+    text = metadata_json.strip()
+    if not text:
+        text = next((p.value for p in model.metadata_props if p.key == ONNX_METADATA_KEY), "")
+    if not text:
+        return {}
+    try:
+        return ModelInfo.from_json(text).to_dict()
+    except (ValueError, TypeError) as e:
+        raise RegistryError("invalid", f"model metadata is not a valid ModelInfo: {e}") from None

@@ -1,0 +1,165 @@
+"""gRPC servicers: thin adapters from the wire contract to ``Registry``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from ota.v1 import ota_pb2, ota_pb2_grpc
+from server.registry import Registry, RegistryError
+from server.storage import ReportRecord
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 256 * 1024
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # every message is a chunk or a small record
+
+_CODES = {
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+    "exists": grpc.StatusCode.ALREADY_EXISTS,
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "too_large": grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+_KINDS = {ota_pb2.FILE_KIND_METADATA: "metadata", ota_pb2.FILE_KIND_TARGET: "target"}
+
+
+def _abort(context: grpc.ServicerContext, e: RegistryError) -> None:
+    context.abort(_CODES.get(e.kind, grpc.StatusCode.FAILED_PRECONDITION), str(e))
+
+
+def _record_pb(rec) -> ota_pb2.ModelVersion:
+    return ota_pb2.ModelVersion(
+        name=rec.name,
+        version=rec.version,
+        sha256=rec.sha256,
+        length=rec.length,
+        target_path=rec.target_path,
+        hardware_ids=list(rec.hardware_ids),
+        published_at=rec.published_at,
+        metadata_json=rec.metadata_json,
+    )
+
+
+class PublisherServicer(ota_pb2_grpc.PublisherServicer):
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def UploadModel(self, request_iterator: Iterator[ota_pb2.UploadRequest], context: grpc.ServicerContext):
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first UploadRequest must carry the header")
+        h = first.header
+
+        def chunks() -> Iterator[bytes]:
+            for req in request_iterator:
+                if req.WhichOneof("part") != "chunk":
+                    raise RegistryError("invalid", "only one header is allowed, at the start")
+                yield req.chunk
+
+        try:
+            rec = self._registry.publish_stream(
+                h.name, h.version, h.length, h.sha256, chunks(), h.hardware_ids, h.metadata_json
+            )
+        except RegistryError as e:
+            _abort(context, e)
+        return ota_pb2.UploadResponse(
+            name=rec.name,
+            version=rec.version,
+            sha256=rec.sha256,
+            length=rec.length,
+            target_path=rec.target_path,
+            bytes_received=rec.length,
+        )
+
+    def ListModels(self, request: ota_pb2.ListModelsRequest, context: grpc.ServicerContext):
+        return ota_pb2.ListModelsResponse(versions=[_record_pb(r) for r in self._registry.list_versions(request.name)])
+
+
+class VehicleServicer(ota_pb2_grpc.VehicleServicer):
+    def __init__(self, registry: Registry, chunk_size: int = CHUNK_SIZE) -> None:
+        self._registry = registry
+        self._chunk_size = chunk_size
+
+    def CheckForUpdate(self, request: ota_pb2.CheckRequest, context: grpc.ServicerContext):
+        if not request.vehicle_id:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "CheckRequest.vehicle_id is required")
+        installed = {m.name: (m.version, m.sha256) for m in request.installed}
+        offers = self._registry.offers_for(request.vehicle_id, request.hardware_id, installed, request.wanted_models)
+        return ota_pb2.CheckResponse(
+            offers=[
+                ota_pb2.UpdateOffer(
+                    name=o.name,
+                    version=o.version,
+                    target_path=o.target_path,
+                    length=o.length,
+                    sha256=o.sha256,
+                    encoding=o.encoding,
+                    download_path=o.download_path,
+                    download_length=o.download_length,
+                    base_sha256=o.base_sha256,
+                )
+                for o in offers
+            ]
+        )
+
+    def Download(self, request: ota_pb2.DownloadRequest, context: grpc.ServicerContext):
+        kind = _KINDS.get(request.kind)
+        if kind is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported file kind {request.kind}")
+        try:
+            for offset, data, total in self._registry.read_chunks(
+                kind, request.path, request.offset, request.max_bytes, self._chunk_size
+            ):
+                if not context.is_active():
+                    return
+                yield ota_pb2.DownloadChunk(offset=offset, data=data, total_length=total)
+        except RegistryError as e:
+            _abort(context, e)
+
+    def ReportInstall(self, request: ota_pb2.InstallReport, context: grpc.ServicerContext):
+        rep = ReportRecord(
+            vehicle_id=request.vehicle_id,
+            name=request.name,
+            version=request.version,
+            status=ota_pb2.InstallStatus.Name(request.status).removeprefix("INSTALL_STATUS_").lower(),
+            reason=request.reason,
+            hardware_id=request.hardware_id,
+            sha256=request.sha256,
+            from_version=request.from_version,
+            encoding=request.encoding,
+            bytes_downloaded=request.bytes_downloaded,
+            duration_s=request.duration_s,
+            active_version=request.active_version,
+        )
+        try:
+            self._registry.record_report(rep)
+        except RegistryError as e:
+            _abort(context, e)
+        return ota_pb2.ReportAck(accepted=True)
+
+
+def create_server(registry: Registry, listen: str = "127.0.0.1:0", max_workers: int = 16) -> tuple[grpc.Server, int]:
+    """Build and start a registry gRPC server; return it and the bound port."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry"),
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    ota_pb2_grpc.add_PublisherServicer_to_server(PublisherServicer(registry), server)
+    ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"could not listen on {listen}")
+    server.start()
+    for svc in ("", "ota.v1.Publisher", "ota.v1.Vehicle"):
+        health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
+    log.info("registry listening on %s (port %d)", listen, port)
+    return server, port

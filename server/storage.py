@@ -1,0 +1,300 @@
+"""Registry storage: what the registry keeps, behind small interfaces.
+
+Two concerns, two interfaces:
+- ``BlobStore``: content-addressed bytes (model files, encodings), keyed by
+  sha256. The embedded default is a directory on disk, written crash-safely.
+- ``MetadataStore``: model versions, signed TUF metadata history and vehicle
+  reports. The embedded default is SQLite; a scale-out engine implements the
+  same protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from modelpack.fsio import fsync_dir
+
+log = logging.getLogger(__name__)
+
+
+class StorageError(Exception):
+    """A storage operation failed; the message says what and where."""
+
+
+class BlobNotFound(StorageError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One immutable model version: the exact bytes are its identity."""
+
+    name: str
+    version: str
+    sha256: str
+    length: int
+    target_path: str
+    hardware_ids: tuple[str, ...] = ()
+    metadata_json: str = "{}"
+    published_at: str = ""
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """One step a vehicle reported (downloading, installed, failed, ...)."""
+
+    vehicle_id: str
+    name: str
+    version: str
+    status: str
+    reason: str = ""
+    hardware_id: str = ""
+    sha256: str = ""
+    from_version: str = ""
+    encoding: str = ""
+    bytes_downloaded: int = 0
+    duration_s: float = 0.0
+    active_version: str = ""
+    received_at: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class BlobStore(Protocol):
+    def put_file(self, src: Path, sha256: str) -> None: ...
+    def put_bytes(self, data: bytes) -> str: ...
+    def open(self, sha256: str) -> BinaryIO: ...
+    def size(self, sha256: str) -> int: ...
+    def exists(self, sha256: str) -> bool: ...
+
+
+class MetadataStore(Protocol):
+    def add_model(self, rec: ModelRecord) -> None: ...
+    def get_model(self, name: str, version: str) -> ModelRecord | None: ...
+    def list_models(self, name: str | None = None) -> list[ModelRecord]: ...
+    def models_by_sha256(self, sha256: str) -> list[ModelRecord]: ...
+    def put_tuf_metadata(self, role: str, version: int, data: bytes) -> None: ...
+    def get_tuf_metadata(self, role: str, version: int | None = None) -> bytes | None: ...
+    def add_report(self, rep: ReportRecord) -> None: ...
+    def list_reports(self, vehicle_id: str | None = None) -> list[ReportRecord]: ...
+
+
+class FileBlobStore:
+    """Blobs as files named by their sha256 under ``root/ab/abcdef…``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.root / "tmp"
+        self._tmp.mkdir(exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise BlobNotFound(f"not a sha256 digest: {sha256!r}")
+        return self.root / sha256[:2] / sha256
+
+    def tempfile(self) -> tuple[int, Path]:
+        """A scratch file on the same filesystem, for spooling uploads."""
+        fd, name = tempfile.mkstemp(dir=self._tmp, suffix=".part")
+        return fd, Path(name)
+
+    def put_file(self, src: Path, sha256: str) -> None:
+        """Move a fully written, already hashed file into the store."""
+        dest = self.path(sha256)
+        dest.parent.mkdir(exist_ok=True)
+        with open(src, "rb") as f:
+            os.fsync(f.fileno())
+        if dest.exists():
+            os.unlink(src)
+            return
+        os.replace(src, dest)
+        fsync_dir(dest.parent)
+
+    def put_bytes(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        if self.exists(sha):
+            return sha
+        fd, tmp = self.tempfile()
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self.put_file(tmp, sha)
+        return sha
+
+    def open(self, sha256: str) -> BinaryIO:
+        try:
+            return open(self.path(sha256), "rb")
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {sha256} is not in the store at {self.root}") from None
+
+    def size(self, sha256: str) -> int:
+        try:
+            return self.path(sha256).stat().st_size
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {sha256} is not in the store at {self.root}") from None
+
+    def exists(self, sha256: str) -> bool:
+        try:
+            return self.path(sha256).exists()
+        except BlobNotFound:
+            return False
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    length INTEGER NOT NULL,
+    target_path TEXT NOT NULL,
+    hardware_ids TEXT NOT NULL,
+    metadata_json TEXT NOT NULL,
+    published_at TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE INDEX IF NOT EXISTS models_sha256 ON models (sha256);
+CREATE TABLE IF NOT EXISTS tuf_metadata (
+    role TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (role, version)
+);
+CREATE TABLE IF NOT EXISTS reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    vehicle_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL,
+    received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS reports_vehicle ON reports (vehicle_id);
+"""
+
+
+class SqliteMetadataStore:
+    """The embedded default: one SQLite file in WAL mode, serialised by a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- models ---------------------------------------------------------------
+    def add_model(self, rec: ModelRecord) -> None:
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO models VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        rec.name,
+                        rec.version,
+                        rec.sha256,
+                        rec.length,
+                        rec.target_path,
+                        json.dumps(list(rec.hardware_ids)),
+                        rec.metadata_json,
+                        rec.published_at,
+                    ),
+                )
+        except sqlite3.IntegrityError as e:
+            raise StorageError(f"model {rec.name} {rec.version} already exists") from e
+
+    @staticmethod
+    def _model(row: tuple) -> ModelRecord:
+        return ModelRecord(
+            name=row[0],
+            version=row[1],
+            sha256=row[2],
+            length=row[3],
+            target_path=row[4],
+            hardware_ids=tuple(json.loads(row[5])),
+            metadata_json=row[6],
+            published_at=row[7],
+        )
+
+    def get_model(self, name: str, version: str) -> ModelRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM models WHERE name=? AND version=?", (name, version)).fetchone()
+        return self._model(row) if row else None
+
+    def list_models(self, name: str | None = None) -> list[ModelRecord]:
+        with self._lock:
+            if name:
+                rows = self._db.execute("SELECT * FROM models WHERE name=? ORDER BY published_at", (name,)).fetchall()
+            else:
+                rows = self._db.execute("SELECT * FROM models ORDER BY name, published_at").fetchall()
+        return [self._model(r) for r in rows]
+
+    def models_by_sha256(self, sha256: str) -> list[ModelRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM models WHERE sha256=?", (sha256,)).fetchall()
+        return [self._model(r) for r in rows]
+
+    # -- TUF metadata history ---------------------------------------------------
+    def put_tuf_metadata(self, role: str, version: int, data: bytes) -> None:
+        try:
+            with self._tx() as db:
+                db.execute("INSERT INTO tuf_metadata VALUES (?,?,?)", (role, version, data))
+        except sqlite3.IntegrityError as e:
+            raise StorageError(f"TUF {role} version {version} already exists") from e
+
+    def get_tuf_metadata(self, role: str, version: int | None = None) -> bytes | None:
+        with self._lock:
+            if version is None:
+                row = self._db.execute(
+                    "SELECT data FROM tuf_metadata WHERE role=? ORDER BY version DESC LIMIT 1", (role,)
+                ).fetchone()
+            else:
+                row = self._db.execute(
+                    "SELECT data FROM tuf_metadata WHERE role=? AND version=?", (role, version)
+                ).fetchone()
+        return bytes(row[0]) if row else None
+
+    # -- vehicle reports ----------------------------------------------------------
+    def add_report(self, rep: ReportRecord) -> None:
+        body = {k: v for k, v in rep.__dict__.items() if k != "received_at"}
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO reports (vehicle_id, name, version, status, body) VALUES (?,?,?,?,?)",
+                (rep.vehicle_id, rep.name, rep.version, rep.status, json.dumps(body)),
+            )
+
+    def list_reports(self, vehicle_id: str | None = None) -> list[ReportRecord]:
+        with self._lock:
+            if vehicle_id:
+                rows = self._db.execute(
+                    "SELECT body, received_at FROM reports WHERE vehicle_id=? ORDER BY id", (vehicle_id,)
+                ).fetchall()
+            else:
+                rows = self._db.execute("SELECT body, received_at FROM reports ORDER BY id").fetchall()
+        return [ReportRecord(**{**json.loads(b), "received_at": t}) for b, t in rows]

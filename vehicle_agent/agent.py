@@ -1,0 +1,280 @@
+"""The vehicle agent: check in, verify through TUF, stage, self-test, switch, report.
+
+One update cycle (``update_once``):
+
+1. Refresh TUF metadata from the registry (python-tuf's ``Updater`` over the
+   gRPC fetcher). Everything after this trusts only what is signed.
+2. Ask the registry what to run. Its answer is a hint: each offered target must
+   be found in the signed targets metadata, for this hardware id.
+3. Download the target (resumable), verify length and sha256 against the
+   signed target, and stage it into the inactive A/B slot.
+4. Load it in ONNX Runtime and run the signed self-test.
+5. Switch the active slot atomically, then report the result.
+
+Any failure leaves the previous model active and is reported with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tuf.api import exceptions as tuf_exc
+from tuf.api.metadata import TargetFile
+from tuf.ngclient import Updater, UpdaterConfig
+
+from modelpack.metadata import ModelInfo
+from ota.v1 import ota_pb2
+from vehicle_agent.download import DownloadFailed, download_target
+from vehicle_agent.fetcher import METADATA_URL, TARGET_URL, GrpcFetcher
+from vehicle_agent.runtime import LoadedModel, SelfTestFailed, load_session, self_test
+from vehicle_agent.slots import SlotRecord, SlotStore
+from vehicle_agent.transport import RegistryClient, TransportError
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, int, int], None]  # (model name, done, total)
+
+
+class AgentError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    registry: str
+    state_dir: Path
+    vehicle_id: str = "vehicle-0001"
+    hardware_id: str = "generic-x86_64"
+    wanted_models: tuple[str, ...] = ()
+    trusted_root: Path | None = None  # provisioned at the factory; needed once
+
+
+@dataclass
+class UpdateOutcome:
+    """What one update attempt of one model did, with measured figures."""
+
+    name: str
+    version: str
+    from_version: str
+    status: str  # "installed" | "failed" | "attack_detected"
+    reason: str = ""
+    encoding: str = "full"
+    bytes_downloaded: int = 0
+    length: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return sum(self.timings.values())
+
+
+_STATUS = {
+    "downloading": ota_pb2.INSTALL_STATUS_DOWNLOADING,
+    "installed": ota_pb2.INSTALL_STATUS_INSTALLED,
+    "failed": ota_pb2.INSTALL_STATUS_FAILED,
+    "attack_detected": ota_pb2.INSTALL_STATUS_ATTACK_DETECTED,
+}
+
+
+class VehicleAgent:
+    def __init__(self, config: AgentConfig, client: RegistryClient | None = None) -> None:
+        self.config = config
+        self.state_dir = Path(config.state_dir)
+        self.slots = SlotStore(self.state_dir)
+        self.client = client or RegistryClient(config.registry)
+        self._tuf_dir = self.state_dir / "tuf"
+        self._downloads = self.state_dir / "downloads"
+        self._bootstrap_trust()
+        self.models: dict[str, LoadedModel] = {}
+        self._load_active()
+
+    # -- start-up -------------------------------------------------------------------
+    def _bootstrap_trust(self) -> None:
+        self._tuf_dir.mkdir(parents=True, exist_ok=True)
+        root = self._tuf_dir / "root.json"
+        if root.exists():
+            return
+        if self.config.trusted_root is None or not Path(self.config.trusted_root).exists():
+            raise AgentError(
+                f"no trusted root in {self._tuf_dir}: provision one with --trusted-root ROOT.json "
+                "(the keystore's root.json)"
+            )
+        shutil.copyfile(self.config.trusted_root, root)
+
+    def _load_active(self) -> None:
+        """Load the active model of each slot set; fall back to the other slot if damaged."""
+        for name, m in self.slots.load().items():
+            for slot in [m.active, m.inactive()] if m.active else []:
+                rec = m.slots.get(slot)
+                if rec is None or not self.slots.verify(name, slot):
+                    log.error("%s: slot %s is missing or damaged; not loading it", name, slot)
+                    continue
+                try:
+                    session = load_session(self.slots.model_path(name, slot))
+                except Exception as e:
+                    log.error("%s: slot %s does not load: %s", name, slot, e)
+                    continue
+                if slot != m.active:
+                    self.slots.activate(name, slot)
+                    log.warning("%s: fell back to slot %s (%s)", name, slot, rec.version)
+                self.models[name] = LoadedModel(session, _info(rec.model_info), rec.version, rec.sha256)
+                break
+
+    def installed(self) -> dict[str, SlotRecord]:
+        out = {}
+        for name, m in self.slots.load().items():
+            rec = m.active_record()
+            if rec is not None:
+                out[name] = rec
+        return out
+
+    # -- one update cycle -----------------------------------------------------------------
+    def _updater(self) -> Updater:
+        return Updater(
+            metadata_dir=str(self._tuf_dir),
+            metadata_base_url=METADATA_URL,
+            target_base_url=TARGET_URL,
+            target_dir=str(self._downloads),
+            fetcher=GrpcFetcher(self.client, self.config.vehicle_id),
+            config=UpdaterConfig(),
+            bootstrap=None,
+        )
+
+    def update_once(self, progress: ProgressFn | None = None) -> list[UpdateOutcome]:
+        """Check in once and install what is offered; never raises for a bad update."""
+        t0 = time.perf_counter()
+        try:
+            updater = self._updater()
+            updater.refresh()
+        except (tuf_exc.RepositoryError, tuf_exc.DownloadError) as e:
+            log.error("TUF refresh failed, keeping current models: %s", e)
+            status = "attack_detected" if isinstance(e, tuf_exc.RepositoryError) else "failed"
+            out = UpdateOutcome("*", "", "", status, f"metadata refresh failed: {type(e).__name__}: {e}")
+            self._report(out)
+            return [out]
+        t_refresh = time.perf_counter() - t0
+        installed = self.installed()
+        req = ota_pb2.CheckRequest(
+            vehicle_id=self.config.vehicle_id,
+            hardware_id=self.config.hardware_id,
+            installed=[ota_pb2.InstalledModel(name=n, version=r.version, sha256=r.sha256) for n, r in installed.items()],
+            wanted_models=list(self.config.wanted_models),
+        )
+        try:
+            resp = self.client.check(req)
+        except TransportError as e:
+            log.warning("%s", e)
+            return [UpdateOutcome("*", "", "", "failed", str(e))]
+        outcomes = []
+        for offer in resp.offers:
+            cur = installed.get(offer.name)
+            outcome = self._install(updater, offer, cur.version if cur else "", progress)
+            outcome.timings = {"metadata": t_refresh, **outcome.timings}
+            self._report(outcome)
+            outcomes.append(outcome)
+        return outcomes
+
+    def _install(self, updater: Updater, offer: ota_pb2.UpdateOffer, from_version: str, progress: ProgressFn | None) -> UpdateOutcome:
+        out = UpdateOutcome(offer.name, offer.version, from_version, "failed", length=offer.length)
+        # 1. Only what TUF signed counts; the offer is a hint.
+        target = updater.get_targetinfo(offer.target_path)
+        if target is None:
+            out.status, out.reason = "attack_detected", f"offered target {offer.target_path!r} is not signed"
+            return out
+        custom = target.custom or {}
+        hw = custom.get("hardware_ids") or []
+        if hw and self.config.hardware_id not in hw:
+            out.status, out.reason = "failed", f"signed for hardware {hw}, this vehicle is {self.config.hardware_id}"
+            return out
+        if custom.get("name", offer.name) != offer.name:
+            out.status, out.reason = "attack_detected", f"target {target.path} is signed for model {custom.get('name')!r}"
+            return out
+        out.version = custom.get("version", offer.version)
+        out.length = target.length
+        # 2. Download and verify against the signed length and hash.
+        t = time.perf_counter()
+        try:
+            result = download_target(
+                self.client,
+                _download_path(target),
+                target,
+                self._downloads,
+                vehicle_id=self.config.vehicle_id,
+                progress=(lambda done, total: progress(offer.name, done, total)) if progress else None,
+            )
+        except DownloadFailed as e:
+            out.status = "attack_detected" if e.tampered else "failed"
+            out.reason = str(e)
+            return out
+        out.bytes_downloaded = result.bytes_fetched
+        out.timings["download+verify"] = time.perf_counter() - t
+        # 3. Stage into the inactive slot.
+        t = time.perf_counter()
+        rec = SlotRecord(
+            version=out.version,
+            sha256=target.hashes["sha256"],
+            length=target.length,
+            target_path=target.path,
+            model_info=custom.get("model_info", {}),
+        )
+        slot = self.slots.stage(offer.name, result.path, rec)
+        result.path.unlink(missing_ok=True)
+        out.timings["stage"] = time.perf_counter() - t
+        # 4. Load and self-test beside the running model.
+        t = time.perf_counter()
+        try:
+            info = _info(rec.model_info)
+            session = load_session(self.slots.model_path(offer.name, slot))
+            self_test(session, info)
+        except SelfTestFailed as e:
+            out.reason = f"self-test failed: {e}"
+            return out
+        except Exception as e:  # ORT load errors
+            out.reason = f"model does not load in ONNX Runtime: {e}"
+            return out
+        out.timings["load+self-test"] = time.perf_counter() - t
+        # 5. Switch atomically.
+        t = time.perf_counter()
+        self.slots.activate(offer.name, slot)
+        self.models[offer.name] = LoadedModel(session, info, rec.version, rec.sha256)
+        out.timings["switch"] = time.perf_counter() - t
+        out.status = "installed"
+        return out
+
+    def _report(self, out: UpdateOutcome) -> None:
+        active = self.models.get(out.name)
+        self.client.report(
+            ota_pb2.InstallReport(
+                vehicle_id=self.config.vehicle_id,
+                hardware_id=self.config.hardware_id,
+                name=out.name,
+                version=out.version,
+                status=_STATUS.get(out.status, ota_pb2.INSTALL_STATUS_FAILED),
+                reason=out.reason,
+                from_version=out.from_version,
+                encoding=out.encoding,
+                bytes_downloaded=out.bytes_downloaded,
+                duration_s=out.duration_s,
+                active_version=active.version if active else "",
+            )
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _info(d: dict) -> ModelInfo:
+    try:
+        return ModelInfo.from_dict(d) if d else ModelInfo()
+    except (TypeError, ValueError) as e:
+        raise SelfTestFailed(f"signed model_info is malformed: {e}") from None
+
+
+def _download_path(target: TargetFile) -> str:
+    directory, sep, base = target.path.rpartition("/")
+    return f"{directory}{sep}{target.hashes['sha256']}.{base}"

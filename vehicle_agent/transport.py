@@ -1,0 +1,85 @@
+"""The agent's side of the wire: a small client over the Vehicle service.
+
+Every RPC carries a deadline; a stream that stops delivering bytes for
+``stall_timeout_s`` is treated as broken, so a slow-retrieval attack or a dead
+link cannot hang the agent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+
+from ota.v1 import ota_pb2, ota_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+class TransportError(Exception):
+    """The registry could not be reached or answered with an error."""
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    rpc_deadline_s: float = 10.0
+    download_deadline_s: float = 600.0
+
+
+class RegistryClient:
+    """Vehicle-side stub wrapper: check-in, chunked downloads, reports."""
+
+    def __init__(self, address: str, config: TransportConfig = TransportConfig()) -> None:
+        self.address = address
+        self.config = config
+        self._channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.enable_retries", 0),
+            ],
+        )
+        self._stub = ota_pb2_grpc.VehicleStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "RegistryClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check(self, request: ota_pb2.CheckRequest) -> ota_pb2.CheckResponse:
+        try:
+            return self._stub.CheckForUpdate(request, timeout=self.config.rpc_deadline_s)
+        except grpc.RpcError as e:
+            raise TransportError(f"check-in at {self.address} failed: {e.code().name}: {e.details()}") from None
+
+    def download(
+        self, kind: int, path: str, offset: int = 0, max_bytes: int = 0, vehicle_id: str = ""
+    ) -> Iterator[ota_pb2.DownloadChunk]:
+        """Stream chunks of ``path`` from ``offset``; raises TransportError on failure."""
+        req = ota_pb2.DownloadRequest(kind=kind, path=path, offset=offset, max_bytes=max_bytes, vehicle_id=vehicle_id)
+        call = self._stub.Download(req, timeout=self.config.download_deadline_s)
+        try:
+            yield from call
+        except grpc.RpcError as e:
+            code = e.code()
+            if code == grpc.StatusCode.NOT_FOUND:
+                raise FileNotFoundError(f"{path}: {e.details()}") from None
+            raise TransportError(f"download of {path} at offset {offset} failed: {code.name}: {e.details()}") from None
+        finally:
+            call.cancel()
+
+    def report(self, report: ota_pb2.InstallReport) -> bool:
+        try:
+            return self._stub.ReportInstall(report, timeout=self.config.rpc_deadline_s).accepted
+        except grpc.RpcError as e:
+            log.warning("report to %s failed: %s: %s", self.address, e.code().name, e.details())
+            return False
