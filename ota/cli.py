@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("vehicle_agent.cli:agent", "Run the in-car vehicle agent."),
     "zoo": ("modelpack.cli:zoo", "Build the zoo's ONNX models (SqueezeNet, ...)."),
     "classify": ("modelpack.cli:classify", "Classify an image with an ONNX model."),
+    "simulate": ("simulator.cli:simulate", "Simulate a fleet rollout over limited links; compare strategies."),
 }
 
 

@@ -134,9 +134,9 @@ BUILTIN_LINKS: dict[str, LinkProfile] = {
 BUILTIN_PATTERNS: dict[str, Pattern] = {
     p.name: p
     for p in (
-        Pattern("commuter", 40.0, 300.0, 0.01),  # two drives a day, modem off when parked
+        Pattern("commuter", 40.0, 300.0, 0.003),  # two drives a day, modem off when parked
         Pattern("taxi", 480.0, 240.0, 0.005),  # on shift most of the day
-        Pattern("depot_nightly", 600.0, 840.0, 0.01),  # reachable parked at the depot
+        Pattern("depot_nightly", 600.0, 840.0, 0.003),  # reachable parked at the depot
         Pattern("long_haul", 600.0, 120.0, 0.005),  # trucks on the road, stops unreachable
         Pattern("always_on", 1e9, 1e-9, 0.0),
     )
