@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,8 @@ class Registry:
         self.store = store
         self.blobs = blobs
         self.tuf = tuf
-        self.downloads: list[DownloadStat] = []
+        # Recent Download calls (bounded: a long-running registry must not grow).
+        self.downloads: deque[DownloadStat] = deque(maxlen=4096)
 
     @classmethod
     def open(cls, data_dir: Path, keys_dir: Path) -> "Registry":
@@ -174,7 +176,13 @@ class Registry:
         info = _model_info_json(model, metadata_json)
         hw = tuple(sorted(set(hardware_ids)))
         target_path = f"{name}/{version}.onnx"
-        custom = {"name": name, "version": version, "hardware_ids": list(hw), "model_info": info}
+        # TUF's canonical JSON has no floats, so ModelInfo travels as a signed JSON string.
+        custom = {
+            "name": name,
+            "version": version,
+            "hardware_ids": list(hw),
+            "model_info_json": json.dumps(info, sort_keys=True),
+        }
         self.blobs.put_file(path, sha256)
         self.tuf.add_target(target_path, length, sha256, custom)
         rec = ModelRecord(

@@ -16,6 +16,7 @@ Any failure leaves the previous model active and is reported with its reason.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -196,6 +197,12 @@ class VehicleAgent:
             return out
         out.version = custom.get("version", offer.version)
         out.length = target.length
+        try:
+            model_info = _signed_model_info(custom)
+            info = _info(model_info)
+        except SelfTestFailed as e:
+            out.reason = str(e)
+            return out
         # 2. Download and verify against the signed length and hash.
         t = time.perf_counter()
         try:
@@ -220,7 +227,7 @@ class VehicleAgent:
             sha256=target.hashes["sha256"],
             length=target.length,
             target_path=target.path,
-            model_info=custom.get("model_info", {}),
+            model_info=model_info,
         )
         slot = self.slots.stage(offer.name, result.path, rec)
         result.path.unlink(missing_ok=True)
@@ -228,7 +235,6 @@ class VehicleAgent:
         # 4. Load and self-test beside the running model.
         t = time.perf_counter()
         try:
-            info = _info(rec.model_info)
             session = load_session(self.slots.model_path(offer.name, slot))
             self_test(session, info)
         except SelfTestFailed as e:
@@ -264,6 +270,18 @@ class VehicleAgent:
             )
         )
 
+    def classify(self, name: str, image: Path, k: int = 5) -> list:
+        """Top-k predictions of the active ``name`` model: what the perception stack sees."""
+        from modelpack.classify import top_k
+        from modelpack.imaging import load_image, load_labels, preprocess
+
+        model = self.models.get(name)
+        if model is None:
+            raise AgentError(f"no active model {name!r} on this vehicle")
+        x = preprocess(load_image(image), model.info.preprocessing)
+        scores = model.session.run(None, {model.info.input_name: x})[0]
+        return top_k(scores[0], load_labels(model.info.labels), k)
+
     def close(self) -> None:
         self.client.close()
 
@@ -273,6 +291,15 @@ def _info(d: dict) -> ModelInfo:
         return ModelInfo.from_dict(d) if d else ModelInfo()
     except (TypeError, ValueError) as e:
         raise SelfTestFailed(f"signed model_info is malformed: {e}") from None
+
+
+def _signed_model_info(custom: dict) -> dict:
+    text = custom.get("model_info_json") or "{}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SelfTestFailed(f"signed model_info_json is not JSON: {e}") from None
+    return value if isinstance(value, dict) else {}
 
 
 def _download_path(target: TargetFile) -> str:
