@@ -12,7 +12,8 @@ Transfer model of one session: it opens at the start of a reachable window
 reachable), spends ``setup_rtts`` round trips plus the session's metadata bytes
 before payload flows, then receives at the link's goodput times a log-normal
 factor drawn per window (cell load, signal). A resumable download keeps what it
-has across windows; a non-resumable one starts again. After the last byte the
+has across windows (in whole chunks of the registry's stream; the chunk in
+flight at a cut is paid for and lost); a non-resumable one starts again. After the last byte the
 install takes ``install_s`` and fails with the campaign's install failure rate
 (the same vehicles fail whatever the strategy).
 """
@@ -108,7 +109,13 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         nbytes[af] += remaining[af]
         an = act[~fin]
         nbytes[an] += can[~fin]
-        remaining[an] = remaining[an] - can[~fin] if sc.campaign.resumable else float(size)
+        if sc.campaign.resumable:
+            have = size - remaining[an] + can[~fin]
+            if sc.resume_chunk_bytes > 0:  # only whole chunks of the stream survive a cut
+                have = np.floor(have / sc.resume_chunk_bytes) * sc.resume_chunk_bytes
+            remaining[an] = size - have
+        else:
+            remaining[an] = float(size)
         w.advance(an)
         contact[an] = w.start[an]
         act = an

@@ -101,6 +101,9 @@ class Scenario:
     vehicles: int = 10_000
     horizon_days: float = 14.0
     session_overhead_bytes: int = 0  # metadata per session (TUF, gRPC headers)
+    # A download resumes from the last whole message of the registry's Download
+    # stream (server.service.CHUNK_SIZE): the part of a chunk in flight at a cut is lost.
+    resume_chunk_bytes: int = 256 * 1024
     strategies: tuple[str, ...] = (
         "alexnet_fp32",
         "squeezenet_fp32",
