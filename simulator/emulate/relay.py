@@ -150,10 +150,14 @@ class Relay:
                     _reset(up)
             for s in self._servers:
                 s.close()
+            # Reset connections end their handlers by themselves; cancel only stragglers
+            # (asyncio logs a cancelled connection handler as an error).
             rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in rest:
-                t.cancel()
-            await asyncio.gather(*rest, return_exceptions=True)
+            if rest:
+                _, pending = await asyncio.wait(rest, timeout=2)
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
 
         try:
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)

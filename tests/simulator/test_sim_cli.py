@@ -35,7 +35,7 @@ def test_simulate_is_deterministic_for_a_seed(tmp_path: Path, sizes_cache: Path)
             cli, ["simulate", "--scenario", "city_lte", "-n", "2000", "--seed", "9", "--out", str(out),
                   "--cache-dir", str(sizes_cache), "--strategies", "squeezenet_fp32"]
         )
-        assert r.exit_code == 0, (r.output, r.exc_info)
+        assert r.exit_code == 0, r.output
         reports.append("\n".join(l for l in (out / "report.md").read_text().splitlines() if "simulated in" not in l))
     assert reports[0] == reports[1]
 

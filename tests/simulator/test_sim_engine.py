@@ -54,10 +54,18 @@ def test_fleet_bytes_are_the_sum_over_vehicles_and_each_finished_download_is_siz
     assert summary.updated + summary.failed + summary.stuck == fleet.n
 
     ids = np.arange(fleet.n)
-    res = transfer(fleet, ids, 0.0, SMALL, sc.horizon_s)
+    exact = build_fleet(sc.replace(resume_chunk_bytes=0), 2000)  # byte-granular resume
+    res = transfer(exact, ids, 0.0, SMALL, sc.horizon_s)
     done = np.isfinite(res.done)
     expected = SMALL + sc.session_overhead_bytes * res.sessions[done]
     np.testing.assert_allclose(res.nbytes[done], expected)
+    # Resuming in whole stream chunks pays for the chunk in flight at each cut, no more.
+    chunked = transfer(fleet, ids, 0.0, SMALL, sc.horizon_s)
+    d2 = np.isfinite(chunked.done)
+    waste = chunked.nbytes[d2] - SMALL - sc.session_overhead_bytes * chunked.sessions[d2]
+    assert np.all(waste >= -1e-6)
+    assert np.all(waste <= sc.resume_chunk_bytes * np.maximum(chunked.sessions[d2] - 1, 0) + 1e-6)
+    assert waste.sum() > 0
     # Unfinished downloads have paid for less than the package (plus their sessions).
     assert np.all(res.nbytes[~done] < SMALL + sc.session_overhead_bytes * res.sessions[~done])
 
