@@ -27,3 +27,10 @@ protos: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Simulator benchmark: 1M-vehicle run time (median), the ready scenarios' reports, and the
+# emulation check with 20 real agents (root; skipped with the reason otherwise).
+# Updates the generated block of docs/simulator.md and its plots in docs/img/.
+.PHONY: bench-sim
+bench-sim: $(STAMP)
+	nice $(BIN)/python bench/sim_bench.py --update-docs
