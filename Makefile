@@ -41,3 +41,9 @@ bench-transfer: $(STAMP)
 	@$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	@$(BIN)/python -c 'import zipnn' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]'
 	nice $(BIN)/python bench/transfer_bench.py $(BENCH_TRANSFER_ARGS)
+# Simulator benchmark: 1M-vehicle run time (median), the ready scenarios' reports, and the
+# emulation check with 20 real agents (root; skipped with the reason otherwise).
+# Updates the generated block of docs/simulator.md and its plots in docs/img/.
+.PHONY: bench-sim
+bench-sim: $(STAMP)
+	nice $(BIN)/python bench/sim_bench.py --update-docs
