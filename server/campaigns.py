@@ -75,8 +75,12 @@ class CampaignManager:
         clock: Clock = time.time,
         refresh_s: float = 1.0,
         inventory_write_s: float = 60.0,
+        hold_new_versions: bool = False,
     ) -> None:
         self.store = store
+        # True: a version reaches vehicles only through a campaign (and is released when
+        # one completes). False: a version no campaign mentions is released when published.
+        self.hold_new_versions = hold_new_versions
         self.clock = clock
         self.refresh_s = refresh_s
         self.inventory_write_s = inventory_write_s
@@ -105,10 +109,11 @@ class CampaignManager:
         vehicle = self.observe(vehicle)
         with self._lock:
             views = self._views()
-            withheld = self._withheld(views)
+            withheld, completed = self._withheld(views)
             out: dict[str, ModelRecord] = {}
             for name, versions in compatible.items():
-                released = [r for r in versions if (name, r.version) not in withheld]
+                released = [r for r in versions if (name, r.version) not in withheld
+                            and (not self.hold_new_versions or (name, r.version) in completed)]
                 best = max(released, key=lambda r: semver_key(r.version), default=None)
                 have = vehicle.installed.get(name)
                 if best is not None and not (have and _is_downgrade(best.version, have[0])):
@@ -221,16 +226,19 @@ class CampaignManager:
         c.view, c.evaluated_at, c.offered_since = view, now, 0
         return view
 
-    def _withheld(self, views: dict[str, CampaignView]) -> set[tuple[str, str]]:
-        held = set()
-        for cid, v in views.items():
+    def _withheld(self, views: dict[str, CampaignView]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        """(model, version) pairs held back by campaigns, and those released by a completed one."""
+        held, completed = set(), set()
+        for v in views.values():
             if v.spec.rollback_of:
                 src = self._cached(v.spec.rollback_of)
                 if src is not None:
                     held.add((src.spec.model, src.spec.version))
             elif v.state != "completed":
                 held.add((v.spec.model, v.spec.version))
-        return held
+            else:
+                completed.add((v.spec.model, v.spec.version))
+        return held, completed - held
 
     # -- admin --------------------------------------------------------------------------
     def create(self, spec: CampaignSpec) -> CampaignView:
@@ -255,6 +263,10 @@ class CampaignManager:
             known = set(selected)
             # Listed vehicles not seen yet still join: they get it when they first check in.
             selected += [v for v in spec.target.vehicle_ids if v not in known and self.store.get_vehicle(v) is None]
+            if not selected:
+                # An empty campaign would complete at once and release the version to everyone.
+                raise RegistryError("failed_precondition", f"the selection {spec.target} matches no vehicle "
+                                    f"in the inventory that runs {spec.model} on hardware it supports")
             now = self.clock()
             cid = f"c-{time.strftime('%Y%m%d', time.gmtime(now))}-{uuid.uuid4().hex[:6]}"
             waves = assign_waves(cid, selected, spec.waves)
@@ -298,7 +310,7 @@ class CampaignManager:
                 raise RegistryError("failed_precondition", f"campaign {campaign_id} is {v.state}: cannot {verb} it")
             if kind == "resumed":
                 # Failures seen so far are acknowledged by the operator; the threshold counts new ones.
-                detail["acknowledged"] = sorted(vid for vid, s in v.vehicles.items() if s.status in FAILURE)
+                detail["acknowledged"] = {vid: s.status for vid, s in sorted(v.vehicles.items()) if s.status in FAILURE}
             self.store.add_campaign_event(CampaignEventRecord(campaign_id, self.clock(), kind, v.current_wave,
                                                               json.dumps(detail)))
             return self.view(campaign_id)

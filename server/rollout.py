@@ -197,7 +197,7 @@ class CampaignView:
     waves: list[WaveView]
     vehicles: dict[str, VehicleState]
     wave_of: dict[str, int]
-    acknowledged: frozenset[str]
+    acknowledged: dict[str, str]
     new_events: list[NewEvent]
     campaign_id: str = ""
     created_at: float = 0.0
@@ -231,7 +231,7 @@ def derive(
     """Replay the event log over the members' states; say what happens next."""
     state, reason = "running", ""
     opened: dict[int, float] = {}
-    acknowledged: set[str] = set()
+    acknowledged: dict[str, str] = {}  # vehicle -> the failure status an operator accepted
     for ev in events:
         detail = json.loads(ev.detail) if ev.detail else {}
         if ev.kind == "wave_opened":
@@ -240,7 +240,7 @@ def derive(
             state, reason = "paused", detail.get("reason", "")
         elif ev.kind == "resumed" and state == "paused":
             state, reason = "running", ""
-            acknowledged |= set(detail.get("acknowledged", []))
+            acknowledged.update(detail.get("acknowledged", {}))
         elif ev.kind == "aborted" and state in ACTIVE:
             state, reason = "aborted", detail.get("reason", "")
         elif ev.kind == "completed" and state in ACTIVE:
@@ -284,7 +284,7 @@ def derive(
         waves=[wave_view(i) for i in range(len(spec.waves))],
         vehicles=dict(vehicles),
         wave_of=wave_of,
-        acknowledged=frozenset(acknowledged),
+        acknowledged=acknowledged,
         new_events=new,
     )
 
@@ -293,12 +293,13 @@ def _tripped(
     spec: CampaignSpec,
     wave_of: Mapping[str, int],
     vehicles: Mapping[str, VehicleState],
-    acknowledged: set[str],
+    acknowledged: Mapping[str, str],
     current: int,
     sizes: Counter,
 ) -> str:
     """Why the error threshold trips now, or "" if it does not."""
-    failing = [v for v, s in vehicles.items() if s.status in FAILURE and v not in acknowledged and v in wave_of]
+    failing = [v for v, s in vehicles.items()
+               if s.status in FAILURE and acknowledged.get(v) != s.status and v in wave_of]
     if not failing:
         return ""
     th = spec.threshold

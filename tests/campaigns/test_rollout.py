@@ -98,10 +98,13 @@ def test_threshold_aborts_or_pauses_and_resume_acknowledges_old_failures() -> No
                     members(split), states, T0)
     assert paused.state == "paused" and "1 failures (1 failed) reached the threshold of 1" in paused.reason
     # After an operator resumes, v0's failure is acknowledged; only new failures count.
-    evs += [ev("paused", 0, reason=paused.reason), ev("resumed", 0, acknowledged=["v0"])]
+    evs += [ev("paused", 0, reason=paused.reason), ev("resumed", 0, acknowledged={"v0": "failed"})]
     th = Threshold(trip_failures=1, trip_failure_share=0, action="pause")
     assert derive(spec(threshold=th), evs, members(split), states, T0).state == "running"
     states["v1"] = VehicleState("timed_out", "no result")
+    assert derive(spec(threshold=th), evs, members(split), states, T0).state == "paused"
+    # An acknowledged vehicle that fails differently later is a new failure.
+    states["v1"], states["v0"] = VehicleState("installed"), VehicleState("rolled_back", "health check")
     assert derive(spec(threshold=th), evs, members(split), states, T0).state == "paused"
 
 
