@@ -20,6 +20,7 @@ power cut interrupted. Any failure leaves the previous model served.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -39,6 +40,7 @@ from vehicle_agent.download import HashVerifier, RetryPolicy, TargetFetcher
 from vehicle_agent.engine import EnginePolicy, Rebuilder, UpdateEngine
 from vehicle_agent.fetcher import METADATA_URL, TARGET_URL, GrpcFetcher
 from vehicle_agent.health import HealthPolicy
+from vehicle_agent.rebuild import CodecRebuilder, encoding_bound
 from vehicle_agent.journal import Entry, Job, Journal, State
 from vehicle_agent.reporting import STATUS, RegistryReporter
 from vehicle_agent.runtime import LoadedModel, ModelHost, OrtRuntime, SelfTestFailed, model_info
@@ -64,6 +66,7 @@ class AgentConfig:
     vehicle_id: str = "vehicle-0001"
     hardware_id: str = "generic-x86_64"
     wanted_models: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # reported at check-in; rollout campaigns select by them
     trusted_root: Path | None = None  # provisioned at the factory; needed once
     # 0 = confirm right after the self-test (one-shot runs); the service uses a real window.
     health: HealthPolicy = HealthPolicy(window_s=0.0)
@@ -87,6 +90,7 @@ class UpdateOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     state: str = ""  # the journal's state after the attempt ("active" = health window running)
     verify_failures: int = 0  # downloads that did not match the signed hash and were fetched again
+    bytes_discarded: int = 0  # over the wire for an encoding that failed (then the full model was fetched)
 
     @property
     def duration_s(self) -> float:
@@ -115,7 +119,7 @@ class VehicleAgent:
             HashVerifier(),
             self.runtime,
             self.reporter,
-            rebuilder=rebuilder,
+            rebuilder=rebuilder or CodecRebuilder(self.slots, self._downloads),
             policy=config.engine,
         )
         self._load_active()
@@ -202,6 +206,7 @@ class VehicleAgent:
             hardware_id=self.config.hardware_id,
             installed=[ota_pb2.InstalledModel(name=n, version=r.version, sha256=r.sha256) for n, r in installed.items()],
             wanted_models=list(self.config.wanted_models),
+            tags=list(self.config.tags),
         )
         try:
             resp = self.client.check(req)
@@ -216,6 +221,9 @@ class VehicleAgent:
                 job.timings = {"metadata": t_refresh}
                 self._report(job)
                 outcomes.append(job)
+                continue
+            if self.journal.get(job.name).state == State.ACTIVE:
+                log.info("%s: %s offered while a health window runs; it waits for the next check-in", job.name, job.version)
                 continue
             if (why := self.journal.rejected(job.sha256)) is not None:
                 log.info("%s %s was rejected before (%s); not installing it again", job.name, job.version, why)
@@ -246,21 +254,41 @@ class VehicleAgent:
         except SelfTestFailed as e:
             out.reason = str(e)
             return out
-        directory, sep, base = target.path.rpartition("/")
-        sha = target.hashes["sha256"]
-        return Job(
+        job = Job(
             name=offer.name,
             version=custom.get("version", offer.version),
-            sha256=sha,
+            sha256=target.hashes["sha256"],
             length=target.length,
             target_path=target.path,
-            download_path=f"{directory}{sep}{sha}.{base}",
             model_info=info,
-        )
+        ).full()
+        return self._encoded(job, offer) or job
+
+    def _encoded(self, job: Job, offer: ota_pb2.UpdateOffer) -> Job | None:
+        """The offered encoding as the way to fetch ``job``, when it is usable here.
+
+        The offer is unsigned: its length is bounded by the signed one, and a
+        delta must name the installed model as its base. The rebuilt bytes are
+        verified against the signed hash whatever the offer said.
+        """
+        if not offer.encoding or offer.encoding == "full" or not offer.download_path:
+            return None
+        if not 0 < offer.download_length <= encoding_bound(job.length):
+            log.warning("%s %s: %s encoding of %d B is not bounded by the signed length; fetching the full model",
+                        job.name, job.version, offer.encoding, offer.download_length)
+            return None
+        if offer.base_sha256:
+            cur = self.installed().get(job.name)
+            if cur is None or cur.sha256 != offer.base_sha256:
+                log.warning("%s %s: delta is for another base than the installed model; fetching the full model",
+                            job.name, job.version)
+                return None
+        return dataclasses.replace(job, encoding=offer.encoding, download_path=offer.download_path,
+                                   download_length=offer.download_length, base_sha256=offer.base_sha256)
 
     def _install(self, job: Job, from_version: str, progress: ProgressFn | None) -> UpdateOutcome:
         t = time.perf_counter()
-        before = self.fetcher.fetched.get(job.sha256, 0)
+        before = dict(self.fetcher.fetched)
         entry = self.engine.install(job, (lambda d, n: progress(job.name, d, n)) if progress else None, from_version)
         timings = {"install": time.perf_counter() - t}
         if entry.state == State.ACTIVE and self.config.health.window_s <= 0:
@@ -270,9 +298,12 @@ class VehicleAgent:
         status = {State.ACTIVE: "installed", State.CONFIRMED: "installed", State.ROLLED_BACK: "rolled_back"}.get(
             entry.state, entry.status or "failed"
         )
+        final = entry.job or job
+        wire = {k: n - before.get(k, 0) for k, n in self.fetcher.fetched.items() if k[0] == job.sha256}
+        used = wire.pop((job.sha256, final.encoding), 0)
         return UpdateOutcome(
             job.name, job.version, from_version, status, entry.reason if status != "installed" else "",
-            encoding=job.encoding, bytes_downloaded=self.fetcher.fetched.get(job.sha256, 0) - before,
+            encoding=final.encoding, bytes_downloaded=used, bytes_discarded=sum(wire.values()),
             length=job.length, timings=timings, state=str(entry.state), verify_failures=entry.verify_failures,
         )
 

@@ -175,7 +175,7 @@ class TargetFetcher:
         self.downloads = Path(downloads)
         self.vehicle_id = vehicle_id
         self.retry = retry
-        self.fetched: dict[str, int] = {}  # sha256 -> bytes over the wire in this process
+        self.fetched: dict[tuple[str, str], int] = {}  # (sha256, encoding) -> bytes over the wire in this process
 
     def part_path(self, job: Job) -> Path:
         return self.downloads / f"{job.sha256}.{job.encoding}.part"
@@ -190,12 +190,14 @@ class TargetFetcher:
             return part
         before = self.have(job)
         try:
-            fetch_resumable(self.client, job.download_path, part, job.wire_length,
+            kind = ota_pb2.FILE_KIND_TARGET if job.encoding == "full" else ota_pb2.FILE_KIND_ENCODING
+            fetch_resumable(self.client, job.download_path, part, job.wire_length, kind=kind,
                             vehicle_id=self.vehicle_id, retry=self.retry, progress=progress)
         except DownloadFailed as e:
             raise StepFailed(str(e), status="attack_detected" if e.tampered else "failed") from None
         finally:  # bytes that arrived count even when the attempt fails (they are resumed from)
-            self.fetched[job.sha256] = self.fetched.get(job.sha256, 0) + max(0, self.have(job) - before)
+            key = (job.sha256, job.encoding)
+            self.fetched[key] = self.fetched.get(key, 0) + max(0, self.have(job) - before)
         return part
 
     def discard(self, job: Job) -> None:

@@ -215,11 +215,17 @@ class UpdateEngine:
         slot = self.disk.staged_slot(job)  # staged before a crash, journal not yet updated
         if slot is None:
             encoded = self.fetcher.fetch(job)  # a no-op when the .part is complete
-            built = self.rebuilder.rebuild(job, encoded)
             try:
+                built = self.rebuilder.rebuild(job, encoded)
                 self.verifier.verify(job, built)
             except StepFailed as e:
                 self.fetcher.discard(job)  # never resume from bytes that do not verify
+                if job.encoding != "full":
+                    # A delta that does not rebuild the signed bytes (wrong base, damaged):
+                    # the full model is always a way to get them.
+                    log.warning("%s %s: %s encoding failed (%s); fetching the full model", job.name, job.version,
+                                job.encoding, e.reason)
+                    return self._put(entry.to(State.DOWNLOADING, job=job.full(), reason=f"{job.encoding}: {e.reason}"))
                 n = self._verify_failures.get(job.name, 0) + 1
                 self._verify_failures[job.name] = n
                 entry = entry.to(entry.state, verify_failures=entry.verify_failures + 1)
@@ -228,6 +234,7 @@ class UpdateEngine:
                     return self._put(entry.to(State.DOWNLOADING))
                 raise StepFailed(f"{e.reason} ({n} downloads in a row did not verify)", status=e.status) from None
             slot = self.disk.stage(job, built)
+            self.fetcher.discard(job)  # the encoding, once rebuilt and staged
         return self._put(entry.to(State.STAGED, slot=slot))
 
     def _activate(self, entry: Entry) -> Entry:

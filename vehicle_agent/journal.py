@@ -61,6 +61,12 @@ class Job:
     def wire_length(self) -> int:
         return self.download_length or self.length
 
+    def full(self) -> "Job":
+        """The same model fetched as itself: the fallback when an encoding fails."""
+        directory, sep, base = self.target_path.rpartition("/")
+        return replace(self, encoding="full", download_path=f"{directory}{sep}{self.sha256}.{base}",
+                       download_length=0, base_sha256="")
+
 
 @dataclass(frozen=True)
 class Entry:

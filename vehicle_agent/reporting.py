@@ -29,7 +29,7 @@ STATUS = {
 
 
 class _Fetched(Protocol):
-    fetched: dict[str, int]
+    fetched: dict[tuple[str, str], int]
 
 
 class RegistryReporter:
@@ -59,7 +59,7 @@ class RegistryReporter:
                 reason=entry.reason,
                 from_version=entry.previous_version,
                 encoding=job.encoding,
-                bytes_downloaded=self.fetcher.fetched.get(job.sha256, 0),
+                bytes_downloaded=self.fetcher.fetched.get((job.sha256, job.encoding), 0),
                 duration_s=max(0.0, entry.updated_at - entry.activated_at) if step == "confirmed" else 0.0,
                 active_version=active.version if active else "",
             )

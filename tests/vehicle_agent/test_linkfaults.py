@@ -41,9 +41,19 @@ def served_sha(agent: VehicleAgent) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def offer_full_only(registry, name: str, version: str) -> None:
+    """Forget the registry's precomputed encodings of a version: vehicles get the 5 MB file."""
+    from server.encodings import _index_path
+
+    _index_path(registry, name, version).write_text("[]")
+
+
 @pytest.fixture
 def published(registry_server, squeezenet_bytes) -> str:
-    return registry_server.registry.publish_bytes(NAME, "1.0.0", squeezenet_bytes).sha256
+    """SqueezeNet 1.0 offered as the full 5 MB file (the longest download there is)."""
+    sha = registry_server.registry.publish_bytes(NAME, "1.0.0", squeezenet_bytes).sha256
+    offer_full_only(registry_server.registry, NAME, "1.0.0")
+    return sha
 
 
 def test_link_dropping_every_300_kb_still_completes_by_resuming(registry_server, squeezenet_bytes, published, tmp_path) -> None:
@@ -87,3 +97,18 @@ def test_stalled_stream_is_cut_and_resumed(registry_server, squeezenet_bytes, pu
     assert served_sha(agent) == published
     target_reads = [d for d in registry_server.registry.downloads if d.kind == "target"]
     assert len(target_reads) == 2 and 0 < target_reads[1].offset <= 1_500_000
+
+
+def test_encoded_download_resumes_across_drops_and_is_rebuilt_exactly(registry_server, squeezenet_bytes, tmp_path) -> None:
+    sha = registry_server.registry.publish_bytes(NAME, "1.0.0", squeezenet_bytes).sha256
+    with FaultyLink(registry_server.address, drop_every=100 * 1024) as link:
+        agent = agent_via(link, registry_server, tmp_path)
+        [*_, installed] = install_through(agent)
+        agent.close()
+
+    assert installed.encoding == "deepcompression" and installed.bytes_discarded == 0
+    assert link.stats.drops >= installed.bytes_downloaded // (100 * 1024)
+    reads = [d for d in registry_server.registry.downloads if d.kind == "encoding"]
+    offsets = [d.offset for d in reads]  # resumed each time where the bytes on disk ended
+    assert len(reads) > 2 and offsets[0] == 0 and offsets == sorted(offsets) and offsets[-1] > 0
+    assert served_sha(agent) == sha

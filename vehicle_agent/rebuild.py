@@ -1,0 +1,67 @@
+"""Rebuild the exact signed model bytes from a transport encoding (a delta or a
+compressed model): the engine's Rebuilder, called between download and verify.
+
+The encoding is only a way to move bytes: the rebuilt model is checked
+against the TUF-signed length and sha256 (the engine's Verifier) before it is
+staged where anything else can see it. Every failure (the installed model is
+not the patch's base, a damaged or truncated encoding) raises ``StepFailed``
+with the reason, and the engine falls back to downloading the full target.
+
+The encoding itself arrives like any download: resumable, into a ``.part``
+file bounded by the offered length (checked against the signed target length
+plus a header when the job is made).
+
+Memory: the installed model, the encoding, and one buffer of the signed
+target length, plus the scratch of one tensor while decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from modelpack import codecs
+from vehicle_agent.engine import StepFailed
+from vehicle_agent.journal import Job
+from vehicle_agent.slots import SlotStore
+
+log = logging.getLogger(__name__)
+
+
+def encoding_bound(target_length: int) -> int:
+    """The most bytes an encoding of a ``target_length`` model may take on the wire."""
+    return target_length + codecs.HEADER_SIZE
+
+
+class CodecRebuilder:
+    def __init__(self, slots: SlotStore, work_dir: Path) -> None:
+        self.slots = slots
+        self.work_dir = Path(work_dir)
+
+    def installed(self, name: str) -> Path | None:
+        m = self.slots.load().get(name)
+        return self.slots.model_path(name, m.active) if m and m.active else None
+
+    def rebuild(self, job: Job, encoded: Path) -> Path:
+        if job.encoding == "full":
+            return encoded
+        base: bytes | None = None
+        if job.base_sha256:
+            installed = self.installed(job.name)
+            if installed is None or not installed.exists():
+                raise StepFailed("delta offered but no model is installed")
+            base = installed.read_bytes()
+            if hashlib.sha256(base).hexdigest() != job.base_sha256:
+                raise StepFailed("delta is for another base than the installed model")
+        try:
+            data = codecs.decode(encoded.read_bytes(), base, max_target_length=job.length)
+        except codecs.CodecError as e:
+            raise StepFailed(f"encoding refused: {e}") from None
+        path = self.work_dir / f"{job.sha256}.rebuilt"
+        with open(path, "wb") as f:  # rewritten whole after a crash: the verify step judges it
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return path
