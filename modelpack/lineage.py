@@ -8,11 +8,13 @@ Members (stable file names in the output folder):
   on features of the real backbone (``modelpack.retrain``).
 * ``squeezenet1.0-int8.onnx`` (``int8``): ONNX Runtime static int8, QDQ.
 * ``squeezenet1.0-cb6.onnx`` (``cb6``): 6-bit shared-weight codebooks.
+* ``squeezenet1.0-finetune.onnx`` (``finetune``), only when asked for
+  (``LineageRecipe(finetune=True)``, ``ota zoo lineage --finetune``): every
+  layer updated by SGD with PyTorch (``modelpack.finetune``, the ``bench`` extra).
 
 Each member's ModelInfo says how it was made (``provenance`` and
 ``extra["lineage"]``) and its measured fidelity against its parent
-(``extra["fidelity"]``); ``lineage.json`` repeats both with the hashes. A
-full fine-tune with PyTorch is not part of this lineage yet.
+(``extra["fidelity"]``); ``lineage.json`` repeats both with the hashes.
 
 The lineage is built once into the cache and reused while its recipe is
 unchanged; ``build_lineage(out_dir)`` copies it to ``out_dir``.
@@ -37,7 +39,7 @@ from modelpack.metadata import ModelInfo
 from modelpack.quantize import CALIBRATION_SEED, quantize_int8, requantize_codebooks
 from modelpack.retrain import retrain_head
 from modelpack.runtime import set_model_info
-from modelpack.zoo.squeezenet import finish, squeezenet_v10_graph, v10_info
+from modelpack.zoo.squeezenet import build_from_tensors, finish, squeezenet_v10_graph, v10_info
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,8 @@ FILES = {
     "int8": "squeezenet1.0-int8.onnx",
     "cb6": "squeezenet1.0-cb6.onnx",
 }
-SUGGESTED_VERSIONS = {"base": "1.0.0", "head": "1.1.0", "int8": "1.2.0", "cb6": "1.3.0"}
+FINETUNE_FILE = "squeezenet1.0-finetune.onnx"
+SUGGESTED_VERSIONS = {"base": "1.0.0", "head": "1.1.0", "int8": "1.2.0", "cb6": "1.3.0", "finetune": "1.4.0"}
 
 
 @dataclass(frozen=True)
@@ -64,17 +67,27 @@ class LineageRecipe:
     head_lr: float = 3e-5
     int8_calibration: int = 32
     codebook_bits: int = 6
+    finetune: bool = False  # needs PyTorch (the bench extra)
+    finetune_views: int = 24
+    finetune_seed: int = 303
+    finetune_steps: int = 4
+    finetune_lr: float = 1e-4
     version: str = LINEAGE_VERSION
+
+    def files(self) -> dict[str, str]:
+        return {**FILES, "finetune": FINETUNE_FILE} if self.finetune else dict(FILES)
 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _manifest_ok(folder: Path, recipe: LineageRecipe) -> bool:
+def _manifest_ok(folder: Path, recipe: LineageRecipe, base_sha256: str) -> bool:
+    """A cached lineage is reused only for the same recipe and the same base
+    model bytes (so a changed builder invalidates it) with every file intact."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
-        if manifest.get("recipe") != asdict(recipe):
+        if manifest.get("recipe") != asdict(recipe) or manifest["members"]["base"]["sha256"] != base_sha256:
             return False
         for entry in manifest["members"].values():
             if _sha((folder / entry["file"]).read_bytes()) != entry["sha256"]:
@@ -152,6 +165,24 @@ class _Builder:
         facts = {"method": f"codebook-{bits}bit", "bits": bits, "net_bytes": len(dc.encode_tensors(tensors))}
         return self.member("cb6", model, provenance, facts)
 
+    def finetune(self) -> tuple[bytes, FidelityReport]:
+        from modelpack.finetune import finetune
+
+        r = self.recipe
+        res = finetune(self.base_bytes, dc.load_shipped_tensors(), n_views=r.finetune_views, seed=r.finetune_seed,
+                       steps=r.finetune_steps, lr=r.finetune_lr)
+        model = squeezenet_v10_graph(res.tensors, self.base_info)
+        provenance = (
+            f"Real SqueezeNet v1.0 fully fine-tuned: {r.finetune_steps} full-batch SGD steps (momentum 0.9, lr "
+            f"{r.finetune_lr:g}, PyTorch CPU, pruning masks kept) on all 26 layers, cross-entropy on "
+            f"{r.finetune_views} seeded views (seed {r.finetune_seed}) of the 5 shipped photos; labels {res.labels}. "
+            f"Loss {res.losses[0]:.3f} -> {res.losses[-1]:.3f}. Every weight moves: a realistic worst case for deltas."
+        )
+        facts = {"method": "full-finetune-torch", "steps": r.finetune_steps, "lr": r.finetune_lr,
+                 "views": r.finetune_views, "seed": r.finetune_seed, "loss_first": res.losses[0],
+                 "loss_last": res.losses[-1], "labels": res.labels}
+        return self.member("finetune", model, provenance, facts)
+
 
 def _build(folder: Path, recipe: LineageRecipe) -> None:
     b = _Builder(recipe)
@@ -159,11 +190,14 @@ def _build(folder: Path, recipe: LineageRecipe) -> None:
     built["head"] = b.head()
     built["int8"] = b.int8()
     built["cb6"] = b.codebook()
+    if recipe.finetune:
+        built["finetune"] = b.finetune()
     members = {}
+    files = recipe.files()
     for key, (data, report) in built.items():
-        write_atomically(folder / FILES[key], data)
+        write_atomically(folder / files[key], data)
         members[key] = {
-            "file": FILES[key],
+            "file": files[key],
             "sha256": _sha(data),
             "size": len(data),
             "parent": None if key == "base" else "base",
@@ -179,20 +213,22 @@ def lineage_cache(recipe: LineageRecipe) -> Path:
 
 
 def build_lineage(out_dir: Path | str | None = None, *, recipe: LineageRecipe | None = None, force: bool = False) -> dict[str, Path]:
-    """The lineage's files by member key (``base``, ``head``, ``int8``, ``cb6``)
-    plus ``manifest``; built into the cache on first use, then copied to ``out_dir``."""
+    """The lineage's files by member key (``base``, ``head``, ``int8``, ``cb6``,
+    and ``finetune`` if the recipe asks) plus ``manifest``; built into the
+    cache on first use, then copied to ``out_dir``."""
     recipe = recipe or LineageRecipe()
     folder = lineage_cache(recipe)
-    if force or not _manifest_ok(folder, recipe):
+    base_sha256 = _sha(build_from_tensors(dc.load_shipped_tensors()))
+    if force or not _manifest_ok(folder, recipe, base_sha256):
         _build(folder, recipe)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         if out.resolve() != folder.resolve():
-            for name in (*FILES.values(), MANIFEST):
+            for name in (*recipe.files().values(), MANIFEST):
                 shutil.copyfile(folder / name, out / name)
         folder = out
-    paths = {key: folder / name for key, name in FILES.items()}
+    paths = {key: folder / name for key, name in recipe.files().items()}
     paths["manifest"] = folder / MANIFEST
     return paths
 
