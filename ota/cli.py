@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("modelpack.cli:classify", "Classify an image with an ONNX model."),
     "detect": ("modelpack.cli:detect", "Detect objects in an image with an ONNX detector (SqueezeDet)."),
     "fidelity": ("modelpack.cli:fidelity", "Measure how much a candidate model changes a reference's answers."),
+    "pack": ("modelpack.codecs.cli:pack", "Encode models and deltas (diff, apply, encode, decode)."),
+    "simulate": ("simulator.cli:simulate", "Simulate a fleet rollout over limited links; compare strategies."),
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from collections.abc import Iterator
 from concurrent import futures
@@ -24,7 +26,44 @@ _CODES = {
     "not_found": grpc.StatusCode.NOT_FOUND,
     "too_large": grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-_KINDS = {ota_pb2.FILE_KIND_METADATA: "metadata", ota_pb2.FILE_KIND_TARGET: "target"}
+_KINDS = {
+    ota_pb2.FILE_KIND_METADATA: "metadata",
+    ota_pb2.FILE_KIND_TARGET: "target",
+    ota_pb2.FILE_KIND_ENCODING: "encoding",
+}
+
+
+def guarded(method):
+    """Turn unexpected exceptions into INTERNAL with a message, and log them.
+
+    Without this gRPC answers UNKNOWN with an empty text, which nobody can act on.
+    """
+
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def gen_wrapper(self, request, context):
+            try:
+                yield from method(self, request, context)
+            except Exception as e:
+                if isinstance(e, grpc.RpcError) or context.code() is not None:
+                    raise
+                log.exception("%s failed", method.__name__)
+                context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__}: {type(e).__name__}: {e}")
+
+        return gen_wrapper
+
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except Exception as e:
+            if isinstance(e, grpc.RpcError) or context.code() is not None:
+                raise
+            log.exception("%s failed", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__}: {type(e).__name__}: {e}")
+
+    return wrapper
 
 
 def _abort(context: grpc.ServicerContext, e: RegistryError) -> None:
@@ -48,6 +87,7 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
 
+    @guarded
     def UploadModel(self, request_iterator: Iterator[ota_pb2.UploadRequest], context: grpc.ServicerContext):
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("part") != "header":
@@ -75,6 +115,7 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
             bytes_received=rec.length,
         )
 
+    @guarded
     def ListModels(self, request: ota_pb2.ListModelsRequest, context: grpc.ServicerContext):
         return ota_pb2.ListModelsResponse(versions=[_record_pb(r) for r in self._registry.list_versions(request.name)])
 
@@ -84,6 +125,7 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
         self._registry = registry
         self._chunk_size = chunk_size
 
+    @guarded
     def CheckForUpdate(self, request: ota_pb2.CheckRequest, context: grpc.ServicerContext):
         if not request.vehicle_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "CheckRequest.vehicle_id is required")
@@ -106,6 +148,7 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
             ]
         )
 
+    @guarded
     def Download(self, request: ota_pb2.DownloadRequest, context: grpc.ServicerContext):
         kind = _KINDS.get(request.kind)
         if kind is None:
@@ -120,6 +163,7 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
         except RegistryError as e:
             _abort(context, e)
 
+    @guarded
     def ReportInstall(self, request: ota_pb2.InstallReport, context: grpc.ServicerContext):
         rep = ReportRecord(
             vehicle_id=request.vehicle_id,

@@ -16,6 +16,7 @@ Any failure leaves the previous model active and is reported with its reason.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -31,6 +32,7 @@ from modelpack.metadata import ModelInfo
 from ota.v1 import ota_pb2
 from vehicle_agent.download import DownloadFailed, download_target
 from vehicle_agent.fetcher import METADATA_URL, TARGET_URL, GrpcFetcher
+from vehicle_agent.rebuild import Rebuilt, fetch_and_rebuild
 from vehicle_agent.runtime import LoadedModel, SelfTestFailed, load_session, self_test
 from vehicle_agent.slots import SlotRecord, SlotStore
 from vehicle_agent.transport import RegistryClient, TransportError
@@ -196,23 +198,36 @@ class VehicleAgent:
             return out
         out.version = custom.get("version", offer.version)
         out.length = target.length
-        # 2. Download and verify against the signed length and hash.
-        t = time.perf_counter()
         try:
-            result = download_target(
-                self.client,
-                _download_path(target),
-                target,
-                self._downloads,
-                vehicle_id=self.config.vehicle_id,
-                progress=(lambda done, total: progress(offer.name, done, total)) if progress else None,
-            )
-        except DownloadFailed as e:
-            out.status = "attack_detected" if e.tampered else "failed"
+            model_info = _signed_model_info(custom)
+            info = _info(model_info)
+        except SelfTestFailed as e:
             out.reason = str(e)
             return out
-        out.bytes_downloaded = result.bytes_fetched
-        out.timings["download+verify"] = time.perf_counter() - t
+        # 2. Download and verify against the signed length and hash: the
+        # offered encoding (delta) first, rebuilt and checked; else the full file.
+        t = time.perf_counter()
+        rebuilt = self._fetch_encoded(offer, target)
+        if rebuilt is not None:
+            result_path, out.bytes_downloaded, out.encoding = rebuilt.path, rebuilt.bytes_fetched, rebuilt.encoding
+            out.timings["download+rebuild+verify"] = time.perf_counter() - t
+        else:
+            try:
+                result = download_target(
+                    self.client,
+                    _download_path(target),
+                    target,
+                    self._downloads,
+                    vehicle_id=self.config.vehicle_id,
+                    progress=(lambda done, total: progress(offer.name, done, total)) if progress else None,
+                )
+            except DownloadFailed as e:
+                out.status = "attack_detected" if e.tampered else "failed"
+                out.reason = str(e)
+                return out
+            out.bytes_downloaded = result.bytes_fetched
+            out.timings["download+verify"] = time.perf_counter() - t
+            result_path = result.path
         # 3. Stage into the inactive slot.
         t = time.perf_counter()
         rec = SlotRecord(
@@ -220,15 +235,14 @@ class VehicleAgent:
             sha256=target.hashes["sha256"],
             length=target.length,
             target_path=target.path,
-            model_info=custom.get("model_info", {}),
+            model_info=model_info,
         )
-        slot = self.slots.stage(offer.name, result.path, rec)
-        result.path.unlink(missing_ok=True)
+        slot = self.slots.stage(offer.name, result_path, rec)
+        result_path.unlink(missing_ok=True)
         out.timings["stage"] = time.perf_counter() - t
         # 4. Load and self-test beside the running model.
         t = time.perf_counter()
         try:
-            info = _info(rec.model_info)
             session = load_session(self.slots.model_path(offer.name, slot))
             self_test(session, info)
         except SelfTestFailed as e:
@@ -245,6 +259,17 @@ class VehicleAgent:
         out.timings["switch"] = time.perf_counter() - t
         out.status = "installed"
         return out
+
+    def _fetch_encoded(self, offer: ota_pb2.UpdateOffer, target: TargetFile) -> Rebuilt | None:
+        """The model rebuilt from the offered encoding, or None (then the full file is fetched)."""
+        if not offer.encoding or offer.encoding == "full":
+            return None
+        slots = self.slots.load().get(offer.name)
+        installed = self.slots.model_path(offer.name, slots.active) if slots and slots.active else None
+        rebuilt, reason = fetch_and_rebuild(self.client, offer, target, installed, self._downloads, self.config.vehicle_id)
+        if rebuilt is None:
+            log.warning("%s %s: %s; fetching the full model instead", offer.name, offer.version, reason)
+        return rebuilt
 
     def _report(self, out: UpdateOutcome) -> None:
         active = self.models.get(out.name)
@@ -264,6 +289,18 @@ class VehicleAgent:
             )
         )
 
+    def classify(self, name: str, image: Path, k: int = 5) -> list:
+        """Top-k predictions of the active ``name`` model: what the perception stack sees."""
+        from modelpack.classify import top_k
+        from modelpack.imaging import load_image, load_labels, preprocess
+
+        model = self.models.get(name)
+        if model is None:
+            raise AgentError(f"no active model {name!r} on this vehicle")
+        x = preprocess(load_image(image), model.info.preprocessing)
+        scores = model.session.run(None, {model.info.input_name: x})[0]
+        return top_k(scores[0], load_labels(model.info.labels), k)
+
     def close(self) -> None:
         self.client.close()
 
@@ -273,6 +310,15 @@ def _info(d: dict) -> ModelInfo:
         return ModelInfo.from_dict(d) if d else ModelInfo()
     except (TypeError, ValueError) as e:
         raise SelfTestFailed(f"signed model_info is malformed: {e}") from None
+
+
+def _signed_model_info(custom: dict) -> dict:
+    text = custom.get("model_info_json") or "{}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SelfTestFailed(f"signed model_info_json is not JSON: {e}") from None
+    return value if isinstance(value, dict) else {}
 
 
 def _download_path(target: TargetFile) -> str:

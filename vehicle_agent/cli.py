@@ -1,0 +1,97 @@
+"""``ota agent run`` / ``ota agent status``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+@click.group()
+def agent() -> None:
+    """The in-car vehicle agent."""
+
+
+@agent.command("run")
+@click.option("--registry", "address", default="127.0.0.1:50051", show_default=True, envvar="OTA_REGISTRY",
+              help="Registry address. Env: OTA_REGISTRY.")
+@click.option("--state", "state_dir", type=click.Path(path_type=Path), required=True, envvar="OTA_STATE",
+              help="Agent state directory (TUF metadata, A/B slots). Env: OTA_STATE.")
+@click.option("--trusted-root", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="OTA_TRUSTED_ROOT",
+              help="TUF root.json provisioned at the factory (needed on first run). Env: OTA_TRUSTED_ROOT.")
+@click.option("--vehicle-id", default="vehicle-0001", show_default=True, envvar="OTA_VEHICLE_ID")
+@click.option("--hardware-id", default="generic-x86_64", show_default=True, envvar="OTA_HARDWARE_ID")
+@click.option("--model", "models", multiple=True, help="Model names this vehicle runs (repeatable; none = all).")
+@click.option("--once", is_flag=True, help="Check in once, install what is offered, and exit.")
+@click.option("--interval", default=60.0, show_default=True, help="Seconds between check-ins.")
+def run(address: str, state_dir: Path, trusted_root: Path | None, vehicle_id: str, hardware_id: str,
+        models: tuple[str, ...], once: bool, interval: float) -> None:
+    """Check in with the registry, verify, install and report; repeat until stopped."""
+    from vehicle_agent.agent import AgentConfig, AgentError, VehicleAgent
+
+    cfg = AgentConfig(registry=address, state_dir=state_dir, vehicle_id=vehicle_id, hardware_id=hardware_id,
+                      wanted_models=models, trusted_root=trusted_root)
+    try:
+        ag = VehicleAgent(cfg)
+    except AgentError as e:
+        raise click.ClickException(str(e)) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    failed = False
+    try:
+        while not stop.is_set():
+            with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                          TransferSpeedColumn(), console=console, transient=True) as bar:
+                tasks: dict[str, int] = {}
+
+                def progress(name: str, done: int, total: int) -> None:
+                    if name not in tasks:
+                        tasks[name] = bar.add_task(f"download {name}", total=total)
+                    bar.update(tasks[name], completed=done)
+
+                outcomes = ag.update_once(progress)
+            for o in outcomes:
+                if o.status == "installed":
+                    click.echo(f"{o.name}: installed {o.version} (was {o.from_version or 'nothing'}), "
+                               f"{o.bytes_downloaded:,} B over the wire in {o.duration_s:.2f} s")
+                else:
+                    failed = True
+                    click.echo(f"{o.name}: {o.status}: {o.reason}", err=True)
+            if not outcomes:
+                click.echo("up to date: " + (", ".join(f"{n} {r.version}" for n, r in ag.installed().items()) or "nothing installed"))
+            if once:
+                break
+            stop.wait(interval)
+    finally:
+        ag.close()
+    if once and failed:
+        raise SystemExit(1)
+
+
+@agent.command("status")
+@click.option("--state", "state_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              envvar="OTA_STATE")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(state_dir: Path, as_json: bool) -> None:
+    """Show what each A/B slot holds and which one is active."""
+    from vehicle_agent.slots import SlotStore
+
+    state = SlotStore(state_dir).load()
+    if as_json:
+        click.echo(json.dumps({n: {"active": m.active, "slots": {s: r.__dict__ for s, r in m.slots.items()}}
+                               for n, m in state.items()}, indent=1, default=str))
+        return
+    table = Table("model", "slot", "active", "version", "sha256", "bytes")
+    for name, m in sorted(state.items()):
+        for slot, rec in sorted(m.slots.items()):
+            table.add_row(name, slot, "*" if slot == m.active else "", rec.version, rec.sha256[:16], f"{rec.length:,}")
+    Console().print(table)
