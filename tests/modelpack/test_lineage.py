@@ -157,3 +157,14 @@ def test_full_finetune_with_torch_moves_every_layer(squeezenet_bytes: bytes) -> 
     changed = [n for n in base if n.endswith("/weight") and not np.array_equal(base[n], tuned[n])]
     assert len(changed) == 26
     np.testing.assert_array_equal(base["conv1/weight"] == 0, tuned["conv1/weight"] == 0)
+
+
+def test_demo_successor_is_the_head_retrain(lineage: dict[str, Path], squeezenet_bytes: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    import modelpack.lineage as lin
+
+    monkeypatch.setattr(lin, "LineageRecipe", lambda: SMALL)  # the module's cached small lineage
+    data, how = lin.demo_successor(squeezenet_bytes)
+    assert data == lineage["head"].read_bytes()
+    assert "gradient descent" in how and "agreement" in how
+    with pytest.raises(ValueError, match="SqueezeNet v1.0"):
+        lin.demo_successor(b"other" + squeezenet_bytes)
