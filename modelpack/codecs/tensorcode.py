@@ -229,7 +229,12 @@ def _encode_codebook_predict(old_words: np.ndarray, words: np.ndarray, elem: int
     w.varint(values.size)
     deltas = np.diff(values, prepend=values.dtype.type(0))
     w.raw(encode_stream(deltas.view(np.uint8).reshape(-1, elem).T.reshape(-1)))
-    w.raw(encode_stream(((inverse.reshape(-1) - pred) % values.size).astype(np.uint8)))
+    res = ((inverse.reshape(-1) - pred) % values.size).astype(np.uint8)
+    # Pruned weights stay pruned: residuals where the base is zero are coded
+    # apart, so the zero pattern (which the decoder already has) costs nothing.
+    zero = old_words == 0
+    w.raw(encode_stream(res[zero]))
+    w.raw(encode_stream(res[~zero]))
     return w.getvalue()
 
 
@@ -456,9 +461,15 @@ def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str) -> bytes
         pred = _predicted_indices(old_words, values, elem)
         if pred is None:
             raise CorruptEncodingError(f"{what}: codebook cannot predict from this base tensor")
-        res = decode_stream(r, n, f"{what} index residuals")
-        if res.size != n:
-            raise CorruptEncodingError(f"{what}: {res.size} index residuals, expected {n}")
+        zero = old_words == 0
+        n_zero = int(np.count_nonzero(zero))
+        res = np.empty(n, dtype=np.int64)
+        res_zero = decode_stream(r, n_zero, f"{what} index residuals (base zero)")
+        res_rest = decode_stream(r, n - n_zero, f"{what} index residuals")
+        if res_zero.size != n_zero or res_rest.size != n - n_zero:
+            raise CorruptEncodingError(f"{what}: index residual counts do not fit the base tensor")
+        res[zero] = res_zero
+        res[~zero] = res_rest
         return values[(pred + res) % values.size].tobytes()
     values, inverse = _small_unique(old_words)
     if values.size > MAX_CODEBOOK:
