@@ -28,6 +28,9 @@ protos: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
 
+# The model zoo next to the paper's figures (sizes, zstd, ORT latency); writes bench/out/zoo.md.
+bench-zoo: $(STAMP)
+	nice $(BIN)/python bench/zoo_bench.py
 # Transfer benchmark: our codecs vs zstd --patch-from, bsdiff, xdelta3, ZipNN on the
 # same model pairs, in one run. Installs the Debian tools and the `bench` extra
 # (torch==2.13.0 CPU first, so zipnn does not pull a CUDA build) if missing.
