@@ -309,36 +309,46 @@ def _codebook_map(old: np.ndarray, new: np.ndarray, elem: int) -> bytes | None:
     return encode_stream((values ^ mapped).view(np.uint8).reshape(-1, elem).T.reshape(-1))
 
 
-def _quant_predict(old_f: np.ndarray, scale: np.float32, zero_point: int, signed: bool) -> np.ndarray:
+def _quant_predict(old_f: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, signed: bool) -> np.ndarray:
+    """``clip(rint(old / scale) + zero_point)`` with one scale and zero point
+    per leading-axis channel (per-tensor: one channel)."""
     lo, hi = (-128, 127) if signed else (0, 255)
+    c = scale.size
     with np.errstate(all="ignore"):
-        q = np.rint(old_f / scale) + np.float32(zero_point)
+        q = np.rint(old_f.reshape(c, -1) / scale.reshape(c, 1)) + zero_point.reshape(c, 1).astype(np.float32)
         q = np.nan_to_num(np.clip(q, lo, hi), nan=0.0)
-    return q.astype(np.int16)
+    return q.reshape(-1).astype(np.int16)
 
 
-def encode_quantised(new: bytes, signed: bool, old_index: int, old: bytes, scales: list[float]) -> bytes | None:
-    """``QUANT`` record of an 8-bit tensor predicted from an old float32 one."""
+def encode_quantised(new: bytes, signed: bool, old_index: int, old: bytes, scales: list[np.ndarray]) -> bytes | None:
+    """``QUANT`` record of an 8-bit tensor predicted from an old float32 one.
+
+    ``scales`` are candidate scale tensors (scalar or per output channel),
+    e.g. the new model's ``*_scale`` initializers; a per-tensor max-abs scale
+    is always tried too."""
     if len(old) != 4 * len(new) or not new:
         return None
     old_f = np.frombuffer(old, "<f4")
     q = np.frombuffer(new, np.int8 if signed else np.uint8).astype(np.int16)
-    span = float(np.nanmax(np.abs(old_f))) if old_f.size else 0.0
-    candidates = [*scales, span / 127 if signed else span / 255]
+    span = float(np.nanmax(np.abs(old_f)))
+    candidates = [np.asarray(sc, dtype="<f4").reshape(-1) for sc in scales]
+    candidates.append(np.array([span / (127 if signed else 255)], dtype="<f4"))
     best: bytes | None = None
-    for scale in candidates:
-        sc = np.float32(scale)
-        if not np.isfinite(sc) or sc <= 0:
+    for sc in candidates:
+        c = sc.size
+        if c == 0 or q.size % c or not np.all(np.isfinite(sc)) or np.any(sc <= 0):
             continue
-        zp = int(np.median(q - _quant_predict(old_f, sc, 0, signed)))
-        zp = int(np.clip(zp, -128, 127) if signed else np.clip(zp, 0, 255))
+        raw = (q - _quant_predict(old_f, sc, np.zeros(c, np.int16), signed)).reshape(c, -1)
+        zp = np.median(raw, axis=1).astype(np.int16)
+        zp = np.clip(zp, -128, 127) if signed else np.clip(zp, 0, 255)
         res = ((q - _quant_predict(old_f, sc, zp, signed)) % 256).astype(np.uint8)
         w = Writer()
         w.u8(QUANT)
         w.varint(old_index)
         w.u8(int(signed))
-        w.raw(np.array([sc], dtype="<f4").tobytes())
-        w.u8(zp & 0xFF)
+        w.varint(c)
+        w.raw(sc.astype("<f4").tobytes())
+        w.raw(encode_stream((zp & 0xFF).astype(np.uint8)))
         w.raw(encode_stream(res))
         rec = w.getvalue()
         if best is None or len(rec) < len(best):
@@ -353,9 +363,14 @@ def _decode_quantised(r: Reader, length: int, olds: list[bytes], what: str) -> b
     signed = r.u8(f"{what} signedness")
     if signed > 1:
         raise CorruptEncodingError(f"{what}: bad signedness flag {signed}")
-    scale = np.frombuffer(r.raw(4, f"{what} scale"), "<f4")[0]
-    zp_byte = r.u8(f"{what} zero point")
-    zp = zp_byte - 256 if signed and zp_byte > 127 else zp_byte
+    c = r.varint(f"{what} channels", length)
+    if c == 0 or length % c:
+        raise CorruptEncodingError(f"{what}: {c} channels do not divide {length} values")
+    scale = np.frombuffer(r.raw(4 * c, f"{what} scales"), "<f4")
+    zp = decode_stream(r, c, f"{what} zero points")
+    if zp.size != c:
+        raise CorruptEncodingError(f"{what}: {zp.size} zero points, expected {c}")
+    zp = zp.view(np.int8).astype(np.int16) if signed else zp.astype(np.int16)
     res = decode_stream(r, length, f"{what} residuals")
     if res.size != length:
         raise CorruptEncodingError(f"{what}: {res.size} residuals, expected {length}")

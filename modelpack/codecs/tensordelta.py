@@ -107,7 +107,8 @@ def _quantised(
 ) -> bytes | None:
     """An 8-bit tensor coded against the float32 tensor it quantises: the one
     whose name is the longest prefix of its name (``w`` -> ``w_quantized``),
-    with the scalar float32 tensors named after it as candidate scales."""
+    with the float32 ``*scale*`` tensors named after it (per tensor or per
+    channel) as candidate scales."""
     source = None
     for i, o in enumerate(old_slots):
         if o.data_type == 1 and o.length == 4 * s.length and s.name.startswith(o.name):
@@ -117,9 +118,9 @@ def _quantised(
         return None
     o = old_slots[source]
     scales = [
-        float(np.frombuffer(new[t.offset : t.end], "<f4")[0])
+        np.frombuffer(new[t.offset : t.end], "<f4")
         for t in new_slots
-        if t.data_type == 1 and t.length == 4 and t.name.startswith(o.name) and "scale" in t.name
+        if t.data_type == 1 and t.name.startswith(o.name) and "scale" in t.name and s.length % max(1, t.length // 4) == 0
     ]
     return encode_quantised(new[s.offset : s.end], s.data_type == 3, source, base[o.offset : o.end], scales)
 
