@@ -320,21 +320,24 @@ def _quant_predict(old_f: np.ndarray, scale: np.ndarray, zero_point: np.ndarray,
     return q.reshape(-1).astype(np.int16)
 
 
-def encode_quantised(new: bytes, signed: bool, old_index: int, old: bytes, scales: list[np.ndarray]) -> bytes | None:
+def encode_quantised(
+    new: bytes, signed: bool, old_index: int, old: bytes, scales: list[tuple[np.ndarray, int | None]]
+) -> bytes | None:
     """``QUANT`` record of an 8-bit tensor predicted from an old float32 one.
 
     ``scales`` are candidate scale tensors (scalar or per output channel),
-    e.g. the new model's ``*_scale`` initializers; a per-tensor max-abs scale
-    is always tried too."""
+    each with the index of the new model's tensor that holds it if that one is
+    decoded before this one (then it is referred to, not sent again); a
+    per-tensor max-abs scale is always tried too."""
     if len(old) != 4 * len(new) or not new:
         return None
     old_f = np.frombuffer(old, "<f4")
     q = np.frombuffer(new, np.int8 if signed else np.uint8).astype(np.int16)
     span = float(np.nanmax(np.abs(old_f)))
-    candidates = [np.asarray(sc, dtype="<f4").reshape(-1) for sc in scales]
-    candidates.append(np.array([span / (127 if signed else 255)], dtype="<f4"))
+    candidates = [(np.asarray(sc, dtype="<f4").reshape(-1), ref) for sc, ref in scales]
+    candidates.append((np.array([span / (127 if signed else 255)], dtype="<f4"), None))
     best: bytes | None = None
-    for sc in candidates:
+    for sc, ref in candidates:
         c = sc.size
         if c == 0 or q.size % c or not np.all(np.isfinite(sc)) or np.any(sc <= 0):
             continue
@@ -347,7 +350,12 @@ def encode_quantised(new: bytes, signed: bool, old_index: int, old: bytes, scale
         w.varint(old_index)
         w.u8(int(signed))
         w.varint(c)
-        w.raw(sc.astype("<f4").tobytes())
+        if ref is None:
+            w.u8(0)
+            w.raw(sc.astype("<f4").tobytes())
+        else:
+            w.u8(1)
+            w.varint(ref)
         w.raw(encode_stream((zp & 0xFF).astype(np.uint8)))
         w.raw(encode_stream(res))
         rec = w.getvalue()
@@ -356,7 +364,7 @@ def encode_quantised(new: bytes, signed: bool, old_index: int, old: bytes, scale
     return best
 
 
-def _decode_quantised(r: Reader, length: int, olds: list[bytes], what: str) -> bytes:
+def _decode_quantised(r: Reader, length: int, olds: list[bytes], what: str, decoded: list[bytes]) -> bytes:
     old = olds[r.varint(f"{what} base tensor", len(olds) - 1)] if olds else None
     if old is None or len(old) != 4 * length:
         raise CorruptEncodingError(f"{what}: quantised record needs a float32 base tensor of {length} values")
@@ -366,7 +374,16 @@ def _decode_quantised(r: Reader, length: int, olds: list[bytes], what: str) -> b
     c = r.varint(f"{what} channels", length)
     if c == 0 or length % c:
         raise CorruptEncodingError(f"{what}: {c} channels do not divide {length} values")
-    scale = np.frombuffer(r.raw(4 * c, f"{what} scales"), "<f4")
+    source = r.u8(f"{what} scale source")
+    if source == 0:
+        scale = np.frombuffer(r.raw(4 * c, f"{what} scales"), "<f4")
+    elif source == 1:
+        k = r.varint(f"{what} scale tensor", max(0, len(decoded) - 1))
+        if k >= len(decoded) or len(decoded[k]) != 4 * c:
+            raise CorruptEncodingError(f"{what}: scale tensor {k} is not {c} float32 values decoded earlier")
+        scale = np.frombuffer(decoded[k], "<f4")
+    else:
+        raise CorruptEncodingError(f"{what}: unknown scale source {source}")
     zp = decode_stream(r, c, f"{what} zero points")
     if zp.size != c:
         raise CorruptEncodingError(f"{what}: {zp.size} zero points, expected {c}")
@@ -438,11 +455,12 @@ def encode_tensor(new: bytes, elem: int, old: OldTensor | None, same: int | None
     return min(candidates, key=lambda c: len(c[1]))
 
 
-def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str) -> bytes:
-    """Read one tensor record and return exactly ``length`` bytes."""
+def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str, decoded: list[bytes] | None = None) -> bytes:
+    """Read one tensor record and return exactly ``length`` bytes.
+    ``decoded``: the new model's tensors decoded so far (for references)."""
     mode = r.u8(f"{what} mode")
     if mode == QUANT:
-        return _decode_quantised(r, length, olds, what)
+        return _decode_quantised(r, length, olds, what, decoded or [])
     if mode == SAME:
         i = r.varint(f"{what} base tensor", len(olds) - 1) if olds else None
         if i is None or len(olds[i]) != length:

@@ -35,6 +35,7 @@ from modelpack.codecs.wire import Reader, Writer
 log = logging.getLogger(__name__)
 
 _LAYOUT_LEVEL = 19
+_REFERABLE = 1 << 16  # tensors up to this size can be referred to by later records
 
 
 @dataclass
@@ -117,9 +118,10 @@ def _quantised(
     if source is None:
         return None
     o = old_slots[source]
+    me = new_slots.index(s)
     scales = [
-        np.frombuffer(new[t.offset : t.end], "<f4")
-        for t in new_slots
+        (np.frombuffer(new[t.offset : t.end], "<f4"), k if k < me and t.length <= _REFERABLE else None)
+        for k, t in enumerate(new_slots)
         if t.data_type == 1 and t.name.startswith(o.name) and "scale" in t.name and s.length % max(1, t.length // 4) == 0
     ]
     return encode_quantised(new[s.offset : s.end], s.data_type == 3, source, base[o.offset : o.end], scales)
@@ -166,11 +168,14 @@ def decode_model(payload: bytes, base: bytes | None, target_length: int) -> byte
     view = memoryview(out)
     src = 0
     dst = 0
+    decoded: list[bytes] = []  # small tensors stay referable (quantisation scales)
     for k, (gap, length) in enumerate(pairs):
         view[dst : dst + gap] = skeleton[src : src + gap]
         src += gap
         dst += gap
-        view[dst : dst + length] = decode_tensor(r, length, olds, f"tensor {k}")
+        data = decode_tensor(r, length, olds, f"tensor {k}", decoded)
+        view[dst : dst + length] = data
+        decoded.append(data if length <= _REFERABLE else b"")
         dst += length
     view[dst:] = skeleton[src:]
     r.expect_end()
