@@ -27,3 +27,8 @@ protos: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Load: 1,000 concurrent lite agents against one registry process, and a bare gRPC peer (issue 6).
+.PHONY: bench-load
+bench-load: $(STAMP)
+	nice $(BIN)/python bench/load_bench.py --agents $(or $(AGENTS),1000)
