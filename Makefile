@@ -48,3 +48,8 @@ bench-transfer: $(STAMP)
 .PHONY: bench-sim
 bench-sim: $(STAMP)
 	nice $(BIN)/python bench/sim_bench.py --update-docs
+
+# Load: 1,000 concurrent lite agents against one registry process, and a bare gRPC peer (issue 6).
+.PHONY: bench-load
+bench-load: $(STAMP)
+	nice $(BIN)/python bench/load_bench.py --agents $(or $(AGENTS),1000)
