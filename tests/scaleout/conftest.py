@@ -103,3 +103,32 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
     finally:
         for s in opened:
             s.close()
+
+
+@pytest.fixture
+def pg_registry(pg_schema: PgSchema, keys_dir: Path, tmp_path: Path) -> Iterator["server.registry.Registry"]:  # noqa: F821
+    """An in-process registry on the test's PostgreSQL schema (a publisher's or operator's view)."""
+    from server.registry import Registry
+
+    reg = Registry.open(tmp_path / "spool", keys_dir, db=pg_schema.dsn)
+    try:
+        yield reg
+    finally:
+        reg.store.close()
+
+
+@pytest.fixture
+def cluster(pg_schema: PgSchema, keys_dir: Path):
+    """Factory: ``cluster(n)`` starts n ``ota registry serve`` processes on the schema."""
+    from tests.scaleout.cluster import start_replicas, stop_all
+
+    started = []
+
+    def start(n: int):
+        replicas = start_replicas(n, pg_schema.dsn, keys_dir)
+        started.extend(replicas)
+        return replicas
+
+    yield start
+    stop_all(started)
+
