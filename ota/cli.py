@@ -27,6 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("vehicle_agent.cli:agent", "Run the in-car vehicle agent."),
     "zoo": ("modelpack.cli:zoo", "Build the zoo's ONNX models (SqueezeNet, ...)."),
     "classify": ("modelpack.cli:classify", "Classify an image with an ONNX model."),
+    "detect": ("modelpack.cli:detect", "Detect objects in an image with an ONNX detector (SqueezeDet)."),
+    "fidelity": ("modelpack.cli:fidelity", "Measure how much a candidate model changes a reference's answers."),
+    "pack": ("modelpack.codecs.cli:pack", "Encode models and deltas (diff, apply, encode, decode)."),
 }
 
 

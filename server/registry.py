@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import BinaryIO
 
 import onnx
 
+from server import encodings
 from server.keys import utcnow
 from server.storage import BlobNotFound, BlobStore, FileBlobStore, MetadataStore, ModelRecord, ReportRecord, StorageError
 from server.tuf_repo import TufRepository
@@ -95,7 +97,8 @@ class Registry:
         self.store = store
         self.blobs = blobs
         self.tuf = tuf
-        self.downloads: list[DownloadStat] = []
+        # Recent Download calls (bounded: a long-running registry must not grow).
+        self.downloads: deque[DownloadStat] = deque(maxlen=4096)
 
     @classmethod
     def open(cls, data_dir: Path | None, keys_dir: Path, db: str | None = None) -> "Registry":
@@ -214,6 +217,7 @@ class Registry:
         except StorageError as e:
             raise RegistryError("exists", str(e)) from None
         log.info("published %s %s (%d B, sha256 %s)", name, version, length, sha256[:12])
+        encodings.precompute(self, rec)
         return rec
 
     def list_versions(self, name: str | None = None) -> list[ModelRecord]:
@@ -244,18 +248,17 @@ class Registry:
             have = installed.get(name)
             if have is not None and have[1] == rec.sha256:
                 continue
-            offers.append(
-                Offer(
-                    name=rec.name,
-                    version=rec.version,
-                    target_path=rec.target_path,
-                    length=rec.length,
-                    sha256=rec.sha256,
-                    encoding="full",
-                    download_path=consistent_target_path(rec.target_path, rec.sha256),
-                    download_length=rec.length,
-                )
+            full = Offer(
+                name=rec.name,
+                version=rec.version,
+                target_path=rec.target_path,
+                length=rec.length,
+                sha256=rec.sha256,
+                encoding="full",
+                download_path=consistent_target_path(rec.target_path, rec.sha256),
+                download_length=rec.length,
             )
+            offers.append(encodings.best_offer(self, full, have[1] if have else None))
         return offers
 
     def open_target(self, path: str) -> tuple[BinaryIO, int]:
@@ -282,6 +285,8 @@ class Registry:
             total = len(data)
         elif kind == "target":
             f, total = self.open_target(path)
+        elif kind == "encoding":
+            f, total = encodings.open_encoding(self, path)
         else:
             raise RegistryError("invalid", f"unknown file kind {kind!r}")
         if offset > total:

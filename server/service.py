@@ -30,7 +30,11 @@ _CODES = {
     "not_found": grpc.StatusCode.NOT_FOUND,
     "too_large": grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-_KINDS = {ota_pb2.FILE_KIND_METADATA: "metadata", ota_pb2.FILE_KIND_TARGET: "target"}
+_KINDS = {
+    ota_pb2.FILE_KIND_METADATA: "metadata",
+    ota_pb2.FILE_KIND_TARGET: "target",
+    ota_pb2.FILE_KIND_ENCODING: "encoding",
+}
 
 
 def guarded(method):

@@ -32,6 +32,7 @@ from modelpack.metadata import ModelInfo
 from ota.v1 import ota_pb2
 from vehicle_agent.download import DownloadFailed, download_target
 from vehicle_agent.fetcher import METADATA_URL, TARGET_URL, GrpcFetcher
+from vehicle_agent.rebuild import Rebuilt, fetch_and_rebuild
 from vehicle_agent.runtime import LoadedModel, SelfTestFailed, load_session, self_test
 from vehicle_agent.slots import SlotRecord, SlotStore
 from vehicle_agent.transport import RegistryClient, TransportError
@@ -203,23 +204,30 @@ class VehicleAgent:
         except SelfTestFailed as e:
             out.reason = str(e)
             return out
-        # 2. Download and verify against the signed length and hash.
+        # 2. Download and verify against the signed length and hash: the
+        # offered encoding (delta) first, rebuilt and checked; else the full file.
         t = time.perf_counter()
-        try:
-            result = download_target(
-                self.client,
-                _download_path(target),
-                target,
-                self._downloads,
-                vehicle_id=self.config.vehicle_id,
-                progress=(lambda done, total: progress(offer.name, done, total)) if progress else None,
-            )
-        except DownloadFailed as e:
-            out.status = "attack_detected" if e.tampered else "failed"
-            out.reason = str(e)
-            return out
-        out.bytes_downloaded = result.bytes_fetched
-        out.timings["download+verify"] = time.perf_counter() - t
+        rebuilt = self._fetch_encoded(offer, target)
+        if rebuilt is not None:
+            result_path, out.bytes_downloaded, out.encoding = rebuilt.path, rebuilt.bytes_fetched, rebuilt.encoding
+            out.timings["download+rebuild+verify"] = time.perf_counter() - t
+        else:
+            try:
+                result = download_target(
+                    self.client,
+                    _download_path(target),
+                    target,
+                    self._downloads,
+                    vehicle_id=self.config.vehicle_id,
+                    progress=(lambda done, total: progress(offer.name, done, total)) if progress else None,
+                )
+            except DownloadFailed as e:
+                out.status = "attack_detected" if e.tampered else "failed"
+                out.reason = str(e)
+                return out
+            out.bytes_downloaded = result.bytes_fetched
+            out.timings["download+verify"] = time.perf_counter() - t
+            result_path = result.path
         # 3. Stage into the inactive slot.
         t = time.perf_counter()
         rec = SlotRecord(
@@ -229,8 +237,8 @@ class VehicleAgent:
             target_path=target.path,
             model_info=model_info,
         )
-        slot = self.slots.stage(offer.name, result.path, rec)
-        result.path.unlink(missing_ok=True)
+        slot = self.slots.stage(offer.name, result_path, rec)
+        result_path.unlink(missing_ok=True)
         out.timings["stage"] = time.perf_counter() - t
         # 4. Load and self-test beside the running model.
         t = time.perf_counter()
@@ -251,6 +259,17 @@ class VehicleAgent:
         out.timings["switch"] = time.perf_counter() - t
         out.status = "installed"
         return out
+
+    def _fetch_encoded(self, offer: ota_pb2.UpdateOffer, target: TargetFile) -> Rebuilt | None:
+        """The model rebuilt from the offered encoding, or None (then the full file is fetched)."""
+        if not offer.encoding or offer.encoding == "full":
+            return None
+        slots = self.slots.load().get(offer.name)
+        installed = self.slots.model_path(offer.name, slots.active) if slots and slots.active else None
+        rebuilt, reason = fetch_and_rebuild(self.client, offer, target, installed, self._downloads, self.config.vehicle_id)
+        if rebuilt is None:
+            log.warning("%s %s: %s; fetching the full model instead", offer.name, offer.version, reason)
+        return rebuilt
 
     def _report(self, out: UpdateOutcome) -> None:
         active = self.models.get(out.name)
