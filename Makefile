@@ -49,6 +49,11 @@ bench-transfer: $(STAMP)
 bench-sim: $(STAMP)
 	nice $(BIN)/python bench/sim_bench.py --update-docs
 
+# Load: 1,000 concurrent lite agents against one registry process, and a bare gRPC peer (issue 6).
+.PHONY: bench-load
+bench-load: $(STAMP)
+	nice $(BIN)/python bench/load_bench.py --agents $(or $(AGENTS),1000)
+
 # --- vehicle agent (issue 5) ---
 .PHONY: faults bench-swap bench-agent
 # Power-cut (kill -9) and link-fault campaign; TRIALS=500 for the full one.

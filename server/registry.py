@@ -23,6 +23,7 @@ from server import encodings
 from server.keys import utcnow
 from server.storage import (
     BlobNotFound,
+    BlobStore,
     FileBlobStore,
     MetadataStore,
     ModelRecord,
@@ -109,7 +110,7 @@ class Registry:
     """Publishes model versions as signed TUF targets and serves them."""
 
     def __init__(
-        self, store: MetadataStore, blobs: FileBlobStore, tuf: TufRepository, rollouts: RolloutPolicy | None = None
+        self, store: MetadataStore, blobs: BlobStore, tuf: TufRepository, rollouts: RolloutPolicy | None = None
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -119,17 +120,33 @@ class Registry:
         self.downloads: deque[DownloadStat] = deque(maxlen=4096)
 
     @classmethod
-    def open(cls, data_dir: Path, keys_dir: Path) -> "Registry":
-        """The embedded default: SQLite + a blob directory under ``data_dir``."""
-        from server.keys import Keystore
-        from server.storage import SqliteMetadataStore
+    def open(cls, data_dir: Path | None, keys_dir: Path, db: str | None = None) -> "Registry":
+        """The embedded default: SQLite + a blob directory under ``data_dir``.
 
-        data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        With ``db`` a ``postgresql://`` URL, everything lives in that database
+        instead (replicas share it); ``data_dir``, if given, only spools uploads.
+        """
+        from server.keys import Keystore
+
+        store: MetadataStore
+        blobs: BlobStore
+        if db:
+            from server.storage_pg import is_postgres_url, open_postgres
+
+            if not is_postgres_url(db):
+                raise StorageError(f"--db {db!r}: only postgresql://… URLs are supported (SQLite is the default)")
+            store, blobs = open_postgres(db, spool_dir=Path(data_dir) / "spool" if data_dir else None)
+        else:
+            from server.storage import SqliteMetadataStore
+
+            if data_dir is None:
+                raise StorageError("the embedded SQLite store needs a data directory")
+            data_dir = Path(data_dir)
+            data_dir.mkdir(parents=True, exist_ok=True)
+            store = SqliteMetadataStore(data_dir / "registry.sqlite3")
+            blobs = FileBlobStore(data_dir / "blobs")
         from server.campaigns import CampaignManager
 
-        store = SqliteMetadataStore(data_dir / "registry.sqlite3")
-        blobs = FileBlobStore(data_dir / "blobs")
         return cls(store, blobs, TufRepository(store, Keystore(keys_dir)), CampaignManager(store))
 
     # -- publishing -----------------------------------------------------------------

@@ -7,6 +7,7 @@ import inspect
 import logging
 from collections.abc import Iterator
 from concurrent import futures
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -14,6 +15,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from ota.v1 import ota_pb2, ota_pb2_grpc
 from server.registry import Registry, RegistryError
 from server.storage import ReportRecord
+
+if TYPE_CHECKING:
+    from server.metrics import RegistryMetrics
 
 log = logging.getLogger(__name__)
 
@@ -188,10 +192,16 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
         return ota_pb2.ReportAck(accepted=True)
 
 
-def create_server(registry: Registry, listen: str = "127.0.0.1:0", max_workers: int = 16) -> tuple[grpc.Server, int]:
-    """Build and start a registry gRPC server; return it and the bound port."""
+def create_server(
+    registry: Registry, listen: str = "127.0.0.1:0", max_workers: int = 16, metrics: RegistryMetrics | None = None
+) -> tuple[grpc.Server, int]:
+    """Build and start a registry gRPC server; return it and the bound port.
+
+    With ``metrics``, every call is counted and timed into it (see server/metrics.py).
+    """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry"),
+        interceptors=[metrics.interceptor()] if metrics else None,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
