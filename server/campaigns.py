@@ -54,6 +54,11 @@ from server.storage import (
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+_STORE_METHODS = (
+    "list_reports_for_model", "upsert_vehicle", "get_vehicle", "list_vehicles", "add_campaign", "get_campaign",
+    "list_campaigns", "list_campaign_members", "memberships_of", "mark_offered", "add_campaign_event",
+    "list_campaign_events",
+)
 
 
 @dataclasses.dataclass
@@ -87,6 +92,18 @@ class CampaignManager:
         self._lock = threading.RLock()
         self._cache: dict[str, _Cached] = {}
         self._seen: dict[str, VehicleRecord] = {}
+
+    @staticmethod
+    def supported_by(store: MetadataStore) -> bool:
+        """Does ``store`` implement the inventory and campaign part of the protocol?
+
+        A backend that does not yet gets no campaigns (every vehicle gets the newest
+        version, as before) rather than failing every check-in.
+        """
+        missing = [m for m in _STORE_METHODS if not callable(getattr(store, m, None))]
+        if missing:
+            log.warning("%s lacks %s: rollout campaigns are off", type(store).__name__, ", ".join(missing))
+        return not missing
 
     # -- inventory ----------------------------------------------------------------------
     def observe(self, vehicle: VehicleRecord) -> VehicleRecord:
