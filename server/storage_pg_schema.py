@@ -89,6 +89,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
         """,
     ),
+    Migration(
+        2,
+        "transport encodings of model versions (stand-alone and deltas)",
+        """
+        CREATE TABLE encodings (
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            base_sha256 TEXT NOT NULL,
+            codec TEXT NOT NULL,
+            blob_sha256 TEXT NOT NULL,
+            length BIGINT NOT NULL,
+            PRIMARY KEY (name, version, base_sha256)
+        );
+        CREATE INDEX encodings_blob ON encodings (blob_sha256);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

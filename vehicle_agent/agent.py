@@ -207,7 +207,7 @@ class VehicleAgent:
         # 2. Download and verify against the signed length and hash: the
         # offered encoding (delta) first, rebuilt and checked; else the full file.
         t = time.perf_counter()
-        rebuilt = self._fetch_encoded(offer, target)
+        rebuilt = self._fetch_encoded(offer, target, progress)
         if rebuilt is not None:
             result_path, out.bytes_downloaded, out.encoding = rebuilt.path, rebuilt.bytes_fetched, rebuilt.encoding
             out.timings["download+rebuild+verify"] = time.perf_counter() - t
@@ -260,13 +260,18 @@ class VehicleAgent:
         out.status = "installed"
         return out
 
-    def _fetch_encoded(self, offer: ota_pb2.UpdateOffer, target: TargetFile) -> Rebuilt | None:
+    def _fetch_encoded(
+        self, offer: ota_pb2.UpdateOffer, target: TargetFile, progress: ProgressFn | None = None
+    ) -> Rebuilt | None:
         """The model rebuilt from the offered encoding, or None (then the full file is fetched)."""
         if not offer.encoding or offer.encoding == "full":
             return None
         slots = self.slots.load().get(offer.name)
         installed = self.slots.model_path(offer.name, slots.active) if slots and slots.active else None
-        rebuilt, reason = fetch_and_rebuild(self.client, offer, target, installed, self._downloads, self.config.vehicle_id)
+        rebuilt, reason = fetch_and_rebuild(
+            self.client, offer, target, installed, self._downloads, self.config.vehicle_id,
+            progress=(lambda done, total: progress(offer.name, done, total)) if progress else None,
+        )
         if rebuilt is None:
             log.warning("%s %s: %s; fetching the full model instead", offer.name, offer.version, reason)
         return rebuilt

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +44,14 @@ def fetch_and_rebuild(
     installed_model: Path | None,
     dest_dir: Path,
     vehicle_id: str = "",
+    max_attempts: int = 4,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Rebuilt | None, str]:
-    """Download ``offer``'s encoding and rebuild the target; (result, reason)."""
+    """Download ``offer``'s encoding and rebuild the target; (result, reason).
+
+    A broken stream (e.g. the registry replica went away) is resumed from the
+    last byte received, up to ``max_attempts`` calls in all.
+    """
     if not offer.encoding or offer.encoding == "full" or not offer.download_path:
         return None, "no encoding offered"
     limit = target.length + codecs.HEADER_SIZE
@@ -58,15 +65,25 @@ def fetch_and_rebuild(
         if hashlib.sha256(base).hexdigest() != offer.base_sha256:
             return None, "delta is for another base than the installed model"
     blob = bytearray()
-    try:
-        for chunk in client.download(ota_pb2.FILE_KIND_ENCODING, offer.download_path, 0, limit, vehicle_id):
-            if chunk.offset != len(blob):
-                return None, f"encoding chunk at offset {chunk.offset}, expected {len(blob)}"
-            blob += chunk.data
-            if len(blob) > limit:
-                return None, "registry sent more than the bounded encoding length"
-    except (TransportError, FileNotFoundError) as e:
-        return None, f"encoding download failed: {e}"
+    for attempt in range(1, max_attempts + 1):
+        try:
+            for chunk in client.download(
+                ota_pb2.FILE_KIND_ENCODING, offer.download_path, len(blob), limit - len(blob), vehicle_id
+            ):
+                if chunk.offset != len(blob):
+                    return None, f"encoding chunk at offset {chunk.offset}, expected {len(blob)}"
+                blob += chunk.data
+                if len(blob) > limit:
+                    return None, "registry sent more than the bounded encoding length"
+                if progress:
+                    progress(len(blob), offer.download_length)
+            break
+        except FileNotFoundError as e:
+            return None, f"encoding download failed: {e}"
+        except TransportError as e:
+            if attempt == max_attempts:
+                return None, f"encoding download failed after {attempt} attempts: {e}"
+            log.info("encoding download of %s broke at %d B (%s); resuming", offer.download_path, len(blob), e)
     fetched = len(blob)
     try:
         data = codecs.decode(bytes(blob), base, max_target_length=target.length)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from server.storage import BlobNotFound, ModelRecord, ReportRecord, StorageError
+from server.storage import BlobNotFound, EncodingRecord, ModelRecord, ReportRecord, StorageError
 
 
 def _model(name: str = "squeezenet1.0", version: str = "1.0.0", sha: str = "a" * 64, at: str = "2026-01-01T00:00:00Z",
@@ -76,6 +76,23 @@ def test_a_signed_tuf_version_cannot_be_replaced(stores) -> None:
     with pytest.raises(StorageError, match="TUF targets version 1 already exists"):
         stores.meta.put_tuf_metadata("targets", 1, b"second")
     assert stores.meta.get_tuf_metadata("targets", 1) == b"first"
+
+
+# -- transport encodings -----------------------------------------------------------------
+def test_encodings_are_stored_per_version_and_replaced_as_a_set(stores) -> None:
+    standalone = EncodingRecord("m", "1.0.1", "deepcompression", "", "1" * 64, 500)
+    delta = EncodingRecord("m", "1.0.1", "tensordelta", "b" * 64, "2" * 64, 30)
+    stores.meta.put_encodings("m", "1.0.1", [delta, standalone])
+    stores.meta.put_encodings("m", "1.0.2", [EncodingRecord("m", "1.0.2", "zstd", "", "3" * 64, 400)])
+    assert stores.meta.list_encodings("m", "1.0.1") == [standalone, delta]  # stand-alone first
+    assert stores.meta.encoding_by_blob("2" * 64) == delta
+    assert stores.meta.encoding_by_blob("4" * 64) is None
+    stores.meta.put_encodings("m", "1.0.1", [standalone])  # a re-encode replaces the whole set
+    assert stores.meta.list_encodings("m", "1.0.1") == [standalone]
+    assert stores.meta.encoding_by_blob("2" * 64) is None
+    stores.meta.put_encodings("m", "1.0.1", [])
+    assert stores.meta.list_encodings("m", "1.0.1") == []
+    assert [e.codec for e in stores.meta.list_encodings("m", "1.0.2")] == ["zstd"]
 
 
 # -- reports ----------------------------------------------------------------------------
