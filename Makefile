@@ -41,3 +41,10 @@ bench-transfer: $(STAMP)
 	@$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	@$(BIN)/python -c 'import zipnn' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]'
 	nice $(BIN)/python bench/transfer_bench.py $(BENCH_TRANSFER_ARGS)
+
+# Registry scale-out (issue 9): check-ins/s and p99 with 1 vs 3 replicas sharing PostgreSQL,
+# beside the embedded SQLite registry. Needs PostgreSQL (OTA_TEST_PG_DSN, default
+# postgresql://postgres@127.0.0.1:5432/test).
+.PHONY: bench-replicas
+bench-replicas: $(STAMP)
+	nice $(BIN)/python bench/replicas_bench.py --markdown bench/out/replicas.md

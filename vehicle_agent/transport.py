@@ -36,7 +36,7 @@ class TransportConfig:
 # share one database, so any of them can answer); retry the small idempotent
 # calls on another replica when one goes away. Download is not retried here:
 # the download loop resumes it from the last byte it holds.
-_SERVICE_CONFIG = json.dumps(
+SERVICE_CONFIG = json.dumps(
     {
         "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
@@ -100,7 +100,7 @@ class RegistryClient:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.service_config", _SERVICE_CONFIG),
+                ("grpc.service_config", SERVICE_CONFIG),
                 ("grpc.enable_retries", 1),
             ],
         )
