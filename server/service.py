@@ -134,7 +134,9 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
         if not request.vehicle_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "CheckRequest.vehicle_id is required")
         installed = {m.name: (m.version, m.sha256) for m in request.installed}
-        offers = self._registry.offers_for(request.vehicle_id, request.hardware_id, installed, request.wanted_models)
+        offers = self._registry.offers_for(
+            request.vehicle_id, request.hardware_id, installed, request.wanted_models, request.tags
+        )
         return ota_pb2.CheckResponse(
             offers=[
                 ota_pb2.UpdateOffer(
@@ -207,13 +209,18 @@ def create_server(
     )
     ota_pb2_grpc.add_PublisherServicer_to_server(PublisherServicer(registry), server)
     ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry), server)
+    services = ["", "ota.v1.Publisher", "ota.v1.Vehicle"]
+    if registry.rollouts is not None and hasattr(registry.rollouts, "create"):
+        from server.campaign_service import add_campaigns_service
+
+        services.append(add_campaigns_service(server, registry.rollouts))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"could not listen on {listen}")
     server.start()
-    for svc in ("", "ota.v1.Publisher", "ota.v1.Vehicle"):
+    for svc in services:
         health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
     log.info("registry listening on %s (port %d)", listen, port)
     return server, port

@@ -41,6 +41,7 @@ except ImportError as e:  # the embedded default (SQLite) must not need it
     ) from None
 
 from server.storage import ENCODING_COLUMNS, BlobNotFound, EncodingRecord, ModelRecord, ReportRecord, StorageError
+from server.storage_pg_fleet import PgFleetMixin
 from server.storage_pg_schema import LOCK_TUF_SIGNING, migrate
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def _utc_text(ts: datetime) -> str:
 _MODEL_COLS = "name, version, sha256, length, target_path, hardware_ids, metadata_json, published_at"
 
 
-class PgMetadataStore:
+class PgMetadataStore(PgFleetMixin):
     """``MetadataStore`` on PostgreSQL; safe to share between processes and threads."""
 
     def __init__(self, db: PgDatabase) -> None:
@@ -248,13 +249,11 @@ class PgMetadataStore:
             )
 
     def list_reports(self, vehicle_id: str | None = None) -> list[ReportRecord]:
+        return self._reports("WHERE vehicle_id=%s", (vehicle_id,)) if vehicle_id else self._reports()
+
+    def _reports(self, where: str = "", params: tuple = ()) -> list[ReportRecord]:
         with self.db.conn() as c:
-            if vehicle_id:
-                rows = c.execute(
-                    "SELECT body, received_at FROM reports WHERE vehicle_id=%s ORDER BY id", (vehicle_id,)
-                ).fetchall()
-            else:
-                rows = c.execute("SELECT body, received_at FROM reports ORDER BY id").fetchall()
+            rows = c.execute(f"SELECT body, received_at FROM reports {where} ORDER BY id", params).fetchall()
         return [ReportRecord(**{**body, "received_at": _utc_text(t)}) for body, t in rows]
 
 
