@@ -67,3 +67,9 @@ bench-swap: $(STAMP)
 # Footprint: peak RSS and CPU of the agent idle / updating / serving.
 bench-agent: $(STAMP)
 	nice $(BIN)/python bench/agent_footprint.py
+# Registry scale-out (issue 9): check-ins/s and p99 with 1 vs 3 replicas sharing PostgreSQL,
+# beside the embedded SQLite registry. Needs PostgreSQL (OTA_TEST_PG_DSN, default
+# postgresql://postgres@127.0.0.1:5432/test).
+.PHONY: bench-replicas
+bench-replicas: $(STAMP)
+	nice $(BIN)/python bench/replicas_bench.py --markdown bench/out/replicas.md

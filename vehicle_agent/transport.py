@@ -36,22 +36,21 @@ class TransportConfig:
 
 
 # Spread calls over every address the name or list gives (registry replicas
-# share one database, so any of them can answer); retry the small idempotent
-# calls on another replica when one goes away. Download is not retried here:
-# the download loop resumes it from the last byte it holds.
-_SERVICE_CONFIG = json.dumps(
+# share one database, so any of them can answer). round_robin fails a call at
+# once while no replica is connected, so a call refused with UNAVAILABLE is
+# retried with backoff (a replica restarting, or going away mid-call, costs a
+# second, not an update cycle). gRPC retries only until the first response
+# arrives; a Download broken later is resumed from its last byte by the caller.
+SERVICE_CONFIG = json.dumps(
     {
         "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
-                "name": [
-                    {"service": "ota.v1.Vehicle", "method": "CheckForUpdate"},
-                    {"service": "ota.v1.Vehicle", "method": "ReportInstall"},
-                ],
+                "name": [{"service": "ota.v1.Vehicle"}],
                 "retryPolicy": {
-                    "maxAttempts": 4,
-                    "initialBackoff": "0.2s",
-                    "maxBackoff": "2s",
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
                     "backoffMultiplier": 2,
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
@@ -59,6 +58,8 @@ _SERVICE_CONFIG = json.dumps(
         ],
     }
 )
+# Reconnect to a replica that went away sooner than gRPC's default (1 s, growing to 120 s).
+RECONNECT_BACKOFF_MS = (100, 5000)
 
 
 def channel_target(address: str) -> str:
@@ -106,12 +107,11 @@ class RegistryClient:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.service_config", _SERVICE_CONFIG),
+                ("grpc.service_config", SERVICE_CONFIG),
                 ("grpc.enable_retries", 1),
-                # Our own backoff paces download retries; gRPC's reconnect backoff (1 s initial) would add to it.
-                ("grpc.initial_reconnect_backoff_ms", 100),
-                ("grpc.min_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 5000),
+                ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+                ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+                ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
             ],
         )
         self._stub = ota_pb2_grpc.VehicleStub(self._channel)
