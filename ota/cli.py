@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "registry": ("server.cli:registry", "Run the cloud registry (gRPC)."),
     "publish": ("server.cli:publish", "Validate, upload and sign a model version."),
     "models": ("server.cli:models", "List published models and versions."),
+    "campaign": ("server.campaign_cli:campaign", "Roll a version out in waves: canaries, thresholds, rollback."),
     "agent": ("vehicle_agent.cli:agent", "Run the in-car vehicle agent."),
     "zoo": ("modelpack.cli:zoo", "Build the zoo's ONNX models (SqueezeNet, ...)."),
     "classify": ("modelpack.cli:classify", "Classify an image with an ONNX model."),

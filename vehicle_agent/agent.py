@@ -53,6 +53,7 @@ class AgentConfig:
     vehicle_id: str = "vehicle-0001"
     hardware_id: str = "generic-x86_64"
     wanted_models: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # reported at check-in; rollout campaigns select by them
     trusted_root: Path | None = None  # provisioned at the factory; needed once
 
 
@@ -166,6 +167,7 @@ class VehicleAgent:
             hardware_id=self.config.hardware_id,
             installed=[ota_pb2.InstalledModel(name=n, version=r.version, sha256=r.sha256) for n, r in installed.items()],
             wanted_models=list(self.config.wanted_models),
+            tags=list(self.config.tags),
         )
         try:
             resp = self.client.check(req)
