@@ -38,7 +38,7 @@ bench-zoo: $(STAMP)
 BENCH_TRANSFER_ARGS ?= --repeat 3 --markdown bench/out/transfer.md
 .PHONY: bench-transfer
 bench-transfer: $(STAMP)
-	@for t in zstd bsdiff xdelta3; do command -v $$t >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zstd bsdiff xdelta3; break; }; done
+	@for t in zstd bsdiff xdelta3 /usr/bin/time; do command -v $$t >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zstd bsdiff xdelta3 time; break; }; done
 	@$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	@$(BIN)/python -c 'import zipnn' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]'
 	nice $(BIN)/python bench/transfer_bench.py $(BENCH_TRANSFER_ARGS)
