@@ -66,6 +66,7 @@ class Campaign:
     found_state: Counter = field(default_factory=Counter)
     recovery_s: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    served_kinds: Counter = field(default_factory=Counter)  # registry downloads by kind (target, encoding, metadata)
 
 
 class AgentProcess:
@@ -196,6 +197,7 @@ def power_cuts(trials: int, work: Path, seed: int) -> tuple[Campaign, float]:
                 c.problems.append(f"trial {trial}: did not converge: {e}")
             current = new
         agent.kill()
+        c.served_kinds.update(d.kind for d in registry.downloads)
     finally:
         server.stop(None)
         registry.store.close()
@@ -285,7 +287,9 @@ def print_power_cuts(c: Campaign, args: argparse.Namespace, t_update: float) -> 
     print("|---:|---:|---:|---:|---:|---:|")
     med = statistics.median(c.recovery_s) if c.recovery_s else float("nan")
     print(f"| {c.kills} | {c.torn} | {c.converged} | {c.served_old} | {c.served_new} | {med * 1000:.0f} ms |")
-    print("\njournal state found after the kill: " + ", ".join(f"{k} {v}" for k, v in sorted(c.found_state.items())))
+    print("\njournal state found after the kill: " + ", ".join(f"{k} {v}" for k, v in sorted(c.found_state.items()))
+          + " (verifying includes the delta rebuild; activating is the slot switch)")
+    print("registry streams served: " + ", ".join(f"{k} {v}" for k, v in sorted(c.served_kinds.items())))
     for p in c.problems:
         print(f"  ! {p}")
 

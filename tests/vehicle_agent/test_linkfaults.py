@@ -43,9 +43,7 @@ def served_sha(agent: VehicleAgent) -> str:
 
 def offer_full_only(registry, name: str, version: str) -> None:
     """Forget the registry's precomputed encodings of a version: vehicles get the 5 MB file."""
-    from server.encodings import _index_path
-
-    _index_path(registry, name, version).write_text("[]")
+    registry.store.put_encodings(name, version, [])
 
 
 @pytest.fixture
