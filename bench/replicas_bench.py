@@ -24,6 +24,7 @@ import hashlib
 import multiprocessing as mp
 import os
 import secrets
+import signal
 import statistics
 import sys
 import tempfile
@@ -44,15 +45,21 @@ from vehicle_agent.transport import SERVICE_CONFIG, channel_target  # noqa: E402
 CLK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) so far of each process still there."""
+    out = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
+            out[pid] = (int(fields[11]) + int(fields[12])) / CLK
         except (FileNotFoundError, IndexError, ValueError):
             pass
-    return total
+    return out
+
+
+def _delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two samples by the processes present in both."""
+    return sum(after[p] - before[p] for p in before.keys() & after.keys())
 
 
 def _postgres_pids() -> list[int]:
@@ -122,11 +129,12 @@ def run_load(replicas: list[Replica], requests: list, seconds: float, procs: int
     for _ in workers:
         assert queue.get(timeout=60) == "ready"
     go.set()
-    cpu0 = (_cpu_seconds(server_pids), _cpu_seconds([w.pid for w in workers]), _cpu_seconds(pg_pids))
+    groups = (server_pids, [w.pid for w in workers], pg_pids)
+    cpu0 = [_cpu_seconds(g) for g in groups]
     t0 = time.perf_counter()
     results = [queue.get(timeout=seconds + 60) for _ in workers]
     wall = time.perf_counter() - t0
-    cpu1 = (_cpu_seconds(server_pids), _cpu_seconds([w.pid for w in workers]), _cpu_seconds(pg_pids))
+    busy = [_delta(before, _cpu_seconds(g)) / wall for before, g in zip(cpu0, groups)]
     for w in workers:
         w.join()
     lat = sorted(x for r in results for x in r[0])
@@ -136,9 +144,9 @@ def run_load(replicas: list[Replica], requests: list, seconds: float, procs: int
         p50_ms=q[49] * 1000,
         p99_ms=q[98] * 1000,
         errors=sum(r[1] for r in results),
-        cpu_replicas=(cpu1[0] - cpu0[0]) / wall,
-        cpu_clients=(cpu1[1] - cpu0[1]) / wall,
-        cpu_postgres=(cpu1[2] - cpu0[2]) / wall,
+        cpu_replicas=busy[0],
+        cpu_clients=busy[1],
+        cpu_postgres=busy[2],
     )
 
 
@@ -163,6 +171,8 @@ def main() -> None:
     ap.add_argument("--dsn", default=os.environ.get("OTA_TEST_PG_DSN", DEFAULT_DSN))
     ap.add_argument("--markdown", type=Path, help="also write the table here")
     args = ap.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the replicas stop and the schema is dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     import psycopg
 
@@ -219,9 +229,11 @@ def report(rows: dict[str, list[Round]], args: argparse.Namespace) -> str:
         return statistics.median(getattr(r, attr) for r in rows[name])
 
     base = med("postgresql x1", "checkins_per_s")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
-        f"Check-ins (CheckForUpdate) on {os.cpu_count()} cores, {args.procs} load processes x {args.threads} "
-        f"threads, {args.seconds:g} s x {args.repeat} rounds, medians. CPU = cores busy (CPU s per wall s).",
+        f"Check-ins (CheckForUpdate) on {os.cpu_count()} cores (load average at the end {load}: the machine is "
+        f"shared), {args.procs} load processes x {args.threads} threads, {args.seconds:g} s x {args.repeat} rounds, "
+        "medians. CPU = cores busy (CPU s per wall s).",
         "",
         "| registry | check-ins/s | vs postgresql x1 | p50 ms | p99 ms | errors | CPU replicas | CPU load gen | CPU postgres |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
