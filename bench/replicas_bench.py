@@ -11,8 +11,9 @@ runs: half the simulated vehicles run the previous version and are offered a
 delta, half are up to date. The load comes from separate client processes,
 each running closed-loop threads. CPU seconds of the replicas, of the load
 generator and of PostgreSQL are read from /proc, so the table says where the
-machine's cores went. Every figure is measured in this run; medians of
-``--repeat`` rounds.
+machine's cores went. The configurations run side by side and their rounds
+alternate, so a shared machine's changing load hits each alike. Every figure
+is measured in this run; medians of ``--repeat`` rounds.
 
     nice .venv/bin/python bench/replicas_bench.py [--seconds 5] [--repeat 3] [--markdown FILE]
 """
@@ -205,15 +206,20 @@ def main() -> None:
             "postgresql x1": lambda: start_replicas(1, dsn, work / "keys"),
             "postgresql x3": lambda: start_replicas(3, dsn, work / "keys"),
         }
-        for name, start in configs.items():
-            replicas = start()
-            try:
-                run_load(replicas, requests, 1.0, args.procs, args.threads)  # warm-up: connections, caches
+        # All configurations run side by side (idle ones cost nothing) and their
+        # rounds alternate, so a change in the shared machine's load hits each alike.
+        running: dict[str, list[Replica]] = {}
+        try:
+            for name, start in configs.items():
+                running[name] = start()
+                run_load(running[name], requests, 1.0, args.procs, args.threads)  # warm-up: connections, caches
                 rows[name] = []
-                for _ in range(args.repeat):
+            for _ in range(args.repeat):
+                for name, replicas in running.items():
                     rows[name].append(run_load(replicas, requests, args.seconds, args.procs, args.threads))
                     print(f"{name}: {rows[name][-1]}", file=sys.stderr)
-            finally:
+        finally:
+            for replicas in running.values():
                 stop_all(replicas)
     finally:
         with psycopg.connect(args.dsn, autocommit=True) as c:
