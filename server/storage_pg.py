@@ -82,9 +82,13 @@ class PgDatabase:
         except PoolTimeout as e:
             self.pool.close()
             raise StorageError(f"cannot connect to PostgreSQL ({redact(dsn)}) within {connect_timeout_s:.0f} s: {e}") from None
-        with self.pool.connection() as conn:
-            migrate(conn)
-            self.schema = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
+        try:
+            with self.pool.connection() as conn:
+                migrate(conn)
+                self.schema = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
+        except BaseException:
+            self.pool.close()  # no pool threads left behind by a registry that will not start
+            raise
 
     def close(self) -> None:
         self.pool.close()
