@@ -163,6 +163,18 @@ def _publish(registry, model: bytes, successor: bytes) -> list:
     return reqs
 
 
+def _in_process_ms(registry, requests: list, rounds: int) -> float:
+    """Median ms of ``Registry.offers_for`` per check-in (after one warm-up pass)."""
+    def one_pass() -> float:
+        t0 = time.perf_counter()
+        for r in requests:
+            registry.offers_for(r.vehicle_id, r.hardware_id, {m.name: (m.version, m.sha256) for m in r.installed})
+        return (time.perf_counter() - t0) / len(requests) * 1000
+
+    one_pass()
+    return statistics.median(one_pass() for _ in range(rounds))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="load per round (default 5)")
@@ -194,12 +206,16 @@ def main() -> None:
         sys.exit(f"no PostgreSQL at {args.dsn} (--dsn or OTA_TEST_PG_DSN): {str(e).strip()}")
     dsn = with_schema(args.dsn, schema)
     rows: dict[str, list[Round]] = {}
+    in_process: dict[str, float] = {}
     try:
         pg = Registry.open(work / "spool", work / "keys", db=dsn)
         requests = _publish(pg, model, successor)
-        pg.store.close()
         sq = Registry.open(work / "sqlite", work / "keys")
         _publish(sq, model, successor)
+        # The decision alone, in this process, without gRPC: what one check-in costs each engine.
+        in_process = {"sqlite": _in_process_ms(sq, requests, args.repeat),
+                      "postgresql": _in_process_ms(pg, requests, args.repeat)}
+        pg.store.close()
         sq.store.close()
         configs = {
             "sqlite x1": lambda: start_replicas(1, "", work / "keys", extra_args=["--data", str(work / "sqlite")]),
@@ -224,13 +240,14 @@ def main() -> None:
     finally:
         with psycopg.connect(args.dsn, autocommit=True) as c:
             c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    print(report(rows, args))
+    text = report(rows, args, in_process)
+    print(text)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(report(rows, args) + "\n")
+        args.markdown.write_text(text + "\n")
 
 
-def report(rows: dict[str, list[Round]], args: argparse.Namespace) -> str:
+def report(rows: dict[str, list[Round]], args: argparse.Namespace, in_process: dict[str, float]) -> str:
     def med(name: str, attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in rows[name])
 
@@ -250,6 +267,11 @@ def report(rows: dict[str, list[Round]], args: argparse.Namespace) -> str:
             f"| {med(name, 'p50_ms'):.1f} | {med(name, 'p99_ms'):.1f} | {sum(r.errors for r in rows[name])} "
             f"| {med(name, 'cpu_replicas'):.2f} | {med(name, 'cpu_clients'):.2f} | {med(name, 'cpu_postgres'):.2f} |"
         )
+    lines += [
+        "",
+        "One check-in's decision in-process, without gRPC (Registry.offers_for, median ms): "
+        + ", ".join(f"{k} {v:.2f} ms" for k, v in in_process.items()) + ".",
+    ]
     return "\n".join(lines)
 
 
