@@ -64,7 +64,7 @@ def test_registry_serves_smallest_encodings_and_agent_rebuilds_exact_model(
     assert agent.classify(NAME, IMAGES_DIR / "coffee.png", 1)[0].label == "espresso"
     served = [d for d in reg.downloads if d.kind == "encoding"]
     assert [d.bytes_sent for d in served] == [first.bytes_downloaded, upd.bytes_downloaded]
-    [rep] = [r for r in reg.store.list_reports("car-1") if r.version == "1.0.1"]
+    [rep] = [r for r in reg.store.list_reports("car-1") if r.version == "1.0.1" and r.status == "installed"]
     assert rep.encoding == "tensordelta" and rep.bytes_downloaded == upd.bytes_downloaded
 
 
