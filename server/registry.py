@@ -147,7 +147,8 @@ class Registry:
             blobs = FileBlobStore(data_dir / "blobs")
         from server.campaigns import CampaignManager
 
-        return cls(store, blobs, TufRepository(store, Keystore(keys_dir)), CampaignManager(store))
+        rollouts = CampaignManager(store) if CampaignManager.supported_by(store) else None
+        return cls(store, blobs, TufRepository(store, Keystore(keys_dir)), rollouts)
 
     # -- publishing -----------------------------------------------------------------
     def publish_stream(
