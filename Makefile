@@ -31,6 +31,7 @@ clean:
 # The model zoo next to the paper's figures (sizes, zstd, ORT latency); writes bench/out/zoo.md.
 bench-zoo: $(STAMP)
 	nice $(BIN)/python bench/zoo_bench.py
+
 # Transfer benchmark: our codecs vs zstd --patch-from, bsdiff, xdelta3, ZipNN on the
 # same model pairs, in one run. Installs the Debian tools and the `bench` extra
 # (torch==2.13.0 CPU first, so zipnn does not pull a CUDA build) if missing.
@@ -41,3 +42,34 @@ bench-transfer: $(STAMP)
 	@$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	@$(BIN)/python -c 'import zipnn' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]'
 	nice $(BIN)/python bench/transfer_bench.py $(BENCH_TRANSFER_ARGS)
+# Simulator benchmark: 1M-vehicle run time (median), the ready scenarios' reports, and the
+# emulation check with 20 real agents (root; skipped with the reason otherwise).
+# Updates the generated block of docs/simulator.md and its plots in docs/img/.
+.PHONY: bench-sim
+bench-sim: $(STAMP)
+	nice $(BIN)/python bench/sim_bench.py --update-docs
+
+# Load: 1,000 concurrent lite agents against one registry process, and a bare gRPC peer (issue 6).
+.PHONY: bench-load
+bench-load: $(STAMP)
+	nice $(BIN)/python bench/load_bench.py --agents $(or $(AGENTS),1000)
+
+# --- vehicle agent (issue 5) ---
+.PHONY: faults bench-swap bench-agent
+# Power-cut (kill -9) and link-fault campaign; TRIALS=500 for the full one.
+faults: $(STAMP)
+	nice $(BIN)/python bench/faults.py --trials $${TRIALS:-20}
+
+# Hot swap under load: latency steady vs during swaps, failed requests, plain onnxruntime alongside.
+bench-swap: $(STAMP)
+	nice $(BIN)/python bench/swap_bench.py
+
+# Footprint: peak RSS and CPU of the agent idle / updating / serving.
+bench-agent: $(STAMP)
+	nice $(BIN)/python bench/agent_footprint.py
+# Registry scale-out (issue 9): check-ins/s and p99 with 1 vs 3 replicas sharing PostgreSQL,
+# beside the embedded SQLite registry. Needs PostgreSQL (OTA_TEST_PG_DSN, default
+# postgresql://postgres@127.0.0.1:5432/test).
+.PHONY: bench-replicas
+bench-replicas: $(STAMP)
+	nice $(BIN)/python bench/replicas_bench.py --markdown bench/out/replicas.md

@@ -24,12 +24,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "registry": ("server.cli:registry", "Run the cloud registry (gRPC)."),
     "publish": ("server.cli:publish", "Validate, upload and sign a model version."),
     "models": ("server.cli:models", "List published models and versions."),
+    "campaign": ("server.campaign_cli:campaign", "Roll a version out in waves: canaries, thresholds, rollback."),
     "agent": ("vehicle_agent.cli:agent", "Run the in-car vehicle agent."),
     "zoo": ("modelpack.cli:zoo", "Build the zoo's ONNX models (SqueezeNet, ...)."),
     "classify": ("modelpack.cli:classify", "Classify an image with an ONNX model."),
     "detect": ("modelpack.cli:detect", "Detect objects in an image with an ONNX detector (SqueezeDet)."),
     "fidelity": ("modelpack.cli:fidelity", "Measure how much a candidate model changes a reference's answers."),
     "pack": ("modelpack.codecs.cli:pack", "Encode models and deltas (diff, apply, encode, decode)."),
+    "simulate": ("simulator.cli:simulate", "Simulate a fleet rollout over limited links; compare strategies."),
 }
 
 

@@ -47,31 +47,59 @@ def registry() -> None:
 
 
 @registry.command("serve")
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, envvar="OTA_DATA",
-              help="Data directory (SQLite + blobs). Env: OTA_DATA.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), envvar="OTA_DATA",
+              help="Data directory (SQLite + blobs); with --db only a spool for uploads. Env: OTA_DATA.")
+@click.option("--db", default="", envvar="OTA_DB", metavar="postgresql://…",
+              help="Keep everything in this PostgreSQL database instead, shared by any number of "
+                   "replicas (needs the 'pg' extra). Env: OTA_DB.")
 @click.option("--keys", "keys_dir", type=click.Path(path_type=Path), required=True, envvar="OTA_KEYS",
               help="Keystore made by `ota keys init`. Env: OTA_KEYS.")
 @click.option("--listen", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_LISTEN",
               help="host:port to listen on (plain-text gRPC on loopback). Env: OTA_LISTEN.")
-def serve(data_dir: Path, keys_dir: Path, listen: str) -> None:
+@click.option("--metrics-listen", default="", envvar="OTA_METRICS_LISTEN", metavar="HOST:PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one). "
+                   "Env: OTA_METRICS_LISTEN.")
+def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_listen: str) -> None:
     """Serve the Publisher and Vehicle gRPC services until SIGINT/SIGTERM."""
     from server.keys import KeystoreError
     from server.registry import Registry
     from server.service import create_server
+    from server.storage import StorageError
 
+    if not db and data_dir is None:
+        raise click.UsageError("give --data DIR (embedded SQLite) or --db postgresql://… (shared database)")
     try:
-        reg = Registry.open(data_dir, keys_dir)
-    except KeystoreError as e:
+        reg = Registry.open(data_dir, keys_dir, db=db or None)
+    except (KeystoreError, StorageError, ImportError) as e:
         raise click.ClickException(str(e)) from None
-    server, port = create_server(reg, listen)
+    metrics = None
+    if metrics_listen:
+        from server.metrics import RegistryMetrics
+
+        def codec_of(blob_sha256: str) -> str | None:
+            rec = reg.store.encoding_by_blob(blob_sha256)
+            return rec.codec if rec else None
+
+        metrics = RegistryMetrics(codec_of=codec_of)
+        _, metrics_port = metrics.serve_http(metrics_listen)
+        click.echo(f"metrics on http://{metrics_listen.rsplit(':', 1)[0]}:{metrics_port}/metrics", err=True)
+    server, port = create_server(reg, listen, metrics=metrics)
     host = listen.rsplit(":", 1)[0]
-    click.echo(f"registry serving on {host}:{port} (data {data_dir})", err=True)
+    where = f"database {_redacted(db)}" if db else f"data {data_dir}"
+    click.echo(f"registry serving on {host}:{port} ({where})", err=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     click.echo("stopping: finishing in-flight calls (5 s grace)", err=True)
     server.stop(grace=5).wait()
+    reg.store.close()
+
+
+def _redacted(db: str) -> str:
+    from server.storage_pg import redact
+
+    return redact(db)
 
 
 @click.command()

@@ -15,13 +15,22 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import onnx
 
 from server import encodings
 from server.keys import utcnow
-from server.storage import BlobNotFound, FileBlobStore, MetadataStore, ModelRecord, ReportRecord, StorageError
+from server.storage import (
+    BlobNotFound,
+    BlobStore,
+    FileBlobStore,
+    MetadataStore,
+    ModelRecord,
+    ReportRecord,
+    StorageError,
+    VehicleRecord,
+)
 from server.tuf_repo import TufRepository
 
 log = logging.getLogger(__name__)
@@ -90,27 +99,56 @@ class DownloadStat:
     bytes_sent: int
 
 
+class RolloutPolicy(Protocol):
+    """Decides which version of each model a vehicle runs (``server/campaigns.py``)."""
+
+    def choose(self, vehicle: VehicleRecord, compatible: dict[str, list[ModelRecord]]) -> dict[str, ModelRecord]: ...
+    def on_report(self, rep: ReportRecord) -> ReportRecord: ...
+
+
 class Registry:
     """Publishes model versions as signed TUF targets and serves them."""
 
-    def __init__(self, store: MetadataStore, blobs: FileBlobStore, tuf: TufRepository) -> None:
+    def __init__(
+        self, store: MetadataStore, blobs: BlobStore, tuf: TufRepository, rollouts: RolloutPolicy | None = None
+    ) -> None:
         self.store = store
         self.blobs = blobs
         self.tuf = tuf
+        self.rollouts = rollouts  # None: every vehicle gets the newest version
         # Recent Download calls (bounded: a long-running registry must not grow).
         self.downloads: deque[DownloadStat] = deque(maxlen=4096)
 
     @classmethod
-    def open(cls, data_dir: Path, keys_dir: Path) -> "Registry":
-        """The embedded default: SQLite + a blob directory under ``data_dir``."""
-        from server.keys import Keystore
-        from server.storage import SqliteMetadataStore
+    def open(cls, data_dir: Path | None, keys_dir: Path, db: str | None = None) -> "Registry":
+        """The embedded default: SQLite + a blob directory under ``data_dir``.
 
-        data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        store = SqliteMetadataStore(data_dir / "registry.sqlite3")
-        blobs = FileBlobStore(data_dir / "blobs")
-        return cls(store, blobs, TufRepository(store, Keystore(keys_dir)))
+        With ``db`` a ``postgresql://`` URL, everything lives in that database
+        instead (replicas share it); ``data_dir``, if given, only spools uploads.
+        """
+        from server.keys import Keystore
+
+        store: MetadataStore
+        blobs: BlobStore
+        if db:
+            from server.storage_pg import is_postgres_url, open_postgres
+
+            if not is_postgres_url(db):
+                raise StorageError(f"--db {db!r}: only postgresql://… URLs are supported (SQLite is the default)")
+            store, blobs = open_postgres(db, spool_dir=Path(data_dir) / "spool" if data_dir else None)
+        else:
+            from server.storage import SqliteMetadataStore
+
+            if data_dir is None:
+                raise StorageError("the embedded SQLite store needs a data directory")
+            data_dir = Path(data_dir)
+            data_dir.mkdir(parents=True, exist_ok=True)
+            store = SqliteMetadataStore(data_dir / "registry.sqlite3")
+            blobs = FileBlobStore(data_dir / "blobs")
+        from server.campaigns import CampaignManager
+
+        rollouts = CampaignManager(store) if CampaignManager.supported_by(store) else None
+        return cls(store, blobs, TufRepository(store, Keystore(keys_dir)), rollouts)
 
     # -- publishing -----------------------------------------------------------------
     def publish_stream(
@@ -215,20 +253,14 @@ class Registry:
         hardware_id: str,
         installed: dict[str, tuple[str, str]],
         wanted: Iterable[str] = (),
+        tags: Iterable[str] = (),
     ) -> list[Offer]:
-        """The newest version of each wanted model that this hardware may run."""
-        wanted = set(wanted)
-        latest: dict[str, ModelRecord] = {}
-        for rec in self.store.list_models():
-            if wanted and rec.name not in wanted:
-                continue
-            if rec.hardware_ids and hardware_id not in rec.hardware_ids:
-                continue
-            cur = latest.get(rec.name)
-            if cur is None or semver_key(rec.version) > semver_key(cur.version):
-                latest[rec.name] = rec
+        """An offer for each model where the chosen version differs from the installed one."""
+        chosen = self.targets_for(
+            VehicleRecord(vehicle_id, hardware_id, tuple(sorted(set(tags))), dict(installed), tuple(sorted(set(wanted))))
+        )
         offers = []
-        for name, rec in sorted(latest.items()):
+        for name, rec in sorted(chosen.items()):
             have = installed.get(name)
             if have is not None and have[1] == rec.sha256:
                 continue
@@ -244,6 +276,23 @@ class Registry:
             )
             offers.append(encodings.best_offer(self, full, have[1] if have else None))
         return offers
+
+    def targets_for(self, vehicle: VehicleRecord) -> dict[str, ModelRecord]:
+        """The one decision: which version of each wanted model this vehicle should run.
+
+        Without a rollout policy, the newest version its hardware may run; with one
+        (campaigns), whatever the policy chooses among those versions.
+        """
+        compatible: dict[str, list[ModelRecord]] = {}
+        for rec in self.store.list_models():
+            if vehicle.wanted and rec.name not in vehicle.wanted:
+                continue
+            if rec.hardware_ids and vehicle.hardware_id not in rec.hardware_ids:
+                continue
+            compatible.setdefault(rec.name, []).append(rec)
+        if self.rollouts is not None:
+            return self.rollouts.choose(vehicle, compatible)
+        return {name: max(recs, key=lambda r: semver_key(r.version)) for name, recs in compatible.items()}
 
     def open_target(self, path: str) -> tuple[BinaryIO, int]:
         """Open ``dir/<sha256>.<file>`` (TUF consistent-snapshot target path)."""
@@ -295,6 +344,8 @@ class Registry:
     def record_report(self, rep: ReportRecord) -> None:
         if not rep.vehicle_id:
             raise RegistryError("invalid", "report without a vehicle_id")
+        if self.rollouts is not None:
+            rep = self.rollouts.on_report(rep)
         self.store.add_report(rep)
         log.info("vehicle %s: %s %s %s %s", rep.vehicle_id, rep.name, rep.version, rep.status, rep.reason)
 

@@ -7,6 +7,7 @@ import inspect
 import logging
 from collections.abc import Iterator
 from concurrent import futures
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -14,6 +15,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from ota.v1 import ota_pb2, ota_pb2_grpc
 from server.registry import Registry, RegistryError
 from server.storage import ReportRecord
+
+if TYPE_CHECKING:
+    from server.metrics import RegistryMetrics
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +134,9 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
         if not request.vehicle_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "CheckRequest.vehicle_id is required")
         installed = {m.name: (m.version, m.sha256) for m in request.installed}
-        offers = self._registry.offers_for(request.vehicle_id, request.hardware_id, installed, request.wanted_models)
+        offers = self._registry.offers_for(
+            request.vehicle_id, request.hardware_id, installed, request.wanted_models, request.tags
+        )
         return ota_pb2.CheckResponse(
             offers=[
                 ota_pb2.UpdateOffer(
@@ -186,10 +192,16 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
         return ota_pb2.ReportAck(accepted=True)
 
 
-def create_server(registry: Registry, listen: str = "127.0.0.1:0", max_workers: int = 16) -> tuple[grpc.Server, int]:
-    """Build and start a registry gRPC server; return it and the bound port."""
+def create_server(
+    registry: Registry, listen: str = "127.0.0.1:0", max_workers: int = 16, metrics: RegistryMetrics | None = None
+) -> tuple[grpc.Server, int]:
+    """Build and start a registry gRPC server; return it and the bound port.
+
+    With ``metrics``, every call is counted and timed into it (see server/metrics.py).
+    """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry"),
+        interceptors=[metrics.interceptor()] if metrics else None,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -197,13 +209,18 @@ def create_server(registry: Registry, listen: str = "127.0.0.1:0", max_workers: 
     )
     ota_pb2_grpc.add_PublisherServicer_to_server(PublisherServicer(registry), server)
     ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry), server)
+    services = ["", "ota.v1.Publisher", "ota.v1.Vehicle"]
+    if registry.rollouts is not None and hasattr(registry.rollouts, "create"):
+        from server.campaign_service import add_campaigns_service
+
+        services.append(add_campaigns_service(server, registry.rollouts))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"could not listen on {listen}")
     server.start()
-    for svc in ("", "ota.v1.Publisher", "ota.v1.Vehicle"):
+    for svc in services:
         health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
     log.info("registry listening on %s (port %d)", listen, port)
     return server, port

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, ContextManager, Protocol
 
 from modelpack.fsio import fsync_dir
 
@@ -51,6 +51,19 @@ class ModelRecord:
 
 
 @dataclass(frozen=True)
+class EncodingRecord:
+    """A stored transport encoding of a model version: stand-alone, or a delta
+    from the version with ``base_sha256``. Its bytes are the blob ``blob_sha256``."""
+
+    name: str
+    version: str
+    codec: str
+    base_sha256: str  # "" for a stand-alone encoding
+    blob_sha256: str
+    length: int
+
+
+@dataclass(frozen=True)
 class ReportRecord:
     """One step a vehicle reported (downloading, installed, failed, ...)."""
 
@@ -70,7 +83,51 @@ class ReportRecord:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class VehicleRecord:
+    """What the inventory knows about a vehicle, learned from its check-ins."""
+
+    vehicle_id: str
+    hardware_id: str = ""
+    tags: tuple[str, ...] = ()
+    installed: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (version, sha256)
+    wanted: tuple[str, ...] = ()  # empty = every model
+    first_seen: float = 0.0  # seconds since the epoch
+    last_seen: float = 0.0
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    """A rollout campaign's immutable definition; its state lives in events and reports."""
+
+    campaign_id: str
+    spec_json: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class CampaignMember:
+    """A vehicle's place in a campaign: its wave, and when it was first offered the version."""
+
+    campaign_id: str
+    vehicle_id: str
+    wave: int
+    offered_at: float | None = None
+
+
+@dataclass(frozen=True)
+class CampaignEventRecord:
+    """One entry of a campaign's append-only log (created, wave_opened, paused, ...)."""
+
+    campaign_id: str
+    at: float
+    kind: str
+    wave: int = -1
+    detail: str = ""
+
+
 class BlobStore(Protocol):
+    def tempfile(self) -> tuple[int, Path]: ...
     def put_file(self, src: Path, sha256: str) -> None: ...
     def put_bytes(self, data: bytes) -> str: ...
     def open(self, sha256: str) -> BinaryIO: ...
@@ -85,8 +142,32 @@ class MetadataStore(Protocol):
     def models_by_sha256(self, sha256: str) -> list[ModelRecord]: ...
     def put_tuf_metadata(self, role: str, version: int, data: bytes) -> None: ...
     def get_tuf_metadata(self, role: str, version: int | None = None) -> bytes | None: ...
+    def put_encodings(self, name: str, version: str, encodings: list[EncodingRecord]) -> None:
+        """Replace the stored encodings of ``name`` ``version`` (at most one per base)."""
+        ...
+    def list_encodings(self, name: str, version: str) -> list[EncodingRecord]: ...
+    def encoding_by_blob(self, blob_sha256: str) -> EncodingRecord | None: ...
     def add_report(self, rep: ReportRecord) -> None: ...
     def list_reports(self, vehicle_id: str | None = None) -> list[ReportRecord]: ...
+    def list_reports_for_model(self, name: str, version: str) -> list[ReportRecord]: ...
+    # Fleet inventory and rollout campaigns (server/campaigns.py).
+    def upsert_vehicle(self, rec: VehicleRecord) -> None: ...
+    def get_vehicle(self, vehicle_id: str) -> VehicleRecord | None: ...
+    def list_vehicles(self) -> list[VehicleRecord]: ...
+    def add_campaign(
+        self, rec: CampaignRecord, members: list[CampaignMember], events: list[CampaignEventRecord]
+    ) -> None: ...
+    def get_campaign(self, campaign_id: str) -> CampaignRecord | None: ...
+    def list_campaigns(self) -> list[CampaignRecord]: ...
+    def list_campaign_members(self, campaign_id: str) -> list[CampaignMember]: ...
+    def memberships_of(self, vehicle_id: str) -> list[CampaignMember]: ...
+    def mark_offered(self, campaign_id: str, vehicle_id: str, at: float) -> bool: ...
+    def add_campaign_event(self, ev: CampaignEventRecord) -> None: ...
+    def list_campaign_events(self, campaign_id: str) -> list[CampaignEventRecord]: ...
+    def signing_lock(self) -> ContextManager[None]:
+        """Held while TUF metadata is signed: one signer at a time, over every replica."""
+        ...
+    def close(self) -> None: ...
 
 
 class FileBlobStore:
@@ -180,7 +261,53 @@ CREATE TABLE IF NOT EXISTS reports (
     received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS reports_vehicle ON reports (vehicle_id);
+CREATE TABLE IF NOT EXISTS encodings (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    base_sha256 TEXT NOT NULL,
+    codec TEXT NOT NULL,
+    blob_sha256 TEXT NOT NULL,
+    length INTEGER NOT NULL,
+    PRIMARY KEY (name, version, base_sha256)
+);
+CREATE INDEX IF NOT EXISTS encodings_blob ON encodings (blob_sha256);
+CREATE INDEX IF NOT EXISTS reports_model ON reports (name, version);
+CREATE TABLE IF NOT EXISTS vehicles (
+    vehicle_id TEXT PRIMARY KEY,
+    hardware_id TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    installed TEXT NOT NULL,
+    wanted TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS campaigns (
+    campaign_id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS campaign_members (
+    campaign_id TEXT NOT NULL,
+    vehicle_id TEXT NOT NULL,
+    wave INTEGER NOT NULL,
+    offered_at REAL,
+    PRIMARY KEY (campaign_id, vehicle_id)
+);
+CREATE INDEX IF NOT EXISTS campaign_members_vehicle ON campaign_members (vehicle_id);
+CREATE TABLE IF NOT EXISTS campaign_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    campaign_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    wave INTEGER NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS campaign_events_campaign ON campaign_events (campaign_id);
 """
+
+
+# EncodingRecord's field order, for SELECTs that build one from a row.
+ENCODING_COLUMNS = "name, version, codec, base_sha256, blob_sha256, length"
 
 
 class SqliteMetadataStore:
@@ -189,6 +316,7 @@ class SqliteMetadataStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._signing = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -208,6 +336,13 @@ class SqliteMetadataStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def signing_lock(self) -> Iterator[None]:
+        # One process owns a SQLite file, so an in-process lock is enough; a
+        # separate one, so that readers are not held up while metadata is signed.
+        with self._signing:
+            yield
 
     # -- models ---------------------------------------------------------------
     def add_model(self, rec: ModelRecord) -> None:
@@ -280,6 +415,30 @@ class SqliteMetadataStore:
                 ).fetchone()
         return bytes(row[0]) if row else None
 
+    # -- transport encodings --------------------------------------------------------
+    def put_encodings(self, name: str, version: str, encodings: list[EncodingRecord]) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM encodings WHERE name=? AND version=?", (name, version))
+            db.executemany(
+                "INSERT INTO encodings (name, version, base_sha256, codec, blob_sha256, length) VALUES (?,?,?,?,?,?)",
+                [(name, version, e.base_sha256, e.codec, e.blob_sha256, e.length) for e in encodings],
+            )
+
+    def list_encodings(self, name: str, version: str) -> list[EncodingRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {ENCODING_COLUMNS} FROM encodings WHERE name=? AND version=? ORDER BY base_sha256",
+                (name, version),
+            ).fetchall()
+        return [EncodingRecord(*r) for r in rows]
+
+    def encoding_by_blob(self, blob_sha256: str) -> EncodingRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {ENCODING_COLUMNS} FROM encodings WHERE blob_sha256=? LIMIT 1", (blob_sha256,)
+            ).fetchone()
+        return EncodingRecord(*row) if row else None
+
     # -- vehicle reports ----------------------------------------------------------
     def add_report(self, rep: ReportRecord) -> None:
         body = {k: v for k, v in rep.__dict__.items() if k != "received_at"}
@@ -298,3 +457,111 @@ class SqliteMetadataStore:
             else:
                 rows = self._db.execute("SELECT body, received_at FROM reports ORDER BY id").fetchall()
         return [ReportRecord(**{**json.loads(b), "received_at": t}) for b, t in rows]
+
+    def list_reports_for_model(self, name: str, version: str) -> list[ReportRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body, received_at FROM reports WHERE name=? AND version=? ORDER BY id", (name, version)
+            ).fetchall()
+        return [ReportRecord(**{**json.loads(b), "received_at": t}) for b, t in rows]
+
+    # -- fleet inventory ------------------------------------------------------------
+    def upsert_vehicle(self, rec: VehicleRecord) -> None:
+        installed = json.dumps({k: list(v) for k, v in sorted(rec.installed.items())})
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO vehicles VALUES (?,?,?,?,?,?,?) ON CONFLICT (vehicle_id) DO UPDATE SET "
+                "hardware_id=excluded.hardware_id, tags=excluded.tags, installed=excluded.installed, "
+                "wanted=excluded.wanted, last_seen=excluded.last_seen",
+                (rec.vehicle_id, rec.hardware_id, json.dumps(list(rec.tags)), installed,
+                 json.dumps(list(rec.wanted)), rec.first_seen, rec.last_seen),
+            )
+
+    @staticmethod
+    def _vehicle(row: tuple) -> VehicleRecord:
+        return VehicleRecord(
+            vehicle_id=row[0],
+            hardware_id=row[1],
+            tags=tuple(json.loads(row[2])),
+            installed={k: (v[0], v[1]) for k, v in json.loads(row[3]).items()},
+            wanted=tuple(json.loads(row[4])),
+            first_seen=row[5],
+            last_seen=row[6],
+        )
+
+    def get_vehicle(self, vehicle_id: str) -> VehicleRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM vehicles WHERE vehicle_id=?", (vehicle_id,)).fetchone()
+        return self._vehicle(row) if row else None
+
+    def list_vehicles(self) -> list[VehicleRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM vehicles ORDER BY vehicle_id").fetchall()
+        return [self._vehicle(r) for r in rows]
+
+    # -- rollout campaigns ------------------------------------------------------------
+    def add_campaign(
+        self, rec: CampaignRecord, members: list[CampaignMember], events: list[CampaignEventRecord]
+    ) -> None:
+        """Definition, membership and first events in one transaction: all or nothing."""
+        try:
+            with self._tx() as db:
+                db.execute("INSERT INTO campaigns VALUES (?,?,?)", (rec.campaign_id, rec.spec_json, rec.created_at))
+                db.executemany(
+                    "INSERT INTO campaign_members VALUES (?,?,?,?)",
+                    [(m.campaign_id, m.vehicle_id, m.wave, m.offered_at) for m in members],
+                )
+                for ev in events:
+                    self._insert_event(db, ev)
+        except sqlite3.IntegrityError as e:
+            raise StorageError(f"campaign {rec.campaign_id} already exists or lists a vehicle twice: {e}") from e
+
+    def get_campaign(self, campaign_id: str) -> CampaignRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM campaigns WHERE campaign_id=?", (campaign_id,)).fetchone()
+        return CampaignRecord(*row) if row else None
+
+    def list_campaigns(self) -> list[CampaignRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM campaigns ORDER BY created_at, campaign_id").fetchall()
+        return [CampaignRecord(*r) for r in rows]
+
+    def list_campaign_members(self, campaign_id: str) -> list[CampaignMember]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM campaign_members WHERE campaign_id=? ORDER BY wave, vehicle_id", (campaign_id,)
+            ).fetchall()
+        return [CampaignMember(*r) for r in rows]
+
+    def memberships_of(self, vehicle_id: str) -> list[CampaignMember]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM campaign_members WHERE vehicle_id=?", (vehicle_id,)).fetchall()
+        return [CampaignMember(*r) for r in rows]
+
+    def mark_offered(self, campaign_id: str, vehicle_id: str, at: float) -> bool:
+        """Record the first offer; False when it was already recorded (by any replica)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE campaign_members SET offered_at=? WHERE campaign_id=? AND vehicle_id=? AND offered_at IS NULL",
+                (at, campaign_id, vehicle_id),
+            )
+        return cur.rowcount == 1
+
+    @staticmethod
+    def _insert_event(db: sqlite3.Connection, ev: CampaignEventRecord) -> None:
+        db.execute(
+            "INSERT INTO campaign_events (campaign_id, at, kind, wave, detail) VALUES (?,?,?,?,?)",
+            (ev.campaign_id, ev.at, ev.kind, ev.wave, ev.detail),
+        )
+
+    def add_campaign_event(self, ev: CampaignEventRecord) -> None:
+        with self._tx() as db:
+            self._insert_event(db, ev)
+
+    def list_campaign_events(self, campaign_id: str) -> list[CampaignEventRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT campaign_id, at, kind, wave, detail FROM campaign_events WHERE campaign_id=? ORDER BY id",
+                (campaign_id,),
+            ).fetchall()
+        return [CampaignEventRecord(*r) for r in rows]

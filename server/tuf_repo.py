@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -48,8 +50,14 @@ class TufRepository:
         self._init_if_empty()
 
     # -- set-up -------------------------------------------------------------------
+    @contextmanager
+    def _signing(self) -> Iterator[None]:
+        """One signer at a time: in this process, and over every replica sharing the store."""
+        with self._lock, self._store.signing_lock():
+            yield
+
     def _init_if_empty(self) -> None:
-        with self._lock:
+        with self._signing():
             if self._store.get_tuf_metadata("root") is None:
                 root = Metadata[Root].from_bytes(self._keys.root_bytes())
                 self._store.put_tuf_metadata("root", root.signed.version, self._keys.root_bytes())
@@ -106,7 +114,7 @@ class TufRepository:
 
     def add_target(self, path: str, length: int, sha256: str, custom: dict[str, Any]) -> TargetFile:
         """Sign a new target; raises if the path is already signed with other bytes."""
-        with self._lock:
+        with self._signing():
             targets: Metadata[Targets] = self._latest("targets")
             existing = targets.signed.targets.get(path)
             if existing is not None:
@@ -124,8 +132,10 @@ class TufRepository:
     def refresh_if_needed(self, now: datetime | None = None) -> bool:
         """Re-sign timestamp (and snapshot/targets) when past half their lifetime."""
         now = now or utcnow()
+        if not self._needs_refresh(now):
+            return False  # the common case, answered without taking the signing lock
         changed = False
-        with self._lock:
+        with self._signing():
             targets = self._latest("targets")
             if targets.signed.expires - now < self._expiries.targets / 2:
                 targets.signed.version += 1
@@ -142,6 +152,16 @@ class TufRepository:
                 self._new_timestamp(self._latest("snapshot").signed.version)
                 changed = True
         return changed
+
+    def _needs_refresh(self, now: datetime) -> bool:
+        return any(
+            self._latest(role).signed.expires - now < lifetime / 2
+            for role, lifetime in (
+                ("targets", self._expiries.targets),
+                ("snapshot", self._expiries.snapshot),
+                ("timestamp", self._expiries.timestamp),
+            )
+        )
 
     # -- serving --------------------------------------------------------------------
     def get_file(self, filename: str) -> bytes:

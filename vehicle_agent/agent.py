@@ -1,41 +1,54 @@
-"""The vehicle agent: check in, verify through TUF, stage, self-test, switch, report.
+"""The vehicle agent: wires the update engine to gRPC, TUF, the disk and ONNX Runtime.
 
 One update cycle (``update_once``):
 
-1. Refresh TUF metadata from the registry (python-tuf's ``Updater`` over the
+1. Judge the health window of an earlier install (confirm or roll back).
+2. Refresh TUF metadata from the registry (python-tuf's ``Updater`` over the
    gRPC fetcher). Everything after this trusts only what is signed.
-2. Ask the registry what to run. Its answer is a hint: each offered target must
-   be found in the signed targets metadata, for this hardware id.
-3. Download the target (resumable), verify length and sha256 against the
-   signed target, and stage it into the inactive A/B slot.
-4. Load it in ONNX Runtime and run the signed self-test.
-5. Switch the active slot atomically, then report the result.
+3. Ask the registry what to run. Its answer is a hint: each offered target must
+   be found in the signed targets metadata, for this hardware id; it becomes a
+   ``Job`` made only of signed facts.
+4. Hand the job to the ``UpdateEngine`` (``engine.py``): download (resumable),
+   verify, stage into the inactive A/B slot, load + self-test beside the
+   running model, switch, watch the health window. Every step is journalled
+   and reported.
 
-Any failure leaves the previous model active and is reported with its reason.
+On start the agent loads the active slot of each model (falling back to the
+other slot if it is damaged) and lets the engine finish or undo whatever a
+power cut interrupted. Any failure leaves the previous model served.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuf.api import exceptions as tuf_exc
-from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater, UpdaterConfig
 
-from modelpack.metadata import ModelInfo
 from ota.v1 import ota_pb2
-from vehicle_agent.download import DownloadFailed, download_target
+from vehicle_agent.disk import SlotDisk
+from vehicle_agent.download import HashVerifier, RetryPolicy, TargetFetcher
+from vehicle_agent.engine import EnginePolicy, Rebuilder, UpdateEngine
 from vehicle_agent.fetcher import METADATA_URL, TARGET_URL, GrpcFetcher
-from vehicle_agent.rebuild import Rebuilt, fetch_and_rebuild
-from vehicle_agent.runtime import LoadedModel, SelfTestFailed, load_session, self_test
+from vehicle_agent.health import HealthPolicy
+from vehicle_agent.rebuild import CodecRebuilder, encoding_bound
+from vehicle_agent.journal import Entry, Job, Journal, State
+from vehicle_agent.reporting import STATUS, RegistryReporter
+from vehicle_agent.runtime import LoadedModel, ModelHost, OrtRuntime, SelfTestFailed, model_info
 from vehicle_agent.slots import SlotRecord, SlotStore
-from vehicle_agent.transport import RegistryClient, TransportError
+from vehicle_agent.transport import RegistryClient, TransportConfig, TransportError
+
+if TYPE_CHECKING:
+    import grpc
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +66,13 @@ class AgentConfig:
     vehicle_id: str = "vehicle-0001"
     hardware_id: str = "generic-x86_64"
     wanted_models: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # reported at check-in; rollout campaigns select by them
     trusted_root: Path | None = None  # provisioned at the factory; needed once
+    # 0 = confirm right after the self-test (one-shot runs); the service uses a real window.
+    health: HealthPolicy = HealthPolicy(window_s=0.0)
+    retry: RetryPolicy = RetryPolicy()
+    transport: TransportConfig = TransportConfig()
+    engine: EnginePolicy = EnginePolicy()
 
 
 @dataclass
@@ -63,37 +82,52 @@ class UpdateOutcome:
     name: str
     version: str
     from_version: str
-    status: str  # "installed" | "failed" | "attack_detected"
+    status: str  # "installed" | "failed" | "attack_detected" | "rolled_back"
     reason: str = ""
     encoding: str = "full"
     bytes_downloaded: int = 0
     length: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    state: str = ""  # the journal's state after the attempt ("active" = health window running)
+    verify_failures: int = 0  # downloads that did not match the signed hash and were fetched again
+    bytes_discarded: int = 0  # over the wire for an encoding that failed (then the full model was fetched)
 
     @property
     def duration_s(self) -> float:
         return sum(self.timings.values())
 
 
-_STATUS = {
-    "downloading": ota_pb2.INSTALL_STATUS_DOWNLOADING,
-    "installed": ota_pb2.INSTALL_STATUS_INSTALLED,
-    "failed": ota_pb2.INSTALL_STATUS_FAILED,
-    "attack_detected": ota_pb2.INSTALL_STATUS_ATTACK_DETECTED,
-}
-
-
 class VehicleAgent:
-    def __init__(self, config: AgentConfig, client: RegistryClient | None = None) -> None:
+    def __init__(self, config: AgentConfig, client: RegistryClient | None = None,
+                 rebuilder: Rebuilder | None = None) -> None:
         self.config = config
         self.state_dir = Path(config.state_dir)
         self.slots = SlotStore(self.state_dir)
-        self.client = client or RegistryClient(config.registry)
+        self.client = client or RegistryClient(config.registry, config.transport)
         self._tuf_dir = self.state_dir / "tuf"
         self._downloads = self.state_dir / "downloads"
         self._bootstrap_trust()
-        self.models: dict[str, LoadedModel] = {}
+        self.host = ModelHost()
+        self.journal = Journal(self.state_dir)
+        self.fetcher = TargetFetcher(self.client, self._downloads, config.vehicle_id, config.retry)
+        self.runtime = OrtRuntime(self.host, self.slots, config.health)
+        self.reporter = RegistryReporter(self.client, config.vehicle_id, config.hardware_id, self.host, self.fetcher)
+        self.engine = UpdateEngine(
+            self.journal,
+            SlotDisk(self.slots, self._downloads, self.fetcher.have),
+            self.fetcher,
+            HashVerifier(),
+            self.runtime,
+            self.reporter,
+            rebuilder=rebuilder or CodecRebuilder(self.slots, self._downloads),
+            policy=config.engine,
+        )
         self._load_active()
+        self.engine.recover()
+
+    @property
+    def models(self) -> dict[str, LoadedModel]:
+        return self.host.current()
 
     # -- start-up -------------------------------------------------------------------
     def _bootstrap_trust(self) -> None:
@@ -117,14 +151,15 @@ class VehicleAgent:
                     log.error("%s: slot %s is missing or damaged; not loading it", name, slot)
                     continue
                 try:
-                    session = load_session(self.slots.model_path(name, slot))
+                    loaded = self.runtime.load_slot(name, slot)
                 except Exception as e:
                     log.error("%s: slot %s does not load: %s", name, slot, e)
                     continue
                 if slot != m.active:
                     self.slots.activate(name, slot)
                     log.warning("%s: fell back to slot %s (%s)", name, slot, rec.version)
-                self.models[name] = LoadedModel(session, _info(rec.model_info), rec.version, rec.sha256)
+                self.host.swap(name, loaded)
+                self.host.drop_previous(name)
                 break
 
     def installed(self) -> dict[str, SlotRecord]:
@@ -147,8 +182,13 @@ class VehicleAgent:
             bootstrap=None,
         )
 
+    def poll(self) -> list[Entry]:
+        """Judge running health windows; cheap, call it often."""
+        return [self.engine.poll(e.name) for e in self.journal.entries() if e.state == State.ACTIVE]
+
     def update_once(self, progress: ProgressFn | None = None) -> list[UpdateOutcome]:
         """Check in once and install what is offered; never raises for a bad update."""
+        self.poll()
         t0 = time.perf_counter()
         try:
             updater = self._updater()
@@ -166,6 +206,7 @@ class VehicleAgent:
             hardware_id=self.config.hardware_id,
             installed=[ota_pb2.InstalledModel(name=n, version=r.version, sha256=r.sha256) for n, r in installed.items()],
             wanted_models=list(self.config.wanted_models),
+            tags=list(self.config.tags),
         )
         try:
             resp = self.client.check(req)
@@ -175,15 +216,26 @@ class VehicleAgent:
         outcomes = []
         for offer in resp.offers:
             cur = installed.get(offer.name)
-            outcome = self._install(updater, offer, cur.version if cur else "", progress)
+            job = self._job(updater, offer, cur.version if cur else "")
+            if isinstance(job, UpdateOutcome):
+                job.timings = {"metadata": t_refresh}
+                self._report(job)
+                outcomes.append(job)
+                continue
+            if self.journal.get(job.name).state == State.ACTIVE:
+                log.info("%s: %s offered while a health window runs; it waits for the next check-in", job.name, job.version)
+                continue
+            if (why := self.journal.rejected(job.sha256)) is not None:
+                log.info("%s %s was rejected before (%s); not installing it again", job.name, job.version, why)
+                continue
+            outcome = self._install(job, cur.version if cur else "", progress)
             outcome.timings = {"metadata": t_refresh, **outcome.timings}
-            self._report(outcome)
             outcomes.append(outcome)
         return outcomes
 
-    def _install(self, updater: Updater, offer: ota_pb2.UpdateOffer, from_version: str, progress: ProgressFn | None) -> UpdateOutcome:
+    def _job(self, updater: Updater, offer: ota_pb2.UpdateOffer, from_version: str) -> Job | UpdateOutcome:
+        """The offer checked against signed metadata, as a Job of signed facts only."""
         out = UpdateOutcome(offer.name, offer.version, from_version, "failed", length=offer.length)
-        # 1. Only what TUF signed counts; the offer is a hint.
         target = updater.get_targetinfo(offer.target_path)
         if target is None:
             out.status, out.reason = "attack_detected", f"offered target {offer.target_path!r} is not signed"
@@ -191,125 +243,121 @@ class VehicleAgent:
         custom = target.custom or {}
         hw = custom.get("hardware_ids") or []
         if hw and self.config.hardware_id not in hw:
-            out.status, out.reason = "failed", f"signed for hardware {hw}, this vehicle is {self.config.hardware_id}"
+            out.reason = f"signed for hardware {hw}, this vehicle is {self.config.hardware_id}"
             return out
         if custom.get("name", offer.name) != offer.name:
             out.status, out.reason = "attack_detected", f"target {target.path} is signed for model {custom.get('name')!r}"
             return out
-        out.version = custom.get("version", offer.version)
-        out.length = target.length
         try:
-            model_info = _signed_model_info(custom)
-            info = _info(model_info)
+            info = _signed_model_info(custom)
+            model_info(info)
         except SelfTestFailed as e:
             out.reason = str(e)
             return out
-        # 2. Download and verify against the signed length and hash: the
-        # offered encoding (delta) first, rebuilt and checked; else the full file.
-        t = time.perf_counter()
-        rebuilt = self._fetch_encoded(offer, target)
-        if rebuilt is not None:
-            result_path, out.bytes_downloaded, out.encoding = rebuilt.path, rebuilt.bytes_fetched, rebuilt.encoding
-            out.timings["download+rebuild+verify"] = time.perf_counter() - t
-        else:
-            try:
-                result = download_target(
-                    self.client,
-                    _download_path(target),
-                    target,
-                    self._downloads,
-                    vehicle_id=self.config.vehicle_id,
-                    progress=(lambda done, total: progress(offer.name, done, total)) if progress else None,
-                )
-            except DownloadFailed as e:
-                out.status = "attack_detected" if e.tampered else "failed"
-                out.reason = str(e)
-                return out
-            out.bytes_downloaded = result.bytes_fetched
-            out.timings["download+verify"] = time.perf_counter() - t
-            result_path = result.path
-        # 3. Stage into the inactive slot.
-        t = time.perf_counter()
-        rec = SlotRecord(
-            version=out.version,
+        job = Job(
+            name=offer.name,
+            version=custom.get("version", offer.version),
             sha256=target.hashes["sha256"],
             length=target.length,
             target_path=target.path,
-            model_info=model_info,
-        )
-        slot = self.slots.stage(offer.name, result_path, rec)
-        result_path.unlink(missing_ok=True)
-        out.timings["stage"] = time.perf_counter() - t
-        # 4. Load and self-test beside the running model.
-        t = time.perf_counter()
-        try:
-            session = load_session(self.slots.model_path(offer.name, slot))
-            self_test(session, info)
-        except SelfTestFailed as e:
-            out.reason = f"self-test failed: {e}"
-            return out
-        except Exception as e:  # ORT load errors
-            out.reason = f"model does not load in ONNX Runtime: {e}"
-            return out
-        out.timings["load+self-test"] = time.perf_counter() - t
-        # 5. Switch atomically.
-        t = time.perf_counter()
-        self.slots.activate(offer.name, slot)
-        self.models[offer.name] = LoadedModel(session, info, rec.version, rec.sha256)
-        out.timings["switch"] = time.perf_counter() - t
-        out.status = "installed"
-        return out
+            model_info=info,
+        ).full()
+        return self._encoded(job, offer) or job
 
-    def _fetch_encoded(self, offer: ota_pb2.UpdateOffer, target: TargetFile) -> Rebuilt | None:
-        """The model rebuilt from the offered encoding, or None (then the full file is fetched)."""
-        if not offer.encoding or offer.encoding == "full":
+    def _encoded(self, job: Job, offer: ota_pb2.UpdateOffer) -> Job | None:
+        """The offered encoding as the way to fetch ``job``, when it is usable here.
+
+        The offer is unsigned: its length is bounded by the signed one, and a
+        delta must name the installed model as its base. The rebuilt bytes are
+        verified against the signed hash whatever the offer said.
+        """
+        if not offer.encoding or offer.encoding == "full" or not offer.download_path:
             return None
-        slots = self.slots.load().get(offer.name)
-        installed = self.slots.model_path(offer.name, slots.active) if slots and slots.active else None
-        rebuilt, reason = fetch_and_rebuild(self.client, offer, target, installed, self._downloads, self.config.vehicle_id)
-        if rebuilt is None:
-            log.warning("%s %s: %s; fetching the full model instead", offer.name, offer.version, reason)
-        return rebuilt
+        if not 0 < offer.download_length <= encoding_bound(job.length):
+            log.warning("%s %s: %s encoding of %d B is not bounded by the signed length; fetching the full model",
+                        job.name, job.version, offer.encoding, offer.download_length)
+            return None
+        if offer.base_sha256:
+            cur = self.installed().get(job.name)
+            if cur is None or cur.sha256 != offer.base_sha256:
+                log.warning("%s %s: delta is for another base than the installed model; fetching the full model",
+                            job.name, job.version)
+                return None
+        return dataclasses.replace(job, encoding=offer.encoding, download_path=offer.download_path,
+                                   download_length=offer.download_length, base_sha256=offer.base_sha256)
+
+    def _install(self, job: Job, from_version: str, progress: ProgressFn | None) -> UpdateOutcome:
+        t = time.perf_counter()
+        before = dict(self.fetcher.fetched)
+        entry = self.engine.install(job, (lambda d, n: progress(job.name, d, n)) if progress else None, from_version)
+        timings = {"install": time.perf_counter() - t}
+        if entry.state == State.ACTIVE and self.config.health.window_s <= 0:
+            t = time.perf_counter()
+            entry = self.engine.poll(job.name)
+            timings["confirm"] = time.perf_counter() - t
+        status = {State.ACTIVE: "installed", State.CONFIRMED: "installed", State.ROLLED_BACK: "rolled_back"}.get(
+            entry.state, entry.status or "failed"
+        )
+        final = entry.job or job
+        wire = {k: n - before.get(k, 0) for k, n in self.fetcher.fetched.items() if k[0] == job.sha256}
+        used = wire.pop((job.sha256, final.encoding), 0)
+        return UpdateOutcome(
+            job.name, job.version, from_version, status, entry.reason if status != "installed" else "",
+            encoding=final.encoding, bytes_downloaded=used, bytes_discarded=sum(wire.values()),
+            length=job.length, timings=timings, state=str(entry.state), verify_failures=entry.verify_failures,
+        )
 
     def _report(self, out: UpdateOutcome) -> None:
-        active = self.models.get(out.name)
+        active = self.host.get(out.name)
         self.client.report(
             ota_pb2.InstallReport(
                 vehicle_id=self.config.vehicle_id,
                 hardware_id=self.config.hardware_id,
                 name=out.name,
                 version=out.version,
-                status=_STATUS.get(out.status, ota_pb2.INSTALL_STATUS_FAILED),
+                status=STATUS.get(out.status, ota_pb2.INSTALL_STATUS_FAILED),
                 reason=out.reason,
                 from_version=out.from_version,
                 encoding=out.encoding,
-                bytes_downloaded=out.bytes_downloaded,
-                duration_s=out.duration_s,
                 active_version=active.version if active else "",
             )
         )
 
+    def serve(self, socket_path: Path) -> "grpc.Server":
+        """Serve inference on a Unix socket; models swap underneath it."""
+        from vehicle_agent.serving import serve
+
+        return serve(self.host, socket_path, lambda name: str(self.journal.get(name).state))
+
+    def run_forever(self, stop: threading.Event, interval_s: float = 60.0, poll_s: float = 0.5,
+                    on_outcomes: Callable[[list[UpdateOutcome]], None] | None = None,
+                    progress: ProgressFn | None = None) -> None:
+        """Check in every ``interval_s`` and judge health windows every ``poll_s``, until ``stop``."""
+        next_check = 0.0
+        while not stop.is_set():
+            if time.monotonic() >= next_check:
+                outcomes = self.update_once(progress)
+                if on_outcomes:
+                    on_outcomes(outcomes)
+                next_check = time.monotonic() + interval_s
+            else:
+                self.poll()
+            stop.wait(max(0.0, min(poll_s, next_check - time.monotonic())))
+
     def classify(self, name: str, image: Path, k: int = 5) -> list:
-        """Top-k predictions of the active ``name`` model: what the perception stack sees."""
+        """Top-k predictions of the served ``name`` model: what the perception stack sees."""
         from modelpack.classify import top_k
         from modelpack.imaging import load_image, load_labels, preprocess
 
-        model = self.models.get(name)
+        model = self.host.get(name)
         if model is None:
             raise AgentError(f"no active model {name!r} on this vehicle")
         x = preprocess(load_image(image), model.info.preprocessing)
-        scores = model.session.run(None, {model.info.input_name: x})[0]
+        scores, model = self.host.run(name, x)
         return top_k(scores[0], load_labels(model.info.labels), k)
 
     def close(self) -> None:
         self.client.close()
-
-
-def _info(d: dict) -> ModelInfo:
-    try:
-        return ModelInfo.from_dict(d) if d else ModelInfo()
-    except (TypeError, ValueError) as e:
-        raise SelfTestFailed(f"signed model_info is malformed: {e}") from None
 
 
 def _signed_model_info(custom: dict) -> dict:
@@ -319,8 +367,3 @@ def _signed_model_info(custom: dict) -> dict:
     except json.JSONDecodeError as e:
         raise SelfTestFailed(f"signed model_info_json is not JSON: {e}") from None
     return value if isinstance(value, dict) else {}
-
-
-def _download_path(target: TargetFile) -> str:
-    directory, sep, base = target.path.rpartition("/")
-    return f"{directory}{sep}{target.hashes['sha256']}.{base}"

@@ -7,7 +7,11 @@ link cannot hang the agent.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,23 +32,95 @@ class TransportError(Exception):
 class TransportConfig:
     rpc_deadline_s: float = 10.0
     download_deadline_s: float = 600.0
+    stall_timeout_s: float = 15.0  # no bytes for this long: the stream is dead (or a slow-retrieval attack)
+
+
+# Spread calls over every address the name or list gives (registry replicas
+# share one database, so any of them can answer). round_robin fails a call at
+# once while no replica is connected, so a call refused with UNAVAILABLE is
+# retried with backoff (a replica restarting, or going away mid-call, costs a
+# second, not an update cycle). gRPC retries only until the first response
+# arrives; a Download broken later is resumed from its last byte by the caller.
+SERVICE_CONFIG = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [
+            {
+                "name": [{"service": "ota.v1.Vehicle"}],
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+)
+# Reconnect to a replica that went away sooner than gRPC's default (1 s, growing to 120 s).
+RECONNECT_BACKOFF_MS = (100, 5000)
+
+
+def channel_target(address: str) -> str:
+    """A gRPC target for one address or a comma-separated list of replicas.
+
+    ``host:port`` stays as it is (a DNS name resolves to all its addresses);
+    ``10.0.0.1:50051,10.0.0.2:50051`` becomes ``ipv4:10.0.0.1:50051,10.0.0.2:50051``
+    (``[::1]:50051,…`` becomes ``ipv6:…``). A list must hold IP literals: gRPC
+    resolves one name per channel, so a fleet of names belongs in DNS or behind
+    a load balancer.
+    """
+    parts = [a.strip() for a in address.split(",") if a.strip()]
+    if len(parts) <= 1 or address.startswith(("ipv4:", "ipv6:", "dns:", "unix:")):
+        return address.strip()  # one address, or already a gRPC target
+    families = set()
+    for part in parts:
+        host, sep, port = part.rpartition(":")
+        try:
+            families.add(ipaddress.ip_address(host.strip("[]")).version if sep and port.isdigit() else None)
+        except ValueError:
+            families.add(None)
+    if None in families or len(families) != 1:
+        raise ValueError(
+            f"registry address list {address!r}: give IP:PORT entries of one family "
+            "(e.g. 127.0.0.1:50051,127.0.0.1:50052), or one DNS name with several addresses"
+        )
+    return f"ipv{families.pop()}:{','.join(parts)}"
 
 
 class RegistryClient:
-    """Vehicle-side stub wrapper: check-in, chunked downloads, reports."""
+    """Vehicle-side stub wrapper: check-in, chunked downloads, reports.
+
+    ``address`` may list several registry replicas; calls are spread over them
+    round-robin and a replica that goes away is skipped.
+    """
 
     def __init__(self, address: str, config: TransportConfig = TransportConfig()) -> None:
         self.address = address
         self.config = config
+        self._connect()
+
+    def _connect(self) -> None:
         self._channel = grpc.insecure_channel(
-            address,
+            channel_target(self.address),
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.enable_retries", 0),
+                ("grpc.service_config", SERVICE_CONFIG),
+                ("grpc.enable_retries", 1),
+                ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+                ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+                ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
             ],
         )
         self._stub = ota_pb2_grpc.VehicleStub(self._channel)
+
+    def reconnect(self) -> None:
+        """Drop the connection and open a fresh one: a stalled TCP connection
+        would otherwise carry the retry too (HTTP/2 multiplexes calls on it)."""
+        self._channel.close()
+        self._connect()
 
     def close(self) -> None:
         self._channel.close()
@@ -64,17 +140,36 @@ class RegistryClient:
     def download(
         self, kind: int, path: str, offset: int = 0, max_bytes: int = 0, vehicle_id: str = ""
     ) -> Iterator[ota_pb2.DownloadChunk]:
-        """Stream chunks of ``path`` from ``offset``; raises TransportError on failure."""
+        """Stream chunks of ``path`` from ``offset``; raises TransportError on failure.
+
+        A watchdog cancels the call when no chunk arrives for
+        ``stall_timeout_s``: a deadline alone would let a trickling stream hold
+        the agent for the whole download deadline.
+        """
         req = ota_pb2.DownloadRequest(kind=kind, path=path, offset=offset, max_bytes=max_bytes, vehicle_id=vehicle_id)
-        call = self._stub.Download(req, timeout=self.config.download_deadline_s)
+        # wait_for_ready: a call made while the channel reconnects after a drop waits for it
+        # (bounded by the stall watchdog) instead of failing at once and costing a retry.
+        call = self._stub.Download(req, timeout=self.config.download_deadline_s, wait_for_ready=True)
+        watchdog = _StallWatchdog(call, self.config.stall_timeout_s)
+        received = 0
         try:
-            yield from call
+            for chunk in call:
+                watchdog.feed()
+                received += len(chunk.data)
+                yield chunk
         except grpc.RpcError as e:
             code = e.code()
+            if watchdog.fired:
+                self.reconnect()
+                raise TransportError(
+                    f"download of {path} stalled: no bytes for {self.config.stall_timeout_s:g} s "
+                    f"at offset {offset + received}"
+                ) from None
             if code == grpc.StatusCode.NOT_FOUND:
                 raise FileNotFoundError(f"{path}: {e.details()}") from None
-            raise TransportError(f"download of {path} at offset {offset} failed: {code.name}: {e.details()}") from None
+            raise TransportError(f"download of {path} at offset {offset + received} failed: {code.name}: {e.details()}") from None
         finally:
+            watchdog.stop()
             call.cancel()
 
     def report(self, report: ota_pb2.InstallReport) -> bool:
@@ -83,3 +178,31 @@ class RegistryClient:
         except grpc.RpcError as e:
             log.warning("report to %s failed: %s: %s", self.address, e.code().name, e.details())
             return False
+
+
+class _StallWatchdog:
+    """Cancels a streaming call that has delivered nothing for ``timeout_s``."""
+
+    def __init__(self, call: grpc.Future, timeout_s: float) -> None:
+        self._call = call
+        self._timeout_s = timeout_s
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        self.fired = False
+        self._thread = threading.Thread(target=self._run, name="download-watchdog", daemon=True)
+        self._thread.start()
+
+    def feed(self) -> None:
+        self._last = time.monotonic()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _run(self) -> None:
+        tick = min(0.25, self._timeout_s / 4)
+        while not self._done.wait(tick):
+            if time.monotonic() - self._last > self._timeout_s:
+                self.fired = True
+                log.warning("download stream stalled for %.1f s; cancelling it", self._timeout_s)
+                self._call.cancel()
+                return
