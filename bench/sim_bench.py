@@ -17,6 +17,7 @@ generated block of docs/simulator.md and the plots are copied to docs/img/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import statistics
 import sys
@@ -126,6 +127,22 @@ def main() -> int:
                 shutil.copyfile(out / f"{png}.png", IMG / f"sim_{name}_{png}.png")
             md.append(f"![{name} {png}](img/sim_{name}_{png}.png)")
         md.append("")
+
+    print("3b. rural_3g with downloads that restart after a cut (the agent's encodings today)")
+    sc = load_scenario("rural_3g")
+    sc = sc.replace(campaign=dataclasses.replace(sc.campaign, resumable=False), name="rural_3g, not resumable")
+    res = simulate(sc)
+    write_report(res, OUT / "rural_3g_not_resumable")
+    md += [
+        "### rural_3g when a cut restarts the download",
+        "",
+        "The same fleet and seed with `resumable = false`: what the agent does today with an "
+        "encoding (`vehicle_agent/rebuild.py` fetches it whole from offset 0; after a cut the next "
+        "session starts again). Compare with the resumable table above.",
+        "",
+        strategy_table(res.summaries()),
+        "",
+    ]
 
     if args.agents > 0:
         for package in ("served", "full"):

@@ -118,13 +118,19 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         af = act[fin]
         done[af] = s[fin] + setup[fin] + remaining[af] / rate[fin]
         nbytes[af] += remaining[af]
-        cut = ~fin
+        # Cut by the window's end: what was queued on the link still arrives, and
+        # may be all that was missing.
+        drain = np.where(opened & (end < t_end), fleet.drain_s[v] * rate, 0.0)
+        tail = ~fin & (can + drain >= remaining[act])
+        at = act[tail]
+        done[at] = end[tail] + (remaining[at] - can[tail]) / rate[tail]
+        nbytes[at] += remaining[at]
+        cut = ~fin & ~tail
         an = act[cut]
-        # Cut by the window's end: what was queued on the link still arrives.
-        drained = np.where(opened[cut] & (end[cut] < t_end), fleet.drain_s[v[cut]] * rate[cut], 0.0)
+        drained = drain[cut]
         nbytes[an] += can[cut] + drained
         if sc.campaign.resumable:
-            have = np.minimum(size - remaining[an] + can[cut] + drained, size - 1.0)
+            have = size - remaining[an] + can[cut] + drained
             if pr.resume_chunk_bytes > 0:  # only whole chunks of the stream survive a cut
                 have = np.floor(have / pr.resume_chunk_bytes) * pr.resume_chunk_bytes
             remaining[an] = size - have
