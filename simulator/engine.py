@@ -77,7 +77,7 @@ def first_contact(fleet: Fleet, ids: I64, t0: float) -> tuple[Windows, F64]:
     w = Windows(fleet, ids)
     w.seek(t0)
     contact = w.start.copy()
-    inside = np.flatnonzero(w.start < t0)
+    inside = np.flatnonzero(w.start <= t0)  # reachable already (a window opening at t0 was open before it)
     if inside.size:
         phase = rng.uniform(fleet.seed, "poll", ids[inside], int(t0))
         contact[inside] = t0 + phase * fleet.scenario.campaign.poll_min * 60
