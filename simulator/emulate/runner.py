@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ota.v1 import ota_pb2
 from vehicle_agent.agent import AgentConfig, VehicleAgent
+from vehicle_agent.download import RetryPolicy
 from vehicle_agent.transport import RegistryClient, TransportConfig
 
 log = logging.getLogger("simulator.emulate.runner")
@@ -88,6 +89,8 @@ def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, obje
         state_dir=Path(spec["state"]),
         vehicle_id=spec["vehicle"],
         trusted_root=Path(spec["root"]),
+        # The agent's own policy, unless the calibration needs a session to end at a cut.
+        retry=RetryPolicy(attempts=spec["retry_attempts"]) if spec.get("retry_attempts") else RetryPolicy(),
     )
     try:
         agent = VehicleAgent(cfg, client)
