@@ -34,6 +34,7 @@ import numpy as np
 
 from simulator import rng
 from simulator.fleet import F64, I64, Fleet, Windows
+from simulator.scenario import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,9 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
     pr = sc.protocol
     remaining = np.full(n, float(size))
     carry_on = np.zeros(n, dtype=bool)
+    # The agent's request window (vehicle_agent.download): 0 = whole rest of the file;
+    # halved by each retry that got nothing, doubled after GROW_AFTER requests in a row.
+    req = np.zeros(n)
     act = np.arange(n)
     while act.size:
         s = contact[act]
@@ -116,7 +120,8 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         v = ids[act]
         rate = fleet.rate[v] * rng.lognormal_unit_mean(fleet.seed, "rate", v, w.key[act], fleet.jitter[v])
         first = sessions[act] == 0
-        cont = carry_on[act]  # the link came back before the agent noticed it had gone
+        cont = carry_on[act]  # the session carried on over the break (the agent's retries)
+        req[act[~cont]] = 0.0  # a new session starts with whole-file requests
         overhead = np.where(first, float(pr.session_overhead_bytes), float(pr.resume_overhead_bytes))
         overhead[cont] = 0.0
         rtts = np.where(first, pr.setup_rtts, pr.resume_setup_rtts)
@@ -145,8 +150,10 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         nbytes[an] += can[cut] + drained
         if sc.campaign.resumable:
             have = size - remaining[an] + can[cut] + drained
-            if pr.resume_chunk_bytes > 0:  # only whole chunks of the stream survive a cut
-                have = np.floor(have / pr.resume_chunk_bytes) * pr.resume_chunk_bytes
+            if pr.resume_chunk_bytes > 0:  # only whole messages of the stream survive a cut
+                req[an] = _grown(req[an], can[cut] + drained, pr)
+                grain = np.where(req[an] > 0, np.minimum(req[an], pr.resume_chunk_bytes), pr.resume_chunk_bytes)
+                have = np.floor(have / grain) * grain
             remaining[an] = size - have
         else:
             remaining[an] = float(size)
@@ -155,14 +162,33 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         carry_on[an] = False
         retrying = opened[cut]  # payload was flowing: the agent retries within its session
         if retrying.any() and pr.retry_attempts > 1:
-            _retry_in_session(fleet, w, an[retrying], end[cut][retrying], contact, carry_on)
+            _retry_in_session(fleet, w, an[retrying], end[cut][retrying], contact, carry_on, req)
         act = an
     if progress:
         progress(n)
     return TransferResult(done, nbytes, sessions, windows)
 
 
-def _retry_in_session(fleet: Fleet, w: Windows, pos: I64, cut_at: F64, contact: F64, carry_on: np.ndarray) -> None:
+MIN_REQUEST, MAX_REQUEST, GROW_AFTER = 16 * 1024, 4 * 1024 * 1024, 4  # vehicle_agent.download
+
+
+def _grown(req: F64, got: F64, pr: Protocol) -> F64:
+    """The request window after ``got`` bytes arrived in requests of a growing window."""
+    req = req.copy()
+    left = got.copy()
+    for _ in range(10):  # 16 KiB doubles to 4 MiB in 8 steps
+        stage = GROW_AFTER * req
+        grow = (req > 0) & (left >= stage)
+        if not grow.any():
+            break
+        left[grow] -= stage[grow]
+        req[grow] = np.where(req[grow] < MAX_REQUEST, 2 * req[grow], 0.0)
+    return req
+
+
+def _retry_in_session(
+    fleet: Fleet, w: Windows, pos: I64, cut_at: F64, contact: F64, carry_on: np.ndarray, req: F64
+) -> None:
     """The agent's own retries after a cut (vehicle_agent.download.RetryPolicy).
 
     It notices the cut when the link's queue has drained, then retries after
@@ -187,6 +213,10 @@ def _retry_in_session(fleet: Fleet, w: Windows, pos: I64, cut_at: F64, contact: 
         hit = left & (t_try < end)
         contact[p[hit]] = t_try[hit]
         carry_on[p[hit]] = True
+        # each retry that found no link halved the next request (from one stream chunk)
+        ph = p[hit]
+        base = np.where(req[ph] > 0, req[ph], pr.resume_chunk_bytes)
+        req[ph] = np.maximum(MIN_REQUEST, base / 2.0 ** k[hit])
         # given up (new session at this window's start, already set) or hit: settled
         later = left & ~hit & np.isfinite(start)
         w.advance(p[later])
