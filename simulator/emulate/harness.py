@@ -217,6 +217,8 @@ def run_agents(
                         "windows": runs[k].windows,
                         "first_contact": float(contact[k]),
                         "retry_attempts": retry_attempts[k] if retry_attempts else 0,
+                        "seed": fleet.seed,
+                        "index": k,
                         "horizon_s": horizon_s,
                         "ready": str(d / "ready"),
                         "go": str(d / "go"),
