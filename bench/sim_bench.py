@@ -141,9 +141,9 @@ def main() -> int:
     md += [
         "### rural_3g when a cut restarts the download",
         "",
-        "The same fleet and seed with `resumable = false`: what the agent does today with an "
-        "encoding (`vehicle_agent/rebuild.py` fetches it whole from offset 0; after a cut the next "
-        "session starts again). Compare with the resumable table above.",
+        "The same fleet and seed with `resumable = false` (a download that starts again after a "
+        "cut, as the agent fetched encodings before it learnt to resume them): compare with the "
+        "resumable table above.",
         "",
         strategy_table(res.summaries()),
         "",

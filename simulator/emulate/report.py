@@ -59,10 +59,9 @@ def summarise(res: EmulationResult) -> ErrorSummary:
 
 def _package(res: EmulationResult) -> str:
     p = res.package
-    if p.encoding == "full":
-        return f"the full file ({p.nbytes:,} B; the agent resumes it across windows)"
-    return (f"its '{p.encoding}' encoding ({p.nbytes:,} B; the agent fetches an encoding whole, "
-            "so a cut restarts it: the simulator was told `resumable = false`)")
+    what = "the full file" if p.encoding == "full" else f"its '{p.encoding}' encoding"
+    how = "the agent resumes it across windows" if p.resumable else "a cut restarts it (`resumable = false`)"
+    return f"{what} ({p.nbytes:,} B; {how})"
 
 
 def _pct(x: float) -> str:
