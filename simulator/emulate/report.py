@@ -128,8 +128,8 @@ after a cut, **{cal.drain_s:.2f} s** of payload queued in the shaper still arriv
 
 {s.finished} of {s.vehicles} real agents finished within the horizon; the simulator left
 {s.sim_unfinished} of those unfinished; **{s.beyond} of {s.vehicles} vehicles** are off by more than
-{100 * TARGET:.0f}% in time or bytes (see the table below: typically a download that ends within
-a fraction of a second of a window's end on one side and in a later window on the other).
+{100 * TARGET:.0f}% in time or bytes (see the table below; one way this happens is a download that ends
+within a fraction of a second of a window's end on one side and in a later window on the other).
 Error = (simulated - real) / real. The check holds the fleet totals and the median vehicle
 under {100 * TARGET:.0f}%.
 
