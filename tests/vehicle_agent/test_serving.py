@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -92,6 +93,10 @@ def test_hot_swap_under_load_fails_no_request(registry_server, make_agent, squee
             reg.publish_bytes(NAME, f"1.0.{n}", successor(squeezenet_bytes, n))
             [o] = agent.update_once()
             assert o.status == "installed", o.reason
+        # Let every client make a request after the last swap (a loaded machine may be slow to).
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(v and v[-1] == "1.0.3" for v in seen):
+            time.sleep(0.01)
     finally:
         stop.set()
         for t in threads:
