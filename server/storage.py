@@ -164,8 +164,9 @@ class MetadataStore(Protocol):
     def mark_offered(self, campaign_id: str, vehicle_id: str, at: float) -> bool: ...
     def add_campaign_event(self, ev: CampaignEventRecord) -> None: ...
     def list_campaign_events(self, campaign_id: str) -> list[CampaignEventRecord]: ...
-    def signing_lock(self) -> ContextManager[None]:
-        """Held while TUF metadata is signed: one signer at a time, over every replica."""
+    def signing_lock(self, scope: str = "") -> ContextManager[None]:
+        """Held while TUF metadata of ``scope`` ("" = the repository) is signed:
+        one signer at a time, over every replica."""
         ...
     def close(self) -> None: ...
 
@@ -338,9 +339,9 @@ class SqliteMetadataStore:
             self._db.close()
 
     @contextmanager
-    def signing_lock(self) -> Iterator[None]:
-        # One process owns a SQLite file, so an in-process lock is enough; a
-        # separate one, so that readers are not held up while metadata is signed.
+    def signing_lock(self, scope: str = "") -> Iterator[None]:
+        # One process owns a SQLite file, so an in-process lock is enough (one
+        # for every scope); a separate one, so readers are not held up meanwhile.
         with self._signing:
             yield
 
