@@ -11,7 +11,9 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from ota import tls
 from ota.v1 import ota_pb2, ota_pb2_grpc
+from server.director import DirectorError
 from server.registry import Registry, RegistryError
 from server.storage import ReportRecord
 
@@ -25,6 +27,9 @@ _CODES = {
     "exists": grpc.StatusCode.ALREADY_EXISTS,
     "not_found": grpc.StatusCode.NOT_FOUND,
     "too_large": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "unsigned": grpc.StatusCode.FAILED_PRECONDITION,
+    "denied": grpc.StatusCode.PERMISSION_DENIED,
+    "replay": grpc.StatusCode.FAILED_PRECONDITION,
 }
 _KINDS = {ota_pb2.FILE_KIND_METADATA: "metadata", ota_pb2.FILE_KIND_TARGET: "target"}
 
@@ -62,8 +67,32 @@ def guarded(method):
     return wrapper
 
 
-def _abort(context: grpc.ServicerContext, e: RegistryError) -> None:
+def _abort(context: grpc.ServicerContext, e: RegistryError | DirectorError) -> None:
     context.abort(_CODES.get(e.kind, grpc.StatusCode.FAILED_PRECONDITION), str(e))
+
+
+# -- authorisation (security, issue 4) -------------------------------------------------------------
+def _require(context: grpc.ServicerContext, role: str) -> tls.Identity | None:
+    """The caller's certified identity, which must hold ``role``; None on a plain-text server."""
+    try:
+        ident = tls.peer_identity(context)
+    except tls.TlsError as e:
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, f"client certificate refused: {e}")
+    if ident is not None and ident.role != role:
+        context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                      f"the {role} API refuses {ident.role} certificate {ident.name!r}")
+    return ident
+
+
+def _vehicle(context: grpc.ServicerContext, claimed: str) -> str:
+    """The vehicle id a call acts for: the certificate's; a claim of another id is refused."""
+    ident = _require(context, "vehicle")
+    if ident is None:
+        return claimed  # --insecure: identities are taken on faith
+    if claimed and claimed != ident.name:
+        context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                      f"vehicle {ident.name!r} cannot act for vehicle {claimed!r}")
+    return ident.name
 
 
 def _record_pb(rec) -> ota_pb2.ModelVersion:
@@ -85,6 +114,7 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
 
     @guarded
     def UploadModel(self, request_iterator: Iterator[ota_pb2.UploadRequest], context: grpc.ServicerContext):
+        _require(context, "publisher")
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("part") != "header":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first UploadRequest must carry the header")
@@ -98,7 +128,7 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
 
         try:
             rec = self._registry.publish_stream(
-                h.name, h.version, h.length, h.sha256, chunks(), h.hardware_ids, h.metadata_json
+                h.name, h.version, h.length, h.sha256, chunks(), h.hardware_ids, h.metadata_json, h.signed_targets
             )
         except RegistryError as e:
             _abort(context, e)
@@ -113,7 +143,34 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
 
     @guarded
     def ListModels(self, request: ota_pb2.ListModelsRequest, context: grpc.ServicerContext):
+        _require(context, "publisher")
         return ota_pb2.ListModelsResponse(versions=[_record_pb(r) for r in self._registry.list_versions(request.name)])
+
+    @guarded
+    def GetMetadata(self, request: ota_pb2.MetadataRequest, context: grpc.ServicerContext):
+        _require(context, "publisher")
+        try:
+            return ota_pb2.SignedMetadata(role=request.role, data=self._registry.get_metadata(request.role))
+        except RegistryError as e:
+            _abort(context, e)
+
+    @guarded
+    def PutMetadata(self, request: ota_pb2.SignedMetadata, context: grpc.ServicerContext):
+        _require(context, "publisher")
+        try:
+            version = self._registry.put_metadata(request.role, request.data)
+        except RegistryError as e:
+            _abort(context, e)
+        return ota_pb2.PutMetadataResponse(role=request.role, version=version)
+
+    @guarded
+    def AssignModel(self, request: ota_pb2.AssignRequest, context: grpc.ServicerContext):
+        _require(context, "publisher")
+        try:
+            self._registry.director.assign(request.vehicle_id, request.name, request.version or None)
+        except DirectorError as e:
+            _abort(context, e)
+        return ota_pb2.AssignResponse(vehicle_id=request.vehicle_id, name=request.name, version=request.version)
 
 
 class VehicleServicer(ota_pb2_grpc.VehicleServicer):
@@ -123,10 +180,11 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
 
     @guarded
     def CheckForUpdate(self, request: ota_pb2.CheckRequest, context: grpc.ServicerContext):
-        if not request.vehicle_id:
+        vehicle_id = _vehicle(context, request.vehicle_id)
+        if not vehicle_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "CheckRequest.vehicle_id is required")
         installed = {m.name: (m.version, m.sha256) for m in request.installed}
-        offers = self._registry.offers_for(request.vehicle_id, request.hardware_id, installed, request.wanted_models)
+        offers = self._registry.offers_for(vehicle_id, request.hardware_id, installed, request.wanted_models)
         return ota_pb2.CheckResponse(
             offers=[
                 ota_pb2.UpdateOffer(
@@ -146,12 +204,13 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
 
     @guarded
     def Download(self, request: ota_pb2.DownloadRequest, context: grpc.ServicerContext):
+        vehicle_id = _vehicle(context, request.vehicle_id)
         kind = _KINDS.get(request.kind)
         if kind is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported file kind {request.kind}")
         try:
             for offset, data, total in self._registry.read_chunks(
-                kind, request.path, request.offset, request.max_bytes, self._chunk_size
+                kind, request.path, request.offset, request.max_bytes, self._chunk_size, vehicle_id
             ):
                 if not context.is_active():
                     return
@@ -162,7 +221,7 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
     @guarded
     def ReportInstall(self, request: ota_pb2.InstallReport, context: grpc.ServicerContext):
         rep = ReportRecord(
-            vehicle_id=request.vehicle_id,
+            vehicle_id=_vehicle(context, request.vehicle_id),
             name=request.name,
             version=request.version,
             status=ota_pb2.InstallStatus.Name(request.status).removeprefix("INSTALL_STATUS_").lower(),
@@ -181,9 +240,25 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
             _abort(context, e)
         return ota_pb2.ReportAck(accepted=True)
 
+    @guarded
+    def SubmitManifest(self, request: ota_pb2.SignedManifest, context: grpc.ServicerContext):
+        ident = _require(context, "vehicle")
+        try:
+            rec = self._registry.director.process_manifest(request, ident, tls.peer_cert_pem(context))
+        except DirectorError as e:
+            log.warning("manifest refused: %s", e)
+            _abort(context, e)
+        return ota_pb2.ManifestAck(accepted=True, counter=rec.manifest_counter)
 
-def create_server(registry: Registry, listen: str = "127.0.0.1:0", max_workers: int = 16) -> tuple[grpc.Server, int]:
-    """Build and start a registry gRPC server; return it and the bound port."""
+
+def create_server(registry: Registry, listen: str = "127.0.0.1:0", max_workers: int = 16, *,
+                  tls_files: tls.TlsFiles | None = None, insecure: bool = False) -> tuple[grpc.Server, int]:
+    """Build and start a registry gRPC server; return it and the bound port.
+
+    TLS with mutual authentication unless ``insecure`` is asked for explicitly.
+    """
+    if tls_files is None and not insecure:
+        raise tls.TlsError("the registry needs TLS files (--ca/--cert/--key), or --insecure for plain text")
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry"),
         options=[
@@ -195,7 +270,11 @@ def create_server(registry: Registry, listen: str = "127.0.0.1:0", max_workers: 
     ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(listen)
+    if tls_files is not None:
+        port = server.add_secure_port(listen, tls.server_credentials(tls_files))
+    else:
+        log.warning("registry on %s speaks plain text (--insecure): no authentication, no confidentiality", listen)
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"could not listen on {listen}")
     server.start()

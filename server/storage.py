@@ -70,6 +70,18 @@ class ReportRecord:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class VehicleRecord:
+    """What the director last learnt from a vehicle's verified version manifest."""
+
+    vehicle_id: str
+    hardware_id: str = ""
+    manifest_counter: int = 0  # strictly increasing: a replayed manifest is refused
+    manifest_json: str = "{}"
+    attacks: tuple[str, ...] = ()
+    updated_at: str = ""
+
+
 class BlobStore(Protocol):
     def put_file(self, src: Path, sha256: str) -> None: ...
     def put_bytes(self, data: bytes) -> str: ...
@@ -87,6 +99,13 @@ class MetadataStore(Protocol):
     def get_tuf_metadata(self, role: str, version: int | None = None) -> bytes | None: ...
     def add_report(self, rep: ReportRecord) -> None: ...
     def list_reports(self, vehicle_id: str | None = None) -> list[ReportRecord]: ...
+    # The director: per-vehicle TUF metadata chains, assignments, manifests.
+    def put_vehicle_metadata(self, vehicle_id: str, role: str, version: int, data: bytes) -> None: ...
+    def get_vehicle_metadata(self, vehicle_id: str, role: str, version: int | None = None) -> bytes | None: ...
+    def set_assignment(self, vehicle_id: str, name: str, version: str | None) -> None: ...
+    def get_assignments(self, vehicle_id: str) -> dict[str, str]: ...
+    def get_vehicle(self, vehicle_id: str) -> VehicleRecord | None: ...
+    def accept_manifest(self, rec: VehicleRecord) -> bool: ...
 
 
 class FileBlobStore:
@@ -180,6 +199,27 @@ CREATE TABLE IF NOT EXISTS reports (
     received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS reports_vehicle ON reports (vehicle_id);
+CREATE TABLE IF NOT EXISTS vehicle_metadata (
+    vehicle_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (vehicle_id, role, version)
+);
+CREATE TABLE IF NOT EXISTS assignments (
+    vehicle_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    PRIMARY KEY (vehicle_id, name)
+);
+CREATE TABLE IF NOT EXISTS vehicles (
+    vehicle_id TEXT PRIMARY KEY,
+    hardware_id TEXT NOT NULL,
+    manifest_counter INTEGER NOT NULL,
+    manifest_json TEXT NOT NULL,
+    attacks TEXT NOT NULL,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
 """
 
 
@@ -298,3 +338,57 @@ class SqliteMetadataStore:
             else:
                 rows = self._db.execute("SELECT body, received_at FROM reports ORDER BY id").fetchall()
         return [ReportRecord(**{**json.loads(b), "received_at": t}) for b, t in rows]
+
+    # -- the director ----------------------------------------------------------------
+    def put_vehicle_metadata(self, vehicle_id: str, role: str, version: int, data: bytes) -> None:
+        try:
+            with self._tx() as db:
+                db.execute("INSERT INTO vehicle_metadata VALUES (?,?,?,?)", (vehicle_id, role, version, data))
+        except sqlite3.IntegrityError as e:
+            raise StorageError(f"director {role} version {version} for {vehicle_id!r} already exists") from e
+
+    def get_vehicle_metadata(self, vehicle_id: str, role: str, version: int | None = None) -> bytes | None:
+        with self._lock:
+            if version is None:
+                row = self._db.execute(
+                    "SELECT data FROM vehicle_metadata WHERE vehicle_id=? AND role=? ORDER BY version DESC LIMIT 1",
+                    (vehicle_id, role),
+                ).fetchone()
+            else:
+                row = self._db.execute(
+                    "SELECT data FROM vehicle_metadata WHERE vehicle_id=? AND role=? AND version=?",
+                    (vehicle_id, role, version),
+                ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def set_assignment(self, vehicle_id: str, name: str, version: str | None) -> None:
+        with self._tx() as db:
+            if version is None:
+                db.execute("DELETE FROM assignments WHERE vehicle_id=? AND name=?", (vehicle_id, name))
+            else:
+                db.execute("INSERT OR REPLACE INTO assignments VALUES (?,?,?)", (vehicle_id, name, version))
+
+    def get_assignments(self, vehicle_id: str) -> dict[str, str]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, version FROM assignments WHERE vehicle_id=?", (vehicle_id,)).fetchall()
+        return dict(rows)
+
+    def get_vehicle(self, vehicle_id: str) -> VehicleRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM vehicles WHERE vehicle_id=?", (vehicle_id,)).fetchone()
+        if row is None:
+            return None
+        return VehicleRecord(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5])
+
+    def accept_manifest(self, rec: VehicleRecord) -> bool:
+        """Store ``rec`` only if its counter is above the stored one (atomic compare-and-set)."""
+        with self._tx() as db:
+            row = db.execute("SELECT manifest_counter FROM vehicles WHERE vehicle_id=?", (rec.vehicle_id,)).fetchone()
+            if row is not None and row[0] >= rec.manifest_counter:
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO vehicles (vehicle_id, hardware_id, manifest_counter, manifest_json, attacks) "
+                "VALUES (?,?,?,?,?)",
+                (rec.vehicle_id, rec.hardware_id, rec.manifest_counter, rec.manifest_json, json.dumps(list(rec.attacks))),
+            )
+        return True

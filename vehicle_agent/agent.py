@@ -2,10 +2,11 @@
 
 One update cycle (``update_once``):
 
-1. Refresh TUF metadata from the registry (python-tuf's ``Updater`` over the
-   gRPC fetcher). Everything after this trusts only what is signed.
-2. Ask the registry what to run. Its answer is a hint: each offered target must
-   be found in the signed targets metadata, for this hardware id.
+1. Refresh the image repository's TUF metadata (python-tuf's ``Updater`` over
+   the gRPC fetcher), send the signed version manifest, refresh the director's
+   per-vehicle metadata (``vehicle_agent/trust.py``). What to install is what
+   the director instructs *and* the image repository signs identically.
+2. Ask the registry for download hints (encodings); they are only hints.
 3. Download the target (resumable), verify length and sha256 against the
    signed target, and stage it into the inactive A/B slot.
 4. Load it in ONNX Runtime and run the signed self-test.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,15 +26,17 @@ from pathlib import Path
 
 from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import TargetFile
-from tuf.ngclient import Updater, UpdaterConfig
+from tuf.ngclient import Updater
 
 from modelpack.metadata import ModelInfo
+from ota import tls
 from ota.v1 import ota_pb2
 from vehicle_agent.download import DownloadFailed, download_target
-from vehicle_agent.fetcher import METADATA_URL, TARGET_URL, GrpcFetcher
+from vehicle_agent.fetcher import GrpcFetcher
 from vehicle_agent.runtime import LoadedModel, SelfTestFailed, load_session, self_test
 from vehicle_agent.slots import SlotRecord, SlotStore
 from vehicle_agent.transport import RegistryClient, TransportError
+from vehicle_agent.trust import Instruction, TrustedRepos, TrustError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,11 @@ class AgentConfig:
     hardware_id: str = "generic-x86_64"
     wanted_models: tuple[str, ...] = ()
     trusted_root: Path | None = None  # provisioned at the factory; needed once
+    # security (issue 4): the director's root, the vehicle's certificate (mutual
+    # TLS and manifest signing), and plain text only on explicit request.
+    director_root: Path | None = None
+    identity: tls.TlsFiles | None = None
+    insecure: bool = False
 
 
 @dataclass
@@ -87,26 +94,19 @@ class VehicleAgent:
         self.config = config
         self.state_dir = Path(config.state_dir)
         self.slots = SlotStore(self.state_dir)
-        self.client = client or RegistryClient(config.registry)
-        self._tuf_dir = self.state_dir / "tuf"
         self._downloads = self.state_dir / "downloads"
-        self._bootstrap_trust()
+        try:
+            self.client = client or RegistryClient(
+                config.registry, tls_files=None if config.insecure else config.identity, insecure=config.insecure
+            )
+            self.trust = TrustedRepos(self.state_dir, self.client, config.vehicle_id, config.hardware_id,
+                                      config.identity, config.trusted_root, config.director_root)
+        except (tls.TlsError, TrustError) as e:
+            raise AgentError(str(e)) from None
         self.models: dict[str, LoadedModel] = {}
         self._load_active()
 
     # -- start-up -------------------------------------------------------------------
-    def _bootstrap_trust(self) -> None:
-        self._tuf_dir.mkdir(parents=True, exist_ok=True)
-        root = self._tuf_dir / "root.json"
-        if root.exists():
-            return
-        if self.config.trusted_root is None or not Path(self.config.trusted_root).exists():
-            raise AgentError(
-                f"no trusted root in {self._tuf_dir}: provision one with --trusted-root ROOT.json "
-                "(the keystore's root.json)"
-            )
-        shutil.copyfile(self.config.trusted_root, root)
-
     def _load_active(self) -> None:
         """Load the active model of each slot set; fall back to the other slot if damaged."""
         for name, m in self.slots.load().items():
@@ -135,31 +135,36 @@ class VehicleAgent:
         return out
 
     # -- one update cycle -----------------------------------------------------------------
-    def _updater(self) -> Updater:
-        return Updater(
-            metadata_dir=str(self._tuf_dir),
-            metadata_base_url=METADATA_URL,
-            target_base_url=TARGET_URL,
-            target_dir=str(self._downloads),
-            fetcher=GrpcFetcher(self.client, self.config.vehicle_id),
-            config=UpdaterConfig(),
-            bootstrap=None,
-        )
+    def _updater(self, which: str = "image") -> Updater:
+        return self.trust.updater(which, GrpcFetcher(self.client, self.config.vehicle_id), self._downloads)
+
+    def _refresh(self, which: str) -> Updater:
+        try:
+            updater = self._updater(which)
+            updater.refresh()
+            return updater
+        except (tuf_exc.RepositoryError, tuf_exc.DownloadError) as e:
+            raise TrustError(f"{which} metadata refresh failed: {type(e).__name__}: {e}",
+                             attack=isinstance(e, tuf_exc.RepositoryError)) from None
 
     def update_once(self, progress: ProgressFn | None = None) -> list[UpdateOutcome]:
-        """Check in once and install what is offered; never raises for a bad update."""
+        """Check in once and install what is instructed; never raises for a bad update."""
         t0 = time.perf_counter()
+        installed = self.installed()
+        # security (issue 4): image metadata, signed manifest, director metadata, cross-check.
         try:
-            updater = self._updater()
-            updater.refresh()
-        except (tuf_exc.RepositoryError, tuf_exc.DownloadError) as e:
-            log.error("TUF refresh failed, keeping current models: %s", e)
-            status = "attack_detected" if isinstance(e, tuf_exc.RepositoryError) else "failed"
-            out = UpdateOutcome("*", "", "", status, f"metadata refresh failed: {type(e).__name__}: {e}")
+            updater = self._refresh("image")
+            self.trust.send_manifest({n: (r.version, r.sha256) for n, r in installed.items()})
+            self._refresh("director")
+            instructions = self.trust.instructions(updater)
+        except TrustError as e:
+            log.error("check-in failed, keeping current models: %s", e)
+            if e.attack:
+                self.trust.note_attack(str(e))
+            out = UpdateOutcome("*", "", "", "attack_detected" if e.attack else "failed", str(e))
             self._report(out)
             return [out]
         t_refresh = time.perf_counter() - t0
-        installed = self.installed()
         req = ota_pb2.CheckRequest(
             vehicle_id=self.config.vehicle_id,
             hardware_id=self.config.hardware_id,
@@ -167,26 +172,44 @@ class VehicleAgent:
             wanted_models=list(self.config.wanted_models),
         )
         try:
-            resp = self.client.check(req)
+            hints = {o.target_path: o for o in self.client.check(req).offers}
         except TransportError as e:
             log.warning("%s", e)
-            return [UpdateOutcome("*", "", "", "failed", str(e))]
+            hints = {}  # offers only pick an encoding; the signed instructions stand without them
         outcomes = []
-        for offer in resp.offers:
-            cur = installed.get(offer.name)
-            outcome = self._install(updater, offer, cur.version if cur else "", progress)
+        for ins in instructions:
+            cur = installed.get(ins.name)
+            if self.config.wanted_models and ins.name not in self.config.wanted_models:
+                continue
+            if cur is not None and cur.sha256 == ins.target.hashes.get("sha256"):
+                continue
+            outcome = self._install_instruction(ins, hints, cur.version if cur else "", progress)
             outcome.timings = {"metadata": t_refresh, **outcome.timings}
             self._report(outcome)
             outcomes.append(outcome)
         return outcomes
 
-    def _install(self, updater: Updater, offer: ota_pb2.UpdateOffer, from_version: str, progress: ProgressFn | None) -> UpdateOutcome:
+    def _install_instruction(self, ins: Instruction, hints: dict[str, ota_pb2.UpdateOffer], from_version: str,
+                             progress: ProgressFn | None) -> UpdateOutcome:
+        """security (issue 4): refuse what the two repositories do not agree on; else install."""
+        if ins.refusal:
+            self.trust.note_attack(ins.refusal)
+            return UpdateOutcome(ins.name, ins.version, from_version, "attack_detected", ins.refusal,
+                                 length=ins.target.length)
+        offer = hints.get(ins.target.path) or ota_pb2.UpdateOffer(
+            name=ins.name, version=ins.version, target_path=ins.target.path, length=ins.target.length,
+            sha256=ins.target.hashes.get("sha256", ""), encoding="full")
+        out = self._install(ins.target, offer, from_version, progress)
+        if out.status == "installed":
+            self.trust.record_installed(ins.name, ins.release_counter)
+        elif out.status == "attack_detected":
+            self.trust.note_attack(f"{ins.name} {ins.version}: {out.reason}")
+        return out
+
+    def _install(self, target: TargetFile, offer: ota_pb2.UpdateOffer, from_version: str,
+                 progress: ProgressFn | None) -> UpdateOutcome:
         out = UpdateOutcome(offer.name, offer.version, from_version, "failed", length=offer.length)
-        # 1. Only what TUF signed counts; the offer is a hint.
-        target = updater.get_targetinfo(offer.target_path)
-        if target is None:
-            out.status, out.reason = "attack_detected", f"offered target {offer.target_path!r} is not signed"
-            return out
+        # 1. Only what TUF signed counts (``target`` comes from verified metadata); the offer is a hint.
         custom = target.custom or {}
         hw = custom.get("hardware_ids") or []
         if hw and self.config.hardware_id not in hw:

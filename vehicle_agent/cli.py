@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from ota.cli_tls import tls_files, tls_options
+
 console = Console(stderr=True)
 
 
@@ -27,18 +29,29 @@ def agent() -> None:
               help="Agent state directory (TUF metadata, A/B slots). Env: OTA_STATE.")
 @click.option("--trusted-root", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="OTA_TRUSTED_ROOT",
               help="TUF root.json provisioned at the factory (needed on first run). Env: OTA_TRUSTED_ROOT.")
+@click.option("--director-root", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              envvar="OTA_DIRECTOR_ROOT",
+              help="The director's root (director-root.json), provisioned with --trusted-root. Env: OTA_DIRECTOR_ROOT.")
 @click.option("--vehicle-id", default="vehicle-0001", show_default=True, envvar="OTA_VEHICLE_ID")
 @click.option("--hardware-id", default="generic-x86_64", show_default=True, envvar="OTA_HARDWARE_ID")
 @click.option("--model", "models", multiple=True, help="Model names this vehicle runs (repeatable; none = all).")
 @click.option("--once", is_flag=True, help="Check in once, install what is offered, and exit.")
 @click.option("--interval", default=60.0, show_default=True, help="Seconds between check-ins.")
-def run(address: str, state_dir: Path, trusted_root: Path | None, vehicle_id: str, hardware_id: str,
-        models: tuple[str, ...], once: bool, interval: float) -> None:
-    """Check in with the registry, verify, install and report; repeat until stopped."""
+@tls_options("vehicle")
+def run(address: str, state_dir: Path, trusted_root: Path | None, director_root: Path | None, vehicle_id: str,
+        hardware_id: str, models: tuple[str, ...], once: bool, interval: float, tls_ca, tls_cert, tls_key,
+        insecure: bool) -> None:
+    """Check in with the registry, verify, install and report; repeat until stopped.
+
+    Mutual TLS with the vehicle's certificate; its key also signs the version
+    manifest, so even with --insecure give --ca/--cert/--key.
+    """
     from vehicle_agent.agent import AgentConfig, AgentError, VehicleAgent
 
+    identity = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not insecure)
     cfg = AgentConfig(registry=address, state_dir=state_dir, vehicle_id=vehicle_id, hardware_id=hardware_id,
-                      wanted_models=models, trusted_root=trusted_root)
+                      wanted_models=models, trusted_root=trusted_root, director_root=director_root,
+                      identity=identity, insecure=insecure)
     try:
         ag = VehicleAgent(cfg)
     except AgentError as e:

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 METADATA_URL = "grpc-metadata:/"
 TARGET_URL = "grpc-target:/"
+DIRECTOR_URL = "grpc-director:/"
 
 
 class GrpcFetcher(FetcherInterface):
@@ -33,6 +34,8 @@ class GrpcFetcher(FetcherInterface):
             kind, path = ota_pb2.FILE_KIND_METADATA, url[len(METADATA_URL) :]
         elif url.startswith(TARGET_URL):
             kind, path = ota_pb2.FILE_KIND_TARGET, url[len(TARGET_URL) :]
+        elif url.startswith(DIRECTOR_URL):  # security (issue 4): the vehicle's director chain
+            kind, path = ota_pb2.FILE_KIND_METADATA, "director/" + url[len(DIRECTOR_URL) :]
         else:
             raise exceptions.DownloadError(f"unsupported URL {url!r}")
         offset = 0

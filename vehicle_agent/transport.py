@@ -1,8 +1,12 @@
 """The agent's side of the wire: a small client over the Vehicle service.
 
-Every RPC carries a deadline; a stream that stops delivering bytes for
-``stall_timeout_s`` is treated as broken, so a slow-retrieval attack or a dead
-link cannot hang the agent.
+Every RPC carries a deadline. A download's deadline follows from the bytes
+asked for and a minimum rate (``min_rate_bps``), so a slow-retrieval attack or
+a dead link cannot hang the agent; metadata files are small and get the plain
+RPC deadline.
+
+The channel is TLS with the vehicle's certificate (mutual authentication);
+plain text only when ``insecure`` is asked for explicitly.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from ota import tls
 from ota.v1 import ota_pb2, ota_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -27,17 +32,26 @@ class TransportError(Exception):
 @dataclass(frozen=True)
 class TransportConfig:
     rpc_deadline_s: float = 10.0
-    download_deadline_s: float = 600.0
+    download_deadline_s: float = 600.0  # upper bound for any one download call
+    min_rate_bps: int = 16 * 1024  # slower than this and a target download is cut off
+
+    def deadline_for(self, max_bytes: int) -> float:
+        if not max_bytes:
+            return self.rpc_deadline_s
+        return min(self.download_deadline_s, self.rpc_deadline_s + max_bytes / self.min_rate_bps)
 
 
 class RegistryClient:
     """Vehicle-side stub wrapper: check-in, chunked downloads, reports."""
 
-    def __init__(self, address: str, config: TransportConfig = TransportConfig()) -> None:
+    def __init__(self, address: str, config: TransportConfig = TransportConfig(), *,
+                 tls_files: tls.TlsFiles | None = None, insecure: bool = False) -> None:
         self.address = address
         self.config = config
-        self._channel = grpc.insecure_channel(
+        self._channel = tls.secure_or_insecure_channel(
             address,
+            tls_files,
+            insecure,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -66,7 +80,7 @@ class RegistryClient:
     ) -> Iterator[ota_pb2.DownloadChunk]:
         """Stream chunks of ``path`` from ``offset``; raises TransportError on failure."""
         req = ota_pb2.DownloadRequest(kind=kind, path=path, offset=offset, max_bytes=max_bytes, vehicle_id=vehicle_id)
-        call = self._stub.Download(req, timeout=self.config.download_deadline_s)
+        call = self._stub.Download(req, timeout=self.config.deadline_for(max_bytes))
         try:
             yield from call
         except grpc.RpcError as e:
@@ -76,6 +90,12 @@ class RegistryClient:
             raise TransportError(f"download of {path} at offset {offset} failed: {code.name}: {e.details()}") from None
         finally:
             call.cancel()
+
+    def submit_manifest(self, manifest: ota_pb2.SignedManifest) -> ota_pb2.ManifestAck:
+        try:
+            return self._stub.SubmitManifest(manifest, timeout=self.config.rpc_deadline_s)
+        except grpc.RpcError as e:
+            raise TransportError(f"manifest to {self.address} refused: {e.code().name}: {e.details()}") from None
 
     def report(self, report: ota_pb2.InstallReport) -> bool:
         try:
