@@ -115,7 +115,7 @@ class SignedRepository:
                  label: str = "image") -> None:
         self._access = access
         self._keys = keystore
-        self._expiries = expiries or keystore.expiries
+        self.expiries = expiries or keystore.expiries
         self._lock = threading.RLock()
         self.label = label
 
@@ -173,7 +173,7 @@ class SignedRepository:
         except TufError:
             snap = Metadata(Snapshot())
         snap.signed.meta["targets.json"] = MetaFile(version=targets.signed.version)
-        snap.signed.expires = now + self._expiries.snapshot
+        snap.signed.expires = now + self.expiries.snapshot
         self._sign_and_store(snap)
         self._new_timestamp(snap.signed.version, now)
 
@@ -184,14 +184,14 @@ class SignedRepository:
         except TufError:
             ts = Metadata(Timestamp())
         ts.signed.snapshot_meta = MetaFile(version=snapshot_version)
-        ts.signed.expires = now + self._expiries.timestamp
+        ts.signed.expires = now + self.expiries.timestamp
         self._sign_and_store(ts)
 
     def sign_new_targets(self, targets: Targets, now: datetime | None = None) -> None:
         """Sign ``targets`` as the next version with keys held here (online targets roles)."""
         with self._lock:
             targets.version = self.latest("targets").signed.version + 1 if self.has("targets") else 1
-            targets.expires = (now or utcnow()) + self._expiries.targets
+            targets.expires = (now or utcnow()) + self.expiries.targets
             self._sign_and_store(Metadata(targets))
             self.new_snapshot_and_timestamp(now)
 
@@ -257,7 +257,7 @@ class SignedRepository:
             if not self.has("targets"):
                 return False
             targets = self.latest("targets")
-            if targets.signed.expires - now < self._expiries.targets / 2:
+            if targets.signed.expires - now < self.expiries.targets / 2:
                 if self.can_sign("targets"):
                     self.sign_new_targets(targets.signed, now)
                     changed = True
@@ -265,11 +265,11 @@ class SignedRepository:
                     log.warning("%s: targets v%d expires at %s; sign a fresh version offline "
                                 "(ota keys refresh-targets)", self.label, targets.signed.version, targets.signed.expires)
             snap = self.latest("snapshot")
-            if snap.signed.expires - now < self._expiries.snapshot / 2:
+            if snap.signed.expires - now < self.expiries.snapshot / 2:
                 self.new_snapshot_and_timestamp(now)
                 changed = True
             ts = self.latest("timestamp")
-            if ts.signed.expires - now < self._expiries.timestamp / 2:
+            if ts.signed.expires - now < self.expiries.timestamp / 2:
                 self._new_timestamp(self.latest("snapshot").signed.version, now)
                 changed = True
         return changed

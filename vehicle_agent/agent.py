@@ -144,17 +144,23 @@ class VehicleAgent:
             updater.refresh()
             return updater
         except (tuf_exc.RepositoryError, tuf_exc.DownloadError) as e:
-            raise TrustError(f"{which} metadata refresh failed: {type(e).__name__}: {e}",
-                             attack=isinstance(e, tuf_exc.RepositoryError)) from None
+            # Bad signatures/versions/expiry, and more bytes than a file may have, are
+            # evidence of tampering; an unreachable or slow registry is not (yet).
+            attack = isinstance(e, (tuf_exc.RepositoryError, tuf_exc.DownloadLengthMismatchError))
+            raise TrustError(f"{which} metadata refresh failed: {type(e).__name__}: {e}", attack=attack) from None
 
     def update_once(self, progress: ProgressFn | None = None) -> list[UpdateOutcome]:
         """Check in once and install what is instructed; never raises for a bad update."""
         t0 = time.perf_counter()
         installed = self.installed()
-        # security (issue 4): image metadata, signed manifest, director metadata, cross-check.
+        # security (issue 4): signed manifest (carrying attacks seen so far, so they are
+        # reported even while metadata is blocked), image and director metadata, cross-check.
+        try:
+            self.trust.send_manifest({n: (r.version, r.sha256) for n, r in installed.items()})
+        except TrustError as e:
+            log.warning("%s; the director instructs from the last manifest it accepted", e)
         try:
             updater = self._refresh("image")
-            self.trust.send_manifest({n: (r.version, r.sha256) for n, r in installed.items()})
             self._refresh("director")
             instructions = self.trust.instructions(updater)
         except TrustError as e:

@@ -86,6 +86,9 @@ def download_target(
                     if progress:
                         progress(f.tell(), target.length)
             except TransportError as e:
+                if e.code == "RESOURCE_EXHAUSTED":
+                    raise DownloadFailed(f"{download_path}: registry sent an oversized message: {e}",
+                                         tampered=True) from None
                 f.flush()
                 os.fsync(f.fileno())
                 if attempts >= max_attempts:

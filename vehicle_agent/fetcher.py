@@ -52,6 +52,8 @@ class GrpcFetcher(FetcherInterface):
                 # TUF treats 404 as "no newer version" during root rotation.
                 raise exceptions.DownloadHTTPError(f"{path} not found", 404) from None
             except TransportError as e:
+                if e.code == "RESOURCE_EXHAUSTED":  # a message over our size limit: no retry
+                    raise exceptions.DownloadLengthMismatchError(f"{path}: oversized message: {e}") from None
                 resumes += 1
                 if resumes > self._max_resumes:
                     raise exceptions.DownloadError(str(e)) from None

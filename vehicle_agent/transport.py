@@ -26,7 +26,11 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 class TransportError(Exception):
-    """The registry could not be reached or answered with an error."""
+    """The registry could not be reached or answered with an error (``code``: the gRPC status name)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,8 @@ class RegistryClient:
             code = e.code()
             if code == grpc.StatusCode.NOT_FOUND:
                 raise FileNotFoundError(f"{path}: {e.details()}") from None
-            raise TransportError(f"download of {path} at offset {offset} failed: {code.name}: {e.details()}") from None
+            raise TransportError(f"download of {path} at offset {offset} failed: {code.name}: {e.details()}",
+                                 code.name) from None
         finally:
             call.cancel()
 
