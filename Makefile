@@ -27,3 +27,23 @@ protos: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# The model zoo next to the paper's figures (sizes, zstd, ORT latency); writes bench/out/zoo.md.
+bench-zoo: $(STAMP)
+	nice $(BIN)/python bench/zoo_bench.py
+# Transfer benchmark: our codecs vs zstd --patch-from, bsdiff, xdelta3, ZipNN on the
+# same model pairs, in one run. Installs the Debian tools and the `bench` extra
+# (torch==2.13.0 CPU first, so zipnn does not pull a CUDA build) if missing.
+BENCH_TRANSFER_ARGS ?= --repeat 3 --markdown bench/out/transfer.md
+.PHONY: bench-transfer
+bench-transfer: $(STAMP)
+	@for t in zstd bsdiff xdelta3; do command -v $$t >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zstd bsdiff xdelta3; break; }; done
+	@$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
+	@$(BIN)/python -c 'import zipnn' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]'
+	nice $(BIN)/python bench/transfer_bench.py $(BENCH_TRANSFER_ARGS)
+# Simulator benchmark: 1M-vehicle run time (median), the ready scenarios' reports, and the
+# emulation check with 20 real agents (root; skipped with the reason otherwise).
+# Updates the generated block of docs/simulator.md and its plots in docs/img/.
+.PHONY: bench-sim
+bench-sim: $(STAMP)
+	nice $(BIN)/python bench/sim_bench.py --update-docs

@@ -23,12 +23,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("server.cli:keys", "Create and manage the TUF signing keys."),
     "certs": ("server.cli:certs", "Make the fleet PKI for mutual TLS (CA, registry, vehicles, publishers)."),
     "director": ("server.cli:director", "Per-vehicle instructions: assign a model version to a vehicle."),
+    "rerelease": ("server.cli:rerelease", "Sign an older version again as the newest release (before a rollback)."),
     "registry": ("server.cli:registry", "Run the cloud registry (gRPC)."),
     "publish": ("server.cli:publish", "Validate, upload and sign a model version."),
     "models": ("server.cli:models", "List published models and versions."),
+    "campaign": ("server.campaign_cli:campaign", "Roll a version out in waves: canaries, thresholds, rollback."),
     "agent": ("vehicle_agent.cli:agent", "Run the in-car vehicle agent."),
     "zoo": ("modelpack.cli:zoo", "Build the zoo's ONNX models (SqueezeNet, ...)."),
     "classify": ("modelpack.cli:classify", "Classify an image with an ONNX model."),
+    "detect": ("modelpack.cli:detect", "Detect objects in an image with an ONNX detector (SqueezeDet)."),
+    "fidelity": ("modelpack.cli:fidelity", "Measure how much a candidate model changes a reference's answers."),
+    "pack": ("modelpack.codecs.cli:pack", "Encode models and deltas (diff, apply, encode, decode)."),
+    "simulate": ("simulator.cli:simulate", "Simulate a fleet rollout over limited links; compare strategies."),
 }
 
 

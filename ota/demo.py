@@ -158,6 +158,11 @@ def _run(work: Path) -> None:
                     problems.append(f"a third check-in offered {[(o.name, o.version) for o in again]}")
             finally:
                 agent.close()
+            with tl.step("fleet: 4 vehicles, a two-wave campaign (canary 25% → 100%) for the next version"):
+                from server.campaign_cli import run_campaign_demo
+
+                problems += run_campaign_demo(address, work, work / "keys" / "root.json", "squeezenet1.0", v2,
+                                              pki=pki, keys=work / "keys")
         reports = registry.store.list_reports("demo-car-1")
     finally:
         server.stop(None)

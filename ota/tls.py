@@ -56,6 +56,9 @@ class TlsFiles:
     ca: Path
     cert: Path
     key: Path
+    # The name to check the server's certificate against when it differs from the
+    # address dialled (e.g. through a relay); empty: the address itself.
+    server_name: str = ""
 
     @classmethod
     def in_dir(cls, pki: Path, role: str, name: str) -> "TlsFiles":
@@ -146,6 +149,12 @@ def issue(pki: Path, role: str, name: str, hosts: tuple[str, ...] = ("localhost"
     return files
 
 
+def ensure(pki: Path, role: str, name: str) -> TlsFiles:
+    """The files of ``role``/``name`` under ``pki``, issued on first use (demos, tests, emulation)."""
+    files = TlsFiles.in_dir(pki, role, name)
+    return files if files.cert.exists() and files.key.exists() else issue(pki, role, name)
+
+
 def identity_of(cert_pem: bytes) -> Identity:
     """The role and name a certificate carries in its ``urn:ota:`` SAN."""
     try:
@@ -208,7 +217,10 @@ def secure_or_insecure_channel(address: str, tls: TlsFiles | None, insecure: boo
                                options: list[tuple[str, object]] = ()) -> grpc.Channel:  # type: ignore[assignment]
     """A TLS channel, or plain text only when ``insecure`` was asked for explicitly."""
     if tls is not None:
-        return grpc.secure_channel(address, channel_credentials(tls), options=list(options))
+        opts = list(options)
+        if tls.server_name:
+            opts.append(("grpc.ssl_target_name_override", tls.server_name))
+        return grpc.secure_channel(address, channel_credentials(tls), options=opts)
     if not insecure:
         raise TlsError(f"no TLS credentials for {address}: pass --ca/--cert/--key, or --insecure for plain text")
     log.warning("plain-text gRPC to %s (--insecure): no confidentiality, no server authentication", address)

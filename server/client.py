@@ -22,7 +22,8 @@ from ota import tls
 from ota.v1 import ota_pb2, ota_pb2_grpc
 from server.keys import Keystore
 from server.registry import model_target, validate_onnx
-from server.tuf_repo import next_release_counter, sign_targets
+from server.registry import model_target_path
+from server.tuf_repo import next_release_counter, rereleased, sign_targets
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,13 @@ class PublisherClient:
                 except tuf_exc.UnsignedMetadataError:
                     continue
             raise
+
+    def rerelease(self, keys: Keystore, name: str, version: str) -> int:
+        """Sign an already published version again as the newest release (the way back to it)."""
+        current = self.served_targets(keys)
+        tf = rereleased(Metadata[Targets].from_bytes(current).signed, model_target_path(name, version))
+        self.put_metadata("targets", sign_targets(current, keys.signers("targets"), keys.expiries, [tf]))
+        return int(tf.custom["release_counter"])
 
     def assign(self, vehicle_id: str, name: str, version: str) -> None:
         try:

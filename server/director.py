@@ -9,18 +9,19 @@ The agent installs only what both repositories agree on, so a stolen director
 key can reorder, withhold or pin versions, but never introduce bytes the image
 repository did not sign, and never lower a release counter.
 
-What a vehicle gets: an explicit assignment (``assign``: a campaign saying
-"vehicle V must install M version X") wins; otherwise the default policy
-(latest version of each model for the vehicle's hardware). The vehicle's
-hardware id and installed images come from its last **verified version
-manifest** (:meth:`Director.process_manifest`).
+What a vehicle gets: an explicit assignment (``assign``: "vehicle V must
+install M version X") wins; otherwise the registry's decision
+(``Registry.targets_for``: the rollout campaigns, else the latest version for
+the vehicle's hardware). The vehicle's hardware id and installed images come
+from its last **verified version manifest** (:meth:`Director.process_manifest`),
+never from an unsigned claim.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from tuf.api.metadata import TargetFile, Targets
 from ota import tls
 from ota.v1 import ota_pb2
 from server.keys import Keystore
-from server.storage import MetadataStore, ModelRecord, VehicleRecord
+from server.storage import ManifestRecord, MetadataStore, ModelRecord
 from server.tuf_repo import SignedRepository, TufError, TufRepository
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ class VehicleAccess:
         self.store.put_vehicle_metadata(SHARED if role == "root" else self.vehicle_id, role, version, data)
 
 
-DefaultPolicy = Callable[[str], dict[str, ModelRecord]]  # hardware id -> {model name: version to run}
+# (vehicle id, hardware id, installed {name: (version, sha256)}) -> {model name: version to run}
+DefaultPolicy = Callable[[str, str, dict[str, tuple[str, str]]], dict[str, ModelRecord]]
 
 
 class Director:
@@ -92,16 +94,23 @@ class Director:
         self.store.set_assignment(vehicle_id, name, version)
         log.info("director: %s -> %s %s", vehicle_id, name, version or "(default)")
 
-    def desired(self, vehicle_id: str) -> dict[str, TargetFile]:
-        """The targets the director instructs this vehicle to run, keyed by target path."""
-        vehicle = self.store.get_vehicle(vehicle_id)
-        if vehicle is None:
-            return {}  # no verified manifest yet: nothing is known about its hardware
-        chosen: dict[str, ModelRecord] = dict(self._default(vehicle.hardware_id))
+    def assigned(self, vehicle_id: str, wanted: Iterable[str] = ()) -> dict[str, ModelRecord]:
+        """The explicit assignments of a vehicle (restricted to ``wanted`` models if any)."""
+        wanted = set(wanted)
+        out = {}
         for name, version in self.store.get_assignments(vehicle_id).items():
             rec = self.store.get_model(name, version)
-            if rec is not None:
-                chosen[name] = rec
+            if rec is not None and (not wanted or name in wanted):
+                out[name] = rec
+        return out
+
+    def desired(self, vehicle_id: str) -> dict[str, TargetFile]:
+        """The targets the director instructs this vehicle to run, keyed by target path."""
+        vehicle = self.store.get_manifest(vehicle_id)
+        if vehicle is None:
+            return {}  # no verified manifest yet: nothing is known about its hardware
+        chosen = dict(self._default(vehicle_id, vehicle.hardware_id, _installed(vehicle)))
+        chosen.update(self.assigned(vehicle_id))
         image = self._image.targets()
         out: dict[str, TargetFile] = {}
         for name, rec in sorted(chosen.items()):
@@ -140,7 +149,7 @@ class Director:
 
     # -- manifests -----------------------------------------------------------------------------
     def process_manifest(self, msg: ota_pb2.SignedManifest, peer: tls.Identity | None,
-                         peer_cert: bytes | None) -> VehicleRecord:
+                         peer_cert: bytes | None) -> ManifestRecord:
         """Verify a vehicle version manifest and remember it; raise DirectorError if it fails."""
         if len(msg.signed) > MAX_MANIFEST_BYTES:
             raise DirectorError("invalid", f"manifest is {len(msg.signed)} B; the limit is {MAX_MANIFEST_BYTES} B")
@@ -167,12 +176,20 @@ class Director:
             raise DirectorError("invalid", f"manifest is malformed: {e}") from None
         if vehicle_id != ident.name:
             raise DirectorError("denied", f"manifest names vehicle {vehicle_id!r} but is signed by {ident.name!r}")
-        rec = VehicleRecord(vehicle_id, hardware_id, counter, msg.signed.decode(),
-                            tuple(str(a) for a in attacks))
+        rec = ManifestRecord(vehicle_id, hardware_id, counter, msg.signed.decode(), tuple(str(a) for a in attacks))
         if not self.store.accept_manifest(rec):
-            held = self.store.get_vehicle(vehicle_id)
-            raise DirectorError("replay", f"manifest counter {counter} is not above {held.manifest_counter if held else 0}: "
+            held = self.store.get_manifest(vehicle_id)
+            raise DirectorError("replay", f"manifest counter {counter} is not above {held.counter if held else 0}: "
                                 "a replayed or reordered manifest")
         if attacks:
             log.warning("director: vehicle %s reports attacks: %s", vehicle_id, "; ".join(rec.attacks))
         return rec
+
+
+def _installed(rec: ManifestRecord) -> dict[str, tuple[str, str]]:
+    """{name: (version, sha256)} from a verified manifest."""
+    try:
+        items = json.loads(rec.manifest_json).get("installed", [])
+        return {str(i["name"]): (str(i["version"]), str(i["sha256"])) for i in items}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}

@@ -11,19 +11,29 @@ import json
 import logging
 import os
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import onnx
 
 from tuf.api.metadata import TargetFile, Targets
 
+from server import encodings
 from server.director import Director, DirectorError
 from server.keys import KeystoreError, utcnow
-from server.storage import BlobNotFound, FileBlobStore, MetadataStore, ModelRecord, ReportRecord, StorageError
-from server.tuf_repo import TufError, TufRepository, next_release_counter
+from server.storage import (
+    BlobNotFound,
+    FileBlobStore,
+    MetadataStore,
+    ModelRecord,
+    ReportRecord,
+    StorageError,
+    VehicleRecord,
+)
+from server.tuf_repo import TufError, TufRepository, next_release_counter, rereleased
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +101,29 @@ class DownloadStat:
     bytes_sent: int
 
 
+class RolloutPolicy(Protocol):
+    """Decides which version of each model a vehicle runs (``server/campaigns.py``)."""
+
+    def choose(self, vehicle: VehicleRecord, compatible: dict[str, list[ModelRecord]]) -> dict[str, ModelRecord]: ...
+    def on_report(self, rep: ReportRecord) -> ReportRecord: ...
+
+
 class Registry:
     """Publishes model versions as signed TUF targets and serves them."""
 
-    def __init__(self, store: MetadataStore, blobs: FileBlobStore, tuf: TufRepository,
-                 ca_pem: bytes | None = None) -> None:
+    def __init__(
+        self, store: MetadataStore, blobs: FileBlobStore, tuf: TufRepository, rollouts: RolloutPolicy | None = None,
+        ca_pem: bytes | None = None,
+    ) -> None:
         self.store = store
         self.blobs = blobs
         self.tuf = tuf
-        # security (issue 4): per-vehicle instructions come from the director.
-        self.director = Director(store, tuf._keys, tuf, self.latest_for_hardware, ca_pem)
-        self.downloads: list[DownloadStat] = []
+        self.rollouts = rollouts  # None: every vehicle gets the newest version
+        # security (issue 4): the director signs, per vehicle, what ``targets_for`` decides
+        # (plus explicit assignments); ``ca_pem`` verifies vehicle manifests.
+        self.director = Director(store, tuf.keystore, tuf, self._director_default, ca_pem)
+        # Recent Download calls (bounded: a long-running registry must not grow).
+        self.downloads: deque[DownloadStat] = deque(maxlen=4096)
 
     @classmethod
     def open(cls, data_dir: Path, keys_dir: Path, ca_pem: bytes | None = None) -> "Registry":
@@ -115,9 +137,11 @@ class Registry:
 
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
+        from server.campaigns import CampaignManager
+
         store = SqliteMetadataStore(data_dir / "registry.sqlite3")
         blobs = FileBlobStore(data_dir / "blobs")
-        return cls(store, blobs, TufRepository(store, Keystore(keys_dir)), ca_pem)
+        return cls(store, blobs, TufRepository(store, Keystore(keys_dir)), CampaignManager(store), ca_pem)
 
     # -- publishing -----------------------------------------------------------------
     def publish_stream(
@@ -222,6 +246,7 @@ class Registry:
         except StorageError as e:
             raise RegistryError("exists", str(e)) from None
         log.info("published %s %s (%d B, sha256 %s)", name, version, length, sha256[:12])
+        encodings.precompute(self, rec)
         return rec
 
     def _accept_signed_target(self, signed: bytes, target_path: str, name: str, version: str, sha256: str,
@@ -244,6 +269,20 @@ class Registry:
         except (TufError, KeystoreError) as e:
             raise RegistryError("unsigned", f"signed targets refused: {e}") from None
         return dict(md.signed.targets[target_path].custom or {})
+
+    def rerelease(self, name: str, version: str) -> int:
+        """Sign ``name`` ``version`` again with the highest release counter (here: targets key held
+        locally; offline: ``ota rerelease --keys``), so that vehicles may go back to it."""
+        rec = self.store.get_model(name, version)
+        if rec is None:
+            raise RegistryError("not_found", f"{name} {version} is not published")
+        if not self.tuf.can_sign("targets"):
+            raise RegistryError("unsigned", "the targets key is offline: re-release with `ota rerelease --keys KEYS`")
+        targets = self.tuf.latest("targets").signed
+        tf = rereleased(targets, rec.target_path)
+        targets.targets[tf.path] = tf
+        self.tuf.sign_new_targets(targets)
+        return int(tf.custom["release_counter"])
 
     # -- metadata signed offline ---------------------------------------------------------------
     def get_metadata(self, role: str) -> bytes:
@@ -279,16 +318,12 @@ class Registry:
         return sorted(recs, key=lambda r: (r.name, semver_key(r.version)))
 
     # -- vehicles ---------------------------------------------------------------------
-    def latest_for_hardware(self, hardware_id: str) -> dict[str, ModelRecord]:
-        """The default policy: the newest version of each model that this hardware may run."""
-        latest: dict[str, ModelRecord] = {}
-        for rec in self.store.list_models():
-            if rec.hardware_ids and hardware_id not in rec.hardware_ids:
-                continue
-            cur = latest.get(rec.name)
-            if cur is None or semver_key(rec.version) > semver_key(cur.version):
-                latest[rec.name] = rec
-        return latest
+    def _director_default(self, vehicle_id: str, hardware_id: str,
+                          installed: dict[str, tuple[str, str]]) -> dict[str, ModelRecord]:
+        """What the director instructs by default: ``targets_for`` with the verified manifest's facts."""
+        known = self.store.get_vehicle(vehicle_id)
+        return self.targets_for(VehicleRecord(
+            vehicle_id, hardware_id, known.tags if known else (), installed, known.wanted if known else ()))
 
     def offers_for(
         self,
@@ -296,40 +331,47 @@ class Registry:
         hardware_id: str,
         installed: dict[str, tuple[str, str]],
         wanted: Iterable[str] = (),
+        tags: Iterable[str] = (),
     ) -> list[Offer]:
-        """What the director instructs this vehicle to run, as download hints.
-
-        A vehicle the director knows nothing about yet (no verified manifest)
-        gets the default policy for the hardware id it names.
-        """
-        wanted = set(wanted)
-        if self.store.get_vehicle(vehicle_id) is not None:
-            chosen = {}
-            for tf in self.director.desired(vehicle_id).values():
-                rec = self.store.get_model(tf.custom["name"], tf.custom["version"])
-                if rec is not None:
-                    chosen[rec.name] = rec
-        else:
-            chosen = self.latest_for_hardware(hardware_id)
-        latest = {n: r for n, r in chosen.items() if not wanted or n in wanted}
+        """An offer for each model where the chosen version differs from the installed one."""
+        chosen = self.targets_for(
+            VehicleRecord(vehicle_id, hardware_id, tuple(sorted(set(tags))), dict(installed), tuple(sorted(set(wanted))))
+        )
+        chosen.update(self.director.assigned(vehicle_id, wanted))  # security (issue 4): explicit pins win
         offers = []
-        for name, rec in sorted(latest.items()):
+        for name, rec in sorted(chosen.items()):
             have = installed.get(name)
             if have is not None and have[1] == rec.sha256:
                 continue
-            offers.append(
-                Offer(
-                    name=rec.name,
-                    version=rec.version,
-                    target_path=rec.target_path,
-                    length=rec.length,
-                    sha256=rec.sha256,
-                    encoding="full",
-                    download_path=consistent_target_path(rec.target_path, rec.sha256),
-                    download_length=rec.length,
-                )
+            full = Offer(
+                name=rec.name,
+                version=rec.version,
+                target_path=rec.target_path,
+                length=rec.length,
+                sha256=rec.sha256,
+                encoding="full",
+                download_path=consistent_target_path(rec.target_path, rec.sha256),
+                download_length=rec.length,
             )
+            offers.append(encodings.best_offer(self, full, have[1] if have else None))
         return offers
+
+    def targets_for(self, vehicle: VehicleRecord) -> dict[str, ModelRecord]:
+        """The one decision: which version of each wanted model this vehicle should run.
+
+        Without a rollout policy, the newest version its hardware may run; with one
+        (campaigns), whatever the policy chooses among those versions.
+        """
+        compatible: dict[str, list[ModelRecord]] = {}
+        for rec in self.store.list_models():
+            if vehicle.wanted and rec.name not in vehicle.wanted:
+                continue
+            if rec.hardware_ids and vehicle.hardware_id not in rec.hardware_ids:
+                continue
+            compatible.setdefault(rec.name, []).append(rec)
+        if self.rollouts is not None:
+            return self.rollouts.choose(vehicle, compatible)
+        return {name: max(recs, key=lambda r: semver_key(r.version)) for name, recs in compatible.items()}
 
     def open_target(self, path: str) -> tuple[BinaryIO, int]:
         """Open ``dir/<sha256>.<file>`` (TUF consistent-snapshot target path)."""
@@ -365,6 +407,8 @@ class Registry:
             total = len(data)
         elif kind == "target":
             f, total = self.open_target(path)
+        elif kind == "encoding":
+            f, total = encodings.open_encoding(self, path)
         else:
             raise RegistryError("invalid", f"unknown file kind {kind!r}")
         if offset > total:
@@ -389,6 +433,8 @@ class Registry:
     def record_report(self, rep: ReportRecord) -> None:
         if not rep.vehicle_id:
             raise RegistryError("invalid", "report without a vehicle_id")
+        if self.rollouts is not None:
+            rep = self.rollouts.on_report(rep)
         self.store.add_report(rep)
         log.info("vehicle %s: %s %s %s %s", rep.vehicle_id, rep.name, rep.version, rep.status, rep.reason)
 

@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ota import tls
 from ota.v1 import ota_pb2, ota_pb2_grpc
+from server import authz
 from server.director import DirectorError
 from server.registry import Registry, RegistryError
 from server.storage import ReportRecord
@@ -31,7 +32,11 @@ _CODES = {
     "denied": grpc.StatusCode.PERMISSION_DENIED,
     "replay": grpc.StatusCode.FAILED_PRECONDITION,
 }
-_KINDS = {ota_pb2.FILE_KIND_METADATA: "metadata", ota_pb2.FILE_KIND_TARGET: "target"}
+_KINDS = {
+    ota_pb2.FILE_KIND_METADATA: "metadata",
+    ota_pb2.FILE_KIND_TARGET: "target",
+    ota_pb2.FILE_KIND_ENCODING: "encoding",
+}
 
 
 def guarded(method):
@@ -71,28 +76,6 @@ def _abort(context: grpc.ServicerContext, e: RegistryError | DirectorError) -> N
     context.abort(_CODES.get(e.kind, grpc.StatusCode.FAILED_PRECONDITION), str(e))
 
 
-# -- authorisation (security, issue 4) -------------------------------------------------------------
-def _require(context: grpc.ServicerContext, role: str) -> tls.Identity | None:
-    """The caller's certified identity, which must hold ``role``; None on a plain-text server."""
-    try:
-        ident = tls.peer_identity(context)
-    except tls.TlsError as e:
-        context.abort(grpc.StatusCode.PERMISSION_DENIED, f"client certificate refused: {e}")
-    if ident is not None and ident.role != role:
-        context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                      f"the {role} API refuses {ident.role} certificate {ident.name!r}")
-    return ident
-
-
-def _vehicle(context: grpc.ServicerContext, claimed: str) -> str:
-    """The vehicle id a call acts for: the certificate's; a claim of another id is refused."""
-    ident = _require(context, "vehicle")
-    if ident is None:
-        return claimed  # --insecure: identities are taken on faith
-    if claimed and claimed != ident.name:
-        context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                      f"vehicle {ident.name!r} cannot act for vehicle {claimed!r}")
-    return ident.name
 
 
 def _record_pb(rec) -> ota_pb2.ModelVersion:
@@ -114,7 +97,6 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
 
     @guarded
     def UploadModel(self, request_iterator: Iterator[ota_pb2.UploadRequest], context: grpc.ServicerContext):
-        _require(context, "publisher")
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("part") != "header":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first UploadRequest must carry the header")
@@ -143,12 +125,10 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
 
     @guarded
     def ListModels(self, request: ota_pb2.ListModelsRequest, context: grpc.ServicerContext):
-        _require(context, "publisher")
         return ota_pb2.ListModelsResponse(versions=[_record_pb(r) for r in self._registry.list_versions(request.name)])
 
     @guarded
     def GetMetadata(self, request: ota_pb2.MetadataRequest, context: grpc.ServicerContext):
-        _require(context, "publisher")
         try:
             return ota_pb2.SignedMetadata(role=request.role, data=self._registry.get_metadata(request.role))
         except RegistryError as e:
@@ -156,7 +136,6 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
 
     @guarded
     def PutMetadata(self, request: ota_pb2.SignedMetadata, context: grpc.ServicerContext):
-        _require(context, "publisher")
         try:
             version = self._registry.put_metadata(request.role, request.data)
         except RegistryError as e:
@@ -165,7 +144,6 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
 
     @guarded
     def AssignModel(self, request: ota_pb2.AssignRequest, context: grpc.ServicerContext):
-        _require(context, "publisher")
         try:
             self._registry.director.assign(request.vehicle_id, request.name, request.version or None)
         except DirectorError as e:
@@ -180,11 +158,13 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
 
     @guarded
     def CheckForUpdate(self, request: ota_pb2.CheckRequest, context: grpc.ServicerContext):
-        vehicle_id = _vehicle(context, request.vehicle_id)
+        vehicle_id = authz.vehicle_for(context, request.vehicle_id)
         if not vehicle_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "CheckRequest.vehicle_id is required")
         installed = {m.name: (m.version, m.sha256) for m in request.installed}
-        offers = self._registry.offers_for(vehicle_id, request.hardware_id, installed, request.wanted_models)
+        offers = self._registry.offers_for(
+            vehicle_id, request.hardware_id, installed, request.wanted_models, request.tags
+        )
         return ota_pb2.CheckResponse(
             offers=[
                 ota_pb2.UpdateOffer(
@@ -204,7 +184,7 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
 
     @guarded
     def Download(self, request: ota_pb2.DownloadRequest, context: grpc.ServicerContext):
-        vehicle_id = _vehicle(context, request.vehicle_id)
+        vehicle_id = authz.vehicle_for(context, request.vehicle_id)
         kind = _KINDS.get(request.kind)
         if kind is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported file kind {request.kind}")
@@ -221,7 +201,7 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
     @guarded
     def ReportInstall(self, request: ota_pb2.InstallReport, context: grpc.ServicerContext):
         rep = ReportRecord(
-            vehicle_id=_vehicle(context, request.vehicle_id),
+            vehicle_id=authz.vehicle_for(context, request.vehicle_id),
             name=request.name,
             version=request.version,
             status=ota_pb2.InstallStatus.Name(request.status).removeprefix("INSTALL_STATUS_").lower(),
@@ -242,13 +222,13 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
 
     @guarded
     def SubmitManifest(self, request: ota_pb2.SignedManifest, context: grpc.ServicerContext):
-        ident = _require(context, "vehicle")
+        ident = authz.require(context, "vehicle")
         try:
             rec = self._registry.director.process_manifest(request, ident, tls.peer_cert_pem(context))
         except DirectorError as e:
             log.warning("manifest refused: %s", e)
             _abort(context, e)
-        return ota_pb2.ManifestAck(accepted=True, counter=rec.manifest_counter)
+        return ota_pb2.ManifestAck(accepted=True, counter=rec.counter)
 
 
 def create_server(registry: Registry, listen: str = "127.0.0.1:0", max_workers: int = 16, *,
@@ -260,7 +240,8 @@ def create_server(registry: Registry, listen: str = "127.0.0.1:0", max_workers: 
     if tls_files is None and not insecure:
         raise tls.TlsError("the registry needs TLS files (--ca/--cert/--key), or --insecure for plain text")
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry"),
+        interceptors=[authz.RoleInterceptor()],  # security (issue 4): services by certificate role
+        thread_pool=futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry"),
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -268,6 +249,11 @@ def create_server(registry: Registry, listen: str = "127.0.0.1:0", max_workers: 
     )
     ota_pb2_grpc.add_PublisherServicer_to_server(PublisherServicer(registry), server)
     ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry), server)
+    services = ["", "ota.v1.Publisher", "ota.v1.Vehicle"]
+    if registry.rollouts is not None and hasattr(registry.rollouts, "create"):
+        from server.campaign_service import add_campaigns_service
+
+        services.append(add_campaigns_service(server, registry.rollouts))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if tls_files is not None:
@@ -278,7 +264,7 @@ def create_server(registry: Registry, listen: str = "127.0.0.1:0", max_workers: 
     if port == 0:
         raise OSError(f"could not listen on {listen}")
     server.start()
-    for svc in ("", "ota.v1.Publisher", "ota.v1.Vehicle"):
+    for svc in services:
         health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
     log.info("registry listening on %s (port %d)", listen, port)
     return server, port

@@ -72,14 +72,57 @@ class ReportRecord:
 
 @dataclass(frozen=True)
 class VehicleRecord:
-    """What the director last learnt from a vehicle's verified version manifest."""
+    """What the inventory knows about a vehicle, learned from its check-ins."""
 
     vehicle_id: str
     hardware_id: str = ""
-    manifest_counter: int = 0  # strictly increasing: a replayed manifest is refused
+    tags: tuple[str, ...] = ()
+    installed: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (version, sha256)
+    wanted: tuple[str, ...] = ()  # empty = every model
+    first_seen: float = 0.0  # seconds since the epoch
+    last_seen: float = 0.0
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    """A rollout campaign's immutable definition; its state lives in events and reports."""
+
+    campaign_id: str
+    spec_json: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class CampaignMember:
+    """A vehicle's place in a campaign: its wave, and when it was first offered the version."""
+
+    campaign_id: str
+    vehicle_id: str
+    wave: int
+    offered_at: float | None = None
+
+
+@dataclass(frozen=True)
+class CampaignEventRecord:
+    """One entry of a campaign's append-only log (created, wave_opened, paused, ...)."""
+
+    campaign_id: str
+    at: float
+    kind: str
+    wave: int = -1
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ManifestRecord:
+    """The director's last verified version manifest of a vehicle (``server/director.py``)."""
+
+    vehicle_id: str
+    hardware_id: str = ""
+    counter: int = 0  # strictly increasing: a replayed or reordered manifest is refused
     manifest_json: str = "{}"
     attacks: tuple[str, ...] = ()
-    updated_at: str = ""
+    received_at: str = ""
 
 
 class BlobStore(Protocol):
@@ -99,13 +142,28 @@ class MetadataStore(Protocol):
     def get_tuf_metadata(self, role: str, version: int | None = None) -> bytes | None: ...
     def add_report(self, rep: ReportRecord) -> None: ...
     def list_reports(self, vehicle_id: str | None = None) -> list[ReportRecord]: ...
-    # The director: per-vehicle TUF metadata chains, assignments, manifests.
+    def list_reports_for_model(self, name: str, version: str) -> list[ReportRecord]: ...
+    # Fleet inventory and rollout campaigns (server/campaigns.py).
+    def upsert_vehicle(self, rec: VehicleRecord) -> None: ...
+    def get_vehicle(self, vehicle_id: str) -> VehicleRecord | None: ...
+    def list_vehicles(self) -> list[VehicleRecord]: ...
+    def add_campaign(
+        self, rec: CampaignRecord, members: list[CampaignMember], events: list[CampaignEventRecord]
+    ) -> None: ...
+    def get_campaign(self, campaign_id: str) -> CampaignRecord | None: ...
+    def list_campaigns(self) -> list[CampaignRecord]: ...
+    def list_campaign_members(self, campaign_id: str) -> list[CampaignMember]: ...
+    def memberships_of(self, vehicle_id: str) -> list[CampaignMember]: ...
+    def mark_offered(self, campaign_id: str, vehicle_id: str, at: float) -> bool: ...
+    def add_campaign_event(self, ev: CampaignEventRecord) -> None: ...
+    def list_campaign_events(self, campaign_id: str) -> list[CampaignEventRecord]: ...
+    # The director (server/director.py): per-vehicle TUF chains, assignments, manifests.
     def put_vehicle_metadata(self, vehicle_id: str, role: str, version: int, data: bytes) -> None: ...
     def get_vehicle_metadata(self, vehicle_id: str, role: str, version: int | None = None) -> bytes | None: ...
     def set_assignment(self, vehicle_id: str, name: str, version: str | None) -> None: ...
     def get_assignments(self, vehicle_id: str) -> dict[str, str]: ...
-    def get_vehicle(self, vehicle_id: str) -> VehicleRecord | None: ...
-    def accept_manifest(self, rec: VehicleRecord) -> bool: ...
+    def get_manifest(self, vehicle_id: str) -> ManifestRecord | None: ...
+    def accept_manifest(self, rec: ManifestRecord) -> bool: ...
 
 
 class FileBlobStore:
@@ -199,6 +257,16 @@ CREATE TABLE IF NOT EXISTS reports (
     received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS reports_vehicle ON reports (vehicle_id);
+CREATE INDEX IF NOT EXISTS reports_model ON reports (name, version);
+CREATE TABLE IF NOT EXISTS vehicles (
+    vehicle_id TEXT PRIMARY KEY,
+    hardware_id TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    installed TEXT NOT NULL,
+    wanted TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS vehicle_metadata (
     vehicle_id TEXT NOT NULL,
     role TEXT NOT NULL,
@@ -212,14 +280,36 @@ CREATE TABLE IF NOT EXISTS assignments (
     version TEXT NOT NULL,
     PRIMARY KEY (vehicle_id, name)
 );
-CREATE TABLE IF NOT EXISTS vehicles (
+CREATE TABLE IF NOT EXISTS vehicle_manifests (
     vehicle_id TEXT PRIMARY KEY,
     hardware_id TEXT NOT NULL,
-    manifest_counter INTEGER NOT NULL,
+    counter INTEGER NOT NULL,
     manifest_json TEXT NOT NULL,
     attacks TEXT NOT NULL,
-    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
+CREATE TABLE IF NOT EXISTS campaigns (
+    campaign_id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS campaign_members (
+    campaign_id TEXT NOT NULL,
+    vehicle_id TEXT NOT NULL,
+    wave INTEGER NOT NULL,
+    offered_at REAL,
+    PRIMARY KEY (campaign_id, vehicle_id)
+);
+CREATE INDEX IF NOT EXISTS campaign_members_vehicle ON campaign_members (vehicle_id);
+CREATE TABLE IF NOT EXISTS campaign_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    campaign_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    wave INTEGER NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS campaign_events_campaign ON campaign_events (campaign_id);
 """
 
 
@@ -339,6 +429,114 @@ class SqliteMetadataStore:
                 rows = self._db.execute("SELECT body, received_at FROM reports ORDER BY id").fetchall()
         return [ReportRecord(**{**json.loads(b), "received_at": t}) for b, t in rows]
 
+    def list_reports_for_model(self, name: str, version: str) -> list[ReportRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body, received_at FROM reports WHERE name=? AND version=? ORDER BY id", (name, version)
+            ).fetchall()
+        return [ReportRecord(**{**json.loads(b), "received_at": t}) for b, t in rows]
+
+    # -- fleet inventory ------------------------------------------------------------
+    def upsert_vehicle(self, rec: VehicleRecord) -> None:
+        installed = json.dumps({k: list(v) for k, v in sorted(rec.installed.items())})
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO vehicles VALUES (?,?,?,?,?,?,?) ON CONFLICT (vehicle_id) DO UPDATE SET "
+                "hardware_id=excluded.hardware_id, tags=excluded.tags, installed=excluded.installed, "
+                "wanted=excluded.wanted, last_seen=excluded.last_seen",
+                (rec.vehicle_id, rec.hardware_id, json.dumps(list(rec.tags)), installed,
+                 json.dumps(list(rec.wanted)), rec.first_seen, rec.last_seen),
+            )
+
+    @staticmethod
+    def _vehicle(row: tuple) -> VehicleRecord:
+        return VehicleRecord(
+            vehicle_id=row[0],
+            hardware_id=row[1],
+            tags=tuple(json.loads(row[2])),
+            installed={k: (v[0], v[1]) for k, v in json.loads(row[3]).items()},
+            wanted=tuple(json.loads(row[4])),
+            first_seen=row[5],
+            last_seen=row[6],
+        )
+
+    def get_vehicle(self, vehicle_id: str) -> VehicleRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM vehicles WHERE vehicle_id=?", (vehicle_id,)).fetchone()
+        return self._vehicle(row) if row else None
+
+    def list_vehicles(self) -> list[VehicleRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM vehicles ORDER BY vehicle_id").fetchall()
+        return [self._vehicle(r) for r in rows]
+
+    # -- rollout campaigns ------------------------------------------------------------
+    def add_campaign(
+        self, rec: CampaignRecord, members: list[CampaignMember], events: list[CampaignEventRecord]
+    ) -> None:
+        """Definition, membership and first events in one transaction: all or nothing."""
+        try:
+            with self._tx() as db:
+                db.execute("INSERT INTO campaigns VALUES (?,?,?)", (rec.campaign_id, rec.spec_json, rec.created_at))
+                db.executemany(
+                    "INSERT INTO campaign_members VALUES (?,?,?,?)",
+                    [(m.campaign_id, m.vehicle_id, m.wave, m.offered_at) for m in members],
+                )
+                for ev in events:
+                    self._insert_event(db, ev)
+        except sqlite3.IntegrityError as e:
+            raise StorageError(f"campaign {rec.campaign_id} already exists or lists a vehicle twice: {e}") from e
+
+    def get_campaign(self, campaign_id: str) -> CampaignRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM campaigns WHERE campaign_id=?", (campaign_id,)).fetchone()
+        return CampaignRecord(*row) if row else None
+
+    def list_campaigns(self) -> list[CampaignRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM campaigns ORDER BY created_at, campaign_id").fetchall()
+        return [CampaignRecord(*r) for r in rows]
+
+    def list_campaign_members(self, campaign_id: str) -> list[CampaignMember]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM campaign_members WHERE campaign_id=? ORDER BY wave, vehicle_id", (campaign_id,)
+            ).fetchall()
+        return [CampaignMember(*r) for r in rows]
+
+    def memberships_of(self, vehicle_id: str) -> list[CampaignMember]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM campaign_members WHERE vehicle_id=?", (vehicle_id,)).fetchall()
+        return [CampaignMember(*r) for r in rows]
+
+    def mark_offered(self, campaign_id: str, vehicle_id: str, at: float) -> bool:
+        """Record the first offer; False when it was already recorded (by any replica)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE campaign_members SET offered_at=? WHERE campaign_id=? AND vehicle_id=? AND offered_at IS NULL",
+                (at, campaign_id, vehicle_id),
+            )
+        return cur.rowcount == 1
+
+    @staticmethod
+    def _insert_event(db: sqlite3.Connection, ev: CampaignEventRecord) -> None:
+        db.execute(
+            "INSERT INTO campaign_events (campaign_id, at, kind, wave, detail) VALUES (?,?,?,?,?)",
+            (ev.campaign_id, ev.at, ev.kind, ev.wave, ev.detail),
+        )
+
+    def add_campaign_event(self, ev: CampaignEventRecord) -> None:
+        with self._tx() as db:
+            self._insert_event(db, ev)
+
+    def list_campaign_events(self, campaign_id: str) -> list[CampaignEventRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT campaign_id, at, kind, wave, detail FROM campaign_events WHERE campaign_id=? ORDER BY id",
+                (campaign_id,),
+            ).fetchall()
+        return [CampaignEventRecord(*r) for r in rows]
+
     # -- the director ----------------------------------------------------------------
     def put_vehicle_metadata(self, vehicle_id: str, role: str, version: int, data: bytes) -> None:
         try:
@@ -373,22 +571,22 @@ class SqliteMetadataStore:
             rows = self._db.execute("SELECT name, version FROM assignments WHERE vehicle_id=?", (vehicle_id,)).fetchall()
         return dict(rows)
 
-    def get_vehicle(self, vehicle_id: str) -> VehicleRecord | None:
+    def get_manifest(self, vehicle_id: str) -> ManifestRecord | None:
         with self._lock:
-            row = self._db.execute("SELECT * FROM vehicles WHERE vehicle_id=?", (vehicle_id,)).fetchone()
+            row = self._db.execute("SELECT * FROM vehicle_manifests WHERE vehicle_id=?", (vehicle_id,)).fetchone()
         if row is None:
             return None
-        return VehicleRecord(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5])
+        return ManifestRecord(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5])
 
-    def accept_manifest(self, rec: VehicleRecord) -> bool:
+    def accept_manifest(self, rec: ManifestRecord) -> bool:
         """Store ``rec`` only if its counter is above the stored one (atomic compare-and-set)."""
         with self._tx() as db:
-            row = db.execute("SELECT manifest_counter FROM vehicles WHERE vehicle_id=?", (rec.vehicle_id,)).fetchone()
-            if row is not None and row[0] >= rec.manifest_counter:
+            row = db.execute("SELECT counter FROM vehicle_manifests WHERE vehicle_id=?", (rec.vehicle_id,)).fetchone()
+            if row is not None and row[0] >= rec.counter:
                 return False
             db.execute(
-                "INSERT OR REPLACE INTO vehicles (vehicle_id, hardware_id, manifest_counter, manifest_json, attacks) "
+                "INSERT OR REPLACE INTO vehicle_manifests (vehicle_id, hardware_id, counter, manifest_json, attacks) "
                 "VALUES (?,?,?,?,?)",
-                (rec.vehicle_id, rec.hardware_id, rec.manifest_counter, rec.manifest_json, json.dumps(list(rec.attacks))),
+                (rec.vehicle_id, rec.hardware_id, rec.counter, rec.manifest_json, json.dumps(list(rec.attacks))),
             )
         return True

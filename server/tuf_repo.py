@@ -108,13 +108,27 @@ def next_release_counter(targets: Targets, name: str) -> int:
     return max(counters, default=0) + 1
 
 
+def rereleased(targets: Targets, path: str) -> TargetFile:
+    """The target at ``path`` with a release counter above every one signed for its model.
+
+    The only way back to an older model: vehicles never install a lower release
+    counter, so the image repository signs the old bytes again as the newest release.
+    """
+    tf = targets.targets.get(path)
+    if tf is None:
+        raise TufError(f"{path} is not a signed target")
+    custom = dict(tf.custom or {})
+    custom["release_counter"] = next_release_counter(targets, str(custom.get("name", "")))
+    return TargetFile(tf.length, dict(tf.hashes), tf.path, unrecognized_fields={"custom": custom})
+
+
 class SignedRepository:
     """Produces and serves one signed metadata chain (root → targets → snapshot → timestamp)."""
 
     def __init__(self, access: MetadataAccess, keystore: Keystore, expiries: Expiries | None = None,
                  label: str = "image") -> None:
         self._access = access
-        self._keys = keystore
+        self.keystore = keystore
         self.expiries = expiries or keystore.expiries
         self._lock = threading.RLock()
         self.label = label
@@ -139,11 +153,11 @@ class SignedRepository:
     def signers(self, role: str) -> list[Signer]:
         """The private keys, present here, that the *current* root lists for ``role``."""
         r = self.root().signed.roles[role]
-        out = [s for s in (self._keys.signer_for(k) for k in r.keyids) if s is not None]
+        out = [s for s in (self.keystore.signer_for(k) for k in r.keyids) if s is not None]
         if len(out) < r.threshold:
             raise KeystoreError(
                 f"{self.label}: {role} needs {r.threshold} of keys {[k[:12] for k in r.keyids]}; "
-                f"{len(out)} are in {self._keys.path}"
+                f"{len(out)} are in {self.keystore.path}"
             )
         return out
 
@@ -312,9 +326,9 @@ class TufRepository(SignedRepository):
         with self._lock:
             if self.has("root") and self._access.get("root", 1) is None:
                 raise TufError("metadata store holds a root chain without version 1")
-            self.install_root_chain(self._keys.root_history("image"))
+            self.install_root_chain(self.keystore.root_history("image"))
             if not self.has("targets"):
-                initial = self._keys.initial_targets()
+                initial = self.keystore.initial_targets()
                 if initial is not None:
                     self._access.put("targets", Metadata.from_bytes(initial).signed.version, initial)
                     self.new_snapshot_and_timestamp()

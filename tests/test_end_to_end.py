@@ -17,7 +17,9 @@ def test_publish_install_classify(registry_server, make_agent, squeezenet_bytes)
 
     assert outcome.status == "installed", outcome.reason
     assert (outcome.name, outcome.version) == ("squeezenet1.0", "1.0.0")
-    assert outcome.bytes_downloaded == len(squeezenet_bytes)
+    # First install: the registry offers the lossless Deep Compression encoding.
+    assert outcome.encoding == "deepcompression"
+    assert outcome.bytes_downloaded < 550_000 < len(squeezenet_bytes)
     cat = agent.classify("squeezenet1.0", IMAGES_DIR / "chelsea.png", 3)
     cup = agent.classify("squeezenet1.0", IMAGES_DIR / "coffee.png", 1)
     assert cat[0].class_id == 285 and cat[0].label == "Egyptian cat"
@@ -55,10 +57,14 @@ def test_tampered_blob_is_refused_and_old_model_kept(registry_server, make_agent
     agent = make_agent()
     agent.update_once()
     rec = reg.publish_bytes("squeezenet1.0", "1.0.1", _with_provenance(squeezenet_bytes, "x"))
-    blob = reg.blobs.path(rec.sha256)
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0x01  # one flipped bit in the registry's store
-    blob.write_bytes(bytes(data))
+    from server.encodings import stored_encodings
+
+    stored = [reg.blobs.path(s.blob_sha256) for s in stored_encodings(reg, "squeezenet1.0", "1.0.1")]
+    assert stored, "the registry precomputed encodings of 1.0.1"
+    for blob in [reg.blobs.path(rec.sha256), *stored]:
+        data = bytearray(blob.read_bytes())
+        data[len(data) // 2] ^= 0x01  # one flipped bit in the registry's store
+        blob.write_bytes(bytes(data))
 
     [outcome] = agent.update_once()
 

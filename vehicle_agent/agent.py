@@ -33,6 +33,7 @@ from ota import tls
 from ota.v1 import ota_pb2
 from vehicle_agent.download import DownloadFailed, download_target
 from vehicle_agent.fetcher import GrpcFetcher
+from vehicle_agent.rebuild import Rebuilt, fetch_and_rebuild
 from vehicle_agent.runtime import LoadedModel, SelfTestFailed, load_session, self_test
 from vehicle_agent.slots import SlotRecord, SlotStore
 from vehicle_agent.transport import RegistryClient, TransportError
@@ -41,6 +42,8 @@ from vehicle_agent.trust import Instruction, TrustedRepos, TrustError
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]  # (model name, done, total)
+# Reasons of fetch_and_rebuild that mean the encoding was tampered with (not merely unusable).
+TAMPERED_ENCODING = ("encoding refused", "rebuilt model does not match", "registry sent more than")
 
 
 class AgentError(Exception):
@@ -54,6 +57,7 @@ class AgentConfig:
     vehicle_id: str = "vehicle-0001"
     hardware_id: str = "generic-x86_64"
     wanted_models: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # reported at check-in; rollout campaigns select by them
     trusted_root: Path | None = None  # provisioned at the factory; needed once
     # security (issue 4): the director's root, the vehicle's certificate (mutual
     # TLS and manifest signing), and plain text only on explicit request.
@@ -159,6 +163,18 @@ class VehicleAgent:
             self.trust.send_manifest({n: (r.version, r.sha256) for n, r in installed.items()})
         except TrustError as e:
             log.warning("%s; the director instructs from the last manifest it accepted", e)
+        req = ota_pb2.CheckRequest(
+            vehicle_id=self.config.vehicle_id,
+            hardware_id=self.config.hardware_id,
+            installed=[ota_pb2.InstalledModel(name=n, version=r.version, sha256=r.sha256) for n, r in installed.items()],
+            wanted_models=list(self.config.wanted_models),
+            tags=list(self.config.tags),
+        )
+        try:
+            hints = {o.target_path: o for o in self.client.check(req).offers}
+        except TransportError as e:
+            log.warning("%s", e)
+            hints = {}  # offers only pick an encoding; the signed instructions stand without them
         try:
             updater = self._refresh("image")
             self._refresh("director")
@@ -171,17 +187,6 @@ class VehicleAgent:
             self._report(out)
             return [out]
         t_refresh = time.perf_counter() - t0
-        req = ota_pb2.CheckRequest(
-            vehicle_id=self.config.vehicle_id,
-            hardware_id=self.config.hardware_id,
-            installed=[ota_pb2.InstalledModel(name=n, version=r.version, sha256=r.sha256) for n, r in installed.items()],
-            wanted_models=list(self.config.wanted_models),
-        )
-        try:
-            hints = {o.target_path: o for o in self.client.check(req).offers}
-        except TransportError as e:
-            log.warning("%s", e)
-            hints = {}  # offers only pick an encoding; the signed instructions stand without them
         outcomes = []
         for ins in instructions:
             cur = installed.get(ins.name)
@@ -232,23 +237,30 @@ class VehicleAgent:
         except SelfTestFailed as e:
             out.reason = str(e)
             return out
-        # 2. Download and verify against the signed length and hash.
+        # 2. Download and verify against the signed length and hash: the
+        # offered encoding (delta) first, rebuilt and checked; else the full file.
         t = time.perf_counter()
-        try:
-            result = download_target(
-                self.client,
-                _download_path(target),
-                target,
-                self._downloads,
-                vehicle_id=self.config.vehicle_id,
-                progress=(lambda done, total: progress(offer.name, done, total)) if progress else None,
-            )
-        except DownloadFailed as e:
-            out.status = "attack_detected" if e.tampered else "failed"
-            out.reason = str(e)
-            return out
-        out.bytes_downloaded = result.bytes_fetched
-        out.timings["download+verify"] = time.perf_counter() - t
+        rebuilt = self._fetch_encoded(offer, target)
+        if rebuilt is not None:
+            result_path, out.bytes_downloaded, out.encoding = rebuilt.path, rebuilt.bytes_fetched, rebuilt.encoding
+            out.timings["download+rebuild+verify"] = time.perf_counter() - t
+        else:
+            try:
+                result = download_target(
+                    self.client,
+                    _download_path(target),
+                    target,
+                    self._downloads,
+                    vehicle_id=self.config.vehicle_id,
+                    progress=(lambda done, total: progress(offer.name, done, total)) if progress else None,
+                )
+            except DownloadFailed as e:
+                out.status = "attack_detected" if e.tampered else "failed"
+                out.reason = str(e)
+                return out
+            out.bytes_downloaded = result.bytes_fetched
+            out.timings["download+verify"] = time.perf_counter() - t
+            result_path = result.path
         # 3. Stage into the inactive slot.
         t = time.perf_counter()
         rec = SlotRecord(
@@ -258,8 +270,8 @@ class VehicleAgent:
             target_path=target.path,
             model_info=model_info,
         )
-        slot = self.slots.stage(offer.name, result.path, rec)
-        result.path.unlink(missing_ok=True)
+        slot = self.slots.stage(offer.name, result_path, rec)
+        result_path.unlink(missing_ok=True)
         out.timings["stage"] = time.perf_counter() - t
         # 4. Load and self-test beside the running model.
         t = time.perf_counter()
@@ -280,6 +292,19 @@ class VehicleAgent:
         out.timings["switch"] = time.perf_counter() - t
         out.status = "installed"
         return out
+
+    def _fetch_encoded(self, offer: ota_pb2.UpdateOffer, target: TargetFile) -> Rebuilt | None:
+        """The model rebuilt from the offered encoding, or None (then the full file is fetched)."""
+        if not offer.encoding or offer.encoding == "full":
+            return None
+        slots = self.slots.load().get(offer.name)
+        installed = self.slots.model_path(offer.name, slots.active) if slots and slots.active else None
+        rebuilt, reason = fetch_and_rebuild(self.client, offer, target, installed, self._downloads, self.config.vehicle_id)
+        if rebuilt is None:
+            log.warning("%s %s: %s; fetching the full model instead", offer.name, offer.version, reason)
+            if reason.startswith(TAMPERED_ENCODING):  # security (issue 4): report it, not only fall back
+                self.trust.note_attack(f"{offer.name} {offer.version} {offer.encoding}: {reason}")
+        return rebuilt
 
     def _report(self, out: UpdateOutcome) -> None:
         active = self.models.get(out.name)

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from modelpack import cache
+from modelpack.zoo.alexnet import build_alexnet
+
+from modelpack.zoo.squeezedet import build_squeezedet
 from modelpack.zoo.squeezenet import build_squeezenet_v10
+from modelpack.zoo.squeezenet11 import build_squeezenet_v11
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,28 @@ MODELS: dict[str, ZooModel] = {
         "yes",
         "SqueezeNet v1.0, real trained ImageNet weights (Deep Compression release)",
     ),
+    "squeezenet1.1": ZooModel(
+        "squeezenet1.1",
+        build_squeezenet_v11,
+        "no (seeded)",
+        "SqueezeNet v1.1 graph, seeded weights: UNTRAINED",
+    ),
+    "squeezedet": ZooModel(
+        "squeezedet",
+        build_squeezedet,
+        "partly (fire3..9 real ImageNet)",
+        "SqueezeDet (KITTI); fire3..fire9 from real v1.0, other layers seeded: UNTRAINED detector",
+    ),
+    "alexnet": ZooModel(
+        "alexnet",
+        build_alexnet,
+        "no (seeded)",
+        "AlexNet (BVLC), seeded weights: size/speed baseline only, ~244 MB, UNTRAINED",
+    ),
 }
+
+# Bump when any builder's output changes, so stale cache entries are not reused.
+ZOO_VERSION = "1"
 
 
 def names() -> list[str]:
@@ -42,3 +69,10 @@ def build(name: str) -> bytes:
     except KeyError:
         raise KeyError(f"unknown zoo model {name!r}; known: {', '.join(MODELS)}") from None
     return entry.builder()
+
+
+def build_cached(name: str, *, root: Path | None = None) -> Path:
+    """Zoo model ``name`` as a file in the cache (built on first use)."""
+    if name not in MODELS:
+        raise KeyError(f"unknown zoo model {name!r}; known: {', '.join(MODELS)}")
+    return cache.cached(f"zoo/v{ZOO_VERSION}/{name}.onnx", MODELS[name].builder, root=root)

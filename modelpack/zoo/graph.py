@@ -40,12 +40,17 @@ class GraphBuilder:
         *,
         stride: int = 1,
         pad: int = 0,
+        pads: tuple[int, int, int, int] | None = None,
         relu: bool = True,
+        out: str | None = None,
+        group: int = 1,
     ) -> str:
+        """``pads`` (top, left, bottom, right) overrides the symmetric ``pad``,
+        e.g. (0, 0, 1, 1) for TensorFlow's SAME padding at stride 2."""
         w = self.add_initializer(f"{name}/weight", weight)
         b = self.add_initializer(f"{name}/bias", bias)
         kh, kw = int(weight.shape[2]), int(weight.shape[3])
-        out = name
+        out = out or name
         self.nodes.append(
             helper.make_node(
                 "Conv",
@@ -54,7 +59,8 @@ class GraphBuilder:
                 name=name,
                 kernel_shape=[kh, kw],
                 strides=[stride, stride],
-                pads=[pad, pad, pad, pad],
+                pads=list(pads) if pads is not None else [pad, pad, pad, pad],
+                **({"group": group} if group != 1 else {}),
             )
         )
         if relu:
@@ -65,18 +71,20 @@ class GraphBuilder:
         self.nodes.append(helper.make_node("Relu", [x], [name], name=name))
         return name
 
-    def maxpool(self, name: str, x: str, *, kernel: int = 3, stride: int = 2, ceil: bool = True) -> str:
-        self.nodes.append(
-            helper.make_node(
-                "MaxPool",
-                [x],
-                [name],
-                name=name,
-                kernel_shape=[kernel, kernel],
-                strides=[stride, stride],
-                ceil_mode=1 if ceil else 0,
-            )
-        )
+    def maxpool(
+        self,
+        name: str,
+        x: str,
+        *,
+        kernel: int = 3,
+        stride: int = 2,
+        ceil: bool = True,
+        pads: tuple[int, int, int, int] | None = None,
+    ) -> str:
+        attrs: dict[str, object] = {"kernel_shape": [kernel, kernel], "strides": [stride, stride], "ceil_mode": 1 if ceil else 0}
+        if pads is not None:
+            attrs["pads"] = list(pads)
+        self.nodes.append(helper.make_node("MaxPool", [x], [name], name=name, **attrs))
         return name
 
     def concat(self, name: str, xs: list[str]) -> str:

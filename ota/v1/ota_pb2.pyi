@@ -162,16 +162,18 @@ class InstalledModel(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class CheckRequest(_message.Message):
-    __slots__ = ("vehicle_id", "hardware_id", "installed", "wanted_models")
+    __slots__ = ("vehicle_id", "hardware_id", "installed", "wanted_models", "tags")
     VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
     HARDWARE_ID_FIELD_NUMBER: _ClassVar[int]
     INSTALLED_FIELD_NUMBER: _ClassVar[int]
     WANTED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     vehicle_id: str
     hardware_id: str
     installed: _containers.RepeatedCompositeFieldContainer[InstalledModel]
     wanted_models: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, vehicle_id: _Optional[str] = ..., hardware_id: _Optional[str] = ..., installed: _Optional[_Iterable[_Union[InstalledModel, _Mapping]]] = ..., wanted_models: _Optional[_Iterable[str]] = ...) -> None: ...
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, vehicle_id: _Optional[str] = ..., hardware_id: _Optional[str] = ..., installed: _Optional[_Iterable[_Union[InstalledModel, _Mapping]]] = ..., wanted_models: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpdateOffer(_message.Message):
     __slots__ = ("name", "version", "target_path", "length", "sha256", "encoding", "download_path", "download_length", "base_sha256")

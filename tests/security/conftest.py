@@ -122,8 +122,12 @@ def running(scene: Scene, squeezenet_bytes: bytes, successor_bytes: bytes) -> Ve
 
 
 def assert_refused(agent: VehicleAgent, outcomes: list[UpdateOutcome], scene: Scene, status: str, reason: str,
-                   serving: str = "1.0.0") -> None:
-    """The agent refused, still serves ``serving`` (and classifies with it), and reported why."""
+                   serving: str = "1.0.0", attack: str | None = None) -> None:
+    """The agent refused, still serves ``serving`` (and classifies with it), and reported why.
+
+    ``attack``: what the agent must have recorded as an attack and delivered in its
+    next signed manifest (default: ``reason`` when ``status`` is attack_detected).
+    """
     assert outcomes, "the agent did nothing"
     assert all(o.status != "installed" for o in outcomes), outcomes
     assert any(o.status == status and re.search(reason, o.reason) for o in outcomes), \
@@ -134,9 +138,10 @@ def assert_refused(agent: VehicleAgent, outcomes: list[UpdateOutcome], scene: Sc
     reports = scene.registry.store.list_reports(agent.config.vehicle_id)
     assert any(r.status == status and re.search(reason, r.reason) for r in reports), \
         [(r.status, r.reason) for r in reports]
-    if status == "attack_detected":
+    attack = attack or (reason if status == "attack_detected" else None)
+    if attack:
         # The next signed version manifest carries it to the director.
-        assert any(re.search(reason, a) for a in agent.trust.state.attacks)
+        assert any(re.search(attack, a) for a in agent.trust.state.attacks), agent.trust.state.attacks
         agent.trust.send_manifest({n: (r.version, r.sha256) for n, r in agent.installed().items()})
-        vehicle = scene.registry.store.get_vehicle(agent.config.vehicle_id)
-        assert vehicle is not None and any(re.search(reason, a) for a in vehicle.attacks), vehicle
+        vehicle = scene.registry.store.get_manifest(agent.config.vehicle_id)
+        assert vehicle is not None and any(re.search(attack, a) for a in vehicle.attacks), vehicle

@@ -6,8 +6,10 @@ front of a vehicle that runs squeezenet1.0 1.0.0 while 1.0.1 is published, and
 asserts that the agent refuses, keeps serving its current model, and reports
 the attack (install report, and the next signed version manifest).
 
-Pending: tampered delta and wrong-base delta (the delta codecs, issue 3, have
-not landed; the same signed-hash check guards the rebuilt bytes).
+The registry offers deltas (``server/encodings.py``); attacks on the model
+bytes answer encoding requests with NOT_FOUND, as a malicious registry may,
+so the agent must fetch the full file they tamper with. The two delta attacks
+tamper with the delta and withhold the full file.
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ def _chunks(data: bytes, start: int = 0, size: int = 64 * 1024) -> Iterator[ota_
         yield ota_pb2.DownloadChunk(offset=off, data=data[off : off + size], total_length=len(data))
 
 
-def _is_target(req: ota_pb2.DownloadRequest) -> bool:
+def _is_target(req: ota_pb2.DownloadRequest, context: grpc.ServicerContext) -> bool:
+    """A full-model download; an encoding (delta) request is refused, forcing the full file."""
+    if req.kind == ota_pb2.FILE_KIND_ENCODING:
+        context.abort(grpc.StatusCode.NOT_FOUND, "no such encoding")
     return req.kind == ota_pb2.FILE_KIND_TARGET
 
 
@@ -126,8 +131,9 @@ def test_eavesdrop(scene: Scene, squeezenet_bytes: bytes) -> None:
     """Mutual TLS: a wiretap sees neither the model, nor the vehicle id, nor the manifest."""
     scene.registry.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
     _, wire = _install_through_recorder(scene, scene.honest_address, insecure=False)
-    weights = squeezenet_bytes[len(squeezenet_bytes) // 2 : len(squeezenet_bytes) // 2 + 64]
-    assert len(wire) > len(squeezenet_bytes)  # it all went through the tap
+    model = _served_model_bytes(scene)
+    weights = model[len(model) // 2 : len(model) // 2 + 64]
+    assert len(wire) > len(model)  # it all went through the tap
     for secret in (weights, b"car-tls", MODEL.encode(), b"release_counter"):
         assert secret not in wire, f"{secret[:20]!r} visible on the wire"
     # The same tap on a plain-text (--insecure) registry reads everything: the test can fail.
@@ -136,7 +142,14 @@ def test_eavesdrop(scene: Scene, squeezenet_bytes: bytes) -> None:
         _, wire = _install_through_recorder(scene, f"127.0.0.1:{port}", insecure=True)
     finally:
         plain.stop(None)
-    assert weights in wire and b"car-plain" in wire
+    model = _served_model_bytes(scene)
+    assert model[len(model) // 2 : len(model) // 2 + 64] in wire and b"car-plain" in wire
+
+
+def _served_model_bytes(scene: Scene) -> bytes:
+    """The bytes of the last model file served (the full target or an encoding of it)."""
+    d = [d for d in scene.registry.downloads if d.kind in ("target", "encoding")][-1]
+    return b"".join(c for _, c, _ in scene.registry.read_chunks(d.kind, d.path, 0, 0, 1 << 20))
 
 
 def test_drop_request(scene: Scene, running: VehicleAgent) -> None:
@@ -149,7 +162,7 @@ def test_drop_request(scene: Scene, running: VehicleAgent) -> None:
     scene.set_attack(drop)
     t = time.monotonic()
     outcomes = running.update_once()
-    assert time.monotonic() - t < 10
+    assert time.monotonic() - t < 20
     assert_refused(running, outcomes, scene, "failed", "UNAVAILABLE")
 
 
@@ -161,7 +174,7 @@ def test_slow_retrieval(scene: Scene, squeezenet_bytes: bytes, successor_bytes: 
     scene.registry.publish_bytes(MODEL, "1.0.1", successor_bytes)
 
     def trickle(req, context, honest):
-        if not _is_target(req):
+        if not _is_target(req, context):
             yield from honest()
             return
         for chunk in honest():
@@ -215,7 +228,7 @@ def test_partial_bundle(scene: Scene, running: VehicleAgent, successor_bytes: by
     half = len(successor_bytes) // 2
 
     def cut(req, context, honest):
-        if not _is_target(req):
+        if not _is_target(req, context):
             yield from honest()
             return
         for chunk in honest():
@@ -234,7 +247,7 @@ def test_endless_data_target(scene: Scene, running: VehicleAgent) -> None:
     """The registry keeps streaming past the signed length: the agent stops at the length."""
 
     def endless(req, context, honest):
-        if not _is_target(req):
+        if not _is_target(req, context):
             yield from honest()
             return
         pos = req.offset
@@ -326,7 +339,7 @@ def test_arbitrary_software_tampered_model(scene: Scene, running: VehicleAgent) 
 
     def flip(req, context, honest):
         for chunk in honest():
-            if _is_target(req) and chunk.offset == 0:
+            if _is_target(req, context) and chunk.offset == 0:
                 data = bytearray(chunk.data)
                 data[len(data) // 2] ^= 1
                 chunk = ota_pb2.DownloadChunk(offset=chunk.offset, data=bytes(data), total_length=chunk.total_length)
@@ -433,7 +446,7 @@ def test_compromised_director_key(scene: Scene, running: VehicleAgent, squeezene
             except FileNotFoundError:
                 context.abort(grpc.StatusCode.NOT_FOUND, req.path)
             yield from _chunks(data)
-        elif _is_target(req):
+        elif _is_target(req, context):
             yield from _chunks(evil, req.offset)
         else:
             yield from honest()
@@ -465,3 +478,39 @@ def test_revoked_key(scene: Scene, running: VehicleAgent) -> None:
     scene.set_attack(with_revoked_key)
     assert_refused(running, running.update_once(), scene, "attack_detected", "timestamp was signed by 0/1 keys",
                    serving="1.0.1")
+
+
+def _delta_attack(scene: Scene, agent: VehicleAgent, make_delta) -> None:
+    """Serve ``make_delta(honest encoding bytes)`` for the delta and withhold the full file."""
+
+    def attack(req, context, honest):
+        if req.kind == ota_pb2.FILE_KIND_ENCODING:
+            yield from _chunks(make_delta(b"".join(c.data for c in honest())))
+        elif req.kind == ota_pb2.FILE_KIND_TARGET:
+            context.abort(grpc.StatusCode.NOT_FOUND, "withheld")
+        else:
+            yield from honest()
+
+    scene.set_attack(attack)
+    outcomes = agent.update_once()
+    assert_refused(agent, outcomes, scene, "failed", "withheld", attack="encoding refused")
+
+
+def test_arbitrary_software_tampered_delta(scene: Scene, running: VehicleAgent) -> None:
+    """One flipped byte in the delta's payload: the rebuild refuses it (and never installs it)."""
+
+    def flip(blob: bytes) -> bytes:
+        data = bytearray(blob)
+        data[-10] ^= 0x40
+        return bytes(data)
+
+    _delta_attack(scene, running, flip)
+
+
+def test_arbitrary_software_wrong_base_delta(scene: Scene, running: VehicleAgent, squeezenet_bytes: bytes,
+                                             successor_bytes: bytes) -> None:
+    """A well-formed delta to 1.0.1 made against another base than the installed model."""
+    from modelpack import codecs
+
+    wrong = codecs.encode("tensordelta", successor_bytes, base=with_provenance(squeezenet_bytes, "other base"))
+    _delta_attack(scene, running, lambda honest: wrong)

@@ -1,0 +1,470 @@
+"""Lossless coding of one tensor's data bytes, alone or against an old tensor.
+
+Modes (the encoder tries every one that applies and keeps the smallest):
+
+* ``SAME``: identical to an old tensor; costs its index.
+* ``XOR``: same size as the old tensor; the XOR of old and new element bit
+  patterns, split into byte planes (for float32: sign/exponent byte, then
+  the mantissa bytes) and entropy-coded plane by plane. Small dense changes
+  leave the high planes nearly all zero, so they cost almost nothing.
+* ``CODEBOOK_MAP``: old and new both have at most 256 distinct values and
+  every position that shared a value in the old tensor shares one in the new
+  (a retrained codebook, Deep Compression style): only the new value of each
+  old codebook entry is sent.
+* ``SUB``: like ``XOR`` but the wrapped integer difference of the bit
+  patterns, zigzag-mapped so small moves either way have small high bytes.
+  A relative move of a float changes its mantissa additively, so after a
+  dense fine-tune this carries no XOR carry noise and codes closer to the
+  information in the change.
+* ``CODEBOOK_PREDICT``: old and new both codebook-structured but the
+  codebook was re-clustered: the new codebook, then each new index coded as
+  its difference from the new entry nearest to the old weight.
+* ``QUANT``: an 8-bit tensor that quantises an old float32 tensor (an int8
+  release of the fp32 model): the scale and zero point, then each value's
+  difference from ``clip(rint(old / scale) + zero_point)``, almost all zero.
+* ``CODEBOOK``: at most 256 distinct values (the released SqueezeNet): the
+  codebook, then either a dense index stream or, when many entries are zero,
+  a gap stream (zero-run lengths) and an index stream of the non-zeros.
+* ``PLANES``: anything else: byte planes of the element bit patterns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import zstandard
+
+from modelpack.codecs.container import CorruptEncodingError
+from modelpack.codecs.entropy import decode_stream, encode_stream
+from modelpack.codecs.wire import Reader, Writer
+
+SAME, XOR, CODEBOOK_MAP, CODEBOOK, PLANES, SUB, CODEBOOK_PREDICT, QUANT = 0, 1, 2, 3, 4, 5, 6, 7
+MODE_NAMES = {
+    SAME: "same",
+    XOR: "xor",
+    CODEBOOK_MAP: "codebook-map",
+    CODEBOOK: "codebook",
+    PLANES: "planes",
+    SUB: "sub",
+    CODEBOOK_PREDICT: "codebook-predict",
+    QUANT: "quantised",
+}
+_WORD = {1: np.uint8, 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
+MAX_CODEBOOK = 256
+_SPARSE_MIN_ZERO_FRACTION = 0.25
+_GAP_ESCAPE = 255
+
+
+@dataclass(frozen=True)
+class OldTensor:
+    index: int
+    data: bytes
+    elem_size: int
+
+
+def _words(data: bytes, elem: int) -> np.ndarray:
+    return np.frombuffer(data, dtype=_WORD[elem])
+
+
+def _encode_plain_planes(words: np.ndarray, elem: int, w: Writer) -> None:
+    planes = words.view(np.uint8).reshape(-1, elem)
+    for k in range(elem - 1, -1, -1):  # most significant plane first
+        w.raw(encode_stream(planes[:, k]))
+
+
+def _decode_plain_planes(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
+    planes = np.empty((n, elem), dtype=np.uint8)
+    for k in range(elem - 1, -1, -1):
+        planes[:, k] = decode_stream(r, n, f"{what} plane {k}")
+    return planes.reshape(-1).view(_WORD[elem])
+
+
+def _encode_gaps(positions: np.ndarray, w: Writer) -> None:
+    """Sorted positions as a gap stream (zero-run lengths, 255 = escape)
+    plus a zstd blob of the long gaps."""
+    gaps = np.diff(positions, prepend=-1) - 1
+    w.raw(encode_stream(np.minimum(gaps, _GAP_ESCAPE).astype(np.uint8)))
+    extra = Writer()
+    for g in gaps[gaps >= _GAP_ESCAPE].tolist():
+        extra.varint(g - _GAP_ESCAPE)
+    w.blob(zstandard.ZstdCompressor(level=19).compress(extra.getvalue()))
+
+
+def _decode_gaps(r: Reader, count: int, n: int, what: str) -> np.ndarray:
+    gaps = decode_stream(r, count, f"{what} gaps").astype(np.int64)
+    extra_z = r.blob(f"{what} long gaps")
+    try:
+        extra = zstandard.ZstdDecompressor().decompress(extra_z, max_output_size=10 * count + 16)
+    except zstandard.ZstdError as exc:
+        raise CorruptEncodingError(f"{what}: long-gap stream damaged ({exc})") from exc
+    er = Reader(extra, f"{what} long gaps")
+    for i in np.flatnonzero(gaps == _GAP_ESCAPE).tolist():
+        gaps[i] += er.varint("gap", n)
+    er.expect_end()
+    if gaps.size != count:
+        raise CorruptEncodingError(f"{what}: {gaps.size} gaps, expected {count}")
+    pos = np.cumsum(gaps + 1) - 1
+    if count and int(pos[-1]) >= n:
+        raise CorruptEncodingError(f"{what}: positions run past the {n} elements")
+    return pos
+
+
+# Plane layouts: all elements; only the non-zero ones (positions as gaps);
+# only non-zero ones, which lie where the base tensor is non-zero (a flag per
+# such position: free when a fine-tune kept the pruning mask).
+_DENSE, _SPARSE, _BASE_MASK = 0, 1, 2
+
+
+def _encode_planes(words: np.ndarray, elem: int, w: Writer, old: np.ndarray | None = None) -> None:
+    nz = np.flatnonzero(words)
+    options: list[bytes] = []
+    dense = Writer()
+    dense.u8(_DENSE)
+    _encode_plain_planes(words, elem, dense)
+    options.append(dense.getvalue())
+    if nz.size < 0.75 * words.size:
+        sparse = Writer()
+        sparse.u8(_SPARSE)
+        sparse.varint(nz.size)
+        _encode_gaps(nz, sparse)
+        _encode_plain_planes(words[nz], elem, sparse)
+        options.append(sparse.getvalue())
+    if old is not None:
+        support = np.flatnonzero(old)
+        if support.size < words.size and not np.any(words[old == 0]):
+            masked = Writer()
+            masked.u8(_BASE_MASK)
+            flags = (words[support] != 0).astype(np.uint8)
+            masked.raw(encode_stream(flags))
+            _encode_plain_planes(words[support[flags.astype(bool)]], elem, masked)
+            options.append(masked.getvalue())
+    w.raw(min(options, key=len))
+
+
+def _decode_planes(r: Reader, n: int, elem: int, what: str, old: np.ndarray | None = None) -> np.ndarray:
+    layout = r.u8(f"{what} plane layout")
+    if layout == _DENSE:
+        return _decode_plain_planes(r, n, elem, what)
+    out = np.zeros(n, dtype=_WORD[elem])
+    if layout == _SPARSE:
+        count = r.varint(f"{what} non-zero count", n)
+        pos = _decode_gaps(r, count, n, what)
+    elif layout == _BASE_MASK and old is not None:
+        support = np.flatnonzero(old)
+        flags = decode_stream(r, support.size, f"{what} change flags")
+        if flags.size != support.size or (flags.size and int(flags.max()) > 1):
+            raise CorruptEncodingError(f"{what}: change flags do not fit the base tensor")
+        pos = support[flags.astype(bool)]
+    else:
+        raise CorruptEncodingError(f"{what}: unknown plane layout {layout}")
+    out[pos] = _decode_plain_planes(r, pos.size, elem, what)
+    return out
+
+
+def _small_unique(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values and each element's index among them. A plain
+    sort plus a binary search into the (small) codebook is several times
+    faster than ``np.unique(..., return_inverse=True)``'s argsort."""
+    values = np.unique(words)
+    if values.size > MAX_CODEBOOK:
+        return values, np.zeros(0, dtype=np.int64)
+    bits = 8 * words.dtype.itemsize
+    # A lookup table on the high bits, when they tell the values apart, is
+    # another several times faster than a binary search per element.
+    for shift in (0,) if bits <= 16 else (16, 12) if bits == 32 else ():
+        keys = values >> words.dtype.type(shift)
+        if np.unique(keys).size == values.size:
+            lut = np.zeros(1 << (bits - shift), dtype=np.uint8)
+            lut[keys] = np.arange(values.size)
+            return values, lut[words >> words.dtype.type(shift)]
+    return values, np.searchsorted(values, words)
+
+
+def _zigzag(d: np.ndarray, elem: int) -> np.ndarray:
+    bits = 8 * elem
+    signed = d.view(d.dtype.str.replace("u", "i"))
+    return ((d << d.dtype.type(1)) ^ (signed >> (bits - 1)).view(d.dtype)).astype(d.dtype)
+
+
+def _unzigzag(z: np.ndarray) -> np.ndarray:
+    one = z.dtype.type(1)
+    return (z >> one) ^ (np.zeros_like(z) - (z & one))
+
+
+def _float_view(words: np.ndarray, elem: int) -> np.ndarray | None:
+    return words.view({4: "<f4", 8: "<f8", 2: "<f2"}[elem]) if elem in (2, 4, 8) else None
+
+
+def _predicted_indices(old_words: np.ndarray, values: np.ndarray, elem: int) -> np.ndarray | None:
+    """For each old weight, the index of the nearest new codebook entry."""
+    old_f = _float_view(old_words, elem)
+    new_f = _float_view(values, elem)
+    if old_f is None or new_f is None:
+        return None
+    with np.errstate(all="ignore"):
+        order = np.argsort(new_f, kind="stable")
+        sorted_f = new_f[order].astype(np.float64)
+        if not np.all(np.isfinite(sorted_f)):
+            return None
+        old_vals, old_inv = _small_unique(old_words)
+        if old_vals.size > MAX_CODEBOOK:
+            return None
+        old_u = old_vals.view(old_f.dtype).astype(np.float64)
+        pos = np.clip(np.searchsorted(sorted_f, old_u), 1, max(1, sorted_f.size - 1))
+        lo = np.clip(pos - 1, 0, sorted_f.size - 1)
+        hi = np.clip(pos, 0, sorted_f.size - 1)
+        pick = np.where(np.abs(sorted_f[hi] - old_u) < np.abs(old_u - sorted_f[lo]), hi, lo)
+    return order[pick][old_inv.reshape(-1)].astype(np.int64)
+
+
+def _encode_codebook_predict(old_words: np.ndarray, words: np.ndarray, elem: int) -> bytes | None:
+    values, inverse = np.unique(words, return_inverse=True)
+    if values.size > MAX_CODEBOOK or np.unique(old_words).size > MAX_CODEBOOK:
+        return None
+    pred = _predicted_indices(old_words, values, elem)
+    if pred is None:
+        return None
+    w = Writer()
+    w.varint(values.size)
+    deltas = np.diff(values, prepend=values.dtype.type(0))
+    w.raw(encode_stream(deltas.view(np.uint8).reshape(-1, elem).T.reshape(-1)))
+    w.raw(encode_stream(((inverse.reshape(-1) - pred) % values.size).astype(np.uint8)))
+    return w.getvalue()
+
+
+def _read_codebook(r: Reader, elem: int, what: str) -> np.ndarray:
+    k = r.varint(f"{what} codebook size", MAX_CODEBOOK)
+    if k == 0:
+        raise CorruptEncodingError(f"{what}: empty codebook")
+    raw = decode_stream(r, k * elem, f"{what} codebook")
+    if raw.size != k * elem:
+        raise CorruptEncodingError(f"{what}: codebook of {raw.size} bytes, expected {k * elem}")
+    return np.cumsum(np.ascontiguousarray(raw.reshape(elem, k).T).reshape(-1).view(_WORD[elem]), dtype=_WORD[elem])
+
+
+def _encode_codebook(words: np.ndarray, elem: int) -> bytes | None:
+    values, inverse = np.unique(words, return_inverse=True)
+    k = values.size
+    if k > MAX_CODEBOOK or words.size == 0:
+        return None
+    w = Writer()
+    w.varint(k)
+    # Sorted bit patterns: successive differences are small and compress well.
+    deltas = np.diff(values, prepend=values.dtype.type(0))
+    w.raw(encode_stream(deltas.view(np.uint8).reshape(-1, elem).T.reshape(-1)))
+    inverse = inverse.reshape(-1).astype(np.uint8)
+    zeros = int(values[0] == 0) and int(np.count_nonzero(inverse == 0))
+    if zeros >= _SPARSE_MIN_ZERO_FRACTION * words.size:
+        nz = np.flatnonzero(inverse)
+        w.u8(1)
+        w.varint(nz.size)
+        _encode_gaps(nz, w)
+        w.raw(encode_stream(inverse[nz] - 1))
+    else:
+        w.u8(0)
+        w.raw(encode_stream(inverse))
+    return w.getvalue()
+
+
+def _decode_codebook(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
+    values = _read_codebook(r, elem, what)
+    k = values.size
+    layout = r.u8(f"{what} index layout")
+    if layout == 0:
+        idx = decode_stream(r, n, f"{what} indices")
+        if idx.size != n or (n and int(idx.max()) >= k):
+            raise CorruptEncodingError(f"{what}: index stream does not fit the codebook")
+        return values[idx]
+    if layout != 1:
+        raise CorruptEncodingError(f"{what}: unknown index layout {layout}")
+    n_nz = r.varint(f"{what} non-zero count", n)
+    pos = _decode_gaps(r, n_nz, n, what)
+    idx = decode_stream(r, n_nz, f"{what} non-zero indices")
+    if idx.size != n_nz:
+        raise CorruptEncodingError(f"{what}: index stream disagrees with the non-zero count")
+    if n_nz and int(idx.max()) + 1 >= k:
+        raise CorruptEncodingError(f"{what}: sparse indices out of range")
+    out = np.zeros(n, dtype=_WORD[elem])  # index 0 is the all-zero pattern
+    if values[0] != 0:
+        raise CorruptEncodingError(f"{what}: sparse layout needs a zero codebook entry")
+    out[pos] = values[idx.astype(np.int64) + 1]
+    return out
+
+
+def _codebook_map(old: np.ndarray, new: np.ndarray, elem: int) -> bytes | None:
+    values, inverse = _small_unique(old)
+    if values.size > MAX_CODEBOOK:
+        return None
+    first = np.zeros(values.size, dtype=np.int64)
+    first[inverse[::-1]] = np.arange(inverse.size - 1, -1, -1)  # first position of each value
+    mapped = new[first]
+    if not np.array_equal(mapped[inverse], new):
+        return None
+    return encode_stream((values ^ mapped).view(np.uint8).reshape(-1, elem).T.reshape(-1))
+
+
+def _quant_predict(old_f: np.ndarray, scale: np.float32, zero_point: int, signed: bool) -> np.ndarray:
+    lo, hi = (-128, 127) if signed else (0, 255)
+    with np.errstate(all="ignore"):
+        q = np.rint(old_f / scale) + np.float32(zero_point)
+        q = np.nan_to_num(np.clip(q, lo, hi), nan=0.0)
+    return q.astype(np.int16)
+
+
+def encode_quantised(new: bytes, signed: bool, old_index: int, old: bytes, scales: list[float]) -> bytes | None:
+    """``QUANT`` record of an 8-bit tensor predicted from an old float32 one."""
+    if len(old) != 4 * len(new) or not new:
+        return None
+    old_f = np.frombuffer(old, "<f4")
+    q = np.frombuffer(new, np.int8 if signed else np.uint8).astype(np.int16)
+    span = float(np.nanmax(np.abs(old_f))) if old_f.size else 0.0
+    candidates = [*scales, span / 127 if signed else span / 255]
+    best: bytes | None = None
+    for scale in candidates:
+        sc = np.float32(scale)
+        if not np.isfinite(sc) or sc <= 0:
+            continue
+        zp = int(np.median(q - _quant_predict(old_f, sc, 0, signed)))
+        zp = int(np.clip(zp, -128, 127) if signed else np.clip(zp, 0, 255))
+        res = ((q - _quant_predict(old_f, sc, zp, signed)) % 256).astype(np.uint8)
+        w = Writer()
+        w.u8(QUANT)
+        w.varint(old_index)
+        w.u8(int(signed))
+        w.raw(np.array([sc], dtype="<f4").tobytes())
+        w.u8(zp & 0xFF)
+        w.raw(encode_stream(res))
+        rec = w.getvalue()
+        if best is None or len(rec) < len(best):
+            best = rec
+    return best
+
+
+def _decode_quantised(r: Reader, length: int, olds: list[bytes], what: str) -> bytes:
+    old = olds[r.varint(f"{what} base tensor", len(olds) - 1)] if olds else None
+    if old is None or len(old) != 4 * length:
+        raise CorruptEncodingError(f"{what}: quantised record needs a float32 base tensor of {length} values")
+    signed = r.u8(f"{what} signedness")
+    if signed > 1:
+        raise CorruptEncodingError(f"{what}: bad signedness flag {signed}")
+    scale = np.frombuffer(r.raw(4, f"{what} scale"), "<f4")[0]
+    zp_byte = r.u8(f"{what} zero point")
+    zp = zp_byte - 256 if signed and zp_byte > 127 else zp_byte
+    res = decode_stream(r, length, f"{what} residuals")
+    if res.size != length:
+        raise CorruptEncodingError(f"{what}: {res.size} residuals, expected {length}")
+    pred = _quant_predict(np.frombuffer(old, "<f4"), scale, zp, bool(signed))
+    return ((pred + res.astype(np.int16)) % 256).astype(np.uint8).tobytes()
+
+
+def _varint_bytes(value: int) -> bytes:
+    w = Writer()
+    w.varint(value)
+    return w.getvalue()
+
+
+def encode_tensor(new: bytes, elem: int, old: OldTensor | None, same: int | None) -> tuple[int, bytes]:
+    """Smallest encoding of one tensor's bytes; returns (mode, record)."""
+    if same is not None:
+        w = Writer()
+        w.u8(SAME)
+        w.varint(same)
+        return SAME, w.getvalue()
+    if len(new) % elem:
+        elem = 1
+    words = _words(new, elem)
+    candidates: list[tuple[int, bytes]] = []
+    has_old = old is not None and len(old.data) == len(new) and old.elem_size == elem
+    if has_old:
+        assert old is not None
+        old_words = _words(old.data, elem)
+        cm = _codebook_map(old_words, words, elem)
+        if cm is not None:
+            # At most 256 values: nothing else comes close, skip the rest.
+            w = Writer()
+            w.u8(CODEBOOK_MAP)
+            w.varint(old.index)
+            w.u8(elem)
+            w.raw(cm)
+            return CODEBOOK_MAP, w.getvalue()
+        w = Writer()
+        w.u8(XOR)
+        w.varint(old.index)
+        w.u8(elem)
+        _encode_planes(old_words ^ words, elem, w, old_words)
+        candidates.append((XOR, w.getvalue()))
+        if elem > 1:
+            w = Writer()
+            w.u8(SUB)
+            w.varint(old.index)
+            w.u8(elem)
+            _encode_planes(_zigzag(words - old_words, elem), elem, w, old_words)
+            candidates.append((SUB, w.getvalue()))
+        cp = _encode_codebook_predict(old_words, words, elem)
+        if cp is not None:
+            candidates.append((CODEBOOK_PREDICT, bytes((CODEBOOK_PREDICT,)) + _varint_bytes(old.index) + bytes((elem,)) + cp))
+    cb = _encode_codebook(words, elem)
+    if cb is not None:
+        candidates.append((CODEBOOK, bytes((CODEBOOK, elem)) + cb))
+    if cb is None or len(cb) > words.size * elem // 2:
+        # Index coding beats raw planes unless nearly every value is distinct
+        # (e.g. a small bias), so planes are only tried then.
+        w = Writer()
+        w.u8(PLANES)
+        w.u8(elem)
+        _encode_planes(words, elem, w)
+        candidates.append((PLANES, w.getvalue()))
+    return min(candidates, key=lambda c: len(c[1]))
+
+
+def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str) -> bytes:
+    """Read one tensor record and return exactly ``length`` bytes."""
+    mode = r.u8(f"{what} mode")
+    if mode == QUANT:
+        return _decode_quantised(r, length, olds, what)
+    if mode == SAME:
+        i = r.varint(f"{what} base tensor", len(olds) - 1) if olds else None
+        if i is None or len(olds[i]) != length:
+            raise CorruptEncodingError(f"{what}: refers to a base tensor that does not fit")
+        return olds[i]
+    old = None
+    if mode in (XOR, CODEBOOK_MAP, SUB, CODEBOOK_PREDICT):
+        if not olds:
+            raise CorruptEncodingError(f"{what}: delta record but no base tensors")
+        old = olds[r.varint(f"{what} base tensor", len(olds) - 1)]
+        if len(old) != length:
+            raise CorruptEncodingError(f"{what}: base tensor is {len(old)} bytes, target {length}")
+    elif mode not in (CODEBOOK, PLANES):
+        raise CorruptEncodingError(f"{what}: unknown tensor mode {mode}")
+    elem = r.u8(f"{what} element size")
+    if elem not in _WORD or length % elem:
+        raise CorruptEncodingError(f"{what}: element size {elem} does not divide {length} bytes")
+    n = length // elem
+    if mode == PLANES:
+        return _decode_planes(r, n, elem, what).tobytes()
+    if mode == CODEBOOK:
+        return _decode_codebook(r, n, elem, what).tobytes()
+    assert old is not None
+    old_words = _words(old, elem)
+    if mode == XOR:
+        return (old_words ^ _decode_planes(r, n, elem, what, old_words)).tobytes()
+    if mode == SUB:
+        return (old_words + _unzigzag(_decode_planes(r, n, elem, what, old_words))).tobytes()
+    if mode == CODEBOOK_PREDICT:
+        values = _read_codebook(r, elem, what)
+        pred = _predicted_indices(old_words, values, elem)
+        if pred is None:
+            raise CorruptEncodingError(f"{what}: codebook cannot predict from this base tensor")
+        res = decode_stream(r, n, f"{what} index residuals")
+        if res.size != n:
+            raise CorruptEncodingError(f"{what}: {res.size} index residuals, expected {n}")
+        return values[(pred + res) % values.size].tobytes()
+    values, inverse = _small_unique(old_words)
+    if values.size > MAX_CODEBOOK:
+        raise CorruptEncodingError(f"{what}: base tensor has more than {MAX_CODEBOOK} values")
+    raw = decode_stream(r, values.size * elem, f"{what} codebook map")
+    if raw.size != values.size * elem:
+        raise CorruptEncodingError(f"{what}: codebook map of {raw.size} bytes, expected {values.size * elem}")
+    mapped = values ^ np.ascontiguousarray(raw.reshape(elem, -1).T).reshape(-1).view(_WORD[elem])
+    return mapped[inverse.reshape(-1)].tobytes()

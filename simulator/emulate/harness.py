@@ -1,0 +1,311 @@
+"""Run real agents against a real registry over shaped links, and the same
+scenario through the simulator; compare completion times and bytes per vehicle.
+
+What is real here: the registry (gRPC on loopback, SQLite, TUF signing), the
+agents (one process each, in its own network namespace, python-tuf, resumable
+download, ONNX Runtime self-test), the SqueezeNet v1.0 package, the kernel's
+token bucket shaping each vehicle's downlink. What is emulated: latency and
+reachability windows (the relay), because ``netem`` is not in this kernel.
+What is compared: the vehicle's last payload byte (the simulator's ``done``)
+and the downlink bytes it received at the application level (interface bytes
+minus one TCP/IP/Ethernet header per packet).
+
+The simulator's two protocol constants for this agent, round trips before the
+payload flows and metadata bytes per session, are calibrated first on one
+agent over an always-on link (a different link from those validated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from simulator.emulate.netns import Namespaces, VehicleLink, _run, check_available
+from simulator.emulate.relay import Relay, VehicleRelay
+from simulator.engine import transfer
+from simulator.fleet import Windows, build_fleet
+from simulator.scenario import Scenario, scenario_from_dict
+
+log = logging.getLogger(__name__)
+
+HEADER_BYTES = 66  # Ethernet 14 + IPv4 20 + TCP 20 + timestamps option 12
+MODEL_NAME = "squeezenet1.0"
+
+
+@dataclass
+class VehicleRun:
+    """One real agent's run and the simulator's prediction for the same vehicle."""
+
+    index: int
+    link: str
+    rate_mbit: float
+    rtt_ms: float
+    windows: list[tuple[float, float]]
+    done_at: float | None = None  # last payload byte, s after the campaign start
+    installed_at: float | None = None
+    sessions: list[dict] = field(default_factory=list)  # type: ignore[type-arg]
+    app_bytes: int = 0
+    sim_done: float = math.nan
+    sim_bytes: float = math.nan
+    sim_sessions: int = 0
+
+    @property
+    def time_error(self) -> float:
+        if self.done_at is None or not math.isfinite(self.sim_done):
+            return math.nan
+        return (self.sim_done - self.done_at) / self.done_at
+
+    @property
+    def bytes_error(self) -> float:
+        return (self.sim_bytes - self.app_bytes) / self.app_bytes if self.app_bytes else math.nan
+
+
+@dataclass
+class Calibration:
+    setup_rtts: float
+    session_overhead_bytes: int
+    rtt_ms: float
+    setup_s: float
+
+
+@dataclass
+class EmulationResult:
+    scenario: Scenario
+    package_bytes: int
+    calibration: Calibration
+    vehicles: list[VehicleRun]
+    wall_s: float
+
+    def finished(self) -> list[VehicleRun]:
+        return [v for v in self.vehicles if v.done_at is not None]
+
+    def time_errors(self) -> np.ndarray:
+        return np.array([v.time_error for v in self.finished()])
+
+    def bytes_errors(self) -> np.ndarray:
+        return np.array([v.bytes_error for v in self.finished()])
+
+    def overall_time_error(self) -> float:
+        """Error of the fleet's mean completion time."""
+        fin = self.finished()
+        if not fin:
+            return math.nan
+        emu = sum(v.done_at for v in fin)  # type: ignore[misc]
+        return (sum(v.sim_done for v in fin) - emu) / emu
+
+    def overall_bytes_error(self) -> float:
+        fin = self.finished()
+        emu = sum(v.app_bytes for v in fin)
+        return (sum(v.sim_bytes for v in fin) - emu) / emu if emu else math.nan
+
+
+def vehicle_windows(scenario: Scenario, n: int, horizon_s: float) -> list[list[tuple[float, float]]]:
+    """Each vehicle's reachable windows up to the horizon, from the simulator's model."""
+    fleet = build_fleet(scenario, n)
+    w = Windows(fleet, np.arange(n))
+    w.seek(0.0)
+    out: list[list[tuple[float, float]]] = [[] for _ in range(n)]
+    while True:
+        live = np.flatnonzero(w.start < horizon_s)
+        if live.size == 0:
+            return out
+        for i in live:
+            out[i].append((float(w.start[i]), float(min(w.end[i], horizon_s))))
+        w.advance(live)
+
+
+def _rx_counters(ns: Namespaces, link: VehicleLink) -> tuple[int, int]:
+    res = _run("ip", "-n", link.netns, "-j", "-s", "link", "show", link.ns_if)
+    rx = json.loads(res.stdout)[0]["stats64"]["rx"]
+    return int(rx["bytes"]), int(rx["packets"])
+
+
+def run_agents(
+    scenario: Scenario,
+    n: int,
+    model: bytes,
+    horizon_s: float,
+    work: Path,
+    *,
+    echo: Callable[[str], None] = lambda s: None,
+) -> list[VehicleRun]:
+    """Run ``n`` real agents over the scenario's links and windows; measure each."""
+    from server.keys import Keystore
+    from server.registry import Registry
+    from server.service import create_server
+
+    check_available()
+    fleet = build_fleet(scenario, n)
+    windows = vehicle_windows(scenario, n, horizon_s)
+    links = [scenario.links[fleet.link_names[i]] for i in fleet.link_idx]
+    runs = [
+        VehicleRun(k, links[k].name, links[k].bandwidth_mbps, links[k].rtt_ms, windows[k]) for k in range(n)
+    ]
+    work.mkdir(parents=True, exist_ok=True)
+    Keystore.init(work / "keys")
+    # Mutual TLS as in the field (security, issue 4): a fleet CA, the registry's
+    # certificate, one per emulated vehicle; agents dial relays, so they check the
+    # server certificate against the name "localhost".
+    from ota import tls
+
+    pki = work / "pki"
+    tls.make_ca(pki)
+    server_tls = tls.issue(pki, "server", "registry")
+    reg = Registry.open(work / "registry", work / "keys", ca_pem=(pki / tls.CA_CERT).read_bytes())
+    reg.publish_bytes(MODEL_NAME, "1.0.0", model)
+    server, port = create_server(reg, "127.0.0.1:0", max_workers=max(16, 4 * n), tls_files=server_tls)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with Namespaces([r.rate_mbit for r in runs]) as ns:
+            relays = [VehicleRelay(k, ns.links[k].host_ip, runs[k].rtt_ms / 2000, runs[k].windows) for k in range(n)]
+            with Relay(("127.0.0.1", port), relays) as relay:
+                specs = []
+                for k, link in enumerate(ns.links):
+                    d = work / f"vehicle-{k}"
+                    d.mkdir(parents=True)
+                    ident = tls.issue(pki, "vehicle", f"emu-{k}")
+                    spec = {
+                        "vehicle": f"emu-{k}",
+                        "director_root": str(work / "keys" / "director-root.json"),
+                        "tls": [str(ident.ca), str(ident.cert), str(ident.key)],
+                        "registry": f"{link.host_ip}:{relays[k].port}",
+                        "state": str(d / "state"),
+                        "root": str(work / "keys" / "root.json"),
+                        "windows": runs[k].windows,
+                        "horizon_s": horizon_s,
+                        "ready": str(d / "ready"),
+                        "go": str(d / "go"),
+                        "out": str(d / "result.json"),
+                    }
+                    (d / "spec.json").write_text(json.dumps(spec))
+                    specs.append(spec)
+                    procs.append(
+                        subprocess.Popen(
+                            [*ns.exec_prefix(link), sys.executable, "-m", "simulator.emulate.runner", str(d / "spec.json")],
+                            stdout=subprocess.DEVNULL,
+                            stderr=open(d / "stderr.txt", "wb"),  # noqa: SIM115 - closed with the process
+                        )
+                    )
+                echo(f"started {n} agents in their namespaces; waiting for them to load")
+                _wait_for(lambda: all(Path(s["ready"]).exists() for s in specs) or any(p.poll() not in (None, 0) for p in procs), 180)
+                dead = [k for k, p in enumerate(procs) if p.poll() not in (None, 0)]
+                if dead:
+                    err = (work / f"vehicle-{dead[0]}" / "stderr.txt").read_text()[-2000:]
+                    raise RuntimeError(f"emulated agent {dead[0]} died before the start:\n{err}")
+                base_rx = [_rx_counters(ns, link) for link in ns.links]
+                t0 = time.time() + 0.5
+                relay.start_clock(t0)
+                for s in specs:
+                    tmp = Path(s["go"] + ".tmp")
+                    tmp.write_text(repr(t0))
+                    os.replace(tmp, s["go"])
+                echo(f"campaign started; horizon {horizon_s:.0f} s")
+                for p in procs:
+                    p.wait(timeout=max(10.0, t0 + horizon_s + 60 - time.time()))
+                for k, link in enumerate(ns.links):
+                    rx_b, rx_p = _rx_counters(ns, link)
+                    b0, p0 = base_rx[k]
+                    runs[k].app_bytes = (rx_b - b0) - HEADER_BYTES * (rx_p - p0)
+                    res_path = Path(specs[k]["out"])
+                    if res_path.exists():
+                        res = json.loads(res_path.read_text())
+                        runs[k].done_at = res["done_at"]
+                        runs[k].installed_at = res["installed_at"]
+                        runs[k].sessions = res["sessions"]
+                    else:
+                        log.warning("vehicle %d wrote no result: %s", k, (work / f"vehicle-{k}" / "stderr.txt").read_text()[-500:])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+        server.stop(None)
+        reg.store.close()
+    return runs
+
+
+def _wait_for(cond: Callable[[], bool], timeout: float) -> None:
+    end = time.time() + timeout
+    while not cond():
+        if time.time() > end:
+            raise TimeoutError(f"emulated agents not ready after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+CALIBRATION = {
+    "name": "calibration",
+    "description": "One agent, always reachable, 20 Mbit/s, 300 ms RTT: protocol constants of the real agent.",
+    "seed": 1,
+    "links": {"calib": {"base": "lte", "bandwidth_mbps": 20.0, "rtt_ms": 300.0, "loss": 0.0, "jitter": 0.0, "dropouts_per_hour": 0.0}},
+    "campaign": {"waves": [1.0], "poll_min": 0.0, "install_failure_rate": 0.0},
+    "fleet": [{"share": 1.0, "link": "calib", "pattern": "always_on"}],
+}
+
+
+def calibrate(model: bytes, work: Path, echo: Callable[[str], None] = lambda s: None) -> Calibration:
+    """Round trips before payload, and metadata bytes, of one real agent session."""
+    sc = scenario_from_dict(json.loads(json.dumps(CALIBRATION)), "calibration")
+    [run] = run_agents(sc, 1, model, 60.0, work, echo=echo)
+    if run.done_at is None or not run.sessions or run.sessions[0]["first_byte"] is None:
+        raise RuntimeError(f"calibration agent did not finish its download: {run.sessions}")
+    s = run.sessions[0]
+    link = sc.links["calib"]
+    chunk_s = min(262144, len(model)) / link.goodput_bytes_per_s()
+    setup_s = float(s["first_byte"]) - float(s["start"]) - chunk_s
+    rtt = link.rtt_ms / 1000
+    return Calibration(
+        setup_rtts=max(0.0, setup_s / rtt),
+        session_overhead_bytes=max(0, run.app_bytes - len(model)),
+        rtt_ms=link.rtt_ms,
+        setup_s=setup_s,
+    )
+
+
+def predict(scenario: Scenario, runs: list[VehicleRun], size: int, horizon_s: float) -> None:
+    """The simulator's completion time and bytes for each emulated vehicle."""
+    fleet = build_fleet(scenario, len(runs))
+    res = transfer(fleet, np.arange(len(runs)), 0.0, size, horizon_s)
+    for k, r in enumerate(runs):
+        r.sim_done = float(res.done[k])
+        r.sim_bytes = float(res.nbytes[k])
+        r.sim_sessions = int(res.sessions[k])
+
+
+def calibrated(scenario: Scenario, cal: Calibration) -> Scenario:
+    links = {name: dataclasses.replace(lk, setup_rtts=cal.setup_rtts) for name, lk in scenario.links.items()}
+    return scenario.replace(links=links, session_overhead_bytes=cal.session_overhead_bytes)
+
+
+def emulate(
+    scenario: Scenario,
+    n: int,
+    horizon_s: float,
+    *,
+    work: Path | None = None,
+    echo: Callable[[str], None] = lambda s: None,
+) -> EmulationResult:
+    """Calibrate on one agent, run ``n`` agents, predict each with the simulator."""
+    from modelpack import zoo
+
+    t = time.perf_counter()
+    model = zoo.build(MODEL_NAME)
+    with tempfile.TemporaryDirectory(prefix="ota-emulate-", dir=work) as d:
+        echo("calibrating on one agent (always reachable, 300 ms RTT)")
+        cal = calibrate(model, Path(d) / "calibration", echo)
+        echo(f"calibrated: {cal.setup_rtts:.1f} round trips before payload, {cal.session_overhead_bytes:,} B metadata per session")
+        sc = calibrated(scenario, cal)
+        runs = run_agents(sc, n, model, horizon_s, Path(d) / "fleet", echo=echo)
+    predict(sc, runs, len(model), horizon_s)
+    return EmulationResult(sc, len(model), cal, runs, time.perf_counter() - t)

@@ -1,0 +1,157 @@
+"""The Campaigns admin API and ``ota campaign`` over real gRPC; rate limit, timeouts, pause/resume.
+
+Vehicles here are bare gRPC clients (check-in and report only): the install path
+itself is covered with real agents in test_fleet.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ota.cli import cli
+from ota.v1 import ota_pb2
+from server.campaign_service import CampaignClient, CampaignError
+from server.rollout import CampaignSpec, TargetSelection, Threshold, WaveSpec
+from tests.helpers import with_provenance
+from vehicle_agent.transport import RegistryClient
+
+MODEL = "squeezenet1.0"
+
+
+@pytest.fixture
+def published(registry_server, squeezenet_bytes):
+    """1.0.0 is what the vehicles run; 1.0.1 is published but held until a campaign sends it."""
+    registry_server.manager.hold_new_versions = True
+    reg = registry_server.registry
+    return reg.publish_bytes(MODEL, "1.0.0", squeezenet_bytes), reg.publish_bytes(
+        MODEL, "1.0.1", with_provenance(squeezenet_bytes, "1.0.1"))
+
+
+class Vehicles:
+    """Bare check-ins and reports for many vehicle ids, each over its own mutual-TLS channel."""
+
+    def __init__(self, registry_server, base) -> None:
+        self.server = registry_server
+        self.clients: dict[str, RegistryClient] = {}
+        self.base = base
+
+    def client(self, vid: str) -> RegistryClient:
+        if vid not in self.clients:
+            self.clients[vid] = RegistryClient(self.server.address, tls_files=self.server.vehicle_tls(vid))
+        return self.clients[vid]
+
+    def check(self, vid: str, tags=("fleet=a",)) -> list[str]:
+        req = ota_pb2.CheckRequest(vehicle_id=vid, hardware_id="ecu", tags=list(tags), installed=[
+            ota_pb2.InstalledModel(name=MODEL, version=self.base.version, sha256=self.base.sha256)])
+        return [o.version for o in self.client(vid).check(req).offers]
+
+    def report(self, vid: str, status: int, reason: str = "") -> None:
+        self.client(vid).report(ota_pb2.InstallReport(vehicle_id=vid, name=MODEL, version="1.0.1", status=status,
+                                                      reason=reason, from_version="1.0.0", active_version="1.0.1"))
+
+    def close(self) -> None:
+        for c in self.clients.values():
+            c.close()
+
+
+@pytest.fixture
+def vehicles(registry_server, published):
+    v = Vehicles(registry_server, published[0])
+    yield v
+    v.close()
+
+
+def test_rate_limit_timeout_pause_and_resume(registry_server, vehicles, clock) -> None:
+    ids = [f"v{i}" for i in range(5)]
+    for vid in ids:  # the inventory learns them at check-in; 1.0.1 is not theirs yet
+        assert vehicles.check(vid) == []
+    vehicles.check("other", tags=("fleet=b",))
+    with CampaignClient(registry_server.address, tls_files=registry_server.publisher_tls) as admin:
+        st = admin.create(CampaignSpec("rate", MODEL, "1.0.1", TargetSelection(tags=("fleet=a",)),
+                                       waves=(WaveSpec(100),), max_concurrent_downloads=2, timeout_s=300,
+                                       threshold=Threshold(trip_failures=1, trip_failure_share=0, action="pause")))
+        assert st.vehicles == 5 and st.state == "running"
+        offers = {vid: vehicles.check(vid) for vid in ids}
+        offered = [v for v, o in offers.items() if o == ["1.0.1"]]
+        assert len(offered) == 2, f"at most 2 concurrent downloads, got {offers}"
+        assert vehicles.check(offered[0]) == ["1.0.1"], "a vehicle under way keeps its offer"
+        assert vehicles.check("other", tags=("fleet=b",)) == []
+        vehicles.report(offered[0], ota_pb2.INSTALL_STATUS_INSTALLED)
+        third = [v for v in ids if v not in offered and vehicles.check(v) == ["1.0.1"]]
+        assert len(third) == 1, "one slot freed by the install report"
+        # offered[1] and the third go silent; after the timeout they count as failures and trip the pause.
+        clock.advance(301)
+        st = admin.get(st.campaign_id)
+        assert st.state == "paused" and "timed_out" in st.state_reason
+        [group] = st.failures
+        assert group.status == "timed_out" and group.count == 2 and "no result 300 s after the offer" in group.reason
+        rest = [v for v in ids if v not in offered + third]
+        assert all(vehicles.check(v) == [] for v in rest), "paused: nobody new is offered"
+        with pytest.raises(CampaignError, match="FAILED_PRECONDITION.*paused: cannot pause"):
+            admin.pause(st.campaign_id)
+        st = admin.resume(st.campaign_id, "link outage in the test depot, not the model")
+        assert st.state == "running"
+        assert [vehicles.check(v) for v in rest] == [["1.0.1"], ["1.0.1"]], "timed-out vehicles free their slots"
+        assert vehicles.check(third[0]) == ["1.0.1"], "a timed-out vehicle that comes back may still finish"
+        vehicles.report(offered[1], ota_pb2.INSTALL_STATUS_FAILED, "self-test failed: top-1 is 1, expected 2")
+        st = admin.get(st.campaign_id)
+        assert st.state == "paused" and "1 failed" in st.state_reason, "a new failure after the resume trips again"
+        st = admin.abort(st.campaign_id, "enough")
+        kinds = [e.kind for e in st.events]
+        assert kinds == ["created", "wave_opened", "paused", "resumed", "paused", "aborted"]
+        assert st.state == "aborted" and st.state_reason == "enough"
+
+
+def test_bad_requests_get_clear_errors(registry_server, vehicles) -> None:
+    with CampaignClient(registry_server.address, tls_files=registry_server.publisher_tls) as admin:
+        with pytest.raises(CampaignError, match="INVALID_ARGUMENT.*must reach 100%"):
+            admin.create(CampaignSpec("x", MODEL, "1.0.1", waves=(WaveSpec(10),)))
+        with pytest.raises(CampaignError, match="NOT_FOUND.*squeezenet1.0 9.9.9 is not published"):
+            admin.create(CampaignSpec("x", MODEL, "9.9.9"))
+        with pytest.raises(CampaignError, match="NOT_FOUND.*no campaign 'nope'"):
+            admin.get("nope")
+        with pytest.raises(CampaignError, match="FAILED_PRECONDITION.*matches no vehicle"):
+            admin.create(CampaignSpec("x", MODEL, "1.0.1", TargetSelection(tags=("fleet=typo",))))
+        vehicles.check("v0")
+        admin.create(CampaignSpec("first", MODEL, "1.0.1"))
+        with pytest.raises(CampaignError, match="ALREADY_EXISTS.*still running"):
+            admin.create(CampaignSpec("second", MODEL, "1.0.1"))
+
+
+def test_cli_create_status_list_json(registry_server, vehicles, clock) -> None:
+    for vid in ("v0", "v1", "v2", "v3"):
+        vehicles.check(vid)
+    runner = CliRunner()
+    pub = registry_server.publisher_tls
+    addr = ["--registry", registry_server.address, "--ca", str(pub.ca), "--cert", str(pub.cert), "--key", str(pub.key)]
+    res = runner.invoke(cli, ["campaign", "create", "--model", MODEL, "--version", "1.0.1", "--fleet", "a",
+                              "--waves", "25,100", "--soak", "60", "--success-share", "1", "--json", *addr])
+    assert res.exit_code == 0, res.output
+    created = json.loads(res.output)
+    cid = created["campaign_id"]
+    assert created["spec"]["target"]["tags"] == ["fleet=a"] and [w["size"] for w in created["waves"]] == [1, 3]
+    [canary] = [v for v in ("v0", "v1", "v2", "v3") if vehicles.check(v) == ["1.0.1"]]
+    vehicles.report(canary, ota_pb2.INSTALL_STATUS_INSTALLED)
+
+    res = runner.invoke(cli, ["campaign", "status", cid, *addr], env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    assert cid in res.output and "RUNNING" in res.output and "1/1" in res.output and "0/3" in res.output
+    assert "━" in res.output, "a progress bar per wave"
+    res = runner.invoke(cli, ["campaign", "pause", cid, "--reason", "lunch", "--json", *addr])
+    assert json.loads(res.output)["state"] == "paused"
+    res = runner.invoke(cli, ["campaign", "list", "--json", *addr])
+    assert [(c["campaign_id"], c["state"]) for c in json.loads(res.output)] == [(cid, "paused")]
+    res = runner.invoke(cli, ["campaign", "list", *addr], env={"COLUMNS": "160"})
+    assert cid in res.output and "paused" in res.output
+    res = runner.invoke(cli, ["campaign", "resume", cid, *addr])
+    assert res.exit_code == 0 and "RUNNING" in res.output
+    res = runner.invoke(cli, ["campaign", "rollback", cid, "--json", *addr])
+    assert res.exit_code == 0, res.output
+    rb = json.loads(res.output)
+    assert rb["spec"]["rollback_of"] == cid and rb["spec"]["version"] == "1.0.0"
+    assert rb["spec"]["target"]["vehicle_ids"] == [canary]
+    res = runner.invoke(cli, ["campaign", "resume", cid, *addr])
+    assert res.exit_code != 0 and "aborted: cannot resume it" in res.output

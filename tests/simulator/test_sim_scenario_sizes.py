@@ -1,0 +1,69 @@
+"""Scenario files, and package sizes measured on the project's real artifacts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from modelpack import deepcompression as dc
+from modelpack import zoo
+from simulator.scenario import ScenarioError, load_scenario, ready_scenarios
+from simulator.sizes import ALEXNET_BYTES, ProjectArtifacts, StaticSizes, UnknownStrategyError
+
+
+def test_ready_scenarios_ship_and_load() -> None:
+    names = ready_scenarios()
+    assert {"city_lte", "rural_3g", "trucks_satellite"} <= set(names)
+    for name in names:
+        sc = load_scenario(name)
+        assert sc.name == name
+        assert abs(sum(g.share for g in sc.fleet) - 1) < 1e-9
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[fleet]]\nshare = 1.0\nlink = 'dialup'\npattern = 'commuter'\n", "unknown link 'dialup'"),
+        ("[[fleet]]\nshare = 0.5\nlink = 'lte'\npattern = 'commuter'\n", "add up to 0.5"),
+        ("[links.lte]\nbandwith_mbps = 3\n[[fleet]]\nshare = 1.0\nlink = 'lte'\npattern = 'commuter'\n", "unknown field(s) ['bandwith_mbps']"),
+        ("[campaign]\nwaves = [0.5, 0.2]\n[[fleet]]\nshare = 1.0\nlink = 'lte'\npattern = 'commuter'\n", "waves must rise"),
+        ("name = 'x\n", "not valid TOML"),
+    ],
+)
+def test_bad_scenarios_say_what_and_where(tmp_path: Path, text: str, message: str) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(p)
+    assert message in str(e.value) and str(p) in str(e.value)
+
+
+def test_missing_scenario_lists_the_ready_ones() -> None:
+    with pytest.raises(ScenarioError, match="ready: .*city_lte"):
+        load_scenario("no_such_fleet")
+
+
+def test_sizes_come_from_the_real_artifacts(sizes_cache: Path) -> None:
+    sizes = ProjectArtifacts(sizes_cache).sizes(
+        ["alexnet_fp32", "squeezenet_fp32", "squeezenet_zstd", "squeezenet_deep_compression", "squeezenet_delta"]
+    )
+    onnx_bytes = zoo.build("squeezenet1.0")
+    assert sizes["squeezenet_fp32"].nbytes == len(onnx_bytes)
+    assert sizes["squeezenet_zstd"].nbytes == len(zstandard.ZstdCompressor(level=19).compress(onnx_bytes))
+    assert sizes["squeezenet_deep_compression"].nbytes == dc.SHIPPED_PATH.stat().st_size == 675_763
+    assert sizes["alexnet_fp32"].nbytes == ALEXNET_BYTES and "Iandola" in sizes["alexnet_fp32"].source
+    assert 0 < sizes["squeezenet_delta"].nbytes < sizes["squeezenet_zstd"].nbytes
+    assert "synthetic lineage" in sizes["squeezenet_delta"].source
+    t = time.perf_counter()
+    ProjectArtifacts(sizes_cache).sizes(["squeezenet_zstd"])
+    assert time.perf_counter() - t < 0.5  # served from the cache, not re-encoded
+
+
+def test_unknown_strategies_are_refused(sizes_cache: Path) -> None:
+    with pytest.raises(UnknownStrategyError, match="carrier_pigeon"):
+        ProjectArtifacts(sizes_cache).sizes(["carrier_pigeon"])
+    with pytest.raises(UnknownStrategyError, match="have"):
+        StaticSizes({"a": 1}).sizes(["b"])
