@@ -31,6 +31,7 @@ clean:
 # The model zoo next to the paper's figures (sizes, zstd, ORT latency); writes bench/out/zoo.md.
 bench-zoo: $(STAMP)
 	nice $(BIN)/python bench/zoo_bench.py
+
 # Transfer benchmark: our codecs vs zstd --patch-from, bsdiff, xdelta3, ZipNN on the
 # same model pairs, in one run. Installs the Debian tools and the `bench` extra
 # (torch==2.13.0 CPU first, so zipnn does not pull a CUDA build) if missing.
@@ -47,3 +48,8 @@ bench-transfer: $(STAMP)
 .PHONY: bench-sim
 bench-sim: $(STAMP)
 	nice $(BIN)/python bench/sim_bench.py --update-docs
+
+# Load: 1,000 concurrent lite agents against one registry process, and a bare gRPC peer (issue 6).
+.PHONY: bench-load
+bench-load: $(STAMP)
+	nice $(BIN)/python bench/load_bench.py --agents $(or $(AGENTS),1000)

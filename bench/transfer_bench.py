@@ -274,7 +274,7 @@ def run_row(pair: Pair, repeat: int) -> Row:
         row.results.extend(zipnn_peer(pair, work, repeat))
         row.results.extend(ours(pair, work, repeat))
     row.ort_load_s = ort_load_seconds(pair.new, repeat)
-    if pair.kind == "dense":
+    if pair.kind in ("dense", "structured"):
         row.bound = information_bound(pair)
     return row
 

@@ -1,24 +1,24 @@
 """The model pairs the transfer benchmark runs on.
 
-Uses ``modelpack.lineage`` when it exists; until then, pairs derived
-reproducibly (fixed seeds) from the real SqueezeNet v1.0 weights, labelled
-"derived" in every table. What each derived pair stands for:
+From ``modelpack.lineage`` (real SqueezeNet v1.0 and its realistic
+successors, each with its provenance in its ModelInfo): the first install,
+base -> head retrain (conv10 retrained by gradient descent, mask kept),
+base -> 6-bit codebooks, base -> static int8 (QDQ, per-channel). From the zoo:
+SqueezeNet 1.0 -> 1.1 (1.1's weights are seeded: it has no released
+trained weights here). The lineage has no full fine-tune yet, so these are
+derived reproducibly (fixed seeds) from the real weights and labelled
+"derived" in every table:
 
-* head retrain: conv10 weights moved (noise of 5% of their spread) and
-  re-quantised to a fresh 256-entry codebook, pruning mask kept; all other
-  layers frozen (a retrained classifier head).
 * codebook retrain: every layer's 256 codebook values moved by ~2%, indices
   kept (Deep Compression's codebook fine-tuning).
 * dense fine-tune: every non-zero weight and bias times (1 + N(0, 0.01)),
   float32, pruning mask kept: no codebook structure left.
 * next fine-tune: the same step again from the fine-tuned model.
-* fp32 -> int8: ONNX Runtime's real ``quantize_dynamic`` (QInt8 weights).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,60 +59,39 @@ def _dense_step(tensors: list[dc.LayerTensors], seed: int) -> list[dc.LayerTenso
     return out
 
 
-def derived_pairs() -> list[Pair]:
+def derived_pairs(v10: bytes) -> list[Pair]:
     tensors = dc.load_shipped_tensors()
-    v10 = zoo.build("squeezenet1.0")
-    pairs = [Pair("first install (v1.0)", "first", "real weights", None, v10)]
-
-    rng = np.random.default_rng(20)
-    head = [
-        dataclasses.replace(t, weight=_requantise(t.weight, rng, 0.05), bias=(t.bias + rng.normal(0, 0.01, t.bias.shape)).astype(np.float32))
-        if t.name == "conv10"
-        else t
-        for t in tensors
-    ]
-    pairs.append(Pair("v1.0 -> head retrain", "structured", "derived (seed 20)", v10, build_from_tensors(head)))
-
+    pairs = []
     rng = np.random.default_rng(21)
     books = []
     for t in tensors:
         values, inverse = np.unique(t.weight, return_inverse=True)
         moved = np.where(values == 0, 0, values * (1 + rng.normal(0, 0.02, size=values.size))).astype(np.float32)
         books.append(dataclasses.replace(t, weight=moved[inverse.reshape(-1)].reshape(t.weight.shape)))
-    pairs.append(Pair("v1.0 -> codebook retrain", "structured", "derived (seed 21)", v10, build_from_tensors(books)))
-
+    pairs.append(Pair("v1.0 -> codebook retrain", "structured", "derived, seed 21", v10, build_from_tensors(books)))
     ft1 = _dense_step(tensors, 22)
     ft1_bytes = build_from_tensors(ft1)
-    pairs.append(Pair("v1.0 -> dense fine-tune", "dense", "derived (seed 22)", v10, ft1_bytes))
+    pairs.append(Pair("v1.0 -> dense fine-tune", "dense", "derived, seed 22", v10, ft1_bytes))
     pairs.append(
-        Pair("fine-tune -> next fine-tune", "dense", "derived (seed 23)", ft1_bytes, build_from_tensors(_dense_step(ft1, 23)))
+        Pair("fine-tune -> next fine-tune", "dense", "derived, seed 23", ft1_bytes, build_from_tensors(_dense_step(ft1, 23)))
     )
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with tempfile.TemporaryDirectory() as d:
-        src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
-        src.write_bytes(v10)
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
-        int8 = dst.read_bytes()
-    pairs.append(Pair("v1.0 fp32 -> int8", "quantised", "ORT quantize_dynamic of the real model", v10, int8))
     return pairs
 
 
-def lineage_pairs(out_dir: Path) -> list[Pair] | None:
-    """Pairs from ``modelpack.lineage`` once that lands (None until then)."""
-    try:
-        from modelpack import lineage  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    pairs_fn = getattr(lineage, "benchmark_pairs", None)
-    if pairs_fn is None:
-        return None
-    return [Pair(p.name, p.kind, p.provenance, p.base, p.new) for p in pairs_fn(out_dir)]
+def lineage_pairs(out_dir: Path) -> list[Pair]:
+    from modelpack.lineage import build_lineage
+
+    paths = build_lineage(out_dir)
+    base = paths["base"].read_bytes()
+    member = {k: paths[k].read_bytes() for k in ("head", "cb6", "int8")}
+    return [
+        Pair("first install (v1.0)", "first", "lineage base: real weights", None, base),
+        Pair("v1.0 -> head retrain", "structured", "lineage: conv10 retrained by GD", base, member["head"]),
+        Pair("v1.0 -> 6-bit codebooks", "structured", "lineage: re-clustered codebooks", base, member["cb6"]),
+        Pair("v1.0 fp32 -> int8", "quantised", "lineage: ORT static QDQ, per-channel", base, member["int8"]),
+        Pair("SqueezeNet 1.0 -> 1.1", "architecture", "zoo: 1.1 weights seeded", zoo.build("squeezenet1.0"), zoo.build("squeezenet1.1")),
+    ]
 
 
 def all_pairs(out_dir: Path) -> tuple[list[Pair], str]:
-    pairs = lineage_pairs(out_dir)
-    if pairs is not None:
-        return pairs, "modelpack.lineage"
-    return derived_pairs(), "derived in bench/transfer_pairs.py (modelpack.lineage not merged yet)"
+    return lineage_pairs(out_dir) + derived_pairs(zoo.build("squeezenet1.0")), "modelpack.lineage, the zoo, and derived pairs"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -94,6 +95,7 @@ def main() -> None:
     cb6 = dc.encode_tensors(requantize_codebooks(dc.parse(net), 6))
     rows.append(row("squeezenet1.0-cb6 .net (6-bit values)", cb6, level=level, runs=runs,
                     trained="yes (re-clustered, no retraining)", onnx_model=False))
+    rows[-1]["params"] = rows[-2]["params"]
     rows.append(row("squeezenet1.0-int8", lineage["int8"].read_bytes(), level=level, runs=runs,
                     trained="yes (quantized, no retraining)"))
     rows.append(row("squeezenet1.0-head", lineage["head"].read_bytes(), level=level, runs=runs,
@@ -106,7 +108,9 @@ def main() -> None:
 
     lines = [
         f"Zoo on {platform.machine()} ({platform.processor() or 'cpu'}), onnxruntime CPU, "
-        f"zstd level {level}, median of {runs} runs (AlexNet {max(5, runs // 3)}), batch 1.",
+        f"zstd level {level}, median of {runs} runs (AlexNet {max(5, runs // 3)}), batch 1; "
+        f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (a shared machine: "
+        "latencies move with the load).",
         "",
         "| model | params | bytes | MB | zstd bytes | ms/img 1 thread | ms/img 2 threads | trained | paper |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|",

@@ -46,12 +46,17 @@ def zoo_build(name: str, output: Path) -> None:
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the lineage's ONNX files and lineage.json.")
 @click.option("--force", is_flag=True, help="Rebuild even if the cache holds this lineage.")
-def zoo_lineage(out: Path, force: bool) -> None:
+@click.option("--finetune", is_flag=True,
+              help="Also a full fine-tune of every layer with PyTorch (needs the bench extra: pip install -e '.[bench]').")
+def zoo_lineage(out: Path, force: bool, finetune: bool) -> None:
     """Derive successor versions of the real SqueezeNet v1.0 (head retrain, int8, 6-bit
-    codebooks), each with its measured fidelity against the parent."""
-    from modelpack.lineage import build_lineage, read_manifest
+    codebooks, optionally a full fine-tune), each with its measured fidelity against the parent."""
+    from modelpack.lineage import LineageRecipe, build_lineage, read_manifest
 
-    paths = build_lineage(out, force=force)
+    try:
+        paths = build_lineage(out, force=force, recipe=LineageRecipe(finetune=True) if finetune else None)
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from exc
     manifest = read_manifest(out)
     table = Table("member", "file", "bytes", "suggested version", "top-1 agr.", "top-5 agr.", "confident top-1",
                   title="SqueezeNet v1.0 lineage (fidelity against the base, real weights)")

@@ -71,17 +71,29 @@ def pseudo_labels(model_bytes: bytes, photos: list[str]) -> dict[str, int]:
     return {p: HUMAN_LABELS.get(p, clf.classify(IMAGES_DIR / p, 1)[0].class_id) for p in sorted(set(photos))}
 
 
+def _as_matrix(f: np.ndarray) -> np.ndarray:
+    """(N, K, H, W) features → (K, N·H·W), so each step is two plain GEMMs."""
+    n, k, h, w = f.shape
+    return np.ascontiguousarray(f.reshape(n, k, h * w).transpose(1, 0, 2).reshape(k, n * h * w))
+
+
+def _pooled(w: np.ndarray, b: np.ndarray, fm: np.ndarray, shape: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    n, _, h, wd = shape
+    interior = h * wd
+    total = (h + 2) * (wd + 2)
+    z = w @ fm
+    z += b[:, None]  # (C, N·P) interior pre-activations
+    act = np.maximum(z, 0).reshape(w.shape[0], n, interior).sum(axis=2, dtype=np.float64).T  # (N, C)
+    pooled = (act + (total - interior) * np.maximum(b, 0)[None]) / total
+    return pooled, z
+
+
 def head_forward(w: np.ndarray, b: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Logits before softmax (N, C) and the pre-ReLU interior activations (N, C, P).
+    """Logits before softmax (N, C) and the interior pre-activations (C, N·P).
 
     With padding 1, the 15x15 output has 169 interior positions (W·f + b) and
     56 border positions that see only zeros (b)."""
-    n, cin, h, wd = f.shape
-    interior = h * wd
-    total = (h + 2) * (wd + 2)
-    z = np.einsum("ck,nkp->ncp", w, f.reshape(n, cin, interior), optimize=True) + b[None, :, None]
-    pooled = (np.maximum(z, 0).sum(axis=2) + (total - interior) * np.maximum(b, 0)[None]) / total
-    return pooled, z
+    return _pooled(w, b, _as_matrix(f), f.shape)
 
 
 def train_head(
@@ -99,14 +111,14 @@ def train_head(
     w = w0.reshape(w0.shape[0], -1).astype(np.float32).copy()
     b = b0.astype(np.float32).copy()
     mask = (w != 0).astype(np.float32)
-    n, cin, h, wd = f.shape
+    n, _, h, wd = f.shape
     total = (h + 2) * (wd + 2)
     border = total - h * wd
-    fl = f.reshape(n, cin, h * wd)
+    fm = _as_matrix(f.astype(np.float32))
     vw, vb = np.zeros_like(w), np.zeros_like(b)
     losses = []
     for _ in range(steps):
-        s, z = head_forward(w, b, f)
+        s, z = _pooled(w, b, fm, f.shape)
         s = s - s.max(axis=1, keepdims=True)
         p = np.exp(s)
         p /= p.sum(axis=1, keepdims=True)
@@ -114,9 +126,10 @@ def train_head(
         g = p
         g[np.arange(n), targets] -= 1.0
         g /= n  # dL/ds, (N, C)
-        gz = (z > 0).astype(np.float32) * (g[:, :, None] / total)  # dL/dz interior
-        gw = np.einsum("ncp,nkp->ck", gz, fl, optimize=True) * mask
-        gb = gz.sum(axis=(0, 2)) + g.sum(axis=0) * border / total * (b > 0)
+        # dL/dz at each interior position: dL/ds / total where the ReLU is open
+        gz = (z > 0) * np.repeat(g.T.astype(np.float32) / np.float32(total), h * wd, axis=1)
+        gw = (gz @ fm.T) * mask
+        gb = gz.sum(axis=1) + g.sum(axis=0) * border / total * (b > 0)
         vw = momentum * vw - lr * gw
         vb = momentum * vb - lr * gb
         w += vw

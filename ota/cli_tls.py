@@ -58,8 +58,10 @@ def tls_files(tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None, 
     given = [p for p in (tls_ca, tls_cert, tls_key) if p is not None]
     if len(given) == 3:
         return TlsFiles(tls_ca, tls_cert, tls_key)  # type: ignore[arg-type]
+    if insecure:
+        return None  # plain text; a lone --ca may still serve to verify manifests
     if given:
         raise click.UsageError("--ca, --cert and --key go together: give all three")
-    if insecure or not required:
+    if not required:
         return None
     raise click.UsageError("TLS is required: give --ca, --cert and --key (see `ota certs`), or --insecure for plain text")

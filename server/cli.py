@@ -165,6 +165,21 @@ def keys_push(keys_dir: Path, address: str, tls_ca, tls_cert, tls_key, insecure:
                                          "insecure": insecure})
 
 
+@keys.command("refresh-targets")
+@_KEYS_OPT
+@click.option("--registry", "address", required=True, envvar="OTA_REGISTRY")
+@tls_options("publisher")
+def keys_refresh_targets(keys_dir: Path, address: str, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
+    """Sign the served targets again with a fresh expiry (the targets key is offline)."""
+    from server.client import PublishError, PublisherClient
+
+    with PublisherClient(address, tls_files=tls_files(tls_ca, tls_cert, tls_key, insecure), insecure=insecure) as c:
+        try:
+            click.echo(f"registry {address} now serves targets v{c.resign_targets(_keystore(keys_dir))}")
+        except PublishError as e:
+            raise click.ClickException(f"registry {address}: {e}") from None
+
+
 @click.group()
 def certs() -> None:
     """Make the fleet PKI for mutual TLS: a CA, the registry's, vehicles' and publishers' certificates."""
@@ -222,14 +237,21 @@ def registry() -> None:
 
 
 @registry.command("serve")
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, envvar="OTA_DATA",
-              help="Data directory (SQLite + blobs). Env: OTA_DATA.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), envvar="OTA_DATA",
+              help="Data directory (SQLite + blobs); with --db only a spool for uploads. Env: OTA_DATA.")
+@click.option("--db", default="", envvar="OTA_DB", metavar="postgresql://…",
+              help="Keep everything in this PostgreSQL database instead, shared by any number of "
+                   "replicas (needs the 'pg' extra). Env: OTA_DB.")
 @click.option("--keys", "keys_dir", type=click.Path(path_type=Path), required=True, envvar="OTA_KEYS",
               help="Keystore made by `ota keys init`. Env: OTA_KEYS.")
 @click.option("--listen", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_LISTEN",
               help="host:port to listen on. Env: OTA_LISTEN.")
+@click.option("--metrics-listen", default="", envvar="OTA_METRICS_LISTEN", metavar="HOST:PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one). "
+                   "Env: OTA_METRICS_LISTEN.")
 @tls_options("registry")
-def serve(data_dir: Path, keys_dir: Path, listen: str, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
+def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_listen: str, tls_ca, tls_cert,
+          tls_key, insecure: bool) -> None:
     """Serve the Publisher and Vehicle gRPC services until SIGINT/SIGTERM.
 
     Mutual TLS by default. KEYS needs only the online keys (`ota keys online`).
@@ -239,22 +261,43 @@ def serve(data_dir: Path, keys_dir: Path, listen: str, tls_ca, tls_cert, tls_key
     from server.keys import KeystoreError
     from server.registry import Registry
     from server.service import create_server
+    from server.storage import StorageError
 
+    if not db and data_dir is None:
+        raise click.UsageError("give --data DIR (embedded SQLite) or --db postgresql://… (shared database)")
     files = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not (insecure and tls_ca))
-    ca = tls_ca.read_bytes() if tls_ca else None
     try:
-        reg = Registry.open(data_dir, keys_dir, ca_pem=ca)
-        server, port = create_server(reg, listen, tls_files=None if insecure else files, insecure=insecure)
-    except (KeystoreError, tls.TlsError) as e:
+        reg = Registry.open(data_dir, keys_dir, db=db or None, ca_pem=tls_ca.read_bytes() if tls_ca else None)
+    except (KeystoreError, StorageError, ImportError) as e:
+        raise click.ClickException(str(e)) from None
+    metrics = None
+    if metrics_listen:
+        from server.metrics import RegistryMetrics
+
+        metrics = RegistryMetrics()
+        _, metrics_port = metrics.serve_http(metrics_listen)
+        click.echo(f"metrics on http://{metrics_listen.rsplit(':', 1)[0]}:{metrics_port}/metrics", err=True)
+    try:
+        server, port = create_server(reg, listen, metrics=metrics, tls_files=None if insecure else files,
+                                     insecure=insecure)
+    except tls.TlsError as e:
         raise click.ClickException(str(e)) from None
     host = listen.rsplit(":", 1)[0]
-    click.echo(f"registry serving on {host}:{port} (data {data_dir})", err=True)
+    where = f"database {_redacted(db)}" if db else f"data {data_dir}"
+    click.echo(f"registry serving on {host}:{port} ({where})", err=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     click.echo("stopping: finishing in-flight calls (5 s grace)", err=True)
     server.stop(grace=5).wait()
+    reg.store.close()
+
+
+def _redacted(db: str) -> str:
+    from server.storage_pg import redact
+
+    return redact(db)
 
 
 @click.command()

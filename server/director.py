@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,9 @@ class VehicleAccess:
 
     def put(self, role: str, version: int, data: bytes) -> None:
         self.store.put_vehicle_metadata(SHARED if role == "root" else self.vehicle_id, role, version, data)
+
+    def signing_lock(self) -> AbstractContextManager[None]:
+        return self.store.signing_lock()
 
 
 # (vehicle id, hardware id, installed {name: (version, sha256)}) -> {model name: version to run}
@@ -131,12 +135,13 @@ class Director:
         """Sign a new per-vehicle targets version when the instructions changed."""
         repo = self.repo(vehicle_id)
         want = self.desired(vehicle_id)
-        if repo.has("targets"):
-            have = repo.latest("targets").signed.targets
-            if {p: t.to_dict() for p, t in have.items()} == {p: t.to_dict() for p, t in want.items()}:
-                repo.refresh_if_needed()
-                return
-        repo.sign_new_targets(Targets(targets=want))
+        with repo.signing():  # two check-ins of one vehicle must not both sign the next version
+            if repo.has("targets"):
+                have = repo.latest("targets").signed.targets
+                if {p: t.to_dict() for p, t in have.items()} == {p: t.to_dict() for p, t in want.items()}:
+                    repo.refresh_if_needed()
+                    return
+            repo.sign_new_targets(Targets(targets=want))
 
     def get_file(self, vehicle_id: str, filename: str) -> bytes:
         """Serve one file of the vehicle's director chain (refreshing it on ``timestamp.json``)."""

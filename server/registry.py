@@ -26,6 +26,7 @@ from server.director import Director, DirectorError
 from server.keys import KeystoreError, utcnow
 from server.storage import (
     BlobNotFound,
+    BlobStore,
     FileBlobStore,
     MetadataStore,
     ModelRecord,
@@ -112,7 +113,7 @@ class Registry:
     """Publishes model versions as signed TUF targets and serves them."""
 
     def __init__(
-        self, store: MetadataStore, blobs: FileBlobStore, tuf: TufRepository, rollouts: RolloutPolicy | None = None,
+        self, store: MetadataStore, blobs: BlobStore, tuf: TufRepository, rollouts: RolloutPolicy | None = None,
         ca_pem: bytes | None = None,
     ) -> None:
         self.store = store
@@ -126,21 +127,37 @@ class Registry:
         self.downloads: deque[DownloadStat] = deque(maxlen=4096)
 
     @classmethod
-    def open(cls, data_dir: Path, keys_dir: Path, ca_pem: bytes | None = None) -> "Registry":
+    def open(cls, data_dir: Path | None, keys_dir: Path, db: str | None = None,
+             ca_pem: bytes | None = None) -> "Registry":
         """The embedded default: SQLite + a blob directory under ``data_dir``.
 
         ``keys_dir`` needs only the online keys (snapshot, timestamp, director);
         ``ca_pem`` is the fleet CA that vehicle manifests are verified against.
+
+        With ``db`` a ``postgresql://`` URL, everything lives in that database
+        instead (replicas share it); ``data_dir``, if given, only spools uploads.
         """
         from server.keys import Keystore
-        from server.storage import SqliteMetadataStore
 
-        data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        store: MetadataStore
+        blobs: BlobStore
+        if db:
+            from server.storage_pg import is_postgres_url, open_postgres
+
+            if not is_postgres_url(db):
+                raise StorageError(f"--db {db!r}: only postgresql://… URLs are supported (SQLite is the default)")
+            store, blobs = open_postgres(db, spool_dir=Path(data_dir) / "spool" if data_dir else None)
+        else:
+            from server.storage import SqliteMetadataStore
+
+            if data_dir is None:
+                raise StorageError("the embedded SQLite store needs a data directory")
+            data_dir = Path(data_dir)
+            data_dir.mkdir(parents=True, exist_ok=True)
+            store = SqliteMetadataStore(data_dir / "registry.sqlite3")
+            blobs = FileBlobStore(data_dir / "blobs")
         from server.campaigns import CampaignManager
 
-        store = SqliteMetadataStore(data_dir / "registry.sqlite3")
-        blobs = FileBlobStore(data_dir / "blobs")
         return cls(store, blobs, TufRepository(store, Keystore(keys_dir)), CampaignManager(store), ca_pem)
 
     # -- publishing -----------------------------------------------------------------

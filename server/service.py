@@ -7,6 +7,7 @@ import inspect
 import logging
 from collections.abc import Iterator
 from concurrent import futures
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -17,6 +18,9 @@ from server import authz
 from server.director import DirectorError
 from server.registry import Registry, RegistryError
 from server.storage import ReportRecord
+
+if TYPE_CHECKING:
+    from server.metrics import RegistryMetrics
 
 log = logging.getLogger(__name__)
 
@@ -230,18 +234,21 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
             _abort(context, e)
         return ota_pb2.ManifestAck(accepted=True, counter=rec.counter)
 
-
-def create_server(registry: Registry, listen: str = "127.0.0.1:0", max_workers: int = 16, *,
-                  tls_files: tls.TlsFiles | None = None, insecure: bool = False) -> tuple[grpc.Server, int]:
+def create_server(
+    registry: Registry, listen: str = "127.0.0.1:0", max_workers: int = 16, metrics: RegistryMetrics | None = None,
+    *, tls_files: tls.TlsFiles | None = None, insecure: bool = False,
+) -> tuple[grpc.Server, int]:
     """Build and start a registry gRPC server; return it and the bound port.
 
     TLS with mutual authentication unless ``insecure`` is asked for explicitly.
+    With ``metrics``, every call is counted and timed into it (see server/metrics.py).
     """
     if tls_files is None and not insecure:
         raise tls.TlsError("the registry needs TLS files (--ca/--cert/--key), or --insecure for plain text")
     server = grpc.server(
-        interceptors=[authz.RoleInterceptor()],  # security (issue 4): services by certificate role
-        thread_pool=futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry"),
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry"),
+        # security (issue 4): each service only for its certificate role (after metrics, so refusals count).
+        interceptors=[*([metrics.interceptor()] if metrics else []), authz.RoleInterceptor()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, ContextManager, Protocol
 
 from modelpack.fsio import fsync_dir
 
@@ -126,6 +126,7 @@ class ManifestRecord:
 
 
 class BlobStore(Protocol):
+    def tempfile(self) -> tuple[int, Path]: ...
     def put_file(self, src: Path, sha256: str) -> None: ...
     def put_bytes(self, data: bytes) -> str: ...
     def open(self, sha256: str) -> BinaryIO: ...
@@ -164,6 +165,10 @@ class MetadataStore(Protocol):
     def get_assignments(self, vehicle_id: str) -> dict[str, str]: ...
     def get_manifest(self, vehicle_id: str) -> ManifestRecord | None: ...
     def accept_manifest(self, rec: ManifestRecord) -> bool: ...
+    def signing_lock(self) -> ContextManager[None]:
+        """Held while TUF metadata is signed: one signer at a time, over every replica."""
+        ...
+    def close(self) -> None: ...
 
 
 class FileBlobStore:
@@ -319,6 +324,7 @@ class SqliteMetadataStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._signing = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -338,6 +344,13 @@ class SqliteMetadataStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def signing_lock(self) -> Iterator[None]:
+        # One process owns a SQLite file, so an in-process lock is enough; a
+        # separate one, so that readers are not held up while metadata is signed.
+        with self._signing:
+            yield
 
     # -- models ---------------------------------------------------------------
     def add_model(self, rec: ModelRecord) -> None:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -56,6 +57,7 @@ class MetadataAccess(Protocol):
 
     def get(self, role: str, version: int | None = None) -> bytes | None: ...
     def put(self, role: str, version: int, data: bytes) -> None: ...
+    def signing_lock(self) -> AbstractContextManager[None]: ...
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class ImageAccess:
 
     def put(self, role: str, version: int, data: bytes) -> None:
         self.store.put_tuf_metadata(role, version, data)
+
+    def signing_lock(self) -> AbstractContextManager[None]:
+        return self.store.signing_lock()
 
 
 def sign_targets(
@@ -132,6 +137,12 @@ class SignedRepository:
         self.expiries = expiries or keystore.expiries
         self._lock = threading.RLock()
         self.label = label
+
+    @contextmanager
+    def signing(self) -> Iterator[None]:
+        """One signer at a time: in this process, and over every replica sharing the store."""
+        with self._lock, self._access.signing_lock():
+            yield
 
     # -- reading ------------------------------------------------------------------------
     def root(self) -> Metadata[Root]:
@@ -203,7 +214,7 @@ class SignedRepository:
 
     def sign_new_targets(self, targets: Targets, now: datetime | None = None) -> None:
         """Sign ``targets`` as the next version with keys held here (online targets roles)."""
-        with self._lock:
+        with self.signing():
             targets.version = self.latest("targets").signed.version + 1 if self.has("targets") else 1
             targets.expires = (now or utcnow()) + self.expiries.targets
             self._sign_and_store(Metadata(targets))
@@ -212,7 +223,7 @@ class SignedRepository:
     # -- metadata signed elsewhere -------------------------------------------------------------
     def put_targets(self, data: bytes, check: Callable[[Targets], None] | None = None) -> Metadata[Targets]:
         """Accept targets signed offline: verify like a vehicle would, then serve them."""
-        with self._lock:
+        with self.signing():
             md = _parse(data, Targets, "targets")
             try:
                 self.root().signed.verify_delegate("targets", md.signed_bytes, md.signatures)
@@ -233,7 +244,7 @@ class SignedRepository:
 
     def put_root(self, data: bytes) -> Metadata[Root]:
         """Accept the next root version (rotation/revocation), checked against the current one."""
-        with self._lock:
+        with self.signing():
             md = _parse(data, Root, "root")
             trusted = self.root()
             if md.signed.version != trusted.signed.version + 1:
@@ -252,7 +263,7 @@ class SignedRepository:
 
     def install_root_chain(self, roots: list[bytes]) -> None:
         """Store root versions from a keystore's history that are newer than the served one."""
-        with self._lock:
+        with self.signing():
             for data in roots:
                 version = Metadata[Root].from_bytes(data).signed.version
                 if not self.has("root"):
@@ -266,8 +277,10 @@ class SignedRepository:
     def refresh_if_needed(self, now: datetime | None = None) -> bool:
         """Re-sign what is past half its lifetime and can be signed here."""
         now = now or utcnow()
+        if not self._needs_refresh(now):
+            return False  # the common case, answered without taking the signing lock
         changed = False
-        with self._lock:
+        with self.signing():
             if not self.has("targets"):
                 return False
             targets = self.latest("targets")
@@ -277,7 +290,8 @@ class SignedRepository:
                     changed = True
                 else:
                     log.warning("%s: targets v%d expires at %s; sign a fresh version offline "
-                                "(ota keys refresh-targets)", self.label, targets.signed.version, targets.signed.expires)
+                                "(ota keys refresh-targets)", self.label, targets.signed.version,
+                                targets.signed.expires)
             snap = self.latest("snapshot")
             if snap.signed.expires - now < self.expiries.snapshot / 2:
                 self.new_snapshot_and_timestamp(now)
@@ -287,6 +301,13 @@ class SignedRepository:
                 self._new_timestamp(self.latest("snapshot").signed.version, now)
                 changed = True
         return changed
+
+    def _needs_refresh(self, now: datetime) -> bool:
+        """Anything past half its lifetime? (Read without the signing lock, shared by replicas.)"""
+        roles = [("snapshot", self.expiries.snapshot), ("timestamp", self.expiries.timestamp)]
+        if self.can_sign("targets"):
+            roles.append(("targets", self.expiries.targets))
+        return any(self.has(r) and self.latest(r).signed.expires - now < life / 2 for r, life in roles)
 
     # -- serving ------------------------------------------------------------------------------
     def get_file(self, filename: str) -> bytes:
@@ -323,7 +344,7 @@ class TufRepository(SignedRepository):
         self._init_if_empty()
 
     def _init_if_empty(self) -> None:
-        with self._lock:
+        with self.signing():
             if self.has("root") and self._access.get("root", 1) is None:
                 raise TufError("metadata store holds a root chain without version 1")
             self.install_root_chain(self.keystore.root_history("image"))
@@ -337,7 +358,7 @@ class TufRepository(SignedRepository):
 
     def add_target(self, path: str, length: int, sha256: str, custom: dict[str, Any]) -> TargetFile:
         """Sign a new target with the targets key held here (development keystores)."""
-        with self._lock:
+        with self.signing():
             existing = self.targets().get(path)
             if existing is not None:
                 if existing.hashes.get("sha256") == sha256 and existing.length == length:

@@ -7,12 +7,13 @@ arXiv:1602.07360, Table 2). Every other size is the length of bytes built here,
 and each :class:`PackageSize` says how it was made, so a report can tell what is
 real and what is not.
 
-Providers are pluggable (anything with ``sizes(strategies)``): the default,
-:class:`ProjectArtifacts`, builds SqueezeNet v1.0 with ``modelpack.zoo`` from the
-shipped trained weights and encodes it with ``modelpack.codecs`` when that
-package is installed, else with ``zstandard`` directly (the same zstd the
-registry's codecs wrap). Results are cached per input fingerprint because
-zstd -19 of 5 MB takes seconds.
+Providers are pluggable (anything with ``sizes(strategies)``). The default,
+:class:`ProjectArtifacts`, measures the project's own artifacts: the zoo's
+SqueezeNet v1.0 lineage (``modelpack.lineage``: the real v1.0, its head
+retrained by gradient descent, its int8 quantisation) encoded with
+``modelpack.codecs`` as the registry encodes it (``server.encodings.CODECS``).
+Each size is measured when first asked for and cached per input fingerprint,
+because zstd -19 of 5 MB takes seconds.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-
 log = logging.getLogger(__name__)
 
 ALEXNET_BYTES = 240_000_000
@@ -38,11 +37,11 @@ STRATEGY_LABELS: dict[str, str] = {
     "alexnet_fp32": "AlexNet fp32, full (240 MB baseline)",
     "squeezenet_fp32": "SqueezeNet v1.0 fp32 ONNX, full",
     "squeezenet_zstd": "SqueezeNet v1.0 ONNX, zstd -19",
-    "squeezenet_deep_compression": "SqueezeNet v1.0, Deep Compression",
-    "squeezenet_int8": "SqueezeNet v1.0 int8 (ORT dynamic quantisation), zstd -19",
-    "squeezenet_delta": "SqueezeNet delta, retrained classifier vs v1.0",
+    "squeezenet_deep_compression": "SqueezeNet v1.0, Deep Compression codec",
+    "squeezenet_int8": "SqueezeNet v1.0 int8 (static QDQ), as the registry serves it",
+    "squeezenet_delta": "SqueezeNet v1.0 -> head-retrained v1.1, tensor delta",
 }
-_PROVIDER_VERSION = "2"  # bump when the way sizes are made changes
+_PROVIDER_VERSION = "3"  # bump when the way sizes are made changes
 
 
 @dataclass(frozen=True)
@@ -97,28 +96,31 @@ class ProjectArtifacts:
             pass
         except (ValueError, TypeError) as e:
             log.warning("ignoring unreadable size cache %s: %s", cache, e)
-        if not all(s in table for s in strategies):
-            table = _measure()
+        missing = [s for s in strategies if s not in table]
+        if missing:
+            log.info("measuring package sizes of %s", missing)
+            lineage = _Lineage()
+            for s in missing:
+                table[s] = _MEASURES[s](lineage)
             _write_cache(cache, {k: dataclasses.asdict(v) for k, v in table.items()})
         return {s: table[s] for s in strategies}
 
 
 def _fingerprint() -> str:
     from modelpack import deepcompression as dc
+    from modelpack.lineage import LineageRecipe, lineage_cache
 
     h = hashlib.sha256(_PROVIDER_VERSION.encode())
     h.update(dc.SHIPPED_PATH.read_bytes())
-    h.update(b"codecs" if _codecs() is not None else b"zstandard")
+    h.update(str(lineage_cache(LineageRecipe())).encode())
+    h.update(",".join(_served_codecs()).encode())
     return h.hexdigest()[:16]
 
 
-def _codecs():  # type: ignore[no-untyped-def]
-    try:
-        from modelpack import codecs
+def _served_codecs() -> tuple[str, ...]:
+    from server.encodings import CODECS
 
-        return codecs
-    except ImportError:
-        return None
+    return tuple(CODECS)
 
 
 def _write_cache(path: Path, data: dict) -> None:  # type: ignore[type-arg]
@@ -132,92 +134,68 @@ def _write_cache(path: Path, data: dict) -> None:  # type: ignore[type-arg]
         log.warning("cannot cache package sizes in %s: %s", path, e)
 
 
-def retrained_classifier(seed: int = 1, rel: float = 0.02) -> bytes:
-    """A plausible next version: SqueezeNet v1.0 with its classifier (conv10) fine-tuned.
+class _Lineage:
+    """The zoo's SqueezeNet v1.0 lineage (real v1.0, head retrain, int8), loaded on first use."""
 
-    Synthetic lineage (the project has no second trained release): conv10's
-    shared weight values (its Deep Compression codebook) and biases move by a
-    seeded ~2% each, as a fine-tune of the last layer with weight sharing kept
-    would. Every other layer is byte-identical. Labelled as such in reports.
-    """
-    from modelpack import deepcompression as dc
-    from modelpack.zoo.squeezenet import build_from_tensors
+    def __init__(self) -> None:
+        self._paths: dict[str, Path] | None = None
 
-    rng = np.random.default_rng(seed)
-    tensors = []
-    for t in dc.load_shipped_tensors():
-        if t.name == "conv10":
-            values, inverse = np.unique(t.weight, return_inverse=True)
-            factor = (1 + rel * rng.standard_normal(values.shape)).astype(np.float32)
-            factor[values == 0] = 1  # pruned weights stay pruned
-            weight = (values * factor)[inverse].reshape(t.weight.shape).astype(np.float32)
-            bias = (t.bias * (1 + rel * rng.standard_normal(t.bias.shape))).astype(np.float32)
-            t = dataclasses.replace(t, weight=weight, bias=bias)
-        tensors.append(t)
-    return build_from_tensors(tensors)
+    def __getitem__(self, member: str) -> bytes:
+        if self._paths is None:
+            from modelpack.lineage import build_lineage
+
+            self._paths = build_lineage()
+        return self._paths[member].read_bytes()
 
 
-def _measure() -> dict[str, PackageSize]:
-    import zstandard
+def _served(new: bytes, base: bytes | None) -> tuple[int, str]:
+    """Length of what the registry would send: its smallest encoding (server.encodings), else the file."""
+    from modelpack import codecs
 
-    from modelpack import deepcompression as dc
-    from modelpack import zoo
-
-    log.info("measuring package sizes (zoo build, zstd -19, int8 quantisation, delta)")
-    v10 = zoo.build("squeezenet1.0")
-    v11 = retrained_classifier()
-    zc = zstandard.ZstdCompressor(level=19)
-    out = {
-        "alexnet_fp32": PackageSize("alexnet_fp32", ALEXNET_BYTES, ALEXNET_SOURCE),
-        "squeezenet_fp32": PackageSize(
-            "squeezenet_fp32", len(v10), "real: ONNX from modelpack.zoo.build('squeezenet1.0'), trained weights"
-        ),
-        "squeezenet_zstd": PackageSize(
-            "squeezenet_zstd", len(zc.compress(v10)), "real: zstandard level 19 of that ONNX"
-        ),
-        "squeezenet_deep_compression": PackageSize(
-            "squeezenet_deep_compression",
-            dc.SHIPPED_PATH.stat().st_size,
-            "real: the released Deep Compression .net file (pruned, 8-bit shared weights)",
-        ),
-        "squeezenet_int8": PackageSize("squeezenet_int8", len(zc.compress(_int8(v10))), "real: onnxruntime quantize_dynamic (int8 weights) of that ONNX, zstd -19"),
-    }
-    delta, how = _delta(v11, v10)
-    out["squeezenet_delta"] = PackageSize(
-        "squeezenet_delta", delta, f"real bytes, synthetic lineage: {how} of a conv10-retrained v1.0 against v1.0"
-    )
-    return out
+    encs = [e for e in codecs.best_encoding(new, {"base": base} if base else None, verify=False, only=_served_codecs())
+            if (e.base_id is not None) == (base is not None)]
+    if not encs or encs[0].size >= len(new):
+        return len(new), "the full file (no smaller encoding)"
+    return encs[0].size, f"the registry's '{encs[0].codec}' encoding"
 
 
-def _delta(new: bytes, base: bytes) -> tuple[int, str]:
-    codecs = _codecs()
-    if codecs is not None:
-        try:
-            encs = [e for e in codecs.best_encoding(new, {"v1.0": base}) if getattr(e, "base", None)]
-            if encs:
-                best = min(encs, key=lambda e: e.size)
-                return best.size, f"modelpack.codecs '{getattr(best, 'codec', '?')}'"
-        except Exception as e:  # noqa: BLE001 - the codecs API is young; fall back and say so
-            log.warning("modelpack.codecs delta failed (%s); using zstd --patch-from", e)
-    import zstandard
-
-    d = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-    return len(zstandard.ZstdCompressor(level=19, dict_data=d).compress(new)), "zstd -19 --patch-from (zstandard)"
+def _m_alexnet(lin: _Lineage) -> PackageSize:
+    return PackageSize("alexnet_fp32", ALEXNET_BYTES, ALEXNET_SOURCE)
 
 
-def _int8(model: bytes) -> bytes:
-    import logging as _logging
+def _m_fp32(lin: _Lineage) -> PackageSize:
+    return PackageSize("squeezenet_fp32", len(lin["base"]), "real: ONNX of the zoo's SqueezeNet v1.0 (trained weights), full file")
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    root = _logging.getLogger()
-    level = root.level
-    root.setLevel(_logging.ERROR)  # quantize_dynamic warns about pre-processing on the root logger
-    try:
-        with tempfile.TemporaryDirectory() as d:
-            src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
-            src.write_bytes(model)
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
-            return dst.read_bytes()
-    finally:
-        root.setLevel(level)
+def _m_zstd(lin: _Lineage) -> PackageSize:
+    from modelpack import codecs
+
+    n = len(codecs.encode("full", lin["base"]))
+    return PackageSize("squeezenet_zstd", n, "real: modelpack.codecs 'full' (zstd -19, with its container header) of that ONNX")
+
+
+def _m_dc(lin: _Lineage) -> PackageSize:
+    from modelpack import codecs
+
+    n = len(codecs.encode("deepcompression", lin["base"]))
+    return PackageSize("squeezenet_deep_compression", n, "real: modelpack.codecs 'deepcompression' of that ONNX (what the registry serves a new vehicle)")
+
+
+def _m_int8(lin: _Lineage) -> PackageSize:
+    n, how = _served(lin["int8"], None)
+    return PackageSize("squeezenet_int8", n, f"real: lineage member 'int8' (ORT static int8 QDQ of v1.0), stand-alone: {how}")
+
+
+def _m_delta(lin: _Lineage) -> PackageSize:
+    n, how = _served(lin["head"], lin["base"])
+    return PackageSize("squeezenet_delta", n, f"real: lineage member 'head' (conv10 retrained by gradient descent) against v1.0: {how}")
+
+
+_MEASURES = {
+    "alexnet_fp32": _m_alexnet,
+    "squeezenet_fp32": _m_fp32,
+    "squeezenet_zstd": _m_zstd,
+    "squeezenet_deep_compression": _m_dc,
+    "squeezenet_int8": _m_int8,
+    "squeezenet_delta": _m_delta,
+}

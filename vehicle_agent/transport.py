@@ -11,6 +11,9 @@ plain text only when ``insecure`` is asked for explicitly.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,21 +48,84 @@ class TransportConfig:
         return min(self.download_deadline_s, self.rpc_deadline_s + max_bytes / self.min_rate_bps)
 
 
+# Spread calls over every address the name or list gives (registry replicas
+# share one database, so any of them can answer); retry the small idempotent
+# calls on another replica when one goes away. Download is not retried here:
+# the download loop resumes it from the last byte it holds.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": "ota.v1.Vehicle", "method": "CheckForUpdate"},
+                    {"service": "ota.v1.Vehicle", "method": "ReportInstall"},
+                ],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.2s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+)
+
+
+def channel_target(address: str) -> str:
+    """A gRPC target for one address or a comma-separated list of replicas.
+
+    ``host:port`` stays as it is (a DNS name resolves to all its addresses);
+    ``10.0.0.1:50051,10.0.0.2:50051`` becomes ``ipv4:10.0.0.1:50051,10.0.0.2:50051``
+    (``[::1]:50051,…`` becomes ``ipv6:…``). A list must hold IP literals: gRPC
+    resolves one name per channel, so a fleet of names belongs in DNS or behind
+    a load balancer.
+    """
+    parts = [a.strip() for a in address.split(",") if a.strip()]
+    if len(parts) <= 1 or address.startswith(("ipv4:", "ipv6:", "dns:", "unix:")):
+        return address.strip()  # one address, or already a gRPC target
+    families = set()
+    for part in parts:
+        host, sep, port = part.rpartition(":")
+        try:
+            families.add(ipaddress.ip_address(host.strip("[]")).version if sep and port.isdigit() else None)
+        except ValueError:
+            families.add(None)
+    if None in families or len(families) != 1:
+        raise ValueError(
+            f"registry address list {address!r}: give IP:PORT entries of one family "
+            "(e.g. 127.0.0.1:50051,127.0.0.1:50052), or one DNS name with several addresses"
+        )
+    return f"ipv{families.pop()}:{','.join(parts)}"
+
+
 class RegistryClient:
-    """Vehicle-side stub wrapper: check-in, chunked downloads, reports."""
+    """Vehicle-side stub wrapper: check-in, chunked downloads, reports.
+
+    ``address`` may list several registry replicas; calls are spread over them
+    round-robin and a replica that goes away is skipped.
+    """
 
     def __init__(self, address: str, config: TransportConfig = TransportConfig(), *,
                  tls_files: tls.TlsFiles | None = None, insecure: bool = False) -> None:
         self.address = address
         self.config = config
+        target = channel_target(address)
+        if tls_files is not None and not tls_files.server_name and target != address.strip():
+            # A list of replicas: each must hold a certificate valid for the first one's name
+            # (one name per channel; replicas behind one DNS name are the usual way).
+            tls_files = dataclasses.replace(tls_files, server_name=address.split(",")[0].rsplit(":", 1)[0].strip("[] "))
         self._channel = tls.secure_or_insecure_channel(
-            address,
+            target,
             tls_files,
             insecure,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.enable_retries", 0),
+                ("grpc.service_config", _SERVICE_CONFIG),
+                ("grpc.enable_retries", 1),
             ],
         )
         self._stub = ota_pb2_grpc.VehicleStub(self._channel)

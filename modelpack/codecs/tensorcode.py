@@ -229,7 +229,12 @@ def _encode_codebook_predict(old_words: np.ndarray, words: np.ndarray, elem: int
     w.varint(values.size)
     deltas = np.diff(values, prepend=values.dtype.type(0))
     w.raw(encode_stream(deltas.view(np.uint8).reshape(-1, elem).T.reshape(-1)))
-    w.raw(encode_stream(((inverse.reshape(-1) - pred) % values.size).astype(np.uint8)))
+    res = ((inverse.reshape(-1) - pred) % values.size).astype(np.uint8)
+    # Pruned weights stay pruned: residuals where the base is zero are coded
+    # apart, so the zero pattern (which the decoder already has) costs nothing.
+    zero = old_words == 0
+    w.raw(encode_stream(res[zero]))
+    w.raw(encode_stream(res[~zero]))
     return w.getvalue()
 
 
@@ -304,36 +309,54 @@ def _codebook_map(old: np.ndarray, new: np.ndarray, elem: int) -> bytes | None:
     return encode_stream((values ^ mapped).view(np.uint8).reshape(-1, elem).T.reshape(-1))
 
 
-def _quant_predict(old_f: np.ndarray, scale: np.float32, zero_point: int, signed: bool) -> np.ndarray:
+def _quant_predict(old_f: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, signed: bool) -> np.ndarray:
+    """``clip(rint(old / scale) + zero_point)`` with one scale and zero point
+    per leading-axis channel (per-tensor: one channel)."""
     lo, hi = (-128, 127) if signed else (0, 255)
+    c = scale.size
     with np.errstate(all="ignore"):
-        q = np.rint(old_f / scale) + np.float32(zero_point)
+        q = np.rint(old_f.reshape(c, -1) / scale.reshape(c, 1)) + zero_point.reshape(c, 1).astype(np.float32)
         q = np.nan_to_num(np.clip(q, lo, hi), nan=0.0)
-    return q.astype(np.int16)
+    return q.reshape(-1).astype(np.int16)
 
 
-def encode_quantised(new: bytes, signed: bool, old_index: int, old: bytes, scales: list[float]) -> bytes | None:
-    """``QUANT`` record of an 8-bit tensor predicted from an old float32 one."""
+def encode_quantised(
+    new: bytes, signed: bool, old_index: int, old: bytes, scales: list[tuple[np.ndarray, int | None]]
+) -> bytes | None:
+    """``QUANT`` record of an 8-bit tensor predicted from an old float32 one.
+
+    ``scales`` are candidate scale tensors (scalar or per output channel),
+    each with the index of the new model's tensor that holds it if that one is
+    decoded before this one (then it is referred to, not sent again); a
+    per-tensor max-abs scale is always tried too."""
     if len(old) != 4 * len(new) or not new:
         return None
     old_f = np.frombuffer(old, "<f4")
     q = np.frombuffer(new, np.int8 if signed else np.uint8).astype(np.int16)
-    span = float(np.nanmax(np.abs(old_f))) if old_f.size else 0.0
-    candidates = [*scales, span / 127 if signed else span / 255]
+    span = float(np.nanmax(np.abs(old_f)))
+    candidates = [(np.asarray(sc, dtype="<f4").reshape(-1), ref) for sc, ref in scales]
+    candidates.append((np.array([span / (127 if signed else 255)], dtype="<f4"), None))
     best: bytes | None = None
-    for scale in candidates:
-        sc = np.float32(scale)
-        if not np.isfinite(sc) or sc <= 0:
+    for sc, ref in candidates:
+        c = sc.size
+        if c == 0 or q.size % c or not np.all(np.isfinite(sc)) or np.any(sc <= 0):
             continue
-        zp = int(np.median(q - _quant_predict(old_f, sc, 0, signed)))
-        zp = int(np.clip(zp, -128, 127) if signed else np.clip(zp, 0, 255))
+        raw = (q - _quant_predict(old_f, sc, np.zeros(c, np.int16), signed)).reshape(c, -1)
+        zp = np.median(raw, axis=1).astype(np.int16)
+        zp = np.clip(zp, -128, 127) if signed else np.clip(zp, 0, 255)
         res = ((q - _quant_predict(old_f, sc, zp, signed)) % 256).astype(np.uint8)
         w = Writer()
         w.u8(QUANT)
         w.varint(old_index)
         w.u8(int(signed))
-        w.raw(np.array([sc], dtype="<f4").tobytes())
-        w.u8(zp & 0xFF)
+        w.varint(c)
+        if ref is None:
+            w.u8(0)
+            w.raw(sc.astype("<f4").tobytes())
+        else:
+            w.u8(1)
+            w.varint(ref)
+        w.raw(encode_stream((zp & 0xFF).astype(np.uint8)))
         w.raw(encode_stream(res))
         rec = w.getvalue()
         if best is None or len(rec) < len(best):
@@ -341,16 +364,30 @@ def encode_quantised(new: bytes, signed: bool, old_index: int, old: bytes, scale
     return best
 
 
-def _decode_quantised(r: Reader, length: int, olds: list[bytes], what: str) -> bytes:
+def _decode_quantised(r: Reader, length: int, olds: list[bytes], what: str, decoded: list[bytes]) -> bytes:
     old = olds[r.varint(f"{what} base tensor", len(olds) - 1)] if olds else None
     if old is None or len(old) != 4 * length:
         raise CorruptEncodingError(f"{what}: quantised record needs a float32 base tensor of {length} values")
     signed = r.u8(f"{what} signedness")
     if signed > 1:
         raise CorruptEncodingError(f"{what}: bad signedness flag {signed}")
-    scale = np.frombuffer(r.raw(4, f"{what} scale"), "<f4")[0]
-    zp_byte = r.u8(f"{what} zero point")
-    zp = zp_byte - 256 if signed and zp_byte > 127 else zp_byte
+    c = r.varint(f"{what} channels", length)
+    if c == 0 or length % c:
+        raise CorruptEncodingError(f"{what}: {c} channels do not divide {length} values")
+    source = r.u8(f"{what} scale source")
+    if source == 0:
+        scale = np.frombuffer(r.raw(4 * c, f"{what} scales"), "<f4")
+    elif source == 1:
+        k = r.varint(f"{what} scale tensor", max(0, len(decoded) - 1))
+        if k >= len(decoded) or len(decoded[k]) != 4 * c:
+            raise CorruptEncodingError(f"{what}: scale tensor {k} is not {c} float32 values decoded earlier")
+        scale = np.frombuffer(decoded[k], "<f4")
+    else:
+        raise CorruptEncodingError(f"{what}: unknown scale source {source}")
+    zp = decode_stream(r, c, f"{what} zero points")
+    if zp.size != c:
+        raise CorruptEncodingError(f"{what}: {zp.size} zero points, expected {c}")
+    zp = zp.view(np.int8).astype(np.int16) if signed else zp.astype(np.int16)
     res = decode_stream(r, length, f"{what} residuals")
     if res.size != length:
         raise CorruptEncodingError(f"{what}: {res.size} residuals, expected {length}")
@@ -418,11 +455,12 @@ def encode_tensor(new: bytes, elem: int, old: OldTensor | None, same: int | None
     return min(candidates, key=lambda c: len(c[1]))
 
 
-def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str) -> bytes:
-    """Read one tensor record and return exactly ``length`` bytes."""
+def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str, decoded: list[bytes] | None = None) -> bytes:
+    """Read one tensor record and return exactly ``length`` bytes.
+    ``decoded``: the new model's tensors decoded so far (for references)."""
     mode = r.u8(f"{what} mode")
     if mode == QUANT:
-        return _decode_quantised(r, length, olds, what)
+        return _decode_quantised(r, length, olds, what, decoded or [])
     if mode == SAME:
         i = r.varint(f"{what} base tensor", len(olds) - 1) if olds else None
         if i is None or len(olds[i]) != length:
@@ -456,9 +494,15 @@ def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str) -> bytes
         pred = _predicted_indices(old_words, values, elem)
         if pred is None:
             raise CorruptEncodingError(f"{what}: codebook cannot predict from this base tensor")
-        res = decode_stream(r, n, f"{what} index residuals")
-        if res.size != n:
-            raise CorruptEncodingError(f"{what}: {res.size} index residuals, expected {n}")
+        zero = old_words == 0
+        n_zero = int(np.count_nonzero(zero))
+        res = np.empty(n, dtype=np.int64)
+        res_zero = decode_stream(r, n_zero, f"{what} index residuals (base zero)")
+        res_rest = decode_stream(r, n - n_zero, f"{what} index residuals")
+        if res_zero.size != n_zero or res_rest.size != n - n_zero:
+            raise CorruptEncodingError(f"{what}: index residual counts do not fit the base tensor")
+        res[zero] = res_zero
+        res[~zero] = res_rest
         return values[(pred + res) % values.size].tobytes()
     values, inverse = _small_unique(old_words)
     if values.size > MAX_CODEBOOK:

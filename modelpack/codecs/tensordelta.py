@@ -35,6 +35,7 @@ from modelpack.codecs.wire import Reader, Writer
 log = logging.getLogger(__name__)
 
 _LAYOUT_LEVEL = 19
+_REFERABLE = 1 << 16  # tensors up to this size can be referred to by later records
 
 
 @dataclass
@@ -107,7 +108,8 @@ def _quantised(
 ) -> bytes | None:
     """An 8-bit tensor coded against the float32 tensor it quantises: the one
     whose name is the longest prefix of its name (``w`` -> ``w_quantized``),
-    with the scalar float32 tensors named after it as candidate scales."""
+    with the float32 ``*scale*`` tensors named after it (per tensor or per
+    channel) as candidate scales."""
     source = None
     for i, o in enumerate(old_slots):
         if o.data_type == 1 and o.length == 4 * s.length and s.name.startswith(o.name):
@@ -116,10 +118,11 @@ def _quantised(
     if source is None:
         return None
     o = old_slots[source]
+    me = new_slots.index(s)
     scales = [
-        float(np.frombuffer(new[t.offset : t.end], "<f4")[0])
-        for t in new_slots
-        if t.data_type == 1 and t.length == 4 and t.name.startswith(o.name) and "scale" in t.name
+        (np.frombuffer(new[t.offset : t.end], "<f4"), k if k < me and t.length <= _REFERABLE else None)
+        for k, t in enumerate(new_slots)
+        if t.data_type == 1 and t.name.startswith(o.name) and "scale" in t.name and s.length % max(1, t.length // 4) == 0
     ]
     return encode_quantised(new[s.offset : s.end], s.data_type == 3, source, base[o.offset : o.end], scales)
 
@@ -165,11 +168,14 @@ def decode_model(payload: bytes, base: bytes | None, target_length: int) -> byte
     view = memoryview(out)
     src = 0
     dst = 0
+    decoded: list[bytes] = []  # small tensors stay referable (quantisation scales)
     for k, (gap, length) in enumerate(pairs):
         view[dst : dst + gap] = skeleton[src : src + gap]
         src += gap
         dst += gap
-        view[dst : dst + length] = decode_tensor(r, length, olds, f"tensor {k}")
+        data = decode_tensor(r, length, olds, f"tensor {k}", decoded)
+        view[dst : dst + length] = data
+        decoded.append(data if length <= _REFERABLE else b"")
         dst += length
     view[dst:] = skeleton[src:]
     r.expect_end()

@@ -55,7 +55,7 @@ MODELS: dict[str, ZooModel] = {
 }
 
 # Bump when any builder's output changes, so stale cache entries are not reused.
-ZOO_VERSION = "1"
+ZOO_VERSION = "2"
 
 
 def names() -> list[str]:

@@ -72,6 +72,18 @@ class VehicleRun:
         return (self.sim_bytes - self.app_bytes) / self.app_bytes if self.app_bytes else math.nan
 
 
+@dataclass(frozen=True)
+class ServedPackage:
+    """What the registry sends a vehicle that has no model yet."""
+
+    nbytes: int
+    encoding: str  # "full" or the codec of the registry's stand-alone encoding
+    resumable: bool  # the agent resumes full files; it fetches encodings whole (vehicle_agent/rebuild.py)
+
+
+PACKAGES = ("served", "full")
+
+
 @dataclass
 class Calibration:
     setup_rtts: float
@@ -83,7 +95,7 @@ class Calibration:
 @dataclass
 class EmulationResult:
     scenario: Scenario
-    package_bytes: int
+    package: ServedPackage
     calibration: Calibration
     vehicles: list[VehicleRun]
     wall_s: float
@@ -139,9 +151,18 @@ def run_agents(
     horizon_s: float,
     work: Path,
     *,
+    package: str = "served",
     echo: Callable[[str], None] = lambda s: None,
-) -> list[VehicleRun]:
-    """Run ``n`` real agents over the scenario's links and windows; measure each."""
+) -> tuple[list[VehicleRun], ServedPackage]:
+    """Run ``n`` real agents over the scenario's links and windows; measure each.
+
+    ``package``: "served" lets the registry offer what it offers a new vehicle
+    (its smallest stand-alone encoding); "full" withdraws the encodings so that
+    the agents fetch the full file (the registry before it had encodings).
+    """
+    if package not in PACKAGES:
+        raise ValueError(f"package must be one of {PACKAGES}, not {package!r}")
+    from server import encodings
     from server.keys import Keystore
     from server.registry import Registry
     from server.service import create_server
@@ -165,6 +186,7 @@ def run_agents(
     server_tls = tls.issue(pki, "server", "registry")
     reg = Registry.open(work / "registry", work / "keys", ca_pem=(pki / tls.CA_CERT).read_bytes())
     reg.publish_bytes(MODEL_NAME, "1.0.0", model)
+    served = _served_package(reg, encodings, model, package)
     server, port = create_server(reg, "127.0.0.1:0", max_workers=max(16, 4 * n), tls_files=server_tls)
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -180,6 +202,7 @@ def run_agents(
                         "vehicle": f"emu-{k}",
                         "director_root": str(work / "keys" / "director-root.json"),
                         "tls": [str(ident.ca), str(ident.cert), str(ident.key)],
+                        "ifname": link.ns_if,
                         "registry": f"{link.host_ip}:{relays[k].port}",
                         "state": str(d / "state"),
                         "root": str(work / "keys" / "root.json"),
@@ -233,7 +256,23 @@ def run_agents(
                 p.wait(timeout=10)
         server.stop(None)
         reg.store.close()
-    return runs
+    return runs, served
+
+
+def _served_package(reg, encodings, model: bytes, package: str) -> ServedPackage:  # type: ignore[no-untyped-def]
+    standalone = [e for e in encodings.stored_encodings(reg, MODEL_NAME, "1.0.0") if e.base_sha256 == ""]
+    if package == "full":
+        # Withdraw the precomputed encodings: the index is the registry's only record of them.
+        index = reg.blobs.root.parent / "encodings" / MODEL_NAME / "1.0.0.json"
+        index.unlink(missing_ok=True)
+        if encodings.stored_encodings(reg, MODEL_NAME, "1.0.0"):
+            raise RuntimeError("could not withdraw the registry's encodings for the full-file emulation")
+        return ServedPackage(len(model), "full", True)
+    if standalone:
+        best = min(standalone, key=lambda e: e.length)
+        if best.length < len(model):
+            return ServedPackage(best.length, best.codec, False)
+    return ServedPackage(len(model), "full", True)
 
 
 def _wait_for(cond: Callable[[], bool], timeout: float) -> None:
@@ -254,20 +293,20 @@ CALIBRATION = {
 }
 
 
-def calibrate(model: bytes, work: Path, echo: Callable[[str], None] = lambda s: None) -> Calibration:
+def calibrate(model: bytes, work: Path, package: str = "served", echo: Callable[[str], None] = lambda s: None) -> Calibration:
     """Round trips before payload, and metadata bytes, of one real agent session."""
     sc = scenario_from_dict(json.loads(json.dumps(CALIBRATION)), "calibration")
-    [run] = run_agents(sc, 1, model, 60.0, work, echo=echo)
+    [run], served = run_agents(sc, 1, model, 60.0, work, package=package, echo=echo)
     if run.done_at is None or not run.sessions or run.sessions[0]["first_byte"] is None:
         raise RuntimeError(f"calibration agent did not finish its download: {run.sessions}")
     s = run.sessions[0]
     link = sc.links["calib"]
-    chunk_s = min(262144, len(model)) / link.goodput_bytes_per_s()
+    chunk_s = min(262144, served.nbytes) / link.goodput_bytes_per_s()
     setup_s = float(s["first_byte"]) - float(s["start"]) - chunk_s
     rtt = link.rtt_ms / 1000
     return Calibration(
         setup_rtts=max(0.0, setup_s / rtt),
-        session_overhead_bytes=max(0, run.app_bytes - len(model)),
+        session_overhead_bytes=max(0, run.app_bytes - served.nbytes),
         rtt_ms=link.rtt_ms,
         setup_s=setup_s,
     )
@@ -283,9 +322,11 @@ def predict(scenario: Scenario, runs: list[VehicleRun], size: int, horizon_s: fl
         r.sim_sessions = int(res.sessions[k])
 
 
-def calibrated(scenario: Scenario, cal: Calibration) -> Scenario:
+def calibrated(scenario: Scenario, cal: Calibration, served: ServedPackage) -> Scenario:
+    """The scenario with the agent's measured protocol constants and its resume behaviour."""
     links = {name: dataclasses.replace(lk, setup_rtts=cal.setup_rtts) for name, lk in scenario.links.items()}
-    return scenario.replace(links=links, session_overhead_bytes=cal.session_overhead_bytes)
+    campaign = dataclasses.replace(scenario.campaign, resumable=served.resumable)
+    return scenario.replace(links=links, session_overhead_bytes=cal.session_overhead_bytes, campaign=campaign)
 
 
 def emulate(
@@ -293,6 +334,7 @@ def emulate(
     n: int,
     horizon_s: float,
     *,
+    package: str = "served",
     work: Path | None = None,
     echo: Callable[[str], None] = lambda s: None,
 ) -> EmulationResult:
@@ -303,9 +345,9 @@ def emulate(
     model = zoo.build(MODEL_NAME)
     with tempfile.TemporaryDirectory(prefix="ota-emulate-", dir=work) as d:
         echo("calibrating on one agent (always reachable, 300 ms RTT)")
-        cal = calibrate(model, Path(d) / "calibration", echo)
+        cal = calibrate(model, Path(d) / "calibration", package, echo)
         echo(f"calibrated: {cal.setup_rtts:.1f} round trips before payload, {cal.session_overhead_bytes:,} B metadata per session")
-        sc = calibrated(scenario, cal)
-        runs = run_agents(sc, n, model, horizon_s, Path(d) / "fleet", echo=echo)
-    predict(sc, runs, len(model), horizon_s)
-    return EmulationResult(sc, len(model), cal, runs, time.perf_counter() - t)
+        runs, served = run_agents(scenario, n, model, horizon_s, Path(d) / "fleet", package=package, echo=echo)
+    sc = calibrated(scenario, cal, served)
+    predict(sc, runs, served.nbytes, horizon_s)
+    return EmulationResult(sc, served, cal, runs, time.perf_counter() - t)

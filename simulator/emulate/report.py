@@ -57,6 +57,14 @@ def summarise(res: EmulationResult) -> ErrorSummary:
     )
 
 
+def _package(res: EmulationResult) -> str:
+    p = res.package
+    if p.encoding == "full":
+        return f"the full file ({p.nbytes:,} B; the agent resumes it across windows)"
+    return (f"its '{p.encoding}' encoding ({p.nbytes:,} B; the agent fetches an encoding whole, "
+            "so a cut restarts it: the simulator was told `resumable = false`)")
+
+
 def _pct(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{100 * x:+.1f}%"
 
@@ -80,8 +88,8 @@ def write_emulation_report(res: EmulationResult, out: Path) -> tuple[Path, Error
     verdict = "**within**" if s.passed else "**NOT within**"
     md = f"""# Emulation check: simulator vs real agents on shaped links
 
-{s.vehicles} real agents (one process each, in its own network namespace) downloaded the real
-SqueezeNet v1.0 package ({res.package_bytes:,} B) from a real registry over gRPC; each
+{s.vehicles} real agents (one process each, in its own network namespace) installed the real
+SqueezeNet v1.0 from a real registry over gRPC, which served {_package(res)}; each
 downlink shaped by `tc tbf`, latency and reachability windows from a userspace relay (no
 `netem` in this kernel, hence no packet loss). The same vehicles, links and windows went
 through the simulator. Run took {res.wall_s:.0f} s of wall time.

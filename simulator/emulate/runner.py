@@ -6,7 +6,9 @@ harness's start time, then behaves as the simulator assumes a vehicle does: it
 checks in when the campaign starts if reachable, else when its next window
 opens, and keeps trying in each window until the update is installed (the
 agent resumes its partial download across windows). What it measured goes to
-the spec's ``out`` file as JSON.
+the spec's ``out`` file as JSON. The time of the last payload byte is taken
+at the transport (a subclass of the agent's own gRPC client), whichever path
+the agent takes: the registry's encoding or the full file.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 
 from ota.tls import TlsFiles
+from ota.v1 import ota_pb2
 from vehicle_agent.agent import AgentConfig, VehicleAgent
 from vehicle_agent.transport import RegistryClient, TransportConfig
 
@@ -56,22 +59,32 @@ def main(spec_path: str) -> int:
     return 0
 
 
+class TimedClient(RegistryClient):
+    """The real client, noting when payload streams (target or encoding) deliver and finish."""
+
+    def __init__(self, address: str, config: TransportConfig, t0: float, tls_files: TlsFiles) -> None:
+        super().__init__(address, config, tls_files=tls_files)
+        self.t0 = t0
+        self.first_payload: float | None = None
+        self.payload_done: float | None = None
+
+    def download(self, kind, path, offset=0, max_bytes=0, vehicle_id=""):  # type: ignore[no-untyped-def]
+        payload = kind in (ota_pb2.FILE_KIND_TARGET, ota_pb2.FILE_KIND_ENCODING)
+        for chunk in super().download(kind, path, offset, max_bytes, vehicle_id):
+            if payload and self.first_payload is None:
+                self.first_payload = time.time() - self.t0
+            yield chunk
+        if payload:  # the stream ended normally: the last byte of this payload is in
+            self.payload_done = time.time() - self.t0
+
+
 def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, object]:  # type: ignore[type-arg]
     """One session: a fresh connection, as after a vehicle regains its link."""
-    rec: dict[str, object] = {"start": time.time() - t0, "first_byte": None}
-    first: list[float] = []
-
-    def progress(name: str, done: int, total: int) -> None:
-        now = time.time() - t0
-        if not first:
-            first.append(now)
-        if done >= total and result["done_at"] is None:
-            result["done_at"] = now
-
+    rec: dict[str, object] = {"start": time.time() - t0, "rx_start": _rx(spec)}
     ca, cert, key = (Path(p) for p in spec["tls"])
-    identity = TlsFiles(ca, cert, key, server_name="localhost")
-    client = RegistryClient(spec["registry"], TransportConfig(rpc_deadline_s=20.0, download_deadline_s=600.0),
-                            tls_files=identity)
+    identity = TlsFiles(ca, cert, key, server_name="localhost")  # dialled through a relay's address
+    client = TimedClient(spec["registry"], TransportConfig(rpc_deadline_s=20.0, download_deadline_s=600.0), t0,
+                         identity)
     cfg = AgentConfig(
         registry=spec["registry"],
         state_dir=Path(spec["state"]),
@@ -83,7 +96,7 @@ def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, obje
     try:
         agent = VehicleAgent(cfg, client)
         try:
-            outcomes = agent.update_once(progress=progress)
+            outcomes = agent.update_once()
         finally:
             agent.close()
     except Exception as e:  # noqa: BLE001 - a session that dies with the link is data, not a crash
@@ -93,15 +106,26 @@ def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, obje
         client.close()
     if outcomes:
         o = outcomes[0]
-        rec.update(status=o.status, reason=o.reason, bytes_downloaded=o.bytes_downloaded, length=o.length)
+        rec.update(status=o.status, reason=o.reason, encoding=o.encoding, bytes_downloaded=o.bytes_downloaded, length=o.length)
         if o.status == "installed":
             result["installed_at"] = time.time() - t0
-            result["length"] = o.length
+            result["done_at"] = client.payload_done
+            result["encoding"] = o.encoding
     elif "status" not in rec:
         rec["status"] = "nothing offered"
-    rec["first_byte"] = first[0] if first else None
+    rec["first_byte"] = client.first_payload
     rec["end"] = time.time() - t0
+    rec["rx_end"] = _rx(spec)
     return rec
+
+
+def _rx(spec: dict) -> list[int]:  # type: ignore[type-arg]
+    """Bytes and packets received so far on this namespace's interface."""
+    stats = Path("/sys/class/net") / spec["ifname"] / "statistics"
+    try:
+        return [int((stats / "rx_bytes").read_text()), int((stats / "rx_packets").read_text())]
+    except OSError:
+        return [0, 0]
 
 
 if __name__ == "__main__":

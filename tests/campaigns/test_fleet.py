@@ -6,6 +6,8 @@ import dataclasses
 
 import pytest
 
+from server import encodings
+
 from modelpack.runtime import read_model_info
 from server.rollout import CampaignSpec, TargetSelection, Threshold, WaveSpec
 from tests.helpers import with_provenance
@@ -101,8 +103,11 @@ def test_faulty_model_trips_canary_aborts_and_leaves_fleet_untouched(
         clock.advance(3600)
         assert all(r == [] for r in round_(fleet).values())
     assert set(versions(fleet).values()) == {"1.0.0"}
-    served = [d for d in reg.downloads if d.kind == "target" and bad.sha256 in d.path]
-    assert sum(d.bytes_sent for d in served) == bad.length, "only the canary downloaded it"
+    # Only the canary fetched the faulty version, whichever encoding it was sent as.
+    enc_paths = {f"{encodings.PATH_PREFIX}{s.blob_sha256}" for s in encodings.stored_encodings(reg, bad.name, bad.version)}
+    served = [d for d in reg.downloads if (d.kind == "target" and bad.sha256 in d.path) or d.path in enc_paths]
+    [report] = [r for r in reg.store.list_reports(canary) if r.version == "1.0.1" and r.status == "failed"]
+    assert sum(d.bytes_sent for d in served) == report.bytes_downloaded > 0, "only the canary downloaded it"
     assert [w.state for w in view.waves] == ["open", "waiting", "waiting"]
 
 

@@ -129,20 +129,24 @@ def test_best_encoding_is_sorted_skips_model_codecs_for_non_onnx_and_round_trips
 
 
 @SETTINGS
-@given(st.integers(0, 2**32 - 1), st.booleans(), st.floats(0.0, 0.2))
-def test_int8_release_is_coded_against_the_float_weights_it_quantises(seed: int, signed: bool, noise: float) -> None:
+@given(st.integers(0, 2**32 - 1), st.booleans(), st.booleans(), st.floats(0.0, 0.2))
+def test_int8_release_is_coded_against_the_float_weights_it_quantises(
+    seed: int, signed: bool, per_channel: bool, noise: float
+) -> None:
     rng = np.random.default_rng(seed)
-    w = rng.normal(0, 0.1, size=int(rng.integers(1, 4000))).astype(np.float32)
-    scale = np.float32(np.abs(w).max() / (127 if signed else 255))
+    channels = int(rng.integers(1, 17))
+    w = rng.normal(0, 0.1, size=(channels, int(rng.integers(1, 300)))).astype(np.float32)
+    top = np.abs(w).max(axis=1, keepdims=True) if per_channel else np.abs(w).max(keepdims=True)
+    scale = (top / (127 if signed else 255)).astype(np.float32)
     zp = 0 if signed else 128
     lo, hi = (-128, 127) if signed else (0, 255)
     q = np.clip(np.rint(w / scale) + zp, lo, hi)
-    flip = rng.random(w.size) < noise  # a quantiser that rounds differently now and then
+    flip = rng.random(w.shape) < noise  # a quantiser that rounds differently now and then
     q[flip] = np.clip(q[flip] + 1, lo, hi)
     q = q.astype(np.int8 if signed else np.uint8)
     old = model_bytes({"w": w, "b": np.ones(3, np.float32)})
-    new = model_bytes({"w_quantized": q, "w_scale": np.array(scale), "b": np.ones(3, np.float32)})
+    new = model_bytes({"w_scale": scale.reshape(-1), "w_quantized": q, "b": np.ones(3, np.float32)})
     blob = codecs.encode("tensordelta", new, old)
     assert codecs.decode(blob, old) == new
-    if noise == 0 and w.size > 500:
-        assert len(blob) < 400 + q.size // 20  # predicted, not sent
+    if noise == 0 and w.size > 1000:
+        assert len(blob) < 400 + 8 * channels + q.size // 20  # predicted, not sent

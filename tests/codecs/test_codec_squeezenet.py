@@ -81,3 +81,14 @@ def test_int8_release_of_the_real_model_costs_a_few_kilobytes(v10: bytes, tmp_pa
     blob = codecs.encode("tensordelta", int8, v10)
     assert len(blob) < 10_000 < len(int8) // 100
     assert codecs.decode(blob, v10) == int8
+
+
+def test_lineage_int8_static_per_channel_is_predicted_from_fp32(v10: bytes) -> None:
+    from modelpack.lineage import LineageRecipe, build_lineage
+
+    # The small recipe of tests/modelpack/test_lineage.py: built once, cached.
+    paths = build_lineage(None, recipe=LineageRecipe(fidelity_n=20, head_views=10, head_steps=4, int8_calibration=8))
+    base, int8 = paths["base"].read_bytes(), paths["int8"].read_bytes()
+    blob = codecs.encode("tensordelta", int8, base)
+    assert len(blob) < 60_000 < len(int8) // 20
+    assert codecs.decode(blob, base) == int8

@@ -136,3 +136,35 @@ def test_cli_lineage(lineage: dict[str, Path], tmp_path: Path, monkeypatch: pyte
         assert (tmp_path / "out" / name).is_file()
     assert "int8" in res.output and "%" in res.output
     assert json.loads((tmp_path / "out" / "lineage.json").read_text())["recipe"]["fidelity_n"] == 20
+
+
+def test_full_finetune_with_torch_moves_every_layer(squeezenet_bytes: bytes) -> None:
+    # PyTorch is the optional bench extra; without it this test reports itself skipped.
+    pytest.importorskip("torch", reason="full fine-tune needs the bench extra (torch==2.13.0)")
+    import dataclasses
+
+    from modelpack.lineage import _Builder
+
+    recipe = dataclasses.replace(SMALL, finetune=True, finetune_views=5, finetune_steps=2)
+    data, report = _Builder(recipe).finetune()  # the lineage's own member builder, without the other members
+    info = read_model_info(data)
+    assert info is not None and info.extra["lineage"]["method"] == "full-finetune-torch"
+    assert info.extra["lineage"]["loss_last"] < info.extra["lineage"]["loss_first"]
+    assert info.extra["fidelity"] == report.to_dict() and report.n_inputs == 20
+    assert run_selftest(make_session(data), info).ok
+    base = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load_model_from_string(squeezenet_bytes).graph.initializer}
+    tuned = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load_model_from_string(data).graph.initializer}
+    changed = [n for n in base if n.endswith("/weight") and not np.array_equal(base[n], tuned[n])]
+    assert len(changed) == 26
+    np.testing.assert_array_equal(base["conv1/weight"] == 0, tuned["conv1/weight"] == 0)
+
+
+def test_demo_successor_is_the_head_retrain(lineage: dict[str, Path], squeezenet_bytes: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    import modelpack.lineage as lin
+
+    monkeypatch.setattr(lin, "LineageRecipe", lambda: SMALL)  # the module's cached small lineage
+    data, how = lin.demo_successor(squeezenet_bytes)
+    assert data == lineage["head"].read_bytes()
+    assert "gradient descent" in how and "agreement" in how
+    with pytest.raises(ValueError, match="SqueezeNet v1.0"):
+        lin.demo_successor(b"other" + squeezenet_bytes)

@@ -14,6 +14,7 @@ tamper with the delta and withhold the full file.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -423,6 +424,9 @@ class _Memory:
 
     def put(self, role: str, version: int, data: bytes) -> None:
         self.files[(role, version)] = data
+
+    def signing_lock(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
 
 def test_compromised_director_key(scene: Scene, running: VehicleAgent, squeezenet_bytes: bytes) -> None:

@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
-import zstandard
 
-from modelpack import deepcompression as dc
-from modelpack import zoo
+from modelpack import codecs
+from modelpack.lineage import build_lineage
+from server.encodings import CODECS
 from simulator.scenario import ScenarioError, load_scenario, ready_scenarios
 from simulator.sizes import ALEXNET_BYTES, ProjectArtifacts, StaticSizes, UnknownStrategyError
 
@@ -47,18 +47,20 @@ def test_missing_scenario_lists_the_ready_ones() -> None:
 
 
 def test_sizes_come_from_the_real_artifacts(sizes_cache: Path) -> None:
-    sizes = ProjectArtifacts(sizes_cache).sizes(
-        ["alexnet_fp32", "squeezenet_fp32", "squeezenet_zstd", "squeezenet_deep_compression", "squeezenet_delta"]
-    )
-    onnx_bytes = zoo.build("squeezenet1.0")
-    assert sizes["squeezenet_fp32"].nbytes == len(onnx_bytes)
-    assert sizes["squeezenet_zstd"].nbytes == len(zstandard.ZstdCompressor(level=19).compress(onnx_bytes))
-    assert sizes["squeezenet_deep_compression"].nbytes == dc.SHIPPED_PATH.stat().st_size == 675_763
+    strategies = ["alexnet_fp32", "squeezenet_fp32", "squeezenet_deep_compression", "squeezenet_delta"]
+    sizes = ProjectArtifacts(sizes_cache).sizes(strategies)
+    lineage = build_lineage()
+    base, head = lineage["base"].read_bytes(), lineage["head"].read_bytes()
+    assert sizes["squeezenet_fp32"].nbytes == len(base)
+    assert sizes["squeezenet_deep_compression"].nbytes == len(codecs.encode("deepcompression", base))
     assert sizes["alexnet_fp32"].nbytes == ALEXNET_BYTES and "Iandola" in sizes["alexnet_fp32"].source
-    assert 0 < sizes["squeezenet_delta"].nbytes < sizes["squeezenet_zstd"].nbytes
-    assert "synthetic lineage" in sizes["squeezenet_delta"].source
+    # The delta is what the registry would serve a vehicle on v1.0: it rebuilds the new version.
+    delta = min((e for e in codecs.best_encoding(head, {"v1.0": base}, only=CODECS) if e.base_id), key=lambda e: e.size)
+    assert sizes["squeezenet_delta"].nbytes == delta.size < sizes["squeezenet_deep_compression"].nbytes
+    assert codecs.decode(delta.blob, base) == head
+    assert "head" in sizes["squeezenet_delta"].source
     t = time.perf_counter()
-    ProjectArtifacts(sizes_cache).sizes(["squeezenet_zstd"])
+    ProjectArtifacts(sizes_cache).sizes(strategies)
     assert time.perf_counter() - t < 0.5  # served from the cache, not re-encoded
 
 

@@ -1,0 +1,158 @@
+"""Prometheus metrics for a registry replica, collected by a gRPC interceptor.
+
+Every replica exposes its own ``/metrics`` over HTTP (``ota registry serve
+--metrics-listen``); Prometheus scrapes each and sums. What an operator of a
+fleet rollout watches:
+
+- ``ota_registry_requests_total{service,method,code}``: calls answered, by status;
+- ``ota_registry_request_seconds{service,method}``: latency (check-in latency is
+  ``method="CheckForUpdate"``; for the Download stream it is the whole stream);
+- ``ota_registry_bytes_served_total{kind,encoding}``: payload bytes streamed,
+  by file kind and encoding (full model, delta codec, TUF metadata);
+- ``ota_registry_downloads_in_flight{kind}`` and
+  ``ota_registry_download_resumes_total{kind}`` (a Download that starts past
+  byte 0: a vehicle resuming, e.g. after its replica went away).
+
+Each ``RegistryMetrics`` has its own collector registry, so several replicas in
+one test process do not mix their counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+_KIND_NAMES = {1: "metadata", 2: "target"}  # ota.v1.FileKind values
+
+
+def encoding_of(kind: str, path: str) -> str:
+    """The encoding a Download path carries: TUF metadata, a full model, or a codec's suffix."""
+    if kind != "target":
+        return kind
+    base = path.rpartition("/")[2]
+    if base.endswith(".onnx"):
+        return "full"
+    suffix = base.rpartition(".")[2]
+    return suffix or "unknown"
+
+
+@dataclass
+class RegistryMetrics:
+    """The metric families of one replica, and the interceptor that feeds them."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            "ota_registry_requests", "gRPC calls answered", ["service", "method", "code"], registry=r
+        )
+        self.latency = Histogram(
+            "ota_registry_request_seconds", "gRPC call latency", ["service", "method"], registry=r,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.bytes_served = Counter(
+            "ota_registry_bytes_served", "payload bytes streamed by Download", ["kind", "encoding"], registry=r
+        )
+        self.in_flight = Gauge(
+            "ota_registry_downloads_in_flight", "Download streams now open", ["kind"], registry=r
+        )
+        self.resumes = Counter(
+            "ota_registry_download_resumes", "Downloads starting past byte 0", ["kind"], registry=r
+        )
+
+    def interceptor(self) -> grpc.ServerInterceptor:
+        return _MetricsInterceptor(self)
+
+    def serve_http(self, listen: str) -> tuple[Any, int]:
+        """Expose ``/metrics`` on ``host:port`` (port 0 picks a free one); return (server, port)."""
+        host, _, port = listen.rpartition(":")
+        server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
+        bound = server.server_port
+        log.info("metrics on http://%s:%d/metrics", host, bound)
+        return server, bound
+
+    def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """One sample's current value (0 when it was never set): for tests and benchmarks."""
+        value = self.registry.get_sample_value(name, labels or {})
+        return value or 0.0
+
+
+def _split(full_method: str) -> tuple[str, str]:
+    service, _, method = full_method.lstrip("/").rpartition("/")
+    return service, method
+
+
+def _code(context: grpc.ServicerContext, failed: bool) -> str:
+    code = context.code()
+    if code is None:
+        return "UNKNOWN" if failed else "OK"
+    return code.name if isinstance(code, grpc.StatusCode) else str(code)
+
+
+class _MetricsInterceptor(grpc.ServerInterceptor):
+    def __init__(self, m: RegistryMetrics) -> None:
+        self._m = m
+
+    def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        service, method = _split(handler_call_details.method)
+        kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, service, method), **kw)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, service, method), **kw)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, service, method), **kw)
+        return grpc.stream_stream_rpc_method_handler(self._stream(handler.stream_stream, service, method), **kw)
+
+    def _done(self, service: str, method: str, context: grpc.ServicerContext, failed: bool, t0: float) -> None:
+        self._m.requests.labels(service, method, _code(context, failed)).inc()
+        self._m.latency.labels(service, method).observe(time.perf_counter() - t0)
+
+    def _unary(self, behavior: Callable, service: str, method: str) -> Callable:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            t0, failed = time.perf_counter(), True
+            try:
+                response = behavior(request, context)
+                failed = False
+                return response
+            finally:
+                self._done(service, method, context, failed, t0)
+
+        return wrapped
+
+    def _stream(self, behavior: Callable, service: str, method: str) -> Callable:
+        m = self._m
+
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            t0, failed = time.perf_counter(), True
+            kind = _KIND_NAMES.get(getattr(request, "kind", 0), "")
+            bytes_counter = m.bytes_served.labels(kind, encoding_of(kind, request.path)) if kind else None
+            if kind:
+                m.in_flight.labels(kind).inc()
+                if request.offset > 0:
+                    m.resumes.labels(kind).inc()
+            try:
+                for response in behavior(request, context):
+                    yield response
+                    if bytes_counter is not None:  # counted once gRPC took it
+                        bytes_counter.inc(len(response.data))
+                failed = False
+            finally:
+                if kind:
+                    m.in_flight.labels(kind).dec()
+                self._done(service, method, context, failed, t0)
+
+        return wrapped

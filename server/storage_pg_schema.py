@@ -1,0 +1,168 @@
+"""Versioned schema migrations for the PostgreSQL backend, applied on start.
+
+Each migration is a numbered block of SQL, applied once, in order, with its
+row in ``schema_migrations``; all pending migrations apply in one transaction
+(PostgreSQL DDL is transactional, so a crash mid-upgrade leaves the previous
+schema intact).
+Replicas starting at the same moment serialise on an advisory lock scoped to
+the current schema, so exactly one of them upgrades and the others find the
+work done. A database whose schema is newer than this code refuses to open:
+an old replica must not write into tables it does not understand.
+
+Append new migrations at the end; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+# Advisory-lock class ids (first key of the two-key form); the second key is a
+# hash of the schema name, so test runs in separate schemas never contend.
+LOCK_MIGRATIONS = 0x07A1
+LOCK_TUF_SIGNING = 0x07A2
+
+
+class SchemaError(Exception):
+    """The database schema cannot be brought to the version this code needs."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "models, TUF metadata history, vehicle reports, content-addressed blobs",
+        """
+        CREATE TABLE models (
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            length BIGINT NOT NULL,
+            target_path TEXT NOT NULL,
+            hardware_ids TEXT[] NOT NULL,
+            metadata_json TEXT NOT NULL,
+            published_at TEXT NOT NULL,
+            PRIMARY KEY (name, version)
+        );
+        CREATE INDEX models_sha256 ON models (sha256);
+        CREATE TABLE tuf_metadata (
+            role TEXT NOT NULL,
+            version INTEGER NOT NULL CHECK (version >= 1),
+            data BYTEA NOT NULL,
+            signed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (role, version)
+        );
+        CREATE TABLE reports (
+            id BIGSERIAL PRIMARY KEY,
+            vehicle_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            status TEXT NOT NULL,
+            body JSONB NOT NULL,
+            received_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+        );
+        CREATE INDEX reports_vehicle ON reports (vehicle_id, id);
+        CREATE TABLE blobs (
+            sha256 TEXT PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+            length BIGINT NOT NULL CHECK (length >= 0),
+            chunk_size INTEGER NOT NULL CHECK (chunk_size > 0),
+            stored_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE TABLE blob_chunks (
+            sha256 TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            data BYTEA NOT NULL,
+            PRIMARY KEY (sha256, idx)
+        );
+        -- Models are already dense or compressed: pglz would burn CPU for
+        -- little, and uncompressed out-of-line storage lets reads slice.
+        ALTER TABLE blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+        """,
+    ),
+    Migration(
+        2,
+        "director: per-vehicle TUF metadata, assignments, verified version manifests",
+        """
+        CREATE TABLE vehicle_metadata (
+            vehicle_id TEXT NOT NULL,
+            role TEXT NOT NULL,
+            version INTEGER NOT NULL CHECK (version >= 1),
+            data BYTEA NOT NULL,
+            PRIMARY KEY (vehicle_id, role, version)
+        );
+        CREATE TABLE assignments (
+            vehicle_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            PRIMARY KEY (vehicle_id, name)
+        );
+        CREATE TABLE vehicle_manifests (
+            vehicle_id TEXT PRIMARY KEY,
+            hardware_id TEXT NOT NULL,
+            counter BIGINT NOT NULL,
+            manifest_json TEXT NOT NULL,
+            attacks JSONB NOT NULL,
+            received_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+        );
+        """,
+    ),
+)
+
+LATEST = MIGRATIONS[-1].version
+
+
+def current_version(conn: psycopg.Connection) -> int:
+    """The schema version recorded in the database (0 when empty)."""
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: psycopg.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Bring the current schema up to the newest migration; return what was applied.
+
+    ``conn`` must be in autocommit mode; the whole upgrade is one transaction.
+    """
+    latest = migrations[-1].version
+    applied: list[int] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (LOCK_MIGRATIONS,))
+        schema = conn.execute("SELECT current_schema()").fetchone()
+        if schema is None or schema[0] is None:
+            raise SchemaError("no current schema: the search_path names no existing schema")
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version INTEGER PRIMARY KEY,
+                   description TEXT NOT NULL,
+                   applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"""
+        )
+        have = current_version(conn)
+        if have > latest:
+            raise SchemaError(
+                f"database schema {schema[0]!r} is at version {have}, newer than this registry knows "
+                f"({latest}): upgrade the registry before pointing it at this database"
+            )
+        for m in migrations:
+            if m.version <= have:
+                continue
+            with conn.transaction():
+                conn.execute(m.sql)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
+                    (m.version, m.description),
+                )
+            applied.append(m.version)
+            log.info("schema %s: applied migration %d (%s)", schema[0], m.version, m.description)
+    return applied

@@ -1,0 +1,112 @@
+"""The documented nginx ``grpc_pass`` front (deploy/nginx/ota-registry.conf) over real replicas."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.client import PublisherClient
+from tests.scaleout.helpers import tiny_onnx
+from tests.scaleout.conftest import vehicle_config
+from vehicle_agent.agent import VehicleAgent
+
+pytestmark = pytest.mark.postgres
+
+# Where nginx would otherwise write under /var/lib/nginx (Debian's modules compiled in).
+_TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "ota-registry.conf"
+
+
+def _nginx_binary() -> str:
+    """nginx from Debian, installed on first use when this is a root shell with apt."""
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("nginx is not installed and cannot be (needs root and apt-get): apt-get install nginx-light")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "install", "-y", "-q", "nginx-light"], ["apt-get", "update", "-q"],
+                ["apt-get", "install", "-y", "-q", "nginx-light"]):
+        subprocess.run(cmd, env=env, capture_output=True, timeout=300, check=False)
+        if found := shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin"):
+            return found
+    pytest.skip("nginx could not be installed with apt-get (no Debian mirror reachable?)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def render(conf: str, upstreams: list[str], listen: str) -> str:
+    """The documented file with its upstream servers and listen address replaced."""
+    servers = "".join(f"    server {a} max_fails=1 fail_timeout=5s;\n" for a in upstreams)
+    conf, n = re.subn(r"(upstream ota_registry \{\n(?:\s*#.*\n)*)(?:\s*server .*\n)+", rf"\g<1>{servers}", conf)
+    assert n == 1, "deploy/nginx/ota-registry.conf lost its upstream block"
+    conf, n = re.subn(r"listen 127\.0\.0\.1:8443 http2;", f"listen {listen} http2;", conf)
+    assert n == 1, "deploy/nginx/ota-registry.conf lost its listen line"
+    return conf
+
+
+@pytest.fixture
+def nginx_front(cluster, tmp_path: Path) -> Iterator[tuple[str, list]]:
+    binary = _nginx_binary()
+    # The documented front is plain-text HTTP/2 on a private network, so the replicas
+    # run with an explicit --insecure (vehicle manifests are still verified against the
+    # fleet CA). Mutual TLS end to end needs TLS passthrough (nginx stream), not grpc_pass.
+    replicas = cluster(3, insecure=True)
+    port = _free_port()
+    site = tmp_path / "ota-registry.conf"
+    site.write_text(render(CONF.read_text(), [r.address for r in replicas], f"127.0.0.1:{port}"))
+    main = tmp_path / "nginx.conf"
+    temp_paths = "".join(f"  {kind}_temp_path {tmp_path / kind};\n" for kind in _TEMP_KINDS)
+    main.write_text(
+        ("user root;\n" if os.geteuid() == 0 else "")  # workers must reach pytest's 0700 tmp dirs
+        + f"worker_processes 1;\ndaemon off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log info;\n"
+        + f"events {{ worker_connections 256; }}\nhttp {{\n  access_log {tmp_path}/access.log;\n"
+        + f"{temp_paths}  include {site};\n}}\n"
+    )
+    check = subprocess.run([binary, "-t", "-c", str(main), "-p", str(tmp_path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen([binary, "-c", str(main), "-p", str(tmp_path)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"nginx did not listen on {port}: {(tmp_path / 'error.log').read_text()[-2000:]}")
+        yield f"127.0.0.1:{port}", replicas
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_publish_and_update_through_nginx(nginx_front, pg_registry, keys_dir, tmp_path, pki) -> None:
+    address, replicas = nginx_front
+    with PublisherClient(address, insecure=True) as pub:
+        pub.upload(tiny_onnx("through nginx"), "tiny", "1.0.0")
+    agents = [
+        VehicleAgent(vehicle_config(pki, keys_dir, address, tmp_path / f"car-{i}", f"car-{i}", insecure=True))
+        for i in range(3)
+    ]
+    try:
+        outcomes = [a.update_once() for a in agents]
+    finally:
+        for a in agents:
+            a.close()
+    assert [[(o.status, o.version) for o in out] for out in outcomes] == [[("installed", "1.0.0")]] * 3
+    calls = [r.metric("ota_registry_requests_total", {"service": "ota.v1.Vehicle"}) for r in replicas]
+    assert sum(c > 0 for c in calls) >= 2, f"nginx did not spread calls over the replicas: {calls}"
+    assert len([r for r in pg_registry.store.list_reports() if r.status == "installed"]) == 3
