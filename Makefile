@@ -38,7 +38,7 @@ bench-zoo: $(STAMP)
 BENCH_TRANSFER_ARGS ?= --repeat 3 --markdown bench/out/transfer.md
 .PHONY: bench-transfer
 bench-transfer: $(STAMP)
-	@for t in zstd bsdiff xdelta3; do command -v $$t >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zstd bsdiff xdelta3; break; }; done
+	@for t in zstd bsdiff xdelta3 /usr/bin/time; do command -v $$t >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zstd bsdiff xdelta3 time; break; }; done
 	@$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	@$(BIN)/python -c 'import zipnn' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]'
 	nice $(BIN)/python bench/transfer_bench.py $(BENCH_TRANSFER_ARGS)
@@ -53,3 +53,23 @@ bench-sim: $(STAMP)
 .PHONY: bench-load
 bench-load: $(STAMP)
 	nice $(BIN)/python bench/load_bench.py --agents $(or $(AGENTS),1000)
+
+# --- vehicle agent (issue 5) ---
+.PHONY: faults bench-swap bench-agent
+# Power-cut (kill -9) and link-fault campaign; TRIALS=500 for the full one.
+faults: $(STAMP)
+	nice $(BIN)/python bench/faults.py --trials $${TRIALS:-20}
+
+# Hot swap under load: latency steady vs during swaps, failed requests, plain onnxruntime alongside.
+bench-swap: $(STAMP)
+	nice $(BIN)/python bench/swap_bench.py
+
+# Footprint: peak RSS and CPU of the agent idle / updating / serving.
+bench-agent: $(STAMP)
+	nice $(BIN)/python bench/agent_footprint.py
+# Registry scale-out (issue 9): check-ins/s and p99 with 1 vs 3 replicas sharing PostgreSQL,
+# beside the embedded SQLite registry. Needs PostgreSQL (OTA_TEST_PG_DSN, default
+# postgresql://postgres@127.0.0.1:5432/test).
+.PHONY: bench-replicas
+bench-replicas: $(STAMP)
+	nice $(BIN)/python bench/replicas_bench.py --markdown bench/out/replicas.md

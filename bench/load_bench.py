@@ -2,34 +2,36 @@
 
 What runs (all on this machine, loopback):
 - **registry**: the real registry (``Registry.open`` + ``create_server``, SQLite,
-  campaign manager) in its own process, holding new versions for campaigns.
+  encodings, campaign manager) in its own process, holding new versions for
+  campaigns. Published: the real SqueezeNet v1.0 (1.0.0) and its successor with
+  a retrained classifier head (1.1.0, ``modelpack.lineage``).
 - **lite agents** (in this process, one thread and one gRPC channel each): the
-  agent's own transport (``RegistryClient``) and download engine
-  (``download_target``: resumable, length-bounded, sha256-verified against the
-  signed TUF target, fsync'd). Labelled *lite* because they skip what is per-
-  vehicle CPU work rather than registry load: the TUF metadata refresh is done
-  once and shared, and ONNX Runtime load + self-test are skipped. Partial files
-  go to /dev/shm so that 1,000 cars' disks are not one shared disk.
+  agent's own transport (``RegistryClient``) and update engine
+  (``fetch_and_rebuild``: download the offered delta, rebuild, check the TUF-
+  signed sha256 and length, fsync; ``download_target`` as the fallback).
+  Labelled *lite* because they skip per-vehicle CPU work that puts no load on
+  the registry: the TUF metadata refresh is done once and shared, and ONNX
+  Runtime load + self-test are skipped. Files go to /dev/shm so that 1,000
+  cars' disks are not one shared disk.
 - Phase 1, *idle check-in*: every vehicle checks in once at the same moment
   (the inventory learns them; nothing is offered: the new version is held).
-- Phase 2, *campaign*: one campaign sends the new version to all of them
-  (one 100% wave, optional download rate limit); every vehicle checks in,
-  downloads, verifies and reports INSTALLED, re-polling when not offered yet.
+- Phase 2, *campaign*: one campaign sends 1.1.0 to all of them (one 100% wave,
+  optional download rate limit); every vehicle checks in, fetches the delta,
+  rebuilds, verifies and reports INSTALLED, re-polling when not offered yet.
 - **bare peer**: a gRPC server in its own process that only streams the same
   bytes from memory with the same Download RPC, chunk size and thread pool; the
-  same N lite agents download from it with the same engine. Registry overhead
-  is the ratio between the two.
+  same N lite agents fetch and rebuild them with the same engine. Registry
+  overhead is the ratio between the two.
 
-Encoding on the wire: the full model. Delta encodings are not on main yet;
-when they land, the campaign's offer carries the delta and this bench downloads it.
-
-    python bench/load_bench.py                  # 1,000 vehicles
+    python bench/load_bench.py                  # 1,000 vehicles, the delta
     python bench/load_bench.py --agents 50      # quick
+    python bench/load_bench.py --full           # the full model instead of the delta
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -149,47 +151,57 @@ class AgentResult:
     checkins_ms: list[float] = field(default_factory=list)
     download_s: float = 0.0
     bytes: int = 0
-    done_at: float = 0.0
+    encoding: str = ""
+    fallback: str = ""  # why the encoding was not used, if it was not
     error: str = ""
 
 
-def lite_update(address: str, vid: str, target, base, go: threading.Event, shm: Path, deadline_s: float,
-                poll_s: float, campaign: bool) -> AgentResult:
-    """One vehicle: check in until offered, download + verify with the agent's engine, report."""
+def lite_update(address: str, vid: str, go: threading.Event, fx: "Fixture", a: argparse.Namespace,
+                bare_offer=None) -> AgentResult:
+    """One vehicle: check in until offered, fetch the offered encoding and rebuild + verify it
+    with the agent's engine (full download as the agent's fallback), report.
+
+    With ``bare_offer`` there is no registry: no check-in, no report, the same fetch.
+    """
     from ota.v1 import ota_pb2
     from vehicle_agent.download import DownloadFailed, download_target
+    from vehicle_agent.rebuild import fetch_and_rebuild
     from vehicle_agent.transport import RegistryClient, TransportConfig, TransportError
 
     res = AgentResult()
-    client = RegistryClient(address, TransportConfig(rpc_deadline_s=deadline_s, download_deadline_s=deadline_s),
+    client = RegistryClient(address, TransportConfig(rpc_deadline_s=a.deadline, download_deadline_s=a.deadline),
                             insecure=True)
     go.wait()
-    t_end = time.perf_counter() + deadline_s
+    t_end = time.perf_counter() + a.deadline
     try:
-        path = ""
-        while campaign and time.perf_counter() < t_end:
+        offer = bare_offer
+        while offer is None and time.perf_counter() < t_end:
             t = time.perf_counter()
-            resp = client.check(ota_pb2.CheckRequest(
-                vehicle_id=vid, hardware_id="ecu-load", tags=["fleet=load"], wanted_models=[MODEL],
-                installed=[ota_pb2.InstalledModel(name=MODEL, version=base.version, sha256=base.sha256)]))
+            resp = client.check(_check_request(vid, fx.base))
             res.checkins_ms.append((time.perf_counter() - t) * 1000)
             if resp.offers:
-                path = resp.offers[0].download_path
+                offer = resp.offers[0]
                 break
-            time.sleep(poll_s * random.uniform(0.5, 1.5))
-        if campaign and not path:
+            time.sleep(a.poll * random.uniform(0.5, 1.5))
+        if offer is None:
             res.error = "never offered"
             return res
         t = time.perf_counter()
-        out = download_target(client, path or "any", target, shm / vid, vehicle_id=vid)
-        res.download_s, res.bytes = time.perf_counter() - t, out.bytes_fetched
-        out.path.unlink()
-        if campaign and not client.report(ota_pb2.InstallReport(
-                vehicle_id=vid, hardware_id="ecu-load", name=MODEL, version=target.custom["version"],
-                status=ota_pb2.INSTALL_STATUS_INSTALLED, from_version=base.version, encoding="full",
-                bytes_downloaded=res.bytes, duration_s=res.download_s, active_version=target.custom["version"])):
+        rebuilt, why = fetch_and_rebuild(client, offer, fx.target, fx.base_path, fx.shm / vid, vid)
+        if rebuilt is not None:
+            path, res.bytes, res.encoding = rebuilt.path, rebuilt.bytes_fetched, rebuilt.encoding
+        else:
+            res.fallback = why
+            out = download_target(client, offer.download_path if offer.encoding == "full" else _full_path(fx.target),
+                                  fx.target, fx.shm / vid, vehicle_id=vid)
+            path, res.bytes, res.encoding = out.path, out.bytes_fetched, "full"
+        res.download_s = time.perf_counter() - t
+        path.unlink()
+        if bare_offer is None and not client.report(ota_pb2.InstallReport(
+                vehicle_id=vid, hardware_id="ecu-load", name=MODEL, version=fx.new.version,
+                status=ota_pb2.INSTALL_STATUS_INSTALLED, from_version=fx.base.version, encoding=res.encoding,
+                bytes_downloaded=res.bytes, duration_s=res.download_s, active_version=fx.new.version)):
             res.error = "report failed"
-        res.done_at = time.perf_counter()
     except (TransportError, DownloadFailed) as e:
         res.error = f"{type(e).__name__}: {e}"
     finally:
@@ -197,8 +209,37 @@ def lite_update(address: str, vid: str, target, base, go: threading.Event, shm: 
     return res
 
 
-def checkin_once(address: str, vid: str, base, go: threading.Event, deadline_s: float) -> AgentResult:
+def _check_request(vid: str, base):
     from ota.v1 import ota_pb2
+
+    return ota_pb2.CheckRequest(
+        vehicle_id=vid, hardware_id="ecu-load", tags=["fleet=load"], wanted_models=[MODEL],
+        installed=[ota_pb2.InstalledModel(name=MODEL, version=base.version, sha256=base.sha256)])
+
+
+def _full_path(target) -> str:
+    directory, sep, name = target.path.rpartition("/")
+    return f"{directory}{sep}{target.hashes['sha256']}.{name}"
+
+
+def _consistent(rec) -> str:
+    from server.registry import consistent_target_path
+
+    return consistent_target_path(rec.target_path, rec.sha256)
+
+
+@dataclass
+class Fixture:
+    """What every lite agent shares: the signed target, the installed base model, scratch space."""
+
+    base: object  # ModelRecord of the installed version
+    new: object  # ModelRecord of the campaign's version
+    base_path: Path
+    target: object  # tuf TargetFile, verified once
+    shm: Path
+
+
+def checkin_once(address: str, vid: str, base, go: threading.Event, deadline_s: float) -> AgentResult:
     from vehicle_agent.transport import RegistryClient, TransportConfig, TransportError
 
     res = AgentResult()
@@ -206,9 +247,7 @@ def checkin_once(address: str, vid: str, base, go: threading.Event, deadline_s: 
         go.wait()
         t = time.perf_counter()
         try:
-            resp = client.check(ota_pb2.CheckRequest(
-                vehicle_id=vid, hardware_id="ecu-load", tags=["fleet=load"], wanted_models=[MODEL],
-                installed=[ota_pb2.InstalledModel(name=MODEL, version=base.version, sha256=base.sha256)]))
+            resp = client.check(_check_request(vid, base))
             res.checkins_ms.append((time.perf_counter() - t) * 1000)
             if resp.offers:
                 res.error = "offered before any campaign"
@@ -244,54 +283,59 @@ def main() -> int:
     ap.add_argument("--poll", type=float, default=1.0, help="seconds between check-ins when not offered")
     ap.add_argument("--deadline", type=float, default=300.0, help="per-vehicle deadline for the update")
     ap.add_argument("--workers", type=int, default=WORKERS, help="server thread pool size (both servers)")
+    ap.add_argument("--full", action="store_true", help="download the full model instead of the offered delta")
     ap.add_argument("--json", type=Path, default=OUT / "load.json")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from modelpack import zoo
-    from modelpack.runtime import read_model_info, set_model_info
+    from modelpack.lineage import FILES, build_lineage
+    from ota.v1 import ota_pb2
     from server.campaign_service import CampaignClient
     from server.keys import Keystore
     from server.registry import Registry
     from server.rollout import CampaignSpec, TargetSelection, WaveSpec
 
-    import dataclasses
-
-    import onnx
-
     OUT.mkdir(parents=True, exist_ok=True)
+    lineage = build_lineage()  # the real SqueezeNet v1.0 and its successor with a retrained head (cached)
     shm = Path(tempfile.mkdtemp(prefix="ota-load-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
     with tempfile.TemporaryDirectory(prefix="ota-load-", dir=OUT) as tmp:
         scratch = Path(tmp)
         Keystore.init(scratch / "keys")
-        base_bytes = zoo.build(MODEL)
-        m = onnx.load_model_from_string(base_bytes)
-        info = read_model_info(m)
-        set_model_info(m, dataclasses.replace(info, provenance=info.provenance + " | 1.0.1: load bench"))
-        new_bytes = m.SerializeToString(deterministic=True)
         reg = Registry.open(scratch / "registry", scratch / "keys")
-        base = reg.publish_bytes(MODEL, "1.0.0", base_bytes)
-        new = reg.publish_bytes(MODEL, "1.0.1", new_bytes)
+        base = reg.publish_bytes(MODEL, "1.0.0", lineage["base"].read_bytes())
+        new = reg.publish_bytes(MODEL, "1.1.0", lineage["head"].read_bytes())
+        # What the registry will offer a vehicle on 1.0.0, and those bytes for the bare peer.
+        reg.rollouts = None
+        [offer] = reg.offers_for("probe", "ecu-load", {MODEL: (base.version, base.sha256)}, [MODEL])
+        if a.full:
+            offer = dataclasses.replace(offer, encoding="full", download_path=_consistent(new), base_sha256="",
+                                        download_length=new.length)
+        kind = "target" if offer.encoding == "full" else "encoding"
+        wire = b"".join(d for _, d, _ in reg.read_chunks(kind, offer.download_path, 0, 0, 1 << 20))
         reg.store.close()
-        blob = scratch / "new.onnx"
-        blob.write_bytes(new_bytes)
+        blob = scratch / "wire.bin"
+        blob.write_bytes(wire)
+        base_path = shm / "base.onnx"
+        base_path.write_bytes(lineage["base"].read_bytes())
+        pb_offer = ota_pb2.UpdateOffer(**dataclasses.asdict(offer))
 
         registry = start(["serve-registry", "--data", str(scratch / "registry"), "--keys", str(scratch / "keys"),
                           "--workers", str(a.workers)], scratch)
         try:
             address = f"127.0.0.1:{registry.port}"
-            target = _signed_target(address, scratch, new.target_path)
-            print(f"registry pid {registry.popen.pid} at {address}; {a.agents} lite agents; "
-                  f"{new.length:,} B per download (full encoding)", file=sys.stderr)
+            fx = Fixture(base, new, base_path, _signed_target(address, scratch, new.target_path), shm)
+            print(f"registry pid {registry.popen.pid} at {address}; {a.agents} lite agents; {FILES['base']} -> "
+                  f"{FILES['head']}: {offer.encoding} {len(wire):,} B per vehicle (full {new.length:,} B)",
+                  file=sys.stderr)
             cpu0 = registry.cpu_s()
             idle, idle_wall = run_fleet(a.agents, lambda vid, go: checkin_once(address, vid, base, go, a.deadline))
             cpu_idle = registry.cpu_s() - cpu0
             with CampaignClient(address, insecure=True) as admin:
                 st = admin.create(CampaignSpec(
-                    "load", MODEL, "1.0.1", TargetSelection(tags=("fleet=load",)), waves=(WaveSpec(100.0, 1.0, 0.0),),
-                    max_concurrent_downloads=a.max_concurrent, timeout_s=a.deadline))
+                    "load", MODEL, new.version, TargetSelection(tags=("fleet=load",)),
+                    waves=(WaveSpec(100.0, 1.0, 0.0),), max_concurrent_downloads=a.max_concurrent, timeout_s=a.deadline))
             cpu1 = registry.cpu_s()
             upd, upd_wall = run_fleet(a.agents, lambda vid, go: lite_update(
-                address, vid, target, base, go, shm, a.deadline, a.poll, campaign=True))
+                address, vid, go, fx, a, pb_offer if a.full else None))
             cpu_upd = registry.cpu_s() - cpu1
             reg_rss = registry.mem_kb("VmHWM")
             time.sleep(1.1)  # the campaign view is cached for 1 s
@@ -304,14 +348,14 @@ def main() -> int:
         try:
             cpu2 = bare.cpu_s()
             peer, peer_wall = run_fleet(a.agents, lambda vid, go: lite_update(
-                f"127.0.0.1:{bare.port}", vid, target, base, go, shm, a.deadline, a.poll, campaign=False))
+                f"127.0.0.1:{bare.port}", vid, go, fx, a, pb_offer))
             cpu_peer = bare.cpu_s() - cpu2
             bare_rss = bare.mem_kb("VmHWM")
         finally:
             bare.stop()
     shutil.rmtree(shm, ignore_errors=True)
 
-    rows = summarize(a, new.length, idle, idle_wall, cpu_idle, upd, upd_wall, cpu_upd, reg_rss, peer, peer_wall,
+    rows = summarize(a, offer.encoding, len(wire), new.length, idle, idle_wall, cpu_idle, upd, upd_wall, cpu_upd, reg_rss, peer, peer_wall,
                      cpu_peer, bare_rss, final)
     a.json.write_text(json.dumps(rows, indent=2))
     print_table(rows)
@@ -337,7 +381,7 @@ def _signed_target(address: str, scratch: Path, target_path: str):
     return target
 
 
-def summarize(a, length, idle, idle_wall, cpu_idle, upd, upd_wall, cpu_upd, reg_rss, peer, peer_wall, cpu_peer,
+def summarize(a, encoding, wire_bytes, length, idle, idle_wall, cpu_idle, upd, upd_wall, cpu_upd, reg_rss, peer, peer_wall, cpu_peer,
               bare_rss, final) -> dict:
     idle_ms = [x for r in idle for x in r.checkins_ms]
     upd_ms = [x for r in upd for x in r.checkins_ms]
@@ -349,7 +393,9 @@ def summarize(a, length, idle, idle_wall, cpu_idle, upd, upd_wall, cpu_upd, reg_
     peer_mbps = peer_bytes / peer_wall / 1e6
     errors = sorted({r.error for r in upd + peer + idle if r.error})
     return {
-        "agents": a.agents, "bytes_per_download": length, "encoding": "full", "workers": a.workers,
+        "agents": a.agents, "model_bytes": length, "bytes_per_download": wire_bytes, "encoding": encoding,
+        "encodings_used": sorted({r.encoding for r in upd + peer if r.encoding}),
+        "fallbacks_to_full": sum(1 for r in upd + peer if r.fallback), "workers": a.workers,
         "max_concurrent_downloads": a.max_concurrent, "cpus": os.cpu_count(),
         "idle_checkin_p50_ms": pct(idle_ms, 50), "idle_checkin_p99_ms": pct(idle_ms, 99),
         "idle_checkins_per_s": len(idle_ms) / idle_wall, "idle_registry_cpu_s": cpu_idle,
@@ -373,7 +419,8 @@ def summarize(a, length, idle, idle_wall, cpu_idle, upd, upd_wall, cpu_upd, reg_
 
 def print_table(r: dict) -> None:
     print(f"\n### Load: {r['agents']} concurrent lite agents, one registry process "
-          f"({r['cpus']} CPUs, {r['workers']} server threads, {r['bytes_per_download']:,} B {r['encoding']} per vehicle)\n")
+          f"({r['cpus']} CPUs, {r['workers']} server threads; per vehicle {r['bytes_per_download']:,} B "
+          f"{r['encoding']} for a {r['model_bytes']:,} B model)\n")
     print("| | registry (check-in + campaign + download + report) | bare gRPC peer (download only) | ratio |")
     print("|---|---|---|---|")
     print(f"| check-in p50 / p99, idle fleet (all at once) | {r['idle_checkin_p50_ms']:.0f} / "
@@ -382,15 +429,18 @@ def print_table(r: dict) -> None:
           f"{r['update_checkin_p99_ms']:.0f} ms ({r['update_checkins']} check-ins) | – | |")
     print(f"| wall time, all {r['agents']} updated | {r['registry_wall_s']:.1f} s | {r['bare_wall_s']:.1f} s | "
           f"{r['registry_wall_s'] / r['bare_wall_s']:.2f}× |")
-    print(f"| throughput | {r['registry_MBps']:.0f} MB/s | {r['bare_MBps']:.0f} MB/s | "
+    print(f"| throughput (bytes on the wire) | {r['registry_MBps']:.1f} MB/s | {r['bare_MBps']:.1f} MB/s | "
           f"{r['throughput_ratio_registry_over_bare']:.2f} |")
-    print(f"| one download, p50 | {r['registry_download_p50_s']:.2f} s | {r['bare_download_p50_s']:.2f} s | |")
+    print(f"| updates per second | {r['agents'] / r['registry_wall_s']:.0f}/s | {r['agents'] / r['bare_wall_s']:.0f}/s | |")
+    print(f"| one fetch + rebuild + verify, p50 | {r['registry_download_p50_s']:.2f} s | "
+          f"{r['bare_download_p50_s']:.2f} s | |")
     print(f"| server CPU | {r['registry_cpu_s']:.1f} s ({r['registry_cpu_pct_of_one_core']:.0f}% of a core) | "
           f"{r['bare_cpu_s']:.1f} s ({r['bare_cpu_pct_of_one_core']:.0f}%) | {r['cpu_ratio_registry_over_bare']:.2f}× |")
     print(f"| server peak RSS | {r['registry_peak_rss_MB']:.0f} MB | {r['bare_peak_rss_MB']:.0f} MB | |")
     print(f"| failed updates | {r['failed_updates']} | {r['bare_failed']} | |")
     print(f"\ncampaign: {r['campaign_state']}, {r['campaign_installed']} installed; "
-          f"rate limit {r['max_concurrent_downloads'] or 'off'}")
+          f"rate limit {r['max_concurrent_downloads'] or 'off'}; encodings used {r['encodings_used']}, "
+          f"fallbacks to the full file {r['fallbacks_to_full']}")
     for e in r["errors"]:
         print(f"error: {e}")
 

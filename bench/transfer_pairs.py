@@ -32,7 +32,7 @@ from modelpack.zoo.squeezenet import build_from_tensors
 @dataclass(frozen=True)
 class Pair:
     name: str
-    kind: str  # "first" | "structured" | "dense" | "quantised" | "architecture"
+    kind: str  # "first" | "structured" | "head" (frozen layers, dense head) | "dense" | "quantised" | "architecture"
     provenance: str
     base: bytes | None
     new: bytes
@@ -86,7 +86,7 @@ def lineage_pairs(out_dir: Path) -> list[Pair]:
     member = {k: paths[k].read_bytes() for k in ("head", "cb6", "int8")}
     return [
         Pair("first install (v1.0)", "first", "lineage base: real weights", None, base),
-        Pair("v1.0 -> head retrain", "structured", "lineage: conv10 retrained by GD", base, member["head"]),
+        Pair("v1.0 -> head retrain", "head", "lineage: conv10 retrained by GD", base, member["head"]),
         Pair("v1.0 -> 6-bit codebooks", "structured", "lineage: re-clustered codebooks", base, member["cb6"]),
         Pair("v1.0 fp32 -> int8", "quantised", "lineage: ORT static QDQ, per-channel", base, member["int8"]),
         Pair("SqueezeNet 1.0 -> 1.1", "architecture", "zoo: 1.1 weights seeded", zoo.build("squeezenet1.0"), zoo.build("squeezenet1.1")),

@@ -1,12 +1,15 @@
 """The model zoo next to the paper's figures: parameters, bytes, zstd bytes,
 ONNX Runtime latency on this machine.
 
-    nice python bench/zoo_bench.py            # full: zstd -19 on every file, 30 timed runs
-    nice python bench/zoo_bench.py --quick    # smoke: zstd -3, 5 timed runs
+    nice python bench/zoo_bench.py            # full: zstd -19 on every file, 30 timed rounds
+    nice python bench/zoo_bench.py --quick    # smoke: zstd -3, 5 timed rounds
 
-Prints a markdown table and writes it (and JSON) to bench/out/. Every figure
-in the table is measured in the run, except the "paper" column (Iandola et al.
-2016, SqueezeDet: Wu et al. 2017), quoted for comparison.
+Latency is measured in interleaved rounds (each round runs every model once),
+so load from other processes on this shared machine hits all models alike; the
+table gives each model's median and its ratio to SqueezeNet v1.0's. Prints a
+markdown table and writes it (and JSON) to bench/out/. Every figure in the
+table is measured in the run, except the "paper" column (Iandola et al. 2016;
+SqueezeDet: Wu et al. 2017), quoted for comparison.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import onnx
 import zstandard
 
@@ -31,6 +33,7 @@ from modelpack.quantize import requantize_codebooks
 from modelpack.runtime import make_session, read_model_info
 from modelpack.selftest import selftest_input
 from modelpack.zoo.graph import param_count
+from modelpack.zoo.squeezenet import build_from_tensors
 
 OUT = Path(__file__).parent / "out"
 PAPER = {
@@ -47,94 +50,97 @@ def zstd_size(data: bytes, level: int) -> int:
     return len(zstandard.ZstdCompressor(level=level, threads=-1).compress(data))
 
 
-def latency_ms(model: bytes, runs: int, threads: int) -> float:
-    info = read_model_info(model)
-    assert info is not None
-    session = make_session(model, threads=threads)
-    x = {info.input_name: selftest_input(info, 0)}
-    for _ in range(3):
-        session.run(None, x)
-    times = []
+def interleaved_latency_ms(models: dict[str, bytes], runs: int) -> dict[str, float]:
+    """Median ms per image of each model, one thread, batch 1, round-robin."""
+    sessions = {}
+    for name, data in models.items():
+        info = read_model_info(data)
+        assert info is not None
+        session = make_session(data, threads=1)
+        feed = {info.input_name: selftest_input(info, 0)}
+        for _ in range(3):  # warm-up
+            session.run(None, feed)
+        sessions[name] = (session, feed)
+    times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(runs):
-        t = time.perf_counter()
-        session.run(None, x)
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
-
-
-def row(name: str, data: bytes, *, level: int, runs: int, trained: str, onnx_model: bool = True) -> dict:
-    r: dict = {"model": name, "bytes": len(data), "zstd_bytes": zstd_size(data, level), "trained": trained,
-               "paper": PAPER.get(name, "")}
-    if onnx_model:
-        r["params"] = param_count(onnx.load_model_from_string(data))
-        r["ms_1thread"] = latency_ms(data, runs, 1)
-        r["ms_2threads"] = latency_ms(data, runs, 2)
-    print(f"measured {name}", file=sys.stderr)
-    return r
+        for name, (session, feed) in sessions.items():
+            t = time.perf_counter()
+            session.run(None, feed)
+            times[name].append((time.perf_counter() - t) * 1000)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="zstd level 3 and 5 timed runs (smoke test)")
+    ap.add_argument("--quick", action="store_true", help="zstd level 3 and 5 timed rounds (smoke test)")
     args = ap.parse_args()
     level, runs = (3, 5) if args.quick else (19, 30)
-    rows = []
-    alex = zoo.build_cached("alexnet").read_bytes()
-    rows.append(row("alexnet", alex, level=level, runs=max(5, runs // 3), trained=zoo.MODELS["alexnet"].trained))
-    del alex
+    load_start = os.getloadavg()[0]
     lineage = build_lineage()
-    rows.append(row("squeezenet1.0", lineage["base"].read_bytes(), level=level, runs=runs, trained="yes"))
     net = dc.SHIPPED_PATH.read_bytes()
-    r = row("squeezenet1.0 .net (8-bit DC)", net, level=level, runs=runs, trained="yes", onnx_model=False)
+    onnx_models = {
+        "alexnet": (zoo.build_cached("alexnet").read_bytes(), zoo.MODELS["alexnet"].trained),
+        "squeezenet1.0": (lineage["base"].read_bytes(), "yes"),
+        "squeezenet1.0-int8": (lineage["int8"].read_bytes(), "yes (quantized, no retraining)"),
+        "squeezenet1.0-head": (lineage["head"].read_bytes(), "yes (conv10 retrained on 5 photos)"),
+        "squeezenet1.1": (zoo.build("squeezenet1.1"), zoo.MODELS["squeezenet1.1"].trained),
+        "squeezedet": (zoo.build("squeezedet"), zoo.MODELS["squeezedet"].trained),
+    }
+    rows: dict[str, dict] = {}
+    for name, (data, trained) in onnx_models.items():
+        rows[name] = {"model": name, "params": param_count(onnx.load_model_from_string(data)), "bytes": len(data),
+                      "zstd_bytes": zstd_size(data, level), "trained": trained, "paper": PAPER.get(name, "")}
+        print(f"sized {name}", file=sys.stderr)
+    n_params = sum(t.weight.size + t.bias.size for t in dc.decode_tensors(dc.parse(net)))
     t = time.perf_counter()
     for _ in range(5):
-        zoo.squeezenet.build_from_tensors(dc.decode_tensors(dc.parse(net)))
-    r["decode_to_onnx_ms"] = (time.perf_counter() - t) / 5 * 1000
-    r["params"] = sum(t.weight.size + t.bias.size for t in dc.decode_tensors(dc.parse(net)))
-    rows.append(r)
+        build_from_tensors(dc.decode_tensors(dc.parse(net)))
+    decode_ms = (time.perf_counter() - t) / 5 * 1000
     cb6 = dc.encode_tensors(requantize_codebooks(dc.parse(net), 6))
-    rows.append(row("squeezenet1.0-cb6 .net (6-bit values)", cb6, level=level, runs=runs,
-                    trained="yes (re-clustered, no retraining)", onnx_model=False))
-    rows[-1]["params"] = rows[-2]["params"]
-    rows.append(row("squeezenet1.0-int8", lineage["int8"].read_bytes(), level=level, runs=runs,
-                    trained="yes (quantized, no retraining)"))
-    rows.append(row("squeezenet1.0-head", lineage["head"].read_bytes(), level=level, runs=runs,
-                    trained="yes (conv10 retrained on 5 photos)"))
-    for name in ("squeezenet1.1", "squeezedet"):
-        rows.append(row(name, zoo.build(name), level=level, runs=runs, trained=zoo.MODELS[name].trained))
+    for name, data, trained in (("squeezenet1.0 .net (8-bit DC)", net, "yes"),
+                                ("squeezenet1.0-cb6 .net (6-bit values)", cb6, "yes (re-clustered, no retraining)")):
+        rows[name] = {"model": name, "params": n_params, "bytes": len(data), "zstd_bytes": zstd_size(data, level),
+                      "trained": trained, "paper": PAPER.get(name, "")}
+    load_before_timing = os.getloadavg()[0]
+    lat = interleaved_latency_ms({name: data for name, (data, _) in onnx_models.items()}, runs)
+    load_end = os.getloadavg()[0]
+    for name, ms in lat.items():
+        rows[name]["ms"] = ms
+        rows[name]["vs_v10"] = ms / lat["squeezenet1.0"]
+    order = ["alexnet", "squeezenet1.0", "squeezenet1.0 .net (8-bit DC)", "squeezenet1.0-cb6 .net (6-bit values)",
+             "squeezenet1.0-int8", "squeezenet1.0-head", "squeezenet1.1", "squeezedet"]
 
     def fmt(v: object, spec: str) -> str:
         return "-" if v is None else format(v, spec)
 
     lines = [
-        f"Zoo on {platform.machine()} ({platform.processor() or 'cpu'}), onnxruntime CPU, "
-        f"zstd level {level}, median of {runs} runs (AlexNet {max(5, runs // 3)}), batch 1; "
-        f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (a shared machine: "
-        "latencies move with the load).",
+        f"Zoo on {platform.machine()}, {os.cpu_count()} cores shared with other work (load average "
+        f"{load_start:.1f} at the start, {load_before_timing:.1f} before timing, {load_end:.1f} at the end); "
+        f"onnxruntime CPU, 1 thread, batch 1, median of {runs} interleaved rounds; zstd level {level}.",
         "",
-        "| model | params | bytes | MB | zstd bytes | ms/img 1 thread | ms/img 2 threads | trained | paper |",
+        "| model | params | bytes | MB | zstd bytes | ms/img | time vs v1.0 | trained | paper |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    for r in rows:
+    for name in order:
+        r = rows[name]
         lines.append(
-            f"| {r['model']} | {fmt(r.get('params'), ',')} | {r['bytes']:,} | {r['bytes'] / 1e6:.2f} | "
-            f"{r['zstd_bytes']:,} | {fmt(r.get('ms_1thread'), '.1f')} | {fmt(r.get('ms_2threads'), '.1f')} | "
-            f"{r['trained']} | {r['paper']} |"
+            f"| {r['model']} | {r['params']:,} | {r['bytes']:,} | {r['bytes'] / 1e6:.2f} | {r['zstd_bytes']:,} | "
+            f"{fmt(r.get('ms'), '.1f')} | {fmt(r.get('vs_v10'), '.2f')} | {r['trained']} | {r['paper']} |"
         )
-    base = next(r for r in rows if r["model"] == "squeezenet1.0")
-    alex = next(r for r in rows if r["model"] == "alexnet")
+    base, alex = rows["squeezenet1.0"], rows["alexnet"]
     lines += [
         "",
         f"Ratios (measured): AlexNet / SqueezeNet v1.0 ONNX bytes = {alex['bytes'] / base['bytes']:.1f}x; "
         f"AlexNet / Deep Compression .net = {alex['bytes'] / len(net):.0f}x; "
-        f"SqueezeNet v1.0 ONNX / zstd = {base['bytes'] / base['zstd_bytes']:.2f}x; "
-        f".net decode + ONNX build = {rows[2]['decode_to_onnx_ms']:.0f} ms.",
+        f"SqueezeNet v1.0 ONNX / its zstd = {base['bytes'] / base['zstd_bytes']:.2f}x; "
+        f".net decode + ONNX build = {decode_ms:.0f} ms.",
     ]
     text = "\n".join(lines)
     print(text)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "zoo.md").write_text(text + "\n")
-    (OUT / "zoo.json").write_text(json.dumps({"level": level, "runs": runs, "rows": rows}, indent=2))
+    (OUT / "zoo.json").write_text(json.dumps({"level": level, "runs": runs, "rows": list(rows.values()),
+                                              "load": [load_start, load_before_timing, load_end]}, indent=2))
 
 
 if __name__ == "__main__":

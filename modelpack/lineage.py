@@ -35,7 +35,6 @@ import onnx
 from modelpack import deepcompression as dc
 from modelpack.cache import cache_dir, write_atomically
 from modelpack.fidelity import FidelityReport, agreement, model_outputs, views_for
-from modelpack.metadata import ModelInfo
 from modelpack.quantize import CALIBRATION_SEED, quantize_int8, requantize_codebooks
 from modelpack.retrain import retrain_head
 from modelpack.runtime import set_model_info
@@ -247,12 +246,6 @@ def build_lineage(out_dir: Path | str | None = None, *, recipe: LineageRecipe | 
 
 def read_manifest(folder: Path | str) -> dict:
     return json.loads((Path(folder) / MANIFEST).read_text())
-
-
-def member_info(path: Path) -> ModelInfo | None:
-    from modelpack.runtime import read_model_info
-
-    return read_model_info(path)
 
 
 def demo_successor(base: bytes) -> tuple[bytes, str]:

@@ -54,6 +54,11 @@ from server.storage import (
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+_STORE_METHODS = (
+    "list_reports_for_model", "upsert_vehicle", "get_vehicle", "list_vehicles", "add_campaign", "get_campaign",
+    "list_campaigns", "list_campaign_members", "memberships_of", "mark_offered", "add_campaign_event",
+    "list_campaign_events",
+)
 
 
 @dataclasses.dataclass
@@ -63,7 +68,16 @@ class _Cached:
     members: dict[str, CampaignMember]
     view: CampaignView | None = None
     evaluated_at: float = float("-inf")
-    offered_since: int = 0  # offers made here since the view was derived (rate limit)
+    # Since the view was derived: offers made here, and results reported here (vehicle -> status),
+    # so that the rate limit frees a slot at once rather than at the next refresh.
+    offered_local: set[str] = dataclasses.field(default_factory=set)
+    finished_local: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def busy(self) -> int:
+        """Downloads in flight now: the view's, plus offers made since, minus results since."""
+        assert self.view is not None
+        flying = {v for v, s in self.view.vehicles.items() if s.status == "in_flight"} | self.offered_local
+        return len(flying - self.finished_local.keys())
 
 
 class CampaignManager:
@@ -87,6 +101,18 @@ class CampaignManager:
         self._lock = threading.RLock()
         self._cache: dict[str, _Cached] = {}
         self._seen: dict[str, VehicleRecord] = {}
+
+    @staticmethod
+    def supported_by(store: MetadataStore) -> bool:
+        """Does ``store`` implement the inventory and campaign part of the protocol?
+
+        A backend that does not yet gets no campaigns (every vehicle gets the newest
+        version, as before) rather than failing every check-in.
+        """
+        missing = [m for m in _STORE_METHODS if not callable(getattr(store, m, None))]
+        if missing:
+            log.warning("%s lacks %s: rollout campaigns are off", type(store).__name__, ", ".join(missing))
+        return not missing
 
     # -- inventory ----------------------------------------------------------------------
     def observe(self, vehicle: VehicleRecord) -> VehicleRecord:
@@ -135,7 +161,7 @@ class CampaignManager:
         member = c.members.get(vehicle_id)
         if member is None or member.wave > view.current_wave:
             return False
-        status = view.vehicles.get(vehicle_id, VehicleState("pending")).status
+        status = c.finished_local.get(vehicle_id) or view.vehicles.get(vehicle_id, VehicleState("pending")).status
         if status in FAILURE - {"timed_out"}:
             return False  # it tried and failed: the campaign does not push it again
         if member.offered_at is not None:
@@ -143,12 +169,12 @@ class CampaignManager:
         if view.state != "running":
             return False
         limit = c.spec.max_concurrent_downloads
-        if limit and view.in_flight + c.offered_since >= limit:
+        if limit and c.busy() >= limit:
             return False
         now = self.clock()
         self.store.mark_offered(c.record.campaign_id, vehicle_id, now)
         c.members[vehicle_id] = dataclasses.replace(member, offered_at=now)
-        c.offered_since += 1
+        c.offered_local.add(vehicle_id)
         return True
 
     def on_report(self, rep: ReportRecord) -> ReportRecord:
@@ -161,8 +187,11 @@ class CampaignManager:
                 if c and (c.spec.model, c.spec.version) == (rep.name, rep.version):
                     if best is None or c.record.created_at >= best[0]:
                         best = (c.record.created_at, m.campaign_id)
-        if best is None:
-            return rep
+            if best is None:
+                return rep
+            c = self._cache[best[1]]
+            if c.view is not None and (rep.status in FAILURE or rep.status in ("installed", "confirmed")):
+                c.finished_local[rep.vehicle_id] = rep.status
         return dataclasses.replace(rep, extra={**rep.extra, "campaign_id": best[1]})
 
     def _learn_active(self, rep: ReportRecord) -> None:
@@ -223,7 +252,8 @@ class CampaignManager:
         for ev in view.new_events:
             self.store.add_campaign_event(CampaignEventRecord(cid, now, ev.kind, ev.wave, json.dumps(ev.detail)))
             log.info("campaign %s: %s wave %d %s", cid, ev.kind, ev.wave, ev.detail.get("reason", ""))
-        c.view, c.evaluated_at, c.offered_since = view, now, 0
+        c.view, c.evaluated_at = view, now
+        c.offered_local, c.finished_local = set(), {}
         return view
 
     def _withheld(self, views: dict[str, CampaignView]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:

@@ -274,7 +274,11 @@ def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_l
     if metrics_listen:
         from server.metrics import RegistryMetrics
 
-        metrics = RegistryMetrics()
+        def codec_of(blob_sha256: str) -> str | None:
+            rec = reg.store.encoding_by_blob(blob_sha256)
+            return rec.codec if rec else None
+
+        metrics = RegistryMetrics(codec_of=codec_of)
         _, metrics_port = metrics.serve_http(metrics_listen)
         click.echo(f"metrics on http://{metrics_listen.rsplit(':', 1)[0]}:{metrics_port}/metrics", err=True)
     try:

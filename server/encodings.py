@@ -11,20 +11,18 @@ encoding; the full target stays the fallback. An encoding is never trusted
 by the vehicle: it rebuilds the model and checks it against the TUF-signed
 hash and length.
 
-The index lives beside the blobs as one JSON file per version (written
-atomically), so this stays apart from the registry's metadata schema.
+The index lives in the metadata store (``put_encodings``/``list_encodings``),
+so every registry replica sharing one database offers the same encodings.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import TYPE_CHECKING, BinaryIO
 
 from modelpack import codecs
-from modelpack.fsio import atomic_write_bytes
+from server.storage import EncodingRecord
 
 if TYPE_CHECKING:  # the registry imports this module, not the other way round at run time
     from server.registry import Offer, Registry
@@ -39,16 +37,7 @@ CODECS = ("deepcompression", "tensordelta")
 PATH_PREFIX = "encodings/"
 
 
-@dataclass(frozen=True)
-class StoredEncoding:
-    codec: str
-    base_sha256: str  # "" for a stand-alone encoding
-    blob_sha256: str
-    length: int
-
-
-def _index_path(registry: Registry, name: str, version: str) -> Path:
-    return registry.blobs.root.parent / "encodings" / name / f"{version}.json"
+StoredEncoding = EncodingRecord  # codec, base_sha256 ("" for stand-alone), blob_sha256, length
 
 
 def precompute(registry: Registry, rec: ModelRecord) -> list[StoredEncoding]:
@@ -77,8 +66,8 @@ def precompute(registry: Registry, rec: ModelRecord) -> list[StoredEncoding]:
             if enc.size >= rec.length:
                 continue
             blob_sha = registry.blobs.put_bytes(enc.blob)
-            stored.append(StoredEncoding(enc.codec, key, blob_sha, enc.size))
-        atomic_write_bytes(_index_path(registry, rec.name, rec.version), json.dumps([asdict(s) for s in stored]).encode())
+            stored.append(StoredEncoding(rec.name, rec.version, enc.codec, key, blob_sha, enc.size))
+        registry.store.put_encodings(rec.name, rec.version, stored)
         log.info(
             "%s %s: encodings %s",
             rec.name,
@@ -92,14 +81,7 @@ def precompute(registry: Registry, rec: ModelRecord) -> list[StoredEncoding]:
 
 
 def stored_encodings(registry: Registry, name: str, version: str) -> list[StoredEncoding]:
-    path = _index_path(registry, name, version)
-    try:
-        return [StoredEncoding(**d) for d in json.loads(path.read_text())]
-    except FileNotFoundError:
-        return []
-    except (ValueError, TypeError) as e:
-        log.error("%s: damaged encodings index (%s); offering the full file", path, e)
-        return []
+    return registry.store.list_encodings(name, version)
 
 
 def best_offer(registry: Registry, offer: Offer, installed_sha256: str | None) -> Offer:

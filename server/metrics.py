@@ -8,7 +8,8 @@ fleet rollout watches:
 - ``ota_registry_request_seconds{service,method}``: latency (check-in latency is
   ``method="CheckForUpdate"``; for the Download stream it is the whole stream);
 - ``ota_registry_bytes_served_total{kind,encoding}``: payload bytes streamed,
-  by file kind and encoding (full model, delta codec, TUF metadata);
+  by file kind and encoding (``full`` model, a codec such as ``tensordelta``,
+  or ``metadata``);
 - ``ota_registry_downloads_in_flight{kind}`` and
   ``ota_registry_download_resumes_total{kind}`` (a Download that starts past
   byte 0: a vehicle resuming, e.g. after its replica went away).
@@ -31,25 +32,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
-_KIND_NAMES = {1: "metadata", 2: "target"}  # ota.v1.FileKind values
-
-
-def encoding_of(kind: str, path: str) -> str:
-    """The encoding a Download path carries: TUF metadata, a full model, or a codec's suffix."""
-    if kind != "target":
-        return kind
-    base = path.rpartition("/")[2]
-    if base.endswith(".onnx"):
-        return "full"
-    suffix = base.rpartition(".")[2]
-    return suffix or "unknown"
+_KIND_NAMES = {1: "metadata", 2: "target", 3: "encoding"}  # ota.v1.FileKind values
 
 
 @dataclass
 class RegistryMetrics:
-    """The metric families of one replica, and the interceptor that feeds them."""
+    """The metric families of one replica, and the interceptor that feeds them.
+
+    ``codec_of`` names the codec of an ``encodings/<blob sha256>`` download
+    (a delta or compressed model), e.g. from the metadata store.
+    """
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    codec_of: Callable[[str], str | None] | None = None
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -66,9 +61,27 @@ class RegistryMetrics:
         self.in_flight = Gauge(
             "ota_registry_downloads_in_flight", "Download streams now open", ["kind"], registry=r
         )
+        self._codecs: dict[str, str] = {}
         self.resumes = Counter(
             "ota_registry_download_resumes", "Downloads starting past byte 0", ["kind"], registry=r
         )
+
+    def encoding_of(self, kind: str, path: str) -> str:
+        """The label for bytes served: metadata, the full model, or the codec of an encoding."""
+        if kind == "target":
+            return "full"
+        if kind != "encoding":
+            return kind
+        digest = path.rpartition("/")[2]
+        codec = self._codecs.get(digest)
+        if codec is None and self.codec_of is not None:
+            try:
+                codec = self.codec_of(digest)
+            except Exception:  # noqa: BLE001 - a metric label must never fail a download
+                log.exception("cannot name the codec of %s", path)
+            if codec and len(self._codecs) < 4096:  # blobs are immutable: remember, bounded
+                self._codecs[digest] = codec
+        return codec or "unknown"
 
     def interceptor(self) -> grpc.ServerInterceptor:
         return _MetricsInterceptor(self)
@@ -139,7 +152,7 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             t0, failed = time.perf_counter(), True
             kind = _KIND_NAMES.get(getattr(request, "kind", 0), "")
-            bytes_counter = m.bytes_served.labels(kind, encoding_of(kind, request.path)) if kind else None
+            bytes_counter = m.bytes_served.labels(kind, m.encoding_of(kind, request.path)) if kind else None
             if kind:
                 m.in_flight.labels(kind).inc()
                 if request.offset > 0:

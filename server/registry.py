@@ -158,7 +158,8 @@ class Registry:
             blobs = FileBlobStore(data_dir / "blobs")
         from server.campaigns import CampaignManager
 
-        return cls(store, blobs, TufRepository(store, Keystore(keys_dir)), CampaignManager(store), ca_pem)
+        rollouts = CampaignManager(store) if CampaignManager.supported_by(store) else None
+        return cls(store, blobs, TufRepository(store, Keystore(keys_dir)), rollouts, ca_pem)
 
     # -- publishing -----------------------------------------------------------------
     def publish_stream(

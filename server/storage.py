@@ -51,6 +51,19 @@ class ModelRecord:
 
 
 @dataclass(frozen=True)
+class EncodingRecord:
+    """A stored transport encoding of a model version: stand-alone, or a delta
+    from the version with ``base_sha256``. Its bytes are the blob ``blob_sha256``."""
+
+    name: str
+    version: str
+    codec: str
+    base_sha256: str  # "" for a stand-alone encoding
+    blob_sha256: str
+    length: int
+
+
+@dataclass(frozen=True)
 class ReportRecord:
     """One step a vehicle reported (downloading, installed, failed, ...)."""
 
@@ -141,6 +154,11 @@ class MetadataStore(Protocol):
     def models_by_sha256(self, sha256: str) -> list[ModelRecord]: ...
     def put_tuf_metadata(self, role: str, version: int, data: bytes) -> None: ...
     def get_tuf_metadata(self, role: str, version: int | None = None) -> bytes | None: ...
+    def put_encodings(self, name: str, version: str, encodings: list[EncodingRecord]) -> None:
+        """Replace the stored encodings of ``name`` ``version`` (at most one per base)."""
+        ...
+    def list_encodings(self, name: str, version: str) -> list[EncodingRecord]: ...
+    def encoding_by_blob(self, blob_sha256: str) -> EncodingRecord | None: ...
     def add_report(self, rep: ReportRecord) -> None: ...
     def list_reports(self, vehicle_id: str | None = None) -> list[ReportRecord]: ...
     def list_reports_for_model(self, name: str, version: str) -> list[ReportRecord]: ...
@@ -262,6 +280,16 @@ CREATE TABLE IF NOT EXISTS reports (
     received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS reports_vehicle ON reports (vehicle_id);
+CREATE TABLE IF NOT EXISTS encodings (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    base_sha256 TEXT NOT NULL,
+    codec TEXT NOT NULL,
+    blob_sha256 TEXT NOT NULL,
+    length INTEGER NOT NULL,
+    PRIMARY KEY (name, version, base_sha256)
+);
+CREATE INDEX IF NOT EXISTS encodings_blob ON encodings (blob_sha256);
 CREATE INDEX IF NOT EXISTS reports_model ON reports (name, version);
 CREATE TABLE IF NOT EXISTS vehicles (
     vehicle_id TEXT PRIMARY KEY,
@@ -316,6 +344,10 @@ CREATE TABLE IF NOT EXISTS campaign_events (
 );
 CREATE INDEX IF NOT EXISTS campaign_events_campaign ON campaign_events (campaign_id);
 """
+
+
+# EncodingRecord's field order, for SELECTs that build one from a row.
+ENCODING_COLUMNS = "name, version, codec, base_sha256, blob_sha256, length"
 
 
 class SqliteMetadataStore:
@@ -422,6 +454,30 @@ class SqliteMetadataStore:
                     "SELECT data FROM tuf_metadata WHERE role=? AND version=?", (role, version)
                 ).fetchone()
         return bytes(row[0]) if row else None
+
+    # -- transport encodings --------------------------------------------------------
+    def put_encodings(self, name: str, version: str, encodings: list[EncodingRecord]) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM encodings WHERE name=? AND version=?", (name, version))
+            db.executemany(
+                "INSERT INTO encodings (name, version, base_sha256, codec, blob_sha256, length) VALUES (?,?,?,?,?,?)",
+                [(name, version, e.base_sha256, e.codec, e.blob_sha256, e.length) for e in encodings],
+            )
+
+    def list_encodings(self, name: str, version: str) -> list[EncodingRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {ENCODING_COLUMNS} FROM encodings WHERE name=? AND version=? ORDER BY base_sha256",
+                (name, version),
+            ).fetchall()
+        return [EncodingRecord(*r) for r in rows]
+
+    def encoding_by_blob(self, blob_sha256: str) -> EncodingRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {ENCODING_COLUMNS} FROM encodings WHERE blob_sha256=? LIMIT 1", (blob_sha256,)
+            ).fetchone()
+        return EncodingRecord(*row) if row else None
 
     # -- vehicle reports ----------------------------------------------------------
     def add_report(self, rep: ReportRecord) -> None:

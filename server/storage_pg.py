@@ -40,7 +40,16 @@ except ImportError as e:  # the embedded default (SQLite) must not need it
         f"the PostgreSQL backend needs psycopg 3 ({e}); install it with: pip install 'squeeze-ota[pg]'"
     ) from None
 
-from server.storage import BlobNotFound, ManifestRecord, ModelRecord, ReportRecord, StorageError
+from server.storage import (
+    ENCODING_COLUMNS,
+    BlobNotFound,
+    EncodingRecord,
+    ManifestRecord,
+    ModelRecord,
+    ReportRecord,
+    StorageError,
+)
+from server.storage_pg_fleet import PgFleetMixin
 from server.storage_pg_schema import LOCK_TUF_SIGNING, migrate
 
 log = logging.getLogger(__name__)
@@ -137,7 +146,7 @@ def _utc_text(ts: datetime) -> str:
 _MODEL_COLS = "name, version, sha256, length, target_path, hardware_ids, metadata_json, published_at"
 
 
-class PgMetadataStore:
+class PgMetadataStore(PgFleetMixin):
     """``MetadataStore`` on PostgreSQL; safe to share between processes and threads."""
 
     def __init__(self, db: PgDatabase) -> None:
@@ -212,6 +221,32 @@ class PgMetadataStore:
                 row = c.execute("SELECT data FROM tuf_metadata WHERE role=%s AND version=%s", (role, version)).fetchone()
         return bytes(row[0]) if row else None
 
+    # -- transport encodings --------------------------------------------------------
+    def put_encodings(self, name: str, version: str, encodings: list[EncodingRecord]) -> None:
+        with self.db.tx() as c:
+            c.execute("DELETE FROM encodings WHERE name=%s AND version=%s", (name, version))
+            with c.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO encodings (name, version, base_sha256, codec, blob_sha256, length) "
+                    "VALUES (%s,%s,%s,%s,%s,%s)",
+                    [(name, version, e.base_sha256, e.codec, e.blob_sha256, e.length) for e in encodings],
+                )
+
+    def list_encodings(self, name: str, version: str) -> list[EncodingRecord]:
+        with self.db.conn() as c:
+            rows = c.execute(
+                f"SELECT {ENCODING_COLUMNS} FROM encodings WHERE name=%s AND version=%s ORDER BY base_sha256",
+                (name, version),
+            ).fetchall()
+        return [EncodingRecord(*r) for r in rows]
+
+    def encoding_by_blob(self, blob_sha256: str) -> EncodingRecord | None:
+        with self.db.conn() as c:
+            row = c.execute(
+                f"SELECT {ENCODING_COLUMNS} FROM encodings WHERE blob_sha256=%s LIMIT 1", (blob_sha256,)
+            ).fetchone()
+        return EncodingRecord(*row) if row else None
+
     # -- vehicle reports ----------------------------------------------------------
     def add_report(self, rep: ReportRecord) -> None:
         body = {k: v for k, v in rep.__dict__.items() if k != "received_at"}
@@ -222,13 +257,11 @@ class PgMetadataStore:
             )
 
     def list_reports(self, vehicle_id: str | None = None) -> list[ReportRecord]:
+        return self._reports("WHERE vehicle_id=%s", (vehicle_id,)) if vehicle_id else self._reports()
+
+    def _reports(self, where: str = "", params: tuple = ()) -> list[ReportRecord]:
         with self.db.conn() as c:
-            if vehicle_id:
-                rows = c.execute(
-                    "SELECT body, received_at FROM reports WHERE vehicle_id=%s ORDER BY id", (vehicle_id,)
-                ).fetchall()
-            else:
-                rows = c.execute("SELECT body, received_at FROM reports ORDER BY id").fetchall()
+            rows = c.execute(f"SELECT body, received_at FROM reports {where} ORDER BY id", params).fetchall()
         return [ReportRecord(**{**body, "received_at": _utc_text(t)}) for body, t in rows]
 
 

@@ -91,6 +91,60 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         2,
+        "transport encodings of model versions (stand-alone and deltas)",
+        """
+        CREATE TABLE encodings (
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            base_sha256 TEXT NOT NULL,
+            codec TEXT NOT NULL,
+            blob_sha256 TEXT NOT NULL,
+            length BIGINT NOT NULL,
+            PRIMARY KEY (name, version, base_sha256)
+        );
+        CREATE INDEX encodings_blob ON encodings (blob_sha256);
+        """,
+    ),
+    Migration(
+        3,
+        "fleet inventory and rollout campaigns (members, append-only events)",
+        """
+        CREATE INDEX reports_model ON reports (name, version, id);
+        CREATE TABLE vehicles (
+            vehicle_id TEXT PRIMARY KEY,
+            hardware_id TEXT NOT NULL,
+            tags TEXT[] NOT NULL,
+            installed JSONB NOT NULL,
+            wanted TEXT[] NOT NULL,
+            first_seen DOUBLE PRECISION NOT NULL,
+            last_seen DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE campaigns (
+            campaign_id TEXT PRIMARY KEY,
+            spec TEXT NOT NULL,  -- kept verbatim: the spec's own JSON, not re-serialised
+            created_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE campaign_members (
+            campaign_id TEXT NOT NULL,
+            vehicle_id TEXT NOT NULL,
+            wave INTEGER NOT NULL,
+            offered_at DOUBLE PRECISION,
+            PRIMARY KEY (campaign_id, vehicle_id)
+        );
+        CREATE INDEX campaign_members_vehicle ON campaign_members (vehicle_id);
+        CREATE TABLE campaign_events (
+            id BIGSERIAL PRIMARY KEY,
+            campaign_id TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            kind TEXT NOT NULL,
+            wave INTEGER NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX campaign_events_campaign ON campaign_events (campaign_id, id);
+        """,
+    ),
+    Migration(
+        4,
         "director: per-vehicle TUF metadata, assignments, verified version manifests",
         """
         CREATE TABLE vehicle_metadata (

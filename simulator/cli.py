@@ -33,6 +33,8 @@ from simulator.sizes import ProjectArtifacts, UnknownStrategyError
 @click.option("--emulate", is_flag=True, help="Instead: run real agents against a real registry over shaped links "
               "(network namespaces, tc; needs root) and compare them with the simulator.")
 @click.option("--agents", type=click.IntRange(1, 250), default=None, help="With --emulate: how many real agents (default: the scenario's vehicles).")
+@click.option("--package", type=click.Choice(["served", "full"]), default="served", show_default=True,
+              help="With --emulate: what the registry sends: its smallest encoding (as it does), or the full file.")
 def simulate_cmd(
     scenario_path: str | None,
     vehicles: int | None,
@@ -42,6 +44,7 @@ def simulate_cmd(
     cache_dir: Path | None,
     emulate: bool,
     agents: int | None,
+    package: str,
 ) -> None:
     """Simulate a staged rollout to a fleet over limited links, once per strategy
     (AlexNet-sized full download vs SqueezeNet full, compressed, int8, delta),
@@ -56,7 +59,7 @@ def simulate_cmd(
     if seed is not None:
         sc = sc.replace(seed=seed)
     if emulate:
-        _emulate(sc, agents or vehicles or sc.vehicles, out_dir, console)
+        _emulate(sc, agents or vehicles or sc.vehicles, package, out_dir, console)
         return
     if strategies:
         sc = sc.replace(strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()))
@@ -93,7 +96,7 @@ def simulate_cmd(
     click.echo(f"report: {report}")
 
 
-def _emulate(sc: Scenario, n: int, out_dir: Path, console: Console) -> None:
+def _emulate(sc: Scenario, n: int, package: str, out_dir: Path, console: Console) -> None:
     from simulator.emulate.harness import emulate
     from simulator.emulate.netns import EmulationUnavailable, check_available
     from simulator.emulate.report import TARGET, write_emulation_report
@@ -103,7 +106,7 @@ def _emulate(sc: Scenario, n: int, out_dir: Path, console: Console) -> None:
     except EmulationUnavailable as e:
         raise click.ClickException(f"cannot emulate here: {e}") from None
     with console.status(f"emulating {n} real agents over shaped links ({sc.horizon_s:.0f} s horizon)") as st:
-        res = emulate(sc, n, sc.horizon_s, echo=lambda m: st.update(m))
+        res = emulate(sc, n, sc.horizon_s, package=package, echo=lambda m: st.update(m))
     path, s = write_emulation_report(res, out_dir)
     table = Table(title=f"simulator vs {n} real agents ({sc.name})")
     for col in ("measure", "completion time", "bytes"):

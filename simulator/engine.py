@@ -9,13 +9,17 @@ the campaign logic runs on the wave's sorted completion times.
 
 Transfer model of one session: it opens at the start of a reachable window
 (or at the first check-in after the wave starts, when the vehicle is already
-reachable), spends ``setup_rtts`` round trips plus the session's metadata bytes
-before payload flows, then receives at the link's goodput times a log-normal
-factor drawn per window (cell load, signal). A resumable download keeps what it
-has across windows (in whole chunks of the registry's stream; the chunk in
-flight at a cut is paid for and lost); a non-resumable one starts again. After the last byte the
-install takes ``install_s`` and fails with the campaign's install failure rate
-(the same vehicles fail whatever the strategy).
+reachable), spends ``setup_rtts`` round trips (``resume_setup_rtts`` for a
+later session of the same update) plus its metadata bytes before payload
+flows, then receives at the link's goodput times a log-normal factor drawn per
+window (cell load, signal). When the window ends, what the link had queued
+(``drain_s`` of payload) still arrives, and is wasted unless it completes a
+chunk of a resumable download; a break shorter than that
+goes unnoticed and the session carries on after one round trip. A resumable download
+keeps what it has across windows, in whole chunks of the registry's stream (the
+chunk in flight at a cut is paid for and lost); a non-resumable one starts
+again. After the last byte the install takes ``install_s`` and fails with the
+campaign's install failure rate (the same vehicles fail whatever the strategy).
 """
 
 from __future__ import annotations
@@ -85,8 +89,9 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         late = inside[contact[inside] >= w.end[inside]]
         w.advance(late)
         contact[late] = w.start[late]
-    overhead = float(sc.session_overhead_bytes)
+    pr = sc.protocol
     remaining = np.full(n, float(size))
+    carry_on = np.zeros(n, dtype=bool)
     act = np.arange(n)
     while act.size:
         s = contact[act]
@@ -97,27 +102,39 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
             break
         v = ids[act]
         rate = fleet.rate[v] * rng.lognormal_unit_mean(fleet.seed, "rate", v, w.key[act], fleet.jitter[v])
-        setup = fleet.setup_s[v] + overhead / rate
+        first = sessions[act] == 0
+        cont = carry_on[act]  # the link came back before the agent noticed it had gone
+        overhead = np.where(first, float(pr.session_overhead_bytes), float(pr.resume_overhead_bytes))
+        overhead[cont] = 0.0
+        rtts = np.where(first, pr.setup_rtts, pr.resume_setup_rtts)
+        rtts[cont] = 1.0  # the agent's retry asks for the rest of the stream at once
+        setup = fleet.rtt_s[v] * rtts + overhead / rate
         avail = end - s - setup
         opened = avail > 0
-        sessions[act] += opened
+        sessions[act] += opened & ~cont
         nbytes[act] += np.where(opened, overhead, 0.0)
         can = np.maximum(avail, 0.0) * rate
         fin = can >= remaining[act]
         af = act[fin]
         done[af] = s[fin] + setup[fin] + remaining[af] / rate[fin]
         nbytes[af] += remaining[af]
-        an = act[~fin]
-        nbytes[an] += can[~fin]
+        cut = ~fin
+        an = act[cut]
+        # Cut by the window's end: what was queued on the link still arrives.
+        drained = np.where(opened[cut] & (end[cut] < t_end), fleet.drain_s[v[cut]] * rate[cut], 0.0)
+        nbytes[an] += can[cut] + drained
         if sc.campaign.resumable:
-            have = size - remaining[an] + can[~fin]
-            if sc.resume_chunk_bytes > 0:  # only whole chunks of the stream survive a cut
-                have = np.floor(have / sc.resume_chunk_bytes) * sc.resume_chunk_bytes
+            have = np.minimum(size - remaining[an] + can[cut] + drained, size - 1.0)
+            if pr.resume_chunk_bytes > 0:  # only whole chunks of the stream survive a cut
+                have = np.floor(have / pr.resume_chunk_bytes) * pr.resume_chunk_bytes
             remaining[an] = size - have
         else:
             remaining[an] = float(size)
         w.advance(an)
         contact[an] = w.start[an]
+        # A break shorter than what the link had queued goes unnoticed: the vehicle
+        # learns of the cut only when the queue has drained, and by then it is back.
+        carry_on[an] = opened[cut] & (w.start[an] - end[cut] < fleet.drain_s[v[cut]])
         act = an
     if progress:
         progress(n)

@@ -53,7 +53,8 @@ class Fleet:
     dormant: npt.NDArray[np.bool_]
     # per vehicle, from its link and pattern
     rate: F64  # mean goodput, bytes/s
-    setup_s: F64  # time to open a session before payload flows
+    rtt_s: F64
+    drain_s: F64
     jitter: F64
     m_on: F64  # mean reachable spell between events (drive end or drop-out)
     q_drop: F64  # chance a spell ends in a drop-out
@@ -102,7 +103,6 @@ def build_fleet(scenario: Scenario, n: int | None = None, seed: int | None = Non
         return np.array([f(p) for p in pats], dtype=np.float64)[pattern_idx]
 
     rate = per_link(lambda lk: lk.goodput_bytes_per_s())
-    setup_s = per_link(lambda lk: lk.setup_rtts * lk.rtt_ms / 1000)
     lam_drop = per_link(lambda lk: lk.dropouts_per_hour / 3600)
     drop_mean = per_link(lambda lk: max(lk.dropout_s, 1e-9))
     on_mean = per_pat(lambda p: p.on_mean_min * 60)
@@ -126,7 +126,8 @@ def build_fleet(scenario: Scenario, n: int | None = None, seed: int | None = Non
         install_fails=install_fails,
         dormant=dormant,
         rate=rate,
-        setup_s=setup_s,
+        rtt_s=per_link(lambda lk: lk.rtt_ms / 1000),
+        drain_s=per_link(lambda lk: lk.drain_s),
         jitter=per_link(lambda lk: lk.jitter),
         m_on=m_on,
         q_drop=q_drop,

@@ -19,7 +19,8 @@ ASSUMPTIONS = """\
 - Payload rate of a session: link capacity x framing efficiency, capped by TCP's
   loss-limited rate 1.22*MSS/(RTT*sqrt(loss)) (Mathis et al. 1997), times a log-normal
   factor per window (mean 1) for cell load and signal. A session spends `setup_rtts`
-  round trips and `session_overhead_bytes` (TUF metadata, gRPC) before payload flows.
+  round trips and `session_overhead_bytes` (TUF metadata, gRPC) before payload flows
+  (`resume_*` for later sessions of the same update: measured on the real agent).
 - A reachable vehicle learns of its wave at its next check-in (uniform phase within
   `poll_min`) or on reconnecting. Downloads resume across windows when `resumable`.
 - Installs take `install_s` and fail at `install_failure_rate`, the same vehicles for
@@ -107,8 +108,11 @@ def scenario_tables(sc: Scenario, link_names: list[str]) -> str:
         f"Campaign: waves {', '.join(f'{100 * w:g}%' for w in c.waves)}; advance at {100 * c.advance_share:g}% installed "
         f"and {c.soak_hours:g} h soak; abort at {100 * c.abort_error_share:g}% failures (min {c.abort_min_failures}); "
         f"install {c.install_s:g} s, fails {100 * c.install_failure_rate:g}%; check-in every {c.poll_min:g} min; "
-        f"resumable downloads: {'yes' if c.resumable else 'no'}; horizon {sc.horizon_days:g} days; "
-        f"{sc.session_overhead_bytes:,} B metadata per session.",
+        f"resumable downloads: {'yes' if c.resumable else 'no'}; horizon {sc.horizon_days:g} days.",
+        "",
+        f"Agent protocol: {sc.protocol.setup_rtts:g} round trips and {sc.protocol.session_overhead_bytes:,} B before "
+        f"the payload in a first session, {sc.protocol.resume_setup_rtts:g} and {sc.protocol.resume_overhead_bytes:,} B "
+        f"in a resumed one; resume in chunks of {sc.protocol.resume_chunk_bytes:,} B.",
     ]
     return "\n".join(rows)
 

@@ -34,8 +34,8 @@ class LinkProfile:
     dropout_s: float = 0.0  # mean length of a drop-out
     price_per_gb: float = 0.0  # USD per 10^9 bytes
     jitter: float = 0.0  # sigma of a log-normal per-window bandwidth factor (mean 1)
-    setup_rtts: float = 4.0  # round trips before bytes flow on a new session (TCP, TLS, gRPC, check-in)
     efficiency: float = 0.95  # payload share of the wire (TCP/IP/TLS/gRPC framing)
+    drain_s: float = 0.0  # what the link had queued when it drops still arrives (and is wasted)
 
     def goodput_bytes_per_s(self) -> float:
         """Mean payload rate: link capacity, capped by TCP's loss-limited rate."""
@@ -90,6 +90,26 @@ class Campaign:
 
 
 @dataclass(frozen=True)
+class Protocol:
+    """What one update session of the real agent costs before and around the payload.
+
+    Defaults measured on the project's agent and registry by the emulation's
+    calibration (``ota simulate --emulate``; docs/simulator.md), on this 2-core
+    machine under load, so the round trips include the agent's CPU time: a first
+    session fetches TUF root/timestamp/snapshot/targets, checks in and opens the
+    download; a resumed one finds its metadata current and needs fewer trips.
+    """
+
+    setup_rtts: float = 7.0  # round trips before payload flows, first session of an update
+    resume_setup_rtts: float = 4.9  # the same for a later session of the same update
+    session_overhead_bytes: int = 3440  # downlink besides the payload, first session (TUF metadata, gRPC)
+    resume_overhead_bytes: int = 1260  # the same for a later session
+    # A download resumes from the last whole message of the registry's Download
+    # stream (server.service.CHUNK_SIZE): the part of a chunk in flight at a cut is lost.
+    resume_chunk_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -100,10 +120,7 @@ class Scenario:
     seed: int = 1
     vehicles: int = 10_000
     horizon_days: float = 14.0
-    session_overhead_bytes: int = 0  # metadata per session (TUF, gRPC headers)
-    # A download resumes from the last whole message of the registry's Download
-    # stream (server.service.CHUNK_SIZE): the part of a chunk in flight at a cut is lost.
-    resume_chunk_bytes: int = 256 * 1024
+    protocol: Protocol = field(default_factory=Protocol)
     strategies: tuple[str, ...] = (
         "alexnet_fp32",
         "squeezenet_fp32",
@@ -193,13 +210,17 @@ def scenario_from_dict(data: dict[str, Any], where: str = "scenario") -> Scenari
     w = campaign.waves
     if not w or any(b <= a for a, b in zip(w, w[1:])) or w[-1] != 1.0 or w[0] <= 0:
         raise ScenarioError(f"{where}: [campaign] waves must rise strictly to 1.0, got {list(w)}")
-    top = {k: v for k, v in data.items() if k not in {"links", "patterns", "fleet", "campaign"}}
+    try:
+        protocol = Protocol(**data.get("protocol", {}))
+    except TypeError as e:
+        raise ScenarioError(f"{where}: [protocol]: {e}") from None
+    top = {k: v for k, v in data.items() if k not in {"links", "patterns", "fleet", "campaign", "protocol"}}
     if "strategies" in top:
         top["strategies"] = tuple(top["strategies"])
     top.setdefault("name", where)
     top.setdefault("description", "")
     try:
-        return Scenario(links=links, patterns=patterns, fleet=tuple(fleet), campaign=campaign, **top)
+        return Scenario(links=links, patterns=patterns, fleet=tuple(fleet), campaign=campaign, protocol=protocol, **top)
     except TypeError as e:
         raise ScenarioError(f"{where}: {e}") from None
 

@@ -47,6 +47,17 @@ def vehicle_identity(pki: Path, vehicle_id: str) -> "ota.tls.TlsFiles":  # type:
     return files if files.cert.exists() else tls.issue(pki, "vehicle", vehicle_id)
 
 
+def agent_config(server, vehicle_id: str, state_dir: Path, address: str | None = None,
+                 **kw) -> "vehicle_agent.agent.AgentConfig":  # type: ignore[name-defined]  # noqa: F821
+    """An agent's configuration for a test registry (anything with ``address``, ``keys_dir``,
+    ``pki``): both trust roots, its certificate, that registry (or ``address``)."""
+    from vehicle_agent.agent import AgentConfig
+
+    return AgentConfig(registry=address or server.address, state_dir=state_dir, vehicle_id=vehicle_id,
+                       trusted_root=server.keys_dir / "root.json", director_root=server.keys_dir / "director-root.json",
+                       identity=vehicle_identity(server.pki, vehicle_id), **kw)
+
+
 @dataclass
 class RunningRegistry:
     registry: "server.registry.Registry"  # type: ignore[name-defined]  # noqa: F821
@@ -66,6 +77,10 @@ class RunningRegistry:
         from server.client import PublisherClient
 
         return PublisherClient(self.address, tls_files=self.publisher_tls, **kw)
+
+    def agent_config(self, vehicle_id: str, state_dir: Path, address: str | None = None,
+                     **kw) -> "vehicle_agent.agent.AgentConfig":  # type: ignore[name-defined]  # noqa: F821
+        return agent_config(self, vehicle_id, state_dir, address, **kw)
 
     def vehicle_tls(self, vehicle_id: str = "car-1") -> "ota.tls.TlsFiles":  # type: ignore[name-defined]  # noqa: F821
         return vehicle_identity(self.pki, vehicle_id)
@@ -99,21 +114,13 @@ def registry_server(tmp_path: Path, keys_dir: Path, pki: Path) -> Iterator[Runni
 @pytest.fixture
 def make_agent(tmp_path: Path, registry_server: RunningRegistry):
     """Factory for vehicle agents talking to ``registry_server`` over gRPC."""
-    from vehicle_agent.agent import AgentConfig, VehicleAgent
+    from vehicle_agent.agent import VehicleAgent
 
     agents = []
 
     def make(vehicle_id: str = "car-1", state: str | None = None, **kw) -> VehicleAgent:
-        cfg = AgentConfig(
-            registry=registry_server.address,
-            state_dir=tmp_path / (state or f"state-{vehicle_id}"),
-            vehicle_id=vehicle_id,
-            trusted_root=registry_server.keys_dir / "root.json",
-            director_root=registry_server.keys_dir / "director-root.json",
-            identity=vehicle_identity(registry_server.pki, vehicle_id),
-            **kw,
-        )
-        agent = VehicleAgent(cfg)
+        agent = VehicleAgent(agent_config(registry_server, vehicle_id, tmp_path / (state or f"state-{vehicle_id}"),
+                                          **kw))
         agents.append(agent)
         return agent
 

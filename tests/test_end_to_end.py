@@ -25,9 +25,11 @@ def test_publish_install_classify(registry_server, make_agent, squeezenet_bytes)
     assert cat[0].class_id == 285 and cat[0].label == "Egyptian cat"
     assert {p.class_id for p in cat} <= {281, 282, 285}
     assert cup[0].label == "espresso" and cup[0].prob > 0.9
-    # The registry heard about it, and a second check-in offers nothing.
-    [report] = registry_server.registry.store.list_reports("car-1")
-    assert (report.status, report.version, report.active_version) == ("installed", "1.0.0", "1.0.0")
+    # The registry heard each step, and a second check-in offers nothing.
+    reports = registry_server.registry.store.list_reports("car-1")
+    assert [(r.status, r.version, r.active_version) for r in reports] == [
+        ("downloading", "1.0.0", ""), ("installed", "1.0.0", "1.0.0"), ("confirmed", "1.0.0", "1.0.0")
+    ]
     assert agent.update_once() == []
 
 

@@ -1,49 +1,60 @@
-"""The vehicle agent: check in, verify through TUF, stage, self-test, switch, report.
+"""The vehicle agent: wires the update engine to gRPC, TUF, the disk and ONNX Runtime.
 
 One update cycle (``update_once``):
 
-1. Refresh the image repository's TUF metadata (python-tuf's ``Updater`` over
-   the gRPC fetcher), send the signed version manifest, refresh the director's
-   per-vehicle metadata (``vehicle_agent/trust.py``). What to install is what
-   the director instructs *and* the image repository signs identically.
-2. Ask the registry for download hints (encodings); they are only hints.
-3. Download the target (resumable), verify length and sha256 against the
-   signed target, and stage it into the inactive A/B slot.
-4. Load it in ONNX Runtime and run the signed self-test.
-5. Switch the active slot atomically, then report the result.
+1. Judge the health window of an earlier install (confirm or roll back).
+2. Send the signed version manifest, ask the registry for download hints
+   (encodings), then refresh the image repository's and the director's TUF
+   metadata (python-tuf ``Updater``s over the gRPC fetcher). What to install is
+   what the director instructs *and* the image repository signs identically
+   (``trust.py``); each instruction becomes a ``Job`` made only of signed facts.
+4. Hand the job to the ``UpdateEngine`` (``engine.py``): download (resumable),
+   verify, stage into the inactive A/B slot, load + self-test beside the
+   running model, switch, watch the health window. Every step is journalled
+   and reported.
 
-Any failure leaves the previous model active and is reported with its reason.
+On start the agent loads the active slot of each model (falling back to the
+other slot if it is damaged) and lets the engine finish or undo whatever a
+power cut interrupted. Any failure leaves the previous model served.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater
 
-from modelpack.metadata import ModelInfo
 from ota import tls
 from ota.v1 import ota_pb2
-from vehicle_agent.download import DownloadFailed, download_target
+from vehicle_agent.disk import SlotDisk
+from vehicle_agent.download import HashVerifier, RetryPolicy, TargetFetcher
+from vehicle_agent.engine import EnginePolicy, Rebuilder, UpdateEngine
 from vehicle_agent.fetcher import GrpcFetcher
-from vehicle_agent.rebuild import Rebuilt, fetch_and_rebuild
-from vehicle_agent.runtime import LoadedModel, SelfTestFailed, load_session, self_test
+from vehicle_agent.health import HealthPolicy
+from vehicle_agent.rebuild import CodecRebuilder, encoding_bound
+from vehicle_agent.journal import Entry, Job, Journal, State
+from vehicle_agent.reporting import STATUS, RegistryReporter
+from vehicle_agent.runtime import LoadedModel, ModelHost, OrtRuntime, SelfTestFailed, model_info
 from vehicle_agent.slots import SlotRecord, SlotStore
-from vehicle_agent.transport import RegistryClient, TransportError
-from vehicle_agent.trust import Instruction, TrustedRepos, TrustError
+from vehicle_agent.transport import RegistryClient, TransportConfig, TransportError
+from vehicle_agent.trust import AttackNotingRebuilder, Instruction, TrustedRepos, TrustError
+
+if TYPE_CHECKING:
+    import grpc
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]  # (model name, done, total)
-# Reasons of fetch_and_rebuild that mean the encoding was tampered with (not merely unusable).
-TAMPERED_ENCODING = ("encoding refused", "rebuilt model does not match", "registry sent more than")
 
 
 class AgentError(Exception):
@@ -59,6 +70,11 @@ class AgentConfig:
     wanted_models: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()  # reported at check-in; rollout campaigns select by them
     trusted_root: Path | None = None  # provisioned at the factory; needed once
+    # 0 = confirm right after the self-test (one-shot runs); the service uses a real window.
+    health: HealthPolicy = HealthPolicy(window_s=0.0)
+    retry: RetryPolicy = RetryPolicy()
+    transport: TransportConfig = TransportConfig()
+    engine: EnginePolicy = EnginePolicy()
     # security (issue 4): the director's root, the vehicle's certificate (mutual
     # TLS and manifest signing), and plain text only on explicit request.
     director_root: Path | None = None
@@ -73,42 +89,57 @@ class UpdateOutcome:
     name: str
     version: str
     from_version: str
-    status: str  # "installed" | "failed" | "attack_detected"
+    status: str  # "installed" | "failed" | "attack_detected" | "rolled_back"
     reason: str = ""
     encoding: str = "full"
     bytes_downloaded: int = 0
     length: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    state: str = ""  # the journal's state after the attempt ("active" = health window running)
+    verify_failures: int = 0  # downloads that did not match the signed hash and were fetched again
+    bytes_discarded: int = 0  # over the wire for an encoding that failed (then the full model was fetched)
 
     @property
     def duration_s(self) -> float:
         return sum(self.timings.values())
 
 
-_STATUS = {
-    "downloading": ota_pb2.INSTALL_STATUS_DOWNLOADING,
-    "installed": ota_pb2.INSTALL_STATUS_INSTALLED,
-    "failed": ota_pb2.INSTALL_STATUS_FAILED,
-    "attack_detected": ota_pb2.INSTALL_STATUS_ATTACK_DETECTED,
-}
-
-
 class VehicleAgent:
-    def __init__(self, config: AgentConfig, client: RegistryClient | None = None) -> None:
+    def __init__(self, config: AgentConfig, client: RegistryClient | None = None,
+                 rebuilder: Rebuilder | None = None) -> None:
         self.config = config
         self.state_dir = Path(config.state_dir)
         self.slots = SlotStore(self.state_dir)
         self._downloads = self.state_dir / "downloads"
         try:
-            self.client = client or RegistryClient(
-                config.registry, tls_files=None if config.insecure else config.identity, insecure=config.insecure
-            )
+            self.client = client or RegistryClient(config.registry, config.transport, insecure=config.insecure,
+                                                   tls_files=None if config.insecure else config.identity)
             self.trust = TrustedRepos(self.state_dir, self.client, config.vehicle_id, config.hardware_id,
                                       config.identity, config.trusted_root, config.director_root)
         except (tls.TlsError, TrustError) as e:
             raise AgentError(str(e)) from None
-        self.models: dict[str, LoadedModel] = {}
+        self.host = ModelHost()
+        self.journal = Journal(self.state_dir)
+        self.fetcher = TargetFetcher(self.client, self._downloads, config.vehicle_id, config.retry)
+        self.runtime = OrtRuntime(self.host, self.slots, config.health)
+        self.reporter = RegistryReporter(self.client, config.vehicle_id, config.hardware_id, self.host, self.fetcher)
+        self.engine = UpdateEngine(
+            self.journal,
+            SlotDisk(self.slots, self._downloads, self.fetcher.have),
+            self.fetcher,
+            HashVerifier(),
+            self.runtime,
+            self.reporter,
+            # security (issue 4): a tampered or wrong-base encoding is reported, not only fallen back from.
+            rebuilder=AttackNotingRebuilder(rebuilder or CodecRebuilder(self.slots, self._downloads), self.trust),
+            policy=config.engine,
+        )
         self._load_active()
+        self.engine.recover()
+
+    @property
+    def models(self) -> dict[str, LoadedModel]:
+        return self.host.current()
 
     # -- start-up -------------------------------------------------------------------
     def _load_active(self) -> None:
@@ -120,14 +151,15 @@ class VehicleAgent:
                     log.error("%s: slot %s is missing or damaged; not loading it", name, slot)
                     continue
                 try:
-                    session = load_session(self.slots.model_path(name, slot))
+                    loaded = self.runtime.load_slot(name, slot)
                 except Exception as e:
                     log.error("%s: slot %s does not load: %s", name, slot, e)
                     continue
                 if slot != m.active:
                     self.slots.activate(name, slot)
                     log.warning("%s: fell back to slot %s (%s)", name, slot, rec.version)
-                self.models[name] = LoadedModel(session, _info(rec.model_info), rec.version, rec.sha256)
+                self.host.swap(name, loaded)
+                self.host.drop_previous(name)
                 break
 
     def installed(self) -> dict[str, SlotRecord]:
@@ -153,12 +185,17 @@ class VehicleAgent:
             attack = isinstance(e, (tuf_exc.RepositoryError, tuf_exc.DownloadLengthMismatchError))
             raise TrustError(f"{which} metadata refresh failed: {type(e).__name__}: {e}", attack=attack) from None
 
+    def poll(self) -> list[Entry]:
+        """Judge running health windows; cheap, call it often."""
+        return [self.engine.poll(e.name) for e in self.journal.entries() if e.state == State.ACTIVE]
+
     def update_once(self, progress: ProgressFn | None = None) -> list[UpdateOutcome]:
-        """Check in once and install what is instructed; never raises for a bad update."""
+        """Check in once and install what is offered; never raises for a bad update."""
+        self.poll()
         t0 = time.perf_counter()
         installed = self.installed()
-        # security (issue 4): signed manifest (carrying attacks seen so far, so they are
-        # reported even while metadata is blocked), image and director metadata, cross-check.
+        # security (issue 4): the signed manifest first (it carries the attacks seen so far,
+        # reported even while metadata is blocked); the director instructs from it.
         try:
             self.trust.send_manifest({n: (r.version, r.sha256) for n, r in installed.items()})
         except TrustError as e:
@@ -194,157 +231,155 @@ class VehicleAgent:
                 continue
             if cur is not None and cur.sha256 == ins.target.hashes.get("sha256"):
                 continue
-            outcome = self._install_instruction(ins, hints, cur.version if cur else "", progress)
+            if ins.refusal:  # the two repositories disagree, or a rollback: an attack
+                self.trust.note_attack(ins.refusal)
+                job = UpdateOutcome(ins.name, ins.version, cur.version if cur else "", "attack_detected",
+                                    ins.refusal, length=ins.target.length)
+            else:
+                offer = hints.get(ins.target.path) or ota_pb2.UpdateOffer(name=ins.name, version=ins.version,
+                                                                          target_path=ins.target.path)
+                job = self._job(ins.target, offer, cur.version if cur else "")
+            if isinstance(job, UpdateOutcome):
+                job.timings = {"metadata": t_refresh}
+                self._report(job)
+                outcomes.append(job)
+                continue
+            if self.journal.get(job.name).state == State.ACTIVE:
+                log.info("%s: %s offered while a health window runs; it waits for the next check-in", job.name, job.version)
+                continue
+            if (why := self.journal.rejected(job.sha256)) is not None:
+                log.info("%s %s was rejected before (%s); not installing it again", job.name, job.version, why)
+                continue
+            outcome = self._install(job, cur.version if cur else "", progress)
             outcome.timings = {"metadata": t_refresh, **outcome.timings}
-            self._report(outcome)
+            if outcome.status == "installed":
+                self.trust.record_installed(ins.name, ins.release_counter)
+            elif outcome.status == "attack_detected":
+                self.trust.note_attack(f"{ins.name} {ins.version}: {outcome.reason}")
             outcomes.append(outcome)
         return outcomes
 
-    def _install_instruction(self, ins: Instruction, hints: dict[str, ota_pb2.UpdateOffer], from_version: str,
-                             progress: ProgressFn | None) -> UpdateOutcome:
-        """security (issue 4): refuse what the two repositories do not agree on; else install."""
-        if ins.refusal:
-            self.trust.note_attack(ins.refusal)
-            return UpdateOutcome(ins.name, ins.version, from_version, "attack_detected", ins.refusal,
-                                 length=ins.target.length)
-        offer = hints.get(ins.target.path) or ota_pb2.UpdateOffer(
-            name=ins.name, version=ins.version, target_path=ins.target.path, length=ins.target.length,
-            sha256=ins.target.hashes.get("sha256", ""), encoding="full")
-        out = self._install(ins.target, offer, from_version, progress)
-        if out.status == "installed":
-            self.trust.record_installed(ins.name, ins.release_counter)
-        elif out.status == "attack_detected":
-            self.trust.note_attack(f"{ins.name} {ins.version}: {out.reason}")
-        return out
-
-    def _install(self, target: TargetFile, offer: ota_pb2.UpdateOffer, from_version: str,
-                 progress: ProgressFn | None) -> UpdateOutcome:
-        out = UpdateOutcome(offer.name, offer.version, from_version, "failed", length=offer.length)
-        # 1. Only what TUF signed counts (``target`` comes from verified metadata); the offer is a hint.
+    def _job(self, target: TargetFile, offer: ota_pb2.UpdateOffer, from_version: str) -> Job | UpdateOutcome:
+        """A verified instruction (``target``: the image repository's) as a Job of signed facts only."""
+        out = UpdateOutcome(offer.name, offer.version, from_version, "failed", length=target.length)
         custom = target.custom or {}
         hw = custom.get("hardware_ids") or []
         if hw and self.config.hardware_id not in hw:
-            out.status, out.reason = "failed", f"signed for hardware {hw}, this vehicle is {self.config.hardware_id}"
+            out.reason = f"signed for hardware {hw}, this vehicle is {self.config.hardware_id}"
             return out
         if custom.get("name", offer.name) != offer.name:
             out.status, out.reason = "attack_detected", f"target {target.path} is signed for model {custom.get('name')!r}"
             return out
-        out.version = custom.get("version", offer.version)
-        out.length = target.length
         try:
-            model_info = _signed_model_info(custom)
-            info = _info(model_info)
+            info = _signed_model_info(custom)
+            model_info(info)
         except SelfTestFailed as e:
             out.reason = str(e)
             return out
-        # 2. Download and verify against the signed length and hash: the
-        # offered encoding (delta) first, rebuilt and checked; else the full file.
-        t = time.perf_counter()
-        rebuilt = self._fetch_encoded(offer, target)
-        if rebuilt is not None:
-            result_path, out.bytes_downloaded, out.encoding = rebuilt.path, rebuilt.bytes_fetched, rebuilt.encoding
-            out.timings["download+rebuild+verify"] = time.perf_counter() - t
-        else:
-            try:
-                result = download_target(
-                    self.client,
-                    _download_path(target),
-                    target,
-                    self._downloads,
-                    vehicle_id=self.config.vehicle_id,
-                    progress=(lambda done, total: progress(offer.name, done, total)) if progress else None,
-                )
-            except DownloadFailed as e:
-                out.status = "attack_detected" if e.tampered else "failed"
-                out.reason = str(e)
-                return out
-            out.bytes_downloaded = result.bytes_fetched
-            out.timings["download+verify"] = time.perf_counter() - t
-            result_path = result.path
-        # 3. Stage into the inactive slot.
-        t = time.perf_counter()
-        rec = SlotRecord(
-            version=out.version,
+        job = Job(
+            name=offer.name,
+            version=custom.get("version", offer.version),
             sha256=target.hashes["sha256"],
             length=target.length,
             target_path=target.path,
-            model_info=model_info,
-        )
-        slot = self.slots.stage(offer.name, result_path, rec)
-        result_path.unlink(missing_ok=True)
-        out.timings["stage"] = time.perf_counter() - t
-        # 4. Load and self-test beside the running model.
-        t = time.perf_counter()
-        try:
-            session = load_session(self.slots.model_path(offer.name, slot))
-            self_test(session, info)
-        except SelfTestFailed as e:
-            out.reason = f"self-test failed: {e}"
-            return out
-        except Exception as e:  # ORT load errors
-            out.reason = f"model does not load in ONNX Runtime: {e}"
-            return out
-        out.timings["load+self-test"] = time.perf_counter() - t
-        # 5. Switch atomically.
-        t = time.perf_counter()
-        self.slots.activate(offer.name, slot)
-        self.models[offer.name] = LoadedModel(session, info, rec.version, rec.sha256)
-        out.timings["switch"] = time.perf_counter() - t
-        out.status = "installed"
-        return out
+            model_info=info,
+        ).full()
+        return self._encoded(job, offer) or job
 
-    def _fetch_encoded(self, offer: ota_pb2.UpdateOffer, target: TargetFile) -> Rebuilt | None:
-        """The model rebuilt from the offered encoding, or None (then the full file is fetched)."""
-        if not offer.encoding or offer.encoding == "full":
+    def _encoded(self, job: Job, offer: ota_pb2.UpdateOffer) -> Job | None:
+        """The offered encoding as the way to fetch ``job``, when it is usable here.
+
+        The offer is unsigned: its length is bounded by the signed one, and a
+        delta must name the installed model as its base. The rebuilt bytes are
+        verified against the signed hash whatever the offer said.
+        """
+        if not offer.encoding or offer.encoding == "full" or not offer.download_path:
             return None
-        slots = self.slots.load().get(offer.name)
-        installed = self.slots.model_path(offer.name, slots.active) if slots and slots.active else None
-        rebuilt, reason = fetch_and_rebuild(self.client, offer, target, installed, self._downloads, self.config.vehicle_id)
-        if rebuilt is None:
-            log.warning("%s %s: %s; fetching the full model instead", offer.name, offer.version, reason)
-            if reason.startswith(TAMPERED_ENCODING):  # security (issue 4): report it, not only fall back
-                self.trust.note_attack(f"{offer.name} {offer.version} {offer.encoding}: {reason}")
-        return rebuilt
+        if not 0 < offer.download_length <= encoding_bound(job.length):
+            log.warning("%s %s: %s encoding of %d B is not bounded by the signed length; fetching the full model",
+                        job.name, job.version, offer.encoding, offer.download_length)
+            return None
+        if offer.base_sha256:
+            cur = self.installed().get(job.name)
+            if cur is None or cur.sha256 != offer.base_sha256:
+                log.warning("%s %s: delta is for another base than the installed model; fetching the full model",
+                            job.name, job.version)
+                return None
+        return dataclasses.replace(job, encoding=offer.encoding, download_path=offer.download_path,
+                                   download_length=offer.download_length, base_sha256=offer.base_sha256)
+
+    def _install(self, job: Job, from_version: str, progress: ProgressFn | None) -> UpdateOutcome:
+        t = time.perf_counter()
+        before = dict(self.fetcher.fetched)
+        entry = self.engine.install(job, (lambda d, n: progress(job.name, d, n)) if progress else None, from_version)
+        timings = {"install": time.perf_counter() - t}
+        if entry.state == State.ACTIVE and self.config.health.window_s <= 0:
+            t = time.perf_counter()
+            entry = self.engine.poll(job.name)
+            timings["confirm"] = time.perf_counter() - t
+        status = {State.ACTIVE: "installed", State.CONFIRMED: "installed", State.ROLLED_BACK: "rolled_back"}.get(
+            entry.state, entry.status or "failed"
+        )
+        final = entry.job or job
+        wire = {k: n - before.get(k, 0) for k, n in self.fetcher.fetched.items() if k[0] == job.sha256}
+        used = wire.pop((job.sha256, final.encoding), 0)
+        return UpdateOutcome(
+            job.name, job.version, from_version, status, entry.reason if status != "installed" else "",
+            encoding=final.encoding, bytes_downloaded=used, bytes_discarded=sum(wire.values()),
+            length=job.length, timings=timings, state=str(entry.state), verify_failures=entry.verify_failures,
+        )
 
     def _report(self, out: UpdateOutcome) -> None:
-        active = self.models.get(out.name)
+        active = self.host.get(out.name)
         self.client.report(
             ota_pb2.InstallReport(
                 vehicle_id=self.config.vehicle_id,
                 hardware_id=self.config.hardware_id,
                 name=out.name,
                 version=out.version,
-                status=_STATUS.get(out.status, ota_pb2.INSTALL_STATUS_FAILED),
+                status=STATUS.get(out.status, ota_pb2.INSTALL_STATUS_FAILED),
                 reason=out.reason,
                 from_version=out.from_version,
                 encoding=out.encoding,
-                bytes_downloaded=out.bytes_downloaded,
-                duration_s=out.duration_s,
                 active_version=active.version if active else "",
             )
         )
 
+    def serve(self, socket_path: Path) -> "grpc.Server":
+        """Serve inference on a Unix socket; models swap underneath it."""
+        from vehicle_agent.serving import serve
+
+        return serve(self.host, socket_path, lambda name: str(self.journal.get(name).state))
+
+    def run_forever(self, stop: threading.Event, interval_s: float = 60.0, poll_s: float = 0.5,
+                    on_outcomes: Callable[[list[UpdateOutcome]], None] | None = None,
+                    progress: ProgressFn | None = None) -> None:
+        """Check in every ``interval_s`` and judge health windows every ``poll_s``, until ``stop``."""
+        next_check = 0.0
+        while not stop.is_set():
+            if time.monotonic() >= next_check:
+                outcomes = self.update_once(progress)
+                if on_outcomes:
+                    on_outcomes(outcomes)
+                next_check = time.monotonic() + interval_s
+            else:
+                self.poll()
+            stop.wait(max(0.0, min(poll_s, next_check - time.monotonic())))
+
     def classify(self, name: str, image: Path, k: int = 5) -> list:
-        """Top-k predictions of the active ``name`` model: what the perception stack sees."""
+        """Top-k predictions of the served ``name`` model: what the perception stack sees."""
         from modelpack.classify import top_k
         from modelpack.imaging import load_image, load_labels, preprocess
 
-        model = self.models.get(name)
+        model = self.host.get(name)
         if model is None:
             raise AgentError(f"no active model {name!r} on this vehicle")
         x = preprocess(load_image(image), model.info.preprocessing)
-        scores = model.session.run(None, {model.info.input_name: x})[0]
+        scores, model = self.host.run(name, x)
         return top_k(scores[0], load_labels(model.info.labels), k)
 
     def close(self) -> None:
         self.client.close()
-
-
-def _info(d: dict) -> ModelInfo:
-    try:
-        return ModelInfo.from_dict(d) if d else ModelInfo()
-    except (TypeError, ValueError) as e:
-        raise SelfTestFailed(f"signed model_info is malformed: {e}") from None
 
 
 def _signed_model_info(custom: dict) -> dict:
@@ -354,8 +389,3 @@ def _signed_model_info(custom: dict) -> dict:
     except json.JSONDecodeError as e:
         raise SelfTestFailed(f"signed model_info_json is not JSON: {e}") from None
     return value if isinstance(value, dict) else {}
-
-
-def _download_path(target: TargetFile) -> str:
-    directory, sep, base = target.path.rpartition("/")
-    return f"{directory}{sep}{target.hashes['sha256']}.{base}"

@@ -37,21 +37,31 @@ def agent() -> None:
 @click.option("--model", "models", multiple=True, help="Model names this vehicle runs (repeatable; none = all).")
 @click.option("--once", is_flag=True, help="Check in once, install what is offered, and exit.")
 @click.option("--interval", default=60.0, show_default=True, help="Seconds between check-ins.")
+@click.option("--serve", "socket_path", type=click.Path(dir_okay=False, path_type=Path), envvar="OTA_AGENT_SOCKET",
+              help="Serve inference to local clients on this Unix socket. Env: OTA_AGENT_SOCKET.")
+@click.option("--health-window", default=30.0, show_default=True,
+              help="Seconds a new model is watched (errors, latency) before it is confirmed; 0 = confirm at once.")
 @tls_options("vehicle")
 def run(address: str, state_dir: Path, trusted_root: Path | None, director_root: Path | None, vehicle_id: str,
-        hardware_id: str, models: tuple[str, ...], once: bool, interval: float, tls_ca, tls_cert, tls_key,
-        insecure: bool) -> None:
+        hardware_id: str, models: tuple[str, ...], once: bool, interval: float, socket_path: Path | None,
+        health_window: float, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
     """Check in with the registry, verify, install and report; repeat until stopped.
 
     Mutual TLS with the vehicle's certificate; its key also signs the version
     manifest, so even with --insecure give --ca/--cert/--key.
+
+    SIGTERM or SIGINT stop it cleanly: the current step finishes (every step is
+    journalled, so even a hard kill loses nothing), the socket is closed.
     """
     from vehicle_agent.agent import AgentConfig, AgentError, VehicleAgent
+    from vehicle_agent.health import HealthPolicy
 
     identity = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not insecure)
+    identity = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not insecure)
     cfg = AgentConfig(registry=address, state_dir=state_dir, vehicle_id=vehicle_id, hardware_id=hardware_id,
-                      wanted_models=models, trusted_root=trusted_root, director_root=director_root,
-                      identity=identity, insecure=insecure)
+                      wanted_models=models, trusted_root=trusted_root,
+                      health=HealthPolicy(window_s=0.0 if once else health_window),
+                      director_root=director_root, identity=identity, insecure=insecure)
     try:
         ag = VehicleAgent(cfg)
     except AgentError as e:
@@ -59,35 +69,71 @@ def run(address: str, state_dir: Path, trusted_root: Path | None, director_root:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    server = ag.serve(socket_path) if socket_path else None
+    if server is not None:
+        click.echo(f"serving inference on unix:{socket_path}", err=True)
     failed = False
+
+    def show(outcomes: list) -> None:
+        nonlocal failed
+        for o in outcomes:
+            if o.status == "installed":
+                click.echo(f"{o.name}: installed {o.version} (was {o.from_version or 'nothing'}), "
+                           f"{o.bytes_downloaded:,} B over the wire in {o.duration_s:.2f} s"
+                           + (" — health window running" if o.state == "active" else ""))
+            else:
+                failed = True
+                click.echo(f"{o.name}: {o.status}: {o.reason}", err=True)
+        if not outcomes and once:
+            click.echo("up to date: " + (", ".join(f"{n} {r.version}" for n, r in ag.installed().items()) or "nothing installed"))
+
     try:
-        while not stop.is_set():
-            with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                          TransferSpeedColumn(), console=console, transient=True) as bar:
-                tasks: dict[str, int] = {}
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                      TransferSpeedColumn(), console=console, transient=True) as bar:
+            tasks: dict[str, int] = {}
 
-                def progress(name: str, done: int, total: int) -> None:
-                    if name not in tasks:
-                        tasks[name] = bar.add_task(f"download {name}", total=total)
-                    bar.update(tasks[name], completed=done)
+            def progress(name: str, done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = bar.add_task(f"download {name}", total=total)
+                bar.update(tasks[name], completed=done)
 
-                outcomes = ag.update_once(progress)
-            for o in outcomes:
-                if o.status == "installed":
-                    click.echo(f"{o.name}: installed {o.version} (was {o.from_version or 'nothing'}), "
-                               f"{o.bytes_downloaded:,} B over the wire in {o.duration_s:.2f} s")
-                else:
-                    failed = True
-                    click.echo(f"{o.name}: {o.status}: {o.reason}", err=True)
-            if not outcomes:
-                click.echo("up to date: " + (", ".join(f"{n} {r.version}" for n, r in ag.installed().items()) or "nothing installed"))
             if once:
-                break
-            stop.wait(interval)
+                show(ag.update_once(progress))
+            else:
+                ag.run_forever(stop, interval_s=interval, on_outcomes=show, progress=progress)
     finally:
+        if server is not None:
+            server.stop(grace=2.0).wait()
         ag.close()
     if once and failed:
         raise SystemExit(1)
+
+
+@agent.command("infer")
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--socket", "socket_path", type=click.Path(path_type=Path), required=True, envvar="OTA_AGENT_SOCKET",
+              help="The agent's inference socket. Env: OTA_AGENT_SOCKET.")
+@click.option("--model", "name", required=True, help="Model name, e.g. squeezenet1.0.")
+@click.option("--top", default=5, show_default=True)
+def infer(image: Path, socket_path: Path, name: str, top: int) -> None:
+    """Ask a running agent to classify IMAGE, as the perception stack would."""
+    import grpc
+
+    from ota.v1 import inference_pb2
+    from vehicle_agent.serving import connect
+
+    channel, stub = connect(socket_path)
+    try:
+        r = stub.Classify(inference_pb2.ClassifyRequest(model=name, frame=inference_pb2.Frame(image=image.read_bytes()),
+                                                        top_k=top), timeout=10)
+    except grpc.RpcError as e:
+        raise click.ClickException(f"{e.code().name}: {e.details()}") from None
+    finally:
+        channel.close()
+    table = Table("class", "label", "p", title=f"{r.served.model} {r.served.version} ({r.inference_ms:.1f} ms)")
+    for c in r.classes:
+        table.add_row(str(c.class_id), c.label, f"{c.prob:.3f}")
+    Console().print(table)
 
 
 @agent.command("status")

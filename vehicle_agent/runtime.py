@@ -1,9 +1,21 @@
-"""Loading a staged model into ONNX Runtime and proving it before it goes live."""
+"""ONNX Runtime on the vehicle: prove a staged model, host the served ones, swap.
+
+``ModelHost`` holds the model served under each name. A request takes a
+reference to the current ``LoadedModel`` and runs on it to the end; a swap only
+replaces the reference, so a request in flight finishes on the old session and
+the next one runs on the new one, and nobody waits for a load (loading and
+self-testing happen beside, before the swap). The previous model stays loaded
+until the new one is confirmed, so a rollback is another reference swap.
+
+``OrtRuntime`` is the engine's Runtime plug-in over a ``ModelHost``.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +24,10 @@ import onnxruntime as ort
 from modelpack.metadata import ModelInfo
 from modelpack.runtime import make_session
 from modelpack.selftest import run_selftest
+from vehicle_agent.engine import StepFailed, Verdict
+from vehicle_agent.health import HealthPolicy, ServingStats
+from vehicle_agent.journal import Job
+from vehicle_agent.slots import SlotStore
 
 log = logging.getLogger(__name__)
 
@@ -20,16 +36,29 @@ class SelfTestFailed(Exception):
     pass
 
 
+class ModelFault(Exception):
+    """The model itself misbehaved on a well-formed input (counts against its health)."""
+
+
 @dataclass
 class LoadedModel:
     session: ort.InferenceSession
     info: ModelInfo
     version: str
     sha256: str
+    stats: ServingStats = field(default_factory=ServingStats)
+    swapped_in_at: float = 0.0
 
 
 def load_session(path: Path) -> ort.InferenceSession:
     return make_session(Path(path))
+
+
+def model_info(d: dict) -> ModelInfo:
+    try:
+        return ModelInfo.from_dict(d) if d else ModelInfo()
+    except (TypeError, ValueError) as e:
+        raise SelfTestFailed(f"signed model_info is malformed: {e}") from None
 
 
 def self_test(session: ort.InferenceSession, info: ModelInfo) -> None:
@@ -53,3 +82,118 @@ def self_test(session: ort.InferenceSession, info: ModelInfo) -> None:
         raise SelfTestFailed(f"inference failed: {e}") from None
     if not np.all(np.isfinite(out)):
         raise SelfTestFailed("output contains NaN or Inf")
+
+
+class ModelHost:
+    """The served model of each name, swapped by reference."""
+
+    def __init__(self) -> None:
+        self._current: dict[str, LoadedModel] = {}
+        self._previous: dict[str, LoadedModel] = {}
+        self._baseline_p99: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def current(self) -> dict[str, LoadedModel]:
+        with self._lock:
+            return dict(self._current)
+
+    def get(self, name: str) -> LoadedModel | None:
+        with self._lock:
+            return self._current.get(name)
+
+    def swap(self, name: str, model: LoadedModel | None) -> LoadedModel | None:
+        """Serve ``model`` from the next request on; return the one it replaces."""
+        with self._lock:
+            old = self._current.get(name)
+            if model is None:
+                self._current.pop(name, None)
+            else:
+                model.swapped_in_at = time.time()
+                model.stats = ServingStats()
+                self._current[name] = model
+            if old is not None:
+                self._previous[name] = old
+                samples = old.stats.snapshot()[3]
+                self._baseline_p99[name] = old.stats.percentile(99) if samples else 0.0
+        log.info("%s: now serving %s (was %s)", name, model.version if model else "nothing", old.version if old else "nothing")
+        return old
+
+    def previous(self, name: str) -> LoadedModel | None:
+        with self._lock:
+            return self._previous.get(name)
+
+    def baseline_p99(self, name: str) -> float:
+        with self._lock:
+            return self._baseline_p99.get(name, 0.0)
+
+    def drop_previous(self, name: str) -> None:
+        with self._lock:
+            self._previous.pop(name, None)  # the session is freed when its last request ends
+
+    def run(self, name: str, x: np.ndarray) -> tuple[np.ndarray, LoadedModel]:
+        """Run the current model on a preprocessed input; the answer and who gave it."""
+        model = self.get(name)
+        if model is None:
+            raise LookupError(f"no model {name!r} is served")
+        t = time.perf_counter()
+        try:
+            out = np.asarray(model.session.run(None, {model.info.input_name: x})[0])
+        except Exception as e:  # ORT's own exception types
+            model.stats.record((time.perf_counter() - t) * 1e3, f"inference failed: {e}")
+            raise ModelFault(f"{name} {model.version}: inference failed: {e}") from None
+        ms = (time.perf_counter() - t) * 1e3
+        if not np.all(np.isfinite(out)):
+            model.stats.record(ms, "output has NaN or infinite values")
+            raise ModelFault(f"{name} {model.version}: output has NaN or infinite values")
+        model.stats.record(ms)
+        return out, model
+
+
+class OrtRuntime:
+    """The engine's Runtime: load + self-test beside, swap, restore, judge health."""
+
+    def __init__(self, host: ModelHost, slots: SlotStore, policy: HealthPolicy = HealthPolicy()) -> None:
+        self.host = host
+        self.slots = slots
+        self.policy = policy
+
+    def load_slot(self, name: str, slot: str) -> LoadedModel:
+        rec = self.slots.load()[name].slots[slot]
+        session = load_session(self.slots.model_path(name, slot))
+        return LoadedModel(session, model_info(rec.model_info), rec.version, rec.sha256)
+
+    def prepare(self, job: Job, slot: str) -> LoadedModel:
+        try:
+            info = model_info(job.model_info)
+            session = load_session(self.slots.model_path(job.name, slot))
+        except SelfTestFailed as e:
+            raise StepFailed(str(e), reject=True) from None
+        except Exception as e:  # ORT load errors
+            raise StepFailed(f"model does not load in ONNX Runtime: {e}", reject=True) from None
+        try:
+            self_test(session, info)
+        except SelfTestFailed as e:
+            raise StepFailed(f"self-test failed: {e}", reject=True) from None
+        return LoadedModel(session, info, job.version, job.sha256)
+
+    def swap(self, name: str, candidate: LoadedModel) -> None:
+        self.host.swap(name, candidate)
+
+    def restore(self, name: str, slot: str | None) -> None:
+        prev = self.host.previous(name)
+        if slot is None:
+            self.host.swap(name, None)
+        elif prev is not None:
+            self.host.swap(name, prev)
+        else:  # after a restart the previous model is not in memory: load it
+            self.host.swap(name, self.load_slot(name, slot))
+        self.host.drop_previous(name)
+
+    def health(self, name: str, since: float) -> Verdict:
+        model = self.host.get(name)
+        if model is None:
+            return Verdict("fail", "no model is served")
+        return self.policy.judge(model.stats, self.host.baseline_p99(name) or None, time.time() - since)
+
+    def release_previous(self, name: str) -> None:
+        self.host.drop_previous(name)

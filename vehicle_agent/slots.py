@@ -82,32 +82,59 @@ class SlotStore:
         }
         atomic_write_text(self._state_file, json.dumps(raw, indent=1, sort_keys=True))
 
-    def stage(self, name: str, src: Path, record: SlotRecord) -> str:
-        """Move a verified file into the inactive slot; return the slot name."""
+    def stage(self, name: str, src: Path, record: SlotRecord, move: bool = False) -> str:
+        """Put a verified file into the inactive slot; return the slot name.
+
+        ``move`` renames instead of copying (same filesystem): no second copy
+        of the model on a small disk.
+        """
         state = self.load()
         m = state.setdefault(name, ModelSlots())
         slot = m.inactive()
         dest = self.model_path(name, slot)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".staging")
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
+        if move:
+            with open(src, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(src, dest)
+        else:
+            tmp = dest.with_suffix(".staging")
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
         fsync_dir(dest.parent)
         m.slots[slot] = record
         self._save(state)
         return slot
 
-    def activate(self, name: str, slot: str) -> None:
-        """The commit point of an install: one atomic rename of slots.json."""
+    def activate(self, name: str, slot: str | None) -> None:
+        """The commit point of an install: one atomic rename of slots.json.
+
+        ``None`` deactivates the model (a first install that failed its health window).
+        """
         state = self.load()
         m = state[name]
-        if slot not in m.slots:
+        if slot is not None and slot not in m.slots:
             raise ValueError(f"slot {slot} of {name} holds nothing")
         m.active = slot
         self._save(state)
-        log.info("%s: slot %s active (%s)", name, slot, m.slots[slot].version)
+        log.info("%s: slot %s active (%s)", name, slot, m.slots[slot].version if slot else "nothing")
+
+    def remove(self, name: str, slot: str) -> int:
+        """Forget a slot, then delete its file (record first: a crash leaves an orphan file, not a
+        record pointing at nothing). Returns the bytes freed."""
+        state = self.load()
+        m = state.get(name)
+        if m is None or slot == m.active:
+            raise ValueError(f"refusing to remove the active slot {slot} of {name}")
+        if slot in m.slots:
+            del m.slots[slot]
+            self._save(state)
+        path = self.model_path(name, slot)
+        size = path.stat().st_size if path.exists() else 0
+        path.unlink(missing_ok=True)
+        return size
 
     def verify(self, name: str, slot: str) -> bool:
         """Does the slot's file still match what was installed into it?"""

@@ -1,9 +1,9 @@
 """The agent's side of the wire: a small client over the Vehicle service.
 
-Every RPC carries a deadline. A download's deadline follows from the bytes
-asked for and a minimum rate (``min_rate_bps``), so a slow-retrieval attack or
-a dead link cannot hang the agent; metadata files are small and get the plain
-RPC deadline.
+Every RPC carries a deadline; a stream that stops delivering bytes for
+``stall_timeout_s`` is treated as broken, and a download's deadline follows
+from the bytes asked for and a minimum rate (``min_rate_bps``), so neither a
+stalled nor a trickling (slow-retrieval) stream can hang the agent.
 
 The channel is TLS with the vehicle's certificate (mutual authentication);
 plain text only when ``insecure`` is asked for explicitly.
@@ -15,6 +15,8 @@ import dataclasses
 import ipaddress
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -39,32 +41,33 @@ class TransportError(Exception):
 @dataclass(frozen=True)
 class TransportConfig:
     rpc_deadline_s: float = 10.0
-    download_deadline_s: float = 600.0  # upper bound for any one download call
-    min_rate_bps: int = 16 * 1024  # slower than this and a target download is cut off
+    download_deadline_s: float = 600.0
+    stall_timeout_s: float = 15.0  # no bytes for this long: the stream is dead (or a slow-retrieval attack)
+    min_rate_bps: int = 16 * 1024  # a sized download slower than this on average is cut off (slow retrieval)
 
     def deadline_for(self, max_bytes: int) -> float:
+        """The deadline of a download of ``max_bytes`` (0: unknown size, e.g. metadata)."""
         if not max_bytes:
-            return self.rpc_deadline_s
+            return self.download_deadline_s
         return min(self.download_deadline_s, self.rpc_deadline_s + max_bytes / self.min_rate_bps)
 
 
 # Spread calls over every address the name or list gives (registry replicas
-# share one database, so any of them can answer); retry the small idempotent
-# calls on another replica when one goes away. Download is not retried here:
-# the download loop resumes it from the last byte it holds.
-_SERVICE_CONFIG = json.dumps(
+# share one database, so any of them can answer). round_robin fails a call at
+# once while no replica is connected, so a call refused with UNAVAILABLE is
+# retried with backoff (a replica restarting, or going away mid-call, costs a
+# second, not an update cycle). gRPC retries only until the first response
+# arrives; a Download broken later is resumed from its last byte by the caller.
+SERVICE_CONFIG = json.dumps(
     {
         "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
-                "name": [
-                    {"service": "ota.v1.Vehicle", "method": "CheckForUpdate"},
-                    {"service": "ota.v1.Vehicle", "method": "ReportInstall"},
-                ],
+                "name": [{"service": "ota.v1.Vehicle"}],
                 "retryPolicy": {
-                    "maxAttempts": 4,
-                    "initialBackoff": "0.2s",
-                    "maxBackoff": "2s",
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
                     "backoffMultiplier": 2,
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
@@ -72,6 +75,8 @@ _SERVICE_CONFIG = json.dumps(
         ],
     }
 )
+# Reconnect to a replica that went away sooner than gRPC's default (1 s, growing to 120 s).
+RECONNECT_BACKOFF_MS = (100, 5000)
 
 
 def channel_target(address: str) -> str:
@@ -117,18 +122,31 @@ class RegistryClient:
             # A list of replicas: each must hold a certificate valid for the first one's name
             # (one name per channel; replicas behind one DNS name are the usual way).
             tls_files = dataclasses.replace(tls_files, server_name=address.split(",")[0].rsplit(":", 1)[0].strip("[] "))
-        self._channel = tls.secure_or_insecure_channel(
-            target,
-            tls_files,
-            insecure,
+        self._tls, self._insecure = tls_files, insecure
+        self._connect()
+
+    def _connect(self) -> None:
+        self._channel = tls.secure_or_insecure_channel(  # security (issue 4): mutual TLS unless --insecure
+            channel_target(self.address),
+            self._tls,
+            self._insecure,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.service_config", _SERVICE_CONFIG),
+                ("grpc.service_config", SERVICE_CONFIG),
                 ("grpc.enable_retries", 1),
+                ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+                ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+                ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
             ],
         )
         self._stub = ota_pb2_grpc.VehicleStub(self._channel)
+
+    def reconnect(self) -> None:
+        """Drop the connection and open a fresh one: a stalled TCP connection
+        would otherwise carry the retry too (HTTP/2 multiplexes calls on it)."""
+        self._channel.close()
+        self._connect()
 
     def close(self) -> None:
         self._channel.close()
@@ -148,18 +166,37 @@ class RegistryClient:
     def download(
         self, kind: int, path: str, offset: int = 0, max_bytes: int = 0, vehicle_id: str = ""
     ) -> Iterator[ota_pb2.DownloadChunk]:
-        """Stream chunks of ``path`` from ``offset``; raises TransportError on failure."""
+        """Stream chunks of ``path`` from ``offset``; raises TransportError on failure.
+
+        A watchdog cancels the call when no chunk arrives for
+        ``stall_timeout_s``: a deadline alone would let a trickling stream hold
+        the agent for the whole download deadline.
+        """
         req = ota_pb2.DownloadRequest(kind=kind, path=path, offset=offset, max_bytes=max_bytes, vehicle_id=vehicle_id)
-        call = self._stub.Download(req, timeout=self.config.deadline_for(max_bytes))
+        # wait_for_ready: a call made while the channel reconnects after a drop waits for it
+        # (bounded by the stall watchdog) instead of failing at once and costing a retry.
+        call = self._stub.Download(req, timeout=self.config.deadline_for(max_bytes), wait_for_ready=True)
+        watchdog = _StallWatchdog(call, self.config.stall_timeout_s)
+        received = 0
         try:
-            yield from call
+            for chunk in call:
+                watchdog.feed()
+                received += len(chunk.data)
+                yield chunk
         except grpc.RpcError as e:
             code = e.code()
+            if watchdog.fired:
+                self.reconnect()
+                raise TransportError(
+                    f"download of {path} stalled: no bytes for {self.config.stall_timeout_s:g} s "
+                    f"at offset {offset + received}"
+                ) from None
             if code == grpc.StatusCode.NOT_FOUND:
                 raise FileNotFoundError(f"{path}: {e.details()}") from None
-            raise TransportError(f"download of {path} at offset {offset} failed: {code.name}: {e.details()}",
+            raise TransportError(f"download of {path} at offset {offset + received} failed: {code.name}: {e.details()}",
                                  code.name) from None
         finally:
+            watchdog.stop()
             call.cancel()
 
     def submit_manifest(self, manifest: ota_pb2.SignedManifest) -> ota_pb2.ManifestAck:
@@ -174,3 +211,31 @@ class RegistryClient:
         except grpc.RpcError as e:
             log.warning("report to %s failed: %s: %s", self.address, e.code().name, e.details())
             return False
+
+
+class _StallWatchdog:
+    """Cancels a streaming call that has delivered nothing for ``timeout_s``."""
+
+    def __init__(self, call: grpc.Future, timeout_s: float) -> None:
+        self._call = call
+        self._timeout_s = timeout_s
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        self.fired = False
+        self._thread = threading.Thread(target=self._run, name="download-watchdog", daemon=True)
+        self._thread.start()
+
+    def feed(self) -> None:
+        self._last = time.monotonic()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _run(self) -> None:
+        tick = min(0.25, self._timeout_s / 4)
+        while not self._done.wait(tick):
+            if time.monotonic() - self._last > self._timeout_s:
+                self.fired = True
+                log.warning("download stream stalled for %.1f s; cancelling it", self._timeout_s)
+                self._call.cancel()
+                return

@@ -19,12 +19,14 @@ counters, the manifest counter, attacks not yet reported.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
@@ -34,6 +36,10 @@ from ota import tls
 from vehicle_agent.fetcher import DIRECTOR_URL, METADATA_URL, TARGET_URL
 from vehicle_agent.manifest import InstalledImage, VersionManifest, sign_manifest
 from vehicle_agent.transport import RegistryClient, TransportError
+
+if TYPE_CHECKING:
+    from vehicle_agent.engine import Rebuilder
+    from vehicle_agent.journal import Job
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +176,41 @@ class TrustedRepos:
                               f"below the installed {self.state.release_counters[name]}"
             out.append(Instruction(name, version, it if it is not None else dt, counter, refusal))
         return out
+
+
+class AttackNotingRebuilder:
+    """Wraps the engine's ``Rebuilder``: an encoding (delta) that the codec refuses, or that
+    rebuilds other bytes than the signed ones, is remembered as an attack before the engine
+    falls back to the full model; so it is reported, not only survived."""
+
+    REFUSALS = ("encoding refused",)
+
+    def __init__(self, inner: "Rebuilder", trust: TrustedRepos) -> None:
+        self._inner = inner
+        self._trust = trust
+
+    def rebuild(self, job: "Job", encoded: Path) -> Path:
+        from vehicle_agent.engine import StepFailed
+
+        try:
+            built = self._inner.rebuild(job, encoded)
+        except StepFailed as e:
+            if e.reason.startswith(self.REFUSALS):
+                self._trust.note_attack(f"{job.name} {job.version} {job.encoding}: {e.reason}")
+            raise
+        if job.encoding != "full" and _sha256_of(built) != job.sha256:
+            reason = f"{job.name} {job.version} {job.encoding}: rebuilt model does not match its signed hash"
+            self._trust.note_attack(reason)
+            raise StepFailed(reason)
+        return built
+
+
+def _sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _bootstrap(tuf_dir: Path, root: Path | None, how: str) -> None:

@@ -10,9 +10,10 @@ What is compared: the vehicle's last payload byte (the simulator's ``done``)
 and the downlink bytes it received at the application level (interface bytes
 minus one TCP/IP/Ethernet header per packet).
 
-The simulator's two protocol constants for this agent, round trips before the
-payload flows and metadata bytes per session, are calibrated first on one
-agent over an always-on link (a different link from those validated).
+The simulator's protocol constants for this agent (round trips before the
+payload flows and metadata bytes, for a first and for a resumed session) and
+the shaper's drain at a cut are calibrated first on two agents over a link
+unlike the validated ones (see :func:`calibrate`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from simulator.emulate.netns import Namespaces, VehicleLink, _run, check_availab
 from simulator.emulate.relay import Relay, VehicleRelay
 from simulator.engine import transfer
 from simulator.fleet import Windows, build_fleet
-from simulator.scenario import Scenario, scenario_from_dict
+from simulator.scenario import Protocol, Scenario, scenario_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,25 @@ PACKAGES = ("served", "full")
 
 @dataclass
 class Calibration:
-    setup_rtts: float
-    session_overhead_bytes: int
+    """The agent's protocol constants, measured on two calibration vehicles."""
+
+    setup_rtts: float  # first session: round trips (and agent CPU) before payload
+    session_overhead_bytes: int  # first session: downlink besides the payload
+    resume_setup_rtts: float  # the same for a resumed session
+    resume_overhead_bytes: int
+    drain_s: float  # payload that still arrives after the link drops (the shaper's queue)
     rtt_ms: float
-    setup_s: float
+    rate_mbit: float
+    cut_at_s: float
+
+    def protocol(self, base: Protocol) -> Protocol:
+        return dataclasses.replace(
+            base,
+            setup_rtts=round(self.setup_rtts, 2),
+            resume_setup_rtts=round(self.resume_setup_rtts, 2),
+            session_overhead_bytes=self.session_overhead_bytes,
+            resume_overhead_bytes=self.resume_overhead_bytes,
+        )
 
 
 @dataclass
@@ -152,6 +168,7 @@ def run_agents(
     work: Path,
     *,
     package: str = "served",
+    windows: list[list[tuple[float, float]]] | None = None,
     echo: Callable[[str], None] = lambda s: None,
 ) -> tuple[list[VehicleRun], ServedPackage]:
     """Run ``n`` real agents over the scenario's links and windows; measure each.
@@ -169,7 +186,7 @@ def run_agents(
 
     check_available()
     fleet = build_fleet(scenario, n)
-    windows = vehicle_windows(scenario, n, horizon_s)
+    windows = windows or vehicle_windows(scenario, n, horizon_s)
     links = [scenario.links[fleet.link_names[i]] for i in fleet.link_idx]
     runs = [
         VehicleRun(k, links[k].name, links[k].bandwidth_mbps, links[k].rtt_ms, windows[k]) for k in range(n)
@@ -283,32 +300,73 @@ def _wait_for(cond: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.05)
 
 
+CALIB_RATE_MBIT = 2.0
+CALIB_RTT_MS = 300.0
+CALIB_CUT_S = 3.0  # inside the first session's payload: set-up takes about 2 s at this RTT
 CALIBRATION = {
     "name": "calibration",
-    "description": "One agent, always reachable, 20 Mbit/s, 300 ms RTT: protocol constants of the real agent.",
+    "description": "Two agents on a 2 Mbit/s, 300 ms link: one always reachable, one cut once mid-download.",
     "seed": 1,
-    "links": {"calib": {"base": "lte", "bandwidth_mbps": 20.0, "rtt_ms": 300.0, "loss": 0.0, "jitter": 0.0, "dropouts_per_hour": 0.0}},
+    "links": {
+        "calib": {
+            "base": "lte", "bandwidth_mbps": CALIB_RATE_MBIT, "rtt_ms": CALIB_RTT_MS,
+            "loss": 0.0, "jitter": 0.0, "dropouts_per_hour": 0.0,
+        }
+    },
     "campaign": {"waves": [1.0], "poll_min": 0.0, "install_failure_rate": 0.0},
     "fleet": [{"share": 1.0, "link": "calib", "pattern": "always_on"}],
 }
 
 
+def _session_bytes(sess: dict) -> int:  # type: ignore[type-arg]
+    b0, p0 = sess["rx_start"]
+    b1, p1 = sess["rx_end"]
+    return (b1 - b0) - HEADER_BYTES * (p1 - p0)
+
+
+def _setup_s(sess: dict, rate: float, payload: int) -> float:  # type: ignore[type-arg]
+    """Time before the payload flowed: the first whole stream chunk, less its transfer time."""
+    if sess.get("first_byte") is None:
+        raise RuntimeError(f"calibration session delivered no payload chunk: {sess}")
+    return float(sess["first_byte"]) - float(sess["start"]) - min(262144, payload) / rate
+
+
 def calibrate(model: bytes, work: Path, package: str = "served", echo: Callable[[str], None] = lambda s: None) -> Calibration:
-    """Round trips before payload, and metadata bytes, of one real agent session."""
+    """The agent's protocol constants, from two real agents on the calibration link.
+
+    Vehicle 0 is always reachable: its one session gives the first-session set-up
+    and metadata bytes. Vehicle 1 loses its link ``CALIB_CUT_S`` into its first
+    session and gets it back a second later: its second session gives the
+    resumed-session constants, and the bytes of its first session beyond what
+    had flowed by the cut give the shaper's drain.
+    """
     sc = scenario_from_dict(json.loads(json.dumps(CALIBRATION)), "calibration")
-    [run], served = run_agents(sc, 1, model, 60.0, work, package=package, echo=echo)
-    if run.done_at is None or not run.sessions or run.sessions[0]["first_byte"] is None:
-        raise RuntimeError(f"calibration agent did not finish its download: {run.sessions}")
-    s = run.sessions[0]
-    link = sc.links["calib"]
-    chunk_s = min(262144, served.nbytes) / link.goodput_bytes_per_s()
-    setup_s = float(s["first_byte"]) - float(s["start"]) - chunk_s
-    rtt = link.rtt_ms / 1000
+    horizon = 90.0
+    wins = [[(0.0, horizon)], [(0.0, CALIB_CUT_S), (CALIB_CUT_S + 1.0, horizon)]]
+    runs, served = run_agents(sc, 2, model, horizon, work, package=package, windows=wins, echo=echo)
+    whole, cut = runs
+    if whole.done_at is None or cut.done_at is None or len(cut.sessions) < 2:
+        raise RuntimeError(f"calibration agents did not behave as planned: {whole.sessions} / {cut.sessions}")
+    rate = sc.links["calib"].goodput_bytes_per_s()
+    rtt = CALIB_RTT_MS / 1000
+    first = whole.sessions[0]
+    setup1 = _setup_s(first, rate, served.nbytes)
+    overhead1 = _session_bytes(first) - served.nbytes
+    last = cut.sessions[-1]
+    payload2 = int(last.get("bytes_downloaded") or 0)
+    setup2 = _setup_s(last, rate, payload2)
+    overhead2 = _session_bytes(last) - payload2
+    flowed = max(0.0, CALIB_CUT_S - setup1) * rate
+    drained = _session_bytes(cut.sessions[0]) - overhead1 - flowed
     return Calibration(
-        setup_rtts=max(0.0, setup_s / rtt),
-        session_overhead_bytes=max(0, run.app_bytes - served.nbytes),
-        rtt_ms=link.rtt_ms,
-        setup_s=setup_s,
+        setup_rtts=max(0.0, setup1 / rtt),
+        session_overhead_bytes=max(0, overhead1),
+        resume_setup_rtts=max(0.0, setup2 / rtt),
+        resume_overhead_bytes=max(0, overhead2),
+        drain_s=max(0.0, drained / rate),
+        rtt_ms=CALIB_RTT_MS,
+        rate_mbit=CALIB_RATE_MBIT,
+        cut_at_s=CALIB_CUT_S,
     )
 
 
@@ -323,10 +381,10 @@ def predict(scenario: Scenario, runs: list[VehicleRun], size: int, horizon_s: fl
 
 
 def calibrated(scenario: Scenario, cal: Calibration, served: ServedPackage) -> Scenario:
-    """The scenario with the agent's measured protocol constants and its resume behaviour."""
-    links = {name: dataclasses.replace(lk, setup_rtts=cal.setup_rtts) for name, lk in scenario.links.items()}
+    """The scenario with the agent's measured constants, the shaper's drain and its resume behaviour."""
+    links = {name: dataclasses.replace(lk, drain_s=cal.drain_s) for name, lk in scenario.links.items()}
     campaign = dataclasses.replace(scenario.campaign, resumable=served.resumable)
-    return scenario.replace(links=links, session_overhead_bytes=cal.session_overhead_bytes, campaign=campaign)
+    return scenario.replace(links=links, protocol=cal.protocol(scenario.protocol), campaign=campaign)
 
 
 def emulate(
@@ -344,9 +402,12 @@ def emulate(
     t = time.perf_counter()
     model = zoo.build(MODEL_NAME)
     with tempfile.TemporaryDirectory(prefix="ota-emulate-", dir=work) as d:
-        echo("calibrating on one agent (always reachable, 300 ms RTT)")
+        echo(f"calibrating on two agents ({CALIB_RATE_MBIT:g} Mbit/s, {CALIB_RTT_MS:g} ms; one cut once)")
         cal = calibrate(model, Path(d) / "calibration", package, echo)
-        echo(f"calibrated: {cal.setup_rtts:.1f} round trips before payload, {cal.session_overhead_bytes:,} B metadata per session")
+        echo(
+            f"calibrated: {cal.setup_rtts:.1f} / {cal.resume_setup_rtts:.1f} round trips and "
+            f"{cal.session_overhead_bytes:,} / {cal.resume_overhead_bytes:,} B per first / resumed session; drain {cal.drain_s:.2f} s"
+        )
         runs, served = run_agents(scenario, n, model, horizon_s, Path(d) / "fleet", package=package, echo=echo)
     sc = calibrated(scenario, cal, served)
     predict(sc, runs, served.nbytes, horizon_s)

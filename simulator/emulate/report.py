@@ -94,9 +94,11 @@ downlink shaped by `tc tbf`, latency and reachability windows from a userspace r
 `netem` in this kernel, hence no packet loss). The same vehicles, links and windows went
 through the simulator. Run took {res.wall_s:.0f} s of wall time.
 
-Calibrated first on one agent over an always-on 20 Mbit/s, {cal.rtt_ms:g} ms link:
-{cal.setup_s:.2f} s before the payload flows = **{cal.setup_rtts:.1f} round trips**, and
-**{cal.session_overhead_bytes:,} B** of downlink besides the package per session (TUF metadata, gRPC).
+Calibrated first on two agents over a {cal.rate_mbit:g} Mbit/s, {cal.rtt_ms:g} ms link (one always
+reachable, one cut {cal.cut_at_s:g} s into its download): a first session waits
+**{cal.setup_rtts:.1f} round trips** and receives **{cal.session_overhead_bytes:,} B** besides the payload
+(TUF metadata, gRPC); a resumed one **{cal.resume_setup_rtts:.1f}** and **{cal.resume_overhead_bytes:,} B**;
+after a cut, **{cal.drain_s:.2f} s** of payload queued in the shaper still arrives.
 
 ## Overall ({verdict} the {100 * TARGET:.0f}% target)
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from ota.cli import cli
 from ota.v1 import ota_pb2
 from server.campaign_service import CampaignClient, CampaignError
+from server.campaigns import CampaignManager
 from server.rollout import CampaignSpec, TargetSelection, Threshold, WaveSpec
 from tests.helpers import with_provenance
 from vehicle_agent.transport import RegistryClient
@@ -155,3 +156,20 @@ def test_cli_create_status_list_json(registry_server, vehicles, clock) -> None:
     assert rb["spec"]["target"]["vehicle_ids"] == [canary]
     res = runner.invoke(cli, ["campaign", "resume", cid, *addr])
     assert res.exit_code != 0 and "aborted: cannot resume it" in res.output
+
+
+def test_a_result_frees_its_download_slot_before_the_next_refresh(registry_server, vehicles, clock) -> None:
+    # Production caches derived state for refresh_s; the rate limit must not wait for it.
+    m = CampaignManager(registry_server.registry.store, clock=clock, refresh_s=3600, hold_new_versions=True)
+    registry_server.registry.rollouts = m
+    for vid in ("v0", "v1", "v2"):
+        vehicles.check(vid)
+    m.create(CampaignSpec("slots", MODEL, "1.0.1", TargetSelection(tags=("fleet=a",)), waves=(WaveSpec(100),),
+                          max_concurrent_downloads=1))
+    first = [v for v in ("v0", "v1", "v2") if vehicles.check(v) == ["1.0.1"]]
+    assert len(first) == 1
+    vehicles.report(first[0], ota_pb2.INSTALL_STATUS_INSTALLED)
+    second = [v for v in ("v0", "v1", "v2") if v not in first and vehicles.check(v) == ["1.0.1"]]
+    assert len(second) == 1, "the install report freed the slot at once"
+    vehicles.report(second[0], ota_pb2.INSTALL_STATUS_FAILED, "self-test failed")
+    assert vehicles.check(second[0]) == [], "a vehicle that failed is not pushed again, even before a refresh"

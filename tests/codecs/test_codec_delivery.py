@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from modelpack import deepcompression as dc
 from modelpack.imaging import IMAGES_DIR
 from modelpack.zoo.squeezenet import build_from_tensors
-from server.encodings import _index_path, stored_encodings
+from server.encodings import stored_encodings
 
 NAME = "squeezenet1.0"
 
@@ -65,7 +64,7 @@ def test_registry_serves_smallest_encodings_and_agent_rebuilds_exact_model(
     assert agent.classify(NAME, IMAGES_DIR / "coffee.png", 1)[0].label == "espresso"
     served = [d for d in reg.downloads if d.kind == "encoding"]
     assert [d.bytes_sent for d in served] == [first.bytes_downloaded, upd.bytes_downloaded]
-    [rep] = [r for r in reg.store.list_reports("car-1") if r.version == "1.0.1"]
+    [rep] = [r for r in reg.store.list_reports("car-1") if r.version == "1.0.1" and r.status == "installed"]
     assert rep.encoding == "tensordelta" and rep.bytes_downloaded == upd.bytes_downloaded
 
 
@@ -82,11 +81,10 @@ def test_wrong_base_patch_is_detected_and_full_model_fetched(
     # actually made against 1.0.1: the label says the right base, the patch not.
     sha100 = hashlib.sha256(squeezenet_bytes).hexdigest()
     sha101 = hashlib.sha256(successors[0]).hexdigest()
-    index = _index_path(reg, NAME, "1.0.2")
-    entries = [e for e in json.loads(index.read_text()) if e["base_sha256"] in ("", sha101)]
-    for e in entries:
-        e["base_sha256"] = sha100 if e["base_sha256"] == sha101 else ""
-    index.write_text(json.dumps(entries))
+    entries = [e for e in stored_encodings(reg, NAME, "1.0.2") if e.base_sha256 in ("", sha101)]
+    reg.store.put_encodings(
+        NAME, "1.0.2", [dataclasses.replace(e, base_sha256=sha100 if e.base_sha256 == sha101 else "") for e in entries]
+    )
 
     [upd] = agent.update_once()
 

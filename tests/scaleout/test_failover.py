@@ -16,16 +16,18 @@ from vehicle_agent.agent import UpdateOutcome, VehicleAgent
 
 pytestmark = pytest.mark.postgres
 
-AGENTS = 6
-MODEL_MB = 24
+AGENTS = 4
+MODEL_MB = 8  # its smallest encoding (~7 MB) outgrows what gRPC buffers ahead of a slow reader
 _BROKE = re.compile(r"download of \S+ broke at (\d+) B")
 
 
 def test_kill_a_replica_mid_download_every_agent_finishes(cluster, pg_registry, keys_dir, tmp_path, caplog,
                                                          pki) -> None:
-    caplog.set_level(logging.INFO, logger="vehicle_agent.download")
+    caplog.set_level(logging.INFO, logger="vehicle_agent")
     replicas = cluster(3)
     pg_registry.publish_bytes("heavy", "1.0.0", heavy_onnx(MODEL_MB))
+    # A first install downloads the smallest stand-alone encoding when there is one.
+    kind = "encoding" if pg_registry.store.list_encodings("heavy", "1.0.0") else "target"
     everyone = ",".join(r.address for r in replicas)
     outcomes: dict[str, list[UpdateOutcome]] = {}
     errors: list[BaseException] = []
@@ -34,7 +36,7 @@ def test_kill_a_replica_mid_download_every_agent_finishes(cluster, pg_registry, 
 
     def slow_link(vehicle_id: str, done: int, total: int) -> None:
         progress[vehicle_id] = done / total
-        time.sleep(0.02)  # a vehicle reading a chunk at a time keeps its stream open on the replica
+        time.sleep(0.05)  # a vehicle reading a chunk at a time keeps its stream open on the replica
 
     def drive(vehicle_id: str) -> None:
         agent = VehicleAgent(vehicle_config(pki, keys_dir, everyone, tmp_path / vehicle_id, vehicle_id))
@@ -52,13 +54,13 @@ def test_kill_a_replica_mid_download_every_agent_finishes(cluster, pg_registry, 
     deadline = time.monotonic() + 30
     in_flight: list[float] = []
     while time.monotonic() < deadline:
-        if sum(0.1 < f < 0.5 for f in progress.values()) >= AGENTS // 2:
-            in_flight = [r.metric("ota_registry_downloads_in_flight", {"kind": "target"}) for r in replicas]
+        if sum(0.05 < f < 0.45 for f in progress.values()) >= AGENTS // 2:
+            in_flight = [r.metric("ota_registry_downloads_in_flight", {"kind": kind}) for r in replicas]
             if max(in_flight) >= 1:
                 break
         time.sleep(0.02)
     victim = max(range(3), key=lambda i: in_flight[i])
-    assert in_flight[victim] >= 1, f"no download in flight to interrupt: {in_flight}"
+    assert in_flight[victim] >= 1, f"no download in flight to interrupt: {in_flight}, progress {progress}"
     replicas[victim].kill()
     for t in threads:
         t.join(120)
@@ -71,7 +73,7 @@ def test_kill_a_replica_mid_download_every_agent_finishes(cluster, pg_registry, 
     cut_at = [int(m.group(1)) for rec in caplog.records if (m := _BROKE.search(rec.getMessage()))]
     assert any(n > 0 for n in cut_at), f"no download was cut part-way (victim had {in_flight[victim]} in flight)"
     survivors = [r for i, r in enumerate(replicas) if i != victim]
-    resumed = sum(r.metric("ota_registry_download_resumes_total", {"kind": "target"}) for r in survivors)
+    resumed = sum(r.metric("ota_registry_download_resumes_total", {"kind": kind}) for r in survivors)
     assert resumed >= sum(n > 0 for n in cut_at)
     # Every vehicle's report reached the shared database exactly once.
     installed = Counter(r.vehicle_id for r in pg_registry.store.list_reports() if r.status == "installed")

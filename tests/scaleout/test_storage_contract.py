@@ -14,7 +14,17 @@ import time
 
 import pytest
 
-from server.storage import BlobNotFound, ModelRecord, ReportRecord, StorageError
+from server.storage import (
+    BlobNotFound,
+    CampaignEventRecord,
+    CampaignMember,
+    CampaignRecord,
+    EncodingRecord,
+    ModelRecord,
+    ReportRecord,
+    StorageError,
+    VehicleRecord,
+)
 
 
 def _model(name: str = "squeezenet1.0", version: str = "1.0.0", sha: str = "a" * 64, at: str = "2026-01-01T00:00:00Z",
@@ -76,6 +86,23 @@ def test_a_signed_tuf_version_cannot_be_replaced(stores) -> None:
     with pytest.raises(StorageError, match="TUF targets version 1 already exists"):
         stores.meta.put_tuf_metadata("targets", 1, b"second")
     assert stores.meta.get_tuf_metadata("targets", 1) == b"first"
+
+
+# -- transport encodings -----------------------------------------------------------------
+def test_encodings_are_stored_per_version_and_replaced_as_a_set(stores) -> None:
+    standalone = EncodingRecord("m", "1.0.1", "deepcompression", "", "1" * 64, 500)
+    delta = EncodingRecord("m", "1.0.1", "tensordelta", "b" * 64, "2" * 64, 30)
+    stores.meta.put_encodings("m", "1.0.1", [delta, standalone])
+    stores.meta.put_encodings("m", "1.0.2", [EncodingRecord("m", "1.0.2", "zstd", "", "3" * 64, 400)])
+    assert stores.meta.list_encodings("m", "1.0.1") == [standalone, delta]  # stand-alone first
+    assert stores.meta.encoding_by_blob("2" * 64) == delta
+    assert stores.meta.encoding_by_blob("4" * 64) is None
+    stores.meta.put_encodings("m", "1.0.1", [standalone])  # a re-encode replaces the whole set
+    assert stores.meta.list_encodings("m", "1.0.1") == [standalone]
+    assert stores.meta.encoding_by_blob("2" * 64) is None
+    stores.meta.put_encodings("m", "1.0.1", [])
+    assert stores.meta.list_encodings("m", "1.0.1") == []
+    assert [e.codec for e in stores.meta.list_encodings("m", "1.0.2")] == ["zstd"]
 
 
 # -- reports ----------------------------------------------------------------------------
@@ -196,3 +223,86 @@ def test_missing_or_malformed_blob_names_are_refused(stores) -> None:
         assert not stores.blobs.exists(bad)
         with pytest.raises(BlobNotFound, match="not a sha256 digest"):
             stores.blobs.open(bad)
+
+
+def test_reports_for_one_model_version(stores) -> None:
+    for vid, version in (("car-1", "1.0.0"), ("car-2", "1.0.1"), ("car-3", "1.0.1")):
+        stores.meta.add_report(ReportRecord(vid, "m", version, "installed"))
+    stores.meta.add_report(ReportRecord("car-4", "other", "1.0.1", "installed"))
+    assert [r.vehicle_id for r in stores.meta.list_reports_for_model("m", "1.0.1")] == ["car-2", "car-3"]
+    assert stores.meta.list_reports_for_model("m", "9.9.9") == []
+
+
+# -- fleet inventory --------------------------------------------------------------------------
+def test_vehicle_upsert_keeps_first_seen_and_updates_the_rest(stores) -> None:
+    first = VehicleRecord("car-1", "ecu-a", ("eu", "beta"), {"m": ("1.0.0", "a" * 64)}, ("m",), 100.0, 100.0)
+    stores.meta.upsert_vehicle(first)
+    assert stores.meta.get_vehicle("car-1") == first
+    later = VehicleRecord("car-1", "ecu-b", ("eu",), {"m": ("1.0.1", "b" * 64), "n": ("2.0.0", "c" * 64)}, (),
+                          999.0, 150.5)
+    stores.meta.upsert_vehicle(later)
+    assert stores.meta.get_vehicle("car-1") == VehicleRecord(
+        "car-1", "ecu-b", ("eu",), {"m": ("1.0.1", "b" * 64), "n": ("2.0.0", "c" * 64)}, (), 100.0, 150.5
+    )
+    stores.meta.upsert_vehicle(VehicleRecord("car-0", first_seen=1.0, last_seen=1.0))
+    assert [v.vehicle_id for v in stores.meta.list_vehicles()] == ["car-0", "car-1"]
+    assert stores.meta.get_vehicle("car-9") is None
+
+
+# -- rollout campaigns ----------------------------------------------------------------------
+def _campaign(stores, cid: str = "c1", at: float = 10.0) -> list[CampaignMember]:
+    members = [CampaignMember(cid, "car-2", 1), CampaignMember(cid, "car-1", 0), CampaignMember(cid, "car-3", 1)]
+    stores.meta.add_campaign(CampaignRecord(cid, '{"model": "m", "version": "1.0.1"}', at), members,
+                             [CampaignEventRecord(cid, at, "created"), CampaignEventRecord(cid, at, "wave_opened", 0)])
+    return members
+
+
+def test_a_campaign_is_stored_with_its_members_and_first_events(stores) -> None:
+    _campaign(stores, "c1", 10.0)
+    _campaign(stores, "c0", 20.0)
+    assert stores.meta.get_campaign("c1") == CampaignRecord("c1", '{"model": "m", "version": "1.0.1"}', 10.0)
+    assert stores.meta.get_campaign("nope") is None
+    assert [c.campaign_id for c in stores.meta.list_campaigns()] == ["c1", "c0"]  # by creation time
+    assert [(m.vehicle_id, m.wave, m.offered_at) for m in stores.meta.list_campaign_members("c1")] == [
+        ("car-1", 0, None), ("car-2", 1, None), ("car-3", 1, None)
+    ]
+    assert sorted(m.campaign_id for m in stores.meta.memberships_of("car-2")) == ["c0", "c1"]
+    assert stores.meta.memberships_of("car-9") == []
+    assert [(e.kind, e.wave) for e in stores.meta.list_campaign_events("c1")] == [("created", -1), ("wave_opened", 0)]
+
+
+def test_adding_a_campaign_is_all_or_nothing(stores) -> None:
+    _campaign(stores, "c1")
+    with pytest.raises(StorageError, match="c1 already exists"):
+        _campaign(stores, "c1")
+    twice = [CampaignMember("c2", "car-1", 0), CampaignMember("c2", "car-1", 1)]
+    with pytest.raises(StorageError, match="lists a vehicle twice"):
+        stores.meta.add_campaign(CampaignRecord("c2", "{}", 1.0), twice, [CampaignEventRecord("c2", 1.0, "created")])
+    assert stores.meta.get_campaign("c2") is None
+    assert stores.meta.list_campaign_members("c2") == [] and stores.meta.list_campaign_events("c2") == []
+    assert len(stores.meta.list_campaign_events("c1")) == 2
+
+
+def test_only_the_first_offer_is_recorded_even_across_replicas(stores) -> None:
+    _campaign(stores)
+    other = stores.open_another()  # a second replica's handle on the same data
+    results = []
+    threads = [threading.Thread(target=lambda s=s, t=t: results.append(s.mark_offered("c1", "car-2", t)))
+               for s, t in ((stores.meta, 5.0), (other, 6.0), (stores.meta, 7.0), (other, 8.0))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+    [m] = [m for m in stores.meta.list_campaign_members("c1") if m.vehicle_id == "car-2"]
+    assert m.offered_at in (5.0, 6.0, 7.0, 8.0)
+    assert stores.meta.mark_offered("c1", "car-9", 9.0) is False  # not a member
+
+
+def test_campaign_events_append_in_order(stores) -> None:
+    _campaign(stores)
+    for i, kind in enumerate(("paused", "resumed", "wave_opened")):
+        stores.meta.add_campaign_event(CampaignEventRecord("c1", 20.0 + i, kind, 1, f'{{"n": {i}}}'))
+    events = stores.meta.list_campaign_events("c1")
+    assert [e.kind for e in events] == ["created", "wave_opened", "paused", "resumed", "wave_opened"]
+    assert events[-1] == CampaignEventRecord("c1", 22.0, "wave_opened", 1, '{"n": 2}')

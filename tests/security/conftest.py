@@ -41,6 +41,11 @@ class MaliciousVehicle(VehicleServicer):
     def __init__(self, registry: Registry) -> None:
         super().__init__(registry)
         self.attack: Attack | None = None
+        self.offers: Callable[[ota_pb2.CheckResponse], ota_pb2.CheckResponse] | None = None
+
+    def CheckForUpdate(self, request, context):  # noqa: N802 (gRPC method name)
+        resp = VehicleServicer.CheckForUpdate(self, request, context)
+        return self.offers(resp) if self.offers else resp
 
     def Download(self, request, context):  # noqa: N802 (gRPC method name)
         def honest() -> Iterator[ota_pb2.DownloadChunk]:

@@ -6,10 +6,10 @@ front of a vehicle that runs squeezenet1.0 1.0.0 while 1.0.1 is published, and
 asserts that the agent refuses, keeps serving its current model, and reports
 the attack (install report, and the next signed version manifest).
 
-The registry offers deltas (``server/encodings.py``); attacks on the model
-bytes answer encoding requests with NOT_FOUND, as a malicious registry may,
-so the agent must fetch the full file they tamper with. The two delta attacks
-tamper with the delta and withhold the full file.
+The registry offers deltas (``server/encodings.py``); attacks on the full
+model bytes first make the registry offer the full file only (``_full_only``),
+so the agent fetches the bytes they tamper with. The two delta attacks tamper
+with the delta (and the offer describing it) and withhold the full file.
 """
 
 from __future__ import annotations
@@ -46,10 +46,12 @@ def _chunks(data: bytes, start: int = 0, size: int = 64 * 1024) -> Iterator[ota_
 
 
 def _is_target(req: ota_pb2.DownloadRequest, context: grpc.ServicerContext) -> bool:
-    """A full-model download; an encoding (delta) request is refused, forcing the full file."""
-    if req.kind == ota_pb2.FILE_KIND_ENCODING:
-        context.abort(grpc.StatusCode.NOT_FOUND, "no such encoding")
     return req.kind == ota_pb2.FILE_KIND_TARGET
+
+
+def _full_only(scene: Scene, version: str = "1.0.1") -> None:
+    """The registry offers ``version`` as the full file (no delta): the bytes the attack tampers with."""
+    scene.registry.store.put_encodings(MODEL, version, [])
 
 
 # -- transport ------------------------------------------------------------------------------------
@@ -168,11 +170,13 @@ def test_drop_request(scene: Scene, running: VehicleAgent) -> None:
 
 
 def test_slow_retrieval(scene: Scene, squeezenet_bytes: bytes, successor_bytes: bytes) -> None:
-    """Bytes trickle in far below the minimum rate: each download call hits its deadline."""
+    """Bytes trickle in far below the minimum rate: the download is cut when its average falls
+    below it (each call also has a deadline from its size), not when the link gives up."""
     scene.registry.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
     agent = scene.agent(transport=TransportConfig(rpc_deadline_s=1.0, min_rate_bps=50_000_000))
     assert agent.update_once()[0].status == "installed"
     scene.registry.publish_bytes(MODEL, "1.0.1", successor_bytes)
+    _full_only(scene)
 
     def trickle(req, context, honest):
         if not _is_target(req, context):
@@ -188,7 +192,7 @@ def test_slow_retrieval(scene: Scene, squeezenet_bytes: bytes, successor_bytes: 
     t = time.monotonic()
     outcomes = agent.update_once()
     assert time.monotonic() - t < 20
-    assert_refused(agent, outcomes, scene, "failed", "DEADLINE_EXCEEDED")
+    assert_refused(agent, outcomes, scene, "failed", "below the minimum rate")
 
 
 def test_freeze(scene: Scene, running: VehicleAgent) -> None:
@@ -226,6 +230,7 @@ def test_indefinite_freeze(scene: Scene, running: VehicleAgent) -> None:
 def test_partial_bundle(scene: Scene, running: VehicleAgent, successor_bytes: bytes) -> None:
     """The target stream stops half-way, on every try: nothing is installed from a partial
     file; once the link is honest again the download resumes at the cut."""
+    _full_only(scene)
     half = len(successor_bytes) // 2
 
     def cut(req, context, honest):
@@ -246,6 +251,7 @@ def test_partial_bundle(scene: Scene, running: VehicleAgent, successor_bytes: by
 
 def test_endless_data_target(scene: Scene, running: VehicleAgent) -> None:
     """The registry keeps streaming past the signed length: the agent stops at the length."""
+    _full_only(scene)
 
     def endless(req, context, honest):
         if not _is_target(req, context):
@@ -337,6 +343,7 @@ def test_mix_and_match(scene: Scene, running: VehicleAgent) -> None:
 
 def test_arbitrary_software_tampered_model(scene: Scene, running: VehicleAgent) -> None:
     """One flipped bit in the model bytes on the wire: the signed hash does not match."""
+    _full_only(scene)
 
     def flip(req, context, honest):
         for chunk in honest():
@@ -487,15 +494,30 @@ def test_revoked_key(scene: Scene, running: VehicleAgent) -> None:
 def _delta_attack(scene: Scene, agent: VehicleAgent, make_delta) -> None:
     """Serve ``make_delta(honest encoding bytes)`` for the delta and withhold the full file."""
 
+    blobs: dict[str, bytes] = {}
+
+    def delta(path: str) -> bytes:
+        if path not in blobs:
+            honest = scene.registry.read_chunks("encoding", path, 0, 0, 1 << 20)
+            blobs[path] = make_delta(b"".join(d for _, d, _ in honest))
+        return blobs[path]
+
+    def offers(resp: ota_pb2.CheckResponse) -> ota_pb2.CheckResponse:
+        for o in resp.offers:  # a malicious registry describes its delta as it likes
+            if o.encoding != "full":
+                o.download_length = len(delta(o.download_path))
+        return resp
+
     def attack(req, context, honest):
         if req.kind == ota_pb2.FILE_KIND_ENCODING:
-            yield from _chunks(make_delta(b"".join(c.data for c in honest())))
+            yield from _chunks(delta(req.path), req.offset)
         elif req.kind == ota_pb2.FILE_KIND_TARGET:
             context.abort(grpc.StatusCode.NOT_FOUND, "withheld")
         else:
             yield from honest()
 
     scene.set_attack(attack)
+    scene.evil.offers = offers
     outcomes = agent.update_once()
     assert_refused(agent, outcomes, scene, "failed", "withheld", attack="encoding refused")
 

@@ -29,7 +29,7 @@ def _tiny(**campaign: object) -> Scenario:
             "seed": 3,
             "vehicles": 4000,
             "horizon_days": 7,
-            "session_overhead_bytes": 4096,
+            "protocol": {"session_overhead_bytes": 4096, "resume_overhead_bytes": 1024},
             "campaign": camp,
             "patterns": {"short": {"base": "commuter", "on_mean_min": 20, "off_mean_min": 120, "dormant_share": 0.02}},
             "fleet": [

@@ -54,20 +54,24 @@ def test_fleet_bytes_are_the_sum_over_vehicles_and_each_finished_download_is_siz
     assert summary.updated + summary.failed + summary.stuck == fleet.n
 
     ids = np.arange(fleet.n)
-    exact = build_fleet(sc.replace(resume_chunk_bytes=0), 2000)  # byte-granular resume
+    pr = sc.protocol
+
+    def overhead(sessions: np.ndarray) -> np.ndarray:
+        return np.where(sessions > 0, pr.session_overhead_bytes + pr.resume_overhead_bytes * (sessions - 1), 0)
+
+    exact = build_fleet(sc.replace(protocol=dataclasses.replace(pr, resume_chunk_bytes=0)), 2000)  # byte-granular
     res = transfer(exact, ids, 0.0, SMALL, sc.horizon_s)
     done = np.isfinite(res.done)
-    expected = SMALL + sc.session_overhead_bytes * res.sessions[done]
-    np.testing.assert_allclose(res.nbytes[done], expected)
+    np.testing.assert_allclose(res.nbytes[done], SMALL + overhead(res.sessions[done]))
     # Resuming in whole stream chunks pays for the chunk in flight at each cut, no more.
     chunked = transfer(fleet, ids, 0.0, SMALL, sc.horizon_s)
     d2 = np.isfinite(chunked.done)
-    waste = chunked.nbytes[d2] - SMALL - sc.session_overhead_bytes * chunked.sessions[d2]
+    waste = chunked.nbytes[d2] - SMALL - overhead(chunked.sessions[d2])
     assert np.all(waste >= -1e-6)
-    assert np.all(waste <= sc.resume_chunk_bytes * np.maximum(chunked.sessions[d2] - 1, 0) + 1e-6)
+    assert np.all(waste <= pr.resume_chunk_bytes * np.maximum(chunked.sessions[d2] - 1, 0) + 1e-6)
     assert waste.sum() > 0
     # Unfinished downloads have paid for less than the package (plus their sessions).
-    assert np.all(res.nbytes[~done] < SMALL + sc.session_overhead_bytes * res.sessions[~done])
+    assert np.all(res.nbytes[~done] < SMALL + overhead(res.sessions[~done]))
 
 
 def test_no_vehicle_updates_outside_its_reachable_windows_or_before_its_wave(tiny: Callable[..., Scenario]) -> None:
@@ -85,7 +89,7 @@ def test_no_vehicle_updates_outside_its_reachable_windows_or_before_its_wave(tin
         w.advance(np.flatnonzero(m))
     assert np.all(w.start <= target) and np.all(target <= w.end)
     wave_start = np.asarray(run.wave_starts)[fleet.wave_idx[ok]]
-    setup = fleet.setup_s[ok]
+    setup = fleet.rtt_s[ok] * sc.protocol.resume_setup_rtts
     assert np.all(target >= wave_start + setup + SMALL / (fleet.rate[ok] * 10))
     assert not np.any(np.isfinite(run.success[fleet.dormant]))
 
@@ -151,7 +155,8 @@ def test_download_time_on_a_steady_link_is_setup_plus_size_over_rate() -> None:
     fleet = build_fleet(sc, 50)
     res = transfer(fleet, np.arange(50), 0.0, 1_000_000, sc.horizon_s)
     rate = 8e6 / 8 * 0.95
-    setup = 4 * 0.060
+    pr = sc.protocol
+    setup = pr.setup_rtts * 0.060 + pr.session_overhead_bytes / rate
     np.testing.assert_allclose(res.done, setup + 1_000_000 / rate, rtol=1e-9)
 
 
@@ -166,3 +171,15 @@ def test_resuming_across_windows_saves_bytes_and_time(tiny: Callable[..., Scenar
     both = np.isfinite(restart.done)
     assert np.all(resumed.done[both] <= restart.done[both])
     assert np.mean(resumed.done[both]) < np.mean(restart.done[both])
+
+
+def test_a_link_that_drains_after_a_cut_delivers_more_and_never_finishes_later(tiny: Callable[..., Scenario]) -> None:
+    sc = tiny(waves=[1.0], install_failure_rate=0.0)
+    ids = np.arange(2000)
+    dry = transfer(build_fleet(sc, 2000), ids, 0.0, 20_000_000, sc.horizon_s)
+    links = {k: dataclasses.replace(v, drain_s=2.0) for k, v in sc.links.items()}
+    wet = transfer(build_fleet(sc.replace(links=links), 2000), ids, 0.0, 20_000_000, sc.horizon_s)
+    both = np.isfinite(dry.done)
+    assert np.all(wet.done[both] <= dry.done[both] + 1e-9)
+    assert np.mean(wet.done[both] < dry.done[both]) > 0.2  # drained chunks and unnoticed breaks help
+    assert wet.nbytes.sum() > dry.nbytes.sum()

@@ -1,0 +1,64 @@
+"""``ota agent run`` as a service: serves on its socket, updates, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+from ota.v1 import inference_pb2
+from tests.vehicle_agent.variants import successor
+from vehicle_agent.serving import connect
+
+NAME = "squeezenet1.0"
+
+
+def wait_for(pred, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_service_serves_updates_and_stops_cleanly(registry_server, squeezenet_bytes, tmp_path: Path, sock: Path) -> None:
+    reg = registry_server.registry
+    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    ident = registry_server.vehicle_tls("svc-1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ota.cli", "agent", "run", "--registry", registry_server.address,
+         "--state", str(tmp_path / "state"), "--trusted-root", str(registry_server.keys_dir / "root.json"),
+         "--vehicle-id", "svc-1", "--interval", "0.2", "--health-window", "0", "--serve", str(sock),
+         "--director-root", str(registry_server.keys_dir / "director-root.json"),
+         "--ca", str(ident.ca), "--cert", str(ident.cert), "--key", str(ident.key)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    channel, stub = connect(sock)
+    frame = inference_pb2.Frame(image=(Path(__file__).parents[2] / "modelpack/data/images/coffee.png").read_bytes())
+
+    def served_version() -> str:
+        try:
+            return stub.Classify(inference_pb2.ClassifyRequest(model=NAME, frame=frame, top_k=1), timeout=5).served.version
+        except grpc.RpcError:
+            return ""
+
+    try:
+        assert wait_for(served_version, what="1.0.0 served") == "1.0.0"
+        reg.publish_bytes(NAME, "1.0.1", successor(squeezenet_bytes, 1))
+        wait_for(lambda: served_version() == "1.0.1", what="1.0.1 served")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        channel.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "installed 1.0.1 (was 1.0.0)" in out
+    assert [r.status for r in reg.store.list_reports("svc-1")][-3:] == ["downloading", "installed", "confirmed"]
