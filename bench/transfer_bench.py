@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -155,7 +154,7 @@ print(json.dumps({"size": len(c), "enc": sorted(enc)[len(enc)//2], "dec": sorted
 
 def zipnn_peer(pair: Pair, work: Path, repeat: int) -> list[Result]:
     try:
-        import zipnn  # noqa: F401
+        import zipnn  # noqa: F401  (only: is it installed?)
     except ImportError:
         return [Result("ZipNN", None, note="zipnn not installed (make bench-transfer installs it)")]
     (work / "new").write_bytes(pair.new)

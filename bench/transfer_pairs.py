@@ -2,12 +2,13 @@
 
 From ``modelpack.lineage`` (real SqueezeNet v1.0 and its realistic
 successors, each with its provenance in its ModelInfo): the first install,
-base -> head retrain (conv10 retrained by gradient descent, mask kept),
-base -> 6-bit codebooks, base -> static int8 (QDQ, per-channel). From the zoo:
-SqueezeNet 1.0 -> 1.1 (1.1's weights are seeded: it has no released
-trained weights here). The lineage has no full fine-tune yet, so these are
-derived reproducibly (fixed seeds) from the real weights and labelled
-"derived" in every table:
+base -> full fine-tune (PyTorch SGD on every layer, when the bench extra is
+installed), base -> head retrain (conv10 retrained by gradient descent, mask
+kept), base -> 6-bit codebooks, base -> static int8 (QDQ, per-channel). From
+the zoo: SqueezeNet 1.0 -> 1.1 (1.1's weights are seeded: it has no released
+trained weights here). The lineage has no second fine-tune and no codebook
+retrain, so these are derived reproducibly (fixed seeds) from the real
+weights and labelled "derived" in every table:
 
 * codebook retrain: every layer's 256 codebook values moved by ~2%, indices
   kept (Deep Compression's codebook fine-tuning).
@@ -79,12 +80,23 @@ def derived_pairs(v10: bytes) -> list[Pair]:
 
 
 def lineage_pairs(out_dir: Path) -> list[Pair]:
-    from modelpack.lineage import build_lineage
+    from modelpack.lineage import LineageRecipe, build_lineage
 
-    paths = build_lineage(out_dir)
+    try:
+        import torch  # noqa: F401  (the full fine-tune member needs the bench extra)
+
+        recipe = LineageRecipe(finetune=True)
+    except ImportError:
+        recipe = LineageRecipe()
+    paths = build_lineage(out_dir, recipe=recipe)
     base = paths["base"].read_bytes()
-    member = {k: paths[k].read_bytes() for k in ("head", "cb6", "int8")}
-    return [
+    member = {k: paths[k].read_bytes() for k in ("head", "cb6", "int8", "finetune") if k in paths}
+    finetune = (
+        [Pair("v1.0 -> full fine-tune", "dense", "lineage: PyTorch SGD on all layers", base, member["finetune"])]
+        if "finetune" in member
+        else []
+    )
+    return finetune + [
         Pair("first install (v1.0)", "first", "lineage base: real weights", None, base),
         Pair("v1.0 -> head retrain", "head", "lineage: conv10 retrained by GD", base, member["head"]),
         Pair("v1.0 -> 6-bit codebooks", "structured", "lineage: re-clustered codebooks", base, member["cb6"]),

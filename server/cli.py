@@ -279,6 +279,8 @@ def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_l
             return rec.codec if rec else None
 
         metrics = RegistryMetrics(codec_of=codec_of)
+        if reg.rollouts is not None:
+            metrics.watch_campaigns(reg.rollouts)
         _, metrics_port = metrics.serve_http(metrics_listen)
         click.echo(f"metrics on http://{metrics_listen.rsplit(':', 1)[0]}:{metrics_port}/metrics", err=True)
     try:

@@ -62,7 +62,8 @@ class VehicleAccess:
         self.store.put_vehicle_metadata(SHARED if role == "root" else self.vehicle_id, role, version, data)
 
     def signing_lock(self) -> AbstractContextManager[None]:
-        return self.store.signing_lock()
+        # One lock per vehicle: check-ins of different vehicles sign in parallel.
+        return self.store.signing_lock(f"director/{self.vehicle_id}")
 
 
 # (vehicle id, hardware id, installed {name: (version, sha256)}) -> {model name: version to run}

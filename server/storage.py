@@ -183,8 +183,9 @@ class MetadataStore(Protocol):
     def get_assignments(self, vehicle_id: str) -> dict[str, str]: ...
     def get_manifest(self, vehicle_id: str) -> ManifestRecord | None: ...
     def accept_manifest(self, rec: ManifestRecord) -> bool: ...
-    def signing_lock(self) -> ContextManager[None]:
-        """Held while TUF metadata is signed: one signer at a time, over every replica."""
+    def signing_lock(self, scope: str = "") -> ContextManager[None]:
+        """Held while TUF metadata of ``scope`` ("" = the repository) is signed:
+        one signer at a time, over every replica."""
         ...
     def close(self) -> None: ...
 
@@ -378,9 +379,9 @@ class SqliteMetadataStore:
             self._db.close()
 
     @contextmanager
-    def signing_lock(self) -> Iterator[None]:
-        # One process owns a SQLite file, so an in-process lock is enough; a
-        # separate one, so that readers are not held up while metadata is signed.
+    def signing_lock(self, scope: str = "") -> Iterator[None]:
+        # One process owns a SQLite file, so an in-process lock is enough (one
+        # for every scope); a separate one, so readers are not held up meanwhile.
         with self._signing:
             yield
 

@@ -90,9 +90,13 @@ class PgDatabase:
         except PoolTimeout as e:
             self.pool.close()
             raise StorageError(f"cannot connect to PostgreSQL ({redact(dsn)}) within {connect_timeout_s:.0f} s: {e}") from None
-        with self.pool.connection() as conn:
-            migrate(conn)
-            self.schema = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
+        try:
+            with self.pool.connection() as conn:
+                migrate(conn)
+                self.schema = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
+        except BaseException:
+            self.pool.close()  # no pool threads left behind by a registry that will not start
+            raise
 
     def close(self) -> None:
         self.pool.close()
@@ -114,27 +118,33 @@ class PgDatabase:
             yield c
 
     @contextmanager
-    def locked(self, lock_class: int) -> Iterator[None]:
-        """Hold a schema-scoped advisory lock for the block, in one transaction.
+    def locked(self, lock_class: int, scope: str = "") -> Iterator[None]:
+        """Hold an advisory lock on (schema, ``scope``) for the block, in one transaction.
 
-        Re-entrant within a thread. Everything the thread's store calls write in
-        the block commits at its end, atomically, or rolls back on an exception.
+        Re-entrant within a thread; a nested block with another scope takes that
+        lock too, in the same transaction. Everything the thread's store calls
+        write in the outermost block commits at its end, atomically, or rolls
+        back on an exception.
         """
-        depth = getattr(self._local, "depth", 0)
-        if depth:
-            self._local.depth = depth + 1
-            try:
-                yield
-            finally:
-                self._local.depth = depth
+        key = (lock_class, scope)
+        held: set | None = getattr(self._local, "held", None)
+        if held is not None:  # nested in a locked block of this thread
+            if key not in held:
+                self._advisory(self._local.conn, lock_class, scope)
+                held.add(key)  # held until the outermost transaction ends
+            yield
             return
         with self.pool.connection() as c, c.transaction():
-            c.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (lock_class,))
-            self._local.conn, self._local.depth = c, 1
+            self._advisory(c, lock_class, scope)
+            self._local.conn, self._local.held = c, {key}
             try:
                 yield
             finally:
-                self._local.conn, self._local.depth = None, 0
+                self._local.conn, self._local.held = None, None
+
+    @staticmethod
+    def _advisory(c: psycopg.Connection, lock_class: int, scope: str) -> None:
+        c.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema() || ':' || %s))", (lock_class, scope))
 
 
 def _utc_text(ts: datetime) -> str:
@@ -160,9 +170,10 @@ class PgMetadataStore(PgFleetMixin):
         self.db.close()
 
     @contextmanager
-    def signing_lock(self) -> Iterator[None]:
-        """Serialise TUF signing across every replica sharing this database."""
-        with self.db.locked(LOCK_TUF_SIGNING):
+    def signing_lock(self, scope: str = "") -> Iterator[None]:
+        """Serialise TUF signing of ``scope`` (the repository, or e.g. one vehicle's
+        director metadata) across every replica sharing this database."""
+        with self.db.locked(LOCK_TUF_SIGNING, scope):
             yield
 
     # -- models ---------------------------------------------------------------

@@ -68,6 +68,25 @@ def transfer(
     )
 
 
+def first_contact(fleet: Fleet, ids: I64, t0: float) -> tuple[Windows, F64]:
+    """When each vehicle first hears of a wave that starts at ``t0``, and its window then.
+
+    A vehicle reachable at ``t0`` learns of it at its next check-in (a uniform
+    phase within ``poll_min``), one that is not when its next window opens.
+    """
+    w = Windows(fleet, ids)
+    w.seek(t0)
+    contact = w.start.copy()
+    inside = np.flatnonzero(w.start <= t0)  # reachable already (a window opening at t0 was open before it)
+    if inside.size:
+        phase = rng.uniform(fleet.seed, "poll", ids[inside], int(t0))
+        contact[inside] = t0 + phase * fleet.scenario.campaign.poll_min * 60
+        late = inside[contact[inside] >= w.end[inside]]
+        w.advance(late)
+        contact[late] = w.start[late]
+    return w, contact
+
+
 def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, progress: Progress | None) -> TransferResult:
     sc = fleet.scenario
     n = len(ids)
@@ -78,17 +97,7 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         if progress:
             progress(n)
         return TransferResult(done, nbytes, sessions)
-    w = Windows(fleet, ids)
-    w.seek(t0)
-    contact = w.start.copy()
-    # Reachable when the wave starts: the vehicle learns of it at its next check-in.
-    inside = np.flatnonzero(w.start < t0)
-    if inside.size:
-        phase = rng.uniform(fleet.seed, "poll", ids[inside], int(t0))
-        contact[inside] = t0 + phase * sc.campaign.poll_min * 60
-        late = inside[contact[inside] >= w.end[inside]]
-        w.advance(late)
-        contact[late] = w.start[late]
+    w, contact = first_contact(fleet, ids, t0)
     pr = sc.protocol
     remaining = np.full(n, float(size))
     carry_on = np.zeros(n, dtype=bool)
@@ -118,13 +127,19 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         af = act[fin]
         done[af] = s[fin] + setup[fin] + remaining[af] / rate[fin]
         nbytes[af] += remaining[af]
-        cut = ~fin
+        # Cut by the window's end: what was queued on the link still arrives, and
+        # may be all that was missing.
+        drain = np.where(opened & (end < t_end), fleet.drain_s[v] * rate, 0.0)
+        tail = ~fin & (can + drain >= remaining[act])
+        at = act[tail]
+        done[at] = end[tail] + (remaining[at] - can[tail]) / rate[tail]
+        nbytes[at] += remaining[at]
+        cut = ~fin & ~tail
         an = act[cut]
-        # Cut by the window's end: what was queued on the link still arrives.
-        drained = np.where(opened[cut] & (end[cut] < t_end), fleet.drain_s[v[cut]] * rate[cut], 0.0)
+        drained = drain[cut]
         nbytes[an] += can[cut] + drained
         if sc.campaign.resumable:
-            have = np.minimum(size - remaining[an] + can[cut] + drained, size - 1.0)
+            have = size - remaining[an] + can[cut] + drained
             if pr.resume_chunk_bytes > 0:  # only whole chunks of the stream survive a cut
                 have = np.floor(have / pr.resume_chunk_bytes) * pr.resume_chunk_bytes
             remaining[an] = size - have

@@ -24,7 +24,7 @@ def agent() -> None:
 
 @agent.command("run")
 @click.option("--registry", "address", default="127.0.0.1:50051", show_default=True, envvar="OTA_REGISTRY",
-              help="Registry address. Env: OTA_REGISTRY.")
+              help="Registry address, or a comma-separated list of replicas (round robin). Env: OTA_REGISTRY.")
 @click.option("--state", "state_dir", type=click.Path(path_type=Path), required=True, envvar="OTA_STATE",
               help="Agent state directory (TUF metadata, A/B slots). Env: OTA_STATE.")
 @click.option("--trusted-root", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="OTA_TRUSTED_ROOT",

@@ -26,6 +26,8 @@ Modes (the encoder tries every one that applies and keeps the smallest):
   codebook, then either a dense index stream or, when many entries are zero,
   a gap stream (zero-run lengths) and an index stream of the non-zeros.
 * ``PLANES``: anything else: byte planes of the element bit patterns.
+
+Plane and gap layouts live in ``planes``, the ``QUANT`` mode in ``quantised``.
 """
 
 from __future__ import annotations
@@ -33,13 +35,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import zstandard
 
 from modelpack.codecs.container import CorruptEncodingError
 from modelpack.codecs.entropy import decode_stream, encode_stream
+from modelpack.codecs.planes import (
+    WORD,
+    as_words,
+    decode_gaps,
+    decode_planes,
+    encode_gaps,
+    encode_planes,
+    unzigzag,
+    zigzag,
+)
+from modelpack.codecs.quantised import QUANT, decode_quantised
 from modelpack.codecs.wire import Reader, Writer
 
-SAME, XOR, CODEBOOK_MAP, CODEBOOK, PLANES, SUB, CODEBOOK_PREDICT, QUANT = 0, 1, 2, 3, 4, 5, 6, 7
+SAME, XOR, CODEBOOK_MAP, CODEBOOK, PLANES, SUB, CODEBOOK_PREDICT = 0, 1, 2, 3, 4, 5, 6
 MODE_NAMES = {
     SAME: "same",
     XOR: "xor",
@@ -50,10 +62,8 @@ MODE_NAMES = {
     CODEBOOK_PREDICT: "codebook-predict",
     QUANT: "quantised",
 }
-_WORD = {1: np.uint8, 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
 MAX_CODEBOOK = 256
 _SPARSE_MIN_ZERO_FRACTION = 0.25
-_GAP_ESCAPE = 255
 
 
 @dataclass(frozen=True)
@@ -61,105 +71,6 @@ class OldTensor:
     index: int
     data: bytes
     elem_size: int
-
-
-def _words(data: bytes, elem: int) -> np.ndarray:
-    return np.frombuffer(data, dtype=_WORD[elem])
-
-
-def _encode_plain_planes(words: np.ndarray, elem: int, w: Writer) -> None:
-    planes = words.view(np.uint8).reshape(-1, elem)
-    for k in range(elem - 1, -1, -1):  # most significant plane first
-        w.raw(encode_stream(planes[:, k]))
-
-
-def _decode_plain_planes(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
-    planes = np.empty((n, elem), dtype=np.uint8)
-    for k in range(elem - 1, -1, -1):
-        planes[:, k] = decode_stream(r, n, f"{what} plane {k}")
-    return planes.reshape(-1).view(_WORD[elem])
-
-
-def _encode_gaps(positions: np.ndarray, w: Writer) -> None:
-    """Sorted positions as a gap stream (zero-run lengths, 255 = escape)
-    plus a zstd blob of the long gaps."""
-    gaps = np.diff(positions, prepend=-1) - 1
-    w.raw(encode_stream(np.minimum(gaps, _GAP_ESCAPE).astype(np.uint8)))
-    extra = Writer()
-    for g in gaps[gaps >= _GAP_ESCAPE].tolist():
-        extra.varint(g - _GAP_ESCAPE)
-    w.blob(zstandard.ZstdCompressor(level=19).compress(extra.getvalue()))
-
-
-def _decode_gaps(r: Reader, count: int, n: int, what: str) -> np.ndarray:
-    gaps = decode_stream(r, count, f"{what} gaps").astype(np.int64)
-    extra_z = r.blob(f"{what} long gaps")
-    try:
-        extra = zstandard.ZstdDecompressor().decompress(extra_z, max_output_size=10 * count + 16)
-    except zstandard.ZstdError as exc:
-        raise CorruptEncodingError(f"{what}: long-gap stream damaged ({exc})") from exc
-    er = Reader(extra, f"{what} long gaps")
-    for i in np.flatnonzero(gaps == _GAP_ESCAPE).tolist():
-        gaps[i] += er.varint("gap", n)
-    er.expect_end()
-    if gaps.size != count:
-        raise CorruptEncodingError(f"{what}: {gaps.size} gaps, expected {count}")
-    pos = np.cumsum(gaps + 1) - 1
-    if count and int(pos[-1]) >= n:
-        raise CorruptEncodingError(f"{what}: positions run past the {n} elements")
-    return pos
-
-
-# Plane layouts: all elements; only the non-zero ones (positions as gaps);
-# only non-zero ones, which lie where the base tensor is non-zero (a flag per
-# such position: free when a fine-tune kept the pruning mask).
-_DENSE, _SPARSE, _BASE_MASK = 0, 1, 2
-
-
-def _encode_planes(words: np.ndarray, elem: int, w: Writer, old: np.ndarray | None = None) -> None:
-    nz = np.flatnonzero(words)
-    options: list[bytes] = []
-    dense = Writer()
-    dense.u8(_DENSE)
-    _encode_plain_planes(words, elem, dense)
-    options.append(dense.getvalue())
-    if nz.size < 0.75 * words.size:
-        sparse = Writer()
-        sparse.u8(_SPARSE)
-        sparse.varint(nz.size)
-        _encode_gaps(nz, sparse)
-        _encode_plain_planes(words[nz], elem, sparse)
-        options.append(sparse.getvalue())
-    if old is not None:
-        support = np.flatnonzero(old)
-        if support.size < words.size and not np.any(words[old == 0]):
-            masked = Writer()
-            masked.u8(_BASE_MASK)
-            flags = (words[support] != 0).astype(np.uint8)
-            masked.raw(encode_stream(flags))
-            _encode_plain_planes(words[support[flags.astype(bool)]], elem, masked)
-            options.append(masked.getvalue())
-    w.raw(min(options, key=len))
-
-
-def _decode_planes(r: Reader, n: int, elem: int, what: str, old: np.ndarray | None = None) -> np.ndarray:
-    layout = r.u8(f"{what} plane layout")
-    if layout == _DENSE:
-        return _decode_plain_planes(r, n, elem, what)
-    out = np.zeros(n, dtype=_WORD[elem])
-    if layout == _SPARSE:
-        count = r.varint(f"{what} non-zero count", n)
-        pos = _decode_gaps(r, count, n, what)
-    elif layout == _BASE_MASK and old is not None:
-        support = np.flatnonzero(old)
-        flags = decode_stream(r, support.size, f"{what} change flags")
-        if flags.size != support.size or (flags.size and int(flags.max()) > 1):
-            raise CorruptEncodingError(f"{what}: change flags do not fit the base tensor")
-        pos = support[flags.astype(bool)]
-    else:
-        raise CorruptEncodingError(f"{what}: unknown plane layout {layout}")
-    out[pos] = _decode_plain_planes(r, pos.size, elem, what)
-    return out
 
 
 def _small_unique(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,17 +90,6 @@ def _small_unique(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             lut[keys] = np.arange(values.size)
             return values, lut[words >> words.dtype.type(shift)]
     return values, np.searchsorted(values, words)
-
-
-def _zigzag(d: np.ndarray, elem: int) -> np.ndarray:
-    bits = 8 * elem
-    signed = d.view(d.dtype.str.replace("u", "i"))
-    return ((d << d.dtype.type(1)) ^ (signed >> (bits - 1)).view(d.dtype)).astype(d.dtype)
-
-
-def _unzigzag(z: np.ndarray) -> np.ndarray:
-    one = z.dtype.type(1)
-    return (z >> one) ^ (np.zeros_like(z) - (z & one))
 
 
 def _float_view(words: np.ndarray, elem: int) -> np.ndarray | None:
@@ -245,7 +145,7 @@ def _read_codebook(r: Reader, elem: int, what: str) -> np.ndarray:
     raw = decode_stream(r, k * elem, f"{what} codebook")
     if raw.size != k * elem:
         raise CorruptEncodingError(f"{what}: codebook of {raw.size} bytes, expected {k * elem}")
-    return np.cumsum(np.ascontiguousarray(raw.reshape(elem, k).T).reshape(-1).view(_WORD[elem]), dtype=_WORD[elem])
+    return np.cumsum(np.ascontiguousarray(raw.reshape(elem, k).T).reshape(-1).view(WORD[elem]), dtype=WORD[elem])
 
 
 def _encode_codebook(words: np.ndarray, elem: int) -> bytes | None:
@@ -264,7 +164,7 @@ def _encode_codebook(words: np.ndarray, elem: int) -> bytes | None:
         nz = np.flatnonzero(inverse)
         w.u8(1)
         w.varint(nz.size)
-        _encode_gaps(nz, w)
+        encode_gaps(nz, w)
         w.raw(encode_stream(inverse[nz] - 1))
     else:
         w.u8(0)
@@ -284,13 +184,13 @@ def _decode_codebook(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
     if layout != 1:
         raise CorruptEncodingError(f"{what}: unknown index layout {layout}")
     n_nz = r.varint(f"{what} non-zero count", n)
-    pos = _decode_gaps(r, n_nz, n, what)
+    pos = decode_gaps(r, n_nz, n, what)
     idx = decode_stream(r, n_nz, f"{what} non-zero indices")
     if idx.size != n_nz:
         raise CorruptEncodingError(f"{what}: index stream disagrees with the non-zero count")
     if n_nz and int(idx.max()) + 1 >= k:
         raise CorruptEncodingError(f"{what}: sparse indices out of range")
-    out = np.zeros(n, dtype=_WORD[elem])  # index 0 is the all-zero pattern
+    out = np.zeros(n, dtype=WORD[elem])  # index 0 is the all-zero pattern
     if values[0] != 0:
         raise CorruptEncodingError(f"{what}: sparse layout needs a zero codebook entry")
     out[pos] = values[idx.astype(np.int64) + 1]
@@ -309,92 +209,6 @@ def _codebook_map(old: np.ndarray, new: np.ndarray, elem: int) -> bytes | None:
     return encode_stream((values ^ mapped).view(np.uint8).reshape(-1, elem).T.reshape(-1))
 
 
-def _quant_predict(old_f: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, signed: bool) -> np.ndarray:
-    """``clip(rint(old / scale) + zero_point)`` with one scale and zero point
-    per leading-axis channel (per-tensor: one channel)."""
-    lo, hi = (-128, 127) if signed else (0, 255)
-    c = scale.size
-    with np.errstate(all="ignore"):
-        q = np.rint(old_f.reshape(c, -1) / scale.reshape(c, 1)) + zero_point.reshape(c, 1).astype(np.float32)
-        q = np.nan_to_num(np.clip(q, lo, hi), nan=0.0)
-    return q.reshape(-1).astype(np.int16)
-
-
-def encode_quantised(
-    new: bytes, signed: bool, old_index: int, old: bytes, scales: list[tuple[np.ndarray, int | None]]
-) -> bytes | None:
-    """``QUANT`` record of an 8-bit tensor predicted from an old float32 one.
-
-    ``scales`` are candidate scale tensors (scalar or per output channel),
-    each with the index of the new model's tensor that holds it if that one is
-    decoded before this one (then it is referred to, not sent again); a
-    per-tensor max-abs scale is always tried too."""
-    if len(old) != 4 * len(new) or not new:
-        return None
-    old_f = np.frombuffer(old, "<f4")
-    q = np.frombuffer(new, np.int8 if signed else np.uint8).astype(np.int16)
-    span = float(np.nanmax(np.abs(old_f)))
-    candidates = [(np.asarray(sc, dtype="<f4").reshape(-1), ref) for sc, ref in scales]
-    candidates.append((np.array([span / (127 if signed else 255)], dtype="<f4"), None))
-    best: bytes | None = None
-    for sc, ref in candidates:
-        c = sc.size
-        if c == 0 or q.size % c or not np.all(np.isfinite(sc)) or np.any(sc <= 0):
-            continue
-        raw = (q - _quant_predict(old_f, sc, np.zeros(c, np.int16), signed)).reshape(c, -1)
-        zp = np.median(raw, axis=1).astype(np.int16)
-        zp = np.clip(zp, -128, 127) if signed else np.clip(zp, 0, 255)
-        res = ((q - _quant_predict(old_f, sc, zp, signed)) % 256).astype(np.uint8)
-        w = Writer()
-        w.u8(QUANT)
-        w.varint(old_index)
-        w.u8(int(signed))
-        w.varint(c)
-        if ref is None:
-            w.u8(0)
-            w.raw(sc.astype("<f4").tobytes())
-        else:
-            w.u8(1)
-            w.varint(ref)
-        w.raw(encode_stream((zp & 0xFF).astype(np.uint8)))
-        w.raw(encode_stream(res))
-        rec = w.getvalue()
-        if best is None or len(rec) < len(best):
-            best = rec
-    return best
-
-
-def _decode_quantised(r: Reader, length: int, olds: list[bytes], what: str, decoded: list[bytes]) -> bytes:
-    old = olds[r.varint(f"{what} base tensor", len(olds) - 1)] if olds else None
-    if old is None or len(old) != 4 * length:
-        raise CorruptEncodingError(f"{what}: quantised record needs a float32 base tensor of {length} values")
-    signed = r.u8(f"{what} signedness")
-    if signed > 1:
-        raise CorruptEncodingError(f"{what}: bad signedness flag {signed}")
-    c = r.varint(f"{what} channels", length)
-    if c == 0 or length % c:
-        raise CorruptEncodingError(f"{what}: {c} channels do not divide {length} values")
-    source = r.u8(f"{what} scale source")
-    if source == 0:
-        scale = np.frombuffer(r.raw(4 * c, f"{what} scales"), "<f4")
-    elif source == 1:
-        k = r.varint(f"{what} scale tensor", max(0, len(decoded) - 1))
-        if k >= len(decoded) or len(decoded[k]) != 4 * c:
-            raise CorruptEncodingError(f"{what}: scale tensor {k} is not {c} float32 values decoded earlier")
-        scale = np.frombuffer(decoded[k], "<f4")
-    else:
-        raise CorruptEncodingError(f"{what}: unknown scale source {source}")
-    zp = decode_stream(r, c, f"{what} zero points")
-    if zp.size != c:
-        raise CorruptEncodingError(f"{what}: {zp.size} zero points, expected {c}")
-    zp = zp.view(np.int8).astype(np.int16) if signed else zp.astype(np.int16)
-    res = decode_stream(r, length, f"{what} residuals")
-    if res.size != length:
-        raise CorruptEncodingError(f"{what}: {res.size} residuals, expected {length}")
-    pred = _quant_predict(np.frombuffer(old, "<f4"), scale, zp, bool(signed))
-    return ((pred + res.astype(np.int16)) % 256).astype(np.uint8).tobytes()
-
-
 def _varint_bytes(value: int) -> bytes:
     w = Writer()
     w.varint(value)
@@ -410,12 +224,12 @@ def encode_tensor(new: bytes, elem: int, old: OldTensor | None, same: int | None
         return SAME, w.getvalue()
     if len(new) % elem:
         elem = 1
-    words = _words(new, elem)
+    words = as_words(new, elem)
     candidates: list[tuple[int, bytes]] = []
     has_old = old is not None and len(old.data) == len(new) and old.elem_size == elem
     if has_old:
         assert old is not None
-        old_words = _words(old.data, elem)
+        old_words = as_words(old.data, elem)
         cm = _codebook_map(old_words, words, elem)
         if cm is not None:
             # At most 256 values: nothing else comes close, skip the rest.
@@ -429,14 +243,14 @@ def encode_tensor(new: bytes, elem: int, old: OldTensor | None, same: int | None
         w.u8(XOR)
         w.varint(old.index)
         w.u8(elem)
-        _encode_planes(old_words ^ words, elem, w, old_words)
+        encode_planes(old_words ^ words, elem, w, old_words)
         candidates.append((XOR, w.getvalue()))
         if elem > 1:
             w = Writer()
             w.u8(SUB)
             w.varint(old.index)
             w.u8(elem)
-            _encode_planes(_zigzag(words - old_words, elem), elem, w, old_words)
+            encode_planes(zigzag(words - old_words, elem), elem, w, old_words)
             candidates.append((SUB, w.getvalue()))
         cp = _encode_codebook_predict(old_words, words, elem)
         if cp is not None:
@@ -450,7 +264,7 @@ def encode_tensor(new: bytes, elem: int, old: OldTensor | None, same: int | None
         w = Writer()
         w.u8(PLANES)
         w.u8(elem)
-        _encode_planes(words, elem, w)
+        encode_planes(words, elem, w)
         candidates.append((PLANES, w.getvalue()))
     return min(candidates, key=lambda c: len(c[1]))
 
@@ -460,7 +274,7 @@ def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str, decoded:
     ``decoded``: the new model's tensors decoded so far (for references)."""
     mode = r.u8(f"{what} mode")
     if mode == QUANT:
-        return _decode_quantised(r, length, olds, what, decoded or [])
+        return decode_quantised(r, length, olds, what, decoded or [])
     if mode == SAME:
         i = r.varint(f"{what} base tensor", len(olds) - 1) if olds else None
         if i is None or len(olds[i]) != length:
@@ -476,19 +290,19 @@ def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str, decoded:
     elif mode not in (CODEBOOK, PLANES):
         raise CorruptEncodingError(f"{what}: unknown tensor mode {mode}")
     elem = r.u8(f"{what} element size")
-    if elem not in _WORD or length % elem:
+    if elem not in WORD or length % elem:
         raise CorruptEncodingError(f"{what}: element size {elem} does not divide {length} bytes")
     n = length // elem
     if mode == PLANES:
-        return _decode_planes(r, n, elem, what).tobytes()
+        return decode_planes(r, n, elem, what).tobytes()
     if mode == CODEBOOK:
         return _decode_codebook(r, n, elem, what).tobytes()
     assert old is not None
-    old_words = _words(old, elem)
+    old_words = as_words(old, elem)
     if mode == XOR:
-        return (old_words ^ _decode_planes(r, n, elem, what, old_words)).tobytes()
+        return (old_words ^ decode_planes(r, n, elem, what, old_words)).tobytes()
     if mode == SUB:
-        return (old_words + _unzigzag(_decode_planes(r, n, elem, what, old_words))).tobytes()
+        return (old_words + unzigzag(decode_planes(r, n, elem, what, old_words))).tobytes()
     if mode == CODEBOOK_PREDICT:
         values = _read_codebook(r, elem, what)
         pred = _predicted_indices(old_words, values, elem)
@@ -510,5 +324,5 @@ def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str, decoded:
     raw = decode_stream(r, values.size * elem, f"{what} codebook map")
     if raw.size != values.size * elem:
         raise CorruptEncodingError(f"{what}: codebook map of {raw.size} bytes, expected {values.size * elem}")
-    mapped = values ^ np.ascontiguousarray(raw.reshape(elem, -1).T).reshape(-1).view(_WORD[elem])
+    mapped = values ^ np.ascontiguousarray(raw.reshape(elem, -1).T).reshape(-1).view(WORD[elem])
     return mapped[inverse.reshape(-1)].tobytes()

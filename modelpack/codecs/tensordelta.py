@@ -29,7 +29,8 @@ import zstandard
 from modelpack.codecs import zstdcodecs
 from modelpack.codecs.container import CorruptEncodingError
 from modelpack.codecs.onnxwire import NotOnnxError, TensorSlot, find_tensors, split
-from modelpack.codecs.tensorcode import MODE_NAMES, QUANT, OldTensor, decode_tensor, encode_quantised, encode_tensor
+from modelpack.codecs.quantised import QUANT, encode_quantised
+from modelpack.codecs.tensorcode import MODE_NAMES, OldTensor, decode_tensor, encode_tensor
 from modelpack.codecs.wire import Reader, Writer
 
 log = logging.getLogger(__name__)

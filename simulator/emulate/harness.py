@@ -35,7 +35,7 @@ import numpy as np
 
 from simulator.emulate.netns import Namespaces, VehicleLink, _run, check_available
 from simulator.emulate.relay import Relay, VehicleRelay
-from simulator.engine import transfer
+from simulator.engine import first_contact, transfer
 from simulator.fleet import Windows, build_fleet
 from simulator.scenario import Protocol, Scenario, scenario_from_dict
 
@@ -187,6 +187,7 @@ def run_agents(
     check_available()
     fleet = build_fleet(scenario, n)
     windows = windows or vehicle_windows(scenario, n, horizon_s)
+    _, contact = first_contact(fleet, np.arange(n), 0.0)
     links = [scenario.links[fleet.link_names[i]] for i in fleet.link_idx]
     runs = [
         VehicleRun(k, links[k].name, links[k].bandwidth_mbps, links[k].rtt_ms, windows[k]) for k in range(n)
@@ -224,6 +225,7 @@ def run_agents(
                         "state": str(d / "state"),
                         "root": str(work / "keys" / "root.json"),
                         "windows": runs[k].windows,
+                        "first_contact": float(contact[k]),
                         "horizon_s": horizon_s,
                         "ready": str(d / "ready"),
                         "go": str(d / "go"),

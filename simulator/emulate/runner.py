@@ -3,8 +3,8 @@
 Started by the harness as ``ip netns exec NS python -m simulator.emulate.runner
 SPEC.json``. It imports everything first, says it is ready, waits for the
 harness's start time, then behaves as the simulator assumes a vehicle does: it
-checks in when the campaign starts if reachable, else when its next window
-opens, and keeps trying in each window until the update is installed (the
+checks in at its first check-in after the campaign starts if reachable (the
+simulator's poll phase), else when its next window opens, and keeps trying in each window until the update is installed (the
 agent resumes its partial download across windows). What it measured goes to
 the spec's ``out`` file as JSON. The time of the last payload byte is taken
 at the transport (a subclass of the agent's own gRPC client), whichever path
@@ -41,8 +41,10 @@ def main(spec_path: str) -> int:
     end_by = t0 + float(spec["horizon_s"])
     sessions: list[dict[str, object]] = []
     result: dict[str, object] = {"vehicle": spec["vehicle"], "sessions": sessions, "done_at": None, "installed_at": None}
+    not_before = float(spec.get("first_contact", 0.0))  # the simulator's first check-in
     for start, end in spec["windows"]:
-        if t0 + end <= time.time():
+        start = max(start, not_before)
+        if start >= end or t0 + end <= time.time():
             continue
         if t0 + start >= end_by:
             break

@@ -148,7 +148,7 @@ def test_download_time_on_a_steady_link_is_setup_plus_size_over_rate() -> None:
         {
             "name": "steady",
             "links": {"wire": {"base": "lte", "loss": 0.0, "jitter": 0.0, "dropouts_per_hour": 0.0, "bandwidth_mbps": 8.0}},
-            "campaign": {"waves": [1.0], "install_failure_rate": 0.0},
+            "campaign": {"waves": [1.0], "install_failure_rate": 0.0, "poll_min": 0.0},
             "fleet": [{"share": 1.0, "link": "wire", "pattern": "always_on"}],
         }
     )

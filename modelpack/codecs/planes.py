@@ -1,0 +1,130 @@
+"""Byte planes and gap streams: the layouts shared by the tensor modes.
+
+A tensor's elements (or their differences from a base) are split into byte
+planes, most significant first, and each plane is entropy-coded on its own:
+float32 sign/exponent bytes and mantissa bytes have very different
+statistics. Zeros can be left out of the planes and their positions sent once
+as a gap stream, or taken from the base tensor's non-zero pattern.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import zstandard
+
+from modelpack.codecs.container import CorruptEncodingError
+from modelpack.codecs.entropy import decode_stream, encode_stream
+from modelpack.codecs.wire import Reader, Writer
+
+WORD = {1: np.uint8, 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
+GAP_ESCAPE = 255
+
+
+def as_words(data: bytes, elem: int) -> np.ndarray:
+    return np.frombuffer(data, dtype=WORD[elem])
+
+
+def encode_plain_planes(words: np.ndarray, elem: int, w: Writer) -> None:
+    planes = words.view(np.uint8).reshape(-1, elem)
+    for k in range(elem - 1, -1, -1):  # most significant plane first
+        w.raw(encode_stream(planes[:, k]))
+
+
+def decode_plain_planes(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
+    planes = np.empty((n, elem), dtype=np.uint8)
+    for k in range(elem - 1, -1, -1):
+        planes[:, k] = decode_stream(r, n, f"{what} plane {k}")
+    return planes.reshape(-1).view(WORD[elem])
+
+
+def encode_gaps(positions: np.ndarray, w: Writer) -> None:
+    """Sorted positions as a gap stream (zero-run lengths, 255 = escape)
+    plus a zstd blob of the long gaps."""
+    gaps = np.diff(positions, prepend=-1) - 1
+    w.raw(encode_stream(np.minimum(gaps, GAP_ESCAPE).astype(np.uint8)))
+    extra = Writer()
+    for g in gaps[gaps >= GAP_ESCAPE].tolist():
+        extra.varint(g - GAP_ESCAPE)
+    w.blob(zstandard.ZstdCompressor(level=19).compress(extra.getvalue()))
+
+
+def decode_gaps(r: Reader, count: int, n: int, what: str) -> np.ndarray:
+    gaps = decode_stream(r, count, f"{what} gaps").astype(np.int64)
+    extra_z = r.blob(f"{what} long gaps")
+    try:
+        extra = zstandard.ZstdDecompressor().decompress(extra_z, max_output_size=10 * count + 16)
+    except zstandard.ZstdError as exc:
+        raise CorruptEncodingError(f"{what}: long-gap stream damaged ({exc})") from exc
+    er = Reader(extra, f"{what} long gaps")
+    for i in np.flatnonzero(gaps == GAP_ESCAPE).tolist():
+        gaps[i] += er.varint("gap", n)
+    er.expect_end()
+    if gaps.size != count:
+        raise CorruptEncodingError(f"{what}: {gaps.size} gaps, expected {count}")
+    pos = np.cumsum(gaps + 1) - 1
+    if count and int(pos[-1]) >= n:
+        raise CorruptEncodingError(f"{what}: positions run past the {n} elements")
+    return pos
+
+
+# Plane layouts: all elements; only the non-zero ones (positions as gaps);
+# only non-zero ones, which lie where the base tensor is non-zero (a flag per
+# such position: free when a fine-tune kept the pruning mask).
+_DENSE, _SPARSE, _BASE_MASK = 0, 1, 2
+
+
+def encode_planes(words: np.ndarray, elem: int, w: Writer, old: np.ndarray | None = None) -> None:
+    nz = np.flatnonzero(words)
+    options: list[bytes] = []
+    dense = Writer()
+    dense.u8(_DENSE)
+    encode_plain_planes(words, elem, dense)
+    options.append(dense.getvalue())
+    if nz.size < 0.75 * words.size:
+        sparse = Writer()
+        sparse.u8(_SPARSE)
+        sparse.varint(nz.size)
+        encode_gaps(nz, sparse)
+        encode_plain_planes(words[nz], elem, sparse)
+        options.append(sparse.getvalue())
+    if old is not None:
+        support = np.flatnonzero(old)
+        if support.size < words.size and not np.any(words[old == 0]):
+            masked = Writer()
+            masked.u8(_BASE_MASK)
+            flags = (words[support] != 0).astype(np.uint8)
+            masked.raw(encode_stream(flags))
+            encode_plain_planes(words[support[flags.astype(bool)]], elem, masked)
+            options.append(masked.getvalue())
+    w.raw(min(options, key=len))
+
+
+def decode_planes(r: Reader, n: int, elem: int, what: str, old: np.ndarray | None = None) -> np.ndarray:
+    layout = r.u8(f"{what} plane layout")
+    if layout == _DENSE:
+        return decode_plain_planes(r, n, elem, what)
+    out = np.zeros(n, dtype=WORD[elem])
+    if layout == _SPARSE:
+        count = r.varint(f"{what} non-zero count", n)
+        pos = decode_gaps(r, count, n, what)
+    elif layout == _BASE_MASK and old is not None:
+        support = np.flatnonzero(old)
+        flags = decode_stream(r, support.size, f"{what} change flags")
+        if flags.size != support.size or (flags.size and int(flags.max()) > 1):
+            raise CorruptEncodingError(f"{what}: change flags do not fit the base tensor")
+        pos = support[flags.astype(bool)]
+    else:
+        raise CorruptEncodingError(f"{what}: unknown plane layout {layout}")
+    out[pos] = decode_plain_planes(r, pos.size, elem, what)
+    return out
+
+
+def zigzag(d: np.ndarray, elem: int) -> np.ndarray:
+    bits = 8 * elem
+    signed = d.view(d.dtype.str.replace("u", "i"))
+    return ((d << d.dtype.type(1)) ^ (signed >> (bits - 1)).view(d.dtype)).astype(d.dtype)
+
+
+def unzigzag(z: np.ndarray) -> np.ndarray:
+    one = z.dtype.type(1)
+    return (z >> one) ^ (np.zeros_like(z) - (z & one))
