@@ -32,10 +32,13 @@ def wait_for(pred, timeout: float = 30.0, what: str = "condition"):
 def test_service_serves_updates_and_stops_cleanly(registry_server, squeezenet_bytes, tmp_path: Path, sock: Path) -> None:
     reg = registry_server.registry
     reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    ident = registry_server.vehicle_tls("svc-1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "ota.cli", "agent", "run", "--registry", registry_server.address,
          "--state", str(tmp_path / "state"), "--trusted-root", str(registry_server.keys_dir / "root.json"),
-         "--vehicle-id", "svc-1", "--interval", "0.2", "--health-window", "0", "--serve", str(sock)],
+         "--vehicle-id", "svc-1", "--interval", "0.2", "--health-window", "0", "--serve", str(sock),
+         "--director-root", str(registry_server.keys_dir / "director-root.json"),
+         "--ca", str(ident.ca), "--cert", str(ident.cert), "--key", str(ident.key)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     channel, stub = connect(sock)
