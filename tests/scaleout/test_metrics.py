@@ -19,7 +19,7 @@ from vehicle_agent.agent import AgentConfig, VehicleAgent
 def metered(tmp_path, keys_dir):
     reg = Registry.open(tmp_path / "registry", keys_dir)
     metrics = RegistryMetrics(codec_of=lambda sha: (e.codec if (e := reg.store.encoding_by_blob(sha)) else None))
-    server, port = create_server(reg, "127.0.0.1:0", metrics=metrics)
+    server, port = create_server(reg, "127.0.0.1:0", metrics=metrics, insecure=True)  # metrics, not TLS, under test
     try:
         yield reg, metrics, f"127.0.0.1:{port}"
     finally:
