@@ -52,7 +52,7 @@ bench-sim: $(STAMP)
 # Load: 1,000 concurrent lite agents against one registry process, and a bare gRPC peer (issue 6).
 .PHONY: bench-load
 bench-load: $(STAMP)
-	nice $(BIN)/python bench/load_bench.py --agents $(or $(AGENTS),1000)
+	nice $(BIN)/python bench/load_bench.py --agents $(or $(AGENTS),1000) --repeat $(or $(REPEAT),3)
 
 # --- vehicle agent (issue 5) ---
 .PHONY: faults bench-swap bench-agent

@@ -1,19 +1,20 @@
 """Fault campaign for the vehicle agent: power cuts (kill -9) during updates, and link faults.
 
 Power cuts: a real registry on loopback and a real agent process
-(``bench/faults_agent.py``). Each trial publishes a new version, kills the
-agent with SIGKILL at a random instant of the update, inspects the state
-directory as it was left, restarts the agent and checks that
+(``bench/faults_agent.py``). Each update publishes a new version (its delta
+precomputed, so the agent fetches the delta and rebuilds the model), then the
+agent is killed with SIGKILL at a random instant, the state directory is
+inspected as it was left, the agent is restarted, and killed once more while
+it recovers and resumes the same update. After every kill the restarted agent
+must serve a complete, verified model: the old version or the new one, whose
+bytes hash to the signed value (anything else is a *torn* state); after the
+last kill of an update it must converge: serve the new version, confirmed.
 
-* it serves a complete, verified model: the old version or the new one, whose
-  bytes hash to the signed value (anything else is a *torn* state), and
-* it converges: it ends up serving the new version, confirmed.
-
-Half the kills fall uniformly over the whole update; the other half wait for
-a given journal state (downloading, verifying, staged, activating = the slot
-switch, active = the health window) and strike 0-5 ms after it appears, so
-the short phases get hit too. The journal state found after each kill is
-tallied. What SIGKILL does not show: the loss of data still in the page cache
+Half the first kills fall uniformly over the whole update; the other half wait
+for a given journal state (downloading, verifying = the delta rebuild and hash
+check, staged, activating = the slot switch, active = the health window) and
+strike 0-5 ms after it appears, so the short phases get hit too. The journal
+state found after each kill is tallied. What SIGKILL does not show: the loss of data still in the page cache
 at a real power cut; every write that matters is fsynced (see docs/agent.md).
 
 Link faults: the agent installs through ``FaultyLink`` (a breaking TCP relay):
@@ -34,6 +35,7 @@ import random
 import signal
 import statistics
 import subprocess
+import shutil
 import sys
 import tempfile
 import threading
@@ -46,12 +48,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from modelpack import zoo  # noqa: E402
+from ota import tls  # noqa: E402
 from server.keys import Keystore  # noqa: E402
 from server.registry import Registry  # noqa: E402
 from server.service import create_server  # noqa: E402
 from tests.vehicle_agent.variants import successor  # noqa: E402
 
 NAME = "squeezenet1.0"
+TERMINAL_STATES = ("none", "idle", "confirmed", "failed", "rolled_back")
+KILLS_PER_UPDATE = 2  # the second kill lands in the recovery or the resumed update
 PHASES = ("anywhere", "downloading", "anywhere", "verifying", "anywhere", "staged", "anywhere", "activating",
           "anywhere", "active")
 
@@ -59,6 +64,7 @@ PHASES = ("anywhere", "downloading", "anywhere", "verifying", "anywhere", "stage
 @dataclass
 class Campaign:
     kills: int = 0
+    updates: int = 0
     torn: int = 0
     converged: int = 0
     served_old: int = 0
@@ -66,6 +72,7 @@ class Campaign:
     found_state: Counter = field(default_factory=Counter)
     recovery_s: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    served_kinds: Counter = field(default_factory=Counter)  # registry downloads by kind (target, encoding, metadata)
 
 
 class AgentProcess:
@@ -73,7 +80,7 @@ class AgentProcess:
         self.log = open(log_path, "a")
         self.proc = subprocess.Popen(
             [sys.executable, str(REPO / "bench" / "faults_agent.py"), "--registry", registry, "--state", str(state),
-             "--root", str(root)],
+             "--root", str(root), "--pki", str(root.parent.parent / "pki"), "--gate", str(state.parent / "gate")],
             stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=REPO,
         )
         self.events: queue.Queue = queue.Queue()
@@ -130,11 +137,21 @@ def inspect(state: Path, published: dict[str, str]) -> str:
     return ""
 
 
+def _pki(pki: Path) -> "tls.TlsFiles":
+    """A fresh fleet PKI under ``pki``; the registry's server certificate (security, issue 4)."""
+    if pki.exists():
+        shutil.rmtree(pki)
+    tls.make_ca(pki)
+    return tls.issue(pki, "server", "registry")
+
+
 def power_cuts(trials: int, work: Path, seed: int) -> tuple[Campaign, float]:
     rng = random.Random(seed)
     Keystore.init(work / "keys", force=True)
-    registry = Registry.open(work / "registry", work / "keys")
-    server, port = create_server(registry, "127.0.0.1:0")
+    work.mkdir(parents=True, exist_ok=True)
+    server_tls = _pki(work / "pki")
+    registry = Registry.open(work / "registry", work / "keys", ca_pem=server_tls.ca.read_bytes())
+    server, port = create_server(registry, "127.0.0.1:0", tls_files=server_tls)
     address, state, root = f"127.0.0.1:{port}", work / "state", work / "keys" / "root.json"
     base = zoo.build(NAME)
     published: dict[str, str] = {}
@@ -147,17 +164,38 @@ def power_cuts(trials: int, work: Path, seed: int) -> tuple[Campaign, float]:
     c = Campaign()
     try:
         current = publish(0)
+        gate = work / "gate"
+        gate.touch()
         agent = AgentProcess(address, state, root, work / "agent.log")
         agent.wait("up", 60)
         agent.wait("idle", 60)
-        t = time.monotonic()  # calibrate: how long does one update take here?
-        current = publish(1)
+
+        def start_update(n: int) -> tuple[str, str]:
+            """Publish version n (signed, encodings precomputed), then let the agent check in."""
+            gate.unlink(missing_ok=True)
+            time.sleep(0.06)  # a check-in already under way finishes
+            version = publish(n)
+            gate.touch()
+            while journal_state(state) in TERMINAL_STATES:
+                time.sleep(0.0005)
+            return version
+
+        # Calibrate: how long does one update take here, from the journal's first step to idle?
+        current = start_update(1)
+        t = time.monotonic()
         agent.wait("idle", 60)
         t_update = time.monotonic() - t
         for trial in range(trials):
             phase = PHASES[trial % len(PHASES)]
-            new = publish(trial + 2)
-            if phase == "anywhere":
+            first = trial % KILLS_PER_UPDATE == 0
+            last = trial % KILLS_PER_UPDATE == KILLS_PER_UPDATE - 1 or trial == trials - 1
+            if first:
+                new = start_update(trial // KILLS_PER_UPDATE + 2)
+                c.updates += 1
+            # A second kill strikes the restarted agent while it recovers and resumes the same update.
+            if not first:
+                time.sleep(rng.uniform(0, t_update / 2))  # resuming is shorter than a whole update
+            elif phase == "anywhere":
                 time.sleep(rng.uniform(0, t_update))
             else:
                 deadline = time.monotonic() + 3 * t_update + 2
@@ -186,16 +224,19 @@ def power_cuts(trials: int, work: Path, seed: int) -> tuple[Campaign, float]:
             else:
                 c.served_old += (version, sha) == current
                 c.served_new += (version, sha) == new
+            if not last:
+                continue
             try:
                 idle = agent.wait("idle", 60)
                 if idle["served"].get(NAME) == list(new):
                     c.converged += 1
                 else:
-                    c.problems.append(f"trial {trial}: settled on {idle['served']}, not {new[0]}")
+                    c.problems.append(f"update {new[0]}: settled on {idle['served']}, not {new[0]}")
             except (TimeoutError, RuntimeError) as e:
-                c.problems.append(f"trial {trial}: did not converge: {e}")
+                c.problems.append(f"update {new[0]}: did not converge: {e}")
             current = new
         agent.kill()
+        c.served_kinds.update(d.kind for d in registry.downloads)
     finally:
         server.stop(None)
         registry.store.close()
@@ -211,10 +252,15 @@ def link_faults(work: Path, seed: int, full: bool) -> list[dict]:
 
     rng = random.Random(seed)
     Keystore.init(work / "lkeys", force=True)
-    registry = Registry.open(work / "lregistry", work / "lkeys")
-    server, port = create_server(registry, "127.0.0.1:0")
+    # Plain text, explicitly: over TLS a flipped bit breaks the record's MAC (a drop), and
+    # this campaign is about the agent's own checks (signed hash, resume, stall watchdog).
+    pki = work / "lpki"
+    _pki(pki)
+    registry = Registry.open(work / "lregistry", work / "lkeys", ca_pem=(pki / "ca.pem").read_bytes())
+    server, port = create_server(registry, "127.0.0.1:0", insecure=True)
     base = zoo.build(NAME)
     rec = registry.publish_bytes(NAME, "1.0.0", base)
+    registry.store.put_encodings(NAME, "1.0.0", [])  # the full 5 MB file: the longest transfer to break
     flips, stalls = (5, 3) if full else (1, 1)
     scenarios = [("drop every 64 KB", {"drop_every": 64 * 1024})] if full else []
     scenarios += [("drop every 256 KB", {"drop_every": 256 * 1024})]
@@ -226,7 +272,9 @@ def link_faults(work: Path, seed: int, full: bool) -> list[dict]:
             with FaultyLink(f"127.0.0.1:{port}", **kw) as link:
                 agent = VehicleAgent(AgentConfig(
                     registry=link.address, state_dir=work / f"link{i}", vehicle_id=f"link-{i}",
-                    trusted_root=work / "lkeys" / "root.json", retry=RetryPolicy(attempts=4, base_s=0.02, cap_s=0.2),
+                    trusted_root=work / "lkeys" / "root.json", director_root=work / "lkeys" / "director-root.json",
+                    identity=tls.ensure(pki, "vehicle", f"link-{i}"), insecure=True,
+                    retry=RetryPolicy(attempts=4, base_s=0.02, cap_s=0.2),
                     transport=TransportConfig(rpc_deadline_s=5.0, stall_timeout_s=1.0)))
                 t = time.monotonic()
                 outcomes = []
@@ -272,20 +320,23 @@ def main() -> int:
         print_link_faults(rows)
     print(f"\ncampaign took {took:.1f} s")
     (out_dir / "faults.json").write_text(json.dumps({
-        "trials": args.trials, "seed": args.seed, "kills": c.kills, "torn": c.torn, "converged": c.converged,
+        "trials": args.trials, "seed": args.seed, "kills": c.kills, "updates": c.updates, "torn": c.torn,
+        "converged": c.converged,
         "served_old": c.served_old, "served_new": c.served_new, "found_state": dict(c.found_state),
         "recovery_s": c.recovery_s, "update_s": t_update, "problems": c.problems, "link": rows}, indent=1))
-    bad = c.torn or c.converged != c.kills or any(not (r["completed"] and r["verified"]) for r in rows)
+    bad = c.torn or c.converged != c.updates or any(not (r["completed"] and r["verified"]) for r in rows)
     return 1 if bad else 0
 
 
 def print_power_cuts(c: Campaign, args: argparse.Namespace, t_update: float) -> None:
     print(f"\n## Power cuts: kill -9 during updates ({args.trials} trials, seed {args.seed}, one update ≈ {t_update * 1000:.0f} ms)\n")
-    print("| kills | torn states | converged | served old after kill | served new after kill | restart → serving (median) |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| kills | updates | torn states | converged updates | served old after kill | served new after kill | restart → serving (median) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     med = statistics.median(c.recovery_s) if c.recovery_s else float("nan")
-    print(f"| {c.kills} | {c.torn} | {c.converged} | {c.served_old} | {c.served_new} | {med * 1000:.0f} ms |")
-    print("\njournal state found after the kill: " + ", ".join(f"{k} {v}" for k, v in sorted(c.found_state.items())))
+    print(f"| {c.kills} | {c.updates} | {c.torn} | {c.converged} of {c.updates} | {c.served_old} | {c.served_new} | {med * 1000:.0f} ms |")
+    print("\njournal state found after the kill: " + ", ".join(f"{k} {v}" for k, v in sorted(c.found_state.items()))
+          + " (verifying includes the delta rebuild; activating is the slot switch)")
+    print("registry streams served: " + ", ".join(f"{k} {v}" for k, v in sorted(c.served_kinds.items())))
     for p in c.problems:
         print(f"  ! {p}")
 

@@ -11,8 +11,9 @@ runs: half the simulated vehicles run the previous version and are offered a
 delta, half are up to date. The load comes from separate client processes,
 each running closed-loop threads. CPU seconds of the replicas, of the load
 generator and of PostgreSQL are read from /proc, so the table says where the
-machine's cores went. Every figure is measured in this run; medians of
-``--repeat`` rounds.
+machine's cores went. The configurations run side by side and their rounds
+alternate, so a shared machine's changing load hits each alike. Every figure
+is measured in this run; medians of ``--repeat`` rounds.
 
     nice .venv/bin/python bench/replicas_bench.py [--seconds 5] [--repeat 3] [--markdown FILE]
 """
@@ -24,6 +25,7 @@ import hashlib
 import multiprocessing as mp
 import os
 import secrets
+import signal
 import statistics
 import sys
 import tempfile
@@ -44,15 +46,21 @@ from vehicle_agent.transport import SERVICE_CONFIG, channel_target  # noqa: E402
 CLK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) so far of each process still there."""
+    out = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
+            out[pid] = (int(fields[11]) + int(fields[12])) / CLK
         except (FileNotFoundError, IndexError, ValueError):
             pass
-    return total
+    return out
+
+
+def _delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two samples by the processes present in both."""
+    return sum(after[p] - before[p] for p in before.keys() & after.keys())
 
 
 def _postgres_pids() -> list[int]:
@@ -122,11 +130,12 @@ def run_load(replicas: list[Replica], requests: list, seconds: float, procs: int
     for _ in workers:
         assert queue.get(timeout=60) == "ready"
     go.set()
-    cpu0 = (_cpu_seconds(server_pids), _cpu_seconds([w.pid for w in workers]), _cpu_seconds(pg_pids))
+    groups = (server_pids, [w.pid for w in workers], pg_pids)
+    cpu0 = [_cpu_seconds(g) for g in groups]
     t0 = time.perf_counter()
     results = [queue.get(timeout=seconds + 60) for _ in workers]
     wall = time.perf_counter() - t0
-    cpu1 = (_cpu_seconds(server_pids), _cpu_seconds([w.pid for w in workers]), _cpu_seconds(pg_pids))
+    busy = [_delta(before, _cpu_seconds(g)) / wall for before, g in zip(cpu0, groups)]
     for w in workers:
         w.join()
     lat = sorted(x for r in results for x in r[0])
@@ -136,9 +145,9 @@ def run_load(replicas: list[Replica], requests: list, seconds: float, procs: int
         p50_ms=q[49] * 1000,
         p99_ms=q[98] * 1000,
         errors=sum(r[1] for r in results),
-        cpu_replicas=(cpu1[0] - cpu0[0]) / wall,
-        cpu_clients=(cpu1[1] - cpu0[1]) / wall,
-        cpu_postgres=(cpu1[2] - cpu0[2]) / wall,
+        cpu_replicas=busy[0],
+        cpu_clients=busy[1],
+        cpu_postgres=busy[2],
     )
 
 
@@ -154,6 +163,18 @@ def _publish(registry, model: bytes, successor: bytes) -> list:
     return reqs
 
 
+def _in_process_ms(registry, requests: list, rounds: int) -> float:
+    """Median ms of ``Registry.offers_for`` per check-in (after one warm-up pass)."""
+    def one_pass() -> float:
+        t0 = time.perf_counter()
+        for r in requests:
+            registry.offers_for(r.vehicle_id, r.hardware_id, {m.name: (m.version, m.sha256) for m in r.installed})
+        return (time.perf_counter() - t0) / len(requests) * 1000
+
+    one_pass()
+    return statistics.median(one_pass() for _ in range(rounds))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="load per round (default 5)")
@@ -163,6 +184,8 @@ def main() -> None:
     ap.add_argument("--dsn", default=os.environ.get("OTA_TEST_PG_DSN", DEFAULT_DSN))
     ap.add_argument("--markdown", type=Path, help="also write the table here")
     args = ap.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the replicas stop and the schema is dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     import psycopg
 
@@ -183,45 +206,57 @@ def main() -> None:
         sys.exit(f"no PostgreSQL at {args.dsn} (--dsn or OTA_TEST_PG_DSN): {str(e).strip()}")
     dsn = with_schema(args.dsn, schema)
     rows: dict[str, list[Round]] = {}
+    in_process: dict[str, float] = {}
     try:
         pg = Registry.open(work / "spool", work / "keys", db=dsn)
         requests = _publish(pg, model, successor)
-        pg.store.close()
         sq = Registry.open(work / "sqlite", work / "keys")
         _publish(sq, model, successor)
+        # The decision alone, in this process, without gRPC: what one check-in costs each engine.
+        in_process = {"sqlite": _in_process_ms(sq, requests, args.repeat),
+                      "postgresql": _in_process_ms(pg, requests, args.repeat)}
+        pg.store.close()
         sq.store.close()
         configs = {
             "sqlite x1": lambda: start_replicas(1, "", work / "keys", extra_args=["--data", str(work / "sqlite")]),
             "postgresql x1": lambda: start_replicas(1, dsn, work / "keys"),
             "postgresql x3": lambda: start_replicas(3, dsn, work / "keys"),
         }
-        for name, start in configs.items():
-            replicas = start()
-            try:
-                run_load(replicas, requests, 1.0, args.procs, args.threads)  # warm-up: connections, caches
+        # All configurations run side by side (idle ones cost nothing) and their
+        # rounds alternate, so a change in the shared machine's load hits each alike.
+        running: dict[str, list[Replica]] = {}
+        try:
+            for name, start in configs.items():
+                running[name] = start()
+                run_load(running[name], requests, 1.0, args.procs, args.threads)  # warm-up: connections, caches
                 rows[name] = []
-                for _ in range(args.repeat):
+            for _ in range(args.repeat):
+                for name, replicas in running.items():
                     rows[name].append(run_load(replicas, requests, args.seconds, args.procs, args.threads))
                     print(f"{name}: {rows[name][-1]}", file=sys.stderr)
-            finally:
+        finally:
+            for replicas in running.values():
                 stop_all(replicas)
     finally:
         with psycopg.connect(args.dsn, autocommit=True) as c:
             c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    print(report(rows, args))
+    text = report(rows, args, in_process)
+    print(text)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(report(rows, args) + "\n")
+        args.markdown.write_text(text + "\n")
 
 
-def report(rows: dict[str, list[Round]], args: argparse.Namespace) -> str:
+def report(rows: dict[str, list[Round]], args: argparse.Namespace, in_process: dict[str, float]) -> str:
     def med(name: str, attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in rows[name])
 
     base = med("postgresql x1", "checkins_per_s")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
-        f"Check-ins (CheckForUpdate) on {os.cpu_count()} cores, {args.procs} load processes x {args.threads} "
-        f"threads, {args.seconds:g} s x {args.repeat} rounds, medians. CPU = cores busy (CPU s per wall s).",
+        f"Check-ins (CheckForUpdate) on {os.cpu_count()} cores (load average at the end {load}: the machine is "
+        f"shared), {args.procs} load processes x {args.threads} threads, {args.seconds:g} s x {args.repeat} rounds, "
+        "medians. CPU = cores busy (CPU s per wall s).",
         "",
         "| registry | check-ins/s | vs postgresql x1 | p50 ms | p99 ms | errors | CPU replicas | CPU load gen | CPU postgres |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -232,6 +267,11 @@ def report(rows: dict[str, list[Round]], args: argparse.Namespace) -> str:
             f"| {med(name, 'p50_ms'):.1f} | {med(name, 'p99_ms'):.1f} | {sum(r.errors for r in rows[name])} "
             f"| {med(name, 'cpu_replicas'):.2f} | {med(name, 'cpu_clients'):.2f} | {med(name, 'cpu_postgres'):.2f} |"
         )
+    lines += [
+        "",
+        "One check-in's decision in-process, without gRPC (Registry.offers_for, median ms): "
+        + ", ".join(f"{k} {v:.2f} ms" for k, v in in_process.items()) + ".",
+    ]
     return "\n".join(lines)
 
 

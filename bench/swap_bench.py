@@ -20,8 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -39,26 +40,36 @@ from vehicle_agent.serving import tensor_frame  # noqa: E402
 NAME = "squeezenet1.0"
 
 
-def plain_ort(model: bytes, x: np.ndarray, clients: int, seconds: float) -> np.ndarray:
-    """The peer: the same session settings as the agent (1 intra-op thread), no agent around it."""
-    session = make_session(model)
-    out: list[list[float]] = [[] for _ in range(clients)]
-    stop = threading.Event()
+PEER = """
+import json, sys, threading, time
+import numpy as np
+from modelpack.runtime import make_session
+model, tensor, clients, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+session = make_session(model)  # the agent's session settings: 1 intra-op thread
+x = np.load(tensor)
+for _ in range(20):
+    session.run(None, {"data": x})  # warm, as the agent's session is
+out = [[] for _ in range(clients)]
+stop = threading.Event()
+def run(ms):
+    while not stop.is_set():
+        t = time.perf_counter()
+        session.run(None, {"data": x})
+        ms.append((time.perf_counter() - t) * 1e3)
+threads = [threading.Thread(target=run, args=(o,)) for o in out]
+[t.start() for t in threads]
+time.sleep(seconds)
+stop.set()
+[t.join() for t in threads]
+print(json.dumps([m for o in out for m in o]))
+"""
 
-    def run(ms: list[float]) -> None:
-        while not stop.is_set():
-            t = time.perf_counter()
-            session.run(None, {"data": x})
-            ms.append((time.perf_counter() - t) * 1e3)
 
-    threads = [threading.Thread(target=run, args=(o,)) for o in out]
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
-    return np.asarray([m for o in out for m in o])
+def plain_ort(model: Path, tensor: Path, clients: int, seconds: float) -> np.ndarray:
+    """The peer: plain ``InferenceSession.run`` in its own process (as the agent is), same threads, same tensor."""
+    r = subprocess.run([sys.executable, "-c", PEER, str(model), str(tensor), str(clients), str(seconds)],
+                       capture_output=True, text=True, check=True, cwd=REPO)
+    return np.asarray(json.loads(r.stdout))
 
 
 def main() -> None:
@@ -79,6 +90,9 @@ def main() -> None:
     request = inference_pb2.ClassifyRequest(model=NAME, frame=tensor_frame(x), top_k=5)
     with tempfile.TemporaryDirectory(prefix="ota-swap-", dir="/tmp") as tmp:
         work = Path(tmp)
+        model_path, tensor_path = work / "model.onnx", work / "frame.npy"
+        model_path.write_bytes(base)
+        np.save(tensor_path, x)
         registry, address = start_registry(work)
         sock = work / "agent.sock"
         agent = None
@@ -94,7 +108,7 @@ def main() -> None:
             # so that both see the same background load.
             ort_parts, steady_parts, steady_cpu = [], [], []
             for _ in range(args.rounds):
-                ort_parts.append(plain_ort(base, x, args.clients, args.seconds / args.rounds))
+                ort_parts.append(plain_ort(model_path, tensor_path, args.clients, args.seconds / args.rounds))
                 h = Hammer(sock, request, args.clients)
                 time.sleep(0.3)  # warm-up, not counted
                 t0, i0 = time.perf_counter(), sampler.mark()
@@ -133,7 +147,7 @@ def main() -> None:
     all_calls = sum(len(c.ms) for c in hammer.calls) + steady.size
     versions_seen = sorted({v for c in hammer.calls for v in c.version})
     rows = [
-        ("plain onnxruntime, in-process", ort_ms, 0),
+        ("plain onnxruntime (own process, same threads)", ort_ms, 0),
         ("agent over Unix socket, steady", steady, 0),
         (f"agent, during {len(windows)} updates (publish → confirmed)", during, 0),
         ("agent, ±250 ms around each swap", around, 0),

@@ -12,7 +12,10 @@ fleet rollout watches:
   or ``metadata``);
 - ``ota_registry_downloads_in_flight{kind}`` and
   ``ota_registry_download_resumes_total{kind}`` (a Download that starts past
-  byte 0: a vehicle resuming, e.g. after its replica went away).
+  byte 0: a vehicle resuming, e.g. after its replica went away);
+- ``ota_campaign_vehicles{campaign,state}``, ``ota_campaign_current_wave``
+  and ``ota_campaign_state``: rollout progress, derived from the shared
+  database at each scrape (the same on every replica: aggregate with ``max``).
 
 Each ``RegistryMetrics`` has its own collector registry, so several replicas in
 one test process do not mix their counts.
@@ -20,14 +23,17 @@ one test process do not mix their counts.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,14 @@ class RegistryMetrics:
                 self._codecs[digest] = codec
         return codec or "unknown"
 
+    def watch_campaigns(self, manager: CampaignSource) -> None:
+        """Export campaign progress, derived from the database at each scrape.
+
+        Every replica derives the same numbers from the shared database, so
+        aggregate them with ``max`` (not ``sum``) across replicas.
+        """
+        self.registry.register(_CampaignCollector(manager))
+
     def interceptor(self) -> grpc.ServerInterceptor:
         return _MetricsInterceptor(self)
 
@@ -98,6 +112,40 @@ class RegistryMetrics:
         """One sample's current value (0 when it was never set): for tests and benchmarks."""
         value = self.registry.get_sample_value(name, labels or {})
         return value or 0.0
+
+
+class CampaignSource(Protocol):
+    """What the collector needs of ``server.campaigns.CampaignManager``."""
+
+    def list(self) -> list[Any]: ...  # CampaignView: campaign_id, state, current_wave, waves[].counts
+
+
+class _CampaignCollector(Collector):
+    def __init__(self, manager: CampaignSource) -> None:
+        self._manager = manager
+
+    def collect(self) -> Iterator[Metric]:
+        vehicles = GaugeMetricFamily(
+            "ota_campaign_vehicles", "Campaign members by state (derived from reports)", labels=["campaign", "state"]
+        )
+        wave = GaugeMetricFamily("ota_campaign_current_wave", "Index of the campaign's open wave", labels=["campaign"])
+        state = GaugeMetricFamily(
+            "ota_campaign_state", "1 for the campaign's state (running, paused, aborted, completed)",
+            labels=["campaign", "state"],
+        )
+        try:
+            for view in self._manager.list():
+                cid = view.campaign_id
+                counts: collections.Counter[str] = collections.Counter()
+                for w in view.waves:
+                    counts.update(w.counts)
+                for st, n in sorted(counts.items()):
+                    vehicles.add_metric([cid, st], n)
+                wave.add_metric([cid], view.current_wave)
+                state.add_metric([cid, view.state], 1)
+        except Exception:  # noqa: BLE001 - a scrape must not take the replica down
+            log.exception("cannot derive campaign metrics")
+        yield from (vehicles, wave, state)
 
 
 def _split(full_method: str) -> tuple[str, str]:

@@ -40,7 +40,15 @@ except ImportError as e:  # the embedded default (SQLite) must not need it
         f"the PostgreSQL backend needs psycopg 3 ({e}); install it with: pip install 'squeeze-ota[pg]'"
     ) from None
 
-from server.storage import ENCODING_COLUMNS, BlobNotFound, EncodingRecord, ModelRecord, ReportRecord, StorageError
+from server.storage import (
+    ENCODING_COLUMNS,
+    BlobNotFound,
+    EncodingRecord,
+    ManifestRecord,
+    ModelRecord,
+    ReportRecord,
+    StorageError,
+)
 from server.storage_pg_fleet import PgFleetMixin
 from server.storage_pg_schema import LOCK_TUF_SIGNING, migrate
 
@@ -82,9 +90,13 @@ class PgDatabase:
         except PoolTimeout as e:
             self.pool.close()
             raise StorageError(f"cannot connect to PostgreSQL ({redact(dsn)}) within {connect_timeout_s:.0f} s: {e}") from None
-        with self.pool.connection() as conn:
-            migrate(conn)
-            self.schema = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
+        try:
+            with self.pool.connection() as conn:
+                migrate(conn)
+                self.schema = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
+        except BaseException:
+            self.pool.close()  # no pool threads left behind by a registry that will not start
+            raise
 
     def close(self) -> None:
         self.pool.close()
@@ -106,27 +118,33 @@ class PgDatabase:
             yield c
 
     @contextmanager
-    def locked(self, lock_class: int) -> Iterator[None]:
-        """Hold a schema-scoped advisory lock for the block, in one transaction.
+    def locked(self, lock_class: int, scope: str = "") -> Iterator[None]:
+        """Hold an advisory lock on (schema, ``scope``) for the block, in one transaction.
 
-        Re-entrant within a thread. Everything the thread's store calls write in
-        the block commits at its end, atomically, or rolls back on an exception.
+        Re-entrant within a thread; a nested block with another scope takes that
+        lock too, in the same transaction. Everything the thread's store calls
+        write in the outermost block commits at its end, atomically, or rolls
+        back on an exception.
         """
-        depth = getattr(self._local, "depth", 0)
-        if depth:
-            self._local.depth = depth + 1
-            try:
-                yield
-            finally:
-                self._local.depth = depth
+        key = (lock_class, scope)
+        held: set | None = getattr(self._local, "held", None)
+        if held is not None:  # nested in a locked block of this thread
+            if key not in held:
+                self._advisory(self._local.conn, lock_class, scope)
+                held.add(key)  # held until the outermost transaction ends
+            yield
             return
         with self.pool.connection() as c, c.transaction():
-            c.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (lock_class,))
-            self._local.conn, self._local.depth = c, 1
+            self._advisory(c, lock_class, scope)
+            self._local.conn, self._local.held = c, {key}
             try:
                 yield
             finally:
-                self._local.conn, self._local.depth = None, 0
+                self._local.conn, self._local.held = None, None
+
+    @staticmethod
+    def _advisory(c: psycopg.Connection, lock_class: int, scope: str) -> None:
+        c.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema() || ':' || %s))", (lock_class, scope))
 
 
 def _utc_text(ts: datetime) -> str:
@@ -152,9 +170,10 @@ class PgMetadataStore(PgFleetMixin):
         self.db.close()
 
     @contextmanager
-    def signing_lock(self) -> Iterator[None]:
-        """Serialise TUF signing across every replica sharing this database."""
-        with self.db.locked(LOCK_TUF_SIGNING):
+    def signing_lock(self, scope: str = "") -> Iterator[None]:
+        """Serialise TUF signing of ``scope`` (the repository, or e.g. one vehicle's
+        director metadata) across every replica sharing this database."""
+        with self.db.locked(LOCK_TUF_SIGNING, scope):
             yield
 
     # -- models ---------------------------------------------------------------
@@ -255,6 +274,67 @@ class PgMetadataStore(PgFleetMixin):
         with self.db.conn() as c:
             rows = c.execute(f"SELECT body, received_at FROM reports {where} ORDER BY id", params).fetchall()
         return [ReportRecord(**{**body, "received_at": _utc_text(t)}) for body, t in rows]
+
+
+    # -- the director ----------------------------------------------------------------
+    def put_vehicle_metadata(self, vehicle_id: str, role: str, version: int, data: bytes) -> None:
+        try:
+            with self.db.tx() as c:
+                c.execute("INSERT INTO vehicle_metadata VALUES (%s,%s,%s,%s)", (vehicle_id, role, version, data))
+        except pg_errors.UniqueViolation as e:
+            raise StorageError(f"director {role} version {version} for {vehicle_id!r} already exists") from e
+
+    def get_vehicle_metadata(self, vehicle_id: str, role: str, version: int | None = None) -> bytes | None:
+        with self.db.conn() as c:
+            if version is None:
+                row = c.execute(
+                    "SELECT data FROM vehicle_metadata WHERE vehicle_id=%s AND role=%s ORDER BY version DESC LIMIT 1",
+                    (vehicle_id, role),
+                ).fetchone()
+            else:
+                row = c.execute(
+                    "SELECT data FROM vehicle_metadata WHERE vehicle_id=%s AND role=%s AND version=%s",
+                    (vehicle_id, role, version),
+                ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def set_assignment(self, vehicle_id: str, name: str, version: str | None) -> None:
+        with self.db.tx() as c:
+            if version is None:
+                c.execute("DELETE FROM assignments WHERE vehicle_id=%s AND name=%s", (vehicle_id, name))
+            else:
+                c.execute(
+                    "INSERT INTO assignments VALUES (%s,%s,%s) "
+                    "ON CONFLICT (vehicle_id, name) DO UPDATE SET version=excluded.version",
+                    (vehicle_id, name, version),
+                )
+
+    def get_assignments(self, vehicle_id: str) -> dict[str, str]:
+        with self.db.conn() as c:
+            rows = c.execute("SELECT name, version FROM assignments WHERE vehicle_id=%s", (vehicle_id,)).fetchall()
+        return {n: v for n, v in rows}
+
+    def get_manifest(self, vehicle_id: str) -> ManifestRecord | None:
+        with self.db.conn() as c:
+            row = c.execute(
+                "SELECT vehicle_id, hardware_id, counter, manifest_json, attacks, received_at "
+                "FROM vehicle_manifests WHERE vehicle_id=%s", (vehicle_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return ManifestRecord(row[0], row[1], int(row[2]), row[3], tuple(row[4]), _utc_text(row[5]))
+
+    def accept_manifest(self, rec: ManifestRecord) -> bool:
+        """Store ``rec`` only if its counter is above the stored one (one atomic statement)."""
+        with self.db.tx() as c:
+            cur = c.execute(
+                "INSERT INTO vehicle_manifests (vehicle_id, hardware_id, counter, manifest_json, attacks) "
+                "VALUES (%s,%s,%s,%s,%s) ON CONFLICT (vehicle_id) DO UPDATE SET hardware_id=excluded.hardware_id, "
+                "counter=excluded.counter, manifest_json=excluded.manifest_json, attacks=excluded.attacks, "
+                "received_at=clock_timestamp() WHERE vehicle_manifests.counter < excluded.counter",
+                (rec.vehicle_id, rec.hardware_id, rec.counter, rec.manifest_json, Jsonb(list(rec.attacks))),
+            )
+            return cur.rowcount == 1
 
 
 class PgBlobStore:

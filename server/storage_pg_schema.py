@@ -143,6 +143,33 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX campaign_events_campaign ON campaign_events (campaign_id, id);
         """,
     ),
+    Migration(
+        4,
+        "director: per-vehicle TUF metadata, assignments, verified version manifests",
+        """
+        CREATE TABLE vehicle_metadata (
+            vehicle_id TEXT NOT NULL,
+            role TEXT NOT NULL,
+            version INTEGER NOT NULL CHECK (version >= 1),
+            data BYTEA NOT NULL,
+            PRIMARY KEY (vehicle_id, role, version)
+        );
+        CREATE TABLE assignments (
+            vehicle_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            PRIMARY KEY (vehicle_id, name)
+        );
+        CREATE TABLE vehicle_manifests (
+            vehicle_id TEXT PRIMARY KEY,
+            hardware_id TEXT NOT NULL,
+            counter BIGINT NOT NULL,
+            manifest_json TEXT NOT NULL,
+            attacks JSONB NOT NULL,
+            received_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+        );
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

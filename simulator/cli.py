@@ -106,7 +106,10 @@ def _emulate(sc: Scenario, n: int, package: str, out_dir: Path, console: Console
     except EmulationUnavailable as e:
         raise click.ClickException(f"cannot emulate here: {e}") from None
     with console.status(f"emulating {n} real agents over shaped links ({sc.horizon_s:.0f} s horizon)") as st:
-        res = emulate(sc, n, sc.horizon_s, package=package, echo=lambda m: st.update(m))
+        try:
+            res = emulate(sc, n, sc.horizon_s, package=package, echo=lambda m: st.update(m))
+        except EmulationUnavailable as e:
+            raise click.ClickException(f"cannot emulate here: {e}") from None
     path, s = write_emulation_report(res, out_dir)
     table = Table(title=f"simulator vs {n} real agents ({sc.name})")
     for col in ("measure", "completion time", "bytes"):

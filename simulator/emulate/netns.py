@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +84,8 @@ def check_available() -> None:
 class Namespaces:
     """Creates the vehicles' namespaces and removes them all on exit, whatever happens."""
 
-    def __init__(self, rates_mbit: list[float]) -> None:
+    def __init__(self, rates_mbit: list[float], lock_wait_s: float = 600.0) -> None:
+        self.lock_wait_s = lock_wait_s
         if len(rates_mbit) > MAX_VEHICLES:
             raise ValueError(f"at most {MAX_VEHICLES} emulated vehicles, asked for {len(rates_mbit)}")
         self.tag = f"{os.getpid() % 100000}"
@@ -96,12 +98,21 @@ class Namespaces:
     def __enter__(self) -> "Namespaces":
         LOCK_PATH.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(LOCK_PATH, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            raise EmulationUnavailable(f"another emulation holds {LOCK_PATH} (its {SUBNET_PREFIX}.x.0/24 subnets would clash)") from None
+        # One emulation at a time on a machine: their 10.231.x.0/24 subnets would clash.
+        deadline = time.monotonic() + self.lock_wait_s
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+                    raise EmulationUnavailable(
+                        f"another emulation held {LOCK_PATH} for {self.lock_wait_s:.0f} s "
+                        f"(its {SUBNET_PREFIX}.x.0/24 subnets would clash)"
+                    ) from None
+                time.sleep(0.5)
         try:
             for link in self.links:
                 self._make(link)

@@ -3,8 +3,8 @@
 Started by the harness as ``ip netns exec NS python -m simulator.emulate.runner
 SPEC.json``. It imports everything first, says it is ready, waits for the
 harness's start time, then behaves as the simulator assumes a vehicle does: it
-checks in when the campaign starts if reachable, else when its next window
-opens, and keeps trying in each window until the update is installed (the
+checks in at its first check-in after the campaign starts if reachable (the
+simulator's poll phase), else when its next window opens, and keeps trying in each window until the update is installed (the
 agent resumes its partial download across windows). What it measured goes to
 the spec's ``out`` file as JSON. The time of the last payload byte is taken
 at the transport (a subclass of the agent's own gRPC client), whichever path
@@ -14,13 +14,16 @@ the agent takes: the registry's encoding or the full file.
 from __future__ import annotations
 
 import json
+import math
 import logging
 import sys
 import time
 from pathlib import Path
 
+from ota.tls import TlsFiles
 from ota.v1 import ota_pb2
 from vehicle_agent.agent import AgentConfig, VehicleAgent
+from vehicle_agent.download import RetryPolicy
 from vehicle_agent.transport import RegistryClient, TransportConfig
 
 log = logging.getLogger("simulator.emulate.runner")
@@ -40,8 +43,10 @@ def main(spec_path: str) -> int:
     end_by = t0 + float(spec["horizon_s"])
     sessions: list[dict[str, object]] = []
     result: dict[str, object] = {"vehicle": spec["vehicle"], "sessions": sessions, "done_at": None, "installed_at": None}
+    not_before = float(spec.get("first_contact", 0.0))  # the simulator's first check-in
     for start, end in spec["windows"]:
-        if t0 + end <= time.time():
+        start = max(start, not_before)
+        if start >= end or t0 + end <= time.time():
             continue
         if t0 + start >= end_by:
             break
@@ -61,8 +66,8 @@ def main(spec_path: str) -> int:
 class TimedClient(RegistryClient):
     """The real client, noting when payload streams (target or encoding) deliver and finish."""
 
-    def __init__(self, address: str, config: TransportConfig, t0: float) -> None:
-        super().__init__(address, config)
+    def __init__(self, address: str, config: TransportConfig, t0: float, tls_files: TlsFiles) -> None:
+        super().__init__(address, config, tls_files=tls_files)
         self.t0 = t0
         self.first_payload: float | None = None
         self.payload_done: float | None = None
@@ -77,15 +82,47 @@ class TimedClient(RegistryClient):
             self.payload_done = time.time() - self.t0
 
 
+class SharedJitter:
+    """``random.Random.uniform`` for the agent's RetryPolicy, from the simulator's draws.
+
+    Common random numbers: the real agent's backoff jitter after a cut in window
+    j is the simulator's ``rng.uniform(seed, "retry", vehicle, (j + 1) * 64 + i)``
+    for its i-th retry, so that the comparison measures the model, not two
+    different dice. The agent's code is unchanged; this only feeds its rng hook.
+    """
+
+    def __init__(self, seed: int, vehicle: int, windows: list[tuple[float, float]], t0: float, base_s: float, factor: float) -> None:
+        self.seed, self.vehicle, self.windows, self.t0 = seed, vehicle, windows, t0
+        self.base_s, self.factor = base_s, factor
+
+    def uniform(self, a: float, b: float) -> float:
+        from simulator import rng
+
+        d = 2 * b  # RetryPolicy.delay draws uniform(0, d/2)
+        i = 7 if d >= 30 else int(round(math.log(max(d, self.base_s) / self.base_s, self.factor))) + 1
+        now = time.time() - self.t0
+        # The simulator keys the draws by the window that follows the cut (key = j on day 0).
+        j = sum(1 for start, _ in self.windows if start <= now)
+        u = float(rng.uniform(self.seed, "retry", self.vehicle, j * 64 + i))
+        return a + (b - a) * u
+
+
 def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, object]:  # type: ignore[type-arg]
     """One session: a fresh connection, as after a vehicle regains its link."""
     rec: dict[str, object] = {"start": time.time() - t0, "rx_start": _rx(spec)}
-    client = TimedClient(spec["registry"], TransportConfig(rpc_deadline_s=20.0, download_deadline_s=600.0), t0)
+    ca, cert, key = (Path(p) for p in spec["tls"])
+    identity = TlsFiles(ca, cert, key, server_name="localhost")  # dialled through a relay's address
+    client = TimedClient(spec["registry"], TransportConfig(rpc_deadline_s=20.0, download_deadline_s=600.0), t0,
+                         identity)
     cfg = AgentConfig(
         registry=spec["registry"],
         state_dir=Path(spec["state"]),
         vehicle_id=spec["vehicle"],
         trusted_root=Path(spec["root"]),
+        # The agent's own policy, unless the calibration needs a session to end at a cut.
+        retry=_retry_policy(spec, t0),
+        director_root=Path(spec["director_root"]),
+        identity=identity,
     )
     try:
         agent = VehicleAgent(cfg, client)
@@ -111,6 +148,15 @@ def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, obje
     rec["end"] = time.time() - t0
     rec["rx_end"] = _rx(spec)
     return rec
+
+
+def _retry_policy(spec: dict, t0: float) -> RetryPolicy:  # type: ignore[type-arg]
+    """The agent's own policy with the simulator's jitter, or the calibration's give-up-at-once."""
+    if spec.get("retry_attempts"):
+        return RetryPolicy(attempts=spec["retry_attempts"])
+    base = RetryPolicy()
+    jitter = SharedJitter(spec["seed"], spec["index"], spec["windows"], t0, base.base_s, base.factor)
+    return RetryPolicy(rng=jitter)  # type: ignore[arg-type]
 
 
 def _rx(spec: dict) -> list[int]:  # type: ignore[type-arg]

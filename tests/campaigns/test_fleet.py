@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -120,6 +121,7 @@ def test_rollback_campaign_returns_takers_to_previous_version(registry_server, f
     took = {v for v, ver in versions(fleet).items() if ver == "1.0.1"}
     assert took == {v for v, w in wave_of(m, cid).items() if w == 0} and len(took) == 4
 
+    reg.rerelease(MODEL, "1.0.0")  # vehicles never go below a release counter: sign 1.0.0 as the newest release
     rb = m.rollback(cid, reason="field reports of false positives")
 
     assert (rb.spec.version, rb.spec.rollback_of) == ("1.0.0", cid)
@@ -159,3 +161,30 @@ def test_registry_restart_mid_campaign(registry_server, fleet, clock, squeezenet
     assert sum(1 for r in results.values() if r == ["1.0.1:installed"]) == 4
     assert set(versions(fleet).values()) == {"1.0.1"}
     assert registry_server.manager.view(cid).state == "completed"
+
+
+def test_require_confirmed_waits_for_the_agents_health_window(
+    registry_server, make_agent, clock, squeezenet_bytes
+) -> None:
+    from vehicle_agent.health import HealthPolicy
+
+    reg, m = registry_server.registry, registry_server.manager
+    reg.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
+    agents = [make_agent(f"car-{i}", tags=FLEET, health=HealthPolicy(window_s=0.2)) for i in range(4)]
+    round_(agents)
+    reg.publish_bytes(MODEL, "1.0.1", with_provenance(squeezenet_bytes, "1.0.1"))
+    cid = m.create(CampaignSpec("confirmed", MODEL, "1.0.1", TargetSelection(tags=FLEET),
+                                waves=(WaveSpec(25), WaveSpec(100)), require_confirmed=True)).campaign_id
+    [canary] = [v for v, w in wave_of(m, cid).items() if w == 0]
+    round_(agents)
+    view = m.view(cid)
+    assert (view.current_wave, view.waves[0].counts["installed"]) == (0, 1), "installed is not yet healthy"
+    time.sleep(0.25)  # the agent's own health window (real time, on the vehicle)
+    round_(agents)  # the canary's agent confirms it and reports; then the next wave opens
+    assert m.view(cid).vehicles[canary].status == "confirmed"
+    time.sleep(0.25)
+    round_(agents)
+    time.sleep(0.25)
+    round_(agents)
+    view = m.view(cid)
+    assert view.state == "completed" and all(s.status == "confirmed" for s in view.vehicles.values())

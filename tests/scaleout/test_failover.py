@@ -1,4 +1,4 @@
-"""Failover: kill -9 a replica while vehicles download from it; nothing is lost."""
+"""Failover: kill -9 a replica while a campaign's vehicles download from it; nothing is lost."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from collections import Counter
 
 import pytest
 
+from server.rollout import CampaignSpec, TargetSelection, WaveSpec
 from tests.scaleout.helpers import heavy_onnx
-from vehicle_agent.agent import AgentConfig, UpdateOutcome, VehicleAgent
+from tests.scaleout.conftest import vehicle_config
+from vehicle_agent.agent import UpdateOutcome, VehicleAgent
 
 pytestmark = pytest.mark.postgres
 
@@ -20,10 +22,15 @@ MODEL_MB = 8  # its smallest encoding (~7 MB) outgrows what gRPC buffers ahead o
 _BROKE = re.compile(r"download of \S+ broke at (\d+) B")
 
 
-def test_kill_a_replica_mid_download_every_agent_finishes(cluster, pg_registry, keys_dir, tmp_path, caplog) -> None:
+def test_kill_a_replica_mid_download_every_agent_finishes(cluster, pg_registry, keys_dir, tmp_path, caplog,
+                                                         pki) -> None:
     caplog.set_level(logging.INFO, logger="vehicle_agent")
     replicas = cluster(3)
     pg_registry.publish_bytes("heavy", "1.0.0", heavy_onnx(MODEL_MB))
+    cars = tuple(f"car-{i}" for i in range(AGENTS))
+    campaign = pg_registry.rollouts.create(
+        CampaignSpec("failover", "heavy", "1.0.0", TargetSelection(vehicle_ids=cars), waves=(WaveSpec(100),))
+    ).campaign_id
     # A first install downloads the smallest stand-alone encoding when there is one.
     kind = "encoding" if pg_registry.store.list_encodings("heavy", "1.0.0") else "target"
     everyone = ",".join(r.address for r in replicas)
@@ -37,8 +44,7 @@ def test_kill_a_replica_mid_download_every_agent_finishes(cluster, pg_registry, 
         time.sleep(0.05)  # a vehicle reading a chunk at a time keeps its stream open on the replica
 
     def drive(vehicle_id: str) -> None:
-        agent = VehicleAgent(AgentConfig(registry=everyone, state_dir=tmp_path / vehicle_id, vehicle_id=vehicle_id,
-                                         trusted_root=keys_dir / "root.json"))
+        agent = VehicleAgent(vehicle_config(pki, keys_dir, everyone, tmp_path / vehicle_id, vehicle_id))
         try:
             outcomes[vehicle_id] = agent.update_once(progress=lambda _, d, t: slow_link(vehicle_id, d, t))
         except BaseException as e:  # noqa: BLE001 - reported by the assertion below
@@ -77,3 +83,17 @@ def test_kill_a_replica_mid_download_every_agent_finishes(cluster, pg_registry, 
     # Every vehicle's report reached the shared database exactly once.
     installed = Counter(r.vehicle_id for r in pg_registry.store.list_reports() if r.status == "installed")
     assert installed == Counter({f"car-{i}": 1 for i in range(AGENTS)})
+    # The campaign, derived from the shared database, counts every vehicle once.
+    view = pg_registry.rollouts.view(campaign)
+    [wave] = view.waves
+    assert view.state == "completed" and sum(wave.counts.values()) == wave.successes(False) == AGENTS, wave.counts
+    counts = {state: n for state, n in wave.counts.items() if n}
+    deadline = time.monotonic() + 5  # each replica re-derives its cached view every second
+    exported: list[float] = []
+    while time.monotonic() < deadline:
+        exported = [{st: r.metric("ota_campaign_vehicles", {"campaign": campaign, "state": st}) for st in counts}
+                    for r in survivors]
+        if exported == [counts] * len(survivors):
+            break
+        time.sleep(0.2)
+    assert exported == [counts] * len(survivors), "every surviving replica exports the same progress"

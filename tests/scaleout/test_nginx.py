@@ -15,7 +15,8 @@ import pytest
 
 from server.client import PublisherClient
 from tests.scaleout.helpers import tiny_onnx
-from vehicle_agent.agent import AgentConfig, VehicleAgent
+from tests.scaleout.conftest import vehicle_config
+from vehicle_agent.agent import VehicleAgent
 
 pytestmark = pytest.mark.postgres
 
@@ -59,7 +60,10 @@ def render(conf: str, upstreams: list[str], listen: str) -> str:
 @pytest.fixture
 def nginx_front(cluster, tmp_path: Path) -> Iterator[tuple[str, list]]:
     binary = _nginx_binary()
-    replicas = cluster(3)
+    # The documented front is plain-text HTTP/2 on a private network, so the replicas
+    # run with an explicit --insecure (vehicle manifests are still verified against the
+    # fleet CA). Mutual TLS end to end needs TLS passthrough (nginx stream), not grpc_pass.
+    replicas = cluster(3, insecure=True)
     port = _free_port()
     site = tmp_path / "ota-registry.conf"
     site.write_text(render(CONF.read_text(), [r.address for r in replicas], f"127.0.0.1:{port}"))
@@ -89,13 +93,12 @@ def nginx_front(cluster, tmp_path: Path) -> Iterator[tuple[str, list]]:
         proc.wait(10)
 
 
-def test_publish_and_update_through_nginx(nginx_front, pg_registry, keys_dir, tmp_path) -> None:
+def test_publish_and_update_through_nginx(nginx_front, pg_registry, keys_dir, tmp_path, pki) -> None:
     address, replicas = nginx_front
-    with PublisherClient(address) as pub:
+    with PublisherClient(address, insecure=True) as pub:
         pub.upload(tiny_onnx("through nginx"), "tiny", "1.0.0")
     agents = [
-        VehicleAgent(AgentConfig(registry=address, state_dir=tmp_path / f"car-{i}", vehicle_id=f"car-{i}",
-                                 trusted_root=keys_dir / "root.json"))
+        VehicleAgent(vehicle_config(pki, keys_dir, address, tmp_path / f"car-{i}", f"car-{i}", insecure=True))
         for i in range(3)
     ]
     try:

@@ -121,3 +121,29 @@ def test_a_blob_that_does_not_match_its_name_is_not_stored(pg_schema, tmp_path) 
             assert c.execute("SELECT count(*) FROM blob_chunks").fetchone() == (0,)
     finally:
         meta.close()
+
+
+def test_signing_lock_scopes_are_independent_across_replicas(pg_schema) -> None:
+    """One vehicle's director signing does not wait for another's; the same scope does."""
+    a, b = PgMetadataStore.connect(pg_schema.dsn), PgMetadataStore.connect(pg_schema.dsn)
+    try:
+        entered = threading.Event()
+
+        def other(scope: str) -> None:
+            with b.signing_lock(scope):
+                entered.set()
+
+        with a.signing_lock("vehicle:car-1"):
+            t = threading.Thread(target=other, args=("vehicle:car-2",))
+            t.start()
+            assert entered.wait(5), "a different scope must not wait"
+            t.join()
+            entered.clear()
+            t = threading.Thread(target=other, args=("vehicle:car-1",))
+            t.start()
+            assert not entered.wait(0.3), "the same scope must wait for the holder"
+        assert entered.wait(5)
+        t.join()
+    finally:
+        a.close()
+        b.close()

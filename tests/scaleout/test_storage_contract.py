@@ -306,3 +306,11 @@ def test_campaign_events_append_in_order(stores) -> None:
     events = stores.meta.list_campaign_events("c1")
     assert [e.kind for e in events] == ["created", "wave_opened", "paused", "resumed", "wave_opened"]
     assert events[-1] == CampaignEventRecord("c1", 22.0, "wave_opened", 1, '{"n": 2}')
+
+
+def test_signing_locks_of_different_scopes_nest_and_commit_together(stores) -> None:
+    with stores.meta.signing_lock():
+        stores.meta.put_tuf_metadata("snapshot", 1, b"s1")
+        with stores.meta.signing_lock("vehicle:car-1"), stores.meta.signing_lock():
+            stores.meta.put_tuf_metadata("timestamp", 1, b"t1")
+    assert stores.meta.get_tuf_metadata("snapshot") == b"s1" and stores.meta.get_tuf_metadata("timestamp") == b"t1"

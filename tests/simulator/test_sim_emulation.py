@@ -31,7 +31,10 @@ def test_real_agents_on_shaped_links_match_the_simulator(tmp_path: Path) -> None
     except EmulationUnavailable as e:
         pytest.skip(f"no emulation here: {e}")
     sc = load_scenario("emulation")
-    res = emulate(sc, 3, 120.0, work=tmp_path)
+    try:
+        res = emulate(sc, 4, 120.0, work=tmp_path)  # vehicle 3 (satellite) is cut once on the way
+    except EmulationUnavailable as e:  # e.g. another emulation kept the machine's lock too long
+        pytest.skip(f"no emulation here: {e}")
     assert all(v.installed_at is not None for v in res.vehicles), [v.sessions for v in res.vehicles]
     cal = res.calibration
     assert cal.setup_rtts > cal.resume_setup_rtts > 1 and cal.session_overhead_bytes > cal.resume_overhead_bytes > 100

@@ -142,3 +142,31 @@ def test_health_window_rolls_back_a_model_that_fails_on_real_frames(registry_ser
     finally:
         channel.close()
         server.stop(None)
+
+
+def test_detect_over_unix_socket_with_squeezedet(registry_server, make_agent, sock) -> None:
+    from modelpack import zoo
+
+    data = zoo.build("squeezedet")  # real fire3..9 weights, seeded detection head (labelled untrained)
+    registry_server.registry.publish_bytes("squeezedet", "1.0.0", data)
+    agent = make_agent()
+    [o] = agent.update_once()
+    assert o.status == "installed", o.reason
+    server = agent.serve(sock)
+    channel, stub = connect(sock)
+    road = (IMAGES_DIR / "kitti_road.png").read_bytes()
+    try:
+        r = stub.Detect(inference_pb2.DetectRequest(model="squeezedet", frame=inference_pb2.Frame(image=road)), timeout=30)
+        assert r.served.version == "1.0.0" and r.inference_ms > 0 and len(r.boxes) > 0
+        assert len(stub.Detect(inference_pb2.DetectRequest(model="squeezedet", frame=inference_pb2.Frame(image=road),
+                                                           min_score=0.9), timeout=30).boxes) < len(r.boxes)
+        width, height = load_image(IMAGES_DIR / "kitti_road.png").size
+        for b in r.boxes:  # boxes in the frame's own pixels, labels from the package's label set
+            assert 0 <= b.xmin <= b.xmax <= width + 1 and 0 <= b.ymin <= b.ymax <= height + 1
+            assert b.label in {"car", "pedestrian", "cyclist"}
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Classify(inference_pb2.ClassifyRequest(model="squeezedet", frame=inference_pb2.Frame(image=road)), timeout=30)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        channel.close()
+        server.stop(None)

@@ -1,0 +1,78 @@
+"""Prometheus metrics of one replica (SQLite, no PostgreSQL needed)."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import grpc
+import pytest
+
+from ota.v1 import ota_pb2, ota_pb2_grpc
+from server.metrics import RegistryMetrics
+from server.registry import Registry
+from server.service import create_server
+from tests.scaleout.helpers import tiny_onnx
+from vehicle_agent.agent import AgentConfig, VehicleAgent
+
+
+@pytest.fixture
+def metered(tmp_path, keys_dir):
+    reg = Registry.open(tmp_path / "registry", keys_dir)
+    metrics = RegistryMetrics(codec_of=lambda sha: (e.codec if (e := reg.store.encoding_by_blob(sha)) else None))
+    server, port = create_server(reg, "127.0.0.1:0", metrics=metrics)
+    try:
+        yield reg, metrics, f"127.0.0.1:{port}"
+    finally:
+        server.stop(None)
+        reg.store.close()
+
+
+def test_calls_are_counted_by_status_and_timed(metered) -> None:
+    reg, m, address = metered
+    with grpc.insecure_channel(address) as ch:
+        stub = ota_pb2_grpc.VehicleStub(ch)
+        with pytest.raises(grpc.RpcError):
+            stub.CheckForUpdate(ota_pb2.CheckRequest())  # no vehicle_id
+        stub.CheckForUpdate(ota_pb2.CheckRequest(vehicle_id="car-1"))
+        with pytest.raises(grpc.RpcError):
+            list(stub.Download(ota_pb2.DownloadRequest(kind=ota_pb2.FILE_KIND_TARGET, path="x/" + "0" * 64 + ".y")))
+    vehicle = {"service": "ota.v1.Vehicle"}
+    assert m.sample("ota_registry_requests_total", {**vehicle, "method": "CheckForUpdate", "code": "OK"}) == 1
+    assert m.sample("ota_registry_requests_total",
+                    {**vehicle, "method": "CheckForUpdate", "code": "INVALID_ARGUMENT"}) == 1
+    assert m.sample("ota_registry_requests_total", {**vehicle, "method": "Download", "code": "NOT_FOUND"}) == 1
+    assert m.sample("ota_registry_request_seconds_count", {**vehicle, "method": "CheckForUpdate"}) == 2
+    assert m.sample("ota_registry_downloads_in_flight", {"kind": "target"}) == 0
+
+
+def test_bytes_served_by_encoding_and_resumes(metered, tmp_path, keys_dir) -> None:
+    reg, m, address = metered
+    model = tiny_onnx("metered")
+    rec = reg.publish_bytes("tiny", "1.0.0", model)
+    agent = VehicleAgent(AgentConfig(registry=address, state_dir=tmp_path / "car", trusted_root=keys_dir / "root.json"))
+    try:
+        [outcome] = agent.update_once()
+    finally:
+        agent.close()
+    label = {"kind": "encoding", "encoding": outcome.encoding} if outcome.encoding != "full" else {
+        "kind": "target", "encoding": "full"}
+    assert m.sample("ota_registry_bytes_served_total", label) == outcome.bytes_downloaded > 0
+    assert m.sample("ota_registry_bytes_served_total", {"kind": "metadata", "encoding": "metadata"}) > 0
+    path = f"tiny/{rec.sha256}.1.0.0.onnx"
+    with grpc.insecure_channel(address) as ch:  # a vehicle resuming a full download at byte 10
+        chunks = list(ota_pb2_grpc.VehicleStub(ch).Download(
+            ota_pb2.DownloadRequest(kind=ota_pb2.FILE_KIND_TARGET, path=path, offset=10)))
+    assert b"".join(c.data for c in chunks) == model[10:]
+    assert m.sample("ota_registry_download_resumes_total", {"kind": "target"}) == 1
+
+
+def test_metrics_are_served_over_http(metered) -> None:
+    _, m, _ = metered
+    server, port = m.serve_http("127.0.0.1:0")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    finally:
+        server.shutdown()
+    assert "# TYPE ota_registry_requests_total counter" in text
+    assert "ota_registry_request_seconds_bucket" in text or "# TYPE ota_registry_request_seconds histogram" in text
