@@ -132,7 +132,8 @@ def _parse_waves(text: str, success_share: float, soak_s: float) -> tuple:
 @click.option("--soak", "soak_s", default=600.0, show_default=True, help="Minimum seconds each wave runs before advancing.")
 @click.option("--trip-failures", default=0, show_default=True, help="Trip after this many failures (0 = off).")
 @click.option("--trip-share", default=0.05, show_default=True, help="Trip when failures / wave size exceeds this (0 = off).")
-@click.option("--on-threshold", type=click.Choice(["abort", "pause"]), default="abort", show_default=True)
+@click.option("--on-threshold", type=click.Choice(["abort", "pause"]), default="abort", show_default=True,
+              help="What tripping the error threshold does to the campaign.")
 @click.option("--max-concurrent", default=0, show_default=True, help="Concurrent downloads at most (0 = unlimited).")
 @click.option("--timeout", "timeout_s", default=3600.0, show_default=True, help="Seconds an offered vehicle has to finish.")
 @click.option("--require-confirmed", is_flag=True, help="Count only vehicles confirmed healthy after their health window.")

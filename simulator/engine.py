@@ -14,8 +14,9 @@ later session of the same update) plus its metadata bytes before payload
 flows, then receives at the link's goodput times a log-normal factor drawn per
 window (cell load, signal). When the window ends, what the link had queued
 (``drain_s`` of payload) still arrives, and is wasted unless it completes a
-chunk of a resumable download; a break shorter than that
-goes unnoticed and the session carries on after one round trip. A resumable download
+chunk of a resumable download. The agent then retries within its session with
+backoff (its RetryPolicy); a retry that finds the link back carries the session
+on after one round trip, else the next window opens a new one. A resumable download
 keeps what it has across windows, in whole chunks of the registry's stream (the
 chunk in flight at a cut is paid for and lost); a non-resumable one starts
 again. After the last byte the install takes ``install_s`` and fails with the
@@ -33,6 +34,7 @@ import numpy as np
 
 from simulator import rng
 from simulator.fleet import F64, I64, Fleet, Windows
+from simulator.scenario import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class TransferResult:
     done: F64  # when the last payload byte arrived; inf if not by t_end
     nbytes: F64  # bytes on the wire by then (payload and session overhead)
     sessions: I64  # sessions that got past set-up
+    windows: I64  # reachable windows in which payload flowed (a session may span several)
 
 
 def transfer(
@@ -60,11 +63,12 @@ def transfer(
     """Download ``size`` bytes to vehicles ``ids`` starting at ``t0``, stopping at ``t_end``."""
     parts = [_transfer(fleet, ids[i : i + CHUNK], t0, size, t_end, progress) for i in range(0, len(ids), CHUNK)]
     if not parts:
-        return TransferResult(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64))
+        return TransferResult(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     return TransferResult(
         np.concatenate([p.done for p in parts]),
         np.concatenate([p.nbytes for p in parts]),
         np.concatenate([p.sessions for p in parts]),
+        np.concatenate([p.windows for p in parts]),
     )
 
 
@@ -93,14 +97,18 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
     done = np.full(n, np.inf)
     nbytes = np.zeros(n)
     sessions = np.zeros(n, dtype=np.int64)
+    windows = np.zeros(n, dtype=np.int64)
     if n == 0 or t0 >= t_end:
         if progress:
             progress(n)
-        return TransferResult(done, nbytes, sessions)
+        return TransferResult(done, nbytes, sessions, windows)
     w, contact = first_contact(fleet, ids, t0)
     pr = sc.protocol
     remaining = np.full(n, float(size))
     carry_on = np.zeros(n, dtype=bool)
+    # The agent's request window (vehicle_agent.download): 0 = whole rest of the file;
+    # halved by each retry that got nothing, doubled after GROW_AFTER requests in a row.
+    req = np.zeros(n)
     act = np.arange(n)
     while act.size:
         s = contact[act]
@@ -112,7 +120,8 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         v = ids[act]
         rate = fleet.rate[v] * rng.lognormal_unit_mean(fleet.seed, "rate", v, w.key[act], fleet.jitter[v])
         first = sessions[act] == 0
-        cont = carry_on[act]  # the link came back before the agent noticed it had gone
+        cont = carry_on[act]  # the session carried on over the break (the agent's retries)
+        req[act[~cont]] = 0.0  # a new session starts with whole-file requests
         overhead = np.where(first, float(pr.session_overhead_bytes), float(pr.resume_overhead_bytes))
         overhead[cont] = 0.0
         rtts = np.where(first, pr.setup_rtts, pr.resume_setup_rtts)
@@ -121,6 +130,7 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         avail = end - s - setup
         opened = avail > 0
         sessions[act] += opened & ~cont
+        windows[act] += opened
         nbytes[act] += np.where(opened, overhead, 0.0)
         can = np.maximum(avail, 0.0) * rate
         fin = can >= remaining[act]
@@ -140,20 +150,78 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         nbytes[an] += can[cut] + drained
         if sc.campaign.resumable:
             have = size - remaining[an] + can[cut] + drained
-            if pr.resume_chunk_bytes > 0:  # only whole chunks of the stream survive a cut
-                have = np.floor(have / pr.resume_chunk_bytes) * pr.resume_chunk_bytes
+            if pr.resume_chunk_bytes > 0:  # only whole messages of the stream survive a cut
+                req[an] = _grown(req[an], can[cut] + drained, pr)
+                grain = np.where(req[an] > 0, np.minimum(req[an], pr.resume_chunk_bytes), pr.resume_chunk_bytes)
+                have = np.floor(have / grain) * grain
             remaining[an] = size - have
         else:
             remaining[an] = float(size)
         w.advance(an)
         contact[an] = w.start[an]
-        # A break shorter than what the link had queued goes unnoticed: the vehicle
-        # learns of the cut only when the queue has drained, and by then it is back.
-        carry_on[an] = opened[cut] & (w.start[an] - end[cut] < fleet.drain_s[v[cut]])
+        carry_on[an] = False
+        retrying = opened[cut]  # payload was flowing: the agent retries within its session
+        if retrying.any() and pr.retry_attempts > 1:
+            _retry_in_session(fleet, w, an[retrying], end[cut][retrying], contact, carry_on, req)
         act = an
     if progress:
         progress(n)
-    return TransferResult(done, nbytes, sessions)
+    return TransferResult(done, nbytes, sessions, windows)
+
+
+MIN_REQUEST, MAX_REQUEST, GROW_AFTER = 16 * 1024, 4 * 1024 * 1024, 4  # vehicle_agent.download
+
+
+def _grown(req: F64, got: F64, pr: Protocol) -> F64:
+    """The request window after ``got`` bytes arrived in requests of a growing window."""
+    req = req.copy()
+    left = got.copy()
+    for _ in range(10):  # 16 KiB doubles to 4 MiB in 8 steps
+        stage = GROW_AFTER * req
+        grow = (req > 0) & (left >= stage)
+        if not grow.any():
+            break
+        left[grow] -= stage[grow]
+        req[grow] = np.where(req[grow] < MAX_REQUEST, 2 * req[grow], 0.0)
+    return req
+
+
+def _retry_in_session(
+    fleet: Fleet, w: Windows, pos: I64, cut_at: F64, contact: F64, carry_on: np.ndarray, req: F64
+) -> None:
+    """The agent's own retries after a cut (vehicle_agent.download.RetryPolicy).
+
+    It notices the cut when the link's queue has drained, then retries after
+    backoffs with equal jitter, min(cap, base * factor^(i-1)) * U(0.5, 1), and
+    gives up after ``retry_attempts`` attempts without progress. The first retry
+    that finds the link back continues the session (one round trip, no new
+    metadata); after giving up, the next window opens a new session.
+    """
+    pr = fleet.scenario.protocol
+    v = w.ids[pos]
+    i = np.arange(1, pr.retry_attempts)
+    delays = np.minimum(pr.retry_cap_s, pr.retry_base_s * pr.retry_factor ** (i - 1))
+    jitter = rng.uniform(fleet.seed, "retry", v[:, None], (w.key[pos] * 64)[:, None] + i[None, :])
+    tries = (cut_at + fleet.drain_s[v])[:, None] + np.cumsum(delays * (0.5 + 0.5 * jitter), axis=1)
+    rows = np.arange(len(pos))
+    while rows.size:
+        p = pos[rows]
+        start, end = w.start[p], w.end[p]
+        k = (tries[rows] < start[:, None]).sum(axis=1)  # retries spent before this window opened
+        left = k < tries.shape[1]
+        t_try = tries[rows, np.minimum(k, tries.shape[1] - 1)]
+        hit = left & (t_try < end)
+        contact[p[hit]] = t_try[hit]
+        carry_on[p[hit]] = True
+        # each retry that found no link halved the next request (from one stream chunk)
+        ph = p[hit]
+        base = np.where(req[ph] > 0, req[ph], pr.resume_chunk_bytes)
+        req[ph] = np.maximum(MIN_REQUEST, base / 2.0 ** k[hit])
+        # given up (new session at this window's start, already set) or hit: settled
+        later = left & ~hit & np.isfinite(start)
+        w.advance(p[later])
+        contact[p[later]] = w.start[p[later]]
+        rows = rows[later]
 
 
 @dataclass

@@ -36,6 +36,7 @@ STREAMS = {
     "rate2": 9,
     "poll": 10,
     "dormant": 11,
+    "retry": 12,
 }
 
 

@@ -104,6 +104,11 @@ class Protocol:
     resume_setup_rtts: float = 4.9  # the same for a later session of the same update
     session_overhead_bytes: int = 3440  # downlink besides the payload, first session (TUF metadata, gRPC)
     resume_overhead_bytes: int = 1260  # the same for a later session
+    # The agent's retries within a session after a cut (vehicle_agent.download.RetryPolicy).
+    retry_attempts: int = 8  # attempts without progress before the session gives up
+    retry_base_s: float = 0.5
+    retry_factor: float = 2.0
+    retry_cap_s: float = 30.0
     # A download resumes from the last whole message of the registry's Download
     # stream (server.service.CHUNK_SIZE): the part of a chunk in flight at a cut is lost.
     resume_chunk_bytes: int = 256 * 1024

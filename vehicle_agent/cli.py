@@ -141,16 +141,29 @@ def infer(image: Path, socket_path: Path, name: str, top: int) -> None:
               envvar="OTA_STATE")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(state_dir: Path, as_json: bool) -> None:
-    """Show what each A/B slot holds and which one is active."""
+    """Show what each A/B slot holds, which one is active, and where each update stands."""
+    from vehicle_agent.journal import Journal
     from vehicle_agent.slots import SlotStore
 
     state = SlotStore(state_dir).load()
+    journal = Journal(state_dir)
     if as_json:
-        click.echo(json.dumps({n: {"active": m.active, "slots": {s: r.__dict__ for s, r in m.slots.items()}}
-                               for n, m in state.items()}, indent=1, default=str))
+        click.echo(json.dumps({
+            "models": {n: {"active": m.active, "slots": {s: r.__dict__ for s, r in m.slots.items()},
+                           "update": {"state": str(journal.get(n).state),
+                                      "version": journal.get(n).job.version if journal.get(n).job else "",
+                                      "reason": journal.get(n).reason}}
+                       for n, m in state.items()},
+            "rejected": journal.data.rejected}, indent=1, default=str))
         return
     table = Table("model", "slot", "active", "version", "sha256", "bytes")
     for name, m in sorted(state.items()):
         for slot, rec in sorted(m.slots.items()):
             table.add_row(name, slot, "*" if slot == m.active else "", rec.version, rec.sha256[:16], f"{rec.length:,}")
     Console().print(table)
+    updates = Table("model", "update", "version", "reason", title="Updates (journal)")
+    for e in sorted(journal.entries(), key=lambda e: e.name):
+        updates.add_row(e.name, str(e.state), e.job.version if e.job else "", e.reason)
+    Console().print(updates)
+    for sha, why in sorted(journal.data.rejected.items()):
+        click.echo(f"never again: {sha[:16]}…  {why}")

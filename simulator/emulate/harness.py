@@ -79,7 +79,7 @@ class ServedPackage:
 
     nbytes: int
     encoding: str  # "full" or the codec of the registry's stand-alone encoding
-    resumable: bool  # the agent resumes full files; it fetches encodings whole (vehicle_agent/rebuild.py)
+    resumable: bool  # whether the agent resumes it across sessions
 
 
 PACKAGES = ("served", "full")
@@ -169,6 +169,7 @@ def run_agents(
     *,
     package: str = "served",
     windows: list[list[tuple[float, float]]] | None = None,
+    retry_attempts: list[int] | None = None,
     echo: Callable[[str], None] = lambda s: None,
 ) -> tuple[list[VehicleRun], ServedPackage]:
     """Run ``n`` real agents over the scenario's links and windows; measure each.
@@ -226,6 +227,9 @@ def run_agents(
                         "root": str(work / "keys" / "root.json"),
                         "windows": runs[k].windows,
                         "first_contact": float(contact[k]),
+                        "retry_attempts": retry_attempts[k] if retry_attempts else 0,
+                        "seed": fleet.seed,
+                        "index": k,
                         "horizon_s": horizon_s,
                         "ready": str(d / "ready"),
                         "go": str(d / "go"),
@@ -290,7 +294,8 @@ def _served_package(reg, encodings, model: bytes, package: str) -> ServedPackage
     if standalone:
         best = min(standalone, key=lambda e: e.length)
         if best.length < len(model):
-            return ServedPackage(best.length, best.codec, False)
+            # The agent fetches an encoding like any download, resumably (vehicle_agent/rebuild.py).
+            return ServedPackage(best.length, best.codec, True)
     return ServedPackage(len(model), "full", True)
 
 
@@ -341,14 +346,15 @@ def calibrate(model: bytes, work: Path, package: str = "served", echo: Callable[
 
     Vehicle 0 is always reachable: its one session gives the first-session set-up
     and metadata bytes. Vehicle 1 loses its link ``CALIB_CUT_S`` into its first
-    session and gets it back a second later: its second session gives the
-    resumed-session constants, and the bytes of its first session beyond what
+    session and gets it back a second later; told to give up at the first failed
+    retry, it opens a second session then, which gives the resumed-session constants, and the bytes of its first session beyond what
     had flowed by the cut give the shaper's drain.
     """
     sc = scenario_from_dict(json.loads(json.dumps(CALIBRATION)), "calibration")
     horizon = 90.0
     wins = [[(0.0, horizon)], [(0.0, CALIB_CUT_S), (CALIB_CUT_S + 1.0, horizon)]]
-    runs, served = run_agents(sc, 2, model, horizon, work, package=package, windows=wins, echo=echo)
+    # Vehicle 1 gives up at the first failed retry, so that the link's return opens a new session.
+    runs, served = run_agents(sc, 2, model, horizon, work, package=package, windows=wins, retry_attempts=[0, 1], echo=echo)
     whole, cut = runs
     if whole.done_at is None or cut.done_at is None or len(cut.sessions) < 2:
         raise RuntimeError(f"calibration agents did not behave as planned: {whole.sessions} / {cut.sessions}")
@@ -387,9 +393,16 @@ def predict(scenario: Scenario, runs: list[VehicleRun], size: int, horizon_s: fl
 
 def calibrated(scenario: Scenario, cal: Calibration, served: ServedPackage) -> Scenario:
     """The scenario with the agent's measured constants, the shaper's drain and its resume behaviour."""
+    from vehicle_agent.download import RetryPolicy
+
     links = {name: dataclasses.replace(lk, drain_s=cal.drain_s) for name, lk in scenario.links.items()}
     campaign = dataclasses.replace(scenario.campaign, resumable=served.resumable)
-    return scenario.replace(links=links, protocol=cal.protocol(scenario.protocol), campaign=campaign)
+    policy = RetryPolicy()  # what the fleet's agents run with
+    protocol = dataclasses.replace(
+        cal.protocol(scenario.protocol),
+        retry_attempts=policy.attempts, retry_base_s=policy.base_s, retry_factor=policy.factor, retry_cap_s=policy.cap_s,
+    )
+    return scenario.replace(links=links, protocol=protocol, campaign=campaign)
 
 
 def emulate(

@@ -14,6 +14,7 @@ the agent takes: the registry's encoding or the full file.
 from __future__ import annotations
 
 import json
+import math
 import logging
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from ota.tls import TlsFiles
 from ota.v1 import ota_pb2
 from vehicle_agent.agent import AgentConfig, VehicleAgent
+from vehicle_agent.download import RetryPolicy
 from vehicle_agent.transport import RegistryClient, TransportConfig
 
 log = logging.getLogger("simulator.emulate.runner")
@@ -80,6 +82,31 @@ class TimedClient(RegistryClient):
             self.payload_done = time.time() - self.t0
 
 
+class SharedJitter:
+    """``random.Random.uniform`` for the agent's RetryPolicy, from the simulator's draws.
+
+    Common random numbers: the real agent's backoff jitter after a cut in window
+    j is the simulator's ``rng.uniform(seed, "retry", vehicle, (j + 1) * 64 + i)``
+    for its i-th retry, so that the comparison measures the model, not two
+    different dice. The agent's code is unchanged; this only feeds its rng hook.
+    """
+
+    def __init__(self, seed: int, vehicle: int, windows: list[tuple[float, float]], t0: float, base_s: float, factor: float) -> None:
+        self.seed, self.vehicle, self.windows, self.t0 = seed, vehicle, windows, t0
+        self.base_s, self.factor = base_s, factor
+
+    def uniform(self, a: float, b: float) -> float:
+        from simulator import rng
+
+        d = 2 * b  # RetryPolicy.delay draws uniform(0, d/2)
+        i = 7 if d >= 30 else int(round(math.log(max(d, self.base_s) / self.base_s, self.factor))) + 1
+        now = time.time() - self.t0
+        # The simulator keys the draws by the window that follows the cut (key = j on day 0).
+        j = sum(1 for start, _ in self.windows if start <= now)
+        u = float(rng.uniform(self.seed, "retry", self.vehicle, j * 64 + i))
+        return a + (b - a) * u
+
+
 def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, object]:  # type: ignore[type-arg]
     """One session: a fresh connection, as after a vehicle regains its link."""
     rec: dict[str, object] = {"start": time.time() - t0, "rx_start": _rx(spec)}
@@ -92,6 +119,8 @@ def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, obje
         state_dir=Path(spec["state"]),
         vehicle_id=spec["vehicle"],
         trusted_root=Path(spec["root"]),
+        # The agent's own policy, unless the calibration needs a session to end at a cut.
+        retry=_retry_policy(spec, t0),
         director_root=Path(spec["director_root"]),
         identity=identity,
     )
@@ -119,6 +148,15 @@ def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, obje
     rec["end"] = time.time() - t0
     rec["rx_end"] = _rx(spec)
     return rec
+
+
+def _retry_policy(spec: dict, t0: float) -> RetryPolicy:  # type: ignore[type-arg]
+    """The agent's own policy with the simulator's jitter, or the calibration's give-up-at-once."""
+    if spec.get("retry_attempts"):
+        return RetryPolicy(attempts=spec["retry_attempts"])
+    base = RetryPolicy()
+    jitter = SharedJitter(spec["seed"], spec["index"], spec["windows"], t0, base.base_s, base.factor)
+    return RetryPolicy(rng=jitter)  # type: ignore[arg-type]
 
 
 def _rx(spec: dict) -> list[int]:  # type: ignore[type-arg]

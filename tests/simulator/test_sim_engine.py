@@ -68,7 +68,7 @@ def test_fleet_bytes_are_the_sum_over_vehicles_and_each_finished_download_is_siz
     d2 = np.isfinite(chunked.done)
     waste = chunked.nbytes[d2] - SMALL - overhead(chunked.sessions[d2])
     assert np.all(waste >= -1e-6)
-    assert np.all(waste <= pr.resume_chunk_bytes * np.maximum(chunked.sessions[d2] - 1, 0) + 1e-6)
+    assert np.all(waste <= pr.resume_chunk_bytes * np.maximum(chunked.windows[d2] - 1, 0) + 1e-6)
     assert waste.sum() > 0
     # Unfinished downloads have paid for less than the package (plus their sessions).
     assert np.all(res.nbytes[~done] < SMALL + overhead(res.sessions[~done]))
@@ -175,11 +175,28 @@ def test_resuming_across_windows_saves_bytes_and_time(tiny: Callable[..., Scenar
 
 def test_a_link_that_drains_after_a_cut_delivers_more_and_never_finishes_later(tiny: Callable[..., Scenario]) -> None:
     sc = tiny(waves=[1.0], install_failure_rate=0.0)
+    sc = sc.replace(protocol=dataclasses.replace(sc.protocol, retry_attempts=1))  # drain alone
     ids = np.arange(2000)
     dry = transfer(build_fleet(sc, 2000), ids, 0.0, 20_000_000, sc.horizon_s)
     links = {k: dataclasses.replace(v, drain_s=2.0) for k, v in sc.links.items()}
     wet = transfer(build_fleet(sc.replace(links=links), 2000), ids, 0.0, 20_000_000, sc.horizon_s)
     both = np.isfinite(dry.done)
     assert np.all(wet.done[both] <= dry.done[both] + 1e-9)
-    assert np.mean(wet.done[both] < dry.done[both]) > 0.2  # drained chunks and unnoticed breaks help
+    assert np.mean(wet.done[both] < dry.done[both]) > 0.2  # drained chunks help
     assert wet.nbytes.sum() > dry.nbytes.sum()
+
+
+def test_the_agents_retries_carry_a_session_over_short_breaks(tiny: Callable[..., Scenario]) -> None:
+    sc = tiny(waves=[1.0], install_failure_rate=0.0)
+    links = {k: dataclasses.replace(v, dropouts_per_hour=30.0, dropout_s=5.0) for k, v in sc.links.items()}
+    sc = sc.replace(links=links)
+    ids = np.arange(2000)
+    retrying = transfer(build_fleet(sc, 2000), ids, 0.0, 20_000_000, sc.horizon_s)
+    once = sc.replace(protocol=dataclasses.replace(sc.protocol, retry_attempts=1))
+    giving_up = transfer(build_fleet(once, 2000), ids, 0.0, 20_000_000, sc.horizon_s)
+    both = np.isfinite(retrying.done) & np.isfinite(giving_up.done)
+    assert np.all(retrying.sessions[both] <= giving_up.sessions[both])
+    assert retrying.sessions[both].sum() < 0.8 * giving_up.sessions[both].sum()
+    assert np.all(retrying.windows[both] >= retrying.sessions[both])
+    # Fewer sessions, less metadata on the wire.
+    assert retrying.nbytes[both].sum() < giving_up.nbytes[both].sum()

@@ -69,3 +69,14 @@ def test_unknown_strategies_are_refused(sizes_cache: Path) -> None:
         ProjectArtifacts(sizes_cache).sizes(["carrier_pigeon"])
     with pytest.raises(UnknownStrategyError, match="have"):
         StaticSizes({"a": 1}).sizes(["b"])
+
+
+def test_the_default_retry_model_is_the_agents_policy() -> None:
+    from vehicle_agent.download import RetryPolicy
+
+    from simulator.scenario import Protocol
+
+    pr, policy = Protocol(), RetryPolicy()
+    assert (pr.retry_attempts, pr.retry_base_s, pr.retry_factor, pr.retry_cap_s) == (
+        policy.attempts, policy.base_s, policy.factor, policy.cap_s,
+    )

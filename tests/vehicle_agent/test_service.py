@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -62,3 +63,8 @@ def test_service_serves_updates_and_stops_cleanly(registry_server, squeezenet_by
     assert proc.returncode == 0, err
     assert "installed 1.0.1 (was 1.0.0)" in out
     assert [r.status for r in reg.store.list_reports("svc-1")][-3:] == ["downloading", "installed", "confirmed"]
+    status = subprocess.run([sys.executable, "-m", "ota.cli", "agent", "status", "--state", str(tmp_path / "state"),
+                             "--json"], capture_output=True, text=True, check=True)
+    model = json.loads(status.stdout)["models"][NAME]
+    assert model["update"] == {"state": "confirmed", "version": "1.0.1", "reason": ""}
+    assert model["slots"][model["active"]]["version"] == "1.0.1"
