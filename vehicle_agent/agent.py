@@ -171,6 +171,15 @@ class VehicleAgent:
         return out
 
     # -- one update cycle -----------------------------------------------------------------
+    def _send_manifest(self, installed: dict[str, SlotRecord], last_try: bool) -> bool:
+        try:
+            self.trust.send_manifest({n: (r.version, r.sha256) for n, r in installed.items()})
+            return True
+        except TrustError as e:
+            log.warning("%s; %s", e, "the director instructs from the last manifest it accepted" if last_try
+                        else "trying again after the check-in")
+            return False
+
     def _updater(self, which: str = "image") -> Updater:
         return self.trust.updater(which, GrpcFetcher(self.client, self.config.vehicle_id), self._downloads)
 
@@ -196,10 +205,7 @@ class VehicleAgent:
         installed = self.installed()
         # security (issue 4): the signed manifest first (it carries the attacks seen so far,
         # reported even while metadata is blocked); the director instructs from it.
-        try:
-            self.trust.send_manifest({n: (r.version, r.sha256) for n, r in installed.items()})
-        except TrustError as e:
-            log.warning("%s; the director instructs from the last manifest it accepted", e)
+        manifest_sent = self._send_manifest(installed, last_try=False)
         req = ota_pb2.CheckRequest(
             vehicle_id=self.config.vehicle_id,
             hardware_id=self.config.hardware_id,
@@ -212,6 +218,8 @@ class VehicleAgent:
         except TransportError as e:
             log.warning("%s", e)
             hints = {}  # offers only pick an encoding; the signed instructions stand without them
+        if not manifest_sent:  # e.g. the first connection of a slow link timed out: try once more
+            self._send_manifest(installed, last_try=True)
         try:
             updater = self._refresh("image")
             self._refresh("director")

@@ -77,6 +77,10 @@ SERVICE_CONFIG = json.dumps(
 )
 # Reconnect to a replica that went away sooner than gRPC's default (1 s, growing to 120 s).
 RECONNECT_BACKOFF_MS = (100, 5000)
+# gRPC reads "min_reconnect_backoff" as the least time one connection attempt may take:
+# a TLS handshake over a slow, long link needs several round trips (3 at 300 ms RTT is
+# 0.9 s), so this stays at gRPC's default while the backoff above starts small.
+MIN_CONNECT_TIMEOUT_MS = 20_000
 
 
 def channel_target(address: str) -> str:
@@ -136,7 +140,7 @@ class RegistryClient:
                 ("grpc.service_config", SERVICE_CONFIG),
                 ("grpc.enable_retries", 1),
                 ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
-                ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+                ("grpc.min_reconnect_backoff_ms", MIN_CONNECT_TIMEOUT_MS),
                 ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
             ],
         )

@@ -306,12 +306,15 @@ def _wait_for(cond: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.05)
 
 
-CALIB_RATE_MBIT = 2.0
+CALIB_RATE_MBIT = 0.5  # slow enough that the served package (~0.5 MB) flows for ~9 s
 CALIB_RTT_MS = 300.0
-CALIB_CUT_S = 3.0  # inside the first session's payload: set-up takes about 2 s at this RTT
+# Inside the first session's payload. Set-up over mutual TLS with the signed manifest and both
+# repositories' metadata takes about 18-26 round trips (5-8 s at this RTT; measured), then the
+# payload flows for ~9 s.
+CALIB_CUT_S = 11.0
 CALIBRATION = {
     "name": "calibration",
-    "description": "Two agents on a 2 Mbit/s, 300 ms link: one always reachable, one cut once mid-download.",
+    "description": "Two agents on a 0.5 Mbit/s, 300 ms link: one always reachable, one cut once mid-download.",
     "seed": 1,
     "links": {
         "calib": {
