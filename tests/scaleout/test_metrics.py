@@ -11,15 +11,17 @@ from ota.v1 import ota_pb2, ota_pb2_grpc
 from server.metrics import RegistryMetrics
 from server.registry import Registry
 from server.service import create_server
+from tests.scaleout.conftest import vehicle_config
 from tests.scaleout.helpers import tiny_onnx
-from vehicle_agent.agent import AgentConfig, VehicleAgent
+from vehicle_agent.agent import VehicleAgent
 
 
 @pytest.fixture
-def metered(tmp_path, keys_dir):
-    reg = Registry.open(tmp_path / "registry", keys_dir)
+def metered(tmp_path, keys_dir, pki):
+    # Plain text (explicitly): the metrics do not depend on the transport's security.
+    reg = Registry.open(tmp_path / "registry", keys_dir, ca_pem=(pki / "ca.pem").read_bytes())
     metrics = RegistryMetrics(codec_of=lambda sha: (e.codec if (e := reg.store.encoding_by_blob(sha)) else None))
-    server, port = create_server(reg, "127.0.0.1:0", metrics=metrics)
+    server, port = create_server(reg, "127.0.0.1:0", metrics=metrics, insecure=True)
     try:
         yield reg, metrics, f"127.0.0.1:{port}"
     finally:
@@ -45,11 +47,11 @@ def test_calls_are_counted_by_status_and_timed(metered) -> None:
     assert m.sample("ota_registry_downloads_in_flight", {"kind": "target"}) == 0
 
 
-def test_bytes_served_by_encoding_and_resumes(metered, tmp_path, keys_dir) -> None:
+def test_bytes_served_by_encoding_and_resumes(metered, tmp_path, keys_dir, pki) -> None:
     reg, m, address = metered
     model = tiny_onnx("metered")
     rec = reg.publish_bytes("tiny", "1.0.0", model)
-    agent = VehicleAgent(AgentConfig(registry=address, state_dir=tmp_path / "car", trusted_root=keys_dir / "root.json"))
+    agent = VehicleAgent(vehicle_config(pki, keys_dir, address, tmp_path / "car", "car-1", insecure=True))
     try:
         [outcome] = agent.update_once()
     finally:
