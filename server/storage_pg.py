@@ -7,10 +7,12 @@ rather than on a shared filesystem: models are a few MB, one backup then covers
 the whole registry, a blob and the rows that refer to it commit together, and
 a resumed download reads only the chunks it needs.
 
-Online signing (targets, snapshot, timestamp) is serialised across replicas by
-``signing_lock``: a transaction-scoped advisory lock held on one pinned
-connection, so every metadata version written under it commits atomically
-with the others or not at all, and two replicas never sign the same version.
+Online signing (snapshot and timestamp, targets where a development registry
+holds that key, and each vehicle's director chain) is serialised across
+replicas by ``signing_lock(scope)``: a transaction-scoped advisory lock held on
+one pinned connection, so every metadata version written under it commits
+atomically with the others or not at all, and two replicas never sign the same
+version.
 
 Needs the ``pg`` extra (psycopg 3 and its pool).
 """
