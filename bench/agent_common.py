@@ -25,10 +25,29 @@ OTA = [sys.executable, "-m", "ota.cli"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+_PKI: list[Path] = [Path()]  # the fleet PKI of the registry start_registry made, for publish()
+
+
+def _creds(work: Path, role: str, name: str) -> list[str]:
+    """--ca/--cert/--key of ``role``/``name`` in the bench's fleet PKI (issued on first use)."""
+    from ota import tls
+
+    f = tls.ensure(work / "pki", role, name)
+    return ["--ca", str(f.ca), "--cert", str(f.cert), "--key", str(f.key)]
+
+
 def start_registry(work: Path) -> tuple[subprocess.Popen, str]:
+    import shutil
+
+    from ota import tls
+
     subprocess.run(OTA + ["keys", "init", "--keys", str(work / "keys"), "--force"], check=True, capture_output=True, cwd=REPO)
+    shutil.rmtree(work / "pki", ignore_errors=True)
+    tls.make_ca(work / "pki")
+    _PKI[0] = work / "pki"
     proc = subprocess.Popen(OTA + ["registry", "serve", "--data", str(work / "registry"), "--keys", str(work / "keys"),
-                                   "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True, cwd=REPO)
+                                   "--listen", "127.0.0.1:0", *_creds(work, "server", "registry")],
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
     for line in proc.stderr:  # type: ignore[union-attr]
         m = re.search(r"registry serving on (\S+)", line)
         if m:
@@ -40,7 +59,8 @@ def start_registry(work: Path) -> tuple[subprocess.Popen, str]:
 def start_agent(work: Path, registry: str, sock: Path, interval: float, health_window: float) -> subprocess.Popen:
     return subprocess.Popen(
         OTA + ["agent", "run", "--registry", registry, "--state", str(work / "agent"), "--trusted-root",
-               str(work / "keys" / "root.json"), "--vehicle-id", "bench-car", "--interval", str(interval),
+               str(work / "keys" / "root.json"), "--director-root", str(work / "keys" / "director-root.json"),
+               *_creds(work, "vehicle", "bench-car"), "--vehicle-id", "bench-car", "--interval", str(interval),
                "--health-window", str(health_window), "--serve", str(sock)],
         stdout=subprocess.DEVNULL, stderr=open(work / "agent.log", "w"), cwd=REPO,
     )
@@ -49,7 +69,9 @@ def start_agent(work: Path, registry: str, sock: Path, interval: float, health_w
 def publish(registry: str, data: bytes, name: str, version: str) -> None:
     from server.client import PublisherClient
 
-    with PublisherClient(registry) as pub:
+    from ota import tls
+
+    with PublisherClient(registry, tls_files=tls.ensure(_PKI[0], "publisher", "bench")) as pub:
         pub.upload(data, name, version)
 
 

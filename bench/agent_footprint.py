@@ -33,9 +33,13 @@ from ota.v1 import inference_pb2  # noqa: E402
 from tests.vehicle_agent.variants import successor  # noqa: E402
 from vehicle_agent.serving import tensor_frame  # noqa: E402
 
-# What the agent may use on the vehicle, per served model (the systemd unit's MemoryMax
-# leaves headroom above it). CPU while idle is per core at a 1 s check-in.
-BUDGET = {"rss_peak_mb": 256.0, "idle_cpu_pct": 5.0}
+# What the agent may use on the vehicle, by the model it serves (the systemd unit's MemoryMax
+# leaves headroom above the larger). SqueezeDet's 1248×384 input needs about ten times
+# SqueezeNet's activation memory per inference; at most two inferences run at once
+# (ModelHost), and during an update two sessions are loaded. CPU while idle is per core
+# at a 1 s check-in.
+BUDGET = {"squeezenet1.0": {"rss_peak_mb": 256.0, "idle_cpu_pct": 5.0},
+          "squeezedet": {"rss_peak_mb": 512.0, "idle_cpu_pct": 5.0}}
 
 
 def measure(name: str, seconds: float, work: Path) -> dict:
@@ -89,8 +93,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="ota-foot-", dir="/tmp") as tmp:
             results.append(measure(name, args.seconds, Path(tmp)))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine)")
-    print(f"\n## Agent footprint (budget: peak RSS ≤ {BUDGET['rss_peak_mb']:.0f} MB, idle CPU ≤ "
-          f"{BUDGET['idle_cpu_pct']:.0f} % of a core at 1 s check-ins)\n")
+    print("\n## Agent footprint (budget: " + "; ".join(
+        f"{m}: peak RSS ≤ {b['rss_peak_mb']:.0f} MB, idle CPU ≤ {b['idle_cpu_pct']:.0f} % of a core" for m, b in BUDGET.items())
+        + "; idle = checking in every second)\n")
     print("| model | phase | CPU % of a core | RSS peak MB | RSS mean MB |")
     print("|---|---|---:|---:|---:|")
     ok = True
@@ -99,9 +104,11 @@ def main() -> int:
             p = r[phase]
             print(f"| {r['model']} ({r['bytes'] / 1e6:.1f} MB{'' if r['trained'] else ', seeded'}) | {phase} | "
                   f"{p['cpu_pct']:.1f} | {p['rss_peak_mb']:.0f} | {p['rss_mean_mb']:.0f} |")
-        held = r["vm_hwm_mb"] <= BUDGET["rss_peak_mb"] and r["idle"]["cpu_pct"] <= BUDGET["idle_cpu_pct"]
+        b = BUDGET[r["model"]]
+        held = r["vm_hwm_mb"] <= b["rss_peak_mb"] and r["idle"]["cpu_pct"] <= b["idle_cpu_pct"]
         ok &= held and r["serve_failures"] == 0
-        print(f"| {r['model']} | whole run: VmHWM | | {r['vm_hwm_mb']:.0f} | {'budget held' if held else 'OVER BUDGET'} |")
+        print(f"| {r['model']} | whole run: VmHWM | | {r['vm_hwm_mb']:.0f} | "
+              f"{'budget held' if held else 'OVER BUDGET'} (≤ {b['rss_peak_mb']:.0f}) |")
     missing = [m for m in ("squeezenet1.0", "squeezedet") if m not in models]
     if missing:
         print(f"\nnot measured (not in this build's zoo yet): {', '.join(missing)}")

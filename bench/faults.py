@@ -35,6 +35,7 @@ import random
 import signal
 import statistics
 import subprocess
+import shutil
 import sys
 import tempfile
 import threading
@@ -47,6 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from modelpack import zoo  # noqa: E402
+from ota import tls  # noqa: E402
 from server.keys import Keystore  # noqa: E402
 from server.registry import Registry  # noqa: E402
 from server.service import create_server  # noqa: E402
@@ -78,7 +80,7 @@ class AgentProcess:
         self.log = open(log_path, "a")
         self.proc = subprocess.Popen(
             [sys.executable, str(REPO / "bench" / "faults_agent.py"), "--registry", registry, "--state", str(state),
-             "--root", str(root), "--gate", str(state.parent / "gate")],
+             "--root", str(root), "--pki", str(root.parent.parent / "pki"), "--gate", str(state.parent / "gate")],
             stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=REPO,
         )
         self.events: queue.Queue = queue.Queue()
@@ -135,12 +137,21 @@ def inspect(state: Path, published: dict[str, str]) -> str:
     return ""
 
 
+def _pki(pki: Path) -> "tls.TlsFiles":
+    """A fresh fleet PKI under ``pki``; the registry's server certificate (security, issue 4)."""
+    if pki.exists():
+        shutil.rmtree(pki)
+    tls.make_ca(pki)
+    return tls.issue(pki, "server", "registry")
+
+
 def power_cuts(trials: int, work: Path, seed: int) -> tuple[Campaign, float]:
     rng = random.Random(seed)
     Keystore.init(work / "keys", force=True)
     work.mkdir(parents=True, exist_ok=True)
-    registry = Registry.open(work / "registry", work / "keys")
-    server, port = create_server(registry, "127.0.0.1:0")
+    server_tls = _pki(work / "pki")
+    registry = Registry.open(work / "registry", work / "keys", ca_pem=server_tls.ca.read_bytes())
+    server, port = create_server(registry, "127.0.0.1:0", tls_files=server_tls)
     address, state, root = f"127.0.0.1:{port}", work / "state", work / "keys" / "root.json"
     base = zoo.build(NAME)
     published: dict[str, str] = {}
@@ -241,8 +252,12 @@ def link_faults(work: Path, seed: int, full: bool) -> list[dict]:
 
     rng = random.Random(seed)
     Keystore.init(work / "lkeys", force=True)
-    registry = Registry.open(work / "lregistry", work / "lkeys")
-    server, port = create_server(registry, "127.0.0.1:0")
+    # Plain text, explicitly: over TLS a flipped bit breaks the record's MAC (a drop), and
+    # this campaign is about the agent's own checks (signed hash, resume, stall watchdog).
+    pki = work / "lpki"
+    _pki(pki)
+    registry = Registry.open(work / "lregistry", work / "lkeys", ca_pem=(pki / "ca.pem").read_bytes())
+    server, port = create_server(registry, "127.0.0.1:0", insecure=True)
     base = zoo.build(NAME)
     rec = registry.publish_bytes(NAME, "1.0.0", base)
     registry.store.put_encodings(NAME, "1.0.0", [])  # the full 5 MB file: the longest transfer to break
@@ -257,7 +272,9 @@ def link_faults(work: Path, seed: int, full: bool) -> list[dict]:
             with FaultyLink(f"127.0.0.1:{port}", **kw) as link:
                 agent = VehicleAgent(AgentConfig(
                     registry=link.address, state_dir=work / f"link{i}", vehicle_id=f"link-{i}",
-                    trusted_root=work / "lkeys" / "root.json", retry=RetryPolicy(attempts=4, base_s=0.02, cap_s=0.2),
+                    trusted_root=work / "lkeys" / "root.json", director_root=work / "lkeys" / "director-root.json",
+                    identity=tls.ensure(pki, "vehicle", f"link-{i}"), insecure=True,
+                    retry=RetryPolicy(attempts=4, base_s=0.02, cap_s=0.2),
                     transport=TransportConfig(rpc_deadline_s=5.0, stall_timeout_s=1.0)))
                 t = time.monotonic()
                 outcomes = []

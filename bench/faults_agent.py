@@ -52,10 +52,15 @@ def main() -> None:
     ap.add_argument("--state", type=Path, required=True)
     ap.add_argument("--root", type=Path, required=True)
     ap.add_argument("--health-window", type=float, default=0.15)
+    ap.add_argument("--pki", type=Path, required=True, help="fleet PKI: the vehicle's certificate is issued from it")
     ap.add_argument("--gate", type=Path, help="check in only while this file exists (the campaign publishes first)")
     args = ap.parse_args()
+    from ota import tls
+
     agent = VehicleAgent(AgentConfig(registry=args.registry, state_dir=args.state, vehicle_id="faults-car",
-                                     trusted_root=args.root, health=HealthPolicy(window_s=args.health_window)))
+                                     trusted_root=args.root, health=HealthPolicy(window_s=args.health_window),
+                                     director_root=args.root.parent / "director-root.json",
+                                     identity=tls.ensure(args.pki, "vehicle", "faults-car")))
     emit("up", served=served(agent), recovery_s=time.perf_counter() - t_start)
     was_idle = False
     while True:

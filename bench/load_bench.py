@@ -7,8 +7,9 @@ What runs (all on this machine, loopback):
   a retrained classifier head (1.1.0, ``modelpack.lineage``).
 - **lite agents** (in this process, one thread and one gRPC channel each): the
   agent's own transport (``RegistryClient``) and update engine
-  (``fetch_and_rebuild``: download the offered delta, rebuild, check the TUF-
-  signed sha256 and length, fsync; ``download_target`` as the fallback).
+  (``TargetFetcher`` → ``CodecRebuilder`` → ``HashVerifier``: download the
+  offered delta resumably, rebuild, check the TUF-signed sha256 and length;
+  the full model as the fallback).
   Labelled *lite* because they skip per-vehicle CPU work that puts no load on
   the registry: the TUF metadata refresh is done once and shared, and ONNX
   Runtime load + self-test are skipped. Files go to /dev/shm so that 1,000
@@ -66,7 +67,9 @@ def serve_registry(data: Path, keys: Path, port_file: Path, workers: int) -> Non
 
     reg = Registry.open(data, keys)
     reg.rollouts = CampaignManager(reg.store, hold_new_versions=True)
-    server, port = create_server(reg, "127.0.0.1:0", max_workers=workers)
+    # Plain text, explicitly, on both servers: the comparison with the bare peer
+    # measures registry logic, not TLS (security, issue 4, made TLS the default).
+    server, port = create_server(reg, "127.0.0.1:0", max_workers=workers, insecure=True)
     _serve_until_term(server, port, port_file)
 
 
@@ -156,18 +159,23 @@ class AgentResult:
 
 def lite_update(address: str, vid: str, go: threading.Event, fx: "Fixture", a: argparse.Namespace,
                 bare_offer=None) -> AgentResult:
-    """One vehicle: check in until offered, fetch the offered encoding and rebuild + verify it
-    with the agent's engine (full download as the agent's fallback), report.
+    """One vehicle: check in until offered, then the agent engine's own steps: fetch the
+    offered encoding (resumable, bounded), rebuild the model from it, verify it against
+    the signed sha256 and length, and fetch the full model if the encoding fails; report.
 
     With ``bare_offer`` there is no registry: no check-in, no report, the same fetch.
     """
     from ota.v1 import ota_pb2
-    from vehicle_agent.download import DownloadFailed, download_target
-    from vehicle_agent.rebuild import fetch_and_rebuild
+    from vehicle_agent.download import HashVerifier, TargetFetcher
+    from vehicle_agent.engine import StepFailed
     from vehicle_agent.transport import RegistryClient, TransportConfig, TransportError
 
     res = AgentResult()
-    client = RegistryClient(address, TransportConfig(rpc_deadline_s=a.deadline, download_deadline_s=a.deadline))
+    client = RegistryClient(address, TransportConfig(rpc_deadline_s=a.deadline, download_deadline_s=a.deadline),
+                            insecure=True)
+    work = fx.shm / vid
+    work.mkdir()
+    fetcher, rebuilder, verifier = TargetFetcher(client, work, vid), _SharedBaseRebuilder(fx.base_path, work), HashVerifier()
     go.wait()
     t_end = time.perf_counter() + a.deadline
     try:
@@ -184,26 +192,53 @@ def lite_update(address: str, vid: str, go: threading.Event, fx: "Fixture", a: a
             res.error = "never offered"
             return res
         t = time.perf_counter()
-        rebuilt, why = fetch_and_rebuild(client, offer, fx.target, fx.base_path, fx.shm / vid, vid)
-        if rebuilt is not None:
-            path, res.bytes, res.encoding = rebuilt.path, rebuilt.bytes_fetched, rebuilt.encoding
-        else:
-            res.fallback = why
-            out = download_target(client, offer.download_path if offer.encoding == "full" else _full_path(fx.target),
-                                  fx.target, fx.shm / vid, vehicle_id=vid)
-            path, res.bytes, res.encoding = out.path, out.bytes_fetched, "full"
+        job = _job(fx.target, offer)
+        try:
+            built = rebuilder.rebuild(job, fetcher.fetch(job))
+            verifier.verify(job, built)
+        except StepFailed as e:  # the agent's fallback: the full model
+            res.fallback = str(e)
+            job = job.full()
+            built = fetcher.fetch(job)
+            verifier.verify(job, built)
         res.download_s = time.perf_counter() - t
-        path.unlink()
+        res.bytes, res.encoding = sum(fetcher.fetched.values()), job.encoding
         if bare_offer is None and not client.report(ota_pb2.InstallReport(
                 vehicle_id=vid, hardware_id="ecu-load", name=MODEL, version=fx.new.version,
                 status=ota_pb2.INSTALL_STATUS_INSTALLED, from_version=fx.base.version, encoding=res.encoding,
                 bytes_downloaded=res.bytes, duration_s=res.download_s, active_version=fx.new.version)):
             res.error = "report failed"
-    except (TransportError, DownloadFailed) as e:
+    except (TransportError, StepFailed) as e:
         res.error = f"{type(e).__name__}: {e}"
     finally:
         client.close()
+        shutil.rmtree(work, ignore_errors=True)
     return res
+
+
+def _job(target, offer):
+    """The offer as the engine's Job: signed facts from the target, the encoding from the offer."""
+    from vehicle_agent.journal import Job
+
+    job = Job(name=MODEL, version=target.custom["version"], sha256=target.hashes["sha256"], length=target.length,
+              target_path=target.path).full()
+    if offer.encoding == "full":
+        return job
+    return dataclasses.replace(job, encoding=offer.encoding, download_path=offer.download_path,
+                               download_length=offer.download_length, base_sha256=offer.base_sha256)
+
+
+class _SharedBaseRebuilder:
+    """The agent's CodecRebuilder, with every lite vehicle's installed model one shared file."""
+
+    def __init__(self, base_path: Path, work: Path) -> None:
+        from vehicle_agent.rebuild import CodecRebuilder
+
+        self._inner = CodecRebuilder(None, work)  # type: ignore[arg-type]  # slots replaced below
+        self._inner.installed = lambda name: base_path  # type: ignore[method-assign]
+
+    def rebuild(self, job, encoded: Path) -> Path:
+        return self._inner.rebuild(job, encoded)
 
 
 def _check_request(vid: str, base):
@@ -212,11 +247,6 @@ def _check_request(vid: str, base):
     return ota_pb2.CheckRequest(
         vehicle_id=vid, hardware_id="ecu-load", tags=["fleet=load"], wanted_models=[MODEL],
         installed=[ota_pb2.InstalledModel(name=MODEL, version=base.version, sha256=base.sha256)])
-
-
-def _full_path(target) -> str:
-    directory, sep, name = target.path.rpartition("/")
-    return f"{directory}{sep}{target.hashes['sha256']}.{name}"
 
 
 def _consistent(rec) -> str:
@@ -240,7 +270,7 @@ def checkin_once(address: str, vid: str, base, go: threading.Event, deadline_s: 
     from vehicle_agent.transport import RegistryClient, TransportConfig, TransportError
 
     res = AgentResult()
-    with RegistryClient(address, TransportConfig(rpc_deadline_s=deadline_s)) as client:
+    with RegistryClient(address, TransportConfig(rpc_deadline_s=deadline_s), insecure=True) as client:
         go.wait()
         t = time.perf_counter()
         try:
@@ -363,7 +393,7 @@ def run_once(a: argparse.Namespace) -> dict:
             cpu0 = registry.cpu_s()
             idle, idle_wall = run_fleet(a.agents, lambda vid, go: checkin_once(address, vid, base, go, a.deadline))
             cpu_idle = registry.cpu_s() - cpu0
-            with CampaignClient(address) as admin:
+            with CampaignClient(address, insecure=True) as admin:
                 st = admin.create(CampaignSpec(
                     "load", MODEL, new.version, TargetSelection(tags=("fleet=load",)),
                     waves=(WaveSpec(100.0, 1.0, 0.0),), max_concurrent_downloads=a.max_concurrent, timeout_s=a.deadline))
@@ -373,7 +403,7 @@ def run_once(a: argparse.Namespace) -> dict:
             cpu_upd = registry.cpu_s() - cpu1
             reg_rss = registry.mem_kb("VmHWM")
             time.sleep(1.1)  # the campaign view is cached for 1 s
-            with CampaignClient(address) as admin:
+            with CampaignClient(address, insecure=True) as admin:
                 final = admin.get(st.campaign_id)
         finally:
             registry.stop()
@@ -403,7 +433,7 @@ def _signed_target(address: str, scratch: Path, target_path: str):
     meta = scratch / "tuf"
     meta.mkdir()
     shutil.copyfile(scratch / "keys" / "root.json", meta / "root.json")
-    with RegistryClient(address) as client:
+    with RegistryClient(address, insecure=True) as client:
         up = Updater(str(meta), METADATA_URL, str(scratch / "dl"), TARGET_URL, fetcher=GrpcFetcher(client),
                      bootstrap=None)
         up.refresh()

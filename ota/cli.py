@@ -21,6 +21,9 @@ from ota import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("ota.demo:demo", "Run the whole path end to end on loopback: publish, update, classify."),
     "keys": ("server.cli:keys", "Create and manage the TUF signing keys."),
+    "certs": ("server.cli:certs", "Make the fleet PKI for mutual TLS (CA, registry, vehicles, publishers)."),
+    "director": ("server.cli:director", "Per-vehicle instructions: assign a model version to a vehicle."),
+    "rerelease": ("server.cli:rerelease", "Sign an older version again as the newest release (before a rollback)."),
     "registry": ("server.cli:registry", "Run the cloud registry (gRPC)."),
     "publish": ("server.cli:publish", "Validate, upload and sign a model version."),
     "models": ("server.cli:models", "List published models and versions."),

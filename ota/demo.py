@@ -1,7 +1,10 @@
 """``ota demo``: the whole path, end to end, on loopback, in one process tree.
 
-Keys → registry → publish the real SqueezeNet v1.0 → a vehicle agent installs
-it over gRPC (TUF-verified, A/B slot, self-test) → classifies real photos →
+Keys (root 2-of-3, root and targets offline) and a fleet PKI → registry with
+online keys only, mutual TLS and the director → publish the real SqueezeNet
+v1.0 (targets signed on the publisher's side) → a vehicle agent installs it
+over gRPC (signed manifest, director and image repository agree, A/B slot,
+self-test) → classifies real photos →
 a successor version is published → the agent updates → a summary of what was
 measured in this run. Every figure printed is measured here, except the
 AlexNet-sized baseline (240 MB, from the SqueezeNet paper), which is labelled.
@@ -88,6 +91,7 @@ def demo(workdir: Path | None) -> None:
 def _run(work: Path) -> None:
     from modelpack import zoo
     from modelpack.imaging import IMAGES_DIR
+    from ota import tls
     from server.client import PublisherClient
     from server.keys import Keystore
     from server.registry import Registry
@@ -96,24 +100,38 @@ def _run(work: Path) -> None:
 
     tl = Timeline()
     images = [IMAGES_DIR / "chelsea.png", IMAGES_DIR / "coffee.png"]
-    with tl.step("create TUF keys (ed25519: root, targets, snapshot, timestamp)"):
-        Keystore.init(work / "keys", force=True)
-    with tl.step("start registry on loopback (SQLite + blob store)"):
-        registry = Registry.open(work / "registry", work / "keys")
-        server, port = create_server(registry, "127.0.0.1:0")
+    with tl.step("create TUF keys (ed25519; root 2-of-3, targets, snapshot, timestamp, director)"):
+        offline = Keystore.init(work / "keys", force=True)
+        online = offline.export_online(work / "registry-keys")
+    console.print(f"  registry holds private keys for: {', '.join(r for r in ('root', 'targets', 'snapshot', 'timestamp', 'director') if online.has_private(r))}")
+    with tl.step("create the fleet PKI (CA, registry, publisher and vehicle certificates)"):
+        pki = work / "pki"
+        if pki.exists():
+            import shutil
+
+            shutil.rmtree(pki)
+        tls.make_ca(pki)
+        server_tls = tls.issue(pki, "server", "registry")
+        publisher_tls = tls.issue(pki, "publisher", "ml-team")
+        vehicle_tls = tls.issue(pki, "vehicle", "demo-car-1")
+    with tl.step("start registry on loopback (mutual TLS, director; SQLite + blob store)"):
+        registry = Registry.open(work / "registry", work / "registry-keys", ca_pem=(pki / tls.CA_CERT).read_bytes())
+        server, port = create_server(registry, "127.0.0.1:0", tls_files=server_tls)
     address = f"127.0.0.1:{port}"
-    console.print(f"  registry at {address}, data in {work}")
+    console.print(f"  registry at {address} (TLS, client certificates required), data in {work}")
     updates = []
     try:
         with tl.step("build squeezenet1.0 ONNX from the real Deep Compression weights"):
             v1 = zoo.build("squeezenet1.0")
-        with PublisherClient(address) as pub:
-            with tl.step("publish squeezenet1.0 1.0.0 (upload + TUF signing)"):
-                pub.upload(v1, "squeezenet1.0", "1.0.0")
+        with PublisherClient(address, tls_files=publisher_tls) as pub:
+            with tl.step("publish squeezenet1.0 1.0.0 (targets signed offline by the publisher, then uploaded)"):
+                pub.upload(v1, "squeezenet1.0", "1.0.0", keys=offline)
             agent = VehicleAgent(AgentConfig(registry=address, state_dir=work / "vehicle", vehicle_id="demo-car-1",
-                                             trusted_root=work / "keys" / "root.json", wanted_models=("squeezenet1.0",)))
+                                             trusted_root=work / "keys" / "root.json",
+                                             director_root=work / "keys" / "director-root.json",
+                                             identity=vehicle_tls, wanted_models=("squeezenet1.0",)))
             try:
-                with tl.step("vehicle: check in, verify via TUF, install 1.0.0 into slot A, self-test, switch"):
+                with tl.step("vehicle: signed manifest, director + image repo agree, install 1.0.0 into slot A, self-test, switch"):
                     outcomes = agent.update_once()
                 updates += outcomes
                 _require_installed(outcomes)
@@ -125,7 +143,7 @@ def _run(work: Path) -> None:
                     v2, how = _successor(v1)
                 console.print(f"  successor: {how}")
                 with tl.step("publish squeezenet1.0 1.0.1"):
-                    pub.upload(v2, "squeezenet1.0", "1.0.1")
+                    pub.upload(v2, "squeezenet1.0", "1.0.1", keys=offline)
                 with tl.step("vehicle: update 1.0.0 → 1.0.1 into slot B, self-test, switch"):
                     outcomes = agent.update_once()
                 updates += outcomes
@@ -143,7 +161,8 @@ def _run(work: Path) -> None:
             with tl.step("fleet: 4 vehicles, a two-wave campaign (canary 25% → 100%) for the next version"):
                 from server.campaign_cli import run_campaign_demo
 
-                problems += run_campaign_demo(address, work, work / "keys" / "root.json", "squeezenet1.0", v2)
+                problems += run_campaign_demo(address, work, work / "keys" / "root.json", "squeezenet1.0", v2,
+                                              pki=pki, keys=work / "keys")
         reports = registry.store.list_reports("demo-car-1")
     finally:
         server.stop(None)

@@ -71,9 +71,10 @@ def render_status(s: pb.CampaignStatus) -> Group:
 
 
 def _client(address: str):
+    from ota.cli_tls import client_tls_from_context
     from server.campaign_service import CampaignClient
 
-    return CampaignClient(address)
+    return CampaignClient(address, **client_tls_from_context())
 
 
 def _call(address: str, fn: Callable) -> object:
@@ -93,8 +94,13 @@ def _show(status: pb.CampaignStatus, as_json: bool) -> None:
         _console().print(render_status(status))
 
 
-registry_option = click.option("--registry", "address", default=DEFAULT_REGISTRY, show_default=True,
-                               envvar="OTA_REGISTRY", help="Registry address. Env: OTA_REGISTRY.")
+def registry_option(f: Callable) -> Callable:
+    """--registry, and the publisher's TLS options (security, issue 4)."""
+    from ota.cli_tls import tls_options
+
+    f = tls_options("publisher", expose=False)(f)
+    return click.option("--registry", "address", default=DEFAULT_REGISTRY, show_default=True,
+                        envvar="OTA_REGISTRY", help="Registry address. Env: OTA_REGISTRY.")(f)
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
@@ -126,7 +132,8 @@ def _parse_waves(text: str, success_share: float, soak_s: float) -> tuple:
 @click.option("--soak", "soak_s", default=600.0, show_default=True, help="Minimum seconds each wave runs before advancing.")
 @click.option("--trip-failures", default=0, show_default=True, help="Trip after this many failures (0 = off).")
 @click.option("--trip-share", default=0.05, show_default=True, help="Trip when failures / wave size exceeds this (0 = off).")
-@click.option("--on-threshold", type=click.Choice(["abort", "pause"]), default="abort", show_default=True)
+@click.option("--on-threshold", type=click.Choice(["abort", "pause"]), default="abort", show_default=True,
+              help="What tripping the error threshold does to the campaign.")
 @click.option("--max-concurrent", default=0, show_default=True, help="Concurrent downloads at most (0 = unlimited).")
 @click.option("--timeout", "timeout_s", default=3600.0, show_default=True, help="Seconds an offered vehicle has to finish.")
 @click.option("--require-confirmed", is_flag=True, help="Count only vehicles confirmed healthy after their health window.")
@@ -207,14 +214,19 @@ def rollback(campaign_id: str, to_version: str, reason: str, address: str, as_js
     _show(_call(address, lambda c: c.rollback(campaign_id, to_version, reason)), as_json)
 
 
-def run_campaign_demo(address: str, work: Path, trusted_root: Path, model: str, base: bytes, vehicles: int = 4) -> list[str]:
+def run_campaign_demo(address: str, work: Path, trusted_root: Path, model: str, base: bytes, vehicles: int = 4, *,
+                      pki: Path, keys: Path) -> list[str]:
     """The demo's campaign act: a fleet on loopback takes a new version in two waves.
 
     ``vehicles`` real agents (TUF, A/B slots, ONNX Runtime self-test) check in and
     take the current release; then version ``+1`` of ``model`` is published and
     rolled out as canary (25%) then everyone, with a soak of 1 s between waves.
-    Returns problems found (empty when the campaign behaved).
+    Returns problems found (empty when the campaign behaved). ``pki`` holds the
+    fleet CA (vehicle and publisher certificates are issued from it), ``keys``
+    the offline keystore that signs the new version's targets.
     """
+    from ota import tls
+    from server.keys import Keystore
     import onnx
 
     from modelpack.runtime import read_model_info, set_model_info
@@ -224,8 +236,11 @@ def run_campaign_demo(address: str, work: Path, trusted_root: Path, model: str, 
     from vehicle_agent.agent import AgentConfig, VehicleAgent
 
     agents = [VehicleAgent(AgentConfig(registry=address, state_dir=work / f"fleet-{i}", vehicle_id=f"fleet-car-{i}",
-                                       trusted_root=trusted_root, wanted_models=(model,), tags=("fleet=demo",)))
+                                       trusted_root=trusted_root, wanted_models=(model,), tags=("fleet=demo",),
+                                       director_root=trusted_root.parent / "director-root.json",
+                                       identity=tls.ensure(pki, "vehicle", f"fleet-car-{i}")))
               for i in range(vehicles)]
+    publisher = tls.ensure(pki, "publisher", "ml-team")
     console = _console()
     problems: list[str] = []
     try:
@@ -237,12 +252,12 @@ def run_campaign_demo(address: str, work: Path, trusted_root: Path, model: str, 
         info = read_model_info(proto)
         next_version = _bump(max(current, key=lambda v: tuple(int(x) for x in v.split(".")[:3])))
         set_model_info(proto, dataclasses.replace(info, provenance=f"{info.provenance} | {next_version}: campaign demo"))
-        with PublisherClient(address) as pub:
-            pub.upload(proto.SerializeToString(deterministic=True), model, next_version)
+        with PublisherClient(address, tls_files=publisher) as pub:
+            pub.upload(proto.SerializeToString(deterministic=True), model, next_version, keys=Keystore(keys))
         spec = CampaignSpec(f"demo rollout of {next_version}", model, next_version,
                             TargetSelection(tags=("fleet=demo",)),
                             waves=(WaveSpec(25, 1.0, 1.0), WaveSpec(100, 1.0, 0.0)))
-        with CampaignClient(address) as cc:
+        with CampaignClient(address, tls_files=publisher) as cc:
             st = cc.create(spec)
             console.print(f"  campaign {st.campaign_id}: {next_version} to {st.vehicles} vehicles, "
                           f"waves 25% (canary, soak 1 s) → 100%")

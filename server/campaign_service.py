@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from ota import tls
 from ota.v1 import campaigns_pb2 as pb
 from ota.v1 import campaigns_pb2_grpc as pb_grpc
 from server.campaigns import CampaignManager
@@ -141,10 +142,12 @@ class CampaignError(Exception):
 class CampaignClient:
     """Admin-side client of the Campaigns service (used by ``ota campaign``)."""
 
-    def __init__(self, address: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, address: str, timeout_s: float = 30.0, *, tls_files: tls.TlsFiles | None = None,
+                 insecure: bool = False) -> None:
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(address)
+        # security (issue 4): mutual TLS with a publisher certificate; plain text only if asked.
+        self._channel = tls.secure_or_insecure_channel(address, tls_files, insecure)
         self._stub = pb_grpc.CampaignsStub(self._channel)
 
     def close(self) -> None:

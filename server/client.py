@@ -1,4 +1,11 @@
-"""The publisher's side of the wire: upload a model version, list versions."""
+"""The publisher's side of the wire: upload a model version, list versions.
+
+With a keystore (``keys``) the publisher signs the next image targets version
+itself, where the offline targets key lives: it fetches the targets the
+registry serves, checks they are signed by its own targets keys (it never
+extends a list it did not sign), adds the new model and signs. The registry
+only verifies and serves.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
+from tuf.api import exceptions as tuf_exc
+from tuf.api.metadata import Metadata, Root, Targets
 
+from ota import tls
 from ota.v1 import ota_pb2, ota_pb2_grpc
-from server.registry import validate_onnx
+from server.keys import Keystore
+from server.registry import model_target, validate_onnx
+from server.registry import model_target_path
+from server.tuf_repo import next_release_counter, rereleased, sign_targets
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +35,11 @@ class PublishError(Exception):
 
 
 class PublisherClient:
-    def __init__(self, address: str, timeout_s: float = 300.0) -> None:
+    def __init__(self, address: str, timeout_s: float = 300.0, *, tls_files: tls.TlsFiles | None = None,
+                 insecure: bool = False) -> None:
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(address)
+        self._channel = tls.secure_or_insecure_channel(address, tls_files, insecure)
         self._stub = ota_pb2_grpc.PublisherStub(self._channel)
 
     def close(self) -> None:
@@ -46,10 +60,15 @@ class PublisherClient:
         metadata_json: str = "",
         progress: Callable[[int, int], None] | None = None,
         validate: bool = True,
+        keys: Keystore | None = None,
+        release_counter: int | None = None,
     ) -> ota_pb2.UploadResponse:
-        """Validate locally (a broken file never leaves the machine), then stream it."""
+        """Validate locally (a broken file never leaves the machine), sign if ``keys``, then stream it."""
         if validate:
             validate_onnx(data, where=f"{name} {version}")
+        signed = b""
+        if keys is not None:
+            signed = self.sign_targets_with(keys, data, name, version, hardware_ids, metadata_json, release_counter)
         header = ota_pb2.UploadHeader(
             name=name,
             version=version,
@@ -57,6 +76,7 @@ class PublisherClient:
             sha256=hashlib.sha256(data).hexdigest(),
             hardware_ids=list(hardware_ids),
             metadata_json=metadata_json,
+            signed_targets=signed,
         )
 
         def requests() -> Iterator[ota_pb2.UploadRequest]:
@@ -74,6 +94,75 @@ class PublisherClient:
 
     def upload_file(self, path: Path, name: str, version: str, **kw) -> ota_pb2.UploadResponse:
         return self.upload(Path(path).read_bytes(), name, version, **kw)
+
+    # -- offline signing -------------------------------------------------------------------
+    def get_metadata(self, role: str) -> bytes:
+        """The latest metadata the registry serves for ``role`` (root, director-root, targets)."""
+        try:
+            return self._stub.GetMetadata(ota_pb2.MetadataRequest(role=role), timeout=30).data
+        except grpc.RpcError as e:
+            raise PublishError(f"{e.code().name}: {e.details()}") from None
+
+    def served_targets(self, keys: Keystore) -> bytes:
+        """The registry's current targets, checked against this keystore's targets keys."""
+        data = self.get_metadata("targets")
+        root = Metadata[Root].from_bytes(keys.root_bytes())
+        md = Metadata[Targets].from_bytes(data)
+        try:
+            root.signed.verify_delegate("targets", md.signed_bytes, md.signatures)
+        except tuf_exc.UnsignedMetadataError as e:
+            raise PublishError(f"the registry serves targets not signed by our targets keys: {e}") from None
+        return data
+
+    def sign_targets_with(self, keys: Keystore, data: bytes, name: str, version: str,
+                          hardware_ids: tuple[str, ...] = (), metadata_json: str = "",
+                          release_counter: int | None = None) -> bytes:
+        current = self.served_targets(keys)
+        counter = release_counter or next_release_counter(Metadata[Targets].from_bytes(current).signed, name)
+        target = model_target(name, version, data, hardware_ids, metadata_json, counter)
+        return sign_targets(current, keys.signers("targets"), keys.expiries, [target])
+
+    def put_metadata(self, role: str, data: bytes) -> int:
+        """Hand in metadata signed offline (root, director-root, targets); return the accepted version."""
+        try:
+            return self._stub.PutMetadata(ota_pb2.SignedMetadata(role=role, data=data), timeout=30).version
+        except grpc.RpcError as e:
+            raise PublishError(f"{e.code().name}: {e.details()}") from None
+
+    def resign_targets(self, keys: Keystore) -> int:
+        """Sign the served targets again (new keys, or fresh expiry) and hand them in."""
+        current = self.served_targets_any(keys)
+        return self.put_metadata("targets", sign_targets(current, keys.signers("targets"), keys.expiries))
+
+    def served_targets_any(self, keys: Keystore) -> bytes:
+        """The served targets, accepted if signed by any targets key this keystore ever listed."""
+        try:
+            return self.served_targets(keys)
+        except PublishError:
+            # After a targets rotation the served version is signed by the old key;
+            # its content is still ours if it verifies under an earlier root.
+            data = self.get_metadata("targets")
+            md = Metadata[Targets].from_bytes(data)
+            for root_bytes in keys.root_history():
+                try:
+                    Metadata[Root].from_bytes(root_bytes).signed.verify_delegate("targets", md.signed_bytes, md.signatures)
+                    return data
+                except tuf_exc.UnsignedMetadataError:
+                    continue
+            raise
+
+    def rerelease(self, keys: Keystore, name: str, version: str) -> int:
+        """Sign an already published version again as the newest release (the way back to it)."""
+        current = self.served_targets(keys)
+        tf = rereleased(Metadata[Targets].from_bytes(current).signed, model_target_path(name, version))
+        self.put_metadata("targets", sign_targets(current, keys.signers("targets"), keys.expiries, [tf]))
+        return int(tf.custom["release_counter"])
+
+    def assign(self, vehicle_id: str, name: str, version: str) -> None:
+        try:
+            self._stub.AssignModel(ota_pb2.AssignRequest(vehicle_id=vehicle_id, name=name, version=version), timeout=30)
+        except grpc.RpcError as e:
+            raise PublishError(f"{e.code().name}: {e.details()}") from None
 
     def list(self, name: str = "") -> list[ota_pb2.ModelVersion]:
         try:

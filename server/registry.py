@@ -19,8 +19,11 @@ from typing import BinaryIO, Protocol
 
 import onnx
 
+from tuf.api.metadata import TargetFile, Targets
+
 from server import encodings
-from server.keys import utcnow
+from server.director import Director, DirectorError
+from server.keys import KeystoreError, utcnow
 from server.storage import (
     BlobNotFound,
     BlobStore,
@@ -31,7 +34,7 @@ from server.storage import (
     StorageError,
     VehicleRecord,
 )
-from server.tuf_repo import TufRepository
+from server.tuf_repo import TufError, TufRepository, next_release_counter, rereleased
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ class RegistryError(Exception):
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
-        self.kind = kind  # "invalid", "exists", "not_found", "too_large"
+        self.kind = kind  # "invalid", "exists", "not_found", "too_large", "unsigned", "denied", "replay"
 
 
 def semver_key(version: str) -> tuple:
@@ -110,18 +113,26 @@ class Registry:
     """Publishes model versions as signed TUF targets and serves them."""
 
     def __init__(
-        self, store: MetadataStore, blobs: BlobStore, tuf: TufRepository, rollouts: RolloutPolicy | None = None
+        self, store: MetadataStore, blobs: BlobStore, tuf: TufRepository, rollouts: RolloutPolicy | None = None,
+        ca_pem: bytes | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.tuf = tuf
         self.rollouts = rollouts  # None: every vehicle gets the newest version
+        # security (issue 4): the director signs, per vehicle, what ``targets_for`` decides
+        # (plus explicit assignments); ``ca_pem`` verifies vehicle manifests.
+        self.director = Director(store, tuf.keystore, tuf, self._director_default, ca_pem)
         # Recent Download calls (bounded: a long-running registry must not grow).
         self.downloads: deque[DownloadStat] = deque(maxlen=4096)
 
     @classmethod
-    def open(cls, data_dir: Path | None, keys_dir: Path, db: str | None = None) -> "Registry":
+    def open(cls, data_dir: Path | None, keys_dir: Path, db: str | None = None,
+             ca_pem: bytes | None = None) -> "Registry":
         """The embedded default: SQLite + a blob directory under ``data_dir``.
+
+        ``keys_dir`` needs only the online keys (snapshot, timestamp, director);
+        ``ca_pem`` is the fleet CA that vehicle manifests are verified against.
 
         With ``db`` a ``postgresql://`` URL, everything lives in that database
         instead (replicas share it); ``data_dir``, if given, only spools uploads.
@@ -148,7 +159,7 @@ class Registry:
         from server.campaigns import CampaignManager
 
         rollouts = CampaignManager(store) if CampaignManager.supported_by(store) else None
-        return cls(store, blobs, TufRepository(store, Keystore(keys_dir)), rollouts)
+        return cls(store, blobs, TufRepository(store, Keystore(keys_dir)), rollouts, ca_pem)
 
     # -- publishing -----------------------------------------------------------------
     def publish_stream(
@@ -160,8 +171,14 @@ class Registry:
         chunks: Iterable[bytes],
         hardware_ids: Iterable[str] = (),
         metadata_json: str = "",
+        signed_targets: bytes = b"",
     ) -> ModelRecord:
-        """Spool an upload to disk, check it, then publish it."""
+        """Spool an upload to disk, check it, then publish it.
+
+        ``signed_targets`` is the next image targets metadata listing this
+        model, signed offline by the publisher; without it the registry signs
+        only if it holds the targets key (development keystores).
+        """
         if length > MAX_MODEL_BYTES:
             raise RegistryError("too_large", f"model is {length} B; the limit is {MAX_MODEL_BYTES} B")
         fd, tmp = self.blobs.tempfile()
@@ -179,15 +196,17 @@ class Registry:
                 raise RegistryError("invalid", f"upload truncated: received {received} of {length} B")
             if sha256 and h.hexdigest() != sha256:
                 raise RegistryError("invalid", f"upload corrupted: sha256 {h.hexdigest()} != announced {sha256}")
-            return self._publish_file(name, version, tmp, h.hexdigest(), length, hardware_ids, metadata_json)
+            return self._publish_file(name, version, tmp, h.hexdigest(), length, hardware_ids, metadata_json,
+                                      signed_targets)
         finally:
             tmp.unlink(missing_ok=True)
 
     def publish_bytes(
-        self, name: str, version: str, data: bytes, hardware_ids: Iterable[str] = (), metadata_json: str = ""
+        self, name: str, version: str, data: bytes, hardware_ids: Iterable[str] = (), metadata_json: str = "",
+        signed_targets: bytes = b"",
     ) -> ModelRecord:
         sha = hashlib.sha256(data).hexdigest()
-        return self.publish_stream(name, version, len(data), sha, [data], hardware_ids, metadata_json)
+        return self.publish_stream(name, version, len(data), sha, [data], hardware_ids, metadata_json, signed_targets)
 
     def _publish_file(
         self,
@@ -198,6 +217,7 @@ class Registry:
         length: int,
         hardware_ids: Iterable[str],
         metadata_json: str,
+        signed_targets: bytes = b"",
     ) -> ModelRecord:
         if not _NAME_RE.match(name):
             raise RegistryError("invalid", f"model name {name!r} must be lowercase letters, digits, '.', '_' or '-'")
@@ -214,16 +234,21 @@ class Registry:
         model = validate_onnx(path.read_bytes(), where=f"{name} {version}")
         info = _model_info_json(model, metadata_json)
         hw = tuple(sorted(set(hardware_ids)))
-        target_path = f"{name}/{version}.onnx"
-        # TUF's canonical JSON has no floats, so ModelInfo travels as a signed JSON string.
-        custom = {
-            "name": name,
-            "version": version,
-            "hardware_ids": list(hw),
-            "model_info_json": json.dumps(info, sort_keys=True),
-        }
+        target_path = model_target_path(name, version)
         self.blobs.put_file(path, sha256)
-        self.tuf.add_target(target_path, length, sha256, custom)
+        if signed_targets:
+            custom = self._accept_signed_target(signed_targets, target_path, name, version, sha256, length)
+            hw = tuple(custom.get("hardware_ids") or ())
+            info = _signed_json(custom.get("model_info_json"))
+        elif self.tuf.can_sign("targets"):
+            counter = next_release_counter(self.tuf.latest("targets").signed, name)
+            self.tuf.add_target(target_path, length, sha256, target_custom(name, version, hw, info, counter))
+        else:
+            raise RegistryError(
+                "unsigned",
+                f"{name} {version}: the targets key is offline and no signed targets came with the upload; "
+                "publish with `ota publish --keys KEYS` to sign on the publisher's side",
+            )
         rec = ModelRecord(
             name=name,
             version=version,
@@ -242,11 +267,82 @@ class Registry:
         encodings.precompute(self, rec)
         return rec
 
+    def _accept_signed_target(self, signed: bytes, target_path: str, name: str, version: str, sha256: str,
+                              length: int) -> dict:
+        def check(targets: Targets) -> None:
+            tf = targets.targets.get(target_path)
+            if tf is None:
+                raise TufError(f"the signed targets do not list {target_path}")
+            custom = tf.custom or {}
+            if tf.hashes.get("sha256") != sha256 or tf.length != length:
+                raise TufError(f"the signed {target_path} is not the uploaded bytes (sha256/length differ)")
+            if (custom.get("name"), custom.get("version")) != (name, version):
+                raise TufError(f"the signed {target_path} names {custom.get('name')} {custom.get('version')}")
+            for path, other in targets.targets.items():
+                if not self.blobs.exists(other.hashes.get("sha256", "")):
+                    raise TufError(f"the signed targets list {path}, which this registry does not hold")
+
+        try:
+            md = self.tuf.put_targets(signed, check)
+        except (TufError, KeystoreError) as e:
+            raise RegistryError("unsigned", f"signed targets refused: {e}") from None
+        return dict(md.signed.targets[target_path].custom or {})
+
+    def rerelease(self, name: str, version: str) -> int:
+        """Sign ``name`` ``version`` again with the highest release counter (here: targets key held
+        locally; offline: ``ota rerelease --keys``), so that vehicles may go back to it."""
+        rec = self.store.get_model(name, version)
+        if rec is None:
+            raise RegistryError("not_found", f"{name} {version} is not published")
+        if not self.tuf.can_sign("targets"):
+            raise RegistryError("unsigned", "the targets key is offline: re-release with `ota rerelease --keys KEYS`")
+        targets = self.tuf.latest("targets").signed
+        tf = rereleased(targets, rec.target_path)
+        targets.targets[tf.path] = tf
+        self.tuf.sign_new_targets(targets)
+        return int(tf.custom["release_counter"])
+
+    # -- metadata signed offline ---------------------------------------------------------------
+    def get_metadata(self, role: str) -> bytes:
+        try:
+            if role == "director-root":
+                return self.director.repo("-").get_file("root.json")
+            if role in ("root", "targets"):
+                return self.tuf.get_file(f"{role}.json")
+        except (FileNotFoundError, TufError):
+            pass
+        raise RegistryError("not_found", f"no metadata for role {role!r} (use root, targets or director-root)")
+
+    def put_metadata(self, role: str, data: bytes) -> int:
+        """Accept the next root/director-root/targets version signed offline; return its version."""
+        try:
+            if role == "root":
+                return self.tuf.put_root(data).signed.version
+            if role == "director-root":
+                return self.director.put_root(data)
+            if role == "targets":
+                def check(targets: Targets) -> None:
+                    missing = [p for p, t in targets.targets.items() if not self.blobs.exists(t.hashes.get("sha256", ""))]
+                    if missing:
+                        raise TufError(f"the signed targets list {missing}, which this registry does not hold")
+
+                return self.tuf.put_targets(data, check).signed.version
+        except (TufError, KeystoreError) as e:
+            raise RegistryError("unsigned", f"{role} metadata refused: {e}") from None
+        raise RegistryError("invalid", f"cannot hand in metadata for role {role!r}")
+
     def list_versions(self, name: str | None = None) -> list[ModelRecord]:
         recs = self.store.list_models(name or None)
         return sorted(recs, key=lambda r: (r.name, semver_key(r.version)))
 
     # -- vehicles ---------------------------------------------------------------------
+    def _director_default(self, vehicle_id: str, hardware_id: str,
+                          installed: dict[str, tuple[str, str]]) -> dict[str, ModelRecord]:
+        """What the director instructs by default: ``targets_for`` with the verified manifest's facts."""
+        known = self.store.get_vehicle(vehicle_id)
+        return self.targets_for(VehicleRecord(
+            vehicle_id, hardware_id, known.tags if known else (), installed, known.wanted if known else ()))
+
     def offers_for(
         self,
         vehicle_id: str,
@@ -259,6 +355,7 @@ class Registry:
         chosen = self.targets_for(
             VehicleRecord(vehicle_id, hardware_id, tuple(sorted(set(tags))), dict(installed), tuple(sorted(set(wanted))))
         )
+        chosen.update(self.director.assigned(vehicle_id, wanted))  # security (issue 4): explicit pins win
         offers = []
         for name, rec in sorted(chosen.items()):
             have = installed.get(name)
@@ -307,11 +404,21 @@ class Registry:
         except BlobNotFound as e:
             raise RegistryError("not_found", str(e)) from None
 
-    def read_chunks(self, kind: str, path: str, offset: int, max_bytes: int, chunk_size: int) -> Iterator[tuple[int, bytes, int]]:
-        """Yield ``(offset, data, total_length)`` for a Download call."""
+    def read_chunks(self, kind: str, path: str, offset: int, max_bytes: int, chunk_size: int,
+                    vehicle_id: str = "") -> Iterator[tuple[int, bytes, int]]:
+        """Yield ``(offset, data, total_length)`` for a Download call.
+
+        ``director/…`` metadata is the chain of ``vehicle_id``, which the
+        servicer takes from the caller's certificate.
+        """
         if kind == "metadata":
             try:
-                data = self.tuf.get_file(path)
+                if path.startswith(DIRECTOR_PREFIX):
+                    data = self.director.get_file(vehicle_id, path[len(DIRECTOR_PREFIX):])
+                else:
+                    data = self.tuf.get_file(path)
+            except DirectorError as e:
+                raise RegistryError(e.kind, str(e)) from None
             except FileNotFoundError:
                 raise RegistryError("not_found", f"no metadata file {path!r}") from None
             f: BinaryIO = io.BytesIO(data)
@@ -348,6 +455,46 @@ class Registry:
             rep = self.rollouts.on_report(rep)
         self.store.add_report(rep)
         log.info("vehicle %s: %s %s %s %s", rep.vehicle_id, rep.name, rep.version, rep.status, rep.reason)
+
+
+DIRECTOR_PREFIX = "director/"
+
+
+def model_target_path(name: str, version: str) -> str:
+    return f"{name}/{version}.onnx"
+
+
+def target_custom(name: str, version: str, hardware_ids: Iterable[str], info: dict, release_counter: int) -> dict:
+    """The custom fields of a model target, as the image repository signs them."""
+    # TUF's canonical JSON has no floats, so ModelInfo travels as a signed JSON string.
+    return {
+        "name": name,
+        "version": version,
+        "hardware_ids": sorted(set(hardware_ids)),
+        "release_counter": int(release_counter),
+        "model_info_json": json.dumps(info, sort_keys=True),
+    }
+
+
+def model_target(name: str, version: str, data: bytes, hardware_ids: Iterable[str], metadata_json: str,
+                 release_counter: int) -> TargetFile:
+    """The TargetFile the publisher signs for ``data`` (validated as ONNX first)."""
+    model = validate_onnx(data, where=f"{name} {version}")
+    info = _model_info_json(model, metadata_json)
+    return TargetFile(
+        length=len(data),
+        hashes={"sha256": hashlib.sha256(data).hexdigest()},
+        path=model_target_path(name, version),
+        unrecognized_fields={"custom": target_custom(name, version, hardware_ids, info, release_counter)},
+    )
+
+
+def _signed_json(text: object) -> dict:
+    try:
+        value = json.loads(text) if isinstance(text, str) else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def consistent_target_path(target_path: str, sha256: str) -> str:

@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from ota import tls
 from ota.v1 import ota_pb2, ota_pb2_grpc
+from server import authz
+from server.director import DirectorError
 from server.registry import Registry, RegistryError
 from server.storage import ReportRecord
 
@@ -29,6 +32,9 @@ _CODES = {
     "exists": grpc.StatusCode.ALREADY_EXISTS,
     "not_found": grpc.StatusCode.NOT_FOUND,
     "too_large": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "unsigned": grpc.StatusCode.FAILED_PRECONDITION,
+    "denied": grpc.StatusCode.PERMISSION_DENIED,
+    "replay": grpc.StatusCode.FAILED_PRECONDITION,
 }
 _KINDS = {
     ota_pb2.FILE_KIND_METADATA: "metadata",
@@ -70,8 +76,10 @@ def guarded(method):
     return wrapper
 
 
-def _abort(context: grpc.ServicerContext, e: RegistryError) -> None:
+def _abort(context: grpc.ServicerContext, e: RegistryError | DirectorError) -> None:
     context.abort(_CODES.get(e.kind, grpc.StatusCode.FAILED_PRECONDITION), str(e))
+
+
 
 
 def _record_pb(rec) -> ota_pb2.ModelVersion:
@@ -106,7 +114,7 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
 
         try:
             rec = self._registry.publish_stream(
-                h.name, h.version, h.length, h.sha256, chunks(), h.hardware_ids, h.metadata_json
+                h.name, h.version, h.length, h.sha256, chunks(), h.hardware_ids, h.metadata_json, h.signed_targets
             )
         except RegistryError as e:
             _abort(context, e)
@@ -123,6 +131,29 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
     def ListModels(self, request: ota_pb2.ListModelsRequest, context: grpc.ServicerContext):
         return ota_pb2.ListModelsResponse(versions=[_record_pb(r) for r in self._registry.list_versions(request.name)])
 
+    @guarded
+    def GetMetadata(self, request: ota_pb2.MetadataRequest, context: grpc.ServicerContext):
+        try:
+            return ota_pb2.SignedMetadata(role=request.role, data=self._registry.get_metadata(request.role))
+        except RegistryError as e:
+            _abort(context, e)
+
+    @guarded
+    def PutMetadata(self, request: ota_pb2.SignedMetadata, context: grpc.ServicerContext):
+        try:
+            version = self._registry.put_metadata(request.role, request.data)
+        except RegistryError as e:
+            _abort(context, e)
+        return ota_pb2.PutMetadataResponse(role=request.role, version=version)
+
+    @guarded
+    def AssignModel(self, request: ota_pb2.AssignRequest, context: grpc.ServicerContext):
+        try:
+            self._registry.director.assign(request.vehicle_id, request.name, request.version or None)
+        except DirectorError as e:
+            _abort(context, e)
+        return ota_pb2.AssignResponse(vehicle_id=request.vehicle_id, name=request.name, version=request.version)
+
 
 class VehicleServicer(ota_pb2_grpc.VehicleServicer):
     def __init__(self, registry: Registry, chunk_size: int = CHUNK_SIZE) -> None:
@@ -131,11 +162,12 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
 
     @guarded
     def CheckForUpdate(self, request: ota_pb2.CheckRequest, context: grpc.ServicerContext):
-        if not request.vehicle_id:
+        vehicle_id = authz.vehicle_for(context, request.vehicle_id)
+        if not vehicle_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "CheckRequest.vehicle_id is required")
         installed = {m.name: (m.version, m.sha256) for m in request.installed}
         offers = self._registry.offers_for(
-            request.vehicle_id, request.hardware_id, installed, request.wanted_models, request.tags
+            vehicle_id, request.hardware_id, installed, request.wanted_models, request.tags
         )
         return ota_pb2.CheckResponse(
             offers=[
@@ -156,12 +188,13 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
 
     @guarded
     def Download(self, request: ota_pb2.DownloadRequest, context: grpc.ServicerContext):
+        vehicle_id = authz.vehicle_for(context, request.vehicle_id)
         kind = _KINDS.get(request.kind)
         if kind is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported file kind {request.kind}")
         try:
             for offset, data, total in self._registry.read_chunks(
-                kind, request.path, request.offset, request.max_bytes, self._chunk_size
+                kind, request.path, request.offset, request.max_bytes, self._chunk_size, vehicle_id
             ):
                 if not context.is_active():
                     return
@@ -172,7 +205,7 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
     @guarded
     def ReportInstall(self, request: ota_pb2.InstallReport, context: grpc.ServicerContext):
         rep = ReportRecord(
-            vehicle_id=request.vehicle_id,
+            vehicle_id=authz.vehicle_for(context, request.vehicle_id),
             name=request.name,
             version=request.version,
             status=ota_pb2.InstallStatus.Name(request.status).removeprefix("INSTALL_STATUS_").lower(),
@@ -191,17 +224,31 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
             _abort(context, e)
         return ota_pb2.ReportAck(accepted=True)
 
+    @guarded
+    def SubmitManifest(self, request: ota_pb2.SignedManifest, context: grpc.ServicerContext):
+        ident = authz.require(context, "vehicle")
+        try:
+            rec = self._registry.director.process_manifest(request, ident, tls.peer_cert_pem(context))
+        except DirectorError as e:
+            log.warning("manifest refused: %s", e)
+            _abort(context, e)
+        return ota_pb2.ManifestAck(accepted=True, counter=rec.counter)
 
 def create_server(
-    registry: Registry, listen: str = "127.0.0.1:0", max_workers: int = 16, metrics: RegistryMetrics | None = None
+    registry: Registry, listen: str = "127.0.0.1:0", max_workers: int = 16, metrics: RegistryMetrics | None = None,
+    *, tls_files: tls.TlsFiles | None = None, insecure: bool = False,
 ) -> tuple[grpc.Server, int]:
     """Build and start a registry gRPC server; return it and the bound port.
 
+    TLS with mutual authentication unless ``insecure`` is asked for explicitly.
     With ``metrics``, every call is counted and timed into it (see server/metrics.py).
     """
+    if tls_files is None and not insecure:
+        raise tls.TlsError("the registry needs TLS files (--ca/--cert/--key), or --insecure for plain text")
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry"),
-        interceptors=[metrics.interceptor()] if metrics else None,
+        # security (issue 4): each service only for its certificate role (after metrics, so refusals count).
+        interceptors=[*([metrics.interceptor()] if metrics else []), authz.RoleInterceptor()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -216,7 +263,11 @@ def create_server(
         services.append(add_campaigns_service(server, registry.rollouts))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(listen)
+    if tls_files is not None:
+        port = server.add_secure_port(listen, tls.server_credentials(tls_files))
+    else:
+        log.warning("registry on %s speaks plain text (--insecure): no authentication, no confidentiality", listen)
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"could not listen on {listen}")
     server.start()

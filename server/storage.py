@@ -126,6 +126,18 @@ class CampaignEventRecord:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class ManifestRecord:
+    """The director's last verified version manifest of a vehicle (``server/director.py``)."""
+
+    vehicle_id: str
+    hardware_id: str = ""
+    counter: int = 0  # strictly increasing: a replayed or reordered manifest is refused
+    manifest_json: str = "{}"
+    attacks: tuple[str, ...] = ()
+    received_at: str = ""
+
+
 class BlobStore(Protocol):
     def tempfile(self) -> tuple[int, Path]: ...
     def put_file(self, src: Path, sha256: str) -> None: ...
@@ -164,6 +176,13 @@ class MetadataStore(Protocol):
     def mark_offered(self, campaign_id: str, vehicle_id: str, at: float) -> bool: ...
     def add_campaign_event(self, ev: CampaignEventRecord) -> None: ...
     def list_campaign_events(self, campaign_id: str) -> list[CampaignEventRecord]: ...
+    # The director (server/director.py): per-vehicle TUF chains, assignments, manifests.
+    def put_vehicle_metadata(self, vehicle_id: str, role: str, version: int, data: bytes) -> None: ...
+    def get_vehicle_metadata(self, vehicle_id: str, role: str, version: int | None = None) -> bytes | None: ...
+    def set_assignment(self, vehicle_id: str, name: str, version: str | None) -> None: ...
+    def get_assignments(self, vehicle_id: str) -> dict[str, str]: ...
+    def get_manifest(self, vehicle_id: str) -> ManifestRecord | None: ...
+    def accept_manifest(self, rec: ManifestRecord) -> bool: ...
     def signing_lock(self, scope: str = "") -> ContextManager[None]:
         """Held while TUF metadata of ``scope`` ("" = the repository) is signed:
         one signer at a time, over every replica."""
@@ -281,6 +300,27 @@ CREATE TABLE IF NOT EXISTS vehicles (
     wanted TEXT NOT NULL,
     first_seen REAL NOT NULL,
     last_seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vehicle_metadata (
+    vehicle_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (vehicle_id, role, version)
+);
+CREATE TABLE IF NOT EXISTS assignments (
+    vehicle_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    PRIMARY KEY (vehicle_id, name)
+);
+CREATE TABLE IF NOT EXISTS vehicle_manifests (
+    vehicle_id TEXT PRIMARY KEY,
+    hardware_id TEXT NOT NULL,
+    counter INTEGER NOT NULL,
+    manifest_json TEXT NOT NULL,
+    attacks TEXT NOT NULL,
+    received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE TABLE IF NOT EXISTS campaigns (
     campaign_id TEXT PRIMARY KEY,
@@ -566,3 +606,57 @@ class SqliteMetadataStore:
                 (campaign_id,),
             ).fetchall()
         return [CampaignEventRecord(*r) for r in rows]
+
+    # -- the director ----------------------------------------------------------------
+    def put_vehicle_metadata(self, vehicle_id: str, role: str, version: int, data: bytes) -> None:
+        try:
+            with self._tx() as db:
+                db.execute("INSERT INTO vehicle_metadata VALUES (?,?,?,?)", (vehicle_id, role, version, data))
+        except sqlite3.IntegrityError as e:
+            raise StorageError(f"director {role} version {version} for {vehicle_id!r} already exists") from e
+
+    def get_vehicle_metadata(self, vehicle_id: str, role: str, version: int | None = None) -> bytes | None:
+        with self._lock:
+            if version is None:
+                row = self._db.execute(
+                    "SELECT data FROM vehicle_metadata WHERE vehicle_id=? AND role=? ORDER BY version DESC LIMIT 1",
+                    (vehicle_id, role),
+                ).fetchone()
+            else:
+                row = self._db.execute(
+                    "SELECT data FROM vehicle_metadata WHERE vehicle_id=? AND role=? AND version=?",
+                    (vehicle_id, role, version),
+                ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def set_assignment(self, vehicle_id: str, name: str, version: str | None) -> None:
+        with self._tx() as db:
+            if version is None:
+                db.execute("DELETE FROM assignments WHERE vehicle_id=? AND name=?", (vehicle_id, name))
+            else:
+                db.execute("INSERT OR REPLACE INTO assignments VALUES (?,?,?)", (vehicle_id, name, version))
+
+    def get_assignments(self, vehicle_id: str) -> dict[str, str]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, version FROM assignments WHERE vehicle_id=?", (vehicle_id,)).fetchall()
+        return dict(rows)
+
+    def get_manifest(self, vehicle_id: str) -> ManifestRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM vehicle_manifests WHERE vehicle_id=?", (vehicle_id,)).fetchone()
+        if row is None:
+            return None
+        return ManifestRecord(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5])
+
+    def accept_manifest(self, rec: ManifestRecord) -> bool:
+        """Store ``rec`` only if its counter is above the stored one (atomic compare-and-set)."""
+        with self._tx() as db:
+            row = db.execute("SELECT counter FROM vehicle_manifests WHERE vehicle_id=?", (rec.vehicle_id,)).fetchone()
+            if row is not None and row[0] >= rec.counter:
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO vehicle_manifests (vehicle_id, hardware_id, counter, manifest_json, attacks) "
+                "VALUES (?,?,?,?,?)",
+                (rec.vehicle_id, rec.hardware_id, rec.counter, rec.manifest_json, json.dumps(list(rec.attacks))),
+            )
+        return True

@@ -7,10 +7,12 @@ rather than on a shared filesystem: models are a few MB, one backup then covers
 the whole registry, a blob and the rows that refer to it commit together, and
 a resumed download reads only the chunks it needs.
 
-Online signing (targets, snapshot, timestamp) is serialised across replicas by
-``signing_lock``: a transaction-scoped advisory lock held on one pinned
-connection, so every metadata version written under it commits atomically
-with the others or not at all, and two replicas never sign the same version.
+Online signing (snapshot and timestamp, targets where a development registry
+holds that key, and each vehicle's director chain) is serialised across
+replicas by ``signing_lock(scope)``: a transaction-scoped advisory lock held on
+one pinned connection, so every metadata version written under it commits
+atomically with the others or not at all, and two replicas never sign the same
+version.
 
 Needs the ``pg`` extra (psycopg 3 and its pool).
 """
@@ -25,7 +27,6 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,9 +41,17 @@ except ImportError as e:  # the embedded default (SQLite) must not need it
         f"the PostgreSQL backend needs psycopg 3 ({e}); install it with: pip install 'squeeze-ota[pg]'"
     ) from None
 
-from server.storage import ENCODING_COLUMNS, BlobNotFound, EncodingRecord, ModelRecord, ReportRecord, StorageError
+from server.storage import (
+    ENCODING_COLUMNS,
+    BlobNotFound,
+    EncodingRecord,
+    ModelRecord,
+    ReportRecord,
+    StorageError,
+)
+from server.storage_pg_director import PgDirectorMixin
 from server.storage_pg_fleet import PgFleetMixin
-from server.storage_pg_schema import LOCK_TUF_SIGNING, migrate
+from server.storage_pg_schema import LOCK_TUF_SIGNING, migrate, utc_text
 
 log = logging.getLogger(__name__)
 
@@ -139,16 +148,10 @@ class PgDatabase:
         c.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema() || ':' || %s))", (lock_class, scope))
 
 
-def _utc_text(ts: datetime) -> str:
-    """The same text form SQLite's strftime('%Y-%m-%dT%H:%M:%fZ') gives."""
-    ts = ts.astimezone(timezone.utc)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
-
-
 _MODEL_COLS = "name, version, sha256, length, target_path, hardware_ids, metadata_json, published_at"
 
 
-class PgMetadataStore(PgFleetMixin):
+class PgMetadataStore(PgFleetMixin, PgDirectorMixin):
     """``MetadataStore`` on PostgreSQL; safe to share between processes and threads."""
 
     def __init__(self, db: PgDatabase) -> None:
@@ -265,7 +268,7 @@ class PgMetadataStore(PgFleetMixin):
     def _reports(self, where: str = "", params: tuple = ()) -> list[ReportRecord]:
         with self.db.conn() as c:
             rows = c.execute(f"SELECT body, received_at FROM reports {where} ORDER BY id", params).fetchall()
-        return [ReportRecord(**{**body, "received_at": _utc_text(t)}) for body, t in rows]
+        return [ReportRecord(**{**body, "received_at": utc_text(t)}) for body, t in rows]
 
 
 class PgBlobStore:

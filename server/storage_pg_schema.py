@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import psycopg
 
@@ -143,9 +144,42 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX campaign_events_campaign ON campaign_events (campaign_id, id);
         """,
     ),
+    Migration(
+        4,
+        "director: per-vehicle TUF metadata, assignments, verified version manifests",
+        """
+        CREATE TABLE vehicle_metadata (
+            vehicle_id TEXT NOT NULL,
+            role TEXT NOT NULL,
+            version INTEGER NOT NULL CHECK (version >= 1),
+            data BYTEA NOT NULL,
+            PRIMARY KEY (vehicle_id, role, version)
+        );
+        CREATE TABLE assignments (
+            vehicle_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            PRIMARY KEY (vehicle_id, name)
+        );
+        CREATE TABLE vehicle_manifests (
+            vehicle_id TEXT PRIMARY KEY,
+            hardware_id TEXT NOT NULL,
+            counter BIGINT NOT NULL,
+            manifest_json TEXT NOT NULL,
+            attacks JSONB NOT NULL,
+            received_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+        );
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
+
+
+def utc_text(ts: datetime) -> str:
+    """A TIMESTAMPTZ read back as text, in the form SQLite's strftime('%Y-%m-%dT%H:%M:%fZ') gives."""
+    ts = ts.astimezone(timezone.utc)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
 def current_version(conn: psycopg.Connection) -> int:

@@ -1,21 +1,32 @@
-"""The registry's TUF repository: signs every model version as a target.
+"""Signed TUF repositories kept in the metadata store: the image repository and
+the director's per-vehicle repositories.
 
 Built on python-tuf's Metadata API; nothing here invents crypto. Each change
-(new target) produces new targets, snapshot and timestamp versions, all kept
-in the metadata store so that any version a client asks for (consistent
-snapshots: ``N.role.json``) can be served. Timestamp metadata is re-signed
-before it expires so a healthy registry never serves stale freshness.
+produces new versions, all kept so that any version a client asks for
+(consistent snapshots: ``N.role.json``) can be served.
+
+The registry holds only the **online** keys (snapshot, timestamp, director).
+Targets metadata of the image repository is signed offline by the publisher
+(:func:`sign_targets`) and handed in with :meth:`SignedRepository.put_targets`,
+which checks it the way a vehicle will (threshold of the current root's
+targets keys, a strictly higher version, not expired) before serving it. New
+root versions (rotations, revocations) arrive the same way through
+:meth:`SignedRepository.put_root`. A registry that does hold the targets key
+(development keystores) signs locally with the same function.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+from securesystemslib.signer import Signer
+from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import (
     Metadata,
     MetaFile,
@@ -25,150 +36,285 @@ from tuf.api.metadata import (
     Targets,
     Timestamp,
 )
+from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
-from server.keys import Expiries, Keystore, utcnow
+from server.keys import Expiries, Keystore, KeystoreError, utcnow
 from server.storage import MetadataStore
 
 log = logging.getLogger(__name__)
 
 _SERIALIZER = JSONSerializer(compact=True)
+TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
 
 
 class TufError(Exception):
-    pass
+    """Metadata was refused or cannot be produced; the message says why."""
 
 
-class TufRepository:
-    """Produces and serves the signed metadata chain for the registry's targets."""
+class MetadataAccess(Protocol):
+    """Where one repository's metadata versions live (a slice of the MetadataStore)."""
 
-    def __init__(self, store: MetadataStore, keystore: Keystore, expiries: Expiries = Expiries()) -> None:
-        self._store = store
-        self._keys = keystore
-        self._expiries = expiries
+    def get(self, role: str, version: int | None = None) -> bytes | None: ...
+    def put(self, role: str, version: int, data: bytes) -> None: ...
+    def signing_lock(self) -> AbstractContextManager[None]: ...
+
+
+@dataclass(frozen=True)
+class ImageAccess:
+    """The image repository: the store's ``tuf_metadata`` history."""
+
+    store: MetadataStore
+
+    def get(self, role: str, version: int | None = None) -> bytes | None:
+        return self.store.get_tuf_metadata(role, version)
+
+    def put(self, role: str, version: int, data: bytes) -> None:
+        self.store.put_tuf_metadata(role, version, data)
+
+    def signing_lock(self) -> AbstractContextManager[None]:
+        return self.store.signing_lock()
+
+
+def sign_targets(
+    current: bytes | None,
+    signers: list[Signer],
+    expires_in: Expiries,
+    add: list[TargetFile] = (),  # type: ignore[assignment]
+    now: datetime | None = None,
+) -> bytes:
+    """Next version of the targets metadata with ``add`` in it, signed by ``signers``.
+
+    Runs where the targets key lives: on the publisher's machine (``ota publish
+    --keys``) or, for development keystores, inside the registry.
+    """
+    md: Metadata[Targets] = Metadata.from_bytes(current) if current else Metadata(Targets())
+    for tf in add:
+        existing = md.signed.targets.get(tf.path)
+        if existing is not None and (existing.hashes != tf.hashes or existing.length != tf.length):
+            raise TufError(f"target {tf.path} is already signed with other bytes")
+        md.signed.targets[tf.path] = tf
+    if current:
+        md.signed.version += 1
+    md.signed.expires = (now or utcnow()) + expires_in.targets
+    md.signatures.clear()
+    for s in signers:
+        md.sign(s, append=True)
+    return md.to_bytes(_SERIALIZER)
+
+
+def next_release_counter(targets: Targets, name: str) -> int:
+    """One more than the highest release counter signed for ``name`` so far."""
+    counters = [
+        int((tf.custom or {}).get("release_counter", 0))
+        for tf in targets.targets.values()
+        if (tf.custom or {}).get("name") == name
+    ]
+    return max(counters, default=0) + 1
+
+
+def rereleased(targets: Targets, path: str) -> TargetFile:
+    """The target at ``path`` with a release counter above every one signed for its model.
+
+    The only way back to an older model: vehicles never install a lower release
+    counter, so the image repository signs the old bytes again as the newest release.
+    """
+    tf = targets.targets.get(path)
+    if tf is None:
+        raise TufError(f"{path} is not a signed target")
+    custom = dict(tf.custom or {})
+    custom["release_counter"] = next_release_counter(targets, str(custom.get("name", "")))
+    return TargetFile(tf.length, dict(tf.hashes), tf.path, unrecognized_fields={"custom": custom})
+
+
+class SignedRepository:
+    """Produces and serves one signed metadata chain (root → targets → snapshot → timestamp)."""
+
+    def __init__(self, access: MetadataAccess, keystore: Keystore, expiries: Expiries | None = None,
+                 label: str = "image") -> None:
+        self._access = access
+        self.keystore = keystore
+        self.expiries = expiries or keystore.expiries
         self._lock = threading.RLock()
-        self._init_if_empty()
+        self.label = label
 
-    # -- set-up -------------------------------------------------------------------
     @contextmanager
-    def _signing(self) -> Iterator[None]:
+    def signing(self) -> Iterator[None]:
         """One signer at a time: in this process, and over every replica sharing the store."""
-        with self._lock, self._store.signing_lock():
+        with self._lock, self._access.signing_lock():
             yield
 
-    def _init_if_empty(self) -> None:
-        with self._signing():
-            if self._store.get_tuf_metadata("root") is None:
-                root = Metadata[Root].from_bytes(self._keys.root_bytes())
-                self._store.put_tuf_metadata("root", root.signed.version, self._keys.root_bytes())
-            elif self._store.get_tuf_metadata("root", 1) is None:
-                raise TufError("metadata store holds a root chain without version 1")
-            if self._store.get_tuf_metadata("targets") is None:
-                targets = Metadata(Targets(expires=utcnow() + self._expiries.targets))
-                self._sign_and_store(targets)
-                self._new_snapshot_and_timestamp()
-
+    # -- reading ------------------------------------------------------------------------
     def root(self) -> Metadata[Root]:
-        data = self._store.get_tuf_metadata("root")
-        assert data is not None
+        data = self._access.get("root")
+        if data is None:
+            raise TufError(f"{self.label}: no root metadata yet")
         return Metadata[Root].from_bytes(data)
 
-    # -- signing ------------------------------------------------------------------
+    def latest(self, role: str) -> Metadata[Any]:
+        data = self._access.get(role)
+        if data is None:
+            raise TufError(f"{self.label}: no {role} metadata yet")
+        return Metadata.from_bytes(data)
+
+    def has(self, role: str) -> bool:
+        return self._access.get(role) is not None
+
+    # -- signing ----------------------------------------------------------------------------
+    def signers(self, role: str) -> list[Signer]:
+        """The private keys, present here, that the *current* root lists for ``role``."""
+        r = self.root().signed.roles[role]
+        out = [s for s in (self.keystore.signer_for(k) for k in r.keyids) if s is not None]
+        if len(out) < r.threshold:
+            raise KeystoreError(
+                f"{self.label}: {role} needs {r.threshold} of keys {[k[:12] for k in r.keyids]}; "
+                f"{len(out)} are in {self.keystore.path}"
+            )
+        return out
+
+    def can_sign(self, role: str) -> bool:
+        try:
+            self.signers(role)
+            return True
+        except (KeystoreError, TufError):
+            return False
+
     def _sign_and_store(self, md: Metadata[Any]) -> bytes:
         role = md.signed.type
         md.signatures.clear()
-        for signer in self._keys.signers(role):
+        for signer in self.signers(role):
             md.sign(signer, append=True)
         data = md.to_bytes(_SERIALIZER)
-        self._store.put_tuf_metadata(role, md.signed.version, data)
-        log.debug("signed %s v%d", role, md.signed.version)
+        self._access.put(role, md.signed.version, data)
+        log.debug("%s: signed %s v%d", self.label, role, md.signed.version)
         return data
 
-    def _latest(self, role: str) -> Metadata[Any]:
-        data = self._store.get_tuf_metadata(role)
-        if data is None:
-            raise TufError(f"no {role} metadata yet")
-        return Metadata.from_bytes(data)
-
-    def _new_snapshot_and_timestamp(self) -> None:
-        targets = self._latest("targets")
+    def new_snapshot_and_timestamp(self, now: datetime | None = None) -> None:
+        now = now or utcnow()
+        targets = self.latest("targets")
         try:
-            snap = self._latest("snapshot")
+            snap = self.latest("snapshot")
             snap.signed.version += 1
         except TufError:
             snap = Metadata(Snapshot())
         snap.signed.meta["targets.json"] = MetaFile(version=targets.signed.version)
-        snap.signed.expires = utcnow() + self._expiries.snapshot
+        snap.signed.expires = now + self.expiries.snapshot
         self._sign_and_store(snap)
-        self._new_timestamp(snap.signed.version)
+        self._new_timestamp(snap.signed.version, now)
 
-    def _new_timestamp(self, snapshot_version: int) -> None:
+    def _new_timestamp(self, snapshot_version: int, now: datetime) -> None:
         try:
-            ts = self._latest("timestamp")
+            ts = self.latest("timestamp")
             ts.signed.version += 1
         except TufError:
             ts = Metadata(Timestamp())
         ts.signed.snapshot_meta = MetaFile(version=snapshot_version)
-        ts.signed.expires = utcnow() + self._expiries.timestamp
+        ts.signed.expires = now + self.expiries.timestamp
         self._sign_and_store(ts)
 
-    def add_target(self, path: str, length: int, sha256: str, custom: dict[str, Any]) -> TargetFile:
-        """Sign a new target; raises if the path is already signed with other bytes."""
-        with self._signing():
-            targets: Metadata[Targets] = self._latest("targets")
-            existing = targets.signed.targets.get(path)
-            if existing is not None:
-                if existing.hashes.get("sha256") == sha256 and existing.length == length:
-                    return existing
-                raise TufError(f"target {path} is already signed with other bytes")
-            tf = TargetFile(length=length, hashes={"sha256": sha256}, path=path, unrecognized_fields={"custom": custom})
-            targets.signed.targets[path] = tf
-            targets.signed.version += 1
-            targets.signed.expires = utcnow() + self._expiries.targets
-            self._sign_and_store(targets)
-            self._new_snapshot_and_timestamp()
-            return tf
+    def sign_new_targets(self, targets: Targets, now: datetime | None = None) -> None:
+        """Sign ``targets`` as the next version with keys held here (online targets roles)."""
+        with self.signing():
+            targets.version = self.latest("targets").signed.version + 1 if self.has("targets") else 1
+            targets.expires = (now or utcnow()) + self.expiries.targets
+            self._sign_and_store(Metadata(targets))
+            self.new_snapshot_and_timestamp(now)
 
+    # -- metadata signed elsewhere -------------------------------------------------------------
+    def put_targets(self, data: bytes, check: Callable[[Targets], None] | None = None) -> Metadata[Targets]:
+        """Accept targets signed offline: verify like a vehicle would, then serve them."""
+        with self.signing():
+            md = _parse(data, Targets, "targets")
+            try:
+                self.root().signed.verify_delegate("targets", md.signed_bytes, md.signatures)
+            except tuf_exc.UnsignedMetadataError as e:
+                raise TufError(f"targets v{md.signed.version} is not signed by the targets threshold: {e}") from None
+            current = self.latest("targets").signed.version if self.has("targets") else 0
+            if md.signed.version <= current:
+                raise TufError(f"targets v{md.signed.version} is not newer than the served v{current}; "
+                               "fetch the latest targets and sign again")
+            if md.signed.is_expired(utcnow()):
+                raise TufError(f"targets v{md.signed.version} expired at {md.signed.expires}")
+            if check is not None:
+                check(md.signed)
+            self._access.put("targets", md.signed.version, data)
+            self.new_snapshot_and_timestamp()
+            log.info("%s: accepted offline-signed targets v%d", self.label, md.signed.version)
+            return md
+
+    def put_root(self, data: bytes) -> Metadata[Root]:
+        """Accept the next root version (rotation/revocation), checked against the current one."""
+        with self.signing():
+            md = _parse(data, Root, "root")
+            trusted = self.root()
+            if md.signed.version != trusted.signed.version + 1:
+                raise TufError(f"root v{md.signed.version} does not follow the served v{trusted.signed.version}")
+            try:
+                trusted.signed.verify_delegate("root", md.signed_bytes, md.signatures)
+                md.signed.verify_delegate("root", md.signed_bytes, md.signatures)
+            except tuf_exc.UnsignedMetadataError as e:
+                raise TufError(f"root v{md.signed.version} lacks the root threshold: {e}") from None
+            self._access.put("root", md.signed.version, data)
+            # Keys may have changed: re-sign what we can so the chain verifies under the new root.
+            if self.has("targets") and self.can_sign("snapshot") and self.can_sign("timestamp"):
+                self.new_snapshot_and_timestamp()
+            log.info("%s: root v%d accepted", self.label, md.signed.version)
+            return md
+
+    def install_root_chain(self, roots: list[bytes]) -> None:
+        """Store root versions from a keystore's history that are newer than the served one."""
+        with self.signing():
+            for data in roots:
+                version = Metadata[Root].from_bytes(data).signed.version
+                if not self.has("root"):
+                    if version != 1:
+                        raise TufError(f"{self.label}: root history must start at version 1, got {version}")
+                    self._access.put("root", 1, data)
+                elif version > self.root().signed.version:
+                    self.put_root(data)
+
+    # -- freshness ----------------------------------------------------------------------------
     def refresh_if_needed(self, now: datetime | None = None) -> bool:
-        """Re-sign timestamp (and snapshot/targets) when past half their lifetime."""
+        """Re-sign what is past half its lifetime and can be signed here."""
         now = now or utcnow()
         if not self._needs_refresh(now):
             return False  # the common case, answered without taking the signing lock
         changed = False
-        with self._signing():
-            targets = self._latest("targets")
-            if targets.signed.expires - now < self._expiries.targets / 2:
-                targets.signed.version += 1
-                targets.signed.expires = now + self._expiries.targets
-                self._sign_and_store(targets)
-                self._new_snapshot_and_timestamp()
+        with self.signing():
+            if not self.has("targets"):
+                return False
+            targets = self.latest("targets")
+            if targets.signed.expires - now < self.expiries.targets / 2:
+                if self.can_sign("targets"):
+                    self.sign_new_targets(targets.signed, now)
+                    changed = True
+                else:
+                    log.warning("%s: targets v%d expires at %s; sign a fresh version offline "
+                                "(ota keys refresh-targets)", self.label, targets.signed.version,
+                                targets.signed.expires)
+            snap = self.latest("snapshot")
+            if snap.signed.expires - now < self.expiries.snapshot / 2:
+                self.new_snapshot_and_timestamp(now)
                 changed = True
-            snap = self._latest("snapshot")
-            if snap.signed.expires - now < self._expiries.snapshot / 2:
-                self._new_snapshot_and_timestamp()
-                changed = True
-            ts = self._latest("timestamp")
-            if ts.signed.expires - now < self._expiries.timestamp / 2:
-                self._new_timestamp(self._latest("snapshot").signed.version)
+            ts = self.latest("timestamp")
+            if ts.signed.expires - now < self.expiries.timestamp / 2:
+                self._new_timestamp(self.latest("snapshot").signed.version, now)
                 changed = True
         return changed
 
     def _needs_refresh(self, now: datetime) -> bool:
-        return any(
-            self._latest(role).signed.expires - now < lifetime / 2
-            for role, lifetime in (
-                ("targets", self._expiries.targets),
-                ("snapshot", self._expiries.snapshot),
-                ("timestamp", self._expiries.timestamp),
-            )
-        )
+        """Anything past half its lifetime? (Read without the signing lock, shared by replicas.)"""
+        roles = [("snapshot", self.expiries.snapshot), ("timestamp", self.expiries.timestamp)]
+        if self.can_sign("targets"):
+            roles.append(("targets", self.expiries.targets))
+        return any(self.has(r) and self.latest(r).signed.expires - now < life / 2 for r, life in roles)
 
-    # -- serving --------------------------------------------------------------------
+    # -- serving ------------------------------------------------------------------------------
     def get_file(self, filename: str) -> bytes:
-        """Serve ``timestamp.json``, ``N.role.json`` or ``root.json`` (latest)."""
+        """Serve ``timestamp.json``, ``N.role.json`` or ``role.json`` (latest)."""
         if filename == "timestamp.json":
             self.refresh_if_needed()
-            data = self._store.get_tuf_metadata("timestamp")
+            data = self._access.get("timestamp")
         else:
             stem = filename.removesuffix(".json")
             version_s, _, role = stem.partition(".")
@@ -178,12 +324,58 @@ class TufRepository:
                 if not version_s.isdigit():
                     raise FileNotFoundError(filename)
                 version = int(version_s)
-            if role not in ("root", "snapshot", "targets", "timestamp"):
+            if role not in TOP_ROLES:
                 raise FileNotFoundError(filename)
-            data = self._store.get_tuf_metadata(role, version)
+            data = self._access.get(role, version)
         if data is None:
             raise FileNotFoundError(filename)
         return data
 
     def targets(self) -> dict[str, TargetFile]:
-        return dict(self._latest("targets").signed.targets)
+        return dict(self.latest("targets").signed.targets)
+
+
+class TufRepository(SignedRepository):
+    """The image repository: every published model version, as a TUF target."""
+
+    def __init__(self, store: MetadataStore, keystore: Keystore, expiries: Expiries | None = None) -> None:
+        super().__init__(ImageAccess(store), keystore, expiries, label="image")
+        self._store = store
+        self._init_if_empty()
+
+    def _init_if_empty(self) -> None:
+        with self.signing():
+            if self.has("root") and self._access.get("root", 1) is None:
+                raise TufError("metadata store holds a root chain without version 1")
+            self.install_root_chain(self.keystore.root_history("image"))
+            if not self.has("targets"):
+                initial = self.keystore.initial_targets()
+                if initial is not None:
+                    self._access.put("targets", Metadata.from_bytes(initial).signed.version, initial)
+                    self.new_snapshot_and_timestamp()
+                else:
+                    self.sign_new_targets(Targets())
+
+    def add_target(self, path: str, length: int, sha256: str, custom: dict[str, Any]) -> TargetFile:
+        """Sign a new target with the targets key held here (development keystores)."""
+        with self.signing():
+            existing = self.targets().get(path)
+            if existing is not None:
+                if existing.hashes.get("sha256") == sha256 and existing.length == length:
+                    return existing
+                raise TufError(f"target {path} is already signed with other bytes")
+            tf = TargetFile(length=length, hashes={"sha256": sha256}, path=path, unrecognized_fields={"custom": custom})
+            targets = self.latest("targets").signed
+            targets.targets[path] = tf
+            self.sign_new_targets(targets)
+            return tf
+
+
+def _parse(data: bytes, kind: type, role: str) -> Metadata[Any]:
+    try:
+        md = Metadata.from_bytes(data)
+    except DeserializationError as e:
+        raise TufError(f"not {role} metadata: {e}") from None
+    if not isinstance(md.signed, kind):
+        raise TufError(f"expected {role} metadata, got {md.signed.type}")
+    return md

@@ -27,24 +27,85 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fleet PKI: a CA, the registry's server certificate and a publisher certificate."""
+    from ota import tls
+
+    path = tmp_path_factory.mktemp("pki")
+    tls.make_ca(path)
+    tls.issue(path, "server", "registry")
+    tls.issue(path, "publisher", "ml-team")
+    return path
+
+
+def vehicle_identity(pki: Path, vehicle_id: str) -> "ota.tls.TlsFiles":  # type: ignore[name-defined]  # noqa: F821
+    """The vehicle's certificate and key, issued on first use."""
+    from ota import tls
+
+    files = tls.TlsFiles.in_dir(pki, "vehicle", vehicle_id)
+    return files if files.cert.exists() else tls.issue(pki, "vehicle", vehicle_id)
+
+
+def agent_config(server, vehicle_id: str, state_dir: Path, address: str | None = None,
+                 **kw) -> "vehicle_agent.agent.AgentConfig":  # type: ignore[name-defined]  # noqa: F821
+    """An agent's configuration for a test registry (anything with ``address``, ``keys_dir``,
+    ``pki``): both trust roots, its certificate, that registry (or ``address``)."""
+    from vehicle_agent.agent import AgentConfig
+
+    return AgentConfig(registry=address or server.address, state_dir=state_dir, vehicle_id=vehicle_id,
+                       trusted_root=server.keys_dir / "root.json", director_root=server.keys_dir / "director-root.json",
+                       identity=vehicle_identity(server.pki, vehicle_id), **kw)
+
+
 @dataclass
 class RunningRegistry:
     registry: "server.registry.Registry"  # type: ignore[name-defined]  # noqa: F821
     address: str
     data_dir: Path
     keys_dir: Path
+    pki: Path
+
+    @property
+    def publisher_tls(self) -> "ota.tls.TlsFiles":  # type: ignore[name-defined]  # noqa: F821
+        from ota import tls
+
+        return tls.TlsFiles.in_dir(self.pki, "publisher", "ml-team")
+
+    def publisher(self, **kw) -> "server.client.PublisherClient":  # type: ignore[name-defined]  # noqa: F821
+        """A publisher client with the publisher's certificate (mutual TLS)."""
+        from server.client import PublisherClient
+
+        return PublisherClient(self.address, tls_files=self.publisher_tls, **kw)
+
+    def agent_config(self, vehicle_id: str, state_dir: Path, address: str | None = None,
+                     **kw) -> "vehicle_agent.agent.AgentConfig":  # type: ignore[name-defined]  # noqa: F821
+        return agent_config(self, vehicle_id, state_dir, address, **kw)
+
+    def vehicle_tls(self, vehicle_id: str = "car-1") -> "ota.tls.TlsFiles":  # type: ignore[name-defined]  # noqa: F821
+        return vehicle_identity(self.pki, vehicle_id)
+
+    def channel(self, role: str = "publisher", name: str = "ml-team") -> "grpc.Channel":  # type: ignore[name-defined]  # noqa: F821
+        """A raw TLS channel holding ``role``'s certificate, for tests that speak the wire directly."""
+        import grpc
+
+        from ota import tls
+
+        files = vehicle_identity(self.pki, name) if role == "vehicle" else tls.TlsFiles.in_dir(self.pki, role, name)
+        return grpc.secure_channel(self.address, tls.channel_credentials(files))
 
 
 @pytest.fixture
-def registry_server(tmp_path: Path, keys_dir: Path) -> Iterator[RunningRegistry]:
-    """A real registry gRPC server on a free loopback port, with its own data dir."""
+def registry_server(tmp_path: Path, keys_dir: Path, pki: Path) -> Iterator[RunningRegistry]:
+    """A real registry gRPC server (mutual TLS, director on) on a free loopback port."""
+    from ota import tls
     from server.registry import Registry
     from server.service import create_server
 
-    reg = Registry.open(tmp_path / "registry", keys_dir)
-    server, port = create_server(reg, "127.0.0.1:0")
+    reg = Registry.open(tmp_path / "registry", keys_dir, ca_pem=(pki / tls.CA_CERT).read_bytes())
+    server, port = create_server(reg, "127.0.0.1:0", tls_files=tls.TlsFiles.in_dir(pki, "server", "registry"))
     try:
-        yield RunningRegistry(reg, f"127.0.0.1:{port}", tmp_path / "registry", keys_dir)
+        yield RunningRegistry(reg, f"127.0.0.1:{port}", tmp_path / "registry", keys_dir, pki)
     finally:
         server.stop(None)
         reg.store.close()
@@ -53,19 +114,13 @@ def registry_server(tmp_path: Path, keys_dir: Path) -> Iterator[RunningRegistry]
 @pytest.fixture
 def make_agent(tmp_path: Path, registry_server: RunningRegistry):
     """Factory for vehicle agents talking to ``registry_server`` over gRPC."""
-    from vehicle_agent.agent import AgentConfig, VehicleAgent
+    from vehicle_agent.agent import VehicleAgent
 
     agents = []
 
     def make(vehicle_id: str = "car-1", state: str | None = None, **kw) -> VehicleAgent:
-        cfg = AgentConfig(
-            registry=registry_server.address,
-            state_dir=tmp_path / (state or f"state-{vehicle_id}"),
-            vehicle_id=vehicle_id,
-            trusted_root=registry_server.keys_dir / "root.json",
-            **kw,
-        )
-        agent = VehicleAgent(cfg)
+        agent = VehicleAgent(agent_config(registry_server, vehicle_id, tmp_path / (state or f"state-{vehicle_id}"),
+                                          **kw))
         agents.append(agent)
         return agent
 

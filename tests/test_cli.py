@@ -22,12 +22,23 @@ def ota(*args: str, check: bool = True, timeout: float = 120) -> subprocess.Comp
     return proc
 
 
+def creds(tmp: Path, who: str) -> list[str]:
+    """--ca/--cert/--key for ``who`` ("server", "publishers/ml-team", "vehicles/car-1") in the test PKI."""
+    pki = tmp / "pki"
+    return ["--ca", str(pki / "ca.pem"), "--cert", str(pki / f"{who}.pem"), "--key", str(pki / f"{who}.key")]
+
+
 @pytest.fixture
 def served_registry(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A registry process with online keys only, mutual TLS and the director."""
     ota("keys", "init", "--keys", str(tmp_path / "keys"))
+    ota("keys", "online", "--keys", str(tmp_path / "keys"), "--out", str(tmp_path / "online"))
+    ota("certs", "init", "--pki", str(tmp_path / "pki"))
+    ota("certs", "publisher", "ml-team", "--pki", str(tmp_path / "pki"))
+    ota("certs", "vehicle", "car-1", "--pki", str(tmp_path / "pki"))
     proc = subprocess.Popen(
-        [*OTA, "registry", "serve", "--data", str(tmp_path / "data"), "--keys", str(tmp_path / "keys"),
-         "--listen", "127.0.0.1:0"],
+        [*OTA, "registry", "serve", "--data", str(tmp_path / "data"), "--keys", str(tmp_path / "online"),
+         "--listen", "127.0.0.1:0", *creds(tmp_path, "server")],
         stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -43,38 +54,62 @@ def served_registry(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def test_help_lists_the_roles() -> None:
     out = ota("--help").stdout
-    for cmd in ("demo", "registry", "publish", "agent", "zoo", "classify", "keys"):
+    for cmd in ("demo", "registry", "publish", "agent", "zoo", "classify", "keys", "certs", "director"):
         assert re.search(rf"^\s+{cmd}\s", out, re.M), f"{cmd} missing from ota --help"
 
 
 def test_publish_and_update_a_vehicle_with_the_cli(served_registry) -> None:
     address, tmp = served_registry
     model = tmp / "squeezenet1.0.onnx"
+    pub = creds(tmp, "publishers/ml-team")
     ota("zoo", "build", "squeezenet1.0", "-o", str(model))
-    out = ota("publish", str(model), "--name", "squeezenet1.0", "--version", "1.0.0", "--registry", address).stdout
+    unsigned = ota("publish", str(model), "--name", "squeezenet1.0", "--version", "1.0.0", "--registry", address,
+                   *pub, check=False)
+    assert unsigned.returncode != 0 and "targets key is offline" in unsigned.stderr  # the registry cannot sign
+    out = ota("publish", str(model), "--name", "squeezenet1.0", "--version", "1.0.0", "--registry", address,
+              "--keys", str(tmp / "keys"), *pub).stdout
     assert "published squeezenet1.0 1.0.0" in out
-    assert "1.0.0" in ota("models", "--registry", address).stdout
+    assert "1.0.0" in ota("models", "--registry", address, *pub).stdout
 
-    run = ota("agent", "run", "--registry", address, "--state", str(tmp / "car"), "--once",
-              "--trusted-root", str(tmp / "keys" / "root.json"))
+    car = ["--registry", address, "--state", str(tmp / "car"), "--vehicle-id", "car-1", "--once",
+           *creds(tmp, "vehicles/car-1")]
+    run = ota("agent", "run", *car, "--trusted-root", str(tmp / "keys" / "root.json"),
+              "--director-root", str(tmp / "keys" / "director-root.json"))
     assert "installed 1.0.0" in run.stdout
     status = ota("agent", "status", "--state", str(tmp / "car"), "--json").stdout
     assert '"active": "a"' in status and '"version": "1.0.0"' in status
-    again = ota("agent", "run", "--registry", address, "--state", str(tmp / "car"), "--once")
+    again = ota("agent", "run", *car)
     assert "up to date: squeezenet1.0 1.0.0" in again.stdout
+    # A vehicle certificate does not open the publisher API.
+    refused = ota("models", "--registry", address, *creds(tmp, "vehicles/car-1"), check=False)
+    assert refused.returncode != 0 and "PERMISSION_DENIED" in refused.stderr
+
+
+def test_plain_text_only_with_insecure(served_registry) -> None:
+    address, tmp = served_registry
+    proc = ota("models", "--registry", address, check=False)
+    assert proc.returncode != 0 and "--insecure" in proc.stderr and "Traceback" not in proc.stderr
+    proc = ota("registry", "serve", "--data", str(tmp / "d2"), "--keys", str(tmp / "online"),
+               "--listen", "127.0.0.1:0", check=False)
+    assert proc.returncode != 0 and "--insecure" in proc.stderr and "Traceback" not in proc.stderr
+    # A plain-text client cannot talk to the TLS registry even when it asks for --insecure.
+    proc = ota("models", "--registry", address, "--insecure", check=False, timeout=60)
+    assert proc.returncode != 0 and "UNAVAILABLE" in proc.stderr
 
 
 def test_publishing_a_non_onnx_file_fails_clearly(served_registry) -> None:
     address, tmp = served_registry
     junk = tmp / "model.onnx"
     junk.write_bytes(b"\x00\x01 this is not a model")
-    proc = ota("publish", str(junk), "--name", "m", "--version", "1.0.0", "--registry", address, check=False)
+    proc = ota("publish", str(junk), "--name", "m", "--version", "1.0.0", "--registry", address,
+               *creds(tmp, "publishers/ml-team"), check=False)
     assert proc.returncode != 0
     assert "not an ONNX model" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_agent_without_trust_anchor_says_what_to_do(tmp_path: Path) -> None:
-    proc = ota("agent", "run", "--registry", "127.0.0.1:1", "--state", str(tmp_path / "s"), "--once", check=False)
+    proc = ota("agent", "run", "--registry", "127.0.0.1:1", "--state", str(tmp_path / "s"), "--once", "--insecure",
+               check=False)
     assert proc.returncode != 0 and "--trusted-root" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -3,11 +3,11 @@
 One update cycle (``update_once``):
 
 1. Judge the health window of an earlier install (confirm or roll back).
-2. Refresh TUF metadata from the registry (python-tuf's ``Updater`` over the
-   gRPC fetcher). Everything after this trusts only what is signed.
-3. Ask the registry what to run. Its answer is a hint: each offered target must
-   be found in the signed targets metadata, for this hardware id; it becomes a
-   ``Job`` made only of signed facts.
+2. Send the signed version manifest, ask the registry for download hints
+   (encodings), then refresh the image repository's and the director's TUF
+   metadata (python-tuf ``Updater``s over the gRPC fetcher). What to install is
+   what the director instructs *and* the image repository signs identically
+   (``trust.py``); each instruction becomes a ``Job`` made only of signed facts.
 4. Hand the job to the ``UpdateEngine`` (``engine.py``): download (resumable),
    verify, stage into the inactive A/B slot, load + self-test beside the
    running model, switch, watch the health window. Every step is journalled
@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -32,13 +31,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuf.api import exceptions as tuf_exc
-from tuf.ngclient import Updater, UpdaterConfig
+from tuf.api.metadata import TargetFile
+from tuf.ngclient import Updater
 
+from ota import tls
 from ota.v1 import ota_pb2
 from vehicle_agent.disk import SlotDisk
 from vehicle_agent.download import HashVerifier, RetryPolicy, TargetFetcher
 from vehicle_agent.engine import EnginePolicy, Rebuilder, UpdateEngine
-from vehicle_agent.fetcher import METADATA_URL, TARGET_URL, GrpcFetcher
+from vehicle_agent.fetcher import GrpcFetcher
 from vehicle_agent.health import HealthPolicy
 from vehicle_agent.rebuild import CodecRebuilder, encoding_bound
 from vehicle_agent.journal import Entry, Job, Journal, State
@@ -46,6 +47,7 @@ from vehicle_agent.reporting import STATUS, RegistryReporter
 from vehicle_agent.runtime import LoadedModel, ModelHost, OrtRuntime, SelfTestFailed, model_info
 from vehicle_agent.slots import SlotRecord, SlotStore
 from vehicle_agent.transport import RegistryClient, TransportConfig, TransportError
+from vehicle_agent.trust import AttackNotingRebuilder, Instruction, TrustedRepos, TrustError
 
 if TYPE_CHECKING:
     import grpc
@@ -73,6 +75,11 @@ class AgentConfig:
     retry: RetryPolicy = RetryPolicy()
     transport: TransportConfig = TransportConfig()
     engine: EnginePolicy = EnginePolicy()
+    # security (issue 4): the director's root, the vehicle's certificate (mutual
+    # TLS and manifest signing), and plain text only on explicit request.
+    director_root: Path | None = None
+    identity: tls.TlsFiles | None = None
+    insecure: bool = False
 
 
 @dataclass
@@ -103,10 +110,14 @@ class VehicleAgent:
         self.config = config
         self.state_dir = Path(config.state_dir)
         self.slots = SlotStore(self.state_dir)
-        self.client = client or RegistryClient(config.registry, config.transport)
-        self._tuf_dir = self.state_dir / "tuf"
         self._downloads = self.state_dir / "downloads"
-        self._bootstrap_trust()
+        try:
+            self.client = client or RegistryClient(config.registry, config.transport, insecure=config.insecure,
+                                                   tls_files=None if config.insecure else config.identity)
+            self.trust = TrustedRepos(self.state_dir, self.client, config.vehicle_id, config.hardware_id,
+                                      config.identity, config.trusted_root, config.director_root)
+        except (tls.TlsError, TrustError) as e:
+            raise AgentError(str(e)) from None
         self.host = ModelHost()
         self.journal = Journal(self.state_dir)
         self.fetcher = TargetFetcher(self.client, self._downloads, config.vehicle_id, config.retry)
@@ -119,7 +130,8 @@ class VehicleAgent:
             HashVerifier(),
             self.runtime,
             self.reporter,
-            rebuilder=rebuilder or CodecRebuilder(self.slots, self._downloads),
+            # security (issue 4): a tampered or wrong-base encoding is reported, not only fallen back from.
+            rebuilder=AttackNotingRebuilder(rebuilder or CodecRebuilder(self.slots, self._downloads), self.trust),
             policy=config.engine,
         )
         self._load_active()
@@ -130,18 +142,6 @@ class VehicleAgent:
         return self.host.current()
 
     # -- start-up -------------------------------------------------------------------
-    def _bootstrap_trust(self) -> None:
-        self._tuf_dir.mkdir(parents=True, exist_ok=True)
-        root = self._tuf_dir / "root.json"
-        if root.exists():
-            return
-        if self.config.trusted_root is None or not Path(self.config.trusted_root).exists():
-            raise AgentError(
-                f"no trusted root in {self._tuf_dir}: provision one with --trusted-root ROOT.json "
-                "(the keystore's root.json)"
-            )
-        shutil.copyfile(self.config.trusted_root, root)
-
     def _load_active(self) -> None:
         """Load the active model of each slot set; fall back to the other slot if damaged."""
         for name, m in self.slots.load().items():
@@ -171,16 +171,28 @@ class VehicleAgent:
         return out
 
     # -- one update cycle -----------------------------------------------------------------
-    def _updater(self) -> Updater:
-        return Updater(
-            metadata_dir=str(self._tuf_dir),
-            metadata_base_url=METADATA_URL,
-            target_base_url=TARGET_URL,
-            target_dir=str(self._downloads),
-            fetcher=GrpcFetcher(self.client, self.config.vehicle_id),
-            config=UpdaterConfig(),
-            bootstrap=None,
-        )
+    def _send_manifest(self, installed: dict[str, SlotRecord], last_try: bool) -> bool:
+        try:
+            self.trust.send_manifest({n: (r.version, r.sha256) for n, r in installed.items()})
+            return True
+        except TrustError as e:
+            log.warning("%s; %s", e, "the director instructs from the last manifest it accepted" if last_try
+                        else "trying again after the check-in")
+            return False
+
+    def _updater(self, which: str = "image") -> Updater:
+        return self.trust.updater(which, GrpcFetcher(self.client, self.config.vehicle_id), self._downloads)
+
+    def _refresh(self, which: str) -> Updater:
+        try:
+            updater = self._updater(which)
+            updater.refresh()
+            return updater
+        except (tuf_exc.RepositoryError, tuf_exc.DownloadError) as e:
+            # Bad signatures/versions/expiry, and more bytes than a file may have, are
+            # evidence of tampering; an unreachable or slow registry is not (yet).
+            attack = isinstance(e, (tuf_exc.RepositoryError, tuf_exc.DownloadLengthMismatchError))
+            raise TrustError(f"{which} metadata refresh failed: {type(e).__name__}: {e}", attack=attack) from None
 
     def poll(self) -> list[Entry]:
         """Judge running health windows; cheap, call it often."""
@@ -190,17 +202,10 @@ class VehicleAgent:
         """Check in once and install what is offered; never raises for a bad update."""
         self.poll()
         t0 = time.perf_counter()
-        try:
-            updater = self._updater()
-            updater.refresh()
-        except (tuf_exc.RepositoryError, tuf_exc.DownloadError) as e:
-            log.error("TUF refresh failed, keeping current models: %s", e)
-            status = "attack_detected" if isinstance(e, tuf_exc.RepositoryError) else "failed"
-            out = UpdateOutcome("*", "", "", status, f"metadata refresh failed: {type(e).__name__}: {e}")
-            self._report(out)
-            return [out]
-        t_refresh = time.perf_counter() - t0
         installed = self.installed()
+        # security (issue 4): the signed manifest first (it carries the attacks seen so far,
+        # reported even while metadata is blocked); the director instructs from it.
+        manifest_sent = self._send_manifest(installed, last_try=False)
         req = ota_pb2.CheckRequest(
             vehicle_id=self.config.vehicle_id,
             hardware_id=self.config.hardware_id,
@@ -209,14 +214,39 @@ class VehicleAgent:
             tags=list(self.config.tags),
         )
         try:
-            resp = self.client.check(req)
+            hints = {o.target_path: o for o in self.client.check(req).offers}
         except TransportError as e:
             log.warning("%s", e)
-            return [UpdateOutcome("*", "", "", "failed", str(e))]
+            hints = {}  # offers only pick an encoding; the signed instructions stand without them
+        if not manifest_sent:  # e.g. the first connection of a slow link timed out: try once more
+            self._send_manifest(installed, last_try=True)
+        try:
+            updater = self._refresh("image")
+            self._refresh("director")
+            instructions = self.trust.instructions(updater)
+        except TrustError as e:
+            log.error("check-in failed, keeping current models: %s", e)
+            if e.attack:
+                self.trust.note_attack(str(e))
+            out = UpdateOutcome("*", "", "", "attack_detected" if e.attack else "failed", str(e))
+            self._report(out)
+            return [out]
+        t_refresh = time.perf_counter() - t0
         outcomes = []
-        for offer in resp.offers:
-            cur = installed.get(offer.name)
-            job = self._job(updater, offer, cur.version if cur else "")
+        for ins in instructions:
+            cur = installed.get(ins.name)
+            if self.config.wanted_models and ins.name not in self.config.wanted_models:
+                continue
+            if cur is not None and cur.sha256 == ins.target.hashes.get("sha256"):
+                continue
+            if ins.refusal:  # the two repositories disagree, or a rollback: an attack
+                self.trust.note_attack(ins.refusal)
+                job = UpdateOutcome(ins.name, ins.version, cur.version if cur else "", "attack_detected",
+                                    ins.refusal, length=ins.target.length)
+            else:
+                offer = hints.get(ins.target.path) or ota_pb2.UpdateOffer(name=ins.name, version=ins.version,
+                                                                          target_path=ins.target.path)
+                job = self._job(ins.target, offer, cur.version if cur else "")
             if isinstance(job, UpdateOutcome):
                 job.timings = {"metadata": t_refresh}
                 self._report(job)
@@ -230,16 +260,16 @@ class VehicleAgent:
                 continue
             outcome = self._install(job, cur.version if cur else "", progress)
             outcome.timings = {"metadata": t_refresh, **outcome.timings}
+            if outcome.status == "installed":
+                self.trust.record_installed(ins.name, ins.release_counter)
+            elif outcome.status == "attack_detected":
+                self.trust.note_attack(f"{ins.name} {ins.version}: {outcome.reason}")
             outcomes.append(outcome)
         return outcomes
 
-    def _job(self, updater: Updater, offer: ota_pb2.UpdateOffer, from_version: str) -> Job | UpdateOutcome:
-        """The offer checked against signed metadata, as a Job of signed facts only."""
-        out = UpdateOutcome(offer.name, offer.version, from_version, "failed", length=offer.length)
-        target = updater.get_targetinfo(offer.target_path)
-        if target is None:
-            out.status, out.reason = "attack_detected", f"offered target {offer.target_path!r} is not signed"
-            return out
+    def _job(self, target: TargetFile, offer: ota_pb2.UpdateOffer, from_version: str) -> Job | UpdateOutcome:
+        """A verified instruction (``target``: the image repository's) as a Job of signed facts only."""
+        out = UpdateOutcome(offer.name, offer.version, from_version, "failed", length=target.length)
         custom = target.custom or {}
         hw = custom.get("hardware_ids") or []
         if hw and self.config.hardware_id not in hw:

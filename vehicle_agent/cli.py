@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from ota.cli_tls import tls_files, tls_options
+
 console = Console(stderr=True)
 
 
@@ -27,6 +29,9 @@ def agent() -> None:
               help="Agent state directory (TUF metadata, A/B slots). Env: OTA_STATE.")
 @click.option("--trusted-root", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="OTA_TRUSTED_ROOT",
               help="TUF root.json provisioned at the factory (needed on first run). Env: OTA_TRUSTED_ROOT.")
+@click.option("--director-root", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              envvar="OTA_DIRECTOR_ROOT",
+              help="The director's root (director-root.json), provisioned with --trusted-root. Env: OTA_DIRECTOR_ROOT.")
 @click.option("--vehicle-id", default="vehicle-0001", show_default=True, envvar="OTA_VEHICLE_ID")
 @click.option("--hardware-id", default="generic-x86_64", show_default=True, envvar="OTA_HARDWARE_ID")
 @click.option("--model", "models", multiple=True, help="Model names this vehicle runs (repeatable; none = all).")
@@ -36,9 +41,14 @@ def agent() -> None:
               help="Serve inference to local clients on this Unix socket. Env: OTA_AGENT_SOCKET.")
 @click.option("--health-window", default=30.0, show_default=True,
               help="Seconds a new model is watched (errors, latency) before it is confirmed; 0 = confirm at once.")
-def run(address: str, state_dir: Path, trusted_root: Path | None, vehicle_id: str, hardware_id: str,
-        models: tuple[str, ...], once: bool, interval: float, socket_path: Path | None, health_window: float) -> None:
+@tls_options("vehicle")
+def run(address: str, state_dir: Path, trusted_root: Path | None, director_root: Path | None, vehicle_id: str,
+        hardware_id: str, models: tuple[str, ...], once: bool, interval: float, socket_path: Path | None,
+        health_window: float, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
     """Check in with the registry, verify, install and report; repeat until stopped.
+
+    Mutual TLS with the vehicle's certificate; its key also signs the version
+    manifest, so even with --insecure give --ca/--cert/--key.
 
     SIGTERM or SIGINT stop it cleanly: the current step finishes (every step is
     journalled, so even a hard kill loses nothing), the socket is closed.
@@ -46,9 +56,12 @@ def run(address: str, state_dir: Path, trusted_root: Path | None, vehicle_id: st
     from vehicle_agent.agent import AgentConfig, AgentError, VehicleAgent
     from vehicle_agent.health import HealthPolicy
 
+    identity = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not insecure)
+    identity = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not insecure)
     cfg = AgentConfig(registry=address, state_dir=state_dir, vehicle_id=vehicle_id, hardware_id=hardware_id,
                       wanted_models=models, trusted_root=trusted_root,
-                      health=HealthPolicy(window_s=0.0 if once else health_window))
+                      health=HealthPolicy(window_s=0.0 if once else health_window),
+                      director_root=director_root, identity=identity, insecure=insecure)
     try:
         ag = VehicleAgent(cfg)
     except AgentError as e:
@@ -128,16 +141,29 @@ def infer(image: Path, socket_path: Path, name: str, top: int) -> None:
               envvar="OTA_STATE")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(state_dir: Path, as_json: bool) -> None:
-    """Show what each A/B slot holds and which one is active."""
+    """Show what each A/B slot holds, which one is active, and where each update stands."""
+    from vehicle_agent.journal import Journal
     from vehicle_agent.slots import SlotStore
 
     state = SlotStore(state_dir).load()
+    journal = Journal(state_dir)
     if as_json:
-        click.echo(json.dumps({n: {"active": m.active, "slots": {s: r.__dict__ for s, r in m.slots.items()}}
-                               for n, m in state.items()}, indent=1, default=str))
+        click.echo(json.dumps({
+            "models": {n: {"active": m.active, "slots": {s: r.__dict__ for s, r in m.slots.items()},
+                           "update": {"state": str(journal.get(n).state),
+                                      "version": journal.get(n).job.version if journal.get(n).job else "",
+                                      "reason": journal.get(n).reason}}
+                       for n, m in state.items()},
+            "rejected": journal.data.rejected}, indent=1, default=str))
         return
     table = Table("model", "slot", "active", "version", "sha256", "bytes")
     for name, m in sorted(state.items()):
         for slot, rec in sorted(m.slots.items()):
             table.add_row(name, slot, "*" if slot == m.active else "", rec.version, rec.sha256[:16], f"{rec.length:,}")
     Console().print(table)
+    updates = Table("model", "update", "version", "reason", title="Updates (journal)")
+    for e in sorted(journal.entries(), key=lambda e: e.name):
+        updates.add_row(e.name, str(e.state), e.job.version if e.job else "", e.reason)
+    Console().print(updates)
+    for sha, why in sorted(journal.data.rejected.items()):
+        click.echo(f"never again: {sha[:16]}…  {why}")

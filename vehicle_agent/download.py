@@ -95,6 +95,11 @@ def fetch_resumable(
         part.unlink()  # longer than signed: cannot be a prefix of the target
     fetched = 0
     failures = 0
+    # security (issue 4): the whole fetch must average the client's minimum rate, so a
+    # trickling registry (slow retrieval) cannot hold the agent by making a little progress
+    # on every retry.
+    budget_s = client.config.deadline_for(length - (part.stat().st_size if part.exists() else 0))
+    started = time.monotonic()
     window = 0  # bytes asked for per request; 0 = all the rest
     streak = 0  # windowed requests completed in a row
     with open(part, "ab") as f:
@@ -113,6 +118,11 @@ def fetch_resumable(
                     fetched += len(chunk.data)
                     if progress:
                         progress(f.tell(), length)
+                    if time.monotonic() - started > budget_s:
+                        raise DownloadFailed(
+                            f"{download_path}: {fetched:,} B in {time.monotonic() - started:.1f} s, below the minimum "
+                            f"rate of {client.config.min_rate_bps:,} B/s (slow retrieval?)"
+                        )
                 if f.tell() < offset + want:
                     raise TransportError(f"stream ended at {f.tell()} of {length} B")
                 failures = 0
@@ -120,6 +130,9 @@ def fetch_resumable(
                 if window and streak >= GROW_AFTER:
                     window, streak = (window * 2 if window < MAX_WINDOW else 0), 0
             except TransportError as e:
+                if e.code == "RESOURCE_EXHAUSTED":  # a message over our size limit: not a broken link
+                    raise DownloadFailed(f"{download_path}: registry sent an oversized message: {e}",
+                                         tampered=True) from None
                 f.flush()
                 os.fsync(f.fileno())  # what we have survives a power cut and is resumed from
                 streak = 0

@@ -232,7 +232,9 @@ class UpdateEngine:
                 if e.retry and n < self.policy.max_verify_failures:
                     log.warning("%s: %s; downloading again (%d/%d)", job.name, e.reason, n, self.policy.max_verify_failures)
                     return self._put(entry.to(State.DOWNLOADING))
-                raise StepFailed(f"{e.reason} ({n} downloads in a row did not verify)", status=e.status) from None
+                if e.retry:
+                    e = StepFailed(f"{e.reason} ({n} downloads in a row did not verify)", status=e.status)
+                return self._fail(entry, e)
             slot = self.disk.stage(job, built)
             self.fetcher.discard(job)  # the encoding, once rebuilt and staged
         return self._put(entry.to(State.STAGED, slot=slot))

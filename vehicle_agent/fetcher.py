@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 METADATA_URL = "grpc-metadata:/"
 TARGET_URL = "grpc-target:/"
+DIRECTOR_URL = "grpc-director:/"
 
 
 class GrpcFetcher(FetcherInterface):
@@ -33,6 +34,8 @@ class GrpcFetcher(FetcherInterface):
             kind, path = ota_pb2.FILE_KIND_METADATA, url[len(METADATA_URL) :]
         elif url.startswith(TARGET_URL):
             kind, path = ota_pb2.FILE_KIND_TARGET, url[len(TARGET_URL) :]
+        elif url.startswith(DIRECTOR_URL):  # security (issue 4): the vehicle's director chain
+            kind, path = ota_pb2.FILE_KIND_METADATA, "director/" + url[len(DIRECTOR_URL) :]
         else:
             raise exceptions.DownloadError(f"unsupported URL {url!r}")
         offset = 0
@@ -49,6 +52,8 @@ class GrpcFetcher(FetcherInterface):
                 # TUF treats 404 as "no newer version" during root rotation.
                 raise exceptions.DownloadHTTPError(f"{path} not found", 404) from None
             except TransportError as e:
+                if e.code == "RESOURCE_EXHAUSTED":  # a message over our size limit: no retry
+                    raise exceptions.DownloadLengthMismatchError(f"{path}: oversized message: {e}") from None
                 resumes += 1
                 if resumes > self._max_resumes:
                     raise exceptions.DownloadError(str(e)) from None

@@ -85,9 +85,15 @@ def self_test(session: ort.InferenceSession, info: ModelInfo) -> None:
 
 
 class ModelHost:
-    """The served model of each name, swapped by reference."""
+    """The served model of each name, swapped by reference.
 
-    def __init__(self) -> None:
+    At most ``max_concurrent`` inferences run at once (others wait their
+    turn): activation memory is what grows with concurrency, and on the
+    vehicle it must stay bounded whatever the number of clients.
+    """
+
+    def __init__(self, max_concurrent: int = 2) -> None:
+        self._slots = threading.BoundedSemaphore(max_concurrent)
         self._current: dict[str, LoadedModel] = {}
         self._previous: dict[str, LoadedModel] = {}
         self._baseline_p99: dict[str, float] = {}
@@ -132,16 +138,17 @@ class ModelHost:
 
     def run(self, name: str, x: np.ndarray) -> tuple[np.ndarray, LoadedModel]:
         """Run the current model on a preprocessed input; the answer and who gave it."""
-        model = self.get(name)
-        if model is None:
-            raise LookupError(f"no model {name!r} is served")
-        t = time.perf_counter()
-        try:
-            out = np.asarray(model.session.run(None, {model.info.input_name: x})[0])
-        except Exception as e:  # ORT's own exception types
-            model.stats.record((time.perf_counter() - t) * 1e3, f"inference failed: {e}")
-            raise ModelFault(f"{name} {model.version}: inference failed: {e}") from None
-        ms = (time.perf_counter() - t) * 1e3
+        with self._slots:
+            model = self.get(name)  # taken once: a swap now does not affect this request
+            if model is None:
+                raise LookupError(f"no model {name!r} is served")
+            t = time.perf_counter()
+            try:
+                out = np.asarray(model.session.run(None, {model.info.input_name: x})[0])
+            except Exception as e:  # ORT's own exception types
+                model.stats.record((time.perf_counter() - t) * 1e3, f"inference failed: {e}")
+                raise ModelFault(f"{name} {model.version}: inference failed: {e}") from None
+            ms = (time.perf_counter() - t) * 1e3
         if not np.all(np.isfinite(out)):
             model.stats.record(ms, "output has NaN or infinite values")
             raise ModelFault(f"{name} {model.version}: output has NaN or infinite values")

@@ -1,12 +1,17 @@
 """The agent's side of the wire: a small client over the Vehicle service.
 
 Every RPC carries a deadline; a stream that stops delivering bytes for
-``stall_timeout_s`` is treated as broken, so a slow-retrieval attack or a dead
-link cannot hang the agent.
+``stall_timeout_s`` is treated as broken, and a download's deadline follows
+from the bytes asked for and a minimum rate (``min_rate_bps``), so neither a
+stalled nor a trickling (slow-retrieval) stream can hang the agent.
+
+The channel is TLS with the vehicle's certificate (mutual authentication);
+plain text only when ``insecure`` is asked for explicitly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from ota import tls
 from ota.v1 import ota_pb2, ota_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -25,7 +31,11 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 class TransportError(Exception):
-    """The registry could not be reached or answered with an error."""
+    """The registry could not be reached or answered with an error (``code``: the gRPC status name)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,13 @@ class TransportConfig:
     rpc_deadline_s: float = 10.0
     download_deadline_s: float = 600.0
     stall_timeout_s: float = 15.0  # no bytes for this long: the stream is dead (or a slow-retrieval attack)
+    min_rate_bps: int = 16 * 1024  # a sized download slower than this on average is cut off (slow retrieval)
+
+    def deadline_for(self, max_bytes: int) -> float:
+        """The deadline of a download of ``max_bytes`` (0: unknown size, e.g. metadata)."""
+        if not max_bytes:
+            return self.download_deadline_s
+        return min(self.download_deadline_s, self.rpc_deadline_s + max_bytes / self.min_rate_bps)
 
 
 # Spread calls over every address the name or list gives (registry replicas
@@ -60,6 +77,10 @@ SERVICE_CONFIG = json.dumps(
 )
 # Reconnect to a replica that went away sooner than gRPC's default (1 s, growing to 120 s).
 RECONNECT_BACKOFF_MS = (100, 5000)
+# gRPC reads "min_reconnect_backoff" as the least time one connection attempt may take:
+# a TLS handshake over a slow, long link needs several round trips (3 at 300 ms RTT is
+# 0.9 s), so this stays at gRPC's default while the backoff above starts small.
+MIN_CONNECT_TIMEOUT_MS = 20_000
 
 
 def channel_target(address: str) -> str:
@@ -96,21 +117,30 @@ class RegistryClient:
     round-robin and a replica that goes away is skipped.
     """
 
-    def __init__(self, address: str, config: TransportConfig = TransportConfig()) -> None:
+    def __init__(self, address: str, config: TransportConfig = TransportConfig(), *,
+                 tls_files: tls.TlsFiles | None = None, insecure: bool = False) -> None:
         self.address = address
         self.config = config
+        target = channel_target(address)
+        if tls_files is not None and not tls_files.server_name and target != address.strip():
+            # A list of replicas: each must hold a certificate valid for the first one's name
+            # (one name per channel; replicas behind one DNS name are the usual way).
+            tls_files = dataclasses.replace(tls_files, server_name=address.split(",")[0].rsplit(":", 1)[0].strip("[] "))
+        self._tls, self._insecure = tls_files, insecure
         self._connect()
 
     def _connect(self) -> None:
-        self._channel = grpc.insecure_channel(
+        self._channel = tls.secure_or_insecure_channel(  # security (issue 4): mutual TLS unless --insecure
             channel_target(self.address),
+            self._tls,
+            self._insecure,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.service_config", SERVICE_CONFIG),
                 ("grpc.enable_retries", 1),
                 ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
-                ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+                ("grpc.min_reconnect_backoff_ms", MIN_CONNECT_TIMEOUT_MS),
                 ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
             ],
         )
@@ -149,7 +179,7 @@ class RegistryClient:
         req = ota_pb2.DownloadRequest(kind=kind, path=path, offset=offset, max_bytes=max_bytes, vehicle_id=vehicle_id)
         # wait_for_ready: a call made while the channel reconnects after a drop waits for it
         # (bounded by the stall watchdog) instead of failing at once and costing a retry.
-        call = self._stub.Download(req, timeout=self.config.download_deadline_s, wait_for_ready=True)
+        call = self._stub.Download(req, timeout=self.config.deadline_for(max_bytes), wait_for_ready=True)
         watchdog = _StallWatchdog(call, self.config.stall_timeout_s)
         received = 0
         try:
@@ -167,10 +197,17 @@ class RegistryClient:
                 ) from None
             if code == grpc.StatusCode.NOT_FOUND:
                 raise FileNotFoundError(f"{path}: {e.details()}") from None
-            raise TransportError(f"download of {path} at offset {offset + received} failed: {code.name}: {e.details()}") from None
+            raise TransportError(f"download of {path} at offset {offset + received} failed: {code.name}: {e.details()}",
+                                 code.name) from None
         finally:
             watchdog.stop()
             call.cancel()
+
+    def submit_manifest(self, manifest: ota_pb2.SignedManifest) -> ota_pb2.ManifestAck:
+        try:
+            return self._stub.SubmitManifest(manifest, timeout=self.config.rpc_deadline_s)
+        except grpc.RpcError as e:
+            raise TransportError(f"manifest to {self.address} refused: {e.code().name}: {e.details()}") from None
 
     def report(self, report: ota_pb2.InstallReport) -> bool:
         try:

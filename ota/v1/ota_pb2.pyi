@@ -36,20 +36,22 @@ INSTALL_STATUS_ROLLED_BACK: InstallStatus
 INSTALL_STATUS_ATTACK_DETECTED: InstallStatus
 
 class UploadHeader(_message.Message):
-    __slots__ = ("name", "version", "length", "sha256", "hardware_ids", "metadata_json")
+    __slots__ = ("name", "version", "length", "sha256", "hardware_ids", "metadata_json", "signed_targets")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     HARDWARE_IDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_TARGETS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     length: int
     sha256: str
     hardware_ids: _containers.RepeatedScalarFieldContainer[str]
     metadata_json: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., length: _Optional[int] = ..., sha256: _Optional[str] = ..., hardware_ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[str] = ...) -> None: ...
+    signed_targets: bytes
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., length: _Optional[int] = ..., sha256: _Optional[str] = ..., hardware_ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[str] = ..., signed_targets: _Optional[bytes] = ...) -> None: ...
 
 class UploadRequest(_message.Message):
     __slots__ = ("header", "chunk")
@@ -106,6 +108,48 @@ class ListModelsResponse(_message.Message):
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     versions: _containers.RepeatedCompositeFieldContainer[ModelVersion]
     def __init__(self, versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ...) -> None: ...
+
+class MetadataRequest(_message.Message):
+    __slots__ = ("role",)
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    def __init__(self, role: _Optional[str] = ...) -> None: ...
+
+class SignedMetadata(_message.Message):
+    __slots__ = ("role", "data")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    data: bytes
+    def __init__(self, role: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class PutMetadataResponse(_message.Message):
+    __slots__ = ("role", "version")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    version: int
+    def __init__(self, role: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class AssignRequest(_message.Message):
+    __slots__ = ("vehicle_id", "name", "version")
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    vehicle_id: str
+    name: str
+    version: str
+    def __init__(self, vehicle_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class AssignResponse(_message.Message):
+    __slots__ = ("vehicle_id", "name", "version")
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    vehicle_id: str
+    name: str
+    version: str
+    def __init__(self, vehicle_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class InstalledModel(_message.Message):
     __slots__ = ("name", "version", "sha256")
@@ -218,3 +262,21 @@ class ReportAck(_message.Message):
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     def __init__(self, accepted: _Optional[bool] = ...) -> None: ...
+
+class SignedManifest(_message.Message):
+    __slots__ = ("signed", "signature", "certificate_pem")
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    signed: bytes
+    signature: bytes
+    certificate_pem: bytes
+    def __init__(self, signed: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., certificate_pem: _Optional[bytes] = ...) -> None: ...
+
+class ManifestAck(_message.Message):
+    __slots__ = ("accepted", "counter")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    COUNTER_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    counter: int
+    def __init__(self, accepted: _Optional[bool] = ..., counter: _Optional[int] = ...) -> None: ...

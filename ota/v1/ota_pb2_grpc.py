@@ -47,6 +47,21 @@ class PublisherStub:
                 request_serializer=ota_dot_v1_dot_ota__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=ota_dot_v1_dot_ota__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.GetMetadata = channel.unary_unary(
+                '/ota.v1.Publisher/GetMetadata',
+                request_serializer=ota_dot_v1_dot_ota__pb2.MetadataRequest.SerializeToString,
+                response_deserializer=ota_dot_v1_dot_ota__pb2.SignedMetadata.FromString,
+                _registered_method=True)
+        self.PutMetadata = channel.unary_unary(
+                '/ota.v1.Publisher/PutMetadata',
+                request_serializer=ota_dot_v1_dot_ota__pb2.SignedMetadata.SerializeToString,
+                response_deserializer=ota_dot_v1_dot_ota__pb2.PutMetadataResponse.FromString,
+                _registered_method=True)
+        self.AssignModel = channel.unary_unary(
+                '/ota.v1.Publisher/AssignModel',
+                request_serializer=ota_dot_v1_dot_ota__pb2.AssignRequest.SerializeToString,
+                response_deserializer=ota_dot_v1_dot_ota__pb2.AssignResponse.FromString,
+                _registered_method=True)
 
 
 class PublisherServicer:
@@ -71,6 +86,31 @@ class PublisherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMetadata(self, request, context):
+        """The latest signed metadata of a role ("targets", "root", "director-root"),
+        so that the publisher can extend targets offline and sign the next version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutMetadata(self, request, context):
+        """Hand in metadata signed offline: the next targets version (e.g. after a
+        targets key rotation) or the next root version (rotation, revocation).
+        The registry verifies it exactly as a vehicle would before serving it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AssignModel(self, request, context):
+        """Director: vehicle V must install model M version X (empty version = back
+        to the default, the latest version for the vehicle's hardware).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PublisherServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -83,6 +123,21 @@ def add_PublisherServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=ota_dot_v1_dot_ota__pb2.ListModelsRequest.FromString,
                     response_serializer=ota_dot_v1_dot_ota__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'GetMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMetadata,
+                    request_deserializer=ota_dot_v1_dot_ota__pb2.MetadataRequest.FromString,
+                    response_serializer=ota_dot_v1_dot_ota__pb2.SignedMetadata.SerializeToString,
+            ),
+            'PutMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutMetadata,
+                    request_deserializer=ota_dot_v1_dot_ota__pb2.SignedMetadata.FromString,
+                    response_serializer=ota_dot_v1_dot_ota__pb2.PutMetadataResponse.SerializeToString,
+            ),
+            'AssignModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignModel,
+                    request_deserializer=ota_dot_v1_dot_ota__pb2.AssignRequest.FromString,
+                    response_serializer=ota_dot_v1_dot_ota__pb2.AssignResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -152,6 +207,87 @@ class Publisher:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def GetMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ota.v1.Publisher/GetMetadata',
+            ota_dot_v1_dot_ota__pb2.MetadataRequest.SerializeToString,
+            ota_dot_v1_dot_ota__pb2.SignedMetadata.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ota.v1.Publisher/PutMetadata',
+            ota_dot_v1_dot_ota__pb2.SignedMetadata.SerializeToString,
+            ota_dot_v1_dot_ota__pb2.PutMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ota.v1.Publisher/AssignModel',
+            ota_dot_v1_dot_ota__pb2.AssignRequest.SerializeToString,
+            ota_dot_v1_dot_ota__pb2.AssignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class VehicleStub:
     """---------------------------------------------------------------------------
@@ -179,6 +315,11 @@ class VehicleStub:
                 '/ota.v1.Vehicle/ReportInstall',
                 request_serializer=ota_dot_v1_dot_ota__pb2.InstallReport.SerializeToString,
                 response_deserializer=ota_dot_v1_dot_ota__pb2.ReportAck.FromString,
+                _registered_method=True)
+        self.SubmitManifest = channel.unary_unary(
+                '/ota.v1.Vehicle/SubmitManifest',
+                request_serializer=ota_dot_v1_dot_ota__pb2.SignedManifest.SerializeToString,
+                response_deserializer=ota_dot_v1_dot_ota__pb2.ManifestAck.FromString,
                 _registered_method=True)
 
 
@@ -211,6 +352,14 @@ class VehicleServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitManifest(self, request, context):
+        """Uptane's vehicle version manifest: what is installed, signed by the
+        vehicle's key, sent at each check-in before the director metadata is read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VehicleServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -228,6 +377,11 @@ def add_VehicleServicer_to_server(servicer, server):
                     servicer.ReportInstall,
                     request_deserializer=ota_dot_v1_dot_ota__pb2.InstallReport.FromString,
                     response_serializer=ota_dot_v1_dot_ota__pb2.ReportAck.SerializeToString,
+            ),
+            'SubmitManifest': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitManifest,
+                    request_deserializer=ota_dot_v1_dot_ota__pb2.SignedManifest.FromString,
+                    response_serializer=ota_dot_v1_dot_ota__pb2.ManifestAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -314,6 +468,33 @@ class Vehicle:
             '/ota.v1.Vehicle/ReportInstall',
             ota_dot_v1_dot_ota__pb2.InstallReport.SerializeToString,
             ota_dot_v1_dot_ota__pb2.ReportAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitManifest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ota.v1.Vehicle/SubmitManifest',
+            ota_dot_v1_dot_ota__pb2.SignedManifest.SerializeToString,
+            ota_dot_v1_dot_ota__pb2.ManifestAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from ota.tls import TlsFiles
 from ota.v1 import ota_pb2
 from vehicle_agent.agent import AgentConfig, VehicleAgent
 from vehicle_agent.download import RetryPolicy
@@ -65,8 +66,8 @@ def main(spec_path: str) -> int:
 class TimedClient(RegistryClient):
     """The real client, noting when payload streams (target or encoding) deliver and finish."""
 
-    def __init__(self, address: str, config: TransportConfig, t0: float) -> None:
-        super().__init__(address, config)
+    def __init__(self, address: str, config: TransportConfig, t0: float, tls_files: TlsFiles) -> None:
+        super().__init__(address, config, tls_files=tls_files)
         self.t0 = t0
         self.first_payload: float | None = None
         self.payload_done: float | None = None
@@ -109,7 +110,10 @@ class SharedJitter:
 def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, object]:  # type: ignore[type-arg]
     """One session: a fresh connection, as after a vehicle regains its link."""
     rec: dict[str, object] = {"start": time.time() - t0, "rx_start": _rx(spec)}
-    client = TimedClient(spec["registry"], TransportConfig(rpc_deadline_s=20.0, download_deadline_s=600.0), t0)
+    ca, cert, key = (Path(p) for p in spec["tls"])
+    identity = TlsFiles(ca, cert, key, server_name="localhost")  # dialled through a relay's address
+    client = TimedClient(spec["registry"], TransportConfig(rpc_deadline_s=20.0, download_deadline_s=600.0), t0,
+                         identity)
     cfg = AgentConfig(
         registry=spec["registry"],
         state_dir=Path(spec["state"]),
@@ -117,6 +121,8 @@ def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, obje
         trusted_root=Path(spec["root"]),
         # The agent's own policy, unless the calibration needs a session to end at a cut.
         retry=_retry_policy(spec, t0),
+        director_root=Path(spec["director_root"]),
+        identity=identity,
     )
     try:
         agent = VehicleAgent(cfg, client)

@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from ota import tls
 from server.campaigns import CampaignManager
 from server.registry import Registry
 from server.service import create_server
@@ -34,6 +35,7 @@ class CampaignRegistry:
     data_dir: Path
     keys_dir: Path
     clock: FakeClock
+    pki: Path
     registry: Registry | None = None
     server: grpc.Server | None = None
     port: int = 0
@@ -48,10 +50,18 @@ class CampaignRegistry:
         return self.registry.rollouts
 
     def start(self) -> None:
-        self.registry = Registry.open(self.data_dir, self.keys_dir)
+        self.registry = Registry.open(self.data_dir, self.keys_dir, ca_pem=(self.pki / tls.CA_CERT).read_bytes())
         # refresh_s=0: derive state on every call, so tests see each report at once.
         self.registry.rollouts = CampaignManager(self.registry.store, clock=self.clock, refresh_s=0)
-        self.server, self.port = create_server(self.registry, f"127.0.0.1:{self.port}")
+        self.server, self.port = create_server(self.registry, f"127.0.0.1:{self.port}",
+                                               tls_files=tls.TlsFiles.in_dir(self.pki, "server", "registry"))
+
+    @property
+    def publisher_tls(self) -> tls.TlsFiles:
+        return tls.TlsFiles.in_dir(self.pki, "publisher", "ml-team")
+
+    def vehicle_tls(self, vehicle_id: str) -> tls.TlsFiles:
+        return tls.ensure(self.pki, "vehicle", vehicle_id)
 
     def stop(self) -> None:
         if self.server is not None:
@@ -73,9 +83,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def registry_server(tmp_path: Path, keys_dir: Path, clock: FakeClock) -> Iterator[CampaignRegistry]:
+def registry_server(tmp_path: Path, keys_dir: Path, clock: FakeClock, pki: Path) -> Iterator[CampaignRegistry]:
     """Overrides the root fixture: same registry, campaign manager on the fake clock."""
-    reg = CampaignRegistry(tmp_path / "registry", keys_dir, clock)
+    reg = CampaignRegistry(tmp_path / "registry", keys_dir, clock, pki)
     reg.start()
     try:
         yield reg

@@ -32,27 +32,37 @@ def published(registry_server, squeezenet_bytes):
 
 
 class Vehicles:
-    """Bare check-ins and reports for many vehicle ids over one channel."""
+    """Bare check-ins and reports for many vehicle ids, each over its own mutual-TLS channel."""
 
-    def __init__(self, address: str, base) -> None:
-        self.client = RegistryClient(address)
+    def __init__(self, registry_server, base) -> None:
+        self.server = registry_server
+        self.clients: dict[str, RegistryClient] = {}
         self.base = base
+
+    def client(self, vid: str) -> RegistryClient:
+        if vid not in self.clients:
+            self.clients[vid] = RegistryClient(self.server.address, tls_files=self.server.vehicle_tls(vid))
+        return self.clients[vid]
 
     def check(self, vid: str, tags=("fleet=a",)) -> list[str]:
         req = ota_pb2.CheckRequest(vehicle_id=vid, hardware_id="ecu", tags=list(tags), installed=[
             ota_pb2.InstalledModel(name=MODEL, version=self.base.version, sha256=self.base.sha256)])
-        return [o.version for o in self.client.check(req).offers]
+        return [o.version for o in self.client(vid).check(req).offers]
 
     def report(self, vid: str, status: int, reason: str = "") -> None:
-        self.client.report(ota_pb2.InstallReport(vehicle_id=vid, name=MODEL, version="1.0.1", status=status,
-                                                 reason=reason, from_version="1.0.0", active_version="1.0.1"))
+        self.client(vid).report(ota_pb2.InstallReport(vehicle_id=vid, name=MODEL, version="1.0.1", status=status,
+                                                      reason=reason, from_version="1.0.0", active_version="1.0.1"))
+
+    def close(self) -> None:
+        for c in self.clients.values():
+            c.close()
 
 
 @pytest.fixture
 def vehicles(registry_server, published):
-    v = Vehicles(registry_server.address, published[0])
+    v = Vehicles(registry_server, published[0])
     yield v
-    v.client.close()
+    v.close()
 
 
 def test_rate_limit_timeout_pause_and_resume(registry_server, vehicles, clock) -> None:
@@ -60,7 +70,7 @@ def test_rate_limit_timeout_pause_and_resume(registry_server, vehicles, clock) -
     for vid in ids:  # the inventory learns them at check-in; 1.0.1 is not theirs yet
         assert vehicles.check(vid) == []
     vehicles.check("other", tags=("fleet=b",))
-    with CampaignClient(registry_server.address) as admin:
+    with CampaignClient(registry_server.address, tls_files=registry_server.publisher_tls) as admin:
         st = admin.create(CampaignSpec("rate", MODEL, "1.0.1", TargetSelection(tags=("fleet=a",)),
                                        waves=(WaveSpec(100),), max_concurrent_downloads=2, timeout_s=300,
                                        threshold=Threshold(trip_failures=1, trip_failure_share=0, action="pause")))
@@ -97,7 +107,7 @@ def test_rate_limit_timeout_pause_and_resume(registry_server, vehicles, clock) -
 
 
 def test_bad_requests_get_clear_errors(registry_server, vehicles) -> None:
-    with CampaignClient(registry_server.address) as admin:
+    with CampaignClient(registry_server.address, tls_files=registry_server.publisher_tls) as admin:
         with pytest.raises(CampaignError, match="INVALID_ARGUMENT.*must reach 100%"):
             admin.create(CampaignSpec("x", MODEL, "1.0.1", waves=(WaveSpec(10),)))
         with pytest.raises(CampaignError, match="NOT_FOUND.*squeezenet1.0 9.9.9 is not published"):
@@ -116,7 +126,8 @@ def test_cli_create_status_list_json(registry_server, vehicles, clock) -> None:
     for vid in ("v0", "v1", "v2", "v3"):
         vehicles.check(vid)
     runner = CliRunner()
-    addr = ["--registry", registry_server.address]
+    pub = registry_server.publisher_tls
+    addr = ["--registry", registry_server.address, "--ca", str(pub.ca), "--cert", str(pub.cert), "--key", str(pub.key)]
     res = runner.invoke(cli, ["campaign", "create", "--model", MODEL, "--version", "1.0.1", "--fleet", "a",
                               "--waves", "25,100", "--soak", "60", "--success-share", "1", "--json", *addr])
     assert res.exit_code == 0, res.output

@@ -106,29 +106,49 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
 
 
 @pytest.fixture
-def pg_registry(pg_schema: PgSchema, keys_dir: Path, tmp_path: Path) -> Iterator["server.registry.Registry"]:  # noqa: F821
+def pg_registry(pg_schema: PgSchema, keys_dir: Path, tmp_path: Path,
+                pki: Path) -> Iterator["server.registry.Registry"]:  # noqa: F821
     """An in-process registry on the test's PostgreSQL schema (a publisher's or operator's view)."""
     from server.registry import Registry
 
-    reg = Registry.open(tmp_path / "spool", keys_dir, db=pg_schema.dsn)
+    reg = Registry.open(tmp_path / "spool", keys_dir, db=pg_schema.dsn, ca_pem=(pki / "ca.pem").read_bytes())
     try:
         yield reg
     finally:
         reg.store.close()
 
 
+def tls_args(pki: Path, insecure: bool = False) -> list[str]:
+    """``ota registry serve`` options: the registry's certificate (mutual TLS), or explicit
+    plain text that still verifies vehicle manifests against the fleet CA."""
+    if insecure:
+        return ["--insecure", "--ca", str(pki / "ca.pem")]
+    return ["--ca", str(pki / "ca.pem"), "--cert", str(pki / "server.pem"), "--key", str(pki / "server.key")]
+
+
 @pytest.fixture
-def cluster(pg_schema: PgSchema, keys_dir: Path):
-    """Factory: ``cluster(n)`` starts n ``ota registry serve`` processes on the schema."""
+def cluster(pg_schema: PgSchema, keys_dir: Path, pki: Path):
+    """Factory: ``cluster(n)`` starts n ``ota registry serve`` processes on the schema (mutual TLS)."""
     from tests.scaleout.cluster import start_replicas, stop_all
 
     started = []
 
-    def start(n: int):
-        replicas = start_replicas(n, pg_schema.dsn, keys_dir)
+    def start(n: int, insecure: bool = False):
+        replicas = start_replicas(n, pg_schema.dsn, keys_dir, extra_args=tls_args(pki, insecure))
         started.extend(replicas)
         return replicas
 
     yield start
     stop_all(started)
 
+
+
+def vehicle_config(pki: Path, keys_dir: Path, address: str, state: Path, vehicle_id: str,
+                   insecure: bool = False) -> "vehicle_agent.agent.AgentConfig":  # type: ignore[name-defined]  # noqa: F821
+    """An agent's configuration with its certificate and both trust roots."""
+    from ota import tls
+    from vehicle_agent.agent import AgentConfig
+
+    return AgentConfig(registry=address, state_dir=state, vehicle_id=vehicle_id, trusted_root=keys_dir / "root.json",
+                       director_root=keys_dir / "director-root.json",
+                       identity=tls.ensure(pki, "vehicle", vehicle_id), insecure=insecure)

@@ -12,7 +12,8 @@ import pytest
 
 from server.rollout import CampaignSpec, TargetSelection, WaveSpec
 from tests.scaleout.helpers import heavy_onnx
-from vehicle_agent.agent import AgentConfig, UpdateOutcome, VehicleAgent
+from tests.scaleout.conftest import vehicle_config
+from vehicle_agent.agent import UpdateOutcome, VehicleAgent
 
 pytestmark = pytest.mark.postgres
 
@@ -21,7 +22,8 @@ MODEL_MB = 8  # its smallest encoding (~7 MB) outgrows what gRPC buffers ahead o
 _BROKE = re.compile(r"download of \S+ broke at (\d+) B")
 
 
-def test_kill_a_replica_mid_download_every_agent_finishes(cluster, pg_registry, keys_dir, tmp_path, caplog) -> None:
+def test_kill_a_replica_mid_download_every_agent_finishes(cluster, pg_registry, keys_dir, tmp_path, caplog,
+                                                         pki) -> None:
     caplog.set_level(logging.INFO, logger="vehicle_agent")
     replicas = cluster(3)
     pg_registry.publish_bytes("heavy", "1.0.0", heavy_onnx(MODEL_MB))
@@ -42,8 +44,7 @@ def test_kill_a_replica_mid_download_every_agent_finishes(cluster, pg_registry, 
         time.sleep(0.05)  # a vehicle reading a chunk at a time keeps its stream open on the replica
 
     def drive(vehicle_id: str) -> None:
-        agent = VehicleAgent(AgentConfig(registry=everyone, state_dir=tmp_path / vehicle_id, vehicle_id=vehicle_id,
-                                         trusted_root=keys_dir / "root.json"))
+        agent = VehicleAgent(vehicle_config(pki, keys_dir, everyone, tmp_path / vehicle_id, vehicle_id))
         try:
             outcomes[vehicle_id] = agent.update_once(progress=lambda _, d, t: slow_link(vehicle_id, d, t))
         except BaseException as e:  # noqa: BLE001 - reported by the assertion below

@@ -11,42 +11,37 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tuf.ngclient import Updater
 
+from ota import tls
 from server.client import PublisherClient
-from tests.scaleout.helpers import tiny_onnx, verify_tuf_history
-from vehicle_agent.agent import AgentConfig, VehicleAgent
+from tests.scaleout.conftest import vehicle_config
+from tests.scaleout.helpers import tiny_onnx, update_each, verify_tuf_history
 from vehicle_agent.fetcher import METADATA_URL, TARGET_URL, GrpcFetcher
 from vehicle_agent.transport import RegistryClient
 
 pytestmark = pytest.mark.postgres
 
 
-def _agent(tmp_path: Path, keys_dir: Path, address: str, vehicle_id: str) -> VehicleAgent:
-    return VehicleAgent(
-        AgentConfig(registry=address, state_dir=tmp_path / vehicle_id, vehicle_id=vehicle_id,
-                    trusted_root=keys_dir / "root.json")
-    )
+def _publisher(pki: Path, address: str) -> PublisherClient:
+    return PublisherClient(address, tls_files=tls.TlsFiles.in_dir(pki, "publisher", "ml-team"))
 
 
-def test_any_replica_answers_and_agents_spread_over_all(cluster, pg_registry, keys_dir, tmp_path) -> None:
+def test_any_replica_answers_and_agents_spread_over_all(cluster, pg_registry, keys_dir, tmp_path, pki) -> None:
     replicas = cluster(3)
-    with PublisherClient(replicas[0].address) as pub:
+    with _publisher(pki, replicas[0].address) as pub:
         pub.upload(tiny_onnx("v1"), "tiny", "1.0.0")
-    with PublisherClient(replicas[2].address) as pub:  # another replica sees it at once
+    with _publisher(pki, replicas[2].address) as pub:  # another replica sees it at once
         assert [(v.name, v.version) for v in pub.list()] == [("tiny", "1.0.0")]
     for r in replicas:  # the standard health service on every replica
-        with grpc.insecure_channel(r.address) as ch:
+        creds = tls.channel_credentials(tls.ensure(pki, "vehicle", "car-0"))
+        with grpc.secure_channel(r.address, creds) as ch:
             resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="ota.v1.Vehicle"))
             assert resp.status == health_pb2.HealthCheckResponse.SERVING
 
     everyone = ",".join(r.address for r in replicas)
-    agents = [_agent(tmp_path, keys_dir, everyone, f"car-{i}") for i in range(3)]
-    try:
-        outcomes = [a.update_once() for a in agents]
-    finally:
-        for a in agents:
-            a.close()
+    outcomes = update_each([vehicle_config(pki, keys_dir, everyone, tmp_path / f"car-{i}", f"car-{i}")
+                            for i in range(3)])
 
-    assert [[(o.status, o.version) for o in out] for out in outcomes] == [[("installed", "1.0.0")]] * 3
+    assert outcomes == [[("installed", "1.0.0")]] * 3
     calls = [r.metric("ota_registry_requests_total", {"service": "ota.v1.Vehicle", "code": "OK"}) for r in replicas]
     assert all(c > 0 for c in calls), f"round_robin left a replica idle: {calls}"
     served = sum(r.metric("ota_registry_bytes_served_total", {"kind": "target", "encoding": "full"}) for r in replicas)
@@ -58,9 +53,9 @@ def test_any_replica_answers_and_agents_spread_over_all(cluster, pg_registry, ke
     ]
 
 
-def _refresh(metadata_dir: Path, address: str) -> Updater:
+def _refresh(metadata_dir: Path, address: str, pki: Path) -> Updater:
     """One TUF refresh as an agent does it, keeping trusted state in ``metadata_dir``."""
-    client = RegistryClient(address)
+    client = RegistryClient(address, tls_files=tls.ensure(pki, "vehicle", "watcher"))
     try:
         updater = Updater(str(metadata_dir), METADATA_URL, str(metadata_dir / "targets"), TARGET_URL,
                           fetcher=GrpcFetcher(client), bootstrap=None)
@@ -70,7 +65,8 @@ def _refresh(metadata_dir: Path, address: str) -> Updater:
         client.close()
 
 
-def test_concurrent_publishes_across_replicas_make_one_valid_chain(cluster, pg_registry, keys_dir, tmp_path) -> None:
+def test_concurrent_publishes_across_replicas_make_one_valid_chain(cluster, pg_registry, keys_dir, tmp_path,
+                                                                   pki) -> None:
     replicas = cluster(3)
     everyone = ",".join(r.address for r in replicas)
     n = 24
@@ -83,14 +79,14 @@ def test_concurrent_publishes_across_replicas_make_one_valid_chain(cluster, pg_r
     def watch() -> None:
         while not stop.is_set():
             try:
-                _refresh(watcher, everyone)
+                _refresh(watcher, everyone, pki)
                 watch_refreshes[0] += 1
             except Exception as e:  # noqa: BLE001 - a rollback/mix-and-match error is the failure we look for
                 watch_errors.append(e)
                 return
 
     def publish(i: int) -> str:
-        with PublisherClient(replicas[i % 3].address) as pub:
+        with _publisher(pki, replicas[i % 3].address) as pub:
             return pub.upload(models[f"tiny/1.0.{i}.onnx"], "tiny", f"1.0.{i}").sha256
 
     watcher_thread = threading.Thread(target=watch)
@@ -110,15 +106,12 @@ def test_concurrent_publishes_across_replicas_make_one_valid_chain(cluster, pg_r
         zip(models, shas)
     )
     # A fresh vehicle trusts the chain end to end and installs the newest version.
-    fresh = _refresh(_fresh_dir(tmp_path, keys_dir), everyone)
+    fresh = _refresh(_fresh_dir(tmp_path, keys_dir), everyone, pki)
     for path, sha in zip(models, shas):
         assert fresh.get_targetinfo(path).hashes["sha256"] == sha
-    agent = _agent(tmp_path, keys_dir, everyone, "fresh-car")
-    try:
-        [outcome] = agent.update_once()
-    finally:
-        agent.close()
-    assert (outcome.status, outcome.version) == ("installed", f"1.0.{n - 1}"), outcome.reason
+    assert update_each([vehicle_config(pki, keys_dir, everyone, tmp_path / "fresh-car", "fresh-car")]) == [
+        [("installed", f"1.0.{n - 1}")]
+    ]
 
 
 def _fresh_dir(tmp_path: Path, keys_dir: Path) -> Path:

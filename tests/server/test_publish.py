@@ -9,13 +9,13 @@ import pytest
 from tuf.api.metadata import Metadata
 
 from ota.v1 import ota_pb2, ota_pb2_grpc
-from server.client import PublishError, PublisherClient
+from server.client import PublishError
 from server.registry import RegistryError, semver_key
 from tests.helpers import with_provenance
 
 
 def test_upload_is_signed_as_a_tuf_target(registry_server, squeezenet_bytes) -> None:
-    with PublisherClient(registry_server.address) as pub:
+    with registry_server.publisher() as pub:
         resp = pub.upload(squeezenet_bytes, "squeezenet1.0", "1.0.0", hardware_ids=("ecu-a",))
         [listed] = pub.list()
     assert resp.sha256 == hashlib.sha256(squeezenet_bytes).hexdigest()
@@ -31,7 +31,7 @@ def test_upload_is_signed_as_a_tuf_target(registry_server, squeezenet_bytes) -> 
 
 
 def test_non_onnx_upload_is_refused_with_a_clear_error(registry_server) -> None:
-    with PublisherClient(registry_server.address) as pub:
+    with registry_server.publisher() as pub:
         with pytest.raises(RegistryError, match="not an ONNX model"):
             pub.upload(b"#!/bin/sh\necho pwned\n", "squeezenet1.0", "1.0.0")  # refused before upload
         with pytest.raises(PublishError, match="INVALID_ARGUMENT.*not an ONNX model"):
@@ -45,12 +45,12 @@ def test_broken_onnx_fails_the_checker(registry_server, squeezenet_bytes) -> Non
 
     model = onnx.load_model_from_string(squeezenet_bytes)
     model.graph.node[0].input[0] = "no_such_tensor"
-    with PublisherClient(registry_server.address) as pub, pytest.raises(PublishError, match="onnx.checker"):
+    with registry_server.publisher() as pub, pytest.raises(PublishError, match="onnx.checker"):
         pub.upload(model.SerializeToString(), "squeezenet1.0", "1.0.0", validate=False)
 
 
 def test_versions_are_immutable(registry_server, squeezenet_bytes) -> None:
-    with PublisherClient(registry_server.address) as pub:
+    with registry_server.publisher() as pub:
         pub.upload(squeezenet_bytes, "squeezenet1.0", "1.0.0")
         pub.upload(squeezenet_bytes, "squeezenet1.0", "1.0.0")  # same bytes: idempotent
         with pytest.raises(PublishError, match="ALREADY_EXISTS.*immutable"):
@@ -59,7 +59,7 @@ def test_versions_are_immutable(registry_server, squeezenet_bytes) -> None:
 
 
 def test_truncated_and_corrupted_uploads_are_refused(registry_server, squeezenet_bytes) -> None:
-    channel = grpc.insecure_channel(registry_server.address)
+    channel = registry_server.channel()
     stub = ota_pb2_grpc.PublisherStub(channel)
     header = ota_pb2.UploadHeader(name="m", version="1.0.0", length=len(squeezenet_bytes),
                                   sha256=hashlib.sha256(squeezenet_bytes).hexdigest())

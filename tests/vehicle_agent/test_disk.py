@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.vehicle_agent.variants import successor
-from vehicle_agent.agent import AgentConfig, VehicleAgent
+from vehicle_agent.agent import VehicleAgent
 
 NAME = "squeezenet1.0"
 
@@ -38,8 +38,7 @@ def small_fs(tmp_path: Path) -> Iterator[callable]:
 
 
 def agent_on(fs: Path, registry_server) -> VehicleAgent:
-    return VehicleAgent(AgentConfig(registry=registry_server.address, state_dir=fs / "state", vehicle_id="car-disk",
-                                    trusted_root=registry_server.keys_dir / "root.json"))
+    return VehicleAgent(registry_server.agent_config("car-disk", fs / "state"))
 
 
 def target_reads(registry_server) -> int:

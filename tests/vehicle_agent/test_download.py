@@ -14,8 +14,8 @@ from vehicle_agent.transport import RegistryClient, TransportError
 class CuttingClient(RegistryClient):
     """A real client whose link drops after ``cut_after`` bytes (then stays up)."""
 
-    def __init__(self, address: str, cut_after: int) -> None:
-        super().__init__(address)
+    def __init__(self, address: str, cut_after: int, **kw) -> None:
+        super().__init__(address, **kw)
         self.cut_after = cut_after
         self.cuts = 0
 
@@ -37,7 +37,7 @@ def _publish(registry_server, data: bytes) -> tuple[TargetFile, str]:
 
 def test_cut_download_resumes_from_offset_within_one_call(registry_server, squeezenet_bytes, tmp_path) -> None:
     target, path = _publish(registry_server, squeezenet_bytes)
-    client = CuttingClient(registry_server.address, cut_after=1_000_000)
+    client = CuttingClient(registry_server.address, cut_after=1_000_000, tls_files=registry_server.vehicle_tls())
 
     result = download_target(client, path, target, tmp_path)
 
@@ -53,14 +53,14 @@ def test_cut_download_resumes_from_offset_within_one_call(registry_server, squee
 
 def test_partial_file_survives_a_restart_and_is_resumed(registry_server, squeezenet_bytes, tmp_path) -> None:
     target, path = _publish(registry_server, squeezenet_bytes)
-    cutting = CuttingClient(registry_server.address, cut_after=2_000_000)
+    cutting = CuttingClient(registry_server.address, cut_after=2_000_000, tls_files=registry_server.vehicle_tls())
     with pytest.raises(DownloadFailed, match="gave up"):
         download_target(cutting, path, target, tmp_path, max_attempts=1)
     part = tmp_path / f"{target.hashes['sha256']}.part"
     kept = part.stat().st_size
     assert 0 < kept <= 2_000_000
 
-    with RegistryClient(registry_server.address) as fresh:  # the agent after a restart
+    with RegistryClient(registry_server.address, tls_files=registry_server.vehicle_tls()) as fresh:  # the agent after a restart
         result = download_target(fresh, path, target, tmp_path)
 
     assert result.resumed_from == kept
@@ -73,5 +73,5 @@ def test_partial_file_survives_a_restart_and_is_resumed(registry_server, squeeze
 def test_registry_sending_more_than_signed_length_is_refused(registry_server, squeezenet_bytes, tmp_path) -> None:
     target, path = _publish(registry_server, squeezenet_bytes)
     short = TargetFile(length=1000, hashes=target.hashes, path=target.path)  # what a lying mirror would face
-    with RegistryClient(registry_server.address) as client, pytest.raises(DownloadFailed, match="signed hash"):
+    with RegistryClient(registry_server.address, tls_files=registry_server.vehicle_tls()) as client, pytest.raises(DownloadFailed, match="signed hash"):
         download_target(client, path, short, tmp_path)

@@ -9,23 +9,23 @@ from pathlib import Path
 import pytest
 
 from tests.vehicle_agent.faultlink import FaultyLink
-from vehicle_agent.agent import AgentConfig, VehicleAgent
+from vehicle_agent.agent import VehicleAgent
 from vehicle_agent.download import RetryPolicy
 from vehicle_agent.transport import TransportConfig
 
 NAME = "squeezenet1.0"
 
 
-def agent_via(link: FaultyLink, registry_server, tmp_path: Path) -> VehicleAgent:
-    return VehicleAgent(AgentConfig(
-        registry=link.address, state_dir=tmp_path / "state", vehicle_id="car-link",
-        trusted_root=registry_server.keys_dir / "root.json",
+def agent_via(link: FaultyLink, registry_server, tmp_path: Path, insecure: bool = False) -> VehicleAgent:
+    return VehicleAgent(registry_server.agent_config(
+        "car-link", tmp_path / "state", address=link.address, insecure=insecure,
         retry=RetryPolicy(attempts=4, base_s=0.02, cap_s=0.2),
-        transport=TransportConfig(rpc_deadline_s=5.0, stall_timeout_s=1.0),
+        # Short enough for a quick test, long enough for a machine shared by many busy processes.
+        transport=TransportConfig(rpc_deadline_s=10.0, stall_timeout_s=2.0),
     ))
 
 
-def install_through(agent: VehicleAgent, cycles: int = 6) -> list:
+def install_through(agent: VehicleAgent, cycles: int = 10) -> list:
     """Check in until installed, as the service loop would (a drop can hit a check-in too)."""
     seen = []
     for _ in range(cycles):
@@ -71,10 +71,18 @@ def test_link_dropping_every_300_kb_still_completes_by_resuming(registry_server,
 
 
 def test_flipped_bit_is_caught_by_the_signed_hash_and_fetched_again(registry_server, squeezenet_bytes, published, tmp_path) -> None:
-    with FaultyLink(registry_server.address, flip_at=3_000_000) as link:
-        agent = agent_via(link, registry_server, tmp_path)
-        outcomes = install_through(agent)
-        agent.close()
+    # Over TLS a flipped bit breaks the record's MAC and the connection (a drop, resumed);
+    # to reach the signed-hash check the bytes must cross a plain-text (--insecure) link.
+    from server.service import create_server
+
+    plain, port = create_server(registry_server.registry, "127.0.0.1:0", insecure=True)
+    try:
+        with FaultyLink(f"127.0.0.1:{port}", flip_at=3_000_000) as link:
+            agent = agent_via(link, registry_server, tmp_path, insecure=True)
+            outcomes = install_through(agent)
+            agent.close()
+    finally:
+        plain.stop(None)
 
     assert link.stats.flips == 1
     installed = outcomes[-1]

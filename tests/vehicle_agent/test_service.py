@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -31,10 +32,13 @@ def wait_for(pred, timeout: float = 30.0, what: str = "condition"):
 def test_service_serves_updates_and_stops_cleanly(registry_server, squeezenet_bytes, tmp_path: Path, sock: Path) -> None:
     reg = registry_server.registry
     reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    ident = registry_server.vehicle_tls("svc-1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "ota.cli", "agent", "run", "--registry", registry_server.address,
          "--state", str(tmp_path / "state"), "--trusted-root", str(registry_server.keys_dir / "root.json"),
-         "--vehicle-id", "svc-1", "--interval", "0.2", "--health-window", "0", "--serve", str(sock)],
+         "--vehicle-id", "svc-1", "--interval", "0.2", "--health-window", "0", "--serve", str(sock),
+         "--director-root", str(registry_server.keys_dir / "director-root.json"),
+         "--ca", str(ident.ca), "--cert", str(ident.cert), "--key", str(ident.key)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     channel, stub = connect(sock)
@@ -59,3 +63,8 @@ def test_service_serves_updates_and_stops_cleanly(registry_server, squeezenet_by
     assert proc.returncode == 0, err
     assert "installed 1.0.1 (was 1.0.0)" in out
     assert [r.status for r in reg.store.list_reports("svc-1")][-3:] == ["downloading", "installed", "confirmed"]
+    status = subprocess.run([sys.executable, "-m", "ota.cli", "agent", "status", "--state", str(tmp_path / "state"),
+                             "--json"], capture_output=True, text=True, check=True)
+    model = json.loads(status.stdout)["models"][NAME]
+    assert model["update"] == {"state": "confirmed", "version": "1.0.1", "reason": ""}
+    assert model["slots"][model["active"]]["version"] == "1.0.1"
