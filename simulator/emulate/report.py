@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +147,10 @@ simulator counts application bytes).
 """
     path = out / "emulation.md"
     path.write_text(md)
+    # Everything measured per vehicle (sessions, each payload request), for diagnosis.
+    raw = {"calibration": dataclasses.asdict(cal), "package": dataclasses.asdict(res.package),
+           "vehicles": [dataclasses.asdict(v) for v in res.vehicles]}
+    (out / "emulation.json").write_text(json.dumps(raw, indent=1, default=float))
     return path, s
 
 
