@@ -350,7 +350,8 @@ def calibrate(model: bytes, work: Path, package: str = "served", echo: Callable[
     had flowed by the cut give the shaper's drain.
     """
     sc = scenario_from_dict(json.loads(json.dumps(CALIBRATION)), "calibration")
-    horizon = 90.0
+    # Long enough for the cut vehicle's second session to fetch the whole file when it is served.
+    horizon = 90.0 if package == "served" else 90.0 + 1.3 * len(model) * 8 / (CALIB_RATE_MBIT * 1e6)
     wins = [[(0.0, horizon)], [(0.0, CALIB_CUT_S), (CALIB_CUT_S + 1.0, horizon)]]
     # Vehicle 1 gives up at the first failed retry, so that the link's return opens a new session.
     runs, served = run_agents(sc, 2, model, horizon, work, package=package, windows=wins, retry_attempts=[0, 1], echo=echo)
