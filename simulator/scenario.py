@@ -94,16 +94,17 @@ class Protocol:
     """What one update session of the real agent costs before and around the payload.
 
     Defaults measured on the project's agent and registry by the emulation's
-    calibration (``ota simulate --emulate``; docs/simulator.md), on this 2-core
-    machine under load, so the round trips include the agent's CPU time: a first
-    session fetches TUF root/timestamp/snapshot/targets, checks in and opens the
-    download; a resumed one finds its metadata current and needs fewer trips.
+    calibration (``ota simulate --emulate``, 08:33 UTC, main with mutual TLS and the
+    vehicle manifest), on this 2-core machine under load, so the round trips
+    include the agent's CPU time: a first session sets up TLS, fetches TUF
+    metadata, sends its manifest, checks in and opens the download; a resumed one
+    finds its metadata current and needs fewer trips.
     """
 
-    setup_rtts: float = 7.0  # round trips before payload flows, first session of an update
-    resume_setup_rtts: float = 4.9  # the same for a later session of the same update
-    session_overhead_bytes: int = 3440  # downlink besides the payload, first session (TUF metadata, gRPC)
-    resume_overhead_bytes: int = 1260  # the same for a later session
+    setup_rtts: float = 13.8  # round trips before payload flows, first session of an update
+    resume_setup_rtts: float = 9.3  # the same for a later session of the same update
+    session_overhead_bytes: int = 10070  # downlink besides the payload, first session (TLS, TUF metadata, gRPC)
+    resume_overhead_bytes: int = 6060  # the same for a later session
     # The agent's retries within a session after a cut (vehicle_agent.download.RetryPolicy).
     retry_attempts: int = 8  # attempts without progress before the session gives up
     retry_base_s: float = 0.5

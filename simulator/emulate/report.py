@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,8 +130,8 @@ after a cut, **{cal.drain_s:.2f} s** of payload queued in the shaper still arriv
 
 {s.finished} of {s.vehicles} real agents finished within the horizon; the simulator left
 {s.sim_unfinished} of those unfinished; **{s.beyond} of {s.vehicles} vehicles** are off by more than
-{100 * TARGET:.0f}% in time or bytes (see the table below: typically a download that ends within
-a fraction of a second of a window's end on one side and in a later window on the other).
+{100 * TARGET:.0f}% in time or bytes (see the table below; one way this happens is a download that ends
+within a fraction of a second of a window's end on one side and in a later window on the other).
 Error = (simulated - real) / real. The check holds the fleet totals and the median vehicle
 under {100 * TARGET:.0f}%.
 
@@ -145,6 +147,10 @@ simulator counts application bytes).
 """
     path = out / "emulation.md"
     path.write_text(md)
+    # Everything measured per vehicle (sessions, each payload request), for diagnosis.
+    raw = {"calibration": dataclasses.asdict(cal), "package": dataclasses.asdict(res.package),
+           "vehicles": [dataclasses.asdict(v) for v in res.vehicles]}
+    (out / "emulation.json").write_text(json.dumps(raw, indent=1, default=float))
     return path, s
 
 

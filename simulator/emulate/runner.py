@@ -71,15 +71,22 @@ class TimedClient(RegistryClient):
         self.t0 = t0
         self.first_payload: float | None = None
         self.payload_done: float | None = None
+        self.requests: list[list[float]] = []  # [start, offset, max_bytes, end, bytes, ok] per payload request
 
     def download(self, kind, path, offset=0, max_bytes=0, vehicle_id=""):  # type: ignore[no-untyped-def]
         payload = kind in (ota_pb2.FILE_KIND_TARGET, ota_pb2.FILE_KIND_ENCODING)
+        req = [time.time() - self.t0, offset, max_bytes, 0.0, 0, 0]
+        if payload:
+            self.requests.append(req)
         for chunk in super().download(kind, path, offset, max_bytes, vehicle_id):
             if payload and self.first_payload is None:
                 self.first_payload = time.time() - self.t0
+            req[4] += len(chunk.data)
+            req[3] = time.time() - self.t0
             yield chunk
         if payload:  # the stream ended normally: the last byte of this payload is in
             self.payload_done = time.time() - self.t0
+            req[3], req[5] = self.payload_done, 1
 
 
 class SharedJitter:
@@ -145,6 +152,7 @@ def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, obje
     elif "status" not in rec:
         rec["status"] = "nothing offered"
     rec["first_byte"] = client.first_payload
+    rec["requests"] = client.requests  # for diagnosing a vehicle the simulator misses
     rec["end"] = time.time() - t0
     rec["rx_end"] = _rx(spec)
     return rec

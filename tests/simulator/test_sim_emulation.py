@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +43,5 @@ def test_real_agents_on_shaped_links_match_the_simulator(tmp_path: Path) -> None
     assert s.passed, s
     path, _ = write_emulation_report(res, tmp_path / "report")
     assert "within" in path.read_text() and (tmp_path / "report" / "emulation.png").stat().st_size > 10_000
+    raw = json.loads((tmp_path / "report" / "emulation.json").read_text())
+    assert len(raw["vehicles"]) == 4 and all(v["sessions"][-1]["requests"] for v in raw["vehicles"])

@@ -173,7 +173,7 @@ def test_resuming_across_windows_saves_bytes_and_time(tiny: Callable[..., Scenar
     assert np.mean(resumed.done[both]) < np.mean(restart.done[both])
 
 
-def test_a_link_that_drains_after_a_cut_delivers_more_and_never_finishes_later(tiny: Callable[..., Scenario]) -> None:
+def test_a_link_that_drains_after_a_cut_never_finishes_later(tiny: Callable[..., Scenario]) -> None:
     sc = tiny(waves=[1.0], install_failure_rate=0.0)
     sc = sc.replace(protocol=dataclasses.replace(sc.protocol, retry_attempts=1))  # drain alone
     ids = np.arange(2000)
@@ -183,7 +183,6 @@ def test_a_link_that_drains_after_a_cut_delivers_more_and_never_finishes_later(t
     both = np.isfinite(dry.done)
     assert np.all(wet.done[both] <= dry.done[both] + 1e-9)
     assert np.mean(wet.done[both] < dry.done[both]) > 0.2  # drained chunks help
-    assert wet.nbytes.sum() > dry.nbytes.sum()
 
 
 def test_the_agents_retries_carry_a_session_over_short_breaks(tiny: Callable[..., Scenario]) -> None:
