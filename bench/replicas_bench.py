@@ -190,6 +190,7 @@ def main() -> None:
     import psycopg
 
     from modelpack import zoo
+    from ota import tls
     from server.keys import Keystore
     from server.registry import Registry
     from tests.helpers import with_provenance
@@ -198,6 +199,10 @@ def main() -> None:
     successor = with_provenance(model, "bench successor")
     work = Path(tempfile.mkdtemp(prefix="ota-replicas-bench-"))
     Keystore.init(work / "keys")
+    tls.make_ca(work / "pki")
+    # Plain text on every configuration alike (as the load bench): this measures
+    # storage and replicas, not TLS; manifests are still checked against the CA.
+    plain = ["--insecure", "--ca", str(work / "pki" / tls.CA_CERT)]
     schema = f"ota_bench_{secrets.token_hex(4)}"
     try:
         with psycopg.connect(args.dsn, autocommit=True, connect_timeout=5) as c:
@@ -218,9 +223,9 @@ def main() -> None:
         pg.store.close()
         sq.store.close()
         configs = {
-            "sqlite x1": lambda: start_replicas(1, "", work / "keys", extra_args=["--data", str(work / "sqlite")]),
-            "postgresql x1": lambda: start_replicas(1, dsn, work / "keys"),
-            "postgresql x3": lambda: start_replicas(3, dsn, work / "keys"),
+            "sqlite x1": lambda: start_replicas(1, "", work / "keys", extra_args=[*plain, "--data", str(work / "sqlite")]),
+            "postgresql x1": lambda: start_replicas(1, dsn, work / "keys", extra_args=plain),
+            "postgresql x3": lambda: start_replicas(3, dsn, work / "keys", extra_args=plain),
         }
         # All configurations run side by side (idle ones cost nothing) and their
         # rounds alternate, so a change in the shared machine's load hits each alike.

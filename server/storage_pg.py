@@ -7,10 +7,12 @@ rather than on a shared filesystem: models are a few MB, one backup then covers
 the whole registry, a blob and the rows that refer to it commit together, and
 a resumed download reads only the chunks it needs.
 
-Online signing (targets, snapshot, timestamp) is serialised across replicas by
-``signing_lock``: a transaction-scoped advisory lock held on one pinned
-connection, so every metadata version written under it commits atomically
-with the others or not at all, and two replicas never sign the same version.
+Online signing (snapshot and timestamp, targets where a development registry
+holds that key, and each vehicle's director chain) is serialised across
+replicas by ``signing_lock(scope)``: a transaction-scoped advisory lock held on
+one pinned connection, so every metadata version written under it commits
+atomically with the others or not at all, and two replicas never sign the same
+version.
 
 Needs the ``pg`` extra (psycopg 3 and its pool).
 """
@@ -25,7 +27,6 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
@@ -44,13 +45,13 @@ from server.storage import (
     ENCODING_COLUMNS,
     BlobNotFound,
     EncodingRecord,
-    ManifestRecord,
     ModelRecord,
     ReportRecord,
     StorageError,
 )
+from server.storage_pg_director import PgDirectorMixin
 from server.storage_pg_fleet import PgFleetMixin
-from server.storage_pg_schema import LOCK_TUF_SIGNING, migrate
+from server.storage_pg_schema import LOCK_TUF_SIGNING, migrate, utc_text
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +148,10 @@ class PgDatabase:
         c.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema() || ':' || %s))", (lock_class, scope))
 
 
-def _utc_text(ts: datetime) -> str:
-    """The same text form SQLite's strftime('%Y-%m-%dT%H:%M:%fZ') gives."""
-    ts = ts.astimezone(timezone.utc)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
-
-
 _MODEL_COLS = "name, version, sha256, length, target_path, hardware_ids, metadata_json, published_at"
 
 
-class PgMetadataStore(PgFleetMixin):
+class PgMetadataStore(PgFleetMixin, PgDirectorMixin):
     """``MetadataStore`` on PostgreSQL; safe to share between processes and threads."""
 
     def __init__(self, db: PgDatabase) -> None:
@@ -273,68 +268,7 @@ class PgMetadataStore(PgFleetMixin):
     def _reports(self, where: str = "", params: tuple = ()) -> list[ReportRecord]:
         with self.db.conn() as c:
             rows = c.execute(f"SELECT body, received_at FROM reports {where} ORDER BY id", params).fetchall()
-        return [ReportRecord(**{**body, "received_at": _utc_text(t)}) for body, t in rows]
-
-
-    # -- the director ----------------------------------------------------------------
-    def put_vehicle_metadata(self, vehicle_id: str, role: str, version: int, data: bytes) -> None:
-        try:
-            with self.db.tx() as c:
-                c.execute("INSERT INTO vehicle_metadata VALUES (%s,%s,%s,%s)", (vehicle_id, role, version, data))
-        except pg_errors.UniqueViolation as e:
-            raise StorageError(f"director {role} version {version} for {vehicle_id!r} already exists") from e
-
-    def get_vehicle_metadata(self, vehicle_id: str, role: str, version: int | None = None) -> bytes | None:
-        with self.db.conn() as c:
-            if version is None:
-                row = c.execute(
-                    "SELECT data FROM vehicle_metadata WHERE vehicle_id=%s AND role=%s ORDER BY version DESC LIMIT 1",
-                    (vehicle_id, role),
-                ).fetchone()
-            else:
-                row = c.execute(
-                    "SELECT data FROM vehicle_metadata WHERE vehicle_id=%s AND role=%s AND version=%s",
-                    (vehicle_id, role, version),
-                ).fetchone()
-        return bytes(row[0]) if row else None
-
-    def set_assignment(self, vehicle_id: str, name: str, version: str | None) -> None:
-        with self.db.tx() as c:
-            if version is None:
-                c.execute("DELETE FROM assignments WHERE vehicle_id=%s AND name=%s", (vehicle_id, name))
-            else:
-                c.execute(
-                    "INSERT INTO assignments VALUES (%s,%s,%s) "
-                    "ON CONFLICT (vehicle_id, name) DO UPDATE SET version=excluded.version",
-                    (vehicle_id, name, version),
-                )
-
-    def get_assignments(self, vehicle_id: str) -> dict[str, str]:
-        with self.db.conn() as c:
-            rows = c.execute("SELECT name, version FROM assignments WHERE vehicle_id=%s", (vehicle_id,)).fetchall()
-        return {n: v for n, v in rows}
-
-    def get_manifest(self, vehicle_id: str) -> ManifestRecord | None:
-        with self.db.conn() as c:
-            row = c.execute(
-                "SELECT vehicle_id, hardware_id, counter, manifest_json, attacks, received_at "
-                "FROM vehicle_manifests WHERE vehicle_id=%s", (vehicle_id,)
-            ).fetchone()
-        if row is None:
-            return None
-        return ManifestRecord(row[0], row[1], int(row[2]), row[3], tuple(row[4]), _utc_text(row[5]))
-
-    def accept_manifest(self, rec: ManifestRecord) -> bool:
-        """Store ``rec`` only if its counter is above the stored one (one atomic statement)."""
-        with self.db.tx() as c:
-            cur = c.execute(
-                "INSERT INTO vehicle_manifests (vehicle_id, hardware_id, counter, manifest_json, attacks) "
-                "VALUES (%s,%s,%s,%s,%s) ON CONFLICT (vehicle_id) DO UPDATE SET hardware_id=excluded.hardware_id, "
-                "counter=excluded.counter, manifest_json=excluded.manifest_json, attacks=excluded.attacks, "
-                "received_at=clock_timestamp() WHERE vehicle_manifests.counter < excluded.counter",
-                (rec.vehicle_id, rec.hardware_id, rec.counter, rec.manifest_json, Jsonb(list(rec.attacks))),
-            )
-            return cur.rowcount == 1
+        return [ReportRecord(**{**body, "received_at": utc_text(t)}) for body, t in rows]
 
 
 class PgBlobStore:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import psycopg
 
@@ -173,6 +174,12 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 LATEST = MIGRATIONS[-1].version
+
+
+def utc_text(ts: datetime) -> str:
+    """A TIMESTAMPTZ read back as text, in the form SQLite's strftime('%Y-%m-%dT%H:%M:%fZ') gives."""
+    ts = ts.astimezone(timezone.utc)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
 def current_version(conn: psycopg.Connection) -> int:

@@ -114,11 +114,12 @@ def _emulate(sc: Scenario, n: int, package: str, out_dir: Path, console: Console
     table = Table(title=f"simulator vs {n} real agents ({sc.name})")
     for col in ("measure", "completion time", "bytes"):
         table.add_column(col, justify="left" if col == "measure" else "right")
+    table.add_row("fleet total error", f"{100 * s.time_overall:+.1f}%", f"{100 * s.bytes_overall:+.1f}%")
+    table.add_row("median vehicle |error|", f"{100 * s.time_median_abs:.1f}%", f"{100 * s.bytes_median_abs:.1f}%")
     table.add_row("mean per-vehicle |error|", f"{100 * s.time_mean_abs:.1f}%", f"{100 * s.bytes_mean_abs:.1f}%")
     table.add_row("worst vehicle |error|", f"{100 * s.time_max_abs:.1f}%", f"{100 * s.bytes_max_abs:.1f}%")
-    table.add_row("fleet total error", f"{100 * s.time_overall:+.1f}%", f"{100 * s.bytes_overall:+.1f}%")
     Console(width=160).print(table)
-    click.echo(f"{s.finished}/{s.vehicles} agents finished; report: {path}")
+    click.echo(f"{s.finished}/{s.vehicles} agents finished, {s.beyond} off by more than {100 * TARGET:.0f}%; report: {path}")
     if not s.passed:
         raise click.ClickException(f"the simulator is not within {100 * TARGET:.0f}% of the real agents (see {path})")
 

@@ -9,7 +9,6 @@ import numpy as np
 
 from simulator.scenario import Scenario
 from simulator.simulate import QUANTILES, SimulationResult, StrategySummary
-from simulator.sizes import STRATEGY_LABELS
 
 ASSUMPTIONS = """\
 - Each vehicle has one link (capacity, RTT, loss, drop-outs, price) and a connectivity

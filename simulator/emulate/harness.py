@@ -285,9 +285,8 @@ def run_agents(
 def _served_package(reg, encodings, model: bytes, package: str) -> ServedPackage:  # type: ignore[no-untyped-def]
     standalone = [e for e in encodings.stored_encodings(reg, MODEL_NAME, "1.0.0") if e.base_sha256 == ""]
     if package == "full":
-        # Withdraw the precomputed encodings: the index is the registry's only record of them.
-        index = reg.blobs.root.parent / "encodings" / MODEL_NAME / "1.0.0.json"
-        index.unlink(missing_ok=True)
+        # Withdraw the precomputed encodings (the store's record of them), so the full file is offered.
+        reg.store.put_encodings(MODEL_NAME, "1.0.0", [])
         if encodings.stored_encodings(reg, MODEL_NAME, "1.0.0"):
             raise RuntimeError("could not withdraw the registry's encodings for the full-file emulation")
         return ServedPackage(len(model), "full", True)

@@ -47,6 +47,18 @@ def heavy_onnx(megabytes: int, seed: int = 0) -> bytes:
     return model.SerializeToString()
 
 
+def update_each(configs: list) -> list[list[tuple[str, str]]]:
+    """One update cycle of a real agent per configuration; (status, version) of each outcome."""
+    from vehicle_agent.agent import VehicleAgent
+
+    agents = [VehicleAgent(c) for c in configs]
+    try:
+        return [[(o.status, o.version) for o in a.update_once()] for a in agents]
+    finally:
+        for a in agents:
+            a.close()
+
+
 @dataclass
 class History:
     targets: list[Metadata]

@@ -13,17 +13,12 @@ from tuf.ngclient import Updater
 
 from ota import tls
 from server.client import PublisherClient
-from tests.scaleout.helpers import tiny_onnx, verify_tuf_history
 from tests.scaleout.conftest import vehicle_config
-from vehicle_agent.agent import VehicleAgent
+from tests.scaleout.helpers import tiny_onnx, update_each, verify_tuf_history
 from vehicle_agent.fetcher import METADATA_URL, TARGET_URL, GrpcFetcher
 from vehicle_agent.transport import RegistryClient
 
 pytestmark = pytest.mark.postgres
-
-
-def _agent(tmp_path: Path, keys_dir: Path, address: str, vehicle_id: str, pki: Path) -> VehicleAgent:
-    return VehicleAgent(vehicle_config(pki, keys_dir, address, tmp_path / vehicle_id, vehicle_id))
 
 
 def _publisher(pki: Path, address: str) -> PublisherClient:
@@ -43,14 +38,10 @@ def test_any_replica_answers_and_agents_spread_over_all(cluster, pg_registry, ke
             assert resp.status == health_pb2.HealthCheckResponse.SERVING
 
     everyone = ",".join(r.address for r in replicas)
-    agents = [_agent(tmp_path, keys_dir, everyone, f"car-{i}", pki) for i in range(3)]
-    try:
-        outcomes = [a.update_once() for a in agents]
-    finally:
-        for a in agents:
-            a.close()
+    outcomes = update_each([vehicle_config(pki, keys_dir, everyone, tmp_path / f"car-{i}", f"car-{i}")
+                            for i in range(3)])
 
-    assert [[(o.status, o.version) for o in out] for out in outcomes] == [[("installed", "1.0.0")]] * 3
+    assert outcomes == [[("installed", "1.0.0")]] * 3
     calls = [r.metric("ota_registry_requests_total", {"service": "ota.v1.Vehicle", "code": "OK"}) for r in replicas]
     assert all(c > 0 for c in calls), f"round_robin left a replica idle: {calls}"
     served = sum(r.metric("ota_registry_bytes_served_total", {"kind": "target", "encoding": "full"}) for r in replicas)
@@ -118,12 +109,9 @@ def test_concurrent_publishes_across_replicas_make_one_valid_chain(cluster, pg_r
     fresh = _refresh(_fresh_dir(tmp_path, keys_dir), everyone, pki)
     for path, sha in zip(models, shas):
         assert fresh.get_targetinfo(path).hashes["sha256"] == sha
-    agent = _agent(tmp_path, keys_dir, everyone, "fresh-car", pki)
-    try:
-        [outcome] = agent.update_once()
-    finally:
-        agent.close()
-    assert (outcome.status, outcome.version) == ("installed", f"1.0.{n - 1}"), outcome.reason
+    assert update_each([vehicle_config(pki, keys_dir, everyone, tmp_path / "fresh-car", "fresh-car")]) == [
+        [("installed", f"1.0.{n - 1}")]
+    ]
 
 
 def _fresh_dir(tmp_path: Path, keys_dir: Path) -> Path:

@@ -8,7 +8,7 @@ from server.cli import registry
 
 
 def test_serve_needs_a_data_dir_or_a_database(keys_dir) -> None:
-    result = CliRunner().invoke(registry, ["serve", "--keys", str(keys_dir)])
+    result = CliRunner().invoke(registry, ["serve", "--keys", str(keys_dir), "--insecure"])
     assert result.exit_code != 0
     assert "give --data DIR (embedded SQLite) or --db postgresql://" in result.output
 
