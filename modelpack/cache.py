@@ -11,9 +11,10 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from modelpack.fsio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -25,22 +26,7 @@ def cache_dir() -> Path:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Temp file + fsync + rename + directory fsync: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write_bytes(path, data)
 
 
 def _sidecar(path: Path) -> Path:

@@ -13,6 +13,7 @@ AlexNet-sized baseline (240 MB, from the SqueezeNet paper), which is labelled.
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,7 +29,8 @@ ALEXNET_BYTES = 240_000_000  # AlexNet's size in the SqueezeNet paper (240 MB, f
 CAT_FAMILY = {281, 282, 283, 284, 285, 286, 287}  # tabby, tiger cat, Persian, Siamese, Egyptian cat, cougar, lynx
 ESPRESSO = 967
 
-console = Console()
+# Wide enough for the summary tables when the output is piped into a log.
+console = Console(width=None if sys.stdout.isatty() else 110)
 log = logging.getLogger(__name__)
 
 

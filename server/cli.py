@@ -122,7 +122,9 @@ def keys_rotate(role: str, keys_dir: Path, address: str | None, tls_ca, tls_cert
     """Replace ROLE's keys; sign the next root with the old and new root keys.
 
     Vehicles follow the rotation through the root chain. After rotating an
-    online role, copy the new key to the registry (`ota keys online`).
+    online role (snapshot, timestamp, director), give the registry the new key
+    (`ota keys online`) before handing it the root (`ota keys push`); the
+    registry refuses a root it could not serve under.
     """
     from server.keys import KeystoreError
 

@@ -78,7 +78,8 @@ class Director:
         self._image = image
         self._default = default_policy
         self._ca_pem = ca_pem
-        self._shared = SignedRepository(VehicleAccess(store, SHARED), keystore, label="director")
+        self._shared = SignedRepository(VehicleAccess(store, SHARED), keystore, label="director",
+                                        online_roles=("targets", "snapshot", "timestamp"))
         self._shared.install_root_chain(keystore.root_history("director"))
 
     def repo(self, vehicle_id: str) -> SignedRepository:

@@ -49,6 +49,12 @@ def guarded(method):
     Without this gRPC answers UNKNOWN with an empty text, which nobody can act on.
     """
 
+    def internal(e: Exception, context: grpc.ServicerContext) -> None:
+        if isinstance(e, grpc.RpcError) or context.code() is not None:
+            raise e  # already a deliberate status (abort) or a call that failed below us
+        log.exception("%s failed", method.__name__)
+        context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__}: {type(e).__name__}: {e}")
+
     if inspect.isgeneratorfunction(method):
 
         @functools.wraps(method)
@@ -56,10 +62,7 @@ def guarded(method):
             try:
                 yield from method(self, request, context)
             except Exception as e:
-                if isinstance(e, grpc.RpcError) or context.code() is not None:
-                    raise
-                log.exception("%s failed", method.__name__)
-                context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__}: {type(e).__name__}: {e}")
+                internal(e, context)
 
         return gen_wrapper
 
@@ -68,10 +71,7 @@ def guarded(method):
         try:
             return method(self, request, context)
         except Exception as e:
-            if isinstance(e, grpc.RpcError) or context.code() is not None:
-                raise
-            log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__}: {type(e).__name__}: {e}")
+            internal(e, context)
 
     return wrapper
 

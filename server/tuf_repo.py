@@ -131,7 +131,8 @@ class SignedRepository:
     """Produces and serves one signed metadata chain (root → targets → snapshot → timestamp)."""
 
     def __init__(self, access: MetadataAccess, keystore: Keystore, expiries: Expiries | None = None,
-                 label: str = "image") -> None:
+                 label: str = "image", online_roles: tuple[str, ...] = ("snapshot", "timestamp")) -> None:
+        self.online_roles = online_roles  # the roles this process signs (and so needs keys for)
         self._access = access
         self.keystore = keystore
         self.expiries = expiries or keystore.expiries
@@ -254,6 +255,12 @@ class SignedRepository:
                 md.signed.verify_delegate("root", md.signed_bytes, md.signatures)
             except tuf_exc.UnsignedMetadataError as e:
                 raise TufError(f"root v{md.signed.version} lacks the root threshold: {e}") from None
+            for role in self.online_roles:  # serving on under the new root must stay possible
+                r = md.signed.roles[role]
+                if sum(self.keystore.signer_for(k) is not None for k in r.keyids) < r.threshold:
+                    raise TufError(f"root v{md.signed.version} gives {role} to keys {[k[:12] for k in r.keyids]} "
+                                   f"that are not in {self.keystore.path}: install the new online keys first "
+                                   "(ota keys online), then hand in the root")
             self._access.put("root", md.signed.version, data)
             # Keys may have changed: re-sign what we can so the chain verifies under the new root.
             if self.has("targets") and self.can_sign("snapshot") and self.can_sign("timestamp"):

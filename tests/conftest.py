@@ -6,7 +6,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import os
+
 import pytest
+from hypothesis import settings
+
+# Property tests: no per-example deadline (this machine's 2 cores are often shared,
+# and a slow example is not a wrong one); in CI the same examples every run, so a
+# failure there is reproducible and never a coin toss.
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture(scope="session")

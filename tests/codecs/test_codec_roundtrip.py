@@ -137,7 +137,9 @@ def test_int8_release_is_coded_against_the_float_weights_it_quantises(
     channels = int(rng.integers(1, 17))
     w = rng.normal(0, 0.1, size=(channels, int(rng.integers(1, 300)))).astype(np.float32)
     top = np.abs(w).max(axis=1, keepdims=True) if per_channel else np.abs(w).max(keepdims=True)
-    scale = (top / (127 if signed else 255)).astype(np.float32)
+    # A real quantiser's range: int8 symmetric [-top, top] over ±127; uint8 with zero
+    # point 128 covering the same [-top, top] (so nothing is clipped by construction).
+    scale = (top / 127).astype(np.float32)
     zp = 0 if signed else 128
     lo, hi = (-128, 127) if signed else (0, 255)
     q = np.clip(np.rint(w / scale) + zp, lo, hi)

@@ -15,8 +15,6 @@ with the delta (and the offer describing it) and withhold the full file.
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -34,6 +32,7 @@ from server.tuf_repo import SignedRepository
 from tests.conftest import vehicle_identity
 from tests.helpers import with_provenance
 from tests.security.conftest import MODEL, Scene, assert_refused
+from tests.vehicle_agent.faultlink import FaultyLink
 from vehicle_agent.agent import AgentConfig, VehicleAgent
 from vehicle_agent.transport import RegistryClient, TransportConfig
 
@@ -55,66 +54,8 @@ def _full_only(scene: Scene, version: str = "1.0.1") -> None:
 
 
 # -- transport ------------------------------------------------------------------------------------
-class Recorder:
-    """A TCP relay that records every byte between the vehicle and the registry."""
-
-    def __init__(self, upstream: str) -> None:
-        host, port = upstream.rsplit(":", 1)
-        self._upstream = (host, int(port))
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        self.captured = bytearray()
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self._upstream)
-            self._socks += [client, server]
-            for a, b in ((client, server), (server, client)):
-                t = threading.Thread(target=self._pump, args=(a, b), daemon=True)
-                t.start()
-                self._threads.append(t)
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                with self._lock:
-                    self.captured += data
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
-        except OSError:
-            pass
-        self._listener.close()
-        for s in self._socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)  # wakes the pumps blocked in recv()
-            except OSError:
-                pass
-            s.close()
-        for t in self._threads:
-            t.join(timeout=5)
-
-
 def _install_through_recorder(scene: Scene, upstream: str, insecure: bool) -> tuple[VehicleAgent, bytes]:
-    rec = Recorder(upstream)
+    rec = FaultyLink(upstream, record=True)  # a wiretap that forwards everything
     vid = "car-plain" if insecure else "car-tls"
     identity = vehicle_identity(scene.pki, vid)
     cfg = AgentConfig(registry=rec.address, state_dir=scene.tmp / vid, vehicle_id=vid,

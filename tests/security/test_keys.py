@@ -129,3 +129,38 @@ def test_agent_follows_a_targets_key_rotation(offline_registry, squeezenet_bytes
         assert _root((agent.state_dir / "tuf" / "root.json").read_bytes()).signed.version == 2
     finally:
         agent.close()
+
+
+def test_cli_rotates_an_online_key_and_vehicles_follow(offline_registry, squeezenet_bytes, tmp_path: Path,
+                                                        pki: Path) -> None:
+    """`ota keys rotate timestamp`, `ota keys online`, `ota keys push`: in that order, nothing breaks."""
+    from click.testing import CliRunner
+
+    from ota.cli import cli
+
+    reg, offline, pub, address = offline_registry
+    pub.upload(squeezenet_bytes, MODEL, "1.0.0", keys=offline)
+    agent = VehicleAgent(AgentConfig(registry=address, state_dir=tmp_path / "car", vehicle_id="car-1",
+                                     trusted_root=offline.path / "root.json",
+                                     director_root=offline.path / "director-root.json",
+                                     identity=vehicle_identity(pki, "car-1")))
+    creds = tls.TlsFiles.in_dir(pki, "publisher", "ml-team")
+    push = ["keys", "push", "--keys", str(offline.path), "--registry", address,
+            "--ca", str(creds.ca), "--cert", str(creds.cert), "--key", str(creds.key)]
+    run = CliRunner().invoke
+    try:
+        assert agent.update_once()[0].status == "installed"
+        old = offline.keyids("timestamp")[0]
+        assert run(cli, ["keys", "rotate", "timestamp", "--keys", str(offline.path)]).exit_code == 0
+        early = run(cli, push)
+        assert early.exit_code != 0 and "install the new online keys first" in early.output
+        assert run(cli, ["keys", "online", "--keys", str(offline.path), "--out", str(tmp_path / "online")]).exit_code == 0
+        done = run(cli, push)
+        assert done.exit_code == 0 and "now serves root v2" in done.output, done.output
+        pub.upload(with_provenance(squeezenet_bytes, "1.0.1"), MODEL, "1.0.1", keys=offline)
+        [out] = agent.update_once()
+        assert (out.status, out.version) == ("installed", "1.0.1"), out.reason
+        ts = Metadata.from_bytes((agent.state_dir / "tuf" / "timestamp.json").read_bytes())
+        assert old not in ts.signatures and set(ts.signatures) == set(Keystore(offline.path).keyids("timestamp"))
+    finally:
+        agent.close()

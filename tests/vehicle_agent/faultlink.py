@@ -32,13 +32,15 @@ class LinkStats:
 
 class FaultyLink:
     def __init__(self, upstream: str, *, drop_every: int = 0, flip_at: int | None = None,
-                 stall_after: int | None = None) -> None:
+                 stall_after: int | None = None, record: bool = False) -> None:
         host, port = upstream.rsplit(":", 1)
         self.upstream = (host, int(port))
         self.drop_every = drop_every  # per connection: close it after this many bytes down
         self.flip_at = flip_at  # global down-byte offset whose lowest bit is flipped (once)
         self.stall_after = stall_after  # global down-byte offset after which one connection goes silent (once)
         self.stats = LinkStats()
+        self.record = record  # keep every byte, both ways, in ``captured`` (a wiretap)
+        self.captured = bytearray()
         self._closing = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
@@ -77,6 +79,9 @@ class FaultyLink:
                 data = bytearray(src.recv(16384))
                 if not data:
                     break
+                if self.record:
+                    with self.stats.lock:
+                        self.captured += data
                 if down:
                     data, cut = self._fault(data, sent)
                     sent += len(data)
