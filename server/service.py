@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -169,22 +170,8 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
         offers = self._registry.offers_for(
             vehicle_id, request.hardware_id, installed, request.wanted_models, request.tags
         )
-        return ota_pb2.CheckResponse(
-            offers=[
-                ota_pb2.UpdateOffer(
-                    name=o.name,
-                    version=o.version,
-                    target_path=o.target_path,
-                    length=o.length,
-                    sha256=o.sha256,
-                    encoding=o.encoding,
-                    download_path=o.download_path,
-                    download_length=o.download_length,
-                    base_sha256=o.base_sha256,
-                )
-                for o in offers
-            ]
-        )
+        # Offer's fields are UpdateOffer's, one for one.
+        return ota_pb2.CheckResponse(offers=[ota_pb2.UpdateOffer(**dataclasses.asdict(o)) for o in offers])
 
     @guarded
     def Download(self, request: ota_pb2.DownloadRequest, context: grpc.ServicerContext):
