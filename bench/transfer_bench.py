@@ -181,7 +181,7 @@ def zipnn_peer(pair: Pair, work: Path, repeat: int) -> list[Result]:
 
 _OURS_DECODE = r"""
 import sys
-import numpy, zstandard, constriction
+import numpy, zstandard
 from modelpack import codecs
 def hwm():  # this process's own peak RSS in kB (fresh at exec, unlike ru_maxrss)
     return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
