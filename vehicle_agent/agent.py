@@ -43,6 +43,7 @@ from vehicle_agent.fetcher import GrpcFetcher
 from vehicle_agent.health import HealthPolicy
 from vehicle_agent.rebuild import CodecRebuilder, encoding_bound
 from vehicle_agent.journal import Entry, Job, Journal, State
+from vehicle_agent.memory import MemoryBudget
 from vehicle_agent.reporting import STATUS, RegistryReporter
 from vehicle_agent.runtime import LoadedModel, ModelHost, OrtRuntime, SelfTestFailed, model_info
 from vehicle_agent.slots import SlotRecord, SlotStore
@@ -80,6 +81,7 @@ class AgentConfig:
     director_root: Path | None = None
     identity: tls.TlsFiles | None = None
     insecure: bool = False
+    memory_budget_mb: float | None = None  # None: the cgroup's memory limit, if any (memory.py)
 
 
 @dataclass
@@ -121,7 +123,7 @@ class VehicleAgent:
         self.host = ModelHost()
         self.journal = Journal(self.state_dir)
         self.fetcher = TargetFetcher(self.client, self._downloads, config.vehicle_id, config.retry)
-        self.runtime = OrtRuntime(self.host, self.slots, config.health)
+        self.runtime = OrtRuntime(self.host, self.slots, config.health, MemoryBudget.detect(config.memory_budget_mb))
         self.reporter = RegistryReporter(self.client, config.vehicle_id, config.hardware_id, self.host, self.fetcher)
         self.engine = UpdateEngine(
             self.journal,

@@ -65,6 +65,11 @@ def _wait(sock: Path, want: dict[str, str], proc: subprocess.Popen, timeout: flo
     raise AssertionError(f"not served within {timeout} s: {want}; serving {_served(sock)}")
 
 
+def _installed_encoding(reg, name: str, version: str) -> str:
+    return next((r.encoding for r in reg.store.list_reports("car-acc")
+                 if (r.name, r.version, r.status) == (name, version, "installed")), "none")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("models", "update", "limit_mb"), [
     (("squeezenet1.0",), "squeezenet1.0", 512),
@@ -86,13 +91,18 @@ def test_agent_updates_and_serves_under_one_cpu_and_its_memory_budget_on_a_read_
         try:
             _wait(sock, {n: "1.0.0" for n in models}, proc)
             clients = [Clients(sock, *REQUESTS[n], n=2 if len(models) == 1 else 1) for n in models]
-            for i in range(1, UPDATES + 1):
+            i = deltas = 0
+            while deltas < UPDATES and i < UPDATES + 2:
+                i += 1
                 # Pinned to the served version while the new one is published, then assigned:
-                # the agent sees the new version only once its delta is precomputed.
+                # the agent sees the new version only once its delta is precomputed. (A check-in
+                # that asked for download hints just before the assignment still fetches the
+                # full model: then one more version is published.)
                 reg.director.assign("car-acc", update, f"1.0.{i - 1}")
                 reg.publish_bytes(update, f"1.0.{i}", successor(base[update], i))
                 reg.director.assign("car-acc", update, f"1.0.{i}")
                 _wait(sock, {update: f"1.0.{i}"}, proc)
+                deltas += _installed_encoding(reg, update, f"1.0.{i}") != "full"
             time.sleep(1.0)  # serve the new version a little longer
             for c in clients:
                 c.stop()
@@ -113,12 +123,12 @@ def test_agent_updates_and_serves_under_one_cpu_and_its_memory_budget_on_a_read_
     assert proc.returncode == 0, text[-3000:]
     for c, n in zip(clients, models):
         assert c.failures == [], (n, c.failures[:3])
-        expected = {"1.0.0", *(f"1.0.{i}" for i in range(1, UPDATES + 1))} if n == update else {"1.0.0"}
+        expected = {f"1.0.{v}" for v in range(i + 1)} if n == update else {"1.0.0"}
         assert set(c.versions) == expected, (n, sorted(set(c.versions)))
     assert ooms == 0
     assert 0 < hwm < limit and peak <= limit, (hwm / MB, peak / MB)
-    reports = [r for r in reg.store.list_reports("car-acc") if r.name == update and r.status == "installed"]
-    assert reports and all(r.encoding != "full" for r in reports[-UPDATES:]), [(r.version, r.encoding) for r in reports]
-    print(f"\n{'+'.join(models)} under 1 CPU / {limit_mb} MB, read-only root: {UPDATES} delta update(s) of {update}, "
+    assert deltas == UPDATES, [(v, _installed_encoding(reg, update, f"1.0.{v}")) for v in range(1, i + 1)]
+    print(f"\n{'+'.join(models)} under 1 CPU / {limit_mb} MB, read-only root: {deltas} delta update(s) of {update} "
+          f"({i} in all), "
           f"{sum(len(c.versions) for c in clients)} requests, 0 failed; agent VmHWM {hwm / MB:.0f} MB, "
           f"cgroup peak {peak / MB:.0f} MB (with page cache)")
