@@ -1,7 +1,7 @@
 """The lean agent install (`squeeze-ota[agent]`) next to the full one (`[all]`).
 
 Both are built here as fresh, non-editable virtual environments under
-``bench/out/install-*`` (reused on the next run; ``--rebuild`` makes them again)
+``$TMPDIR/ota-install-bench/`` (reused on the next run; ``--rebuild`` makes them again)
 from this checkout, with the same pip configuration. For each:
 
 * size on disk: the venv's ``lib/`` (installed packages), and how many distributions;
@@ -33,9 +33,11 @@ from pathlib import Path
 
 from agent_common import REPO, publish, sample, start_agent, start_registry, stop, wait_served
 
-from modelpack import zoo  # noqa: E402
+from modelpack import zoo
 
 OUT = REPO / "bench" / "out"
+# The venvs live outside the checkout: tests/test_architecture.py scans bench/ for our modules.
+VENVS = Path(tempfile.gettempdir()) / "ota-install-bench"
 # name -> (git ref, extra): the lean agent, everything, and the plain install before the
 # split (a3de30d^: onnx, matplotlib, prometheus-client, grpcio-health-checking in the base,
 # onnx imported on the agent's path).
@@ -45,7 +47,7 @@ IMPORT = "import vehicle_agent.agent, vehicle_agent.serving, vehicle_agent.cli"
 
 
 def build(flavour: str, rebuild: bool) -> Path:
-    venv = OUT / f"install-{flavour}"
+    venv = VENVS / flavour
     if rebuild:
         shutil.rmtree(venv, ignore_errors=True)
     if not (venv / ".built").exists():
@@ -83,7 +85,9 @@ def import_times(pythons: dict[str, Path], repeat: int, cwd: Path) -> dict[str, 
             runs[n]["import"].append(timed(python, IMPORT, cwd))
     out = {}
     for n, python in pythons.items():
-        med = lambda key, i: statistics.median(x[i] for x in runs[n][key])  # noqa: E731
+        def med(key: str, i: int, r: dict = runs[n]) -> float:
+            return statistics.median(x[i] for x in r[key])
+
         mods = subprocess.run([str(python), "-c", f"{IMPORT}; import sys; print(' '.join(sorted(sys.modules)))"],
                               check=True, cwd=cwd, capture_output=True, text=True).stdout.split()
         out[n] = {"wall_s": med("import", 0) - med("empty", 0), "cpu_s": med("import", 1) - med("empty", 1),

@@ -43,7 +43,6 @@ from vehicle_agent.fetcher import GrpcFetcher
 from vehicle_agent.health import HealthPolicy
 from vehicle_agent.rebuild import CodecRebuilder, encoding_bound
 from vehicle_agent.journal import Entry, Job, Journal, State
-from vehicle_agent.memory import MemoryBudget
 from vehicle_agent.reporting import STATUS, RegistryReporter
 from vehicle_agent.runtime import LoadedModel, ModelHost, OrtRuntime, SelfTestFailed, model_info
 from vehicle_agent.slots import SlotRecord, SlotStore
@@ -123,7 +122,7 @@ class VehicleAgent:
         self.host = ModelHost()
         self.journal = Journal(self.state_dir)
         self.fetcher = TargetFetcher(self.client, self._downloads, config.vehicle_id, config.retry)
-        self.runtime = OrtRuntime(self.host, self.slots, config.health, MemoryBudget.detect(config.memory_budget_mb))
+        self.runtime = OrtRuntime(self.host, self.slots, config.health, config.memory_budget_mb)
         self.reporter = RegistryReporter(self.client, config.vehicle_id, config.hardware_id, self.host, self.fetcher)
         self.engine = UpdateEngine(
             self.journal,
@@ -183,8 +182,7 @@ class VehicleAgent:
             return False
 
     def _updater(self, which: str = "image") -> Updater:
-        fetcher = GrpcFetcher(self.client, self.config.vehicle_id, tmp_dir=self.state_dir / "tmp")
-        return self.trust.updater(which, fetcher, self._downloads)
+        return self.trust.updater(which, GrpcFetcher(self.client, self.config.vehicle_id, tmp_dir=self.state_dir / "tmp"), self._downloads)
 
     def _refresh(self, which: str) -> Updater:
         try:

@@ -171,11 +171,12 @@ class OrtRuntime:
     """The engine's Runtime: load + self-test beside, swap, restore, judge health."""
 
     def __init__(self, host: ModelHost, slots: SlotStore, policy: HealthPolicy = HealthPolicy(),
-                 budget: MemoryBudget | None = None) -> None:
+                 budget: MemoryBudget | float | None = None) -> None:
         self.host = host
         self.slots = slots
         self.policy = policy
-        self.budget = budget or MemoryBudget(None)
+        # A float is a budget in MB (--memory-budget); None: the cgroup's limit, if any.
+        self.budget = budget if isinstance(budget, MemoryBudget) else MemoryBudget.detect(budget)
 
     def load_slot(self, name: str, slot: str) -> LoadedModel:
         rec = self.slots.load()[name].slots[slot]

@@ -25,9 +25,9 @@ import pytest
 
 from modelpack import zoo
 from modelpack.imaging import IMAGES_DIR
-from ota.v1 import inference_pb2
+from otawire.v1 import inference_pb2
+from testkit.variants import successor
 from tests.vehicle_agent.constrained import Cgroup, Clients, agent_cmd, confined, vm_hwm, why_not
-from tests.vehicle_agent.variants import successor
 from vehicle_agent.serving import connect
 
 pytestmark = pytest.mark.skipif(bool(why_not()), reason=why_not() or "ok")
@@ -121,7 +121,7 @@ def test_agent_updates_and_serves_under_one_cpu_and_its_memory_budget_on_a_read_
     shutil.rmtree(work, ignore_errors=True)
 
     assert proc.returncode == 0, text[-3000:]
-    for c, n in zip(clients, models):
+    for c, n in zip(clients, models, strict=True):
         assert c.failures == [], (n, c.failures[:3])
         expected = {f"1.0.{v}" for v in range(i + 1)} if n == update else {"1.0.0"}
         assert set(c.versions) == expected, (n, sorted(set(c.versions)))

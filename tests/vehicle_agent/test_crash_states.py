@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from modelpack import fsio
+from testkit.variants import successor
 from tests.vehicle_agent.crashfs import Recorder, materialize
-from tests.vehicle_agent.variants import successor
 from vehicle_agent.agent import VehicleAgent
 
 NAME = "squeezenet1.0"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from modelpack.runtime import read_model_info
-from tests.vehicle_agent.variants import successor
+from testkit.variants import successor
 from vehicle_agent.engine import StepFailed
 from vehicle_agent.journal import Job
 from vehicle_agent.memory import MB, MemoryBudget, cgroup_memory_limit, estimated_cost, process_rss
