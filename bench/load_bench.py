@@ -66,7 +66,7 @@ def serve_registry(data: Path, keys: Path, port_file: Path, workers: int) -> Non
     from server.service import create_server
 
     reg = Registry.open(data, keys)
-    reg.rollouts = CampaignManager(reg.store, hold_new_versions=True)
+    reg.rollouts = CampaignManager(reg.store)
     # Plain text, explicitly, on both servers: the comparison with the bare peer
     # measures registry logic, not TLS (security, issue 4, made TLS the default).
     server, port = create_server(reg, "127.0.0.1:0", max_workers=workers, insecure=True)
@@ -367,6 +367,7 @@ def run_once(a: argparse.Namespace) -> dict:
         reg = Registry.open(scratch / "registry", scratch / "keys")
         base = reg.publish_bytes(MODEL, "1.0.0", lineage["base"].read_bytes())
         new = reg.publish_bytes(MODEL, "1.1.0", lineage["head"].read_bytes())
+        reg.release(MODEL, "1.1.0", "vehicle:probe")  # the fleet gets it from the campaign only
         # What the registry will offer a vehicle on 1.0.0, and those bytes for the bare peer.
         reg.rollouts = None
         [offer] = reg.offers_for("probe", "ecu-load", {MODEL: (base.version, base.sha256)}, [MODEL])

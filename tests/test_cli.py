@@ -70,6 +70,8 @@ def test_publish_and_update_a_vehicle_with_the_cli(served_registry) -> None:
               "--keys", str(tmp / "keys"), *pub).stdout
     assert "published squeezenet1.0 1.0.0" in out
     assert "1.0.0" in ota("models", "--registry", address, *pub).stdout
+    released = ota("release", "squeezenet1.0", "1.0.0", "--vehicle", "car-1", "--registry", address, *pub).stdout
+    assert "released squeezenet1.0 1.0.0 to vehicle car-1" in released
 
     car = ["--registry", address, "--state", str(tmp / "car"), "--vehicle-id", "car-1", "--once",
            *creds(tmp, "vehicles/car-1")]

@@ -205,6 +205,7 @@ def run_agents(
     server_tls = tls.issue(pki, "server", "registry")
     reg = Registry.open(work / "registry", work / "keys", ca_pem=(pki / tls.CA_CERT).read_bytes())
     reg.publish_bytes(MODEL_NAME, "1.0.0", model)
+    reg.release(MODEL_NAME, "1.0.0")  # publishing alone reaches no vehicle (issue 12)
     served = _served_package(reg, encodings, model, package)
     server, port = create_server(reg, "127.0.0.1:0", max_workers=max(16, 4 * n), tls_files=server_tls)
     procs: list[subprocess.Popen[bytes]] = []

@@ -13,6 +13,7 @@ from server.registry import Registry
 from server.service import create_server
 from tests.scaleout.helpers import tiny_onnx
 from vehicle_agent.agent import VehicleAgent
+from tests.helpers import publish_released
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_calls_are_counted_by_status_and_timed(metered) -> None:
 def test_bytes_served_by_encoding_and_resumes(metered, tmp_path, keys_dir) -> None:
     reg, m, running = metered
     model = tiny_onnx("metered")
-    rec = reg.publish_bytes("tiny", "1.0.0", model)
+    rec = publish_released(reg, "tiny", "1.0.0", model)
     agent = VehicleAgent(running.agent_config("car-1", tmp_path / "car"))
     try:
         [outcome] = agent.update_once()

@@ -26,7 +26,7 @@ from server.keys import Keystore
 from server.registry import Registry
 from server.service import VehicleServicer, create_server
 from tests.conftest import vehicle_identity
-from tests.helpers import with_provenance
+from tests.helpers import publish_released, with_provenance
 from vehicle_agent.agent import AgentConfig, UpdateOutcome, VehicleAgent
 from vehicle_agent.transport import RegistryClient, TransportConfig
 
@@ -118,11 +118,11 @@ def successor_bytes(squeezenet_bytes: bytes) -> bytes:
 @pytest.fixture
 def running(scene: Scene, squeezenet_bytes: bytes, successor_bytes: bytes) -> VehicleAgent:
     """car-1 runs 1.0.0 (installed through the malicious server while it behaved); 1.0.1 is out."""
-    scene.registry.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
+    publish_released(scene.registry, MODEL, "1.0.0", squeezenet_bytes)
     agent = scene.agent()
     [out] = agent.update_once()
     assert out.status == "installed", out.reason
-    scene.registry.publish_bytes(MODEL, "1.0.1", successor_bytes)
+    publish_released(scene.registry, MODEL, "1.0.1", successor_bytes)
     return agent
 
 

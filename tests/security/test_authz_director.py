@@ -13,7 +13,7 @@ from ota import tls
 from ota.v1 import ota_pb2, ota_pb2_grpc
 from server.director import DirectorError
 from tests.conftest import vehicle_identity
-from tests.helpers import with_provenance
+from tests.helpers import publish_released, with_provenance
 from vehicle_agent.manifest import VersionManifest, sign_manifest
 
 MODEL = "squeezenet1.0"
@@ -104,8 +104,8 @@ def _director_targets(registry_server, vehicle_id: str) -> dict:
 
 def test_director_instructs_each_vehicle_its_own_assignment(registry_server, squeezenet_bytes) -> None:
     reg, pki = registry_server.registry, registry_server.pki
-    reg.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
-    reg.publish_bytes(MODEL, "1.0.1", with_provenance(squeezenet_bytes, "1.0.1"))
+    publish_released(reg, MODEL, "1.0.0", squeezenet_bytes)
+    publish_released(reg, MODEL, "1.0.1", with_provenance(squeezenet_bytes, "1.0.1"))
     assert reg.director.desired("car-1") == {}, "nothing for a vehicle without a verified manifest"
     for i, vid in enumerate(("car-1", "car-2")):
         reg.director.process_manifest(_manifest(pki, vid, 1), None, None)
