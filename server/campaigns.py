@@ -4,9 +4,11 @@
 learns the vehicle into the inventory and decides which version of each model
 the vehicle should run (``choose``): the version of a campaign whose wave the
 vehicle is in, once that wave is open; otherwise the newest *released* version,
-never a downgrade. A version is released when nothing holds it back: a running,
-paused or aborted campaign withholds its version from everyone outside the open
-waves, and a rollback withholds the version it rolls back.
+never a downgrade. Publishing releases nothing: a version is released by a
+completed campaign, or to some vehicles by ``ota release`` (``server/releases.py``).
+A running, paused or aborted campaign withholds its version from everyone outside
+the open waves, and a rollback withholds the version it rolls back, unless an
+explicit release is newer than the hold.
 
 Every fact goes through the ``MetadataStore`` (inventory, campaigns, members,
 events, reports), and state is derived from those facts by
@@ -27,6 +29,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
 from server.registry import RegistryError, semver_key
+from server.releases import refuse_below_counter, release_counter
 from server.rollout import (
     ACTIVE,
     FAILURE,
@@ -89,12 +92,8 @@ class CampaignManager:
         clock: Clock = time.time,
         refresh_s: float = 1.0,
         inventory_write_s: float = 60.0,
-        hold_new_versions: bool = False,
     ) -> None:
         self.store = store
-        # True: a version reaches vehicles only through a campaign (and is released when
-        # one completes). False: a version no campaign mentions is released when published.
-        self.hold_new_versions = hold_new_versions
         self.clock = clock
         self.refresh_s = refresh_s
         self.inventory_write_s = inventory_write_s
@@ -130,16 +129,26 @@ class CampaignManager:
         return rec
 
     # -- the rollout decision -----------------------------------------------------------
-    def choose(self, vehicle: VehicleRecord, compatible: dict[str, list[ModelRecord]]) -> dict[str, ModelRecord]:
-        """Which version of each model ``vehicle`` should run (omitted: keep what it has)."""
+    def choose(self, vehicle: VehicleRecord, compatible: dict[str, list[ModelRecord]],
+               released_to: dict[tuple[str, str], float] | None = None) -> dict[str, ModelRecord]:
+        """Which version of each model ``vehicle`` should run (omitted: keep what it has).
+
+        ``released_to``: (name, version) explicitly released to this vehicle, with when.
+        """
         vehicle = self.observe(vehicle)
+        explicit = released_to or {}
         with self._lock:
             views = self._views()
             withheld, completed = self._withheld(views)
+
+            def is_released(key: tuple[str, str]) -> bool:
+                if key in withheld:  # the later decision wins: a hold, or a release after it
+                    return explicit.get(key, float("-inf")) > withheld[key]
+                return key in completed or key in explicit
+
             out: dict[str, ModelRecord] = {}
             for name, versions in compatible.items():
-                released = [r for r in versions if (name, r.version) not in withheld
-                            and (not self.hold_new_versions or (name, r.version) in completed)]
+                released = [r for r in versions if is_released((name, r.version))]
                 best = max(released, key=lambda r: semver_key(r.version), default=None)
                 have = vehicle.installed.get(name)
                 if best is not None and not (have and _is_downgrade(best.version, have[0])):
@@ -256,19 +265,23 @@ class CampaignManager:
         c.offered_local, c.finished_local = set(), {}
         return view
 
-    def _withheld(self, views: dict[str, CampaignView]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
-        """(model, version) pairs held back by campaigns, and those released by a completed one."""
-        held, completed = set(), set()
+    def _withheld(self, views: dict[str, CampaignView]) -> tuple[dict[tuple[str, str], float], set[tuple[str, str]]]:
+        """(model, version) pairs held back by campaigns (with since when), and those released by a completed one."""
+        held: dict[tuple[str, str], float] = {}
+        completed = set()
         for v in views.values():
+            key = None
             if v.spec.rollback_of:
                 src = self._cached(v.spec.rollback_of)
                 if src is not None:
-                    held.add((src.spec.model, src.spec.version))
+                    key = (src.spec.model, src.spec.version)
             elif v.state != "completed":
-                held.add((v.spec.model, v.spec.version))
+                key = (v.spec.model, v.spec.version)
             else:
                 completed.add((v.spec.model, v.spec.version))
-        return held, completed - held
+            if key is not None:
+                held[key] = max(held.get(key, v.created_at), v.created_at)
+        return held, completed - held.keys()
 
     # -- admin --------------------------------------------------------------------------
     def create(self, spec: CampaignSpec) -> CampaignView:
@@ -368,6 +381,10 @@ class CampaignManager:
             to_version = self._previous_version(src, took)
         if semver_key(to_version) >= semver_key(src.spec.version):
             raise RegistryError("invalid", f"rollback target {to_version} is not older than {src.spec.version}")
+        # Refused up front, not accepted and then reported as an attack by every car that took the version.
+        running = release_counter(self.store, src.spec.model, src.spec.version) or 0
+        refuse_below_counter(src.spec.model, to_version, release_counter(self.store, src.spec.model, to_version),
+                             running, f"the vehicles that took {src.spec.version}")
         if src.state in ACTIVE:
             self.abort(campaign_id, reason or "superseded by a rollback")
         spec = CampaignSpec(

@@ -283,6 +283,7 @@ def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_l
         metrics = RegistryMetrics(codec_of=codec_of)
         if reg.rollouts is not None:
             metrics.watch_campaigns(reg.rollouts)
+        metrics.watch_blobs(reg)
         _, metrics_port = metrics.serve_http(metrics_listen)
         click.echo(f"metrics on http://{metrics_listen.rsplit(':', 1)[0]}:{metrics_port}/metrics", err=True)
     try:
@@ -319,10 +320,18 @@ def _redacted(db: str) -> str:
               help="Keystore with the (offline) targets key: sign the targets here, not on the registry. Env: OTA_KEYS.")
 @click.option("--release-counter", type=int, default=None,
               help="Release counter to sign (default: one above the highest for this model).")
+@click.option("--allow-downgrade", is_flag=True,
+              help="Publish a version below the highest published (refused otherwise); needs --reason.")
+@click.option("--reason", default="", help="Why (recorded with your name in `ota releases`).")
 @tls_options("publisher")
 def publish(model: Path, name: str, version: str, address: str, hardware_ids: tuple[str, ...],
-            keys_dir: Path | None, release_counter: int | None, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
-    """Validate MODEL (onnx.checker), sign its target (with --keys) and upload it."""
+            keys_dir: Path | None, release_counter: int | None, allow_downgrade: bool, reason: str, tls_ca, tls_cert,
+            tls_key, insecure: bool) -> None:
+    """Validate MODEL (onnx.checker), sign its target (with --keys) and upload it.
+
+    Publishing stores and signs; no vehicle is offered it until `ota release`
+    (or a campaign) says so.
+    """
     from server.client import PublishError, PublisherClient
     from server.keys import KeystoreError
     from server.registry import RegistryError
@@ -337,6 +346,7 @@ def publish(model: Path, name: str, version: str, address: str, hardware_ids: tu
         task = bar.add_task(f"upload {name} {version}", total=len(data))
         try:
             resp = client.upload(data, name, version, hardware_ids, keys=ks, release_counter=release_counter,
+                                 allow_downgrade=allow_downgrade, reason=reason,
                                  progress=lambda done, total: bar.update(task, completed=done))
         except KeystoreError as e:
             raise click.ClickException(f"cannot sign {name} {version}: {e}") from None
@@ -345,6 +355,7 @@ def publish(model: Path, name: str, version: str, address: str, hardware_ids: tu
         except PublishError as e:
             raise click.ClickException(f"registry {address} refused {name} {version}: {e}") from None
     click.echo(f"published {resp.name} {resp.version}: {resp.length:,} B, sha256 {resp.sha256}, target {resp.target_path}")
+    click.echo(f"no vehicle is offered it yet: `ota release {resp.name} {resp.version} --fleet|--tag K=V|--vehicle ID`")
 
 
 @click.command()
@@ -413,3 +424,13 @@ def rerelease(name: str, version: str, keys_dir: Path, address: str, tls_ca, tls
         except (PublishError, TufError) as e:
             raise click.ClickException(f"registry {address}: {e}") from None
     click.echo(f"{name} {version} re-released with release counter {counter}")
+
+
+def _maintenance() -> None:
+    from server.release_cli import gc, verify
+
+    registry.add_command(verify)
+    registry.add_command(gc)
+
+
+_maintenance()

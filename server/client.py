@@ -62,6 +62,8 @@ class PublisherClient:
         validate: bool = True,
         keys: Keystore | None = None,
         release_counter: int | None = None,
+        allow_downgrade: bool = False,
+        reason: str = "",
     ) -> ota_pb2.UploadResponse:
         """Validate locally (a broken file never leaves the machine), sign if ``keys``, then stream it."""
         if validate:
@@ -77,6 +79,8 @@ class PublisherClient:
             hardware_ids=list(hardware_ids),
             metadata_json=metadata_json,
             signed_targets=signed,
+            allow_downgrade=allow_downgrade,
+            reason=reason,
         )
 
         def requests() -> Iterator[ota_pb2.UploadRequest]:
@@ -161,6 +165,20 @@ class PublisherClient:
     def assign(self, vehicle_id: str, name: str, version: str) -> None:
         try:
             self._stub.AssignModel(ota_pb2.AssignRequest(vehicle_id=vehicle_id, name=name, version=version), timeout=30)
+        except grpc.RpcError as e:
+            raise PublishError(f"{e.code().name}: {e.details()}") from None
+
+    def release(self, name: str, version: str, scope: str = "fleet", reason: str = "") -> None:
+        """Send a published version to ``scope``: "fleet", "tag:K=V" or "vehicle:ID"."""
+        try:
+            self._stub.ReleaseModel(ota_pb2.ReleaseRequest(name=name, version=version, scope=scope, reason=reason),
+                                    timeout=30)
+        except grpc.RpcError as e:
+            raise PublishError(f"{e.code().name}: {e.details()}") from None
+
+    def releases(self, name: str = "") -> list[ota_pb2.ReleaseEntry]:
+        try:
+            return list(self._stub.ListReleases(ota_pb2.ListReleasesRequest(name=name), timeout=30).releases)
         except grpc.RpcError as e:
             raise PublishError(f"{e.code().name}: {e.details()}") from None
 

@@ -97,8 +97,35 @@ class Director:
         if version is not None and self.store.get_model(name, version) is None:
             raise DirectorError("not_found", f"cannot assign {name} {version}: no such published version")
         self.repo(vehicle_id)  # validates the id
+        if version is not None:
+            from server.registry import RegistryError  # the registry imports this module
+            from server.releases import refuse_below_counter, release_counter
+
+            try:
+                refuse_below_counter(name, version, release_counter(self.store, name, version),
+                                     self._running_counter(vehicle_id, name), vehicle_id)
+            except RegistryError as e:
+                raise DirectorError(e.kind, str(e)) from None
         self.store.set_assignment(vehicle_id, name, version)
         log.info("director: %s -> %s %s", vehicle_id, name, version or "(default)")
+
+    def _running_counter(self, vehicle_id: str, name: str) -> int:
+        """The release counter of ``name`` the vehicle runs: from its verified manifest, else from the
+        version the inventory learned from its reports (as signed in the image repository)."""
+        from server.releases import release_counter
+
+        counters = [0]
+        manifest = self.store.get_manifest(vehicle_id)
+        if manifest is not None:
+            try:
+                counters += [int(i.get("release_counter", 0)) for i in json.loads(manifest.manifest_json).get(
+                    "installed", []) if i.get("name") == name]
+            except (ValueError, TypeError, AttributeError):
+                pass
+        known = self.store.get_vehicle(vehicle_id) if callable(getattr(self.store, "get_vehicle", None)) else None
+        if known is not None and name in known.installed:
+            counters.append(release_counter(self.store, name, known.installed[name][0]) or 0)
+        return max(counters)
 
     def assigned(self, vehicle_id: str, wanted: Iterable[str] = ()) -> dict[str, ModelRecord]:
         """The explicit assignments of a vehicle (restricted to ``wanted`` models if any)."""

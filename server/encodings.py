@@ -92,10 +92,9 @@ def best_offer(registry: Registry, offer: Offer, installed_sha256: str | None) -
         for s in stored_encodings(registry, offer.name, offer.version)
         if s.base_sha256 == "" or s.base_sha256 == installed_sha256
     ]
-    if not usable:
-        return offer
-    s = min(usable, key=lambda e: e.length)
-    if s.length >= offer.download_length:
+    # Smallest first; one whose blob fails its check is out of service: the next one, or the full file.
+    s = next((e for e in sorted(usable, key=lambda e: e.length) if registry.guard.usable(e.blob_sha256)), None)
+    if s is None or s.length >= offer.download_length:
         return offer
     return replace(
         offer,
@@ -114,6 +113,8 @@ def open_encoding(registry: Registry, path: str) -> tuple[BinaryIO, int]:
     if not path.startswith(PATH_PREFIX):
         raise RegistryError("not_found", f"no encoding {path!r}")
     digest = path[len(PATH_PREFIX) :]
+    if registry.store.encoding_by_blob(digest) is not None and not registry.guard.usable(digest):
+        raise RegistryError("not_found", f"encoding {path!r} is out of service: its blob failed its sha256 check")
     try:
         return registry.blobs.open(digest), registry.blobs.size(digest)
     except BlobNotFound as e:

@@ -21,19 +21,17 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 from tuf.api.metadata import Metadata, Targets
 
-from server.storage.ports import BlobNotFound, BlobStore, EncodingStore, ModelStore, TufMetadataStore
+from server.storage import BlobNotFound, BlobStore, MetadataStore
 
 log = logging.getLogger(__name__)
 
 _READ = 1 << 20
 
 
-class IntegrityStore(ModelStore, EncodingStore, TufMetadataStore, Protocol):
-    """What names blobs: versions, their encodings, the signed targets."""
+IntegrityStore = MetadataStore  # what names blobs: versions, their encodings, the signed targets
 
 
 @dataclass(frozen=True)

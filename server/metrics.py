@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,11 @@ class RegistryMetrics:
         """
         self.registry.register(_CampaignCollector(manager))
 
+    def watch_blobs(self, registry: Any) -> None:
+        """Export the blob checks of ``registry.guard`` (``server/integrity.py``): bad blobs found by
+        this replica since it started (a counter), and how many are out of service now."""
+        self.registry.register(_BlobCollector(registry.guard))
+
     def interceptor(self) -> grpc.ServerInterceptor:
         return _MetricsInterceptor(self)
 
@@ -118,6 +123,20 @@ class CampaignSource(Protocol):
     """What the collector needs of ``server.campaigns.CampaignManager``."""
 
     def list(self) -> list[Any]: ...  # CampaignView: campaign_id, state, current_wave, waves[].counts
+
+
+class _BlobCollector(Collector):
+    def __init__(self, guard: Any) -> None:
+        self._guard = guard
+
+    def collect(self) -> Iterator[Metric]:
+        bad = CounterMetricFamily("ota_registry_bad_blobs", "blobs found not to match their sha256, "
+                                  "taken out of service")
+        bad.add_metric([], self._guard.failures)
+        out = GaugeMetricFamily("ota_registry_blobs_out_of_service", "blobs this replica does not offer or serve")
+        out.add_metric([], len(self._guard.out_of_service))
+        yield bad
+        yield out
 
 
 class _CampaignCollector(Collector):

@@ -1,6 +1,10 @@
-"""The registry's domain logic, free of gRPC: publish, list, offer, serve, record.
+"""The registry's domain logic, free of gRPC: publish, list, release, offer, serve, record.
 
-Servicers in ``server/service.py`` are thin adapters over this class.
+Servicers in ``server/service.py`` are thin adapters over this class. Publishing
+stores and signs; only a release or a campaign sends a version to vehicles
+(``server/releases.py``). Uploads are staged apart from the content store
+(``server/staging.py``); blobs are checked before they are offered or served
+(``server/integrity.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from tuf.api.metadata import TargetFile, Targets
 
 from server import encodings
 from server.director import Director, DirectorError
+from server.integrity import BlobGuard
+from server.releases import FLEET, Releases
+from server.staging import Staging
 from server.keys import KeystoreError, utcnow
 from server.storage import (
     BlobNotFound,
@@ -105,7 +112,11 @@ class DownloadStat:
 class RolloutPolicy(Protocol):
     """Decides which version of each model a vehicle runs (``server/campaigns.py``)."""
 
-    def choose(self, vehicle: VehicleRecord, compatible: dict[str, list[ModelRecord]]) -> dict[str, ModelRecord]: ...
+    def choose(self, vehicle: VehicleRecord, compatible: dict[str, list[ModelRecord]],
+               released: dict[tuple[str, str], float]) -> dict[str, ModelRecord]:
+        """``released``: (name, version) explicitly released to this vehicle, with when."""
+        ...
+
     def on_report(self, rep: ReportRecord) -> ReportRecord: ...
 
 
@@ -114,12 +125,17 @@ class Registry:
 
     def __init__(
         self, store: MetadataStore, blobs: BlobStore, tuf: TufRepository, rollouts: RolloutPolicy | None = None,
-        ca_pem: bytes | None = None,
+        ca_pem: bytes | None = None, staging: Staging | None = None,
     ) -> None:
+        import tempfile
+
         self.store = store
         self.blobs = blobs
         self.tuf = tuf
-        self.rollouts = rollouts  # None: every vehicle gets the newest version
+        self.rollouts = rollouts  # None: every vehicle gets the newest version released to it
+        self.staging = staging or Staging(Path(tempfile.gettempdir()) / "ota-registry-staging")
+        self.releases = Releases(store)
+        self.guard = BlobGuard(store, blobs)
         # security (issue 4): the director signs, per vehicle, what ``targets_for`` decides
         # (plus explicit assignments); ``ca_pem`` verifies vehicle manifests.
         self.director = Director(store, tuf.keystore, tuf, self._director_default, ca_pem)
@@ -159,7 +175,8 @@ class Registry:
         from server.campaigns import CampaignManager
 
         rollouts = CampaignManager(store) if CampaignManager.supported_by(store) else None
-        return cls(store, blobs, TufRepository(store, Keystore(keys_dir)), rollouts, ca_pem)
+        staging = Staging(Path(data_dir) / "staging") if data_dir else None
+        return cls(store, blobs, TufRepository(store, Keystore(keys_dir)), rollouts, ca_pem, staging)
 
     # -- publishing -----------------------------------------------------------------
     def publish_stream(
@@ -172,19 +189,25 @@ class Registry:
         hardware_ids: Iterable[str] = (),
         metadata_json: str = "",
         signed_targets: bytes = b"",
+        allow_downgrade: bool = False,
+        reason: str = "",
+        actor: str = "",
     ) -> ModelRecord:
-        """Spool an upload to disk, check it, then publish it.
+        """Stage an upload, check it, then publish it; the staged file never outlives the call.
 
         ``signed_targets`` is the next image targets metadata listing this
         model, signed offline by the publisher; without it the registry signs
-        only if it holds the targets key (development keystores).
+        only if it holds the targets key (development keystores). A version
+        below the highest published needs ``allow_downgrade`` and a ``reason``,
+        recorded with ``actor`` (who asked) in the release log.
         """
         if length > MAX_MODEL_BYTES:
             raise RegistryError("too_large", f"model is {length} B; the limit is {MAX_MODEL_BYTES} B")
-        fd, tmp = self.blobs.tempfile()
         h = hashlib.sha256()
         received = 0
-        try:
+        # Removed on every way out: accepted (then already moved into the store), refused,
+        # or the stream cancelled (the request iterator raises here).
+        with self.staging.file() as (fd, tmp):
             with os.fdopen(fd, "wb") as f:
                 for chunk in chunks:
                     received += len(chunk)
@@ -197,16 +220,21 @@ class Registry:
             if sha256 and h.hexdigest() != sha256:
                 raise RegistryError("invalid", f"upload corrupted: sha256 {h.hexdigest()} != announced {sha256}")
             return self._publish_file(name, version, tmp, h.hexdigest(), length, hardware_ids, metadata_json,
-                                      signed_targets)
-        finally:
-            tmp.unlink(missing_ok=True)
+                                      signed_targets, allow_downgrade, reason, actor)
 
     def publish_bytes(
         self, name: str, version: str, data: bytes, hardware_ids: Iterable[str] = (), metadata_json: str = "",
-        signed_targets: bytes = b"",
+        signed_targets: bytes = b"", **kw: object,
     ) -> ModelRecord:
+        """``kw``: allow_downgrade, reason, actor (see ``publish_stream``)."""
         sha = hashlib.sha256(data).hexdigest()
-        return self.publish_stream(name, version, len(data), sha, [data], hardware_ids, metadata_json, signed_targets)
+        return self.publish_stream(name, version, len(data), sha, [data], hardware_ids, metadata_json, signed_targets,
+                                   **kw)  # type: ignore[arg-type]
+
+    def _commit(self, staged: Path, sha256: str) -> None:
+        """Move an accepted upload into the content store; it was hashed on the way in."""
+        self.blobs.put_file(staged, sha256)
+        self.guard.trust(sha256)
 
     def _publish_file(
         self,
@@ -218,6 +246,9 @@ class Registry:
         hardware_ids: Iterable[str],
         metadata_json: str,
         signed_targets: bytes = b"",
+        allow_downgrade: bool = False,
+        reason: str = "",
+        actor: str = "",
     ) -> ModelRecord:
         if not _NAME_RE.match(name):
             raise RegistryError("invalid", f"model name {name!r} must be lowercase letters, digits, '.', '_' or '-'")
@@ -225,23 +256,28 @@ class Registry:
         existing = self.store.get_model(name, version)
         if existing is not None:
             if existing.sha256 == sha256:
+                if not self.blobs.exists(sha256):  # moved aside as bad (or lost): the same bytes restore it
+                    self._commit(path, sha256)
+                    log.warning("%s %s: blob %s restored from a re-upload", name, version, sha256[:12])
                 return existing  # idempotent re-publish of the same bytes
             raise RegistryError(
                 "exists",
                 f"{name} {version} is already published with sha256 {existing.sha256[:16]}…; "
                 "versions are immutable: publish a new version",
             )
+        self.releases.check_order(name, version, allow_downgrade, reason)
         model = validate_onnx(path.read_bytes(), where=f"{name} {version}")
         info = _model_info_json(model, metadata_json)
         hw = tuple(sorted(set(hardware_ids)))
         target_path = model_target_path(name, version)
-        self.blobs.put_file(path, sha256)
+        # Nothing enters the content store before it is accepted (signed); see _commit.
         if signed_targets:
-            custom = self._accept_signed_target(signed_targets, target_path, name, version, sha256, length)
+            custom = self._accept_signed_target(signed_targets, target_path, name, version, sha256, length, path)
             hw = tuple(custom.get("hardware_ids") or ())
             info = _signed_json(custom.get("model_info_json"))
         elif self.tuf.can_sign("targets"):
             counter = next_release_counter(self.tuf.latest("targets").signed, name)
+            self._commit(path, sha256)  # before the signature that names it, so it is never served missing
             self.tuf.add_target(target_path, length, sha256, target_custom(name, version, hw, info, counter))
         else:
             raise RegistryError(
@@ -263,12 +299,16 @@ class Registry:
             self.store.add_model(rec)
         except StorageError as e:
             raise RegistryError("exists", str(e)) from None
-        log.info("published %s %s (%d B, sha256 %s)", name, version, length, sha256[:12])
-        encodings.precompute(self, rec)
+        if allow_downgrade:
+            self.releases.record("downgrade", name, version, actor=actor, reason=reason)
+        log.info("published %s %s (%d B, sha256 %s); offered to no vehicle until released",
+                 name, version, length, sha256[:12])
+        for enc in encodings.precompute(self, rec):
+            self.guard.trust(enc.blob_sha256)
         return rec
 
     def _accept_signed_target(self, signed: bytes, target_path: str, name: str, version: str, sha256: str,
-                              length: int) -> dict:
+                              length: int, staged: Path) -> dict:
         def check(targets: Targets) -> None:
             tf = targets.targets.get(target_path)
             if tf is None:
@@ -279,8 +319,10 @@ class Registry:
             if (custom.get("name"), custom.get("version")) != (name, version):
                 raise TufError(f"the signed {target_path} names {custom.get('name')} {custom.get('version')}")
             for path, other in targets.targets.items():
-                if not self.blobs.exists(other.hashes.get("sha256", "")):
+                if path != target_path and not self.blobs.exists(other.hashes.get("sha256", "")):
                     raise TufError(f"the signed targets list {path}, which this registry does not hold")
+            # Every check passed: commit the blob last, just before the metadata naming it is stored.
+            self._commit(staged, sha256)
 
         try:
             md = self.tuf.put_targets(signed, check)
@@ -288,7 +330,12 @@ class Registry:
             raise RegistryError("unsigned", f"signed targets refused: {e}") from None
         return dict(md.signed.targets[target_path].custom or {})
 
-    def rerelease(self, name: str, version: str) -> int:
+    # -- releases -------------------------------------------------------------------
+    def release(self, name: str, version: str, scope: str = FLEET, actor: str = "", reason: str = "") -> None:
+        """Send a published version to the vehicles ``scope`` names (``server/releases.py``)."""
+        self.releases.release(name, version, scope, actor, reason)
+
+    def rerelease(self, name: str, version: str, actor: str = "") -> int:
         """Sign ``name`` ``version`` again with the highest release counter (here: targets key held
         locally; offline: ``ota rerelease --keys``), so that vehicles may go back to it."""
         rec = self.store.get_model(name, version)
@@ -300,7 +347,9 @@ class Registry:
         tf = rereleased(targets, rec.target_path)
         targets.targets[tf.path] = tf
         self.tuf.sign_new_targets(targets)
-        return int(tf.custom["release_counter"])
+        counter = int(tf.custom["release_counter"])
+        self.releases.record("rerelease", name, version, actor=actor, reason=f"release counter {counter}")
+        return counter
 
     # -- metadata signed offline ---------------------------------------------------------------
     def get_metadata(self, role: str) -> bytes:
@@ -355,7 +404,9 @@ class Registry:
         chosen = self.targets_for(
             VehicleRecord(vehicle_id, hardware_id, tuple(sorted(set(tags))), dict(installed), tuple(sorted(set(wanted))))
         )
-        chosen.update(self.director.assigned(vehicle_id, wanted))  # security (issue 4): explicit pins win
+        # security (issue 4): explicit pins win (if their bytes are good)
+        chosen.update({n: r for n, r in self.director.assigned(vehicle_id, wanted).items()
+                       if self.guard.usable(r.sha256)})
         offers = []
         for name, rec in sorted(chosen.items()):
             have = installed.get(name)
@@ -387,9 +438,18 @@ class Registry:
             if rec.hardware_ids and vehicle.hardware_id not in rec.hardware_ids:
                 continue
             compatible.setdefault(rec.name, []).append(rec)
-        if self.rollouts is not None:
-            return self.rollouts.choose(vehicle, compatible)
-        return {name: max(recs, key=lambda r: semver_key(r.version)) for name, recs in compatible.items()}
+        released = self.releases.released_for(vehicle)
+        while True:
+            if self.rollouts is not None:
+                chosen = self.rollouts.choose(vehicle, compatible, released)
+            else:
+                chosen = _newest_released(vehicle, compatible, released)
+            # A version whose blob fails its check is out of service: choose again without it.
+            bad = {n: r for n, r in chosen.items() if not self.guard.usable(r.sha256)}
+            if not bad:
+                return chosen
+            for n, r in bad.items():
+                compatible[n] = [c for c in compatible[n] if c.sha256 != r.sha256]
 
     def open_target(self, path: str) -> tuple[BinaryIO, int]:
         """Open ``dir/<sha256>.<file>`` (TUF consistent-snapshot target path)."""
@@ -399,6 +459,8 @@ class Registry:
             raise RegistryError("not_found", f"no target {path!r}")
         if not any(r.target_path == (f"{directory}/{rest}" if directory else rest) for r in self.store.models_by_sha256(digest)):
             raise RegistryError("not_found", f"no target {path!r}")
+        if not self.guard.usable(digest):
+            raise RegistryError("not_found", f"target {path!r} is out of service: its blob failed its sha256 check")
         try:
             return self.blobs.open(digest), self.blobs.size(digest)
         except BlobNotFound as e:
@@ -458,6 +520,26 @@ class Registry:
 
 
 DIRECTOR_PREFIX = "director/"
+
+
+def _newest_released(vehicle: VehicleRecord, compatible: dict[str, list[ModelRecord]],
+                     released: dict[tuple[str, str], float]) -> dict[str, ModelRecord]:
+    """Without a rollout policy: the newest version released to the vehicle, never below what it runs."""
+    out = {}
+    for name, recs in compatible.items():
+        best = max((r for r in recs if (name, r.version) in released), key=lambda r: semver_key(r.version),
+                   default=None)
+        have = vehicle.installed.get(name)
+        if best is not None and not (have and _below(best.version, have[0])):
+            out[name] = best
+    return out
+
+
+def _below(candidate: str, installed: str) -> bool:
+    try:
+        return semver_key(candidate) < semver_key(installed)
+    except RegistryError:
+        return False  # an installed version we cannot order: let the registry's choice stand
 
 
 def model_target_path(name: str, version: str) -> str:

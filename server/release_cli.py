@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from otawire.cli_tls import tls_files, tls_options
-from server.signing.cli import DEFAULT_REGISTRY
+from ota.cli_tls import tls_files, tls_options
+
+DEFAULT_REGISTRY = "127.0.0.1:50051"
 
 
 def _client(address: str, tls_ca, tls_cert, tls_key, insecure: bool):
@@ -36,7 +37,7 @@ def release(name: str, version: str, fleet: bool, tag: str, vehicle: str, reason
     --tag K=V or --vehicle ID.
     """
     from server.client import PublishError
-    from server.errors import RegistryError
+    from server.registry import RegistryError
     from server.releases import describe_scope, scope_of
 
     try:
@@ -90,14 +91,14 @@ def _storage_options(f):
 
 
 def _open(data_dir: Path | None, db: str):
-    from server.storage import StorageError, open_storage
+    from server.storage import StorageError
 
     if not db and data_dir is None:
         raise click.UsageError("give --data DIR (embedded SQLite) or --db postgresql://… (shared database)")
     if data_dir is not None and not db and not (data_dir / "registry.sqlite3").exists():
         raise click.UsageError(f"--data {data_dir}: no registry there (no registry.sqlite3)")
     try:
-        return open_storage(data_dir, db or None)
+        return _open_storage(data_dir, db or None)
     except (StorageError, ImportError) as e:
         raise click.ClickException(str(e)) from None
 
@@ -133,7 +134,7 @@ def verify(data_dir: Path | None, db: str) -> None:
 def gc(data_dir: Path | None, db: str, min_age_s: float, dry_run: bool) -> None:
     """Remove blobs that no version, encoding or signed target references, and stale staged uploads."""
     from server.integrity import collect_garbage
-    from server.storage.staging import Staging
+    from server.staging import Staging
 
     store, blobs = _open(data_dir, db)
     try:
@@ -146,3 +147,15 @@ def gc(data_dir: Path | None, db: str, min_age_s: float, dry_run: bool) -> None:
         click.echo(f"{verb} {g.sha256[:12]}…  {g.size:,} B")
     click.echo(f"{verb} {len(garbage)} unreferenced blob(s), {sum(g.size for g in garbage):,} B"
                + (f", and {len(staged)} stale staged upload(s)" if staged else ""))
+
+
+def _open_storage(data_dir: Path | None, db: str | None):
+    """The registry's stores without its keys: what maintenance needs."""
+    if db:
+        from server.storage_pg import open_postgres
+
+        return open_postgres(db, spool_dir=Path(data_dir) / "spool" if data_dir else None)
+    from server.storage import FileBlobStore, SqliteMetadataStore
+
+    assert data_dir is not None
+    return SqliteMetadataStore(data_dir / "registry.sqlite3"), FileBlobStore(data_dir / "blobs")

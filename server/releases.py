@@ -22,15 +22,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from tuf.api.metadata import Metadata, Targets
 
-from otawire.paths import model_target_path
-from server.errors import FailedPrecondition, InvalidArgument, NotFound
-from server.models import semver_key
-from server.storage.ports import ModelStore, ReleaseStore, TufMetadataStore
-from server.storage.records import ReleaseRecord, VehicleRecord
+from server.storage import MetadataStore, ReleaseRecord, VehicleRecord
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +38,9 @@ def scope_of(fleet: bool = False, tag: str = "", vehicle: str = "") -> str:
     given = [s for s in (FLEET if fleet else "", f"tag:{tag}" if tag else "", f"vehicle:{vehicle}" if vehicle else "")
              if s]
     if len(given) != 1:
-        raise InvalidArgument("say who gets it: exactly one of --fleet, --tag K=V or --vehicle ID")
+        raise _error("invalid", "say who gets it: exactly one of --fleet, --tag K=V or --vehicle ID")
     if tag and ("=" not in tag or tag.startswith("=")):
-        raise InvalidArgument(f"--tag {tag!r}: expected K=V, e.g. --tag fleet=eu-taxi")
+        raise _error("invalid", f"--tag {tag!r}: expected K=V, e.g. --tag fleet=eu-taxi")
     return given[0]
 
 
@@ -64,8 +59,16 @@ def scope_matches(scope: str, vehicle: VehicleRecord) -> bool:
     return kind == "vehicle" and value == vehicle.vehicle_id
 
 
-class ReleaseBookStore(ReleaseStore, ModelStore, Protocol):
-    """The ports releases read and write: the log, and the versions it may name."""
+def _error(kind: str, message: str) -> Exception:
+    from server.registry import RegistryError  # the registry imports this module
+
+    return RegistryError(kind, message)
+
+
+def _semver(version: str) -> tuple:
+    from server.registry import semver_key
+
+    return semver_key(version)
 
 
 class Releases:
@@ -75,7 +78,7 @@ class Releases:
     invalidate the cache at once, other replicas' show within ``refresh_s``.
     """
 
-    def __init__(self, store: ReleaseBookStore, clock: Callable[[], float] = time.time,
+    def __init__(self, store: MetadataStore, clock: Callable[[], float] = time.time,
                  refresh_s: float = 1.0) -> None:
         self.store = store
         self.clock = clock
@@ -86,7 +89,7 @@ class Releases:
     def release(self, name: str, version: str, scope: str, actor: str = "", reason: str = "") -> ReleaseRecord:
         """Send ``name`` ``version`` to the vehicles ``scope`` names, from their next check-in."""
         if self.store.get_model(name, version) is None:
-            raise NotFound(f"{name} {version} is not published; `ota models` lists what is")
+            raise _error("not_found", f"{name} {version} is not published; `ota models` lists what is")
         rec = self.record("release", name, version, scope, actor, reason)
         log.info("released %s %s to %s (by %s)", name, version, describe_scope(scope), actor or "unknown")
         return rec
@@ -124,24 +127,26 @@ class Releases:
 
     def check_order(self, name: str, version: str, allow_downgrade: bool, reason: str) -> None:
         """Refuse a version below the highest published of ``name`` unless explicitly allowed."""
-        older_than = [r.version for r in self.store.list_models(name) if semver_key(r.version) > semver_key(version)]
+        older_than = [r.version for r in self.store.list_models(name) if _semver(r.version) > _semver(version)]
         if not older_than:
             return
-        highest = max(older_than, key=semver_key)
+        highest = max(older_than, key=_semver)
         if not allow_downgrade:
-            raise FailedPrecondition(
+            raise _error("failed_precondition", 
                 f"{name} {version} is below {highest}, the highest published: vehicles would go back to it. "
                 "Publish a higher version, or pass --allow-downgrade --reason WHY (recorded)")
         if not reason.strip():
-            raise InvalidArgument(f"--allow-downgrade of {name} {version} below {highest} needs --reason WHY "
+            raise _error("invalid", f"--allow-downgrade of {name} {version} below {highest} needs --reason WHY "
                                   "(it is recorded with who asked)")
 
 
-def release_counter(store: TufMetadataStore, name: str, version: str) -> int | None:
+def release_counter(store: MetadataStore, name: str, version: str) -> int | None:
     """The release counter the image repository signed for ``name`` ``version`` (None: not signed)."""
     data = store.get_tuf_metadata("targets")
     if data is None:
         return None
+    from server.registry import model_target_path
+
     tf = Metadata[Targets].from_bytes(data).signed.targets.get(model_target_path(name, version))
     if tf is None:
         return None
@@ -152,7 +157,7 @@ def refuse_below_counter(name: str, version: str, counter: int | None, running: 
     """Refuse sending ``name`` ``version`` (``counter``) to vehicles running ``running``, naming the remedy."""
     if counter is None or counter >= running:
         return
-    raise FailedPrecondition(
+    raise _error("failed_precondition", 
         f"{name} {version} has release counter {counter}, below {running}: {who} runs {running}, and vehicles "
         f"never install a lower counter (they would report a rollback attack). "
         f"Run `ota rerelease {name} {version}` first: it signs those bytes again with a higher counter")

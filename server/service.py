@@ -36,6 +36,7 @@ _CODES = {
     "unsigned": grpc.StatusCode.FAILED_PRECONDITION,
     "denied": grpc.StatusCode.PERMISSION_DENIED,
     "replay": grpc.StatusCode.FAILED_PRECONDITION,
+    "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION,
 }
 _KINDS = {
     ota_pb2.FILE_KIND_METADATA: "metadata",
@@ -96,6 +97,12 @@ def _record_pb(rec) -> ota_pb2.ModelVersion:
     )
 
 
+def _actor(context: grpc.ServicerContext) -> str:
+    """Who asks: the publisher certificate's name (recorded in the release log); "" on plain text."""
+    ident = authz.require(context, "publisher")
+    return ident.name if ident else ""
+
+
 class PublisherServicer(ota_pb2_grpc.PublisherServicer):
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
@@ -115,7 +122,8 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
 
         try:
             rec = self._registry.publish_stream(
-                h.name, h.version, h.length, h.sha256, chunks(), h.hardware_ids, h.metadata_json, h.signed_targets
+                h.name, h.version, h.length, h.sha256, chunks(), h.hardware_ids, h.metadata_json, h.signed_targets,
+                allow_downgrade=h.allow_downgrade, reason=h.reason, actor=_actor(context),
             )
         except RegistryError as e:
             _abort(context, e)
@@ -154,6 +162,19 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
         except DirectorError as e:
             _abort(context, e)
         return ota_pb2.AssignResponse(vehicle_id=request.vehicle_id, name=request.name, version=request.version)
+
+    @guarded
+    def ReleaseModel(self, request: ota_pb2.ReleaseRequest, context: grpc.ServicerContext):
+        try:
+            self._registry.release(request.name, request.version, request.scope, _actor(context), request.reason)
+        except RegistryError as e:
+            _abort(context, e)
+        return ota_pb2.ReleaseResponse(name=request.name, version=request.version, scope=request.scope)
+
+    @guarded
+    def ListReleases(self, request: ota_pb2.ListReleasesRequest, context: grpc.ServicerContext):
+        return ota_pb2.ListReleasesResponse(releases=[
+            ota_pb2.ReleaseEntry(**dataclasses.asdict(r)) for r in self._registry.releases.log(request.name)])
 
 
 class VehicleServicer(ota_pb2_grpc.VehicleServicer):

@@ -138,6 +138,19 @@ class ManifestRecord:
     received_at: str = ""
 
 
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """One entry of the release log (``server/releases.py``): who decided what cars may run, and why."""
+
+    name: str
+    version: str
+    kind: str  # "release" (to ``scope``), "downgrade" (published below the highest), "rerelease"
+    scope: str  # "fleet", "tag:K=V", "vehicle:ID"; "" for the other kinds
+    actor: str  # the publisher certificate's name; "" when unknown (plain text, or in-process)
+    reason: str
+    at: float  # seconds since the epoch
+
+
 class BlobStore(Protocol):
     def tempfile(self) -> tuple[int, Path]: ...
     def put_file(self, src: Path, sha256: str) -> None: ...
@@ -145,6 +158,14 @@ class BlobStore(Protocol):
     def open(self, sha256: str) -> BinaryIO: ...
     def size(self, sha256: str) -> int: ...
     def exists(self, sha256: str) -> bool: ...
+    def quarantine(self, sha256: str) -> None:
+        """Take a blob that fails its sha256 out of the store (kept aside where the backend can)."""
+        ...
+
+    def delete(self, sha256: str) -> None: ...
+    def list_blobs(self) -> Iterator[tuple[str, int, float]]:
+        """Every blob as (sha256, size, stored at: seconds since the epoch)."""
+        ...
 
 
 class MetadataStore(Protocol):
@@ -187,6 +208,8 @@ class MetadataStore(Protocol):
         """Held while TUF metadata of ``scope`` ("" = the repository) is signed:
         one signer at a time, over every replica."""
         ...
+    def add_release(self, rec: ReleaseRecord) -> None: ...
+    def list_releases(self, name: str | None = None) -> list[ReleaseRecord]: ...
     def close(self) -> None: ...
 
 
@@ -250,6 +273,32 @@ class FileBlobStore:
             return self.path(sha256).exists()
         except BlobNotFound:
             return False
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root.parent / "quarantine"
+
+    def quarantine(self, sha256: str) -> None:
+        """Move a bad blob out of the store, beside it, for inspection (same filesystem: a rename)."""
+        src = self.path(sha256)
+        self.quarantine_dir.mkdir(exist_ok=True)
+        try:
+            os.replace(src, self.quarantine_dir / sha256)
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {sha256} is not in the store at {self.root}") from None
+        fsync_dir(src.parent)
+
+    def delete(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
+
+    def list_blobs(self) -> Iterator[tuple[str, int, float]]:
+        for d in sorted(self.root.iterdir()):
+            if not d.is_dir() or len(d.name) != 2:
+                continue  # tmp/ and anything that is not a fan-out directory
+            for f in sorted(d.iterdir()):
+                if len(f.name) == 64 and f.name.startswith(d.name):
+                    st = f.stat()
+                    yield f.name, st.st_size, st.st_mtime
 
 
 _SCHEMA = """
@@ -344,6 +393,17 @@ CREATE TABLE IF NOT EXISTS campaign_events (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS campaign_events_campaign ON campaign_events (campaign_id);
+CREATE TABLE IF NOT EXISTS releases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS releases_name ON releases (name);
 """
 
 
@@ -660,3 +720,21 @@ class SqliteMetadataStore:
                 (rec.vehicle_id, rec.hardware_id, rec.counter, rec.manifest_json, json.dumps(list(rec.attacks))),
             )
         return True
+
+    # -- the release log (server/releases.py) ------------------------------------------
+    def add_release(self, rec: ReleaseRecord) -> None:
+        with self._tx() as db:
+            db.execute(f"INSERT INTO releases ({_RELEASE_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                       (rec.name, rec.version, rec.kind, rec.scope, rec.actor, rec.reason, rec.at))
+
+    def list_releases(self, name: str | None = None) -> list[ReleaseRecord]:
+        with self._lock:
+            if name is None:
+                rows = self._db.execute(f"SELECT {_RELEASE_COLUMNS} FROM releases ORDER BY id").fetchall()
+            else:
+                rows = self._db.execute(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE name=? ORDER BY id",
+                                        (name,)).fetchall()
+        return [ReleaseRecord(r[0], r[1], r[2], r[3], r[4], r[5], float(r[6])) for r in rows]
+
+
+_RELEASE_COLUMNS = "name, version, kind, scope, actor, reason, at"

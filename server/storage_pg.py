@@ -51,6 +51,7 @@ from server.storage import (
 )
 from server.storage_pg_director import PgDirectorMixin
 from server.storage_pg_fleet import PgFleetMixin
+from server.storage_pg_releases import PgReleasesMixin
 from server.storage_pg_schema import LOCK_TUF_SIGNING, migrate, utc_text
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class PgDatabase:
 _MODEL_COLS = "name, version, sha256, length, target_path, hardware_ids, metadata_json, published_at"
 
 
-class PgMetadataStore(PgFleetMixin, PgDirectorMixin):
+class PgMetadataStore(PgFleetMixin, PgDirectorMixin, PgReleasesMixin):
     """``MetadataStore`` on PostgreSQL; safe to share between processes and threads."""
 
     def __init__(self, db: PgDatabase) -> None:
@@ -341,6 +342,23 @@ class PgBlobStore:
         except BlobNotFound:
             return False
         return True
+
+    def quarantine(self, sha256: str) -> None:
+        """A database has no place aside: the bad rows are deleted (publishing the file again restores it)."""
+        if not self.exists(sha256):
+            raise BlobNotFound(f"blob {sha256} is not in the PostgreSQL store (schema {self.db.schema})")
+        self.delete(sha256)
+
+    def delete(self, sha256: str) -> None:
+        with self.db.tx() as c:
+            c.execute("DELETE FROM blobs WHERE sha256=%s", (sha256,))
+            c.execute("DELETE FROM blob_chunks WHERE sha256=%s", (sha256,))
+
+    def list_blobs(self) -> Iterator[tuple[str, int, float]]:
+        with self.db.conn() as c:
+            rows = c.execute("SELECT sha256, length, extract(epoch FROM stored_at) FROM blobs ORDER BY sha256").fetchall()
+        for sha, length, at in rows:
+            yield str(sha), int(length), float(at)
 
 
 def _check_digest(sha256: str) -> None:

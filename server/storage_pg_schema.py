@@ -171,6 +171,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        5,
+        "the release log: releases, allowed downgrades, re-releases (who, why)",
+        """
+        CREATE TABLE releases (
+            id BIGSERIAL PRIMARY KEY,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL
+        );
+        CREATE INDEX releases_name ON releases (name, id);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

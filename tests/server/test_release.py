@@ -36,7 +36,7 @@ def test_publish_alone_installs_nowhere_until_released(registry_server, make_age
     ota_cli("release", NAME, "1.0.0", "--fleet", "--reason", "canaries fine", *publisher_args(registry_server))
     assert [o.status for o in plain.update_once()] == ["installed"]
     log = ota_cli("releases", NAME, *publisher_args(registry_server))
-    assert "vehicle car-3" in log and "tag fleet=eu" in log and "fleet" in log and "canaries fine" in log
+    assert "vehicle car-3" in log and "tagged fleet=eu" in log and "fleet" in log and "canaries fine" in log
     assert "ml-team" in log  # who released, from the publisher's certificate
 
 

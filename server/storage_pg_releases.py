@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from server.storage.postgres_db import PgDatabase
-from server.storage.records import ReleaseRecord
+from typing import Any
+from server.storage import ReleaseRecord
 
 _COLUMNS = "name, version, kind, scope, actor, reason, at"
 
 
 class PgReleasesMixin:
-    db: PgDatabase
+    db: Any
 
     def add_release(self, rec: ReleaseRecord) -> None:
         with self.db.tx() as c:
