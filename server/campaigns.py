@@ -384,7 +384,7 @@ class CampaignManager:
         # Refused up front, not accepted and then reported as an attack by every car that took the version.
         running = release_counter(self.store, src.spec.model, src.spec.version) or 0
         refuse_below_counter(src.spec.model, to_version, release_counter(self.store, src.spec.model, to_version),
-                             running, f"the vehicles that took {src.spec.version}")
+                             running, f"the vehicles that took {src.spec.version} run")
         if src.state in ACTIVE:
             self.abort(campaign_id, reason or "superseded by a rollback")
         spec = CampaignSpec(

@@ -103,7 +103,7 @@ class Director:
 
             try:
                 refuse_below_counter(name, version, release_counter(self.store, name, version),
-                                     self._running_counter(vehicle_id, name), vehicle_id)
+                                     self._running_counter(vehicle_id, name), f"{vehicle_id} runs")
             except RegistryError as e:
                 raise DirectorError(e.kind, str(e)) from None
         self.store.set_assignment(vehicle_id, name, version)

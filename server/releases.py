@@ -154,10 +154,11 @@ def release_counter(store: MetadataStore, name: str, version: str) -> int | None
 
 
 def refuse_below_counter(name: str, version: str, counter: int | None, running: int, who: str) -> None:
-    """Refuse sending ``name`` ``version`` (``counter``) to vehicles running ``running``, naming the remedy."""
+    """Refuse sending ``name`` ``version`` (``counter``) to vehicles running ``running``; ``who`` says who,
+    with its verb ("car-1 runs", "the vehicles that took 1.0.1 run")."""
     if counter is None or counter >= running:
         return
     raise _error("failed_precondition", 
-        f"{name} {version} has release counter {counter}, below {running}: {who} runs {running}, and vehicles "
+        f"{name} {version} has release counter {counter}, below {running}: {who} {running}, and vehicles "
         f"never install a lower counter (they would report a rollback attack). "
         f"Run `ota rerelease {name} {version}` first: it signs those bytes again with a higher counter")

@@ -149,6 +149,9 @@ def test_cli_create_status_list_json(registry_server, vehicles, clock) -> None:
     res = runner.invoke(cli, ["campaign", "resume", cid, *addr])
     assert res.exit_code == 0 and "RUNNING" in res.output
     res = runner.invoke(cli, ["campaign", "rollback", cid, "--json", *addr])
+    assert res.exit_code != 0 and "ota rerelease squeezenet1.0 1.0.0" in res.output  # 1.0.0's counter is lower
+    registry_server.registry.rerelease(MODEL, "1.0.0")
+    res = runner.invoke(cli, ["campaign", "rollback", cid, "--json", *addr])
     assert res.exit_code == 0, res.output
     rb = json.loads(res.output)
     assert rb["spec"]["rollback_of"] == cid and rb["spec"]["version"] == "1.0.0"
