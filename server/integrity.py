@@ -75,7 +75,9 @@ class BlobGuard:
         self._lock = threading.Lock()
         self._verified: set[str] = set()
         self._bad: dict[str, str] = {}
-        self._busy: dict[str, threading.Lock] = {}  # one hash per digest, however many check-ins ask
+        self._busy: dict[
+            str, threading.Lock
+        ] = {}  # one hash per digest, however many check-ins ask
         self.failures = 0  # bad blobs found by this process (a counter for metrics)
 
     def trust(self, sha256: str) -> None:
@@ -122,8 +124,13 @@ class BlobGuard:
             self.blobs.quarantine(sha256)
         except BlobNotFound:
             pass
-        log.error("blob %s of %s fails its sha256 check (%s): taken out of service and moved aside; "
-                  "publish the same file again to restore it", sha256[:12], what, problem)
+        log.error(
+            "blob %s of %s fails its sha256 check (%s): taken out of service and moved aside; "
+            "publish the same file again to restore it",
+            sha256[:12],
+            what,
+            problem,
+        )
 
 
 def verify_all(store: IntegrityStore, blobs: BlobStore) -> tuple[int, list[BadBlob]]:
@@ -149,8 +156,13 @@ class Garbage:
     size: int
 
 
-def collect_garbage(store: IntegrityStore, blobs: BlobStore, min_age_s: float = 3600.0,
-                    dry_run: bool = False, now: float | None = None) -> list[Garbage]:
+def collect_garbage(
+    store: IntegrityStore,
+    blobs: BlobStore,
+    min_age_s: float = 3600.0,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> list[Garbage]:
     """Remove blobs nothing references and older than ``min_age_s``; return them."""
     now = time.time() if now is None else now
     keep = set(referenced(store))

@@ -25,6 +25,9 @@ from collections.abc import Callable
 
 from tuf.api.metadata import Metadata, Targets
 
+from otawire.paths import model_target_path
+from server.errors import FailedPrecondition, InvalidArgument, NotFound, RegistryError
+from server.models import semver_key
 from server.storage import MetadataStore, ReleaseRecord, VehicleRecord
 
 log = logging.getLogger(__name__)
@@ -35,10 +38,19 @@ KINDS = ("release", "downgrade", "rerelease")
 
 def scope_of(fleet: bool = False, tag: str = "", vehicle: str = "") -> str:
     """The stored form of a release's audience: ``fleet``, ``tag:K=V`` or ``vehicle:ID``."""
-    given = [s for s in (FLEET if fleet else "", f"tag:{tag}" if tag else "", f"vehicle:{vehicle}" if vehicle else "")
-             if s]
+    given = [
+        s
+        for s in (
+            FLEET if fleet else "",
+            f"tag:{tag}" if tag else "",
+            f"vehicle:{vehicle}" if vehicle else "",
+        )
+        if s
+    ]
     if len(given) != 1:
-        raise _error("invalid", "say who gets it: exactly one of --fleet, --tag K=V or --vehicle ID")
+        raise _error(
+            "invalid", "say who gets it: exactly one of --fleet, --tag K=V or --vehicle ID"
+        )
     if tag and ("=" not in tag or tag.startswith("=")):
         raise _error("invalid", f"--tag {tag!r}: expected K=V, e.g. --tag fleet=eu-taxi")
     return given[0]
@@ -47,7 +59,11 @@ def scope_of(fleet: bool = False, tag: str = "", vehicle: str = "") -> str:
 def describe_scope(scope: str) -> str:
     """``fleet`` -> ``the fleet``; ``tag:K=V`` -> ``vehicles tagged K=V``; ``vehicle:ID`` -> ``vehicle ID``."""
     kind, _, value = scope.partition(":")
-    return {"fleet": "the fleet", "tag": f"vehicles tagged {value}", "vehicle": f"vehicle {value}"}.get(kind, scope)
+    return {
+        "fleet": "the fleet",
+        "tag": f"vehicles tagged {value}",
+        "vehicle": f"vehicle {value}",
+    }.get(kind, scope)
 
 
 def scope_matches(scope: str, vehicle: VehicleRecord) -> bool:
@@ -59,16 +75,18 @@ def scope_matches(scope: str, vehicle: VehicleRecord) -> bool:
     return kind == "vehicle" and value == vehicle.vehicle_id
 
 
-def _error(kind: str, message: str) -> Exception:
-    from server.registry import RegistryError  # the registry imports this module
+_ERRORS: dict[str, type[RegistryError]] = {
+    "invalid": InvalidArgument,
+    "not_found": NotFound,
+    "failed_precondition": FailedPrecondition,
+}
 
-    return RegistryError(kind, message)
+
+def _error(kind: str, message: str) -> RegistryError:
+    return _ERRORS[kind](message)
 
 
-def _semver(version: str) -> tuple:
-    from server.registry import semver_key
-
-    return semver_key(version)
+_semver = semver_key
 
 
 class Releases:
@@ -78,24 +96,32 @@ class Releases:
     invalidate the cache at once, other replicas' show within ``refresh_s``.
     """
 
-    def __init__(self, store: MetadataStore, clock: Callable[[], float] = time.time,
-                 refresh_s: float = 1.0) -> None:
+    def __init__(
+        self, store: MetadataStore, clock: Callable[[], float] = time.time, refresh_s: float = 1.0
+    ) -> None:
         self.store = store
         self.clock = clock
         self.refresh_s = refresh_s
         self._lock = threading.Lock()
         self._cache: tuple[float, list[ReleaseRecord]] | None = None
 
-    def release(self, name: str, version: str, scope: str, actor: str = "", reason: str = "") -> ReleaseRecord:
+    def release(
+        self, name: str, version: str, scope: str, actor: str = "", reason: str = ""
+    ) -> ReleaseRecord:
         """Send ``name`` ``version`` to the vehicles ``scope`` names, from their next check-in."""
         if self.store.get_model(name, version) is None:
-            raise _error("not_found", f"{name} {version} is not published; `ota models` lists what is")
+            raise _error(
+                "not_found", f"{name} {version} is not published; `ota models` lists what is"
+            )
         rec = self.record("release", name, version, scope, actor, reason)
-        log.info("released %s %s to %s (by %s)", name, version, describe_scope(scope), actor or "unknown")
+        log.info(
+            "released %s %s to %s (by %s)", name, version, describe_scope(scope), actor or "unknown"
+        )
         return rec
 
-    def record(self, kind: str, name: str, version: str, scope: str = "", actor: str = "",
-               reason: str = "") -> ReleaseRecord:
+    def record(
+        self, kind: str, name: str, version: str, scope: str = "", actor: str = "", reason: str = ""
+    ) -> ReleaseRecord:
         assert kind in KINDS, kind
         rec = ReleaseRecord(name, version, kind, scope, actor, reason, self.clock())
         self.store.add_release(rec)
@@ -127,17 +153,24 @@ class Releases:
 
     def check_order(self, name: str, version: str, allow_downgrade: bool, reason: str) -> None:
         """Refuse a version below the highest published of ``name`` unless explicitly allowed."""
-        older_than = [r.version for r in self.store.list_models(name) if _semver(r.version) > _semver(version)]
+        older_than = [
+            r.version for r in self.store.list_models(name) if _semver(r.version) > _semver(version)
+        ]
         if not older_than:
             return
         highest = max(older_than, key=_semver)
         if not allow_downgrade:
-            raise _error("failed_precondition", 
+            raise _error(
+                "failed_precondition",
                 f"{name} {version} is below {highest}, the highest published: vehicles would go back to it. "
-                "Publish a higher version, or pass --allow-downgrade --reason WHY (recorded)")
+                "Publish a higher version, or pass --allow-downgrade --reason WHY (recorded)",
+            )
         if not reason.strip():
-            raise _error("invalid", f"--allow-downgrade of {name} {version} below {highest} needs --reason WHY "
-                                  "(it is recorded with who asked)")
+            raise _error(
+                "invalid",
+                f"--allow-downgrade of {name} {version} below {highest} needs --reason WHY "
+                "(it is recorded with who asked)",
+            )
 
 
 def release_counter(store: MetadataStore, name: str, version: str) -> int | None:
@@ -145,20 +178,22 @@ def release_counter(store: MetadataStore, name: str, version: str) -> int | None
     data = store.get_tuf_metadata("targets")
     if data is None:
         return None
-    from server.registry import model_target_path
-
     tf = Metadata[Targets].from_bytes(data).signed.targets.get(model_target_path(name, version))
     if tf is None:
         return None
     return int((tf.custom or {}).get("release_counter", 0))
 
 
-def refuse_below_counter(name: str, version: str, counter: int | None, running: int, who: str) -> None:
+def refuse_below_counter(
+    name: str, version: str, counter: int | None, running: int, who: str
+) -> None:
     """Refuse sending ``name`` ``version`` (``counter``) to vehicles running ``running``; ``who`` says who,
     with its verb ("car-1 runs", "the vehicles that took 1.0.1 run")."""
     if counter is None or counter >= running:
         return
-    raise _error("failed_precondition", 
+    raise _error(
+        "failed_precondition",
         f"{name} {version} has release counter {counter}, below {running}: {who} {running}, and vehicles "
         f"never install a lower counter (they would report a rollback attack). "
-        f"Run `ota rerelease {name} {version}` first: it signs those bytes again with a higher counter")
+        f"Run `ota rerelease {name} {version}` first: it signs those bytes again with a higher counter",
+    )

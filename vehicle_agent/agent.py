@@ -34,8 +34,8 @@ from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater
 
-from ota import tls
-from ota.v1 import ota_pb2
+from otawire import tls
+from otawire.v1 import ota_pb2
 from vehicle_agent.disk import SlotDisk
 from vehicle_agent.download import HashVerifier, RetryPolicy, TargetFetcher
 from vehicle_agent.engine import EnginePolicy, Rebuilder, UpdateEngine
@@ -181,7 +181,8 @@ class VehicleAgent:
             return False
 
     def _updater(self, which: str = "image") -> Updater:
-        return self.trust.updater(which, GrpcFetcher(self.client, self.config.vehicle_id), self._downloads)
+        fetcher = GrpcFetcher(self.client, self.config.vehicle_id, tmp_dir=self.state_dir / "tmp")
+        return self.trust.updater(which, fetcher, self._downloads)
 
     def _refresh(self, which: str) -> Updater:
         try:

@@ -11,15 +11,22 @@ from __future__ import annotations
 import pytest
 
 from server.client import PublishError
-from tests.helpers import ota_cli, publish_released, publisher_args, with_provenance
+from testkit.helpers import publish_released, with_provenance
+from tests.cli_helpers import ota_cli, publisher_args
 
 NAME = "squeezenet1.0"
 
 
-def test_publish_alone_installs_nowhere_until_released(registry_server, make_agent, squeezenet_bytes) -> None:
+def test_publish_alone_installs_nowhere_until_released(
+    registry_server, make_agent, squeezenet_bytes
+) -> None:
     with registry_server.publisher() as pub:
         pub.upload(squeezenet_bytes, NAME, "1.0.0")
-    plain, tagged, named = make_agent("car-1"), make_agent("car-2", tags=("fleet=eu",)), make_agent("car-3")
+    plain, tagged, named = (
+        make_agent("car-1"),
+        make_agent("car-2", tags=("fleet=eu",)),
+        make_agent("car-3"),
+    )
 
     assert [plain.update_once(), tagged.update_once(), named.update_once()] == [[], [], []]
     assert plain.models == {} and registry_server.registry.store.list_reports("car-1") == []
@@ -33,10 +40,23 @@ def test_publish_alone_installs_nowhere_until_released(registry_server, make_age
     assert [o.status for o in tagged.update_once()] == ["installed"]
     assert plain.update_once() == []
 
-    ota_cli("release", NAME, "1.0.0", "--fleet", "--reason", "canaries fine", *publisher_args(registry_server))
+    ota_cli(
+        "release",
+        NAME,
+        "1.0.0",
+        "--fleet",
+        "--reason",
+        "canaries fine",
+        *publisher_args(registry_server),
+    )
     assert [o.status for o in plain.update_once()] == ["installed"]
     log = ota_cli("releases", NAME, *publisher_args(registry_server))
-    assert "vehicle car-3" in log and "tagged fleet=eu" in log and "fleet" in log and "canaries fine" in log
+    assert (
+        "vehicle car-3" in log
+        and "tagged fleet=eu" in log
+        and "fleet" in log
+        and "canaries fine" in log
+    )
     assert "ml-team" in log  # who released, from the publisher's certificate
 
 
@@ -50,7 +70,9 @@ def test_release_needs_a_scope_and_a_published_version(registry_server, squeezen
     assert "K=V" in res
 
 
-def test_a_newer_publish_waits_for_its_own_release(registry_server, make_agent, squeezenet_bytes) -> None:
+def test_a_newer_publish_waits_for_its_own_release(
+    registry_server, make_agent, squeezenet_bytes
+) -> None:
     reg = registry_server.registry
     publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     car = make_agent()
@@ -63,16 +85,28 @@ def test_a_newer_publish_waits_for_its_own_release(registry_server, make_agent, 
     assert [o.version for o in car.update_once()] == ["1.0.1"]
 
 
-def test_downgrade_is_refused_unless_asked_for_and_recorded(registry_server, squeezenet_bytes, tmp_path) -> None:
+def test_downgrade_is_refused_unless_asked_for_and_recorded(
+    registry_server, squeezenet_bytes, tmp_path
+) -> None:
     with registry_server.publisher() as pub:
         pub.upload(squeezenet_bytes, NAME, "1.3.0")
-        with pytest.raises(PublishError, match=r"FAILED_PRECONDITION.*0\.8\.0 is below 1\.3\.0.*--allow-downgrade"):
+        with pytest.raises(
+            PublishError, match=r"FAILED_PRECONDITION.*0\.8\.0 is below 1\.3\.0.*--allow-downgrade"
+        ):
             pub.upload(with_provenance(squeezenet_bytes, "old"), NAME, "0.8.0")
         assert [v.version for v in pub.list()] == ["1.3.0"]
 
     model = tmp_path / "old.onnx"
     model.write_bytes(with_provenance(squeezenet_bytes, "old"))
-    publish = ["publish", str(model), "--name", NAME, "--version", "0.8.0", *publisher_args(registry_server)]
+    publish = [
+        "publish",
+        str(model),
+        "--name",
+        NAME,
+        "--version",
+        "0.8.0",
+        *publisher_args(registry_server),
+    ]
     refused = ota_cli(*publish, ok=False)
     assert "0.8.0 is below 1.3.0" in refused and "--allow-downgrade" in refused
     no_reason = ota_cli(*publish, "--allow-downgrade", ok=False)
@@ -82,11 +116,17 @@ def test_downgrade_is_refused_unless_asked_for_and_recorded(registry_server, squ
     with registry_server.publisher() as pub:
         assert sorted(v.version for v in pub.list()) == ["0.8.0", "1.3.0"]
     log = ota_cli("releases", NAME, *publisher_args(registry_server))
-    assert "downgrade" in log and "0.8.0" in log and "ml-team" in log and "1.x misreads stop signs" in log
+    assert (
+        "downgrade" in log
+        and "0.8.0" in log
+        and "ml-team" in log
+        and "1.x misreads stop signs" in log
+    )
 
 
-def test_director_assign_to_a_lower_counter_is_refused_naming_rerelease(registry_server, make_agent,
-                                                                        squeezenet_bytes) -> None:
+def test_director_assign_to_a_lower_counter_is_refused_naming_rerelease(
+    registry_server, make_agent, squeezenet_bytes
+) -> None:
     reg = registry_server.registry
     publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     publish_released(reg, NAME, "1.0.1", with_provenance(squeezenet_bytes, "1.0.1"))

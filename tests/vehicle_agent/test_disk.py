@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.vehicle_agent.variants import successor
+from testkit.variants import successor
 from vehicle_agent.agent import VehicleAgent
-from tests.helpers import publish_released
+from testkit.helpers import publish_released
 
 NAME = "squeezenet1.0"
 

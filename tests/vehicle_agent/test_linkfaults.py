@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.vehicle_agent.faultlink import FaultyLink
+from testkit.faultlink import FaultyLink
 from vehicle_agent.agent import VehicleAgent
 from vehicle_agent.download import RetryPolicy
 from vehicle_agent.transport import TransportConfig
-from tests.helpers import publish_released
+from testkit.helpers import publish_released
 
 NAME = "squeezenet1.0"
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import grpc
 
-from ota.v1 import inference_pb2
-from tests.vehicle_agent.variants import successor
+from otawire.v1 import inference_pb2
+from testkit.variants import successor
 from vehicle_agent.serving import connect
-from tests.helpers import publish_released
+from testkit.helpers import publish_released
 
 NAME = "squeezenet1.0"
 
