@@ -2,10 +2,11 @@
 
 Keys (root 2-of-3, root and targets offline) and a fleet PKI → registry with
 online keys only, mutual TLS and the director → publish the real SqueezeNet
-v1.0 (targets signed on the publisher's side) → a vehicle agent installs it
-over gRPC (signed manifest, director and image repository agree, A/B slot,
-self-test) → classifies real photos →
-a successor version is published → the agent updates → a summary of what was
+v1.0 (targets signed on the publisher's side) → release it (publishing alone
+offers it to no vehicle) → a vehicle agent installs it over gRPC (signed
+manifest, director and image repository agree, A/B slot, self-test) →
+classifies real photos → a successor version is published (nothing offered)
+→ released to that car → the agent updates → released to the fleet → a summary of what was
 measured in this run. Every figure printed is measured here, except the
 AlexNet-sized baseline (240 MB, from the SqueezeNet paper), which is labelled.
 """
@@ -155,6 +156,10 @@ def _run(work: Path) -> None:
                 "publish squeezenet1.0 1.0.0 (targets signed offline by the publisher, then uploaded)"
             ):
                 pub.upload(v1, "squeezenet1.0", "1.0.0", keys=offline)
+            with tl.step(
+                "release squeezenet1.0 1.0.0 to the fleet (publishing alone offers it to no vehicle)"
+            ):
+                pub.release("squeezenet1.0", "1.0.0", "fleet", reason="demo: first install")
             agent = VehicleAgent(
                 AgentConfig(
                     registry=address,
@@ -182,6 +187,20 @@ def _run(work: Path) -> None:
                 console.print(f"  successor: {how}")
                 with tl.step("publish squeezenet1.0 1.0.1"):
                     pub.upload(v2, "squeezenet1.0", "1.0.1", keys=offline)
+                with tl.step(
+                    "vehicle: check in (1.0.1 is published, not released: nothing offered)"
+                ):
+                    early = agent.update_once()
+                if early:
+                    problems.append(
+                        f"an unreleased version was offered: {[(o.name, o.version) for o in early]}"
+                    )
+                with tl.step(
+                    "release squeezenet1.0 1.0.1 to demo-car-1 (`ota release … --vehicle`)"
+                ):
+                    pub.release(
+                        "squeezenet1.0", "1.0.1", "vehicle:demo-car-1", reason="demo: canary car"
+                    )
                 with tl.step("vehicle: update 1.0.0 → 1.0.1 into slot B, self-test, switch"):
                     outcomes = agent.update_once()
                 updates += outcomes
@@ -190,6 +209,10 @@ def _run(work: Path) -> None:
                     results2 = {p.name: agent.classify("squeezenet1.0", p, 3) for p in images}
                 _print_predictions("1.0.1", results2)
                 problems += _check_predictions(results2)
+                with tl.step("release squeezenet1.0 1.0.1 to the fleet (the canary car is fine)"):
+                    pub.release(
+                        "squeezenet1.0", "1.0.1", "fleet", reason="demo: canary car healthy"
+                    )
                 with tl.step("vehicle: check in again (nothing new expected)"):
                     again = agent.update_once()
                 if again:
