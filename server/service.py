@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from concurrent import futures
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from otawire import tls
@@ -19,6 +20,7 @@ from otawire.constants import (
     VEHICLE_SERVICE,
     install_status_name,
 )
+from otawire.paths import model_version_name
 from otawire.v1 import ota_pb2, ota_pb2_grpc
 from server import authz
 from server.campaigns.manager import CampaignManager
@@ -50,6 +52,8 @@ def _record_pb(rec: ModelRecord) -> ota_pb2.ModelVersion:
         hardware_ids=list(rec.hardware_ids),
         published_at=rec.published_at,
         metadata_json=rec.metadata_json,
+        resource_name=model_version_name(rec.name, rec.version),
+        publish_time=_timestamp(rec.published_at),
     )
 
 
@@ -57,6 +61,13 @@ def _actor(context: grpc.ServicerContext) -> str:
     """Who asks: the publisher certificate's name (recorded in the release log); "" on plain text."""
     ident = authz.require(context, "publisher")
     return ident.name if ident else ""
+
+
+def _timestamp(rfc3339: str) -> Timestamp:
+    ts = Timestamp()
+    if rfc3339:
+        ts.FromJsonString(rfc3339)
+    return ts
 
 
 class PublisherServicer(ota_pb2_grpc.PublisherServicer):
@@ -69,9 +80,7 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
     ):
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("part") != "header":
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "the first UploadRequest must carry the header"
-            )
+            raise InvalidArgument("the first UploadRequest must carry the header")
         h = first.header
 
         def chunks() -> Iterator[bytes]:
@@ -104,8 +113,9 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
 
     @guarded
     def ListModels(self, request: ota_pb2.ListModelsRequest, context: grpc.ServicerContext):
+        page, token = self._registry.list_page(request.name, request.page_size, request.page_token)
         return ota_pb2.ListModelsResponse(
-            versions=[_record_pb(r) for r in self._registry.list_versions(request.name)]
+            versions=[_record_pb(r) for r in page], next_page_token=token
         )
 
     @guarded
@@ -167,7 +177,7 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
         vehicle_id = authz.vehicle_for(context, request.vehicle_id)
         kind = FILE_KINDS.get(request.kind)
         if kind is None:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported file kind {request.kind}")
+            raise InvalidArgument(f"unsupported file kind {request.kind}")
         for offset, data, total in self._registry.read_chunks(
             kind, request.path, request.offset, request.max_bytes, self._chunk_size, vehicle_id
         ):

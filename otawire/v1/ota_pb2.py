@@ -22,73 +22,74 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14otawire/v1/ota.proto\x12\x06ota.v1\"\xbb\x01\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x14\n\x0chardware_ids\x18\x05 \x03(\t\x12\x15\n\rmetadata_json\x18\x06 \x01(\t\x12\x16\n\x0esigned_targets\x18\x07 \x01(\x0c\x12\x17\n\x0f\x61llow_downgrade\x18\x08 \x01(\x08\x12\x0e\n\x06reason\x18\t \x01(\t\"P\n\rUploadRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.ota.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"|\n\x0eUploadResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x13\n\x0btarget_path\x18\x05 \x01(\t\x12\x16\n\x0e\x62ytes_received\x18\x06 \x01(\x04\"!\n\x11ListModelsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xa5\x01\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x13\n\x0btarget_path\x18\x05 \x01(\t\x12\x14\n\x0chardware_ids\x18\x06 \x03(\t\x12\x14\n\x0cpublished_at\x18\x07 \x01(\t\x12\x15\n\rmetadata_json\x18\x08 \x01(\t\"<\n\x12ListModelsResponse\x12&\n\x08versions\x18\x01 \x03(\x0b\x32\x14.ota.v1.ModelVersion\"\x1f\n\x0fMetadataRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\",\n\x0eSignedMetadata\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"4\n\x13PutMetadataResponse\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"B\n\rAssignRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"N\n\x0eReleaseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"?\n\x0fReleaseResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\"#\n\x13ListReleasesRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"u\n\x0cReleaseEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05scope\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\n\n\x02\x61t\x18\x07 \x01(\x01\">\n\x14ListReleasesResponse\x12&\n\x08releases\x18\x01 \x03(\x0b\x32\x14.ota.v1.ReleaseEntry\"C\n\x0e\x41ssignResponse\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"?\n\x0eInstalledModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x87\x01\n\x0c\x43heckRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x13\n\x0bhardware_id\x18\x02 \x01(\t\x12)\n\tinstalled\x18\x03 \x03(\x0b\x32\x16.ota.v1.InstalledModel\x12\x15\n\rwanted_models\x18\x04 \x03(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\"\xb8\x01\n\x0bUpdateOffer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0btarget_path\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x10\n\x08\x65ncoding\x18\x06 \x01(\t\x12\x15\n\rdownload_path\x18\x07 \x01(\t\x12\x17\n\x0f\x64ownload_length\x18\x08 \x01(\x04\x12\x13\n\x0b\x62\x61se_sha256\x18\t \x01(\t\"M\n\rCheckResponse\x12#\n\x06offers\x18\x01 \x03(\x0b\x32\x13.ota.v1.UpdateOffer\x12\x17\n\x0fpoll_interval_s\x18\x02 \x01(\r\"v\n\x0f\x44ownloadRequest\x12\x1e\n\x04kind\x18\x01 \x01(\x0e\x32\x10.ota.v1.FileKind\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x11\n\tmax_bytes\x18\x04 \x01(\x04\x12\x12\n\nvehicle_id\x18\x05 \x01(\t\"C\n\rDownloadChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x14\n\x0ctotal_length\x18\x03 \x01(\x04\"\x8c\x02\n\rInstallReport\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x13\n\x0bhardware_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12%\n\x06status\x18\x06 \x01(\x0e\x32\x15.ota.v1.InstallStatus\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x14\n\x0c\x66rom_version\x18\x08 \x01(\t\x12\x10\n\x08\x65ncoding\x18\t \x01(\t\x12\x18\n\x10\x62ytes_downloaded\x18\n \x01(\x04\x12\x12\n\nduration_s\x18\x0b \x01(\x01\x12\x16\n\x0e\x61\x63tive_version\x18\x0c \x01(\t\"\x1d\n\tReportAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"L\n\x0eSignedManifest\x12\x0e\n\x06signed\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x03 \x01(\x0c\"0\n\x0bManifestAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\x04*k\n\x08\x46ileKind\x12\x19\n\x15\x46ILE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46ILE_KIND_METADATA\x10\x01\x12\x14\n\x10\x46ILE_KIND_TARGET\x10\x02\x12\x16\n\x12\x46ILE_KIND_ENCODING\x10\x03*\xea\x01\n\rInstallStatus\x12\x1e\n\x1aINSTALL_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aINSTALL_STATUS_DOWNLOADING\x10\x01\x12\x1c\n\x18INSTALL_STATUS_INSTALLED\x10\x02\x12\x1c\n\x18INSTALL_STATUS_CONFIRMED\x10\x03\x12\x19\n\x15INSTALL_STATUS_FAILED\x10\x04\x12\x1e\n\x1aINSTALL_STATUS_ROLLED_BACK\x10\x05\x12\"\n\x1eINSTALL_STATUS_ATTACK_DETECTED\x10\x06\x32\xde\x03\n\tPublisher\x12>\n\x0bUploadModel\x12\x15.ota.v1.UploadRequest\x1a\x16.ota.v1.UploadResponse(\x01\x12\x43\n\nListModels\x12\x19.ota.v1.ListModelsRequest\x1a\x1a.ota.v1.ListModelsResponse\x12>\n\x0bGetMetadata\x12\x17.ota.v1.MetadataRequest\x1a\x16.ota.v1.SignedMetadata\x12\x42\n\x0bPutMetadata\x12\x16.ota.v1.SignedMetadata\x1a\x1b.ota.v1.PutMetadataResponse\x12<\n\x0b\x41ssignModel\x12\x15.ota.v1.AssignRequest\x1a\x16.ota.v1.AssignResponse\x12?\n\x0cReleaseModel\x12\x16.ota.v1.ReleaseRequest\x1a\x17.ota.v1.ReleaseResponse\x12I\n\x0cListReleases\x12\x1b.ota.v1.ListReleasesRequest\x1a\x1c.ota.v1.ListReleasesResponse2\x80\x02\n\x07Vehicle\x12=\n\x0e\x43heckForUpdate\x12\x14.ota.v1.CheckRequest\x1a\x15.ota.v1.CheckResponse\x12<\n\x08\x44ownload\x12\x17.ota.v1.DownloadRequest\x1a\x15.ota.v1.DownloadChunk0\x01\x12\x39\n\rReportInstall\x12\x15.ota.v1.InstallReport\x1a\x11.ota.v1.ReportAck\x12=\n\x0eSubmitManifest\x12\x16.ota.v1.SignedManifest\x1a\x13.ota.v1.ManifestAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14otawire/v1/ota.proto\x12\x06ota.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x01\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x14\n\x0chardware_ids\x18\x05 \x03(\t\x12\x15\n\rmetadata_json\x18\x06 \x01(\t\x12\x16\n\x0esigned_targets\x18\x07 \x01(\x0c\x12\x17\n\x0f\x61llow_downgrade\x18\x08 \x01(\x08\x12\x0e\n\x06reason\x18\t \x01(\t\"P\n\rUploadRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.ota.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"|\n\x0eUploadResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x13\n\x0btarget_path\x18\x05 \x01(\t\x12\x16\n\x0e\x62ytes_received\x18\x06 \x01(\x04\"H\n\x11ListModelsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xee\x01\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x13\n\x0btarget_path\x18\x05 \x01(\t\x12\x14\n\x0chardware_ids\x18\x06 \x03(\t\x12\x14\n\x0cpublished_at\x18\x07 \x01(\t\x12\x15\n\rmetadata_json\x18\x08 \x01(\t\x12\x15\n\rresource_name\x18\t \x01(\t\x12\x30\n\x0cpublish_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x12ListModelsResponse\x12&\n\x08versions\x18\x01 \x03(\x0b\x32\x14.ota.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0fMetadataRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\",\n\x0eSignedMetadata\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"4\n\x13PutMetadataResponse\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"B\n\rAssignRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"N\n\x0eReleaseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"?\n\x0fReleaseResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\"#\n\x13ListReleasesRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"u\n\x0cReleaseEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05scope\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\n\n\x02\x61t\x18\x07 \x01(\x01\">\n\x14ListReleasesResponse\x12&\n\x08releases\x18\x01 \x03(\x0b\x32\x14.ota.v1.ReleaseEntry\"C\n\x0e\x41ssignResponse\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"?\n\x0eInstalledModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x87\x01\n\x0c\x43heckRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x13\n\x0bhardware_id\x18\x02 \x01(\t\x12)\n\tinstalled\x18\x03 \x03(\x0b\x32\x16.ota.v1.InstalledModel\x12\x15\n\rwanted_models\x18\x04 \x03(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\"\xb8\x01\n\x0bUpdateOffer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0btarget_path\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x10\n\x08\x65ncoding\x18\x06 \x01(\t\x12\x15\n\rdownload_path\x18\x07 \x01(\t\x12\x17\n\x0f\x64ownload_length\x18\x08 \x01(\x04\x12\x13\n\x0b\x62\x61se_sha256\x18\t \x01(\t\"M\n\rCheckResponse\x12#\n\x06offers\x18\x01 \x03(\x0b\x32\x13.ota.v1.UpdateOffer\x12\x17\n\x0fpoll_interval_s\x18\x02 \x01(\r\"v\n\x0f\x44ownloadRequest\x12\x1e\n\x04kind\x18\x01 \x01(\x0e\x32\x10.ota.v1.FileKind\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x11\n\tmax_bytes\x18\x04 \x01(\x04\x12\x12\n\nvehicle_id\x18\x05 \x01(\t\"C\n\rDownloadChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x14\n\x0ctotal_length\x18\x03 \x01(\x04\"\x8c\x02\n\rInstallReport\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x13\n\x0bhardware_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12%\n\x06status\x18\x06 \x01(\x0e\x32\x15.ota.v1.InstallStatus\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x14\n\x0c\x66rom_version\x18\x08 \x01(\t\x12\x10\n\x08\x65ncoding\x18\t \x01(\t\x12\x18\n\x10\x62ytes_downloaded\x18\n \x01(\x04\x12\x12\n\nduration_s\x18\x0b \x01(\x01\x12\x16\n\x0e\x61\x63tive_version\x18\x0c \x01(\t\"\x1d\n\tReportAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"L\n\x0eSignedManifest\x12\x0e\n\x06signed\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x03 \x01(\x0c\"0\n\x0bManifestAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\x04*k\n\x08\x46ileKind\x12\x19\n\x15\x46ILE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46ILE_KIND_METADATA\x10\x01\x12\x14\n\x10\x46ILE_KIND_TARGET\x10\x02\x12\x16\n\x12\x46ILE_KIND_ENCODING\x10\x03*\xea\x01\n\rInstallStatus\x12\x1e\n\x1aINSTALL_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aINSTALL_STATUS_DOWNLOADING\x10\x01\x12\x1c\n\x18INSTALL_STATUS_INSTALLED\x10\x02\x12\x1c\n\x18INSTALL_STATUS_CONFIRMED\x10\x03\x12\x19\n\x15INSTALL_STATUS_FAILED\x10\x04\x12\x1e\n\x1aINSTALL_STATUS_ROLLED_BACK\x10\x05\x12\"\n\x1eINSTALL_STATUS_ATTACK_DETECTED\x10\x06\x32\xde\x03\n\tPublisher\x12>\n\x0bUploadModel\x12\x15.ota.v1.UploadRequest\x1a\x16.ota.v1.UploadResponse(\x01\x12\x43\n\nListModels\x12\x19.ota.v1.ListModelsRequest\x1a\x1a.ota.v1.ListModelsResponse\x12>\n\x0bGetMetadata\x12\x17.ota.v1.MetadataRequest\x1a\x16.ota.v1.SignedMetadata\x12\x42\n\x0bPutMetadata\x12\x16.ota.v1.SignedMetadata\x1a\x1b.ota.v1.PutMetadataResponse\x12<\n\x0b\x41ssignModel\x12\x15.ota.v1.AssignRequest\x1a\x16.ota.v1.AssignResponse\x12?\n\x0cReleaseModel\x12\x16.ota.v1.ReleaseRequest\x1a\x17.ota.v1.ReleaseResponse\x12I\n\x0cListReleases\x12\x1b.ota.v1.ListReleasesRequest\x1a\x1c.ota.v1.ListReleasesResponse2\x80\x02\n\x07Vehicle\x12=\n\x0e\x43heckForUpdate\x12\x14.ota.v1.CheckRequest\x1a\x15.ota.v1.CheckResponse\x12<\n\x08\x44ownload\x12\x17.ota.v1.DownloadRequest\x1a\x15.ota.v1.DownloadChunk0\x01\x12\x39\n\rReportInstall\x12\x15.ota.v1.InstallReport\x1a\x11.ota.v1.ReportAck\x12=\n\x0eSubmitManifest\x12\x16.ota.v1.SignedManifest\x1a\x13.ota.v1.ManifestAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otawire.v1.ota_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FILEKIND']._serialized_start=2418
-  _globals['_FILEKIND']._serialized_end=2525
-  _globals['_INSTALLSTATUS']._serialized_start=2528
-  _globals['_INSTALLSTATUS']._serialized_end=2762
-  _globals['_UPLOADHEADER']._serialized_start=33
-  _globals['_UPLOADHEADER']._serialized_end=220
-  _globals['_UPLOADREQUEST']._serialized_start=222
-  _globals['_UPLOADREQUEST']._serialized_end=302
-  _globals['_UPLOADRESPONSE']._serialized_start=304
-  _globals['_UPLOADRESPONSE']._serialized_end=428
-  _globals['_LISTMODELSREQUEST']._serialized_start=430
-  _globals['_LISTMODELSREQUEST']._serialized_end=463
-  _globals['_MODELVERSION']._serialized_start=466
-  _globals['_MODELVERSION']._serialized_end=631
-  _globals['_LISTMODELSRESPONSE']._serialized_start=633
-  _globals['_LISTMODELSRESPONSE']._serialized_end=693
-  _globals['_METADATAREQUEST']._serialized_start=695
-  _globals['_METADATAREQUEST']._serialized_end=726
-  _globals['_SIGNEDMETADATA']._serialized_start=728
-  _globals['_SIGNEDMETADATA']._serialized_end=772
-  _globals['_PUTMETADATARESPONSE']._serialized_start=774
-  _globals['_PUTMETADATARESPONSE']._serialized_end=826
-  _globals['_ASSIGNREQUEST']._serialized_start=828
-  _globals['_ASSIGNREQUEST']._serialized_end=894
-  _globals['_RELEASEREQUEST']._serialized_start=896
-  _globals['_RELEASEREQUEST']._serialized_end=974
-  _globals['_RELEASERESPONSE']._serialized_start=976
-  _globals['_RELEASERESPONSE']._serialized_end=1039
-  _globals['_LISTRELEASESREQUEST']._serialized_start=1041
-  _globals['_LISTRELEASESREQUEST']._serialized_end=1076
-  _globals['_RELEASEENTRY']._serialized_start=1078
-  _globals['_RELEASEENTRY']._serialized_end=1195
-  _globals['_LISTRELEASESRESPONSE']._serialized_start=1197
-  _globals['_LISTRELEASESRESPONSE']._serialized_end=1259
-  _globals['_ASSIGNRESPONSE']._serialized_start=1261
-  _globals['_ASSIGNRESPONSE']._serialized_end=1328
-  _globals['_INSTALLEDMODEL']._serialized_start=1330
-  _globals['_INSTALLEDMODEL']._serialized_end=1393
-  _globals['_CHECKREQUEST']._serialized_start=1396
-  _globals['_CHECKREQUEST']._serialized_end=1531
-  _globals['_UPDATEOFFER']._serialized_start=1534
-  _globals['_UPDATEOFFER']._serialized_end=1718
-  _globals['_CHECKRESPONSE']._serialized_start=1720
-  _globals['_CHECKRESPONSE']._serialized_end=1797
-  _globals['_DOWNLOADREQUEST']._serialized_start=1799
-  _globals['_DOWNLOADREQUEST']._serialized_end=1917
-  _globals['_DOWNLOADCHUNK']._serialized_start=1919
-  _globals['_DOWNLOADCHUNK']._serialized_end=1986
-  _globals['_INSTALLREPORT']._serialized_start=1989
-  _globals['_INSTALLREPORT']._serialized_end=2257
-  _globals['_REPORTACK']._serialized_start=2259
-  _globals['_REPORTACK']._serialized_end=2288
-  _globals['_SIGNEDMANIFEST']._serialized_start=2290
-  _globals['_SIGNEDMANIFEST']._serialized_end=2366
-  _globals['_MANIFESTACK']._serialized_start=2368
-  _globals['_MANIFESTACK']._serialized_end=2416
-  _globals['_PUBLISHER']._serialized_start=2765
-  _globals['_PUBLISHER']._serialized_end=3243
-  _globals['_VEHICLE']._serialized_start=3246
-  _globals['_VEHICLE']._serialized_end=3502
+  _globals['_FILEKIND']._serialized_start=2588
+  _globals['_FILEKIND']._serialized_end=2695
+  _globals['_INSTALLSTATUS']._serialized_start=2698
+  _globals['_INSTALLSTATUS']._serialized_end=2932
+  _globals['_UPLOADHEADER']._serialized_start=66
+  _globals['_UPLOADHEADER']._serialized_end=253
+  _globals['_UPLOADREQUEST']._serialized_start=255
+  _globals['_UPLOADREQUEST']._serialized_end=335
+  _globals['_UPLOADRESPONSE']._serialized_start=337
+  _globals['_UPLOADRESPONSE']._serialized_end=461
+  _globals['_LISTMODELSREQUEST']._serialized_start=463
+  _globals['_LISTMODELSREQUEST']._serialized_end=535
+  _globals['_MODELVERSION']._serialized_start=538
+  _globals['_MODELVERSION']._serialized_end=776
+  _globals['_LISTMODELSRESPONSE']._serialized_start=778
+  _globals['_LISTMODELSRESPONSE']._serialized_end=863
+  _globals['_METADATAREQUEST']._serialized_start=865
+  _globals['_METADATAREQUEST']._serialized_end=896
+  _globals['_SIGNEDMETADATA']._serialized_start=898
+  _globals['_SIGNEDMETADATA']._serialized_end=942
+  _globals['_PUTMETADATARESPONSE']._serialized_start=944
+  _globals['_PUTMETADATARESPONSE']._serialized_end=996
+  _globals['_ASSIGNREQUEST']._serialized_start=998
+  _globals['_ASSIGNREQUEST']._serialized_end=1064
+  _globals['_RELEASEREQUEST']._serialized_start=1066
+  _globals['_RELEASEREQUEST']._serialized_end=1144
+  _globals['_RELEASERESPONSE']._serialized_start=1146
+  _globals['_RELEASERESPONSE']._serialized_end=1209
+  _globals['_LISTRELEASESREQUEST']._serialized_start=1211
+  _globals['_LISTRELEASESREQUEST']._serialized_end=1246
+  _globals['_RELEASEENTRY']._serialized_start=1248
+  _globals['_RELEASEENTRY']._serialized_end=1365
+  _globals['_LISTRELEASESRESPONSE']._serialized_start=1367
+  _globals['_LISTRELEASESRESPONSE']._serialized_end=1429
+  _globals['_ASSIGNRESPONSE']._serialized_start=1431
+  _globals['_ASSIGNRESPONSE']._serialized_end=1498
+  _globals['_INSTALLEDMODEL']._serialized_start=1500
+  _globals['_INSTALLEDMODEL']._serialized_end=1563
+  _globals['_CHECKREQUEST']._serialized_start=1566
+  _globals['_CHECKREQUEST']._serialized_end=1701
+  _globals['_UPDATEOFFER']._serialized_start=1704
+  _globals['_UPDATEOFFER']._serialized_end=1888
+  _globals['_CHECKRESPONSE']._serialized_start=1890
+  _globals['_CHECKRESPONSE']._serialized_end=1967
+  _globals['_DOWNLOADREQUEST']._serialized_start=1969
+  _globals['_DOWNLOADREQUEST']._serialized_end=2087
+  _globals['_DOWNLOADCHUNK']._serialized_start=2089
+  _globals['_DOWNLOADCHUNK']._serialized_end=2156
+  _globals['_INSTALLREPORT']._serialized_start=2159
+  _globals['_INSTALLREPORT']._serialized_end=2427
+  _globals['_REPORTACK']._serialized_start=2429
+  _globals['_REPORTACK']._serialized_end=2458
+  _globals['_SIGNEDMANIFEST']._serialized_start=2460
+  _globals['_SIGNEDMANIFEST']._serialized_end=2536
+  _globals['_MANIFESTACK']._serialized_start=2538
+  _globals['_MANIFESTACK']._serialized_end=2586
+  _globals['_PUBLISHER']._serialized_start=2935
+  _globals['_PUBLISHER']._serialized_end=3413
+  _globals['_VEHICLE']._serialized_start=3416
+  _globals['_VEHICLE']._serialized_end=3672
 # @@protoc_insertion_point(module_scope)

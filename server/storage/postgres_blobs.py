@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from otawire.constants import CHUNK_SIZE
 from server.storage.ports import BlobNotFound, StorageError
@@ -153,7 +153,7 @@ class _PgBlobReader(io.RawIOBase):
         self._pos = base + offset
         return self._pos
 
-    def readinto(self, buf) -> int:  # type: ignore[override]
+    def readinto(self, buf: Any) -> int:
         want = min(len(buf), self._len - self._pos)
         if want <= 0:
             return 0
