@@ -36,7 +36,7 @@ from server.releases import refuse_below_counter, release_counter
 from server.signing.errors import TufError
 from server.signing.keys import Keystore
 from server.signing.repository import SignedRepository, TufRepository
-from server.storage.ports import DirectorStore, ModelStore
+from server.storage.ports import DirectorStore, FleetStore, ModelStore, TufMetadataStore
 from server.storage.records import ManifestRecord, ModelRecord
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,9 @@ SHARED = "*"  # the vehicle id under which the director root chain is stored
 MAX_MANIFEST_BYTES = 64 * 1024
 
 
-class DirectorDeps(DirectorStore, ModelStore, Protocol):
-    """The ports the director uses: its own, and the published versions it may assign."""
+class DirectorDeps(DirectorStore, ModelStore, FleetStore, TufMetadataStore, Protocol):
+    """The ports the director uses: its own, the published versions it may assign, and (to refuse
+    an assignment below what a vehicle runs) the inventory and the signed release counters."""
 
 
 @dataclass(frozen=True)
@@ -142,11 +143,7 @@ class Director:
                 ]
             except (ValueError, TypeError, AttributeError):
                 pass
-        known = (
-            self.store.get_vehicle(vehicle_id)
-            if callable(getattr(self.store, "get_vehicle", None))
-            else None
-        )
+        known = self.store.get_vehicle(vehicle_id)
         if known is not None and name in known.installed:
             counters.append(release_counter(self.store, name, known.installed[name][0]) or 0)
         return max(counters)

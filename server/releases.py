@@ -28,7 +28,7 @@ from tuf.api.metadata import Metadata, Targets
 from otawire.paths import model_target_path
 from server.errors import FailedPrecondition, InvalidArgument, NotFound, RegistryError
 from server.models import semver_key
-from server.storage import MetadataStore, ReleaseRecord, VehicleRecord
+from server.storage import MetadataStore, ReleaseRecord, TufMetadataStore, VehicleRecord
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class Releases:
             )
 
 
-def release_counter(store: MetadataStore, name: str, version: str) -> int | None:
+def release_counter(store: TufMetadataStore, name: str, version: str) -> int | None:
     """The release counter the image repository signed for ``name`` ``version`` (None: not signed)."""
     data = store.get_tuf_metadata("targets")
     if data is None:

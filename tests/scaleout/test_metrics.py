@@ -11,9 +11,9 @@ from otawire.v1 import ota_pb2, ota_pb2_grpc
 from server.metrics import RegistryMetrics
 from server.registry import Registry
 from server.service import create_server
+from testkit.helpers import publish_released
 from tests.scaleout.helpers import tiny_onnx
 from vehicle_agent.agent import VehicleAgent
-from testkit.helpers import publish_released
 
 
 @pytest.fixture

@@ -139,7 +139,7 @@ def test_registry_without_targets_key_serves_only_publisher_signed_targets(
 def test_agent_follows_a_targets_key_rotation(
     offline_registry, squeezenet_bytes, tmp_path: Path, pki: Path
 ) -> None:
-    _reg, offline, pub, address = offline_registry
+    reg, offline, pub, address = offline_registry
     pub.upload(squeezenet_bytes, MODEL, "1.0.0", keys=offline)
     reg.release(MODEL, "1.0.0")
     cfg = AgentConfig(
@@ -173,7 +173,7 @@ def test_cli_rotates_an_online_key_and_vehicles_follow(
 
     from ota.cli import cli
 
-    _reg, offline, pub, address = offline_registry
+    reg, offline, pub, address = offline_registry
     pub.upload(squeezenet_bytes, MODEL, "1.0.0", keys=offline)
     reg.release(MODEL, "1.0.0")
     agent = VehicleAgent(
