@@ -103,16 +103,18 @@ def best_for(
     version: str,
     installed_sha256: str | None,
     full_length: int,
+    accepted: frozenset[str] | None = None,
     usable: Callable[[str], bool] = lambda blob_sha256: True,
 ) -> StoredEncoding | None:
     """The smallest stored encoding a vehicle with ``installed_sha256`` (or nothing)
-    installed can use, if it is smaller than the full file (``full_length``).
-
-    ``usable(blob_sha256)`` false: that blob is out of service (failed its check); the next one."""
+    installed can use and decode (``accepted``; None: any), if it is smaller than
+    the full file (``full_length``). ``usable(blob_sha256)`` false: that blob is out
+    of service (it failed its sha256 check); the next one."""
     fitting = [
         s
         for s in stored_encodings(store, name, version)
-        if s.base_sha256 == "" or s.base_sha256 == installed_sha256
+        if (s.base_sha256 == "" or s.base_sha256 == installed_sha256)
+        and (accepted is None or s.codec in accepted)
     ]
     s = next((e for e in sorted(fitting, key=lambda e: e.length) if usable(e.blob_sha256)), None)
     return s if s is not None and s.length < full_length else None

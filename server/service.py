@@ -165,7 +165,12 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "CheckRequest.vehicle_id is required")
         installed = {m.name: (m.version, m.sha256) for m in request.installed}
         offers = self._registry.offers_for(
-            vehicle_id, request.hardware_id, installed, request.wanted_models, request.tags
+            vehicle_id,
+            request.hardware_id,
+            installed,
+            request.wanted_models,
+            request.tags,
+            request.accepted_encodings,
         )
         # Offer's fields are UpdateOffer's, one for one.
         return ota_pb2.CheckResponse(
