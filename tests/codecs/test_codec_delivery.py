@@ -153,7 +153,7 @@ def test_vehicle_names_the_encodings_it_decodes_and_is_offered_only_those(
     from modelpack import codecs
 
     reg = registry_server.registry
-    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     # The registry offers what the vehicle says it decodes, whatever is stored.
     [o] = reg.offers_for("car-9", "", {}, accepted=["full", "tensordelta"])
     assert o.encoding == "full"
