@@ -37,7 +37,7 @@ OUT = REPO / "bench" / "out"
 STEPS = ("manifest", "check", "image_timestamp", "director_timestamp")
 
 
-def _pg_schema(dsn: str) -> tuple[str, Callable[[], None]]:
+def pg_schema(dsn: str) -> tuple[str, Callable[[], None]]:
     """A fresh schema for this run (dropped afterwards), selected through search_path."""
     from urllib.parse import quote
 
@@ -70,7 +70,7 @@ def run(db: str, vehicles: int, rounds: int, top: int) -> dict:
         Keystore.init(scratch / "keys")
         tls.make_ca(scratch / "pki")
         if db:
-            db, drop = _pg_schema(db)
+            db, drop = pg_schema(db)
         reg = Registry.open(scratch / "registry", scratch / "keys", db=db or None,
                             ca_pem=(scratch / "pki" / tls.CA_CERT).read_bytes())
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 from pathlib import Path
@@ -251,25 +252,87 @@ def registry() -> None:
 @click.option("--metrics-listen", default="", envvar="OTA_METRICS_LISTEN", metavar="HOST:PORT",
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one). "
                    "Env: OTA_METRICS_LISTEN.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, envvar="OTA_WORKERS",
+              help="Registry processes sharing the port (SO_REUSEPORT; the kernel spreads connections): "
+                   "one per core. With --metrics-listen HOST:P, worker i serves metrics on P+i. Env: OTA_WORKERS.")
 @tls_options("registry")
-def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_listen: str, tls_ca, tls_cert,
-          tls_key, insecure: bool) -> None:
+def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_listen: str, workers: int, tls_ca,
+          tls_cert, tls_key, insecure: bool) -> None:
     """Serve the Publisher and Vehicle gRPC services until SIGINT/SIGTERM.
 
     Mutual TLS by default. KEYS needs only the online keys (`ota keys online`).
     With --insecure, --ca alone still lets the director verify vehicle manifests.
     """
+    if not db and data_dir is None:
+        raise click.UsageError("give --data DIR (embedded SQLite) or --db postgresql://… (shared database)")
+    files = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not (insecure and tls_ca))
+    job = _ServeJob(data_dir, db, keys_dir, listen, metrics_listen, None if insecure else files, insecure, tls_ca)
+    if workers == 1:
+        _serve(job)
+    else:
+        _serve_workers(job, workers)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ServeJob:
+    """What one registry process serves (picklable: ``--workers`` hands it to new processes)."""
+
+    data_dir: Path | None
+    db: str
+    keys_dir: Path
+    listen: str
+    metrics_listen: str
+    files: object  # tls.TlsFiles | None
+    insecure: bool
+    ca: Path | None
+
+
+def _serve_workers(job: _ServeJob, workers: int) -> None:
+    """``workers`` processes on one port: each its own interpreter (and lock), the kernel balancing."""
+    import multiprocessing
+    import socket
+
+    host, _, port = job.listen.rpartition(":")
+    if int(port) == 0:  # one port for all: pick it here
+        with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as sock:
+            sock.bind((host.strip("[]") or "0.0.0.0", 0))
+            port = str(sock.getsockname()[1])
+    mhost, _, mport = job.metrics_listen.rpartition(":")
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that has gRPC threads
+    procs = []
+    for i in range(workers):
+        metrics = f"{mhost}:{int(mport) + i if int(mport) else 0}" if job.metrics_listen else ""
+        one = dataclasses.replace(job, listen=f"{host}:{port}", metrics_listen=metrics)
+        procs.append(ctx.Process(target=_serve, args=(one,), name=f"registry-worker-{i}"))
+    for p in procs:
+        p.start()
+    click.echo(f"registry: {workers} worker processes on {host}:{port}", err=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        if all(not p.is_alive() for p in procs):
+            break
+    for p in procs:
+        if p.is_alive():
+            p.terminate()  # SIGTERM: each finishes its in-flight calls
+    for p in procs:
+        p.join(15)
+    failed = [p.name for p in procs if p.exitcode not in (0, -signal.SIGTERM)]
+    if failed:
+        raise click.ClickException(f"{', '.join(failed)} exited with an error (see above)")
+
+
+def _serve(job: _ServeJob) -> None:
     from ota import tls
     from server.keys import KeystoreError
     from server.registry import Registry
     from server.service import create_server
     from server.storage import StorageError
 
-    if not db and data_dir is None:
-        raise click.UsageError("give --data DIR (embedded SQLite) or --db postgresql://… (shared database)")
-    files = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not (insecure and tls_ca))
+    data_dir, db, listen, metrics_listen = job.data_dir, job.db, job.listen, job.metrics_listen
     try:
-        reg = Registry.open(data_dir, keys_dir, db=db or None, ca_pem=tls_ca.read_bytes() if tls_ca else None)
+        reg = Registry.open(data_dir, job.keys_dir, db=db or None, ca_pem=job.ca.read_bytes() if job.ca else None)
     except (KeystoreError, StorageError, ImportError) as e:
         raise click.ClickException(str(e)) from None
     metrics = None
@@ -286,8 +349,7 @@ def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_l
         _, metrics_port = metrics.serve_http(metrics_listen)
         click.echo(f"metrics on http://{metrics_listen.rsplit(':', 1)[0]}:{metrics_port}/metrics", err=True)
     try:
-        server, port = create_server(reg, listen, metrics=metrics, tls_files=None if insecure else files,
-                                     insecure=insecure)
+        server, port = create_server(reg, listen, metrics=metrics, tls_files=job.files, insecure=job.insecure)
     except tls.TlsError as e:
         raise click.ClickException(str(e)) from None
     host = listen.rsplit(":", 1)[0]

@@ -7,7 +7,6 @@ import functools
 import inspect
 import logging
 from collections.abc import Iterator
-from concurrent import futures
 from typing import TYPE_CHECKING
 
 import grpc
@@ -16,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from ota import tls
 from ota.v1 import ota_pb2, ota_pb2_grpc
 from server import authz
+from server.aio_serving import AioServer, HandlerSet
 from server.director import DirectorError
 from server.registry import Registry, RegistryError
 from server.storage import ReportRecord
@@ -223,42 +223,49 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
 
 def create_server(
     registry: Registry, listen: str = "127.0.0.1:0", max_workers: int = 16, metrics: RegistryMetrics | None = None,
-    *, tls_files: tls.TlsFiles | None = None, insecure: bool = False,
-) -> tuple[grpc.Server, int]:
-    """Build and start a registry gRPC server; return it and the bound port.
+    *, tls_files: tls.TlsFiles | None = None, insecure: bool = False, chunk_size: int = CHUNK_SIZE,
+) -> tuple[AioServer, int]:
+    """Build and start a registry gRPC server (``grpc.aio``); return it and the bound port.
 
     TLS with mutual authentication unless ``insecure`` is asked for explicitly.
     With ``metrics``, every call is counted and timed into it (see server/metrics.py).
+    ``max_workers`` bounds the threads that run blocking work (SQL, signing,
+    hashing); open streams do not hold them (``server/aio_serving.py``).
+    gRPC sets SO_REUSEPORT on Linux, so several processes may listen on one
+    port and the kernel spreads connections over them (``--workers``).
     """
     if tls_files is None and not insecure:
         raise tls.TlsError("the registry needs TLS files (--ca/--cert/--key), or --insecure for plain text")
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry"),
-        # security (issue 4): each service only for its certificate role (after metrics, so refusals count).
-        interceptors=[*([metrics.interceptor()] if metrics else []), authz.RoleInterceptor()],
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ],
-    )
-    ota_pb2_grpc.add_PublisherServicer_to_server(PublisherServicer(registry), server)
-    ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry), server)
+    handlers = HandlerSet()
+    ota_pb2_grpc.add_PublisherServicer_to_server(PublisherServicer(registry), handlers)
+    ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry, chunk_size), handlers)
     services = ["", "ota.v1.Publisher", "ota.v1.Vehicle"]
     if registry.rollouts is not None and hasattr(registry.rollouts, "create"):
         from server.campaign_service import add_campaigns_service
 
-        services.append(add_campaigns_service(server, registry.rollouts))
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        services.append(add_campaigns_service(handlers, registry.rollouts))
+    health_servicer = health.aio.HealthServicer()
+    server = AioServer(
+        handlers,
+        # security (issue 4): each service only for its certificate role (after metrics, so refusals count).
+        [*([metrics.interceptor()] if metrics else []), authz.RoleInterceptor()],
+        workers=max_workers,
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+        add_native=lambda s: health_pb2_grpc.add_HealthServicer_to_server(health_servicer, s),
+    )
     if tls_files is not None:
         port = server.add_secure_port(listen, tls.server_credentials(tls_files))
     else:
         log.warning("registry on %s speaks plain text (--insecure): no authentication, no confidentiality", listen)
         port = server.add_insecure_port(listen)
     if port == 0:
+        server.stop(None)
         raise OSError(f"could not listen on {listen}")
     server.start()
     for svc in services:
-        health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
+        server.call(health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING))
     log.info("registry listening on %s (port %d)", listen, port)
     return server, port

@@ -154,6 +154,9 @@ class MetadataStore(Protocol):
     def models_by_sha256(self, sha256: str) -> list[ModelRecord]: ...
     def put_tuf_metadata(self, role: str, version: int, data: bytes) -> None: ...
     def get_tuf_metadata(self, role: str, version: int | None = None) -> bytes | None: ...
+    def tuf_versions(self) -> dict[str, int]:
+        """{role: latest version} of the image repository, in one query."""
+        ...
     def put_encodings(self, name: str, version: str, encodings: list[EncodingRecord]) -> None:
         """Replace the stored encodings of ``name`` ``version`` (at most one per base)."""
         ...
@@ -443,6 +446,11 @@ class SqliteMetadataStore:
                 db.execute("INSERT INTO tuf_metadata VALUES (?,?,?)", (role, version, data))
         except sqlite3.IntegrityError as e:
             raise StorageError(f"TUF {role} version {version} already exists") from e
+
+    def tuf_versions(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT role, MAX(version) FROM tuf_metadata GROUP BY role").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
 
     def get_tuf_metadata(self, role: str, version: int | None = None) -> bytes | None:
         with self._lock:

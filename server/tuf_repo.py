@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -46,6 +47,35 @@ log = logging.getLogger(__name__)
 
 _SERIALIZER = JSONSerializer(compact=True)
 TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
+_PARSED_MAX = 512  # parsed metadata kept by content: a few per vehicle chain in flight, all image roles
+
+
+class _ParseCache:
+    """Parsed metadata by its bytes: a check-in re-reads the same signed files over and over.
+
+    What it returns is shared: read it, never change it (``latest`` parses a
+    fresh copy for the signing paths that do).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[bytes, Metadata[Any]] = OrderedDict()
+
+    def get(self, data: bytes) -> Metadata[Any]:
+        with self._lock:
+            md = self._items.get(data)
+            if md is not None:
+                self._items.move_to_end(data)
+                return md
+        md = Metadata.from_bytes(data)
+        with self._lock:
+            self._items[data] = md
+            while len(self._items) > _PARSED_MAX:
+                self._items.popitem(last=False)
+        return md
+
+
+_PARSED = _ParseCache()
 
 
 class TufError(Exception):
@@ -53,7 +83,14 @@ class TufError(Exception):
 
 
 class MetadataAccess(Protocol):
-    """Where one repository's metadata versions live (a slice of the MetadataStore)."""
+    """Where one repository's metadata versions live (a slice of the MetadataStore).
+
+    An access may also offer ``versions() -> {role: latest version}`` (one cheap
+    query): the repository then keeps the bytes and the parsed form of each
+    latest version in memory, and a check-in costs that one query instead of a
+    fetch and a parse per role. Versions are immutable, so every replica that
+    sees the same numbers in the shared database serves the same bytes.
+    """
 
     def get(self, role: str, version: int | None = None) -> bytes | None: ...
     def put(self, role: str, version: int, data: bytes) -> None: ...
@@ -71,6 +108,9 @@ class ImageAccess:
 
     def put(self, role: str, version: int, data: bytes) -> None:
         self.store.put_tuf_metadata(role, version, data)
+
+    def versions(self) -> dict[str, int]:
+        return self.store.tuf_versions()
 
     def signing_lock(self) -> AbstractContextManager[None]:
         return self.store.signing_lock()
@@ -138,6 +178,7 @@ class SignedRepository:
         self.expiries = expiries or keystore.expiries
         self._lock = threading.RLock()
         self.label = label
+        self._held: dict[str, tuple[int, bytes]] = {}  # role -> (version, bytes), see _latest_bytes
 
     @contextmanager
     def signing(self) -> Iterator[None]:
@@ -146,20 +187,46 @@ class SignedRepository:
             yield
 
     # -- reading ------------------------------------------------------------------------
+    def _versions(self) -> dict[str, int] | None:
+        versions = getattr(self._access, "versions", None)
+        return versions() if versions is not None else None
+
+    def _latest_bytes(self, role: str, versions: dict[str, int] | None = None) -> bytes | None:
+        """The latest ``role`` bytes; from memory when the access tells versions and it is known."""
+        versions = versions if versions is not None else self._versions()
+        if versions is None:
+            return self._access.get(role)
+        version = versions.get(role)
+        if version is None:
+            return None
+        held = self._held.get(role)
+        if held is not None and held[0] == version:
+            return held[1]
+        data = self._access.get(role, version)
+        if data is not None:
+            self._held[role] = (version, data)
+        return data
+
+    def peek(self, role: str, versions: dict[str, int] | None = None) -> Metadata[Any] | None:
+        """The latest ``role`` metadata, parsed once per version and shared: read-only."""
+        data = self._latest_bytes(role, versions)
+        return _PARSED.get(data) if data is not None else None
+
     def root(self) -> Metadata[Root]:
-        data = self._access.get("root")
-        if data is None:
+        md = self.peek("root")
+        if md is None:
             raise TufError(f"{self.label}: no root metadata yet")
-        return Metadata[Root].from_bytes(data)
+        return md
 
     def latest(self, role: str) -> Metadata[Any]:
+        """A private, freshly parsed copy of the latest ``role`` (callers may change it)."""
         data = self._access.get(role)
         if data is None:
             raise TufError(f"{self.label}: no {role} metadata yet")
         return Metadata.from_bytes(data)
 
     def has(self, role: str) -> bool:
-        return self._access.get(role) is not None
+        return self._latest_bytes(role) is not None
 
     # -- signing ----------------------------------------------------------------------------
     def signers(self, role: str) -> list[Signer]:
@@ -281,10 +348,10 @@ class SignedRepository:
                     self.put_root(data)
 
     # -- freshness ----------------------------------------------------------------------------
-    def refresh_if_needed(self, now: datetime | None = None) -> bool:
+    def refresh_if_needed(self, now: datetime | None = None, versions: dict[str, int] | None = None) -> bool:
         """Re-sign what is past half its lifetime and can be signed here."""
         now = now or utcnow()
-        if not self._needs_refresh(now):
+        if not self._needs_refresh(now, versions):
             return False  # the common case, answered without taking the signing lock
         changed = False
         with self.signing():
@@ -309,19 +376,29 @@ class SignedRepository:
                 changed = True
         return changed
 
-    def _needs_refresh(self, now: datetime) -> bool:
+    def _needs_refresh(self, now: datetime, versions: dict[str, int] | None = None) -> bool:
         """Anything past half its lifetime? (Read without the signing lock, shared by replicas.)"""
         roles = [("snapshot", self.expiries.snapshot), ("timestamp", self.expiries.timestamp)]
         if self.can_sign("targets"):
             roles.append(("targets", self.expiries.targets))
-        return any(self.has(r) and self.latest(r).signed.expires - now < life / 2 for r, life in roles)
+        for role, life in roles:
+            md = self.peek(role, versions)
+            if md is not None and md.signed.expires - now < life / 2:
+                return True
+        return False
 
     # -- serving ------------------------------------------------------------------------------
-    def get_file(self, filename: str) -> bytes:
-        """Serve ``timestamp.json``, ``N.role.json`` or ``role.json`` (latest)."""
+    def get_file(self, filename: str, refresh: bool = True) -> bytes:
+        """Serve ``timestamp.json``, ``N.role.json`` or ``role.json`` (latest).
+
+        ``timestamp.json`` is re-signed first when due, unless ``refresh`` is off
+        (the caller just did it).
+        """
         if filename == "timestamp.json":
-            self.refresh_if_needed()
-            data = self._access.get("timestamp")
+            versions = self._versions()
+            if refresh and self.refresh_if_needed(versions=versions):
+                versions = self._versions()
+            data = self._latest_bytes("timestamp", versions)
         else:
             stem = filename.removesuffix(".json")
             version_s, _, role = stem.partition(".")
@@ -333,13 +410,17 @@ class SignedRepository:
                 version = int(version_s)
             if role not in TOP_ROLES:
                 raise FileNotFoundError(filename)
-            data = self._access.get(role, version)
+            data = self._latest_bytes(role) if version is None else self._access.get(role, version)
         if data is None:
             raise FileNotFoundError(filename)
         return data
 
     def targets(self) -> dict[str, TargetFile]:
-        return dict(self.latest("targets").signed.targets)
+        """The latest signed targets (shared objects: read them, do not change them)."""
+        md = self.peek("targets")
+        if md is None:
+            raise TufError(f"{self.label}: no targets metadata yet")
+        return dict(md.signed.targets)
 
 
 class TufRepository(SignedRepository):
