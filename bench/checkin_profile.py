@@ -57,12 +57,12 @@ def pg_schema(dsn: str) -> tuple[str, Callable[[], None]]:
 
 def run(db: str, vehicles: int, rounds: int, top: int) -> dict:
     from modelpack import zoo
-    from ota import tls
-    from server.keys import Keystore
+    from otawire import tls
+    from server.signing.keys import Keystore
     from server.registry import Registry
     from vehicle_agent.manifest import InstalledImage, VersionManifest, sign_manifest
 
-    from ota.v1 import ota_pb2
+    from otawire.v1 import ota_pb2
 
     drop = None
     with tempfile.TemporaryDirectory(prefix="ota-prof-") as tmp:

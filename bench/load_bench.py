@@ -62,7 +62,7 @@ log = logging.getLogger("load_bench")
 
 # -- server processes ---------------------------------------------------------------------
 def serve_registry(data: Path, keys: Path, db: str, listen: str, port_file: Path, threads: int, chunk: int) -> None:
-    from server.campaigns import CampaignManager
+    from server.campaigns.manager import CampaignManager
     from server.registry import Registry
     from server.service import create_server
 
@@ -167,8 +167,8 @@ def start(role: str, args: list[str], scratch: Path, n: int = 1) -> Proc:
 def publish(scratch: Path, db: str) -> tuple[lf.Want, bytes]:
     """Publish the lineage; what a vehicle on 1.0.0 is offered, and those bytes."""
     from modelpack.lineage import build_lineage
-    from ota.v1 import ota_pb2
-    from server.keys import Keystore
+    from otawire.v1 import ota_pb2
+    from server.signing.keys import Keystore
     from server.registry import Registry
 
     lineage = build_lineage()
@@ -201,8 +201,8 @@ def pct(xs: list[float], p: float) -> float:
 
 # -- phases ----------------------------------------------------------------------------------
 def run_fleet_size(a: argparse.Namespace, n: int, scratch: Path, want: lf.Want, wire: bytes, db: str) -> dict:
-    from server.campaign_service import CampaignClient
-    from server.rollout import CampaignSpec, TargetSelection, WaveSpec
+    from server.campaigns.service import CampaignClient
+    from server.campaigns.rollout import CampaignSpec, TargetSelection, WaveSpec
 
     slow = set(range(0, n, max(1, round(1 / a.slow_share)))) if a.slow_share else set()
     rate = lambda vid: a.slow_kbps * 1000 if int(vid.split("-")[1]) in slow else 0.0  # noqa: E731

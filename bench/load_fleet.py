@@ -64,7 +64,7 @@ def channel(address: str, slow: bool) -> aio.Channel:
 
 
 def check_request(vid: str, want: Want):
-    from ota.v1 import ota_pb2
+    from otawire.v1 import ota_pb2
 
     return ota_pb2.CheckRequest(
         vehicle_id=vid, hardware_id=HARDWARE, tags=[TAG], wanted_models=[MODEL],
@@ -74,7 +74,7 @@ def check_request(vid: str, want: Want):
 async def download(stub, vid: str, kind: int, path: str, length: int, rate_bps: float, deadline_s: float,
                    res: Result) -> bytes:
     """The whole file, resuming after a broken stream; at most ``rate_bps`` if given."""
-    from ota.v1 import ota_pb2
+    from otawire.v1 import ota_pb2
 
     parts: list[bytes] = []
     got, tries = 0, 0
@@ -104,7 +104,7 @@ async def download(stub, vid: str, kind: int, path: str, length: int, rate_bps: 
 async def update(address: str, vid: str, want: Want, go: asyncio.Event, slow_bps: float, poll_s: float,
                  deadline_s: float, registry: bool) -> Result:
     """One vehicle's update (``registry`` False: the bare peer, download only)."""
-    from ota.v1 import ota_pb2, ota_pb2_grpc
+    from otawire.v1 import ota_pb2, ota_pb2_grpc
 
     res = Result(slow=bool(slow_bps))
     ch = channel(address, res.slow)
@@ -151,7 +151,7 @@ async def update(address: str, vid: str, want: Want, go: asyncio.Event, slow_bps
 
 
 async def checkin(address: str, vid: str, want: Want, go: asyncio.Event, deadline_s: float) -> Result:
-    from ota.v1 import ota_pb2_grpc
+    from otawire.v1 import ota_pb2_grpc
 
     res = Result()
     ch = channel(address, False)
@@ -184,7 +184,7 @@ async def fleet(n: int, vehicle: Callable[[str, asyncio.Event], Awaitable[Result
 
 async def hammer(address: str, want: Want, seconds: float, concurrency: int, channels: int) -> dict:
     """Closed loop: ``concurrency`` check-ins in flight over ``channels`` connections for ``seconds``."""
-    from ota.v1 import ota_pb2_grpc
+    from otawire.v1 import ota_pb2_grpc
 
     chans = [channel(address, False) for _ in range(channels)]
     stubs = [ota_pb2_grpc.VehicleStub(c) for c in chans]
@@ -222,7 +222,7 @@ async def hammer(address: str, want: Want, seconds: float, concurrency: int, cha
 
 def serve_bare(data: bytes, chunk_size: int) -> tuple[aio.Server, Callable[[], Awaitable[int]]]:
     """The peer: ``Download`` only, the same bytes from memory, on ``grpc.aio``."""
-    from ota.v1 import ota_pb2, ota_pb2_grpc
+    from otawire.v1 import ota_pb2, ota_pb2_grpc
 
     class Bare(ota_pb2_grpc.VehicleServicer):
         async def Download(self, request, context):

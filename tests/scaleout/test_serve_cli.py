@@ -14,7 +14,9 @@ def test_serve_needs_a_data_dir_or_a_database(keys_dir) -> None:
 
 
 def test_serve_refuses_a_database_url_it_does_not_speak(keys_dir) -> None:
-    result = CliRunner().invoke(registry, ["serve", "--keys", str(keys_dir), "--insecure", "--db", "mysql://db/ota"])
+    result = CliRunner().invoke(
+        registry, ["serve", "--keys", str(keys_dir), "--insecure", "--db", "mysql://db/ota"]
+    )
     assert result.exit_code != 0
     assert "only postgresql://… URLs are supported" in result.output
 
@@ -30,7 +32,7 @@ def test_workers_share_one_port_and_each_serves(keys_dir, tmp_path) -> None:
 
     import grpc
 
-    from ota.v1 import ota_pb2, ota_pb2_grpc
+    from otawire.v1 import ota_pb2, ota_pb2_grpc
 
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:

@@ -12,9 +12,9 @@ import time
 
 import grpc
 
-from ota import tls
-from ota.v1 import ota_pb2, ota_pb2_grpc
-from server.registry import consistent_target_path
+from otawire import tls
+from otawire.v1 import ota_pb2, ota_pb2_grpc
+from otawire.paths import consistent_target_path
 from tests.conftest import vehicle_identity
 
 STALLED = 500
