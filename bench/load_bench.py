@@ -145,7 +145,7 @@ def start(role: str, args: list[str], scratch: Path, n: int = 1) -> Proc:
         pf.unlink(missing_ok=True)
         with open(scratch / f"{role}-{i}.log", "wb") as logf:
             popens.append(subprocess.Popen(
-                ["nice", sys.executable, __file__, role, *args, "--listen", listen, "--port-file", str(pf)],
+                [sys.executable, __file__, role, *args, "--listen", listen, "--port-file", str(pf)],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT))
         files.append(pf)
     ports = []
