@@ -87,6 +87,7 @@ def serve_one(job: ServeJob) -> None:
         raise click.ClickException(str(e)) from None
     metrics = None
     if job.metrics_listen:
+        from server.campaigns.manager import CampaignManager
         from server.metrics import RegistryMetrics
 
         def codec_of(blob_sha256: str) -> str | None:
@@ -94,7 +95,7 @@ def serve_one(job: ServeJob) -> None:
             return rec.codec if rec else None
 
         metrics = RegistryMetrics(codec_of=codec_of)
-        if reg.rollouts is not None:
+        if isinstance(reg.rollouts, CampaignManager):
             metrics.watch_campaigns(reg.rollouts)
         _, metrics_port = metrics.serve_http(job.metrics_listen)
         host = job.metrics_listen.rsplit(":", 1)[0]
