@@ -123,7 +123,7 @@ class SyncContext:
         for cb in self._callbacks:
             try:
                 cb()
-            except Exception:  # noqa: BLE001 - like grpc.server: a callback never fails the call
+            except Exception:
                 log.exception("RPC termination callback failed")
 
 
@@ -132,7 +132,9 @@ class Pools:
 
     def __init__(self, workers: int, stream_workers: int) -> None:
         self.calls = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registry")
-        self.uploads = futures.ThreadPoolExecutor(max_workers=stream_workers, thread_name_prefix="registry-upload")
+        self.uploads = futures.ThreadPoolExecutor(
+            max_workers=stream_workers, thread_name_prefix="registry-upload"
+        )
 
     def shutdown(self) -> None:
         self.calls.shutdown(wait=False, cancel_futures=True)
@@ -155,7 +157,9 @@ def _sync_requests(requests: AsyncIterator[Any], loop: asyncio.AbstractEventLoop
         yield item
 
 
-def _close_later(gen: Iterator[Any], pending: asyncio.Future | None, pool: futures.Executor) -> None:
+def _close_later(
+    gen: Iterator[Any], pending: asyncio.Future | None, pool: futures.Executor
+) -> None:
     """Close a servicer generator (runs its ``finally``) once no thread is inside it."""
     close = getattr(gen, "close", None)
     if close is None:
@@ -177,8 +181,10 @@ def adapt(handler: grpc.RpcMethodHandler, pools: Pools) -> grpc.RpcMethodHandler
     """The aio equivalent of a blocking method handler (see the module docstring)."""
     streaming_in, streaming_out = handler.request_streaming, handler.response_streaming
     behaviour = {
-        (False, False): handler.unary_unary, (False, True): handler.unary_stream,
-        (True, False): handler.stream_unary, (True, True): handler.stream_stream,
+        (False, False): handler.unary_unary,
+        (False, True): handler.unary_stream,
+        (True, False): handler.stream_unary,
+        (True, True): handler.stream_stream,
     }[(streaming_in, streaming_out)]
     pool = pools.uploads if streaming_in else pools.calls
 
@@ -222,10 +228,15 @@ def adapt(handler: grpc.RpcMethodHandler, pools: Pools) -> grpc.RpcMethodHandler
                 _close_later(gen, pending, pool)
             sc.run_callbacks()
 
-    kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    kw = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
     make = {
-        (False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
-        (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler,
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
     }[(streaming_in, streaming_out)]
     return make(stream if streaming_out else unary, **kw)
 
@@ -239,7 +250,9 @@ class HandlerSet:
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         self.generic.extend(handlers)
 
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
         pass  # the generic handler registered alongside answers for the same methods
 
     def lookup(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
@@ -253,13 +266,19 @@ class HandlerSet:
 class _Adapted(grpc.GenericRpcHandler):
     """Looks a call up among the blocking handlers, through the sync interceptors, and adapts it."""
 
-    def __init__(self, handlers: HandlerSet, interceptors: Sequence[grpc.ServerInterceptor], pools: Pools) -> None:
+    def __init__(
+        self, handlers: HandlerSet, interceptors: Sequence[grpc.ServerInterceptor], pools: Pools
+    ) -> None:
         self._handlers, self._interceptors, self._pools = handlers, list(interceptors), pools
 
-    def _intercepted(self, details: grpc.HandlerCallDetails, i: int = 0) -> grpc.RpcMethodHandler | None:
+    def _intercepted(
+        self, details: grpc.HandlerCallDetails, i: int = 0
+    ) -> grpc.RpcMethodHandler | None:
         if i == len(self._interceptors):
             return self._handlers.lookup(details)
-        return self._interceptors[i].intercept_service(lambda d: self._intercepted(d, i + 1), details)
+        return self._interceptors[i].intercept_service(
+            lambda d: self._intercepted(d, i + 1), details
+        )
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         handler = self._intercepted(details)
@@ -269,9 +288,15 @@ class _Adapted(grpc.GenericRpcHandler):
 class AioServer:
     """A ``grpc.aio`` server on its own event-loop thread, with ``grpc.Server``'s blocking interface."""
 
-    def __init__(self, handlers: HandlerSet, interceptors: Sequence[grpc.ServerInterceptor], workers: int,
-                 options: Sequence[tuple[str, Any]], stream_workers: int = 4,
-                 add_native: Callable[[aio.Server], None] | None = None) -> None:
+    def __init__(
+        self,
+        handlers: HandlerSet,
+        interceptors: Sequence[grpc.ServerInterceptor],
+        workers: int,
+        options: Sequence[tuple[str, Any]],
+        stream_workers: int = 4,
+        add_native: Callable[[aio.Server], None] | None = None,
+    ) -> None:
         self.pools = Pools(workers, stream_workers)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="registry-aio", daemon=True)

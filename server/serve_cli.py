@@ -81,7 +81,10 @@ def serve_one(job: ServeJob) -> None:
 
     try:
         reg = Registry.open(
-            job.data_dir, job.keys_dir, db=job.db or None, ca_pem=job.ca.read_bytes() if job.ca else None
+            job.data_dir,
+            job.keys_dir,
+            db=job.db or None,
+            ca_pem=job.ca.read_bytes() if job.ca else None,
         )
     except (KeystoreError, StorageError, ImportError) as e:
         raise click.ClickException(str(e)) from None
