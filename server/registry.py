@@ -133,6 +133,11 @@ class Registry:
     def list_versions(self, name: str | None = None) -> list[ModelRecord]:
         return self.publisher.list_versions(name)
 
+    def list_page(
+        self, name: str | None, page_size: int, page_token: str
+    ) -> tuple[list[ModelRecord], str]:
+        return self.publisher.list_page(name, page_size, page_token)
+
     # -- vehicles -----------------------------------------------------------------------
     def offers_for(
         self,
@@ -141,8 +146,9 @@ class Registry:
         installed: dict[str, tuple[str, str]],
         wanted: Iterable[str] = (),
         tags: Iterable[str] = (),
+        accepted: Iterable[str] = (),
     ) -> list[Offer]:
-        return self.delivery.offers_for(vehicle_id, hardware_id, installed, wanted, tags)
+        return self.delivery.offers_for(vehicle_id, hardware_id, installed, wanted, tags, accepted)
 
     def targets_for(self, vehicle: VehicleRecord) -> dict[str, ModelRecord]:
         return self.delivery.targets_for(vehicle)
