@@ -15,6 +15,7 @@ import grpc
 from otawire import tls
 from otawire.paths import consistent_target_path
 from otawire.v1 import ota_pb2, ota_pb2_grpc
+from testkit.helpers import publish_released
 from tests.conftest import vehicle_identity
 
 STALLED = 500
@@ -25,7 +26,7 @@ DEADLINE_S = 30.0  # generous for a busy 2-core machine; a starved server never 
 def test_500_stalled_downloads_do_not_block_a_fresh_check_in(
     registry_server, squeezenet_bytes
 ) -> None:
-    rec = registry_server.registry.publish_bytes("squeezenet1.0", "1.0.0", squeezenet_bytes)
+    rec = publish_released(registry_server.registry, "squeezenet1.0", "1.0.0", squeezenet_bytes)
     path = consistent_target_path(rec.target_path, rec.sha256)
     creds = tls.channel_credentials(vehicle_identity(registry_server.pki, "car-slow"))
     # BDP probing off: the receive window stays at 64 KiB, so the server's streams really wait.
