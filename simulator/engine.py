@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator import rng
-from simulator.fleet import F64, I64, Fleet, Windows
+from simulator.fleet import DAY_S, F64, I64, Fleet, Windows
 from simulator.scenario import MSS_BYTES, Protocol
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,23 @@ def slow_start_delay(remaining: F64, rate: F64, rtt: F64, iw_bytes: float) -> F6
     return np.where(rtt > 0, np.maximum(delay, 0.0), 0.0)
 
 
+def opens(fleet: Fleet, w: Windows, pos: I64) -> F64:
+    """When a vehicle talks to the registry in its window ``pos``: at its start, after a reconnect.
+
+    A window that opens at a day's start is, in most cases, a vehicle that was
+    reachable already (each day restarts from the stationary state): it checks in
+    at its poll phase, not all at once at midnight of the model.
+    """
+    start = w.start[pos]
+    at_day = np.isfinite(start) & (start == w.day[pos] * DAY_S)
+    if not at_day.any():
+        return start.copy()
+    phase = rng.uniform(fleet.seed, "poll", w.ids[pos], w.key[pos])
+    # within the window, so that the session still opens in it
+    polled = np.minimum(start + phase * fleet.scenario.campaign.poll_min * 60, (start + w.end[pos]) / 2)
+    return np.where(at_day, polled, start)
+
+
 def first_contact(fleet: Fleet, ids: I64, t0: float | F64) -> tuple[Windows, F64]:
     """When each vehicle first hears of a wave that starts at ``t0``, and its window then.
 
@@ -113,14 +130,14 @@ def first_contact(fleet: Fleet, ids: I64, t0: float | F64) -> tuple[Windows, F64
     w = Windows(fleet, ids)
     t0 = np.broadcast_to(np.asarray(t0, dtype=np.float64), ids.shape)
     w.seek(t0)
-    contact = w.start.copy()
+    contact = opens(fleet, w, np.arange(len(ids)))
     inside = np.flatnonzero(w.start <= t0)  # reachable already (a window opening at t0 was open before it)
     if inside.size:
         phase = rng.uniform(fleet.seed, "poll", ids[inside], t0[inside].astype(np.int64))
         contact[inside] = t0[inside] + phase * fleet.scenario.campaign.poll_min * 60
         late = inside[contact[inside] >= w.end[inside]]
         w.advance(late)
-        contact[late] = w.start[late]
+        contact[late] = opens(fleet, w, late)
     return w, contact
 
 
@@ -171,7 +188,9 @@ def _transfer(
         overhead[cont] = 0.0
         rtts = np.where(first, pr.setup_rtts, pr.resume_setup_rtts)
         rtts[cont] = 1.0  # the agent's retry asks for the rest of the stream at once
-        setup = rtt * rtts + overhead / rate
+        fixed = np.where(first, pr.setup_s, pr.resume_setup_s)
+        fixed[cont] = 0.0
+        setup = fixed + rtt * rtts + overhead / rate
         if iw:  # every window opens a new TCP connection, which starts slow
             setup = setup + slow_start_delay(remaining[act], rate, rtt, iw)
         avail = end - s - setup
@@ -208,7 +227,7 @@ def _transfer(
         else:
             remaining[an] = float(size)
         w.advance(an)
-        contact[an] = w.start[an]
+        contact[an] = opens(fleet, w, an)
         carry_on[an] = False
         retrying = opened[cut]  # payload was flowing: the agent retries within its session
         if retrying.any() and pr.retry_attempts > 1:
@@ -270,6 +289,6 @@ def _retry_in_session(
         # given up (new session at this window's start, already set) or hit: settled
         later = left & ~hit & np.isfinite(start)
         w.advance(p[later])
-        contact[p[later]] = w.start[p[later]]
+        contact[p[later]] = opens(fleet, w, p[later])
         rows = rows[later]
 

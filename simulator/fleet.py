@@ -154,7 +154,7 @@ def build_fleet(scenario: Scenario, n: int | None = None, seed: int | None = Non
     flat_off = per_pat(
         lambda p: p.off_mean_min * 60 if not p.diurnal else max(1440 / p.drives_per_day - p.on_mean_min - p.awake_after_min, 1.0) * 60
     )
-    off_mean = np.where(is_diurnal, off_mean, np.maximum(flat_off, 1e-9))
+    off_mean = np.maximum(flat_off, 1e-9)  # for diurnal patterns: the mean gap, used at a day's start
     gap_mean = q_drop * drop_mean + (1 - q_drop) * off_mean
     p_on = m_on / (m_on + gap_mean)
     w_drop_resid = q_drop * drop_mean / gap_mean

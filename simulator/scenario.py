@@ -172,6 +172,8 @@ class Protocol:
 
     setup_rtts: float = 13.8  # round trips before payload flows, first session of an update
     resume_setup_rtts: float = 9.3  # the same for a later session of the same update
+    setup_s: float = 0.0  # seconds of a first session that do not scale with the RTT (the agent's CPU)
+    resume_setup_s: float = 0.0  # the same for a later session
     session_overhead_bytes: int = 10070  # downlink besides the payload, first session (TLS, TUF metadata, gRPC)
     resume_overhead_bytes: int = 6060  # the same for a later session
     # The agent's retries within a session after a cut (vehicle_agent.download.RetryPolicy).
