@@ -47,7 +47,11 @@ bench-transfer: $(STAMP)
 # Updates the generated block of docs/simulator.md and its plots in docs/img/.
 .PHONY: bench-sim
 bench-sim: $(STAMP)
-	nice $(BIN)/python bench/sim_bench.py --update-docs
+	nice $(BIN)/python bench/sim_bench.py --agents 0 --update-docs
+# The emulation check with real agents (root; twice, for the real-vs-real noise floor).
+.PHONY: bench-emulation
+bench-emulation: $(STAMP)
+	nice $(BIN)/python bench/sim_bench.py --only-emulation --agents $(or $(AGENTS),20) --update-docs
 
 # Load: 1,000 concurrent lite agents against one registry process, and a bare gRPC peer (issue 6).
 .PHONY: bench-load
