@@ -78,11 +78,23 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+# Modules of the optional extras (pyproject.toml): the base install is the vehicle agent's.
+EXTRA_OF_MODULE = {"onnx": "registry", "grpc_health": "registry", "prometheus_client": "registry",
+                   "matplotlib": "sim", "psycopg": "pg", "psycopg_pool": "pg"}
+
+
 def main() -> None:
     try:
         cli(prog_name="ota")
     except KeyboardInterrupt:
         sys.exit(130)
+    except ModuleNotFoundError as e:
+        extra = EXTRA_OF_MODULE.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        click.echo(f"Error: this command needs the {extra!r} extra (no module {e.name!r}); "
+                   f"install it with: pip install 'squeeze-ota[{extra}]'", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
