@@ -63,7 +63,8 @@ def admissions(contact: F64, done: F64, install_s: float, limit: int, poll_s: fl
     known = np.flatnonzero(np.isfinite(contact))
     if limit <= 0 or known.size <= limit:
         return admit
-    hold = np.where(np.isfinite(done), np.minimum(done - contact, timeout_s), timeout_s) + install_s
+    with np.errstate(invalid="ignore"):  # inf - inf for vehicles that never hear of it: not used
+        hold = np.where(np.isfinite(done), np.minimum(done - contact, timeout_s), timeout_s) + install_s
     order = known[np.argsort(contact[known], kind="stable")]
     free = [0.0] * limit
     poll = max(poll_s, 1.0)

@@ -262,7 +262,8 @@ def run_agents(
                         )
                     )
                 echo(f"started {n} agents in their namespaces; waiting for them to load")
-                _wait_for(lambda: all(Path(s["ready"]).exists() for s in specs) or any(p.poll() not in (None, 0) for p in procs), 180)
+                # Agents load in parallel on a few cores: allow them a few CPU-seconds each.
+                _wait_for(lambda: all(Path(s["ready"]).exists() for s in specs) or any(p.poll() not in (None, 0) for p in procs), max(180.0, 3.0 * n))
                 dead = [k for k, p in enumerate(procs) if p.poll() not in (None, 0)]
                 if dead:
                     err = (work / f"vehicle-{dead[0]}" / "stderr.txt").read_text()[-2000:]
