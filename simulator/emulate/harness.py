@@ -192,7 +192,7 @@ def run_agents(
     if package not in PACKAGES:
         raise ValueError(f"package must be one of {PACKAGES}, not {package!r}")
     from server import encodings
-    from server.keys import Keystore
+    from server.signing.keys import Keystore
     from server.registry import Registry
     from server.service import create_server
 
@@ -214,7 +214,7 @@ def run_agents(
     # Mutual TLS as in the field (security, issue 4): a fleet CA, the registry's
     # certificate, one per emulated vehicle; agents dial relays, so they check the
     # server certificate against the name "localhost".
-    from ota import tls
+    from otawire import tls
 
     pki = work / "pki"
     tls.make_ca(pki)
@@ -301,11 +301,11 @@ def run_agents(
 
 
 def _served_package(reg, encodings, model: bytes, package: str) -> ServedPackage:  # type: ignore[no-untyped-def]
-    standalone = [e for e in encodings.stored_encodings(reg, MODEL_NAME, "1.0.0") if e.base_sha256 == ""]
+    standalone = [e for e in encodings.stored_encodings(reg.store, MODEL_NAME, "1.0.0") if e.base_sha256 == ""]
     if package == "full":
         # Withdraw the precomputed encodings (the store's record of them), so the full file is offered.
         reg.store.put_encodings(MODEL_NAME, "1.0.0", [])
-        if encodings.stored_encodings(reg, MODEL_NAME, "1.0.0"):
+        if encodings.stored_encodings(reg.store, MODEL_NAME, "1.0.0"):
             raise RuntimeError("could not withdraw the registry's encodings for the full-file emulation")
         return ServedPackage(len(model), "full", True)
     if standalone:

@@ -51,7 +51,7 @@ def test_registry_serves_smallest_encodings_and_agent_rebuilds_exact_model(
 
     v101 = successors[0]
     reg.publish_bytes(NAME, "1.0.1", v101)
-    kinds = {(s.codec, bool(s.base_sha256)) for s in stored_encodings(reg, NAME, "1.0.1")}
+    kinds = {(s.codec, bool(s.base_sha256)) for s in stored_encodings(reg.store, NAME, "1.0.1")}
     assert kinds == {("deepcompression", False), ("tensordelta", True)}
 
     [upd] = agent.update_once()
@@ -81,7 +81,7 @@ def test_wrong_base_patch_is_detected_and_full_model_fetched(
     # actually made against 1.0.1: the label says the right base, the patch not.
     sha100 = hashlib.sha256(squeezenet_bytes).hexdigest()
     sha101 = hashlib.sha256(successors[0]).hexdigest()
-    entries = [e for e in stored_encodings(reg, NAME, "1.0.2") if e.base_sha256 in ("", sha101)]
+    entries = [e for e in stored_encodings(reg.store, NAME, "1.0.2") if e.base_sha256 in ("", sha101)]
     reg.store.put_encodings(
         NAME, "1.0.2", [dataclasses.replace(e, base_sha256=sha100 if e.base_sha256 == sha101 else "") for e in entries]
     )
@@ -99,7 +99,7 @@ def test_damaged_encoding_falls_back_to_full(registry_server, make_agent, squeez
     agent = make_agent()
     agent.update_once()
     reg.publish_bytes(NAME, "1.0.1", successors[0])
-    for s in stored_encodings(reg, NAME, "1.0.1"):
+    for s in stored_encodings(reg.store, NAME, "1.0.1"):
         path = reg.blobs.path(s.blob_sha256)
         data = bytearray(path.read_bytes())
         data[-10] ^= 0x20
@@ -110,3 +110,35 @@ def test_damaged_encoding_falls_back_to_full(registry_server, make_agent, squeez
     assert upd.status == "installed", upd.reason
     assert upd.encoding == "full" and upd.bytes_downloaded == len(successors[0])
     assert _active_bytes(agent) == successors[0]
+
+
+class _DecoderWithoutItsLibrary:
+    """A deepcompression decoder on a car where its library is not installed:
+    what an aarch64 car met when the coder had no aarch64 wheel."""
+
+    name, codec_id, needs_base = "deepcompression", 4, False
+
+    def encode(self, new: bytes, base: bytes | None) -> bytes:  # pragma: no cover - the registry uses the real one
+        raise AssertionError("not used")
+
+    def decode(self, payload: bytes, base: bytes | None, target_length: int) -> bytes:
+        raise ModuleNotFoundError("No module named 'constriction'")
+
+
+def test_decoder_that_cannot_run_is_a_reported_failed_step_then_full_model(
+    registry_server, make_agent, squeezenet_bytes, monkeypatch
+) -> None:
+    from modelpack import codecs
+
+    reg = registry_server.registry
+    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    agent = make_agent()
+    # Only the car's decoder is missing its library; the registry encoded normally.
+    monkeypatch.setitem(codecs._BY_ID, 4, _DecoderWithoutItsLibrary())
+
+    [first] = agent.update_once()
+
+    assert first.status == "installed", first.reason
+    assert first.encoding == "full" and first.bytes_downloaded == len(squeezenet_bytes)
+    assert first.bytes_discarded > 0  # the encoding that could not be decoded
+    assert _active_bytes(agent) == squeezenet_bytes
