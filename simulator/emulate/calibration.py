@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import statistics
 
+import numpy as np
+
 from simulator.emulate.harness import HEADER_BYTES, Calibration, ServedPackage, VehicleRun
 
 CALIB_RATE_MBIT = 0.5  # slow enough that the served package (~0.5 MB) flows for ~9 s
@@ -54,6 +56,39 @@ def _split(times: dict[float, list[float]]) -> tuple[float, float]:
     (r1, t1), (r2, t2) = ((r / 1000, statistics.fmean(ts)) for r, ts in sorted(times.items(), reverse=True))
     rtts = max(0.0, (t1 - t2) / (r1 - r2))
     return max(0.0, t1 - rtts * r1), rtts
+
+
+def fit_setup(runs: list[VehicleRun], served: ServedPackage) -> tuple[float, float] | None:
+    """Set-up = fixed seconds + round trips x RTT, least squares over every first session of the run.
+
+    Uses each session whose first payload message arrived inside the window it
+    started in (a set-up not cut by the link): the calibration agents and the
+    fleet's alike, two parameters for all of them. On a loaded machine the
+    agent's CPU time varies from minute to minute; fitted on the sessions of the
+    same run across four RTTs (40-600 ms) it follows the load the fleet saw.
+    """
+    from simulator.scenario import LinkProfile
+
+    xs, ys = [], []
+    for v in runs:
+        if not v.sessions or v.sessions[0].get("first_byte") is None:
+            continue
+        s0 = v.sessions[0]
+        start, first = float(s0["start"]), float(s0["first_byte"])
+        if not any(a - 0.05 <= start and first <= b for a, b in v.windows):
+            continue
+        rate = LinkProfile("v", v.rate_mbit, 0.0).goodput_bytes_per_s()
+        xs.append(v.rtt_ms / 1000)
+        ys.append(_setup_s(s0, rate, served.nbytes))
+    if len(set(xs)) < 2:
+        return None
+    a = np.vstack([np.ones(len(xs)), np.asarray(xs)]).T
+    fixed, rtts = np.linalg.lstsq(a, np.asarray(ys), rcond=None)[0]
+    if rtts < 0:  # no RTT dependence visible: all of it fixed
+        return float(np.mean(ys)), 0.0
+    if fixed < 0:
+        return 0.0, float(np.dot(xs, ys) / np.dot(xs, xs))
+    return float(fixed), float(rtts)
 
 
 def calibrate(runs: list[VehicleRun], served: ServedPackage) -> Calibration:

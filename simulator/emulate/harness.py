@@ -365,7 +365,7 @@ def emulate(
     """
     from modelpack import zoo
 
-    from simulator.emulate.calibration import calibrate, calibration_vehicles
+    from simulator.emulate.calibration import calibrate, calibration_vehicles, fit_setup
 
     t = time.perf_counter()
     model = zoo.build(MODEL_NAME)
@@ -380,6 +380,9 @@ def emulate(
             results.append((runs[:n], runs[n:], served))
     runs, calib_runs, served = results[0]
     cal = calibrate(calib_runs, served)
+    fitted = fit_setup(calib_runs + runs, served)
+    if fitted is not None:  # the first session's set-up, fitted over the whole run (see fit_setup)
+        cal = dataclasses.replace(cal, setup_s=fitted[0], setup_rtts=fitted[1])
     echo(
         f"calibrated: {cal.setup_s:.2f} s + {cal.setup_rtts:.1f} round trips / {cal.resume_setup_s:.2f} s + "
         f"{cal.resume_setup_rtts:.1f}, {cal.session_overhead_bytes:,} / {cal.resume_overhead_bytes:,} B per first / "
