@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -163,6 +164,7 @@ def serve(
         raise click.ClickException(str(e)) from None
     metrics = None
     if metrics_listen:
+        from server.campaigns.manager import CampaignManager
         from server.metrics import RegistryMetrics
 
         def codec_of(blob_sha256: str) -> str | None:
@@ -170,7 +172,7 @@ def serve(
             return rec.codec if rec else None
 
         metrics = RegistryMetrics(codec_of=codec_of)
-        if reg.rollouts is not None:
+        if isinstance(reg.rollouts, CampaignManager):
             metrics.watch_campaigns(reg.rollouts)
         _, metrics_port = metrics.serve_http(metrics_listen)
         click.echo(
@@ -252,7 +254,10 @@ def publish(
 
     data = model.read_bytes()
     ks = _keystore(keys_dir) if keys_dir else None
-    tls_kw = {"tls_files": tls_files(tls_ca, tls_cert, tls_key, insecure), "insecure": insecure}
+    tls_kw: dict[str, Any] = {
+        "tls_files": tls_files(tls_ca, tls_cert, tls_key, insecure),
+        "insecure": insecure,
+    }
     with (
         PublisherClient(address, **tls_kw) as client,
         Progress(
