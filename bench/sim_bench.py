@@ -76,18 +76,19 @@ print(time.process_time() - c)
 def bench_previous_engine(n: int) -> float | None:
     """CPU seconds of main's engine before the diurnal model and the couplings, same fleet size."""
     import subprocess
-    import tarfile
     import io
+    import tarfile
+    import tempfile
 
-    src = OUT / "previous-engine"
+    tmp = tempfile.TemporaryDirectory(prefix="sim-previous-engine-")  # outside the tree: not a package of ours
+    src = Path(tmp.name)
     try:
         blob = subprocess.run(["git", "-C", str(ROOT), "archive", "8d96116~2", "simulator"], capture_output=True, check=True).stdout
     except (subprocess.CalledProcessError, FileNotFoundError):
         return None
-    shutil.rmtree(src, ignore_errors=True)
-    src.mkdir(parents=True)
-    tarfile.open(fileobj=io.BytesIO(blob)).extractall(src)
-    out = subprocess.run([sys.executable, "-c", PEER_CODE, str(src), str(n)], capture_output=True, text=True, cwd=src)
+    with tmp:
+        tarfile.open(fileobj=io.BytesIO(blob)).extractall(src)
+        out = subprocess.run([sys.executable, "-c", PEER_CODE, str(src), str(n)], capture_output=True, text=True, cwd=src)
     return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
 
 

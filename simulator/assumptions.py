@@ -9,8 +9,7 @@ scenario changes loses the built-in citation (see :func:`missing_sources`).
 from __future__ import annotations
 
 import re
-
-from simulator.scenario import LinkProfile, Pattern, Scenario
+from typing import Any
 
 # FHWA, Highway Statistics 2006, Table NT-3 "Number of Vehicle Trips by Time of Day"
 # (base: 2001 NHTS), trips starting in each clock hour from midnight.
@@ -30,32 +29,29 @@ GEO = "guess: 700 ms in all, above the physical floor of a geostationary hop (35
 ITU = "ITU-R M.2134 (2008): IMT-Advanced downlink cell spectral efficiency 2.2 bit/s/Hz/cell (base coverage urban) x a 20 MHz carrier = 44 Mbit/s"
 MATHIS = "Mathis, Semke, Mahdavi, Ott, 'The macroscopic behavior of the TCP congestion avoidance algorithm', CCR 1997"
 
-BUILTIN_LINKS: dict[str, LinkProfile] = {
-    p.name: p
-    for p in (
-        LinkProfile("depot_wifi", 50.0, 20.0, 0.0005, 0.2, 10.0, 0.0, 0.3),
-        LinkProfile("home_wifi", 20.0, 30.0, 0.001, 0.5, 10.0, 0.0, 0.5),
-        LinkProfile("lte", 20.0, 60.0, 0.001, 1.0, 15.0, 2.0, 0.5, cell_capacity_mbps=44.0, cell_background=0.5, fleet_per_cell=20.0),
-        LinkProfile("lte_congested", 4.0, 150.0, 0.005, 4.0, 30.0, 2.0, 0.6, cell_capacity_mbps=44.0, cell_background=0.85, fleet_per_cell=20.0),
-        LinkProfile("3g", 1.5, 250.0, 0.005, 4.0, 45.0, 3.0, 0.5),
-        LinkProfile("satellite", 1.0, 700.0, 0.001, 6.0, 60.0, 10.0, 0.3),
-    )
-}
+# Built-in profiles as the arguments of simulator.scenario.LinkProfile / Pattern (built there:
+# this module holds figures and their sources only, and imports nothing of the simulator).
+Args = tuple[tuple[Any, ...], dict[str, Any]]
+BUILTIN_LINK_ARGS: tuple[Args, ...] = (
+    (("depot_wifi", 50.0, 20.0, 0.0005, 0.2, 10.0, 0.0, 0.3), {}),
+    (("home_wifi", 20.0, 30.0, 0.001, 0.5, 10.0, 0.0, 0.5), {}),
+    (("lte", 20.0, 60.0, 0.001, 1.0, 15.0, 2.0, 0.5), {"cell_capacity_mbps": 44.0, "cell_background": 0.5, "fleet_per_cell": 20.0}),
+    (("lte_congested", 4.0, 150.0, 0.005, 4.0, 30.0, 2.0, 0.6), {"cell_capacity_mbps": 44.0, "cell_background": 0.85, "fleet_per_cell": 20.0}),
+    (("3g", 1.5, 250.0, 0.005, 4.0, 45.0, 3.0, 0.5), {}),
+    (("satellite", 1.0, 700.0, 0.001, 6.0, 60.0, 10.0, 0.3), {}),
+)
 
-BUILTIN_PATTERNS: dict[str, Pattern] = {
-    p.name: p
-    for p in (
-        Pattern(
-            "commuter", 23.3, 0.0, 0.003,
-            hourly=NHTS_2001_WEDNESDAY, weekend_hourly=NHTS_2001_SATURDAY, drives_per_day=2.2,
-            awake_after_min=5.0, home_wifi_share=0.3, home_wifi_min=30.0,
-        ),
-        Pattern("taxi", 480.0, 240.0, 0.005),  # on shift most of the day
-        Pattern("depot_nightly", 600.0, 840.0, 0.003),  # reachable parked at the depot
-        Pattern("long_haul", 600.0, 120.0, 0.005),  # trucks on the road, stops unreachable
-        Pattern("always_on", 1e9, 1e-9, 0.0),
-    )
-}
+BUILTIN_PATTERN_ARGS: tuple[Args, ...] = (
+    (
+        ("commuter", 23.3, 0.0, 0.003),
+        {"hourly": NHTS_2001_WEDNESDAY, "weekend_hourly": NHTS_2001_SATURDAY, "drives_per_day": 2.2,
+         "awake_after_min": 5.0, "home_wifi_share": 0.3, "home_wifi_min": 30.0},
+    ),
+    (("taxi", 480.0, 240.0, 0.005), {}),  # on shift most of the day
+    (("depot_nightly", 600.0, 840.0, 0.003), {}),  # reachable parked at the depot
+    (("long_haul", 600.0, 120.0, 0.005), {}),  # trucks on the road, stops unreachable
+    (("always_on", 1e9, 1e-9, 0.0), {}),
+)
 
 _GUESS_PRICE = "guess: a typical IoT / fleet data plan price; replace with the fleet's contract"
 _GUESS_LOSS = "guess: residual loss after link-layer retransmission; it caps TCP through Mathis et al. 1997"
@@ -158,7 +154,7 @@ def is_sourced(text: str) -> bool:
     return t.startswith(("guess", "setting")) or bool(_CITED.search(text))
 
 
-def needed_sources(sc: Scenario) -> list[str]:
+def needed_sources(sc: Any) -> list[str]:
     """The keys of every figure the scenario's fleet uses."""
     keys: list[str] = []
     links = {g.link for g in sc.fleet}
@@ -181,6 +177,6 @@ def needed_sources(sc: Scenario) -> list[str]:
     return sorted(set(keys))
 
 
-def missing_sources(sc: Scenario) -> list[str]:
+def missing_sources(sc: Any) -> list[str]:
     """Figures the scenario uses that cite nothing and do not say they are a guess."""
     return [k for k in needed_sources(sc) if not is_sourced(sc.sources.get(k, ""))]

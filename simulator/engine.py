@@ -26,7 +26,6 @@ campaign's install failure rate (the same vehicles fail whatever the strategy).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 

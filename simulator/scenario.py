@@ -15,6 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from simulator.assumptions import BUILTIN_LINK_ARGS, BUILTIN_PATTERN_ARGS, BUILTIN_SOURCES
+
 MSS_BYTES = 1448  # TCP payload per segment on a 1500-byte MTU with timestamps
 
 
@@ -219,6 +221,10 @@ class Scenario:
         return dataclasses.replace(self, **changes)
 
 
+BUILTIN_LINKS: dict[str, LinkProfile] = {a[0]: LinkProfile(*a, **kw) for a, kw in BUILTIN_LINK_ARGS}
+BUILTIN_PATTERNS: dict[str, Pattern] = {a[0]: Pattern(*a, **kw) for a, kw in BUILTIN_PATTERN_ARGS}
+
+
 def _build(cls: type, name: str, base: Any, over: dict[str, Any], where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(over) - names
@@ -238,8 +244,6 @@ def _tuples(over: dict[str, Any]) -> dict[str, Any]:
 
 def scenario_from_dict(data: dict[str, Any], where: str = "scenario") -> Scenario:
     """Build and check a scenario from parsed TOML/JSON."""
-    from simulator.assumptions import BUILTIN_LINKS, BUILTIN_PATTERNS, BUILTIN_SOURCES
-
     sources = dict(BUILTIN_SOURCES)
 
     def derive(kind: str, builtin: dict[str, Any], cls: type) -> dict[str, Any]:

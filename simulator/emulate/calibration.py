@@ -18,7 +18,7 @@ import statistics
 
 import numpy as np
 
-from simulator.emulate.harness import HEADER_BYTES, Calibration, ServedPackage, VehicleRun
+from simulator.emulate.records import HEADER_BYTES, Calibration, ServedPackage, VehicleRun
 
 CALIB_RATE_MBIT = 0.5  # slow enough that the served package (~0.5 MB) flows for ~9 s
 CALIB_RTTS_MS = (300.0, 50.0)

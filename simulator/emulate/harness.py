@@ -22,127 +22,34 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from simulator.emulate.calibration import calibrate, calibration_vehicles, fit_setup
 from simulator.emulate.netns import Namespaces, VehicleLink, _run, check_available
+from simulator.emulate.records import (
+    HEADER_BYTES,
+    PACKAGES,
+    Calibration,
+    EmulationResult,
+    ServedPackage,
+    VehicleRun,
+)
 from simulator.emulate.relay import Relay, VehicleRelay
 from simulator.engine import first_contact, transfer
 from simulator.fleet import Windows, build_fleet
-from simulator.scenario import Protocol, Scenario, scenario_from_dict
+from simulator.scenario import Scenario
 
 log = logging.getLogger(__name__)
 
-HEADER_BYTES = 66  # Ethernet 14 + IPv4 20 + TCP 20 + timestamps option 12
 MODEL_NAME = "squeezenet1.0"
-
-
-@dataclass
-class VehicleRun:
-    """One real agent's run and the simulator's prediction for the same vehicle."""
-
-    index: int
-    link: str
-    rate_mbit: float
-    rtt_ms: float
-    windows: list[tuple[float, float]]
-    done_at: float | None = None  # last payload byte, s after the campaign start
-    installed_at: float | None = None
-    sessions: list[dict] = field(default_factory=list)  # type: ignore[type-arg]
-    app_bytes: int = 0
-    sim_done: float = math.nan
-    sim_bytes: float = math.nan
-    sim_sessions: int = 0
-
-    @property
-    def time_error(self) -> float:
-        if self.done_at is None or not math.isfinite(self.sim_done):
-            return math.nan
-        return (self.sim_done - self.done_at) / self.done_at
-
-    @property
-    def bytes_error(self) -> float:
-        return (self.sim_bytes - self.app_bytes) / self.app_bytes if self.app_bytes else math.nan
-
-
-@dataclass(frozen=True)
-class ServedPackage:
-    """What the registry sends a vehicle that has no model yet."""
-
-    nbytes: int
-    encoding: str  # "full" or the codec of the registry's stand-alone encoding
-    resumable: bool  # whether the agent resumes it across sessions
-
-
-PACKAGES = ("served", "full")
-
-
-@dataclass
-class Calibration:
-    """The agent's protocol constants, measured on the calibration vehicles of the same run."""
-
-    setup_rtts: float  # first session: round trips before payload
-    setup_s: float  # first session: seconds before payload that do not scale with the RTT (the agent's CPU)
-    session_overhead_bytes: int  # first session: downlink besides the payload
-    resume_setup_rtts: float  # the same for a resumed session
-    resume_setup_s: float
-    resume_overhead_bytes: int
-    drain_s: float  # payload that still arrives after the link drops (the shaper's queue)
-    rtt_ms: tuple[float, float]  # the two calibration links' RTTs
-    rate_mbit: float
-    cut_at_s: tuple[float, float]
-
-    def protocol(self, base: Protocol) -> Protocol:
-        return dataclasses.replace(
-            base,
-            setup_rtts=round(self.setup_rtts, 2),
-            setup_s=round(self.setup_s, 3),
-            resume_setup_rtts=round(self.resume_setup_rtts, 2),
-            resume_setup_s=round(self.resume_setup_s, 3),
-            session_overhead_bytes=self.session_overhead_bytes,
-            resume_overhead_bytes=self.resume_overhead_bytes,
-        )
-
-
-@dataclass
-class EmulationResult:
-    scenario: Scenario
-    package: ServedPackage
-    calibration: Calibration
-    vehicles: list[VehicleRun]
-    wall_s: float
-    rerun: list[VehicleRun] | None = None  # the same vehicles, a second real run: the noise floor
-
-    def finished(self) -> list[VehicleRun]:
-        return [v for v in self.vehicles if v.done_at is not None]
-
-    def time_errors(self) -> np.ndarray:
-        return np.array([v.time_error for v in self.finished()])
-
-    def bytes_errors(self) -> np.ndarray:
-        return np.array([v.bytes_error for v in self.finished()])
-
-    def overall_time_error(self) -> float:
-        """Error of the fleet's mean completion time."""
-        fin = self.finished()
-        if not fin:
-            return math.nan
-        emu = sum(v.done_at for v in fin)  # type: ignore[misc]
-        return (sum(v.sim_done for v in fin) - emu) / emu
-
-    def overall_bytes_error(self) -> float:
-        fin = self.finished()
-        emu = sum(v.app_bytes for v in fin)
-        return (sum(v.sim_bytes for v in fin) - emu) / emu if emu else math.nan
 
 
 def vehicle_windows(scenario: Scenario, n: int, horizon_s: float) -> list[list[tuple[float, float]]]:
@@ -192,9 +99,9 @@ def run_agents(
     if package not in PACKAGES:
         raise ValueError(f"package must be one of {PACKAGES}, not {package!r}")
     from server import encodings
-    from server.signing.keys import Keystore
     from server.registry import Registry
     from server.service import create_server
+    from server.signing.keys import Keystore
 
     check_available()
     fleet = build_fleet(scenario, n)
@@ -365,7 +272,6 @@ def emulate(
     """
     from modelpack import zoo
 
-    from simulator.emulate.calibration import calibrate, calibration_vehicles, fit_setup
 
     t = time.perf_counter()
     model = zoo.build(MODEL_NAME)
@@ -392,3 +298,6 @@ def emulate(
     predict(sc, runs, served.nbytes, horizon_s)
     rerun = results[1][0] if repeats > 1 else None
     return EmulationResult(sc, served, cal, runs, time.perf_counter() - t, rerun)
+
+
+__all__ = ["HEADER_BYTES", "Calibration", "EmulationResult", "ServedPackage", "VehicleRun", "emulate", "run_agents", "vehicle_windows"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.emulate.harness import EmulationResult, VehicleRun
+from simulator.emulate.records import EmulationResult, VehicleRun
 
 TARGET = 0.15
 

@@ -14,8 +14,8 @@ the agent takes: the registry's encoding or the full file.
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import sys
 import time
 from pathlib import Path
