@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +126,15 @@ def registry() -> None:
     help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one). "
     "Env: OTA_METRICS_LISTEN.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    envvar="OTA_WORKERS",
+    help="Registry processes sharing the port (SO_REUSEPORT; the kernel spreads connections): "
+    "one per core. With --metrics-listen HOST:P, worker i serves metrics on P+i. Env: OTA_WORKERS.",
+)
 @tls_options("registry")
 def serve(
     data_dir: Path | None,
@@ -135,6 +142,7 @@ def serve(
     keys_dir: Path,
     listen: str,
     metrics_listen: str,
+    workers: int,
     tls_ca,
     tls_cert,
     tls_key,
@@ -145,61 +153,20 @@ def serve(
     Mutual TLS by default. KEYS needs only the online keys (`ota keys online`).
     With --insecure, --ca alone still lets the director verify vehicle manifests.
     """
-    from otawire import tls
-    from server.registry import Registry
-    from server.service import create_server
-    from server.signing.keys import KeystoreError
-    from server.storage import StorageError
+    from server.serve_cli import ServeJob, serve_one, serve_workers
 
     if not db and data_dir is None:
         raise click.UsageError(
             "give --data DIR (embedded SQLite) or --db postgresql://… (shared database)"
         )
     files = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not (insecure and tls_ca))
-    try:
-        reg = Registry.open(
-            data_dir, keys_dir, db=db or None, ca_pem=tls_ca.read_bytes() if tls_ca else None
-        )
-    except (KeystoreError, StorageError, ImportError) as e:
-        raise click.ClickException(str(e)) from None
-    metrics = None
-    if metrics_listen:
-        from server.campaigns.manager import CampaignManager
-        from server.metrics import RegistryMetrics
-
-        def codec_of(blob_sha256: str) -> str | None:
-            rec = reg.store.encoding_by_blob(blob_sha256)
-            return rec.codec if rec else None
-
-        metrics = RegistryMetrics(codec_of=codec_of)
-        if isinstance(reg.rollouts, CampaignManager):
-            metrics.watch_campaigns(reg.rollouts)
-        _, metrics_port = metrics.serve_http(metrics_listen)
-        click.echo(
-            f"metrics on http://{metrics_listen.rsplit(':', 1)[0]}:{metrics_port}/metrics", err=True
-        )
-    try:
-        server, port = create_server(
-            reg, listen, metrics=metrics, tls_files=None if insecure else files, insecure=insecure
-        )
-    except tls.TlsError as e:
-        raise click.ClickException(str(e)) from None
-    host = listen.rsplit(":", 1)[0]
-    where = f"database {_redacted(db)}" if db else f"data {data_dir}"
-    click.echo(f"registry serving on {host}:{port} ({where})", err=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    click.echo("stopping: finishing in-flight calls (5 s grace)", err=True)
-    server.stop(grace=5).wait()
-    reg.store.close()
-
-
-def _redacted(db: str) -> str:
-    from server.storage.postgres_db import redact
-
-    return redact(db)
+    job = ServeJob(
+        data_dir, db, keys_dir, listen, metrics_listen, None if insecure else files, insecure, tls_ca
+    )
+    if workers == 1:
+        serve_one(job)
+    else:
+        serve_workers(job, workers)
 
 
 @click.command()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterator
-from concurrent import futures
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -23,6 +22,7 @@ from otawire.constants import (
 from otawire.paths import model_version_name
 from otawire.v1 import ota_pb2, ota_pb2_grpc
 from server import authz
+from server.aio_serving import AioServer, HandlerSet
 from server.campaigns.manager import CampaignManager
 from server.campaigns.service import add_campaigns_service
 from server.errors import InvalidArgument, RegistryError
@@ -140,7 +140,12 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "CheckRequest.vehicle_id is required")
         installed = {m.name: (m.version, m.sha256) for m in request.installed}
         offers = self._registry.offers_for(
-            vehicle_id, request.hardware_id, installed, request.wanted_models, request.tags
+            vehicle_id,
+            request.hardware_id,
+            installed,
+            request.wanted_models,
+            request.tags,
+            request.accepted_encodings,
         )
         # Offer's fields are UpdateOffer's, one for one.
         return ota_pb2.CheckResponse(
@@ -200,32 +205,39 @@ def create_server(
     *,
     tls_files: tls.TlsFiles | None = None,
     insecure: bool = False,
-) -> tuple[grpc.Server, int]:
-    """Build and start a registry gRPC server; return it and the bound port.
+    chunk_size: int = CHUNK_SIZE,
+) -> tuple[AioServer, int]:
+    """Build and start a registry gRPC server (``grpc.aio``); return it and the bound port.
 
     TLS with mutual authentication unless ``insecure`` is asked for explicitly.
     With ``metrics``, every call is counted and timed into it (see server/metrics.py).
+    ``max_workers`` bounds the threads that run blocking work (SQL, signing,
+    hashing); open streams do not hold them (``server/aio_serving.py``).
+    gRPC sets SO_REUSEPORT on Linux, so several processes may listen on one
+    port and the kernel spreads connections over them (``--workers``).
     """
     if tls_files is None and not insecure:
         raise tls.TlsError(
             "the registry needs TLS files (--ca/--cert/--key), or --insecure for plain text"
         )
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry"),
+    handlers = HandlerSet()
+    ota_pb2_grpc.add_PublisherServicer_to_server(PublisherServicer(registry), handlers)
+    ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry, chunk_size), handlers)
+    services = ["", PUBLISHER_SERVICE, VEHICLE_SERVICE]
+    if isinstance(registry.rollouts, CampaignManager):
+        services.append(add_campaigns_service(handlers, registry.rollouts))
+    health_servicer = health.aio.HealthServicer()
+    server = AioServer(
+        handlers,
         # security (issue 4): each service only for its certificate role (after metrics, so refusals count).
-        interceptors=[*([metrics.interceptor()] if metrics else []), authz.RoleInterceptor()],
+        [*([metrics.interceptor()] if metrics else []), authz.RoleInterceptor()],
+        workers=max_workers,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
+        add_native=lambda s: health_pb2_grpc.add_HealthServicer_to_server(health_servicer, s),
     )
-    ota_pb2_grpc.add_PublisherServicer_to_server(PublisherServicer(registry), server)
-    ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry), server)
-    services = ["", PUBLISHER_SERVICE, VEHICLE_SERVICE]
-    if isinstance(registry.rollouts, CampaignManager):
-        services.append(add_campaigns_service(server, registry.rollouts))
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if tls_files is not None:
         port = server.add_secure_port(listen, tls.server_credentials(tls_files))
     else:
@@ -235,9 +247,10 @@ def create_server(
         )
         port = server.add_insecure_port(listen)
     if port == 0:
+        server.stop(None)
         raise OSError(f"could not listen on {listen}")
     server.start()
     for svc in services:
-        health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
+        server.call(health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING))
     log.info("registry listening on %s (port %d)", listen, port)
     return server, port
