@@ -276,7 +276,12 @@ def run_workers(a: argparse.Namespace, scratch: Path, want: lf.Want, db: str) ->
     reg_args = ["--data", str(scratch / "registry"), "--keys", str(scratch / "keys"), "--db", db,
                 "--threads", str(a.threads), "--chunk-kb", str(a.chunk_kb)]
     for w in [int(x) for x in a.workers_list.split(",") if x]:
-        registry = start("serve-registry", reg_args, scratch, n=w)
+        try:
+            registry = start("serve-registry", reg_args, scratch, n=w)
+        except RuntimeError as e:  # e.g. PostgreSQL out of connections: say so, measure the rest
+            log_tail = "".join(p.read_text()[-300:] for p in sorted(scratch.glob("serve-registry-*.log")))
+            print(f"  {'postgresql' if db else 'sqlite'} x{w}: did not start: {e}\n{log_tail}", file=sys.stderr)
+            continue
         try:
             cpu0 = registry.cpu_s()
             r = asyncio.run(lf.hammer(f"127.0.0.1:{registry.port}", want, a.seconds, a.concurrency, a.channels))
