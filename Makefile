@@ -18,8 +18,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ota demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The dashboard's tests drive Debian's chromium through Playwright (never `playwright install`,
+# which would download a browser of its own). Installed here when missing and we are root (CI);
+# elsewhere those tests skip and say why.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # Regenerate the committed gRPC stubs from protos/ (tests/test_protos.py fails when they are stale).
 protos: $(STAMP)

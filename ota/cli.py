@@ -38,6 +38,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def show_envvars(cmd: click.Command) -> click.Command:
+    """Make ``--help`` name the environment variable of every option that does not say it already.
+
+    Options read ``OTA_<COMMAND>_<OPTION>`` (click's auto prefix) unless they name their own variable.
+    """
+    for p in cmd.params:
+        if isinstance(p, click.Option) and p.name != "help" and "Env:" not in (p.help or ""):
+            p.show_envvar = True
+    for sub in getattr(cmd, "commands", {}).values():
+        show_envvars(sub)
+    return cmd
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
@@ -48,7 +61,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module_name, attr = COMMANDS[name][0].split(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return show_envvars(getattr(importlib.import_module(module_name), attr))
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
@@ -78,7 +91,22 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def quiet_grpc_core(argv: list[str]) -> None:
+    """Keep gRPC core's own log lines (``E1202 … ssl_transport_security.cc …``) out of the terminal.
+
+    The one-line errors of ``ota`` say what went wrong; core's lines only repeat it
+    in C++ terms. Asked for with ``-vv`` (or by setting GRPC_VERBOSITY yourself).
+    Set before the first gRPC call, which is when core reads it.
+    """
+    if "GRPC_VERBOSITY" in os.environ:
+        return
+    head = argv[: next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))]
+    verbose = sum(a.count("v") if a.startswith("-") and not a.startswith("--") else a == "--verbose" for a in head)
+    os.environ["GRPC_VERBOSITY"] = "ERROR" if verbose >= 2 else "NONE"
+
+
 def main() -> None:
+    quiet_grpc_core(sys.argv[1:])
     try:
         cli(prog_name="ota")
     except KeyboardInterrupt:
