@@ -44,7 +44,7 @@ def show_envvars(cmd: click.Command) -> click.Command:
     Options read ``OTA_<COMMAND>_<OPTION>`` (click's auto prefix) unless they name their own variable.
     """
     for p in cmd.params:
-        if isinstance(p, click.Option) and p.name != "help" and "Env:" not in (p.help or ""):
+        if isinstance(p, click.Option) and not p.is_eager and "Env:" not in (p.help or ""):
             p.show_envvar = True
     for sub in getattr(cmd, "commands", {}).values():
         show_envvars(sub)
@@ -111,6 +111,29 @@ def main() -> None:
         cli(prog_name="ota")
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - only the kinds a person can act on; the rest re-raise
+        message = user_error(e)
+        if message is None:
+            raise
+        click.echo(f"Error: {message}", err=True)  # click's own style, as for every other error
+        sys.exit(1)
+
+
+def user_error(e: Exception) -> str | None:
+    """The one line for errors that come from the user's files or link, not from a bug."""
+    from ota.tls import TlsError
+
+    if isinstance(e, TlsError):
+        return str(e)
+    if isinstance(e, PermissionError | IsADirectoryError | FileNotFoundError) and e.filename:
+        return f"{e.filename}: {e.strerror}"
+    import grpc
+
+    if isinstance(e, grpc.RpcError):
+        from ota.rpcerrors import describe
+
+        return str(describe(e, "(registry)"))
+    return None
 
 
 if __name__ == "__main__":

@@ -67,10 +67,39 @@ class TlsFiles:
         return cls(Path(pki) / CA_CERT, base.with_suffix(".pem"), base.with_suffix(".key"))
 
     def read(self) -> tuple[bytes, bytes, bytes]:
+        """The three files' bytes, checked: PEM, the key is the certificate's, the CA issued it."""
         try:
-            return self.ca.read_bytes(), self.cert.read_bytes(), self.key.read_bytes()
+            ca, cert, key = self.ca.read_bytes(), self.cert.read_bytes(), self.key.read_bytes()
         except FileNotFoundError as e:
             raise TlsError(f"TLS file missing: {e.filename} (make it with `ota certs`)") from None
+        except OSError as e:
+            raise TlsError(f"cannot read TLS file {e.filename}: {e.strerror}") from None
+        check_pair(self, ca, cert, key)
+        return ca, cert, key
+
+
+def check_pair(files: TlsFiles, ca: bytes, cert: bytes, key: bytes) -> None:
+    """Refuse, with the file and the fix, what gRPC would only report as a failed handshake."""
+    loaded = {}
+    for label, path, data, load in (("--ca", files.ca, ca, x509.load_pem_x509_certificate),
+                                    ("--cert", files.cert, cert, x509.load_pem_x509_certificate),
+                                    ("--key", files.key, key, lambda d: serialization.load_pem_private_key(d, None))):
+        if b"-----BEGIN" not in data:
+            raise TlsError(f"{label} {path} is not a PEM file; give the {label[2:]} file `ota certs` wrote (*.pem / *.key)")
+        try:
+            loaded[label] = load(data)
+        except (ValueError, TypeError) as e:
+            raise TlsError(f"{label} {path} is not a valid PEM {label[2:]} ({e}); give the file `ota certs` wrote") from None
+    pub = loaded["--cert"].public_key().public_bytes(serialization.Encoding.DER,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
+    if loaded["--key"].public_key().public_bytes(serialization.Encoding.DER,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo) != pub:
+        raise TlsError(f"--key {files.key} is not the key of --cert {files.cert}; give the .key written next to that .pem")
+    try:
+        loaded["--cert"].verify_directly_issued_by(loaded["--ca"])
+    except (ValueError, TypeError, InvalidSignature):
+        raise TlsError(f"--cert {files.cert} is not issued by --ca {files.ca} (another fleet's CA?); "
+                       "give the ca.pem of the PKI that issued it") from None
 
 
 def _now() -> dt.datetime:
