@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "publish": ("server.cli:publish", "Validate, upload and sign a model version."),
     "models": ("server.cli:models", "List published models and versions."),
     "campaign": ("server.campaign_cli:campaign", "Roll a version out in waves: canaries, thresholds, rollback."),
+    "vehicles": ("server.fleet_cli:vehicles", "The fleet inventory: what each vehicle runs, its last report."),
+    "audit": ("server.fleet_cli:audit", "The registry's audit log: who changed what, when, with which arguments."),
     "agent": ("vehicle_agent.cli:agent", "Run the in-car vehicle agent."),
     "zoo": ("modelpack.cli:zoo", "Build the zoo's ONNX models (SqueezeNet, ...)."),
     "classify": ("modelpack.cli:classify", "Classify an image with an ONNX model."),

@@ -7,11 +7,13 @@ reports, its campaign memberships) and does no I/O. The ``Fleet`` gRPC API,
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from server.storage import CampaignMember, ReportRecord, VehicleRecord
-from server.vehicle_filter import VehicleFacts
+from server.vehicle_filter import VehicleFacts, compile_filter
 
 
 @dataclass(frozen=True)
@@ -57,3 +59,22 @@ def vehicle_view(v: VehicleRecord, reports: Sequence[ReportRecord], members: Ite
         first_seen=v.first_seen, last_seen=v.last_seen, last_report=reports[-1] if reports else None,
         campaigns=tuple(sorted({m.campaign_id for m in members})),
     )
+
+
+class InventorySource(Protocol):
+    """The storage the inventory reads (the fleet, reports and campaign ports)."""
+
+    def list_vehicles(self) -> list[VehicleRecord]: ...
+    def list_reports(self, vehicle_id: str | None = None) -> list[ReportRecord]: ...
+    def memberships_of(self, vehicle_id: str) -> list[CampaignMember]: ...
+
+
+def inventory(store: InventorySource, filter: str = "") -> list[VehicleView]:  # noqa: A002 - AIP's name
+    """Every vehicle matching ``filter`` (``server.vehicle_filter``; FilterError if it does not parse), by id."""
+    match = compile_filter(filter)
+    reports: dict[str, list[ReportRecord]] = collections.defaultdict(list)
+    for rep in store.list_reports():
+        reports[rep.vehicle_id].append(rep)
+    views = (vehicle_view(v, reports.get(v.vehicle_id, []), store.memberships_of(v.vehicle_id))
+             for v in store.list_vehicles())
+    return sorted((v for v in views if match(v.facts())), key=lambda v: v.vehicle_id)

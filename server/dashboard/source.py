@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 
-from server.fleet_view import VehicleView, vehicle_view
+from server.fleet_service import audit_pb, vehicle_pb
+from server.fleet_view import inventory
 from server.registry import Registry
-from server.vehicle_filter import FilterError, compile_filter
-
-from .web import DashboardError
 
 
-def vehicle_json(v: VehicleView) -> dict[str, Any]:
-    rep = v.last_report
-    return {
-        "vehicle_id": v.vehicle_id, "hardware_id": v.hardware_id, "tags": list(v.tags),
-        "models": [dataclasses.asdict(m) for m in v.models], "first_seen": v.first_seen, "last_seen": v.last_seen,
-        "last_report": None if rep is None else {
-            "name": rep.name, "version": rep.version, "status": rep.status, "reason": rep.reason,
-            "at": rep.received_at},
-        "campaigns": list(v.campaigns),
-    }
+def _json(msg: Message) -> dict[str, Any]:
+    return MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
 class RegistrySource:
@@ -33,21 +22,9 @@ class RegistrySource:
     def __init__(self, registry: Registry) -> None:
         self._reg = registry
 
-    def fleet(self, filter: str = "") -> list[VehicleView]:  # noqa: A002 - AIP's name for it
-        try:
-            match = compile_filter(filter)
-        except FilterError as e:
-            raise DashboardError(str(e)) from None
-        store = self._reg.store
-        reports: dict[str, list] = collections.defaultdict(list)
-        for rep in store.list_reports():
-            reports[rep.vehicle_id].append(rep)
-        views = (vehicle_view(v, reports.get(v.vehicle_id, []), store.memberships_of(v.vehicle_id))
-                 for v in store.list_vehicles())
-        return [v for v in views if match(v.facts())]
-
-    def vehicles(self, filter: str) -> list[dict[str, Any]]:  # noqa: A002
-        return [vehicle_json(v) for v in self.fleet(filter)]
+    def vehicles(self, filter: str) -> list[dict[str, Any]]:  # noqa: A002 - AIP's name for it
+        """The same JSON as ``ota vehicles list --json`` (the Fleet API's FleetVehicle); bad filters: 400."""
+        return [_json(vehicle_pb(v)) for v in inventory(self._reg.store, filter)]
 
     def campaigns(self) -> list[dict[str, Any]]:
         from server.campaign_service import status_pb
@@ -55,8 +32,7 @@ class RegistrySource:
         manager = self._reg.rollouts
         if manager is None or not hasattr(manager, "list"):
             return []
-        return [MessageToDict(status_pb(v, manager, with_events=False), preserving_proto_field_name=True,
-                              always_print_fields_with_no_presence=True) for v in manager.list()]
+        return [_json(status_pb(v, manager, with_events=False)) for v in manager.list()]
 
     def models(self) -> list[dict[str, Any]]:
         store = self._reg.store
@@ -75,4 +51,4 @@ class RegistrySource:
         log = getattr(self._reg, "audit", None)
         if log is None:
             return []
-        return [{"at": e.at, "actor": e.actor, "action": e.action, "args": e.args} for e in log.list(limit=limit)]
+        return [{**_json(audit_pb(e)), "arguments": e.args} for e in log.list(limit=limit)]

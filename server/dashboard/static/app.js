@@ -23,12 +23,12 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 const fmt = (n) => Number(n || 0).toLocaleString("en-US");
-const ago = (t) => {
-  if (!t) return "never";
-  const s = Math.max(0, Date.now() / 1000 - t);
+const ago = (rfc3339) => {
+  if (!rfc3339) return "never";
+  const s = Math.max(0, (Date.now() - Date.parse(rfc3339)) / 1000);
   return s < 60 ? `${s.toFixed(0)} s ago` : s < 3600 ? `${(s / 60).toFixed(0)} min ago` : `${(s / 3600).toFixed(1)} h ago`;
 };
-const utc = (t) => new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19);
+const utc = (rfc3339) => rfc3339.replace("T", " ").slice(0, 19);
 
 async function api(path) {
   const token = sessionStorage.getItem("ota-token") || "";
@@ -44,17 +44,20 @@ function fill(tbody, rows) {
 
 function renderVehicles(vs) {
   document.getElementById("fleet-count").textContent = `(${vs.length})`;
-  fill(document.querySelector("#vehicles tbody"), vs.map((v) => el("tr", { "data-vehicle": v.vehicle_id },
-    el("td", { class: "mono" }, v.vehicle_id),
-    el("td", {}, v.hardware_id),
-    el("td", {}, v.tags.map((t) => el("span", { class: "tag", "data-tag": t, title: "filter by this tag" }, t))),
-    el("td", {}, v.models.map((m) => el("div", {}, `${m.name} ${m.installed || "–"}`,
-      m.active && m.active !== m.installed ? el("span", { class: "muted" }, ` (active ${m.active})`) : ""))),
-    el("td", {}, v.last_report ? [el("span", { class: `st-${v.last_report.status}` }, v.last_report.status), " ",
-      `${v.last_report.name} ${v.last_report.version}`,
-      v.last_report.reason ? el("div", { class: "muted" }, v.last_report.reason) : ""] : el("span", { class: "muted" }, "none")),
-    el("td", { class: "mono" }, v.campaigns.join(" ")),
-    el("td", { title: v.last_seen ? utc(v.last_seen) : "" }, ago(v.last_seen)))));
+  fill(document.querySelector("#vehicles tbody"), vs.map((v) => {
+    const rep = v.last_report;
+    return el("tr", { "data-vehicle": v.vehicle_id },
+      el("td", { class: "mono" }, v.vehicle_id),
+      el("td", {}, v.hardware_id),
+      el("td", {}, v.tags.map((t) => el("span", { class: "tag", "data-tag": t, title: "filter by this tag" }, t))),
+      el("td", {}, v.models.map((m) => el("div", {}, `${m.model} ${m.installed_version || "–"}`,
+        m.active_version && m.active_version !== m.installed_version
+          ? el("span", { class: "muted" }, ` (active ${m.active_version})`) : ""))),
+      el("td", {}, rep ? [el("span", { class: `st-${rep.status}` }, rep.status), " ", `${rep.model} ${rep.version}`,
+        rep.reason ? el("div", { class: "muted" }, rep.reason) : ""] : el("span", { class: "muted" }, "none")),
+      el("td", { class: "mono" }, v.campaigns.join(" ")),
+      el("td", { title: v.last_seen || "" }, ago(v.last_seen)));
+  }));
 }
 
 function renderCampaigns(cs) {
@@ -64,7 +67,8 @@ function renderCampaigns(cs) {
   box.replaceChildren(...cs.slice().reverse().map((c) => {
     const spec = c.spec, needConfirmed = spec.require_confirmed;
     const waves = el("table", { class: "waves" }, el("thead", {}, el("tr", {},
-      ["wave", "progress", "ok", "need", "in flight", "pending", "failed", "timed out", "state"].map((h) => el("th", {}, h)))),
+      ["wave", "progress", "ok", "need", "in flight", "pending", "failed", "timed out", "state"].map((h, i) =>
+        el("th", i >= 2 && i <= 7 ? { class: "num" } : {}, h)))),
       el("tbody", {}, c.waves.map((w) => {
         const ok = Number(w.confirmed) + (needConfirmed ? 0 : Number(w.installed));
         const bad = Number(w.failed) + Number(w.timed_out);
@@ -100,8 +104,8 @@ function renderModels(ms) {
 
 function renderAudit(rows) {
   fill(document.querySelector("#audit tbody"), rows.map((a) => el("tr", {},
-    el("td", {}, utc(a.at)), el("td", { class: "mono" }, a.actor), el("td", {}, a.action),
-    el("td", { class: "mono" }, Object.entries(a.args).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ")))));
+    el("td", {}, utc(a.create_time)), el("td", { class: "mono" }, a.actor), el("td", {}, a.action),
+    el("td", { class: "mono" }, Object.entries(a.arguments).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ")))));
 }
 
 let filter = "";
