@@ -181,7 +181,7 @@ def zipnn_peer(pair: Pair, work: Path, repeat: int) -> list[Result]:
 
 _OURS_DECODE = r"""
 import sys
-import numpy, zstandard, constriction
+import numpy, zstandard
 from modelpack import codecs
 def hwm():  # this process's own peak RSS in kB (fresh at exec, unlike ru_maxrss)
     return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
@@ -262,7 +262,7 @@ def information_bound(pair: Pair) -> int | None:
     return int(bits / 8)
 
 
-def ort_load_seconds(model: bytes, repeat: int) -> float:
+def ort_load_samples(model: bytes, repeat: int) -> list[float]:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -272,7 +272,7 @@ def ort_load_seconds(model: bytes, repeat: int) -> float:
         t0 = time.perf_counter()
         ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         times.append(time.perf_counter() - t0)
-    return _median(times)
+    return times
 
 
 def run_row(pair: Pair, repeat: int) -> Row:
@@ -285,8 +285,12 @@ def run_row(pair: Pair, repeat: int) -> Row:
         for peer in PEERS:
             row.results.append(peer(pair, work, repeat))
         row.results.extend(zipnn_peer(pair, work, repeat))
+        # The session loads are timed right before and after our decodes, so
+        # both see the same load on this shared machine.
+        loads = ort_load_samples(pair.new, repeat)
         row.results.extend(ours(pair, work, repeat))
-    row.ort_load_s = ort_load_seconds(pair.new, repeat)
+        loads += ort_load_samples(pair.new, repeat)
+    row.ort_load_s = _median(loads)
     if pair.kind in ("dense", "head"):
         row.bound = information_bound(pair)
     return row
@@ -298,6 +302,10 @@ def _fmt_size(n: int | None) -> str:
 
 def _ms(s: float | None) -> str:
     return "—" if s is None else f"{s * 1000:.0f}"
+
+
+def _vs_ort(dec_s: float | None, ort_s: float | None) -> str:
+    return "—" if dec_s is None or not ort_s else f"{dec_s / ort_s:.2f}×"
 
 
 def best(results: list[Result], ours_side: bool) -> Result | None:
@@ -314,8 +322,8 @@ def markdown(rows: list[Row], source: str, repeat: int) -> str:
         f"Pairs: {source}. Medians of {repeat} runs (decode: at least 3). Ratio: AlexNet-sized full download "
         f"(240 MB) / bytes sent. Peak: ours = growth of a fresh Python process's peak RSS (VmHWM) during one decode, after imports and with base and encoding already in memory; ZipNN the same; CLI peers = peak RSS of the whole tool process (GNU time %M; it also reads its inputs). Info bound: for dense changes only (see `information_bound`). Our decode includes checking the base's and the result's sha256.",
         "",
-        "| update | full fp32 | best peer | bytes | ours | bytes | ×AlexNet (ours) | ours vs best peer | winner | info bound | ours / bound | decode ms (ours) | ORT load ms |",
-        "|---|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| update | full fp32 | best peer | bytes | ours | bytes | ×AlexNet (ours) | ours vs best peer | winner | info bound | ours / bound | decode ms (ours) | ORT load ms | decode / ORT load |",
+        "|---|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         p, o = best(row.results, False), best(row.results, True)
@@ -328,20 +336,25 @@ def markdown(rows: list[Row], source: str, repeat: int) -> str:
         lines.append(
             f"| {row.pair.name} ({row.pair.provenance}) | {len(row.pair.new):,} | {p.method if p else '—'} | {_fmt_size(p.size if p else None)} "
             f"| {o.method.removeprefix('ours: ')} | {o.size:,} | {ALEXNET_BYTES / (o.size or 1):,.0f}× | {vs} | {winner} | {bound} | {ratio} "
-            f"| {_ms(o.dec_s)} | {_ms(row.ort_load_s)} |"
+            f"| {_ms(o.dec_s)} | {_ms(row.ort_load_s)} | {_vs_ort(o.dec_s, row.ort_load_s)} |"
         )
     lines.append("")
     for row in rows:
         lines += [
             f"#### {row.pair.name} — {row.pair.provenance}",
             "",
-            "| method | bytes | ×AlexNet | encode ms | decode ms | decode peak MB | note |",
-            "|---|---:|---:|---:|---:|---:|---|",
+            f"ONNX Runtime session load of this model (same run): {_ms(row.ort_load_s)} ms.",
+            "",
+            "| method | bytes | ×AlexNet | encode ms | decode ms | decode / ORT load | decode peak MB | note |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for r in row.results:
             ratio = f"{ALEXNET_BYTES / r.size:,.0f}×" if r.size else "—"
             peak = f"{r.dec_peak_mb:.1f}" if r.dec_peak_mb is not None else "—"
-            lines.append(f"| {r.method} | {_fmt_size(r.size)} | {ratio} | {_ms(r.enc_s)} | {_ms(r.dec_s)} | {peak} | {r.note} |")
+            lines.append(
+                f"| {r.method} | {_fmt_size(r.size)} | {ratio} | {_ms(r.enc_s)} | {_ms(r.dec_s)} "
+                f"| {_vs_ort(r.dec_s, row.ort_load_s)} | {peak} | {r.note} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

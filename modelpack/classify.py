@@ -12,7 +12,7 @@ from PIL import Image
 
 from modelpack.imaging import load_image, load_labels, preprocess
 from modelpack.metadata import ModelInfo
-from modelpack.runtime import load_model_proto, make_session, read_model_info
+from modelpack.runtime import make_session, session_model_info
 
 
 @dataclass(frozen=True)
@@ -42,14 +42,14 @@ class Classifier:
     """An ORT session plus the facts needed to feed it and read it."""
 
     def __init__(self, model: bytes | str | Path, *, threads: int = 1) -> None:
-        proto = load_model_proto(model)
-        info = read_model_info(proto)
+        session = make_session(model, threads=threads)
+        info = session_model_info(session)
         if info is None:
             raise ValueError(f"{model if not isinstance(model, bytes) else 'model'}: no squeeze-ota ModelInfo in its metadata")
         if info.kind != "classifier":
             raise ValueError(f"model is a {info.kind}, not a classifier")
         self.info: ModelInfo = info
-        self.session: ort.InferenceSession = make_session(model, threads=threads)
+        self.session: ort.InferenceSession = session
         self.labels = load_labels(info.labels)
 
     def scores(self, x: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from modelpack.detection import Detection, DetectorConfig, postprocess
 from modelpack.imaging import load_image, preprocess
 from modelpack.metadata import ModelInfo
-from modelpack.runtime import load_model_proto, make_session, read_model_info
+from modelpack.runtime import make_session, session_model_info
 
 COLOURS = ((255, 64, 64), (64, 200, 64), (64, 128, 255))
 
@@ -19,14 +19,15 @@ class Detector:
     """An ORT session plus the anchor facts from the model's metadata."""
 
     def __init__(self, model: bytes | str | Path, *, threads: int = 1) -> None:
-        info = read_model_info(load_model_proto(model))
+        session = make_session(model, threads=threads)
+        info = session_model_info(session)
         if info is None:
             raise ValueError("model has no squeeze-ota ModelInfo in its metadata")
         if info.kind != "detector":
             raise ValueError(f"model is a {info.kind}, not a detector")
         self.info: ModelInfo = info
         self.config = DetectorConfig.from_info(info)
-        self.session = make_session(model, threads=threads)
+        self.session = session
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.session.run(None, {self.info.input_name: x})[0], dtype=np.float32)

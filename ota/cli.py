@@ -93,6 +93,12 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+# Modules of the optional extras (pyproject.toml): the base install is the vehicle agent's.
+EXTRA_OF_MODULE = {"onnx": "registry", "grpc_health": "registry", "prometheus_client": "registry",
+                   "grpc_reflection": "registry",
+                   "matplotlib": "sim", "psycopg": "pg", "psycopg_pool": "pg"}
+
+
 def quiet_grpc_core(argv: list[str]) -> None:
     """Keep gRPC core's own log lines (``E1202 … ssl_transport_security.cc …``) out of the terminal.
 
@@ -113,6 +119,13 @@ def main() -> None:
         cli(prog_name="ota")
     except KeyboardInterrupt:
         sys.exit(130)
+    except ModuleNotFoundError as e:
+        extra = EXTRA_OF_MODULE.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        click.echo(f"Error: this command needs the {extra!r} extra (no module {e.name!r}); "
+                   f"install it with: pip install 'squeeze-ota[{extra}]'", err=True)
+        sys.exit(1)
     except Exception as e:  # noqa: BLE001 - only the kinds a person can act on; the rest re-raise
         message = user_error(e)
         if message is None:

@@ -181,7 +181,8 @@ class VehicleAgent:
             return False
 
     def _updater(self, which: str = "image") -> Updater:
-        return self.trust.updater(which, GrpcFetcher(self.client, self.config.vehicle_id), self._downloads)
+        fetcher = GrpcFetcher(self.client, self.config.vehicle_id, tmp_dir=self.state_dir / "tmp")
+        return self.trust.updater(which, fetcher, self._downloads)
 
     def _refresh(self, which: str) -> Updater:
         try:

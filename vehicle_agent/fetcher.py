@@ -3,12 +3,20 @@
 The Updater asks for URLs; ours look like ``grpc-metadata:/3.root.json`` and
 ``grpc-target:/squeezenet1.0/<sha256>.1.0.0.onnx``. A broken stream is resumed
 from the last byte received, a bounded number of times.
+
+Metadata is spooled into a temporary file in the agent's own ``STATE/tmp``, not
+the system's: python-tuf's default uses ``tempfile.TemporaryFile()``, and a car's
+root file system is read-only, often without a writable ``/tmp``.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
 
 from tuf.api import exceptions
 from tuf.ngclient import FetcherInterface
@@ -24,10 +32,28 @@ DIRECTOR_URL = "grpc-director:/"
 
 
 class GrpcFetcher(FetcherInterface):
-    def __init__(self, client: RegistryClient, vehicle_id: str = "", max_resumes: int = 3) -> None:
+    def __init__(self, client: RegistryClient, vehicle_id: str = "", max_resumes: int = 3,
+                 tmp_dir: Path | None = None) -> None:
         self._client = client
         self._vehicle_id = vehicle_id
         self._max_resumes = max_resumes
+        self._tmp_dir = tmp_dir
+
+    @contextmanager
+    def download_file(self, url: str, max_length: int) -> Iterator[IO[bytes]]:
+        """python-tuf's ``download_file`` (same length bound), spooled in ``tmp_dir``."""
+        if self._tmp_dir is not None:
+            self._tmp_dir.mkdir(parents=True, exist_ok=True)
+        received = 0
+        with tempfile.TemporaryFile(dir=self._tmp_dir) as f:
+            for chunk in self.fetch(url):
+                received += len(chunk)
+                if received > max_length:
+                    raise exceptions.DownloadLengthMismatchError(
+                        f"{url}: {received} B, more than the allowed {max_length} B")
+                f.write(chunk)
+            f.seek(0)
+            yield f
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         if url.startswith(METADATA_URL):

@@ -59,6 +59,11 @@ class CodecRebuilder:
             data = codecs.decode(encoded.read_bytes(), base, max_target_length=job.length)
         except codecs.CodecError as e:
             raise StepFailed(f"encoding refused: {e}") from None
+        except Exception as e:  # noqa: BLE001 - a decoder that cannot run here (e.g. its library is missing)
+            # must be a failed step the engine falls back from, not a crash that
+            # leaves the update in "verifying" on every restart.
+            log.warning("%s %s: the %s decoder cannot run here", job.name, job.version, job.encoding, exc_info=True)
+            raise StepFailed(f"the {job.encoding} decoder cannot run here ({type(e).__name__}: {e})") from None
         path = self.work_dir / f"{job.sha256}.rebuilt"
         with open(path, "wb") as f:  # rewritten whole after a crash: the verify step judges it
             f.write(data)

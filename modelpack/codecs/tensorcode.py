@@ -215,8 +215,12 @@ def _varint_bytes(value: int) -> bytes:
     return w.getvalue()
 
 
-def encode_tensor(new: bytes, elem: int, old: OldTensor | None, same: int | None) -> tuple[int, bytes]:
-    """Smallest encoding of one tensor's bytes; returns (mode, record)."""
+def encode_tensor(
+    new: bytes, elem: int, old: OldTensor | None, same: int | None, allow: frozenset[int] | None = None
+) -> tuple[int, bytes]:
+    """Smallest encoding of one tensor's bytes; returns (mode, record).
+    ``allow`` restricts the modes tried (tests use it to reach every decoder
+    branch whatever the encoder would pick)."""
     if same is not None:
         w = Writer()
         w.u8(SAME)
@@ -231,7 +235,7 @@ def encode_tensor(new: bytes, elem: int, old: OldTensor | None, same: int | None
         assert old is not None
         old_words = as_words(old.data, elem)
         cm = _codebook_map(old_words, words, elem)
-        if cm is not None:
+        if cm is not None and (allow is None or CODEBOOK_MAP in allow):
             # At most 256 values: nothing else comes close, skip the rest.
             w = Writer()
             w.u8(CODEBOOK_MAP)
@@ -258,7 +262,7 @@ def encode_tensor(new: bytes, elem: int, old: OldTensor | None, same: int | None
     cb = _encode_codebook(words, elem)
     if cb is not None:
         candidates.append((CODEBOOK, bytes((CODEBOOK, elem)) + cb))
-    if cb is None or len(cb) > words.size * elem // 2:
+    if cb is None or len(cb) > words.size * elem // 2 or (allow is not None and PLANES in allow):
         # Index coding beats raw planes unless nearly every value is distinct
         # (e.g. a small bias), so planes are only tried then.
         w = Writer()
@@ -266,6 +270,10 @@ def encode_tensor(new: bytes, elem: int, old: OldTensor | None, same: int | None
         w.u8(elem)
         encode_planes(words, elem, w)
         candidates.append((PLANES, w.getvalue()))
+    if allow is not None:
+        candidates = [c for c in candidates if c[0] in allow]
+        if not candidates:
+            raise ValueError(f"none of the modes {sorted(allow)} applies to this tensor")
     return min(candidates, key=lambda c: len(c[1]))
 
 

@@ -110,3 +110,35 @@ def test_damaged_encoding_falls_back_to_full(registry_server, make_agent, squeez
     assert upd.status == "installed", upd.reason
     assert upd.encoding == "full" and upd.bytes_downloaded == len(successors[0])
     assert _active_bytes(agent) == successors[0]
+
+
+class _DecoderWithoutItsLibrary:
+    """A deepcompression decoder on a car where its library is not installed:
+    what an aarch64 car met when the coder had no aarch64 wheel."""
+
+    name, codec_id, needs_base = "deepcompression", 4, False
+
+    def encode(self, new: bytes, base: bytes | None) -> bytes:  # pragma: no cover - the registry uses the real one
+        raise AssertionError("not used")
+
+    def decode(self, payload: bytes, base: bytes | None, target_length: int) -> bytes:
+        raise ModuleNotFoundError("No module named 'constriction'")
+
+
+def test_decoder_that_cannot_run_is_a_reported_failed_step_then_full_model(
+    registry_server, make_agent, squeezenet_bytes, monkeypatch
+) -> None:
+    from modelpack import codecs
+
+    reg = registry_server.registry
+    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    agent = make_agent()
+    # Only the car's decoder is missing its library; the registry encoded normally.
+    monkeypatch.setitem(codecs._BY_ID, 4, _DecoderWithoutItsLibrary())
+
+    [first] = agent.update_once()
+
+    assert first.status == "installed", first.reason
+    assert first.encoding == "full" and first.bytes_downloaded == len(squeezenet_bytes)
+    assert first.bytes_discarded > 0  # the encoding that could not be decoded
+    assert _active_bytes(agent) == squeezenet_bytes

@@ -70,8 +70,21 @@ def test_partial_file_survives_a_restart_and_is_resumed(registry_server, squeeze
     cutting.close()
 
 
+class LyingMirror(RegistryClient):
+    """A real client to a registry that ignores the range asked for and streams the whole file."""
+
+    def download(self, kind, path, offset, max_bytes=0, **kw) -> Iterator:
+        yield from super().download(kind, path, offset, max_bytes=0, **kw)
+
+
 def test_registry_sending_more_than_signed_length_is_refused(registry_server, squeezenet_bytes, tmp_path) -> None:
     target, path = _publish(registry_server, squeezenet_bytes)
     short = TargetFile(length=1000, hashes=target.hashes, path=target.path)  # what a lying mirror would face
-    with RegistryClient(registry_server.address, tls_files=registry_server.vehicle_tls()) as client, pytest.raises(DownloadFailed, match="signed hash"):
+    with LyingMirror(registry_server.address, tls_files=registry_server.vehicle_tls()) as client, \
+            pytest.raises(DownloadFailed, match="more than the signed length 1000 B") as e:
         download_target(client, path, short, tmp_path)
+    # The bound fired on the first oversized chunk, before anything past it was kept (the
+    # final hash check would also refuse, but only after writing the whole stream to disk).
+    assert e.value.tampered
+    part = tmp_path / f"{target.hashes['sha256']}.part"
+    assert not part.exists() or part.stat().st_size <= 1000
