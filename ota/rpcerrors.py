@@ -34,7 +34,7 @@ def describe(e: grpc.RpcError, address: str, insecure: bool = False) -> RpcFailu
     code = e.code() if callable(getattr(e, "code", None)) else grpc.StatusCode.UNKNOWN
     details = (e.details() if callable(getattr(e, "details", None)) else str(e)) or ""
     if code in _REFUSALS:
-        return RpcFailure(f"registry {address} refused: {details or code.name}", refused=True)
+        return RpcFailure(f"registry {address} refused ({code.name}): {details}", refused=True)
     if code == grpc.StatusCode.INTERNAL:
         return RpcFailure(f"registry {address} failed answering: {details} (its log has the cause)", refused=False)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

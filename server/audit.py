@@ -94,15 +94,15 @@ def actor_of(context: grpc.ServicerContext) -> str:
 
 def arguments(request: Message, response: Message | None = None) -> dict[str, Any]:
     """The request's fields as JSON, payloads replaced by their length; plus what the answer decided."""
+    full = MessageToDict(request, preserving_proto_field_name=True)
     out: dict[str, Any] = {}
     for f, value in request.ListFields():
         if f.name in _BULKY:
             out[f"{f.name}_bytes"] = len(value) if isinstance(value, bytes | str) else value.ByteSize()
-        elif f.message_type is not None and f.label != f.LABEL_REPEATED:
-            out[f.name] = {k: v for k, v in MessageToDict(value, preserving_proto_field_name=True).items()
-                           if k not in _BULKY}
+        elif isinstance(full.get(f.name), dict):
+            out[f.name] = {k: v for k, v in full[f.name].items() if k not in _BULKY}
         else:
-            out[f.name] = MessageToDict(request, preserving_proto_field_name=True)[f.name]
+            out[f.name] = full[f.name]
     if response is not None:
         for key in ("campaign_id", "version", "target_path", "release_counter", "sha256"):
             f = response.DESCRIPTOR.fields_by_name.get(key)

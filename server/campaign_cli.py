@@ -16,6 +16,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from ota.cli_out import table_console
 from ota.v1 import campaigns_pb2 as pb
 
 DEFAULT_REGISTRY = "127.0.0.1:50051"
@@ -24,8 +25,8 @@ _STATE_STYLE = {"running": "cyan", "paused": "yellow", "aborted": "bold red", "c
 
 
 def _console() -> Console:
-    """A console per command, so that the terminal width is read when output is written."""
-    return Console()
+    """A console per command, so that the terminal width is read when output is written (none when piped)."""
+    return table_console()
 
 
 def _as_json(msg) -> dict:
@@ -84,7 +85,7 @@ def _call(address: str, fn: Callable) -> object:
         try:
             return fn(c)
         except CampaignError as e:
-            raise click.ClickException(f"registry {address}: {e}") from None
+            raise click.ClickException(str(e)) from None
 
 
 def _show(status: pb.CampaignStatus, as_json: bool) -> None:

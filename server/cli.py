@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -11,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from ota.cli_out import table_console
 from ota.cli_tls import tls_files, tls_options
 
 console = Console(stderr=True)
@@ -105,7 +108,7 @@ def _push(ks, address: str, tls_kw: dict) -> None:
                 if ks.has_private("targets"):
                     click.echo(f"registry {address} now serves targets v{client.resign_targets(ks)} (re-signed)")
     except PublishError as e:
-        raise click.ClickException(f"registry {address}: {e}") from None
+        raise click.ClickException(str(e)) from None
 
 
 def _registry_opts(f):
@@ -159,7 +162,7 @@ def keys_revoke(keyid: str, keys_dir: Path, address: str | None, tls_ca, tls_cer
 
 @keys.command("push")
 @_KEYS_OPT
-@click.option("--registry", "address", required=True, envvar="OTA_REGISTRY")
+@click.option("--registry", "address", required=True, envvar="OTA_REGISTRY", help="Registry address. Env: OTA_REGISTRY.")
 @tls_options("publisher")
 def keys_push(keys_dir: Path, address: str, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
     """Hand the registry root versions it lacks, and re-sign targets if their key changed."""
@@ -169,7 +172,7 @@ def keys_push(keys_dir: Path, address: str, tls_ca, tls_cert, tls_key, insecure:
 
 @keys.command("refresh-targets")
 @_KEYS_OPT
-@click.option("--registry", "address", required=True, envvar="OTA_REGISTRY")
+@click.option("--registry", "address", required=True, envvar="OTA_REGISTRY", help="Registry address. Env: OTA_REGISTRY.")
 @tls_options("publisher")
 def keys_refresh_targets(keys_dir: Path, address: str, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
     """Sign the served targets again with a fresh expiry (the targets key is offline)."""
@@ -179,7 +182,7 @@ def keys_refresh_targets(keys_dir: Path, address: str, tls_ca, tls_cert, tls_key
         try:
             click.echo(f"registry {address} now serves targets v{c.resign_targets(_keystore(keys_dir))}")
         except PublishError as e:
-            raise click.ClickException(f"registry {address}: {e}") from None
+            raise click.ClickException(str(e)) from None
 
 
 @click.group()
@@ -251,15 +254,22 @@ def registry() -> None:
 @click.option("--metrics-listen", default="", envvar="OTA_METRICS_LISTEN", metavar="HOST:PORT",
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one). "
                    "Env: OTA_METRICS_LISTEN.")
+@click.option("--dashboard-listen", default="", envvar="OTA_DASHBOARD_LISTEN", metavar="HOST:PORT",
+              help="Serve the read-only web dashboard here (off by default). It needs a token (printed, or "
+                   "--dashboard-token) or an operator's certificate. Env: OTA_DASHBOARD_LISTEN.")
+@click.option("--dashboard-token", default="", envvar="OTA_DASHBOARD_TOKEN",
+              help="The dashboard's bearer token (default: a fresh random one, printed at start). "
+                   "Env: OTA_DASHBOARD_TOKEN.")
 @tls_options("registry")
-def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_listen: str, tls_ca, tls_cert,
-          tls_key, insecure: bool) -> None:
+def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_listen: str, dashboard_listen: str,
+          dashboard_token: str, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
     """Serve the Publisher and Vehicle gRPC services until SIGINT/SIGTERM.
 
     Mutual TLS by default. KEYS needs only the online keys (`ota keys online`).
     With --insecure, --ca alone still lets the director verify vehicle manifests.
     """
     from ota import tls
+    from server.audit_store import open_audit
     from server.keys import KeystoreError
     from server.registry import Registry
     from server.service import create_server
@@ -267,6 +277,12 @@ def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_l
 
     if not db and data_dir is None:
         raise click.UsageError("give --data DIR (embedded SQLite) or --db postgresql://… (shared database)")
+    for option, value in (("--listen", listen), ("--metrics-listen", metrics_listen),
+                          ("--dashboard-listen", dashboard_listen)):
+        if value:
+            _check_listen(option, value)
+    # The audit log's INFO lines are the registry's record of who changed what: shown by default.
+    logging.getLogger("server.audit").setLevel(logging.INFO)
     files = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not (insecure and tls_ca))
     try:
         reg = Registry.open(data_dir, keys_dir, db=db or None, ca_pem=tls_ca.read_bytes() if tls_ca else None)
@@ -283,23 +299,68 @@ def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_l
         metrics = RegistryMetrics(codec_of=codec_of)
         if reg.rollouts is not None:
             metrics.watch_campaigns(reg.rollouts)
-        _, metrics_port = metrics.serve_http(metrics_listen)
+        metrics.watch_fleet(reg.store.list_vehicles, served_metadata(reg))
+        try:
+            _, metrics_port = metrics.serve_http(metrics_listen)
+        except OSError as e:
+            raise click.ClickException(f"--metrics-listen {metrics_listen}: {e.strerror}; pick a free port") from None
         click.echo(f"metrics on http://{metrics_listen.rsplit(':', 1)[0]}:{metrics_port}/metrics", err=True)
+    audit = open_audit(reg.store)
     try:
         server, port = create_server(reg, listen, metrics=metrics, tls_files=None if insecure else files,
-                                     insecure=insecure)
-    except tls.TlsError as e:
+                                     insecure=insecure, audit=audit)
+    except (tls.TlsError, OSError) as e:
         raise click.ClickException(str(e)) from None
     host = listen.rsplit(":", 1)[0]
     where = f"database {_redacted(db)}" if db else f"data {data_dir}"
     click.echo(f"registry serving on {host}:{port} ({where})", err=True)
+    dash = None
+    if dashboard_listen:
+        from server.dashboard.source import RegistrySource
+        from server.dashboard.web import DashboardAuth, serve_dashboard
+
+        auth = DashboardAuth(dashboard_token or DashboardAuth.with_fresh_token().token,
+                             None if insecure or files is None else files)
+        try:
+            dash = serve_dashboard(dashboard_listen, RegistrySource(reg, audit), auth)
+        except OSError as e:
+            server.stop(None)
+            raise click.ClickException(f"--dashboard-listen {dashboard_listen}: {e.strerror}; pick a free port") from None
+        click.echo(f"dashboard on {dash.url}", err=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     click.echo("stopping: finishing in-flight calls (5 s grace)", err=True)
+    if dash is not None:
+        dash.stop()
     server.stop(grace=5).wait()
     reg.store.close()
+
+
+def _check_listen(option: str, value: str) -> None:
+    from server.dashboard.web import parse_port
+
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT; e.g. 127.0.0.1:50051", param_hint=option)
+    try:
+        parse_port(port, option)
+    except ValueError as e:
+        raise click.BadParameter(str(e).removeprefix(f"{option}: "), param_hint=option) from None
+
+
+def served_metadata(reg):
+    """``(repository, role) -> bytes`` of what the registry serves now, for the expiry gauges."""
+    def read(repo: str, role: str) -> bytes | None:
+        try:
+            if repo == "director":
+                return reg.director.repo("-").get_file("root.json")
+            return reg.tuf.get_file(f"{role}.json")
+        except Exception:  # noqa: BLE001 - not there yet (a fresh registry has no targets)
+            return None
+
+    return read
 
 
 def _redacted(db: str) -> str:
@@ -343,15 +404,17 @@ def publish(model: Path, name: str, version: str, address: str, hardware_ids: tu
         except RegistryError as e:
             raise click.ClickException(f"{model}: refused before upload: {e}") from None
         except PublishError as e:
-            raise click.ClickException(f"registry {address} refused {name} {version}: {e}") from None
+            raise click.ClickException(f"{name} {version}: {e}") from None
     click.echo(f"published {resp.name} {resp.version}: {resp.length:,} B, sha256 {resp.sha256}, target {resp.target_path}")
 
 
 @click.command()
-@click.option("--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY")
+@click.option("--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY",
+              help="Registry address. Env: OTA_REGISTRY.")
 @click.option("--name", default="", help="Only this model.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @tls_options("publisher")
-def models(address: str, name: str, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
+def models(address: str, name: str, as_json: bool, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
     """List published models and versions."""
     from server.client import PublishError, PublisherClient
 
@@ -359,11 +422,16 @@ def models(address: str, name: str, tls_ca, tls_cert, tls_key, insecure: bool) -
         try:
             versions = client.list(name)
         except PublishError as e:
-            raise click.ClickException(f"registry {address}: {e}") from None
+            raise click.ClickException(str(e)) from None
+    if as_json:
+        from google.protobuf.json_format import MessageToDict
+
+        click.echo(json.dumps([MessageToDict(v, preserving_proto_field_name=True) for v in versions], indent=2))
+        return
     table = Table("name", "version", "bytes", "sha256", "hardware", "published")
     for v in versions:
         table.add_row(v.name, v.version, f"{v.length:,}", v.sha256[:16], ",".join(v.hardware_ids) or "any", v.published_at)
-    Console().print(table)
+    table_console().print(table)
 
 
 @click.group()
@@ -375,7 +443,8 @@ def director() -> None:
 @click.argument("vehicle_id")
 @click.argument("name")
 @click.argument("version", required=False, default="")
-@click.option("--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY")
+@click.option("--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY",
+              help="Registry address. Env: OTA_REGISTRY.")
 @tls_options("publisher")
 def director_assign(vehicle_id: str, name: str, version: str, address: str, tls_ca, tls_cert, tls_key,
                     insecure: bool) -> None:
@@ -386,7 +455,7 @@ def director_assign(vehicle_id: str, name: str, version: str, address: str, tls_
         try:
             client.assign(vehicle_id, name, version)
         except PublishError as e:
-            raise click.ClickException(f"registry {address}: {e}") from None
+            raise click.ClickException(str(e)) from None
     click.echo(f"{vehicle_id}: {name} {version or '(latest for its hardware)'}")
 
 
@@ -395,7 +464,8 @@ def director_assign(vehicle_id: str, name: str, version: str, address: str, tls_
 @click.argument("version")
 @click.option("--keys", "keys_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               envvar="OTA_KEYS", help="Keystore with the (offline) targets key. Env: OTA_KEYS.")
-@click.option("--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY")
+@click.option("--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY",
+              help="Registry address. Env: OTA_REGISTRY.")
 @tls_options("publisher")
 def rerelease(name: str, version: str, keys_dir: Path, address: str, tls_ca, tls_cert, tls_key,
               insecure: bool) -> None:
@@ -411,5 +481,5 @@ def rerelease(name: str, version: str, keys_dir: Path, address: str, tls_ca, tls
         try:
             counter = client.rerelease(_keystore(keys_dir), name, version)
         except (PublishError, TufError) as e:
-            raise click.ClickException(f"registry {address}: {e}") from None
+            raise click.ClickException(str(e)) from None
     click.echo(f"{name} {version} re-released with release counter {counter}")

@@ -12,10 +12,14 @@ from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from ota import tls
 from ota.v1 import ota_pb2, ota_pb2_grpc
 from server import authz
+from server.audit import AuditInterceptor, AuditLog
+from server.audit_store import open_audit
+from server.fleet_service import add_fleet_service
 from server.director import DirectorError
 from server.registry import Registry, RegistryError
 from server.storage import ReportRecord
@@ -223,40 +227,54 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
 
 def create_server(
     registry: Registry, listen: str = "127.0.0.1:0", max_workers: int = 16, metrics: RegistryMetrics | None = None,
-    *, tls_files: tls.TlsFiles | None = None, insecure: bool = False,
+    *, tls_files: tls.TlsFiles | None = None, insecure: bool = False, audit: AuditLog | None = None,
 ) -> tuple[grpc.Server, int]:
     """Build and start a registry gRPC server; return it and the bound port.
 
     TLS with mutual authentication unless ``insecure`` is asked for explicitly.
     With ``metrics``, every call is counted and timed into it (see server/metrics.py).
+    Every change is recorded in ``audit`` (default: the log in the registry's store).
+    Server reflection is on, so ``grpcurl`` and other generic tools can list the APIs.
     """
     if tls_files is None and not insecure:
         raise tls.TlsError("the registry needs TLS files (--ca/--cert/--key), or --insecure for plain text")
+    audit = audit or open_audit(registry.store)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry"),
-        # security (issue 4): each service only for its certificate role (after metrics, so refusals count).
-        interceptors=[*([metrics.interceptor()] if metrics else []), authz.RoleInterceptor()],
+        # security (issue 4): each service only for its certificate role (after metrics, so refusals count);
+        # the audit records only calls the role check let through and the servicer completed.
+        interceptors=[*([metrics.interceptor()] if metrics else []), authz.RoleInterceptor(),
+                      AuditInterceptor(audit)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # gRPC's default lets a second registry bind the same port and take half the calls.
+            ("grpc.so_reuseport", 0),
         ],
     )
     ota_pb2_grpc.add_PublisherServicer_to_server(PublisherServicer(registry), server)
     ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry), server)
-    services = ["", "ota.v1.Publisher", "ota.v1.Vehicle"]
+    services = ["", "ota.v1.Publisher", "ota.v1.Vehicle", add_fleet_service(server, registry.store, audit)]
     if registry.rollouts is not None and hasattr(registry.rollouts, "create"):
         from server.campaign_service import add_campaigns_service
 
         services.append(add_campaigns_service(server, registry.rollouts))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if tls_files is not None:
-        port = server.add_secure_port(listen, tls.server_credentials(tls_files))
-    else:
-        log.warning("registry on %s speaks plain text (--insecure): no authentication, no confidentiality", listen)
-        port = server.add_insecure_port(listen)
+    reflection.enable_server_reflection([*(s for s in services if s), health.SERVICE_NAME,
+                                         reflection.SERVICE_NAME], server)
+    try:
+        if tls_files is not None:
+            port = server.add_secure_port(listen, tls.server_credentials(tls_files))
+        else:
+            log.warning("registry on %s speaks plain text (--insecure): no authentication, no confidentiality", listen)
+            port = server.add_insecure_port(listen)
+    except RuntimeError as e:  # grpc raises this when it cannot bind
+        raise OSError(f"cannot listen on {listen} ({e}): is another registry running there? "
+                      "Stop it or pick another --listen port") from None
     if port == 0:
-        raise OSError(f"could not listen on {listen}")
+        raise OSError(f"cannot listen on {listen}: is another registry running there? "
+                      "Stop it or pick another --listen port")
     server.start()
     for svc in services:
         health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
