@@ -30,7 +30,7 @@ browser:
 
 # Regenerate the committed gRPC stubs from protos/ (tests/test_protos.py fails when they are stale).
 protos: $(STAMP)
-	$(BIN)/python -m ota.protogen
+	$(BIN)/python -m otawire.protogen
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

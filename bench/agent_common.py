@@ -18,7 +18,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ota.v1 import inference_pb2  # noqa: E402
+from otawire.v1 import inference_pb2  # noqa: E402
 from vehicle_agent.serving import connect  # noqa: E402
 
 OTA = [sys.executable, "-m", "ota.cli"]
@@ -30,7 +30,7 @@ _PKI: list[Path] = [Path()]  # the fleet PKI of the registry start_registry made
 
 def _creds(work: Path, role: str, name: str) -> list[str]:
     """--ca/--cert/--key of ``role``/``name`` in the bench's fleet PKI (issued on first use)."""
-    from ota import tls
+    from otawire import tls
 
     f = tls.ensure(work / "pki", role, name)
     return ["--ca", str(f.ca), "--cert", str(f.cert), "--key", str(f.key)]
@@ -39,7 +39,7 @@ def _creds(work: Path, role: str, name: str) -> list[str]:
 def start_registry(work: Path) -> tuple[subprocess.Popen, str]:
     import shutil
 
-    from ota import tls
+    from otawire import tls
 
     subprocess.run(OTA + ["keys", "init", "--keys", str(work / "keys"), "--force"], check=True, capture_output=True, cwd=REPO)
     shutil.rmtree(work / "pki", ignore_errors=True)
@@ -69,7 +69,7 @@ def start_agent(work: Path, registry: str, sock: Path, interval: float, health_w
 def publish(registry: str, data: bytes, name: str, version: str) -> None:
     from server.client import PublisherClient
 
-    from ota import tls
+    from otawire import tls
 
     with PublisherClient(registry, tls_files=tls.ensure(_PKI[0], "publisher", "bench")) as pub:
         pub.upload(data, name, version)

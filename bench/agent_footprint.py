@@ -29,8 +29,8 @@ from agent_common import REPO, Hammer, Sampler, publish, sample, start_agent, st
 from modelpack import zoo  # noqa: E402
 from modelpack.imaging import IMAGES_DIR, load_image, preprocess  # noqa: E402
 from modelpack.runtime import read_model_info  # noqa: E402
-from ota.v1 import inference_pb2  # noqa: E402
-from tests.vehicle_agent.variants import successor  # noqa: E402
+from otawire.v1 import inference_pb2  # noqa: E402
+from testkit.variants import successor  # noqa: E402
 from vehicle_agent.serving import tensor_frame  # noqa: E402
 
 # What the agent may use on the vehicle, by the model it serves (the systemd unit's MemoryMax

@@ -48,11 +48,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from modelpack import zoo  # noqa: E402
-from ota import tls  # noqa: E402
-from server.keys import Keystore  # noqa: E402
+from otawire import tls  # noqa: E402
+from server.signing.keys import Keystore  # noqa: E402
 from server.registry import Registry  # noqa: E402
 from server.service import create_server  # noqa: E402
-from tests.vehicle_agent.variants import successor  # noqa: E402
+from testkit.variants import successor  # noqa: E402
 
 NAME = "squeezenet1.0"
 TERMINAL_STATES = ("none", "idle", "confirmed", "failed", "rolled_back")
@@ -245,7 +245,7 @@ def power_cuts(trials: int, work: Path, seed: int) -> tuple[Campaign, float]:
 
 def link_faults(work: Path, seed: int, full: bool) -> list[dict]:
     """Install SqueezeNet through each kind of broken link; count detections."""
-    from tests.vehicle_agent.faultlink import FaultyLink
+    from testkit.faultlink import FaultyLink
     from vehicle_agent.agent import AgentConfig, VehicleAgent
     from vehicle_agent.download import RetryPolicy
     from vehicle_agent.transport import TransportConfig

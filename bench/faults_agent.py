@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--pki", type=Path, required=True, help="fleet PKI: the vehicle's certificate is issued from it")
     ap.add_argument("--gate", type=Path, help="check in only while this file exists (the campaign publishes first)")
     args = ap.parse_args()
-    from ota import tls
+    from otawire import tls
 
     agent = VehicleAgent(AgentConfig(registry=args.registry, state_dir=args.state, vehicle_id="faults-car",
                                      trusted_root=args.root, health=HealthPolicy(window_s=args.health_window),

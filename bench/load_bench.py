@@ -61,7 +61,7 @@ log = logging.getLogger("load_bench")
 
 # -- server processes ---------------------------------------------------------------------
 def serve_registry(data: Path, keys: Path, port_file: Path, workers: int) -> None:
-    from server.campaigns import CampaignManager
+    from server.campaigns.manager import CampaignManager
     from server.registry import Registry
     from server.service import create_server
 
@@ -75,7 +75,7 @@ def serve_registry(data: Path, keys: Path, port_file: Path, workers: int) -> Non
 
 def serve_bare(blob: Path, port_file: Path, workers: int) -> None:
     """The peer: Download only, the same bytes from memory, nothing else."""
-    from ota.v1 import ota_pb2, ota_pb2_grpc
+    from otawire.v1 import ota_pb2, ota_pb2_grpc
     from server.service import CHUNK_SIZE, MAX_MESSAGE_BYTES
 
     data = blob.read_bytes()
@@ -165,7 +165,7 @@ def lite_update(address: str, vid: str, go: threading.Event, fx: "Fixture", a: a
 
     With ``bare_offer`` there is no registry: no check-in, no report, the same fetch.
     """
-    from ota.v1 import ota_pb2
+    from otawire.v1 import ota_pb2
     from vehicle_agent.download import HashVerifier, TargetFetcher
     from vehicle_agent.engine import StepFailed
     from vehicle_agent.transport import RegistryClient, TransportConfig, TransportError
@@ -242,7 +242,7 @@ class _SharedBaseRebuilder:
 
 
 def _check_request(vid: str, base):
-    from ota.v1 import ota_pb2
+    from otawire.v1 import ota_pb2
 
     return ota_pb2.CheckRequest(
         vehicle_id=vid, hardware_id="ecu-load", tags=["fleet=load"], wanted_models=[MODEL],
@@ -250,7 +250,7 @@ def _check_request(vid: str, base):
 
 
 def _consistent(rec) -> str:
-    from server.registry import consistent_target_path
+    from otawire.paths import consistent_target_path
 
     return consistent_target_path(rec.target_path, rec.sha256)
 
@@ -352,11 +352,11 @@ def median_of(runs: list[dict]) -> dict:
 def run_once(a: argparse.Namespace) -> dict:
     """One registry run and one bare-peer run on the same inputs; their figures."""
     from modelpack.lineage import FILES, build_lineage
-    from ota.v1 import ota_pb2
-    from server.campaign_service import CampaignClient
-    from server.keys import Keystore
+    from otawire.v1 import ota_pb2
+    from server.campaigns.service import CampaignClient
+    from server.signing.keys import Keystore
     from server.registry import Registry
-    from server.rollout import CampaignSpec, TargetSelection, WaveSpec
+    from server.campaigns.rollout import CampaignSpec, TargetSelection, WaveSpec
 
     OUT.mkdir(parents=True, exist_ok=True)
     lineage = build_lineage()  # the real SqueezeNet v1.0 and its successor with a retrained head (cached)

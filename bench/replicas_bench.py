@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc  # noqa: E402
 
-from ota.v1 import ota_pb2, ota_pb2_grpc  # noqa: E402
-from tests.scaleout.cluster import Replica, start_replicas, stop_all  # noqa: E402
-from tests.scaleout.conftest import DEFAULT_DSN, with_schema  # noqa: E402
+from otawire.v1 import ota_pb2, ota_pb2_grpc  # noqa: E402
+from testkit.cluster import Replica, start_replicas, stop_all  # noqa: E402
+from testkit.pg import DEFAULT_DSN, with_schema  # noqa: E402
 from vehicle_agent.transport import SERVICE_CONFIG, channel_target  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
@@ -190,10 +190,10 @@ def main() -> None:
     import psycopg
 
     from modelpack import zoo
-    from ota import tls
-    from server.keys import Keystore
+    from otawire import tls
+    from server.signing.keys import Keystore
     from server.registry import Registry
-    from tests.helpers import with_provenance
+    from testkit.helpers import with_provenance
 
     model = zoo.build("squeezenet1.0")
     successor = with_provenance(model, "bench successor")

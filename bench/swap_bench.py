@@ -33,8 +33,8 @@ from agent_common import REPO, Hammer, Sampler, pct, publish, start_agent, start
 from modelpack import zoo  # noqa: E402
 from modelpack.imaging import IMAGES_DIR, load_image, preprocess  # noqa: E402
 from modelpack.runtime import make_session, read_model_info  # noqa: E402
-from ota.v1 import inference_pb2  # noqa: E402
-from tests.vehicle_agent.variants import successor  # noqa: E402
+from otawire.v1 import inference_pb2  # noqa: E402
+from testkit.variants import successor  # noqa: E402
 from vehicle_agent.serving import tensor_frame  # noqa: E402
 
 NAME = "squeezenet1.0"

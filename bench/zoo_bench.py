@@ -15,6 +15,7 @@ SqueezeDet: Wu et al. 2017), quoted for comparison.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -23,10 +24,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import onnx
 import zstandard
 
+from modelpack import codecs
 from modelpack import deepcompression as dc
+from modelpack import fidelity
 from modelpack import zoo
 from modelpack.lineage import build_lineage
 from modelpack.quantize import requantize_codebooks
@@ -40,7 +44,7 @@ PAPER = {
     "alexnet": "240 MB",
     "squeezenet1.0": "4.8 MB",
     "squeezenet1.0 .net (8-bit DC)": "0.66 MB",
-    "squeezenet1.0-cb6 .net (6-bit values)": "0.47 MB (6-bit packed)",
+    "squeezenet1.0-cb6 .net6 (6-bit packed)": "0.47 MB (6-bit packed)",
     "squeezenet1.1": "(2.4x less compute than 1.0)",
     "squeezedet": "7.9 MB",
 }
@@ -96,9 +100,20 @@ def main() -> None:
     for _ in range(5):
         build_from_tensors(dc.decode_tensors(dc.parse(net)))
     decode_ms = (time.perf_counter() - t) / 5 * 1000
-    cb6 = dc.encode_tensors(requantize_codebooks(dc.parse(net), 6))
+    six = requantize_codebooks(dc.parse(net), 6)
+    cb6 = dc.encode_tensors(six)
+    net6 = dc.encode6(dc.layers_from_tensors(six))
+    # The 6-bit version as the registry signs and sends it: the lineage's cb6
+    # member (the same weights as the packed file, with its model info), its
+    # first-install encoding, and its fidelity against v1.0.
+    onnx6 = lineage["cb6"].read_bytes()
+    unpacked = dc.decode_tensors(dc.parse6(net6))
+    assert all(np.array_equal(a.weight, b.weight) for a, b in zip(unpacked, six)), "6-bit file is not the cb6 weights"
+    wire6 = len(codecs.encode("deepcompression", onnx6))
+    fid6 = fidelity.compare(lineage["base"].read_bytes(), onnx6, n=200)
     for name, data, trained in (("squeezenet1.0 .net (8-bit DC)", net, "yes"),
-                                ("squeezenet1.0-cb6 .net (6-bit values)", cb6, "yes (re-clustered, no retraining)")):
+                                ("squeezenet1.0-cb6 .net (6-bit values)", cb6, "yes (re-clustered, no retraining)"),
+                                ("squeezenet1.0-cb6 .net6 (6-bit packed)", net6, "yes (re-clustered, no retraining)")):
         rows[name] = {"model": name, "params": n_params, "bytes": len(data), "zstd_bytes": zstd_size(data, level),
                       "trained": trained, "paper": PAPER.get(name, "")}
     load_before_timing = os.getloadavg()[0]
@@ -108,6 +123,7 @@ def main() -> None:
         rows[name]["ms"] = ms
         rows[name]["vs_v10"] = ms / lat["squeezenet1.0"]
     order = ["alexnet", "squeezenet1.0", "squeezenet1.0 .net (8-bit DC)", "squeezenet1.0-cb6 .net (6-bit values)",
+             "squeezenet1.0-cb6 .net6 (6-bit packed)",
              "squeezenet1.0-int8", "squeezenet1.0-head", "squeezenet1.1", "squeezedet"]
 
     def fmt(v: object, spec: str) -> str:
@@ -134,6 +150,11 @@ def main() -> None:
         f"AlexNet / Deep Compression .net = {alex['bytes'] / len(net):.0f}x; "
         f"SqueezeNet v1.0 ONNX / its zstd = {base['bytes'] / base['zstd_bytes']:.2f}x; "
         f".net decode + ONNX build = {decode_ms:.0f} ms.",
+        "",
+        f"6-bit version (lineage cb6, the weights of the .net6 file): ONNX {len(onnx6):,} B, sha256 "
+        f"{hashlib.sha256(onnx6).hexdigest()}; first install on the wire {wire6:,} B (deepcompression "
+        f"encoding, rebuilds it byte for byte); fidelity against v1.0 on {fid6.n_inputs} views: top-1 "
+        f"agreement {fid6.top1_agreement:.1%}, top-5 {fid6.top5_agreement:.1%}, mean |diff| {fid6.mean_abs_diff:.5f}.",
     ]
     text = "\n".join(lines)
     print(text)

@@ -264,3 +264,81 @@ def load_shipped() -> list[DCLayer]:
 
 def load_shipped_tensors() -> list[LayerTensors]:
     return decode_tensors(load_shipped())
+
+
+# --- 6-bit packed variant --------------------------------------------------
+# The paper's 0.47 MB figure is SqueezeNet with 6-bit shared weights. The
+# released file stores 8-bit indices, so a 6-bit model in it is no smaller;
+# this variant packs each index into 6 bits (four per three bytes) with a
+# 64-entry codebook, keeping the 4-bit gaps. Same layout otherwise.
+CODEBOOK6 = 64
+
+
+def _pack6(indices: np.ndarray) -> bytes:
+    n = indices.size
+    padded = np.zeros(-(-n // 4) * 4, dtype=np.uint32)
+    padded[:n] = indices
+    q = padded.reshape(-1, 4)
+    v = q[:, 0] | (q[:, 1] << 6) | (q[:, 2] << 12) | (q[:, 3] << 18)
+    return np.stack([v & 0xFF, (v >> 8) & 0xFF, v >> 16], axis=1).astype(np.uint8).tobytes()
+
+
+def _unpack6(data: bytes, n: int) -> np.ndarray:
+    b = np.frombuffer(data, np.uint8).reshape(-1, 3).astype(np.uint32)
+    v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+    q = np.stack([v & 63, (v >> 6) & 63, (v >> 12) & 63, v >> 18], axis=1).reshape(-1)
+    return q[:n].astype(np.uint8)
+
+
+def encode6(layers: list[DCLayer]) -> bytes:
+    """Serialise layers whose indices are all below 64 in the 6-bit format."""
+    parts = [struct.pack(f"<{len(layers)}I", *(layer.n_stored for layer in layers))]
+    for layer in layers:
+        if layer.n_stored and int(layer.indices.max()) >= CODEBOOK6:
+            raise ValueError(f"layer {layer.name}: index {int(layer.indices.max())} does not fit 6 bits")
+        if np.any(layer.codebook[CODEBOOK6:] != 0):
+            raise ValueError(f"layer {layer.name}: more than {CODEBOOK6} codebook entries in use")
+        parts.append(layer.codebook[:CODEBOOK6].astype("<f4").tobytes())
+        parts.append(layer.bias.astype("<f4").tobytes())
+        parts.append(_pack6(layer.indices))
+        n = layer.n_stored
+        nibbles = np.zeros(2 * _gap_bytes(n), dtype=np.uint8)
+        nibbles[:n] = layer.gaps
+        parts.append((nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).tobytes())
+    return b"".join(parts)
+
+
+def parse6(data: bytes, shapes: list[tuple[str, tuple[int, int, int, int]]] | None = None) -> list[DCLayer]:
+    """Parse the 6-bit format; ``ValueError`` naming the layer when damaged."""
+    shapes = shapes if shapes is not None else squeezenet_v10_shapes()
+    header = 4 * len(shapes)
+    if len(data) < header:
+        raise ValueError(f"6-bit Deep Compression file truncated in the header: {len(data)} bytes, need {header}")
+    counts = struct.unpack_from(f"<{len(shapes)}I", data, 0)
+    off = header
+    layers: list[DCLayer] = []
+    for (name, shape), n in zip(shapes, counts):
+        size = int(np.prod(shape))
+        if n > size:
+            raise ValueError(f"layer {name}: header says {n} stored entries, more than its {size} weights")
+        packed = 3 * (-(-n // 4))
+        need = 4 * CODEBOOK6 + 4 * shape[0] + packed + _gap_bytes(n)
+        if off + need > len(data):
+            raise ValueError(f"6-bit Deep Compression file truncated in layer {name} at offset {off}")
+        codebook = np.zeros(CODEBOOK_SIZE, dtype=np.float32)
+        codebook[:CODEBOOK6] = np.frombuffer(data, "<f4", CODEBOOK6, off)
+        off += 4 * CODEBOOK6
+        bias = np.frombuffer(data, "<f4", shape[0], off).astype(np.float32)
+        off += 4 * shape[0]
+        indices = _unpack6(data[off : off + packed], n)
+        off += packed
+        nib = np.frombuffer(data, np.uint8, _gap_bytes(n), off)
+        off += _gap_bytes(n)
+        gaps = np.stack([nib & 0x0F, nib >> 4], axis=1).reshape(-1)[:n].copy()
+        layer = DCLayer(name, shape, codebook, bias, indices, gaps)
+        if n and int(layer.positions()[-1]) >= size:
+            raise ValueError(f"layer {name}: position gaps run past the layer's {size} weights")
+        layers.append(layer)
+    if off != len(data):
+        raise ValueError(f"6-bit Deep Compression file has {len(data) - off} trailing bytes")
+    return layers

@@ -1,3 +1,6 @@
-"""squeeze-ota: the `ota` command line and the generated wire contract (`ota.v1`)."""
+"""squeeze-ota: the `ota` command line and the end-to-end demo (the top of the tree).
+
+The wire contract (generated stubs, TLS helpers, path rules) lives in ``otawire``.
+"""
 
 __version__ = "0.1.0"

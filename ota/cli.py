@@ -19,24 +19,57 @@ from ota import __version__
 
 # command name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("ota.demo:demo", "Run the whole path end to end on loopback: publish, update, classify."),
-    "keys": ("server.cli:keys", "Create and manage the TUF signing keys."),
-    "certs": ("server.cli:certs", "Make the fleet PKI for mutual TLS (CA, registry, vehicles, publishers)."),
-    "director": ("server.cli:director", "Per-vehicle instructions: assign a model version to a vehicle."),
-    "rerelease": ("server.cli:rerelease", "Sign an older version again as the newest release (before a rollback)."),
+    "demo": (
+        "ota.demo:demo",
+        "Run the whole path end to end on loopback: publish, update, classify.",
+    ),
+    "keys": ("server.signing.cli:keys", "Create and manage the TUF signing keys."),
+    "certs": (
+        "server.cli:certs",
+        "Make the fleet PKI for mutual TLS (CA, registry, vehicles, publishers).",
+    ),
+    "director": (
+        "server.cli:director",
+        "Per-vehicle instructions: assign a model version to a vehicle.",
+    ),
+    "rerelease": (
+        "server.cli:rerelease",
+        "Sign an older version again as the newest release (before a rollback).",
+    ),
     "registry": ("server.cli:registry", "Run the cloud registry (gRPC)."),
     "publish": ("server.cli:publish", "Validate, upload and sign a model version."),
     "models": ("server.cli:models", "List published models and versions."),
-    "campaign": ("server.campaign_cli:campaign", "Roll a version out in waves: canaries, thresholds, rollback."),
-    "vehicles": ("server.fleet_cli:vehicles", "The fleet inventory: what each vehicle runs, its last report."),
-    "audit": ("server.fleet_cli:audit", "The registry's audit log: who changed what, when, with which arguments."),
+    "campaign": (
+        "server.campaigns.cli:campaign",
+        "Roll a version out in waves: canaries, thresholds, rollback.",
+    ),
+    "vehicles": (
+        "server.fleet_cli:vehicles",
+        "The fleet inventory: what each vehicle runs, its last report.",
+    ),
+    "audit": (
+        "server.fleet_cli:audit",
+        "The registry's audit log: who changed what, when, with which arguments.",
+    ),
     "agent": ("vehicle_agent.cli:agent", "Run the in-car vehicle agent."),
     "zoo": ("modelpack.cli:zoo", "Build the zoo's ONNX models (SqueezeNet, ...)."),
     "classify": ("modelpack.cli:classify", "Classify an image with an ONNX model."),
-    "detect": ("modelpack.cli:detect", "Detect objects in an image with an ONNX detector (SqueezeDet)."),
-    "fidelity": ("modelpack.cli:fidelity", "Measure how much a candidate model changes a reference's answers."),
-    "pack": ("modelpack.codecs.cli:pack", "Encode models and deltas (diff, apply, encode, decode)."),
-    "simulate": ("simulator.cli:simulate", "Simulate a fleet rollout over limited links; compare strategies."),
+    "detect": (
+        "modelpack.cli:detect",
+        "Detect objects in an image with an ONNX detector (SqueezeDet).",
+    ),
+    "fidelity": (
+        "modelpack.cli:fidelity",
+        "Measure how much a candidate model changes a reference's answers.",
+    ),
+    "pack": (
+        "modelpack.codecs.cli:pack",
+        "Encode models and deltas (diff, apply, encode, decode).",
+    ),
+    "simulate": (
+        "simulator.cli:simulate",
+        "Simulate a fleet rollout over limited links; compare strategies.",
+    ),
 }
 
 
@@ -71,9 +104,14 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "OTA"})
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "OTA"},
+)
 @click.version_option(__version__, prog_name="ota")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug). Env: OTA_VERBOSE.")
+@click.option(
+    "-v", "--verbose", count=True, help="More log output (-v info, -vv debug). Env: OTA_VERBOSE."
+)
 def cli(verbose: int) -> None:
     """squeeze-ota: signed, delta-compressed over-the-air updates of
     SqueezeNet / SqueezeDet models to vehicles, over gRPC.
@@ -95,8 +133,7 @@ def cli(verbose: int) -> None:
 
 # Modules of the optional extras (pyproject.toml): the base install is the vehicle agent's.
 EXTRA_OF_MODULE = {"onnx": "registry", "grpc_health": "registry", "prometheus_client": "registry",
-                   "grpc_reflection": "registry",
-                   "matplotlib": "sim", "psycopg": "pg", "psycopg_pool": "pg"}
+                   "grpc_reflection": "registry", "matplotlib": "sim", "psycopg": "pg", "psycopg_pool": "pg"}
 
 
 def quiet_grpc_core(argv: list[str]) -> None:
@@ -136,7 +173,7 @@ def main() -> None:
 
 def user_error(e: Exception) -> str | None:
     """The one line for errors that come from the user's files or link, not from a bug."""
-    from ota.tls import TlsError
+    from otawire.tls import TlsError
 
     if isinstance(e, TlsError):
         return str(e)
@@ -145,7 +182,7 @@ def user_error(e: Exception) -> str | None:
     import grpc
 
     if isinstance(e, grpc.RpcError):
-        from ota.rpcerrors import describe
+        from otawire.rpcerrors import describe
 
         return str(describe(e, "(registry)"))
     return None

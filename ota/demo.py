@@ -27,7 +27,15 @@ from rich.console import Console
 from rich.table import Table
 
 ALEXNET_BYTES = 240_000_000  # AlexNet's size in the SqueezeNet paper (240 MB, fp32)
-CAT_FAMILY = {281, 282, 283, 284, 285, 286, 287}  # tabby, tiger cat, Persian, Siamese, Egyptian cat, cougar, lynx
+CAT_FAMILY = {
+    281,
+    282,
+    283,
+    284,
+    285,
+    286,
+    287,
+}  # tabby, tiger cat, Persian, Siamese, Egyptian cat, cougar, lynx
 ESPRESSO = 967
 
 # Wide enough for the summary tables when the output is piped into a log.
@@ -64,8 +72,17 @@ def _successor(base: bytes) -> tuple[bytes, str]:
     assert info is not None
     import dataclasses
 
-    set_model_info(model, dataclasses.replace(info, provenance=info.provenance + " | 1.0.1: packaging-only change (metadata), weights identical"))
-    return model.SerializeToString(deterministic=True), "same weights, new package metadata (packaging-only change)"
+    set_model_info(
+        model,
+        dataclasses.replace(
+            info,
+            provenance=info.provenance
+            + " | 1.0.1: packaging-only change (metadata), weights identical",
+        ),
+    )
+    return model.SerializeToString(
+        deterministic=True
+    ), "same weights, new package metadata (packaging-only change)"
 
 
 def _check_predictions(results: dict[str, list]) -> list[str]:
@@ -79,8 +96,12 @@ def _check_predictions(results: dict[str, list]) -> list[str]:
 
 
 @click.command()
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep keys, registry data and agent state here (default: a temporary directory).")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep keys, registry data and agent state here (default: a temporary directory).",
+)
 @click.option("--dashboard-listen", default="127.0.0.1:0", show_default=True, envvar="OTA_DASHBOARD_LISTEN",
               help="Serve the registry's web dashboard here during the demo ('' = off; port 0: any free one). "
                    "Env: OTA_DASHBOARD_LISTEN.")
@@ -117,14 +138,14 @@ def _screenshot(url: str, out: Path) -> None:
 def _run(work: Path, dashboard_listen: str = "", keep_serving: bool = False, screenshot: Path | None = None) -> None:
     from modelpack import zoo
     from modelpack.imaging import IMAGES_DIR
-    from ota import tls
+    from otawire import tls
     from server.client import PublisherClient
-    from server.keys import Keystore
     from server.registry import Registry
-    from server.audit_store import open_audit
+    from server.audit import AuditLog
     from server.dashboard.source import RegistrySource
     from server.dashboard.web import DashboardAuth, serve_dashboard
     from server.service import create_server
+    from server.signing.keys import Keystore
     from vehicle_agent.agent import AgentConfig, VehicleAgent
 
     tl = Timeline()
@@ -132,7 +153,9 @@ def _run(work: Path, dashboard_listen: str = "", keep_serving: bool = False, scr
     with tl.step("create TUF keys (ed25519; root 2-of-3, targets, snapshot, timestamp, director)"):
         offline = Keystore.init(work / "keys", force=True)
         online = offline.export_online(work / "registry-keys")
-    console.print(f"  registry holds private keys for: {', '.join(r for r in ('root', 'targets', 'snapshot', 'timestamp', 'director') if online.has_private(r))}")
+    console.print(
+        f"  registry holds private keys for: {', '.join(r for r in ('root', 'targets', 'snapshot', 'timestamp', 'director') if online.has_private(r))}"
+    )
     with tl.step("create the fleet PKI (CA, registry, publisher and vehicle certificates)"):
         pki = work / "pki"
         if pki.exists():
@@ -144,28 +167,43 @@ def _run(work: Path, dashboard_listen: str = "", keep_serving: bool = False, scr
         publisher_tls = tls.issue(pki, "publisher", "ml-team")
         vehicle_tls = tls.issue(pki, "vehicle", "demo-car-1")
     with tl.step("start registry on loopback (mutual TLS, director; SQLite + blob store)"):
-        registry = Registry.open(work / "registry", work / "registry-keys", ca_pem=(pki / tls.CA_CERT).read_bytes())
-        audit = open_audit(registry.store)
+        registry = Registry.open(
+            work / "registry", work / "registry-keys", ca_pem=(pki / tls.CA_CERT).read_bytes()
+        )
+        audit = AuditLog(registry.store)
         server, port = create_server(registry, "127.0.0.1:0", tls_files=server_tls, audit=audit)
     address = f"127.0.0.1:{port}"
     console.print(f"  registry at {address} (TLS, client certificates required), data in {work}")
     dash = None
     if dashboard_listen:
-        dash = serve_dashboard(dashboard_listen, RegistrySource(registry, audit), DashboardAuth.with_fresh_token())
+        dash = serve_dashboard(
+            dashboard_listen, RegistrySource(registry, audit), DashboardAuth.with_fresh_token()
+        )
         console.print(f"  dashboard (read-only) at {dash.url}")
     updates = []
     try:
         with tl.step("build squeezenet1.0 ONNX from the real Deep Compression weights"):
             v1 = zoo.build("squeezenet1.0")
         with PublisherClient(address, tls_files=publisher_tls) as pub:
-            with tl.step("publish squeezenet1.0 1.0.0 (targets signed offline by the publisher, then uploaded)"):
+            with tl.step(
+                "publish squeezenet1.0 1.0.0 (targets signed offline by the publisher, then uploaded)"
+            ):
                 pub.upload(v1, "squeezenet1.0", "1.0.0", keys=offline)
-            agent = VehicleAgent(AgentConfig(registry=address, state_dir=work / "vehicle", vehicle_id="demo-car-1",
-                                             trusted_root=work / "keys" / "root.json",
-                                             director_root=work / "keys" / "director-root.json",
-                                             identity=vehicle_tls, wanted_models=("squeezenet1.0",)))
+            agent = VehicleAgent(
+                AgentConfig(
+                    registry=address,
+                    state_dir=work / "vehicle",
+                    vehicle_id="demo-car-1",
+                    trusted_root=work / "keys" / "root.json",
+                    director_root=work / "keys" / "director-root.json",
+                    identity=vehicle_tls,
+                    wanted_models=("squeezenet1.0",),
+                )
+            )
             try:
-                with tl.step("vehicle: signed manifest, director + image repo agree, install 1.0.0 into slot A, self-test, switch"):
+                with tl.step(
+                    "vehicle: signed manifest, director + image repo agree, install 1.0.0 into slot A, self-test, switch"
+                ):
                     outcomes = agent.update_once()
                 updates += outcomes
                 _require_installed(outcomes)
@@ -189,14 +227,25 @@ def _run(work: Path, dashboard_listen: str = "", keep_serving: bool = False, scr
                 with tl.step("vehicle: check in again (nothing new expected)"):
                     again = agent.update_once()
                 if again:
-                    problems.append(f"a third check-in offered {[(o.name, o.version) for o in again]}")
+                    problems.append(
+                        f"a third check-in offered {[(o.name, o.version) for o in again]}"
+                    )
             finally:
                 agent.close()
-            with tl.step("fleet: 4 vehicles, a two-wave campaign (canary 25% → 100%) for the next version"):
-                from server.campaign_cli import run_campaign_demo
+            with tl.step(
+                "fleet: 4 vehicles, a two-wave campaign (canary 25% → 100%) for the next version"
+            ):
+                from ota.campaign_demo import run_campaign_demo
 
-                problems += run_campaign_demo(address, work, work / "keys" / "root.json", "squeezenet1.0", v2,
-                                              pki=pki, keys=work / "keys")
+                problems += run_campaign_demo(
+                    address,
+                    work,
+                    work / "keys" / "root.json",
+                    "squeezenet1.0",
+                    v2,
+                    pki=pki,
+                    keys=work / "keys",
+                )
         reports = registry.store.list_reports("demo-car-1")
         if dash is not None and screenshot is not None:
             _screenshot(dash.url, screenshot)
@@ -216,21 +265,29 @@ def _run(work: Path, dashboard_listen: str = "", keep_serving: bool = False, scr
         for p in problems:
             console.print(f"[bold red]✗ {p}")
         raise SystemExit(1)
-    console.print("[bold green]✓ demo passed: real model installed, verified, run and updated over gRPC")
+    console.print(
+        "[bold green]✓ demo passed: real model installed, verified, run and updated over gRPC"
+    )
 
 
 def _require_installed(outcomes: list) -> None:
     bad = [o for o in outcomes if o.status != "installed"]
     if bad or not outcomes:
-        reason = "; ".join(f"{o.name}: {o.status}: {o.reason}" for o in bad) or "nothing was offered"
+        reason = (
+            "; ".join(f"{o.name}: {o.status}: {o.reason}" for o in bad) or "nothing was offered"
+        )
         raise click.ClickException(f"update failed: {reason}")
 
 
 def _print_predictions(version: str, results: dict[str, list]) -> None:
     table = Table("image", "top-1", "p", "then", title=f"squeezenet1.0 {version} on the vehicle")
     for image, preds in results.items():
-        table.add_row(image, f"{preds[0].class_id} {preds[0].label}", f"{preds[0].prob:.3f}",
-                      ", ".join(f"{p.label} ({p.prob:.2f})" for p in preds[1:]))
+        table.add_row(
+            image,
+            f"{preds[0].class_id} {preds[0].label}",
+            f"{preds[0].prob:.3f}",
+            ", ".join(f"{p.label} ({p.prob:.2f})" for p in preds[1:]),
+        )
     console.print(table)
 
 
@@ -239,11 +296,21 @@ def _print_summary(tl: Timeline, updates: list, n_reports: int) -> None:
     for name, secs in tl.steps:
         steps.add_row(name, f"{secs * 1000:,.0f} ms")
     console.print(steps)
-    table = Table("update", "encoding", "on the wire", "AlexNet-sized*", "smaller by", "time", title="Updates")
+    table = Table(
+        "update", "encoding", "on the wire", "AlexNet-sized*", "smaller by", "time", title="Updates"
+    )
     for o in updates:
         saving = ALEXNET_BYTES / o.bytes_downloaded if o.bytes_downloaded else float("inf")
-        table.add_row(f"{o.from_version or '∅'} → {o.version}", o.encoding, f"{o.bytes_downloaded:,} B",
-                      f"{ALEXNET_BYTES / 1e6:.0f} MB", f"{saving:,.0f}×", f"{o.duration_s * 1000:,.0f} ms")
+        table.add_row(
+            f"{o.from_version or '∅'} → {o.version}",
+            o.encoding,
+            f"{o.bytes_downloaded:,} B",
+            f"{ALEXNET_BYTES / 1e6:.0f} MB",
+            f"{saving:,.0f}×",
+            f"{o.duration_s * 1000:,.0f} ms",
+        )
     console.print(table)
-    console.print("  * 240 MB: AlexNet's size from the SqueezeNet paper, for comparison; not transferred here.")
+    console.print(
+        "  * 240 MB: AlexNet's size from the SqueezeNet paper, for comparison; not transferred here."
+    )
     console.print(f"  registry received {n_reports} install reports from the vehicle")

@@ -18,14 +18,15 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from ota import tls
+from otawire import tls
+from server.storage.ports import AuditStore
+from server.storage.records import AuditEntry
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +45,6 @@ AUDITED: dict[str, str] = {
 }
 # Fields never copied into the log: payloads (kept as their size) and signatures.
 _BULKY = {"chunk", "data", "signed_targets", "signed", "signature", "manifest"}
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    at: float  # seconds since the epoch, the registry's clock
-    actor: str  # role:name from the client certificate
-    action: str  # publish, campaign.create, ...
-    args: dict[str, Any] = field(default_factory=dict)
-    seq: int = 0  # the store's order; 0 until stored
-
-
-class AuditStore(Protocol):
-    """The storage port: append and read, nothing else."""
-
-    def append_audit(self, entry: AuditEntry) -> int: ...
-    def list_audit(self, limit: int = 100, actor: str = "", action: str = "",
-                   before_seq: int | None = None) -> list[AuditEntry]:
-        """Newest first; only entries older than ``before_seq`` when given (paging)."""
-        ...
 
 
 class AuditLog:

@@ -17,11 +17,15 @@ from collections.abc import Callable
 
 import grpc
 
-from ota import tls
+from otawire import tls
 
 log = logging.getLogger(__name__)
 
-SERVICE_ROLES = {"ota.v1.Vehicle": "vehicle", "ota.v1.Publisher": "publisher", "ota.v1.Campaigns": "publisher"}
+SERVICE_ROLES = {
+    "ota.v1.Vehicle": "vehicle",
+    "ota.v1.Publisher": "publisher",
+    "ota.v1.Campaigns": "publisher",
+}
 ADMIN_ROLE = "publisher"  # for ota.v1 services not listed: deny vehicles by default
 
 
@@ -40,7 +44,10 @@ def require(context: grpc.ServicerContext, role: str) -> tls.Identity | None:
     except tls.TlsError as e:
         context.abort(grpc.StatusCode.PERMISSION_DENIED, f"client certificate refused: {e}")
     if ident is not None and ident.role != role:
-        context.abort(grpc.StatusCode.PERMISSION_DENIED, f"the {role} API refuses {ident.role} certificate {ident.name!r}")
+        context.abort(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"the {role} API refuses {ident.role} certificate {ident.name!r}",
+        )
     return ident
 
 
@@ -50,14 +57,19 @@ def vehicle_for(context: grpc.ServicerContext, claimed: str) -> str:
     if ident is None:
         return claimed  # --insecure: identities are taken on faith
     if claimed and claimed != ident.name:
-        context.abort(grpc.StatusCode.PERMISSION_DENIED, f"vehicle {ident.name!r} cannot act for vehicle {claimed!r}")
+        context.abort(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"vehicle {ident.name!r} cannot act for vehicle {claimed!r}",
+        )
     return ident.name
 
 
 class RoleInterceptor(grpc.ServerInterceptor):
     """Refuses a call whose certificate lacks the role of the service it calls."""
 
-    def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails):
+    def intercept_service(
+        self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
+    ):
         handler = continuation(handler_call_details)
         role = role_for(handler_call_details.method)
         if handler is None or role is None:
@@ -77,5 +89,8 @@ class RoleInterceptor(grpc.ServerInterceptor):
             (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
         }
         attr, make = kinds[(handler.request_streaming, handler.response_streaming)]
-        return make(guard(getattr(handler, attr)), request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer)
+        return make(
+            guard(getattr(handler, attr)),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -1,4 +1,7 @@
-"""``ota keys``, ``ota certs``, ``ota registry``, ``ota publish``, ``ota models``, ``ota director``."""
+"""``ota certs``, ``ota registry``, ``ota publish``, ``ota models``, ``ota director``, ``ota rerelease``.
+
+``ota keys`` is in ``server/signing/cli.py``.
+"""
 
 from __future__ import annotations
 
@@ -13,176 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from ota.cli_out import table_console
-from ota.cli_tls import tls_files, tls_options
+from otawire.cli_out import table_console
+from otawire.cli_tls import tls_files, tls_options
+from server.signing.cli import DEFAULT_REGISTRY
+from server.signing.cli import keystore as _keystore
 
 console = Console(stderr=True)
-DEFAULT_REGISTRY = "127.0.0.1:50051"
-
-
-@click.group()
-def keys() -> None:
-    """Create and manage the TUF signing keys (root, targets, snapshot, timestamp)."""
-
-
-_KEYS_OPT = click.option("--keys", "keys_dir", type=click.Path(path_type=Path), required=True, envvar="OTA_KEYS",
-                         help="Keystore directory. Env: OTA_KEYS.")
-
-
-def _keystore(keys_dir: Path):
-    from server.keys import Keystore, KeystoreError
-
-    try:
-        return Keystore(keys_dir)
-    except KeystoreError as e:
-        raise click.ClickException(str(e)) from None
-
-
-def _print_keys(ks) -> None:
-    table = Table("role", "threshold", "key ids", "private key here")
-    for role in ("root", "targets", "snapshot", "timestamp", "director"):
-        ids = ks.keyids(role)
-        here = sum(ks.signer_for(k) is not None for k in ids)
-        table.add_row(role, f"{ks.threshold(role)} of {len(ids)}", " ".join(k[:12] for k in ids), f"{here}/{len(ids)}")
-    console.print(table)
-
-
-@keys.command("init")
-@_KEYS_OPT
-@click.option("--force", is_flag=True, help="Overwrite an existing keystore (old keys are lost).")
-@click.option("--root-keys", default=3, show_default=True, help="How many root keys.")
-@click.option("--root-threshold", default=2, show_default=True, help="How many root signatures a root needs.")
-@click.option("--expires", default="", help="Metadata lifetimes, e.g. timestamp=6h,snapshot=7d,targets=4w,root=365d.")
-def keys_init(keys_dir: Path, force: bool, root_keys: int, root_threshold: int, expires: str) -> None:
-    """Generate ed25519 keys per role and sign both roots (image repository, director).
-
-    KEYS/root.json and KEYS/director-root.json are the trust anchors to provision
-    into vehicles (ota agent run --trusted-root ... --director-root ...).
-    Root and targets keys belong offline: give the registry `ota keys online`.
-    """
-    from server.keys import Expiries, Keystore, KeystoreError
-
-    try:
-        ks = Keystore.init(keys_dir, Expiries.parse(expires), force=force, root_keys=root_keys,
-                           root_threshold=root_threshold)
-    except KeystoreError as e:
-        raise click.ClickException(str(e)) from None
-    _print_keys(ks)
-    click.echo(f"trust anchors for vehicles: {keys_dir / 'root.json'} {keys_dir / 'director-root.json'}")
-
-
-@keys.command("online")
-@_KEYS_OPT
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory for the registry's copy (online keys only).")
-def keys_online(keys_dir: Path, out: Path) -> None:
-    """Export the registry's keystore: snapshot, timestamp and director keys only."""
-    ks = _keystore(keys_dir).export_online(out)
-    _print_keys(ks)
-    click.echo(f"online keystore for the registry: {out} (root and targets private keys left out)")
-
-
-@keys.command("show")
-@_KEYS_OPT
-def keys_show(keys_dir: Path) -> None:
-    """Show roles, thresholds, key ids and which private keys are present."""
-    _print_keys(_keystore(keys_dir))
-
-
-def _push(ks, address: str, tls_kw: dict) -> None:
-    from tuf.api.metadata import Metadata
-
-    from server.client import PublishError, PublisherClient
-
-    try:
-        with PublisherClient(address, **tls_kw) as client:
-            for repo, role in (("image", "root"), ("director", "director-root")):
-                served = Metadata.from_bytes(client.get_metadata(role))
-                for data in ks.root_history(repo):
-                    if Metadata.from_bytes(data).signed.version > served.signed.version:
-                        v = client.put_metadata(role, data)
-                        click.echo(f"registry {address} now serves {role} v{v}")
-            try:
-                client.served_targets(ks)
-            except PublishError:
-                if ks.has_private("targets"):
-                    click.echo(f"registry {address} now serves targets v{client.resign_targets(ks)} (re-signed)")
-    except PublishError as e:
-        raise click.ClickException(str(e)) from None
-
-
-def _registry_opts(f):
-    f = tls_options("publisher")(f)
-    return click.option("--registry", "address", default=None, envvar="OTA_REGISTRY",
-                        help="Also hand the new root (and re-signed targets) to this registry.")(f)
-
-
-@keys.command("rotate")
-@click.argument("role", type=click.Choice(["root", "targets", "snapshot", "timestamp", "director"]))
-@_KEYS_OPT
-@_registry_opts
-def keys_rotate(role: str, keys_dir: Path, address: str | None, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
-    """Replace ROLE's keys; sign the next root with the old and new root keys.
-
-    Vehicles follow the rotation through the root chain. After rotating an
-    online role (snapshot, timestamp, director), give the registry the new key
-    (`ota keys online`) before handing it the root (`ota keys push`); the
-    registry refuses a root it could not serve under.
-    """
-    from server.keys import KeystoreError
-
-    ks = _keystore(keys_dir)
-    try:
-        new = ks.rotate(role)
-    except KeystoreError as e:
-        raise click.ClickException(str(e)) from None
-    click.echo(f"{role}: new keys {' '.join(k[:12] for k in new)}")
-    if address:
-        _push(ks, address, {"tls_files": tls_files(tls_ca, tls_cert, tls_key, insecure), "insecure": insecure})
-
-
-@keys.command("revoke")
-@click.argument("keyid")
-@_KEYS_OPT
-@_registry_opts
-def keys_revoke(keyid: str, keys_dir: Path, address: str | None, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
-    """Remove key KEYID (a prefix will do) from its role in a new root version."""
-    from server.keys import KeystoreError
-
-    ks = _keystore(keys_dir)
-    try:
-        role = ks.role_of(keyid)
-        added = ks.revoke(keyid)
-    except KeystoreError as e:
-        raise click.ClickException(str(e)) from None
-    click.echo(f"{role}: revoked {keyid[:12]}" + (f", added {added[0][:12]} to keep the threshold" if added else ""))
-    if address:
-        _push(ks, address, {"tls_files": tls_files(tls_ca, tls_cert, tls_key, insecure), "insecure": insecure})
-
-
-@keys.command("push")
-@_KEYS_OPT
-@click.option("--registry", "address", required=True, envvar="OTA_REGISTRY", help="Registry address. Env: OTA_REGISTRY.")
-@tls_options("publisher")
-def keys_push(keys_dir: Path, address: str, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
-    """Hand the registry root versions it lacks, and re-sign targets if their key changed."""
-    _push(_keystore(keys_dir), address, {"tls_files": tls_files(tls_ca, tls_cert, tls_key, insecure),
-                                         "insecure": insecure})
-
-
-@keys.command("refresh-targets")
-@_KEYS_OPT
-@click.option("--registry", "address", required=True, envvar="OTA_REGISTRY", help="Registry address. Env: OTA_REGISTRY.")
-@tls_options("publisher")
-def keys_refresh_targets(keys_dir: Path, address: str, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
-    """Sign the served targets again with a fresh expiry (the targets key is offline)."""
-    from server.client import PublishError, PublisherClient
-
-    with PublisherClient(address, tls_files=tls_files(tls_ca, tls_cert, tls_key, insecure), insecure=insecure) as c:
-        try:
-            click.echo(f"registry {address} now serves targets v{c.resign_targets(_keystore(keys_dir))}")
-        except PublishError as e:
-            raise click.ClickException(str(e)) from None
 
 
 @click.group()
@@ -190,17 +29,28 @@ def certs() -> None:
     """Make the fleet PKI for mutual TLS: a CA, the registry's, vehicles' and publishers' certificates."""
 
 
-_PKI_OPT = click.option("--pki", type=click.Path(file_okay=False, path_type=Path), required=True, envvar="OTA_PKI",
-                        help="PKI directory (holds the CA key: keep it offline). Env: OTA_PKI.")
+_PKI_OPT = click.option(
+    "--pki",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    envvar="OTA_PKI",
+    help="PKI directory (holds the CA key: keep it offline). Env: OTA_PKI.",
+)
 
 
 @certs.command("init")
 @_PKI_OPT
-@click.option("--host", "hosts", multiple=True, default=("localhost", "127.0.0.1"), show_default=True,
-              help="Names/addresses the registry's server certificate is valid for (repeatable).")
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    default=("localhost", "127.0.0.1"),
+    show_default=True,
+    help="Names/addresses the registry's server certificate is valid for (repeatable).",
+)
 def certs_init(pki: Path, hosts: tuple[str, ...]) -> None:
     """Create the fleet CA and the registry's server certificate."""
-    from ota import tls
+    from otawire import tls
 
     try:
         tls.make_ca(pki)
@@ -211,7 +61,7 @@ def certs_init(pki: Path, hosts: tuple[str, ...]) -> None:
 
 
 def _issue(pki: Path, role: str, name: str) -> None:
-    from ota import tls
+    from otawire import tls
 
     try:
         files = tls.issue(pki, role, name)
@@ -242,50 +92,103 @@ def registry() -> None:
 
 
 @registry.command("serve")
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), envvar="OTA_DATA",
-              help="Data directory (SQLite + blobs); with --db only a spool for uploads. Env: OTA_DATA.")
-@click.option("--db", default="", envvar="OTA_DB", metavar="postgresql://…",
-              help="Keep everything in this PostgreSQL database instead, shared by any number of "
-                   "replicas (needs the 'pg' extra). Env: OTA_DB.")
-@click.option("--keys", "keys_dir", type=click.Path(path_type=Path), required=True, envvar="OTA_KEYS",
-              help="Keystore made by `ota keys init`. Env: OTA_KEYS.")
-@click.option("--listen", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_LISTEN",
-              help="host:port to listen on. Env: OTA_LISTEN.")
-@click.option("--metrics-listen", default="", envvar="OTA_METRICS_LISTEN", metavar="HOST:PORT",
-              help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one). "
-                   "Env: OTA_METRICS_LISTEN.")
-@click.option("--dashboard-listen", default="", envvar="OTA_DASHBOARD_LISTEN", metavar="HOST:PORT",
-              help="Serve the read-only web dashboard here (off by default). It needs a token (printed, or "
-                   "--dashboard-token) or an operator's certificate. Env: OTA_DASHBOARD_LISTEN.")
-@click.option("--dashboard-token", default="", envvar="OTA_DASHBOARD_TOKEN",
-              help="The dashboard's bearer token (default: a fresh random one, printed at start). "
-                   "Env: OTA_DASHBOARD_TOKEN.")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path),
+    envvar="OTA_DATA",
+    help="Data directory (SQLite + blobs); with --db only a spool for uploads. Env: OTA_DATA.",
+)
+@click.option(
+    "--db",
+    default="",
+    envvar="OTA_DB",
+    metavar="postgresql://…",
+    help="Keep everything in this PostgreSQL database instead, shared by any number of "
+    "replicas (needs the 'pg' extra). Env: OTA_DB.",
+)
+@click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    envvar="OTA_KEYS",
+    help="Keystore made by `ota keys init`. Env: OTA_KEYS.",
+)
+@click.option(
+    "--listen",
+    default=DEFAULT_REGISTRY,
+    show_default=True,
+    envvar="OTA_LISTEN",
+    help="host:port to listen on. Env: OTA_LISTEN.",
+)
+@click.option(
+    "--metrics-listen",
+    default="",
+    envvar="OTA_METRICS_LISTEN",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one). "
+    "Env: OTA_METRICS_LISTEN.",
+)
+@click.option(
+    "--dashboard-listen",
+    default="",
+    envvar="OTA_DASHBOARD_LISTEN",
+    metavar="HOST:PORT",
+    help="Serve the read-only web dashboard here (off by default). It needs a token (printed, or "
+    "--dashboard-token) or an operator's certificate. Env: OTA_DASHBOARD_LISTEN.",
+)
+@click.option(
+    "--dashboard-token",
+    default="",
+    envvar="OTA_DASHBOARD_TOKEN",
+    help="The dashboard's bearer token (default: a fresh random one, printed at start). "
+    "Env: OTA_DASHBOARD_TOKEN.",
+)
 @tls_options("registry")
-def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_listen: str, dashboard_listen: str,
-          dashboard_token: str, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
+def serve(
+    data_dir: Path | None,
+    db: str,
+    keys_dir: Path,
+    listen: str,
+    metrics_listen: str,
+    dashboard_listen: str,
+    dashboard_token: str,
+    tls_ca,
+    tls_cert,
+    tls_key,
+    insecure: bool,
+) -> None:
     """Serve the Publisher and Vehicle gRPC services until SIGINT/SIGTERM.
 
     Mutual TLS by default. KEYS needs only the online keys (`ota keys online`).
     With --insecure, --ca alone still lets the director verify vehicle manifests.
     """
-    from ota import tls
-    from server.audit_store import open_audit
-    from server.keys import KeystoreError
+    from otawire import tls
+    from server.audit import AuditLog
     from server.registry import Registry
     from server.service import create_server
+    from server.signing.keys import KeystoreError
     from server.storage import StorageError
 
     if not db and data_dir is None:
-        raise click.UsageError("give --data DIR (embedded SQLite) or --db postgresql://… (shared database)")
-    for option, value in (("--listen", listen), ("--metrics-listen", metrics_listen),
-                          ("--dashboard-listen", dashboard_listen)):
+        raise click.UsageError(
+            "give --data DIR (embedded SQLite) or --db postgresql://… (shared database)"
+        )
+    for option, value in (
+        ("--listen", listen),
+        ("--metrics-listen", metrics_listen),
+        ("--dashboard-listen", dashboard_listen),
+    ):
         if value:
             _check_listen(option, value)
     # The audit log's INFO lines are the registry's record of who changed what: shown by default.
     logging.getLogger("server.audit").setLevel(logging.INFO)
     files = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not (insecure and tls_ca))
     try:
-        reg = Registry.open(data_dir, keys_dir, db=db or None, ca_pem=tls_ca.read_bytes() if tls_ca else None)
+        reg = Registry.open(
+            data_dir, keys_dir, db=db or None, ca_pem=tls_ca.read_bytes() if tls_ca else None
+        )
     except (KeystoreError, StorageError, ImportError) as e:
         raise click.ClickException(str(e)) from None
     metrics = None
@@ -303,12 +206,22 @@ def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_l
         try:
             _, metrics_port = metrics.serve_http(metrics_listen)
         except OSError as e:
-            raise click.ClickException(f"--metrics-listen {metrics_listen}: {e.strerror}; pick a free port") from None
-        click.echo(f"metrics on http://{metrics_listen.rsplit(':', 1)[0]}:{metrics_port}/metrics", err=True)
-    audit = open_audit(reg.store)
+            raise click.ClickException(
+                f"--metrics-listen {metrics_listen}: {e.strerror}; pick a free port"
+            ) from None
+        click.echo(
+            f"metrics on http://{metrics_listen.rsplit(':', 1)[0]}:{metrics_port}/metrics", err=True
+        )
+    audit = AuditLog(reg.store)
     try:
-        server, port = create_server(reg, listen, metrics=metrics, tls_files=None if insecure else files,
-                                     insecure=insecure, audit=audit)
+        server, port = create_server(
+            reg,
+            listen,
+            metrics=metrics,
+            tls_files=None if insecure else files,
+            insecure=insecure,
+            audit=audit,
+        )
     except (tls.TlsError, OSError) as e:
         raise click.ClickException(str(e)) from None
     host = listen.rsplit(":", 1)[0]
@@ -319,13 +232,17 @@ def serve(data_dir: Path | None, db: str, keys_dir: Path, listen: str, metrics_l
         from server.dashboard.source import RegistrySource
         from server.dashboard.web import DashboardAuth, serve_dashboard
 
-        auth = DashboardAuth(dashboard_token or DashboardAuth.with_fresh_token().token,
-                             None if insecure or files is None else files)
+        auth = DashboardAuth(
+            dashboard_token or DashboardAuth.with_fresh_token().token,
+            None if insecure or files is None else files,
+        )
         try:
             dash = serve_dashboard(dashboard_listen, RegistrySource(reg, audit), auth)
         except OSError as e:
             server.stop(None)
-            raise click.ClickException(f"--dashboard-listen {dashboard_listen}: {e.strerror}; pick a free port") from None
+            raise click.ClickException(
+                f"--dashboard-listen {dashboard_listen}: {e.strerror}; pick a free port"
+            ) from None
         click.echo(f"dashboard on {dash.url}", err=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -352,10 +269,11 @@ def _check_listen(option: str, value: str) -> None:
 
 def served_metadata(reg):
     """``(repository, role) -> bytes`` of what the registry serves now, for the expiry gauges."""
+
     def read(repo: str, role: str) -> bytes | None:
         try:
             if repo == "director":
-                return reg.director.repo("-").get_file("root.json")
+                return reg.get_metadata("director-root")
             return reg.tuf.get_file(f"{role}.json")
         except Exception:  # noqa: BLE001 - not there yet (a fresh registry has no targets)
             return None
@@ -364,7 +282,7 @@ def served_metadata(reg):
 
 
 def _redacted(db: str) -> str:
-    from server.storage_pg import redact
+    from server.storage.postgres_db import redact
 
     return redact(db)
 
@@ -373,52 +291,109 @@ def _redacted(db: str) -> str:
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", required=True, help="Model name, e.g. squeezenet1.0.")
 @click.option("--version", "version", required=True, help="Semantic version, e.g. 1.0.0.")
-@click.option("--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY",
-              help="Registry address. Env: OTA_REGISTRY.")
-@click.option("--hardware-id", "hardware_ids", multiple=True, help="Hardware ids it may run on (repeatable; none = any).")
-@click.option("--keys", "keys_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), envvar="OTA_KEYS",
-              help="Keystore with the (offline) targets key: sign the targets here, not on the registry. Env: OTA_KEYS.")
-@click.option("--release-counter", type=int, default=None,
-              help="Release counter to sign (default: one above the highest for this model).")
+@click.option(
+    "--registry",
+    "address",
+    default=DEFAULT_REGISTRY,
+    show_default=True,
+    envvar="OTA_REGISTRY",
+    help="Registry address. Env: OTA_REGISTRY.",
+)
+@click.option(
+    "--hardware-id",
+    "hardware_ids",
+    multiple=True,
+    help="Hardware ids it may run on (repeatable; none = any).",
+)
+@click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    envvar="OTA_KEYS",
+    help="Keystore with the (offline) targets key: sign the targets here, not on the registry. Env: OTA_KEYS.",
+)
+@click.option(
+    "--release-counter",
+    type=int,
+    default=None,
+    help="Release counter to sign (default: one above the highest for this model).",
+)
 @tls_options("publisher")
-def publish(model: Path, name: str, version: str, address: str, hardware_ids: tuple[str, ...],
-            keys_dir: Path | None, release_counter: int | None, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
+def publish(
+    model: Path,
+    name: str,
+    version: str,
+    address: str,
+    hardware_ids: tuple[str, ...],
+    keys_dir: Path | None,
+    release_counter: int | None,
+    tls_ca,
+    tls_cert,
+    tls_key,
+    insecure: bool,
+) -> None:
     """Validate MODEL (onnx.checker), sign its target (with --keys) and upload it."""
-    from server.client import PublishError, PublisherClient
-    from server.keys import KeystoreError
-    from server.registry import RegistryError
+    from server.client import PublisherClient, PublishError
+    from server.errors import RegistryError
+    from server.signing.keys import KeystoreError
 
     data = model.read_bytes()
     ks = _keystore(keys_dir) if keys_dir else None
     tls_kw = {"tls_files": tls_files(tls_ca, tls_cert, tls_key, insecure), "insecure": insecure}
-    with PublisherClient(address, **tls_kw) as client, Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        console=console, transient=True,
-    ) as bar:
+    with (
+        PublisherClient(address, **tls_kw) as client,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+            transient=True,
+        ) as bar,
+    ):
         task = bar.add_task(f"upload {name} {version}", total=len(data))
         try:
-            resp = client.upload(data, name, version, hardware_ids, keys=ks, release_counter=release_counter,
-                                 progress=lambda done, total: bar.update(task, completed=done))
+            resp = client.upload(
+                data,
+                name,
+                version,
+                hardware_ids,
+                keys=ks,
+                release_counter=release_counter,
+                progress=lambda done, total: bar.update(task, completed=done),
+            )
         except KeystoreError as e:
             raise click.ClickException(f"cannot sign {name} {version}: {e}") from None
         except RegistryError as e:
             raise click.ClickException(f"{model}: refused before upload: {e}") from None
         except PublishError as e:
             raise click.ClickException(f"{name} {version}: {e}") from None
-    click.echo(f"published {resp.name} {resp.version}: {resp.length:,} B, sha256 {resp.sha256}, target {resp.target_path}")
+    click.echo(
+        f"published {resp.name} {resp.version}: {resp.length:,} B, sha256 {resp.sha256}, target {resp.target_path}"
+    )
 
 
 @click.command()
-@click.option("--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY",
-              help="Registry address. Env: OTA_REGISTRY.")
+@click.option(
+    "--registry",
+    "address",
+    default=DEFAULT_REGISTRY,
+    show_default=True,
+    envvar="OTA_REGISTRY",
+    help="Registry address. Env: OTA_REGISTRY.",
+)
 @click.option("--name", default="", help="Only this model.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @tls_options("publisher")
-def models(address: str, name: str, as_json: bool, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
+def models(
+    address: str, name: str, as_json: bool, tls_ca, tls_cert, tls_key, insecure: bool
+) -> None:
     """List published models and versions."""
-    from server.client import PublishError, PublisherClient
+    from server.client import PublisherClient, PublishError
 
-    with PublisherClient(address, tls_files=tls_files(tls_ca, tls_cert, tls_key, insecure), insecure=insecure) as client:
+    with PublisherClient(
+        address, tls_files=tls_files(tls_ca, tls_cert, tls_key, insecure), insecure=insecure
+    ) as client:
         try:
             versions = client.list(name)
         except PublishError as e:
@@ -426,11 +401,20 @@ def models(address: str, name: str, as_json: bool, tls_ca, tls_cert, tls_key, in
     if as_json:
         from google.protobuf.json_format import MessageToDict
 
-        click.echo(json.dumps([MessageToDict(v, preserving_proto_field_name=True) for v in versions], indent=2))
+        click.echo(
+            json.dumps([MessageToDict(v, preserving_proto_field_name=True) for v in versions], indent=2)
+        )
         return
     table = Table("name", "version", "bytes", "sha256", "hardware", "published")
     for v in versions:
-        table.add_row(v.name, v.version, f"{v.length:,}", v.sha256[:16], ",".join(v.hardware_ids) or "any", v.published_at)
+        table.add_row(
+            v.name,
+            v.version,
+            f"{v.length:,}",
+            v.sha256[:16],
+            ",".join(v.hardware_ids) or "any",
+            v.published_at,
+        )
     table_console().print(table)
 
 
@@ -443,15 +427,26 @@ def director() -> None:
 @click.argument("vehicle_id")
 @click.argument("name")
 @click.argument("version", required=False, default="")
-@click.option("--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY",
-              help="Registry address. Env: OTA_REGISTRY.")
+@click.option(
+    "--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY"
+)
 @tls_options("publisher")
-def director_assign(vehicle_id: str, name: str, version: str, address: str, tls_ca, tls_cert, tls_key,
-                    insecure: bool) -> None:
+def director_assign(
+    vehicle_id: str,
+    name: str,
+    version: str,
+    address: str,
+    tls_ca,
+    tls_cert,
+    tls_key,
+    insecure: bool,
+) -> None:
     """VEHICLE_ID must install NAME VERSION (no VERSION: back to the latest for its hardware)."""
-    from server.client import PublishError, PublisherClient
+    from server.client import PublisherClient, PublishError
 
-    with PublisherClient(address, tls_files=tls_files(tls_ca, tls_cert, tls_key, insecure), insecure=insecure) as client:
+    with PublisherClient(
+        address, tls_files=tls_files(tls_ca, tls_cert, tls_key, insecure), insecure=insecure
+    ) as client:
         try:
             client.assign(vehicle_id, name, version)
         except PublishError as e:
@@ -462,22 +457,32 @@ def director_assign(vehicle_id: str, name: str, version: str, address: str, tls_
 @click.command()
 @click.argument("name")
 @click.argument("version")
-@click.option("--keys", "keys_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              envvar="OTA_KEYS", help="Keystore with the (offline) targets key. Env: OTA_KEYS.")
-@click.option("--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY",
-              help="Registry address. Env: OTA_REGISTRY.")
+@click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    envvar="OTA_KEYS",
+    help="Keystore with the (offline) targets key. Env: OTA_KEYS.",
+)
+@click.option(
+    "--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY"
+)
 @tls_options("publisher")
-def rerelease(name: str, version: str, keys_dir: Path, address: str, tls_ca, tls_cert, tls_key,
-              insecure: bool) -> None:
+def rerelease(
+    name: str, version: str, keys_dir: Path, address: str, tls_ca, tls_cert, tls_key, insecure: bool
+) -> None:
     """Sign NAME VERSION again as the newest release, so vehicles may go back to it.
 
     Vehicles never install a lower release counter than they run (rollback
     protection); run this before a rollback campaign to an older version.
     """
-    from server.client import PublishError, PublisherClient
-    from server.tuf_repo import TufError
+    from server.client import PublisherClient, PublishError
+    from server.signing.errors import TufError
 
-    with PublisherClient(address, tls_files=tls_files(tls_ca, tls_cert, tls_key, insecure), insecure=insecure) as client:
+    with PublisherClient(
+        address, tls_files=tls_files(tls_ca, tls_cert, tls_key, insecure), insecure=insecure
+    ) as client:
         try:
             counter = client.rerelease(_keystore(keys_dir), name, version)
         except (PublishError, TufError) as e:

@@ -18,13 +18,13 @@ import grpc
 from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import Metadata, Root, Targets
 
-from ota import tls
-from ota.rpcerrors import describe
-from ota.v1 import ota_pb2, ota_pb2_grpc
-from server.keys import Keystore
-from server.registry import model_target, validate_onnx
-from server.registry import model_target_path
-from server.tuf_repo import next_release_counter, rereleased, sign_targets
+from otawire import tls
+from otawire.rpcerrors import describe
+from otawire.paths import model_target_path
+from otawire.v1 import ota_pb2, ota_pb2_grpc
+from server.models import model_target, validate_onnx
+from server.signing.keys import Keystore
+from server.signing.targets import next_release_counter, rereleased, sign_targets
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,14 @@ class PublishError(Exception):
 
 
 class PublisherClient:
-    def __init__(self, address: str, timeout_s: float = 300.0, *, tls_files: tls.TlsFiles | None = None,
-                 insecure: bool = False) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout_s: float = 300.0,
+        *,
+        tls_files: tls.TlsFiles | None = None,
+        insecure: bool = False,
+    ) -> None:
         self.address = address
         self.timeout_s = timeout_s
         self._insecure = insecure
@@ -51,7 +57,7 @@ class PublisherClient:
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self) -> "PublisherClient":
+    def __enter__(self) -> PublisherClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -74,7 +80,9 @@ class PublisherClient:
             validate_onnx(data, where=f"{name} {version}")
         signed = b""
         if keys is not None:
-            signed = self.sign_targets_with(keys, data, name, version, hardware_ids, metadata_json, release_counter)
+            signed = self.sign_targets_with(
+                keys, data, name, version, hardware_ids, metadata_json, release_counter
+            )
         header = ota_pb2.UploadHeader(
             name=name,
             version=version,
@@ -117,28 +125,43 @@ class PublisherClient:
         try:
             root.signed.verify_delegate("targets", md.signed_bytes, md.signatures)
         except tuf_exc.UnsignedMetadataError as e:
-            raise PublishError(f"the registry serves targets not signed by our targets keys: {e}") from None
+            raise PublishError(
+                f"the registry serves targets not signed by our targets keys: {e}"
+            ) from None
         return data
 
-    def sign_targets_with(self, keys: Keystore, data: bytes, name: str, version: str,
-                          hardware_ids: tuple[str, ...] = (), metadata_json: str = "",
-                          release_counter: int | None = None) -> bytes:
+    def sign_targets_with(
+        self,
+        keys: Keystore,
+        data: bytes,
+        name: str,
+        version: str,
+        hardware_ids: tuple[str, ...] = (),
+        metadata_json: str = "",
+        release_counter: int | None = None,
+    ) -> bytes:
         current = self.served_targets(keys)
-        counter = release_counter or next_release_counter(Metadata[Targets].from_bytes(current).signed, name)
+        counter = release_counter or next_release_counter(
+            Metadata[Targets].from_bytes(current).signed, name
+        )
         target = model_target(name, version, data, hardware_ids, metadata_json, counter)
         return sign_targets(current, keys.signers("targets"), keys.expiries, [target])
 
     def put_metadata(self, role: str, data: bytes) -> int:
         """Hand in metadata signed offline (root, director-root, targets); return the accepted version."""
         try:
-            return self._stub.PutMetadata(ota_pb2.SignedMetadata(role=role, data=data), timeout=30).version
+            return self._stub.PutMetadata(
+                ota_pb2.SignedMetadata(role=role, data=data), timeout=30
+            ).version
         except grpc.RpcError as e:
             raise PublishError(describe(e, self.address, self._insecure)) from None
 
     def resign_targets(self, keys: Keystore) -> int:
         """Sign the served targets again (new keys, or fresh expiry) and hand them in."""
         current = self.served_targets_any(keys)
-        return self.put_metadata("targets", sign_targets(current, keys.signers("targets"), keys.expiries))
+        return self.put_metadata(
+            "targets", sign_targets(current, keys.signers("targets"), keys.expiries)
+        )
 
     def served_targets_any(self, keys: Keystore) -> bytes:
         """The served targets, accepted if signed by any targets key this keystore ever listed."""
@@ -151,7 +174,9 @@ class PublisherClient:
             md = Metadata[Targets].from_bytes(data)
             for root_bytes in keys.root_history():
                 try:
-                    Metadata[Root].from_bytes(root_bytes).signed.verify_delegate("targets", md.signed_bytes, md.signatures)
+                    Metadata[Root].from_bytes(root_bytes).signed.verify_delegate(
+                        "targets", md.signed_bytes, md.signatures
+                    )
                     return data
                 except tuf_exc.UnsignedMetadataError:
                     continue
@@ -160,18 +185,26 @@ class PublisherClient:
     def rerelease(self, keys: Keystore, name: str, version: str) -> int:
         """Sign an already published version again as the newest release (the way back to it)."""
         current = self.served_targets(keys)
-        tf = rereleased(Metadata[Targets].from_bytes(current).signed, model_target_path(name, version))
-        self.put_metadata("targets", sign_targets(current, keys.signers("targets"), keys.expiries, [tf]))
+        tf = rereleased(
+            Metadata[Targets].from_bytes(current).signed, model_target_path(name, version)
+        )
+        self.put_metadata(
+            "targets", sign_targets(current, keys.signers("targets"), keys.expiries, [tf])
+        )
         return int(tf.custom["release_counter"])
 
     def assign(self, vehicle_id: str, name: str, version: str) -> None:
         try:
-            self._stub.AssignModel(ota_pb2.AssignRequest(vehicle_id=vehicle_id, name=name, version=version), timeout=30)
+            self._stub.AssignModel(
+                ota_pb2.AssignRequest(vehicle_id=vehicle_id, name=name, version=version), timeout=30
+            )
         except grpc.RpcError as e:
             raise PublishError(describe(e, self.address, self._insecure)) from None
 
     def list(self, name: str = "") -> list[ota_pb2.ModelVersion]:
         try:
-            return list(self._stub.ListModels(ota_pb2.ListModelsRequest(name=name), timeout=30).versions)
+            return list(
+                self._stub.ListModels(ota_pb2.ListModelsRequest(name=name), timeout=30).versions
+            )
         except grpc.RpcError as e:
             raise PublishError(describe(e, self.address, self._insecure)) from None

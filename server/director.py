@@ -24,15 +24,19 @@ import logging
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from tuf.api.metadata import TargetFile, Targets
 
-from ota import tls
-from ota.v1 import ota_pb2
-from server.keys import Keystore
-from server.storage import ManifestRecord, MetadataStore, ModelRecord
-from server.tuf_repo import SignedRepository, TufError, TufRepository
+from otawire import tls
+from otawire.paths import DIRECTOR_PREFIX
+from otawire.v1 import ota_pb2
+from server.errors import InvalidArgument, NotFound, PermissionDenied, Replay
+from server.signing.errors import TufError
+from server.signing.keys import Keystore
+from server.signing.repository import SignedRepository, TufRepository
+from server.storage.ports import DirectorStore, ModelStore
+from server.storage.records import ManifestRecord, ModelRecord
 
 log = logging.getLogger(__name__)
 
@@ -40,30 +44,30 @@ SHARED = "*"  # the vehicle id under which the director root chain is stored
 MAX_MANIFEST_BYTES = 64 * 1024
 
 
-class DirectorError(Exception):
-    """A refused director request. ``kind`` maps to a gRPC status code."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind  # "invalid", "not_found", "denied", "replay"
+class DirectorDeps(DirectorStore, ModelStore, Protocol):
+    """The ports the director uses: its own, and the published versions it may assign."""
 
 
 @dataclass(frozen=True)
 class VehicleAccess:
     """One vehicle's director chain in the store; the root chain is shared by all."""
 
-    store: MetadataStore
+    store: DirectorStore
     vehicle_id: str
 
     def get(self, role: str, version: int | None = None) -> bytes | None:
-        return self.store.get_vehicle_metadata(SHARED if role == "root" else self.vehicle_id, role, version)
+        return self.store.get_vehicle_metadata(
+            SHARED if role == "root" else self.vehicle_id, role, version
+        )
 
     def put(self, role: str, version: int, data: bytes) -> None:
-        self.store.put_vehicle_metadata(SHARED if role == "root" else self.vehicle_id, role, version, data)
+        self.store.put_vehicle_metadata(
+            SHARED if role == "root" else self.vehicle_id, role, version, data
+        )
 
     def signing_lock(self) -> AbstractContextManager[None]:
         # One lock per vehicle: check-ins of different vehicles sign in parallel.
-        return self.store.signing_lock(f"director/{self.vehicle_id}")
+        return self.store.signing_lock(f"{DIRECTOR_PREFIX}{self.vehicle_id}")
 
 
 # (vehicle id, hardware id, installed {name: (version, sha256)}) -> {model name: version to run}
@@ -71,21 +75,35 @@ DefaultPolicy = Callable[[str, str, dict[str, tuple[str, str]]], dict[str, Model
 
 
 class Director:
-    def __init__(self, store: MetadataStore, keystore: Keystore, image: TufRepository,
-                 default_policy: DefaultPolicy, ca_pem: bytes | None = None) -> None:
+    def __init__(
+        self,
+        store: DirectorDeps,
+        keystore: Keystore,
+        image: TufRepository,
+        default_policy: DefaultPolicy,
+        ca_pem: bytes | None = None,
+    ) -> None:
         self.store = store
         self._keys = keystore
         self._image = image
         self._default = default_policy
         self._ca_pem = ca_pem
-        self._shared = SignedRepository(VehicleAccess(store, SHARED), keystore, label="director",
-                                        online_roles=("targets", "snapshot", "timestamp"))
+        self._shared = SignedRepository(
+            VehicleAccess(store, SHARED),
+            keystore,
+            label="director",
+            online_roles=("targets", "snapshot", "timestamp"),
+        )
         self._shared.install_root_chain(keystore.root_history("director"))
 
     def repo(self, vehicle_id: str) -> SignedRepository:
         if not vehicle_id or vehicle_id == SHARED:
-            raise DirectorError("invalid", f"bad vehicle id {vehicle_id!r}")
-        return SignedRepository(VehicleAccess(self.store, vehicle_id), self._keys, label=f"director/{vehicle_id}")
+            raise InvalidArgument(f"bad vehicle id {vehicle_id!r}")
+        return SignedRepository(
+            VehicleAccess(self.store, vehicle_id),
+            self._keys,
+            label=f"{DIRECTOR_PREFIX}{vehicle_id}",
+        )
 
     def put_root(self, data: bytes) -> int:
         """The next director root version (rotation of the director or root keys)."""
@@ -95,7 +113,7 @@ class Director:
     def assign(self, vehicle_id: str, name: str, version: str | None) -> None:
         """Vehicle ``vehicle_id`` must install ``name`` ``version`` (None: back to the default)."""
         if version is not None and self.store.get_model(name, version) is None:
-            raise DirectorError("not_found", f"cannot assign {name} {version}: no such published version")
+            raise NotFound(f"cannot assign {name} {version}: no such published version")
         self.repo(vehicle_id)  # validates the id
         self.store.set_assignment(vehicle_id, name, version)
         log.info("director: %s -> %s %s", vehicle_id, name, version or "(default)")
@@ -122,7 +140,11 @@ class Director:
         for name, rec in sorted(chosen.items()):
             tf = image.get(rec.target_path)
             if tf is None:
-                log.warning("director: %s %s is not in the image repository; not instructing it", name, rec.version)
+                log.warning(
+                    "director: %s %s is not in the image repository; not instructing it",
+                    name,
+                    rec.version,
+                )
                 continue
             custom: dict[str, Any] = {
                 "name": name,
@@ -130,7 +152,9 @@ class Director:
                 "hardware_id": vehicle.hardware_id,
                 "release_counter": int((tf.custom or {}).get("release_counter", 0)),
             }
-            out[tf.path] = TargetFile(tf.length, dict(tf.hashes), tf.path, unrecognized_fields={"custom": custom})
+            out[tf.path] = TargetFile(
+                tf.length, dict(tf.hashes), tf.path, unrecognized_fields={"custom": custom}
+            )
         return out
 
     def refresh(self, vehicle_id: str) -> None:
@@ -140,7 +164,9 @@ class Director:
         with repo.signing():  # two check-ins of one vehicle must not both sign the next version
             if repo.has("targets"):
                 have = repo.latest("targets").signed.targets
-                if {p: t.to_dict() for p, t in have.items()} == {p: t.to_dict() for p, t in want.items()}:
+                if {p: t.to_dict() for p, t in have.items()} == {
+                    p: t.to_dict() for p, t in want.items()
+                }:
                     repo.refresh_if_needed()
                     return
             repo.sign_new_targets(Targets(targets=want))
@@ -155,41 +181,69 @@ class Director:
             raise FileNotFoundError(filename) from None
 
     # -- manifests -----------------------------------------------------------------------------
-    def process_manifest(self, msg: ota_pb2.SignedManifest, peer: tls.Identity | None,
-                         peer_cert: bytes | None) -> ManifestRecord:
-        """Verify a vehicle version manifest and remember it; raise DirectorError if it fails."""
+    def process_manifest(
+        self, msg: ota_pb2.SignedManifest, peer: tls.Identity | None, peer_cert: bytes | None
+    ) -> ManifestRecord:
+        """Verify a vehicle version manifest and remember it; raise a ``RegistryError`` if it fails."""
         if len(msg.signed) > MAX_MANIFEST_BYTES:
-            raise DirectorError("invalid", f"manifest is {len(msg.signed)} B; the limit is {MAX_MANIFEST_BYTES} B")
+            raise InvalidArgument(
+                f"manifest is {len(msg.signed)} B; the limit is {MAX_MANIFEST_BYTES} B"
+            )
         cert = bytes(msg.certificate_pem)
         if self._ca_pem is None:
-            raise DirectorError("denied", "the director has no fleet CA configured; it cannot verify manifests")
+            raise PermissionDenied(
+                "the director has no fleet CA configured; it cannot verify manifests"
+            )
         try:
             ident = tls.verify_issued_by(cert, self._ca_pem)
             tls.verify_signature(cert, bytes(msg.signed), bytes(msg.signature))
         except tls.TlsError as e:
-            raise DirectorError("denied", f"manifest refused: {e}") from None
+            raise PermissionDenied(f"manifest refused: {e}") from None
         if ident.role != "vehicle":
-            raise DirectorError("denied", f"manifest signed by a {ident.role} certificate, not a vehicle's")
-        if peer is not None and (peer != ident or (peer_cert is not None and peer_cert.strip() != cert.strip())):
-            raise DirectorError("denied", f"manifest of {ident.name} submitted over the connection of {peer.name}")
+            raise PermissionDenied(
+                f"manifest signed by a {ident.role} certificate, not a vehicle's"
+            )
+        if peer is not None and (
+            peer != ident or (peer_cert is not None and peer_cert.strip() != cert.strip())
+        ):
+            raise PermissionDenied(
+                f"manifest of {ident.name} submitted over the connection of {peer.name}"
+            )
         try:
             body = json.loads(msg.signed)
-            vehicle_id, hardware_id, counter = body["vehicle_id"], body["hardware_id"], body["counter"]
+            vehicle_id, hardware_id, counter = (
+                body["vehicle_id"],
+                body["hardware_id"],
+                body["counter"],
+            )
             installed, attacks = body.get("installed", []), body.get("attacks", [])
-            if not (isinstance(vehicle_id, str) and isinstance(hardware_id, str) and isinstance(counter, int)
-                    and isinstance(installed, list) and isinstance(attacks, list)):
+            if not (
+                isinstance(vehicle_id, str)
+                and isinstance(hardware_id, str)
+                and isinstance(counter, int)
+                and isinstance(installed, list)
+                and isinstance(attacks, list)
+            ):
                 raise TypeError("field of the wrong type")
         except (ValueError, KeyError, TypeError) as e:
-            raise DirectorError("invalid", f"manifest is malformed: {e}") from None
+            raise InvalidArgument(f"manifest is malformed: {e}") from None
         if vehicle_id != ident.name:
-            raise DirectorError("denied", f"manifest names vehicle {vehicle_id!r} but is signed by {ident.name!r}")
-        rec = ManifestRecord(vehicle_id, hardware_id, counter, msg.signed.decode(), tuple(str(a) for a in attacks))
+            raise PermissionDenied(
+                f"manifest names vehicle {vehicle_id!r} but is signed by {ident.name!r}"
+            )
+        rec = ManifestRecord(
+            vehicle_id, hardware_id, counter, msg.signed.decode(), tuple(str(a) for a in attacks)
+        )
         if not self.store.accept_manifest(rec):
             held = self.store.get_manifest(vehicle_id)
-            raise DirectorError("replay", f"manifest counter {counter} is not above {held.counter if held else 0}: "
-                                "a replayed or reordered manifest")
+            raise Replay(
+                f"manifest counter {counter} is not above {held.counter if held else 0}: "
+                "a replayed or reordered manifest"
+            )
         if attacks:
-            log.warning("director: vehicle %s reports attacks: %s", vehicle_id, "; ".join(rec.attacks))
+            log.warning(
+                "director: vehicle %s reports attacks: %s", vehicle_id, "; ".join(rec.attacks)
+            )
         return rec
 
 

@@ -11,22 +11,22 @@ encoding; the full target stays the fallback. An encoding is never trusted
 by the vehicle: it rebuilds the model and checks it against the TUF-signed
 hash and length.
 
-The index lives in the metadata store (``put_encodings``/``list_encodings``),
-so every registry replica sharing one database offers the same encodings.
+The index lives behind the ``EncodingStore`` port, so every registry replica
+sharing one database offers the same encodings. Nothing here knows the
+registry: it gets the ports it needs.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO, Protocol
 
 from modelpack import codecs
-from server.storage import EncodingRecord
-
-if TYPE_CHECKING:  # the registry imports this module, not the other way round at run time
-    from server.registry import Offer, Registry
-    from server.storage import ModelRecord
+from otawire.paths import ENCODING_PREFIX, encoding_path
+from server.errors import NotFound
+from server.models import semver_key
+from server.storage.ports import BlobNotFound, BlobStore, EncodingStore, ModelStore
+from server.storage.records import EncodingRecord, ModelRecord
 
 log = logging.getLogger(__name__)
 
@@ -34,28 +34,33 @@ DELTA_DEPTH = 3  # deltas from this many earlier versions of the same model
 # The model-aware codecs: on every model measured they beat zstd and the byte
 # delta, and they encode in a fraction of a second, which keeps publish fast.
 CODECS = ("deepcompression", "tensordelta")
-PATH_PREFIX = "encodings/"
-
+PATH_PREFIX = ENCODING_PREFIX
 
 StoredEncoding = EncodingRecord  # codec, base_sha256 ("" for stand-alone), blob_sha256, length
 
 
-def precompute(registry: Registry, rec: ModelRecord) -> list[StoredEncoding]:
+class EncodingIndex(ModelStore, EncodingStore, Protocol):
+    """What precomputing needs: the earlier versions of a model, and the encodings index."""
+
+
+def precompute(store: EncodingIndex, blobs: BlobStore, rec: ModelRecord) -> list[StoredEncoding]:
     """Encode ``rec`` stand-alone and from its recent predecessors; store the
     ones smaller than the full file. Never raises: a failure only costs the
     vehicles the saving."""
-    from server.registry import semver_key
-
     try:
-        with registry.blobs.open(rec.sha256) as f:
+        with blobs.open(rec.sha256) as f:
             new = f.read()
         earlier = sorted(
-            (r for r in registry.store.list_models(rec.name) if semver_key(r.version) < semver_key(rec.version)),
+            (
+                r
+                for r in store.list_models(rec.name)
+                if semver_key(r.version) < semver_key(rec.version)
+            ),
             key=lambda r: semver_key(r.version),
         )[-DELTA_DEPTH:]
         bases: dict[str, bytes] = {}
         for r in earlier:
-            with registry.blobs.open(r.sha256) as f:
+            with blobs.open(r.sha256) as f:
                 bases[r.sha256] = f.read()
         best: dict[str, codecs.Encoding] = {}
         for enc in codecs.best_encoding(new, bases, only=CODECS):  # smallest first, each verified
@@ -65,56 +70,58 @@ def precompute(registry: Registry, rec: ModelRecord) -> list[StoredEncoding]:
         for key, enc in sorted(best.items()):
             if enc.size >= rec.length:
                 continue
-            blob_sha = registry.blobs.put_bytes(enc.blob)
+            blob_sha = blobs.put_bytes(enc.blob)
             stored.append(StoredEncoding(rec.name, rec.version, enc.codec, key, blob_sha, enc.size))
-        registry.store.put_encodings(rec.name, rec.version, stored)
+        store.put_encodings(rec.name, rec.version, stored)
         log.info(
             "%s %s: encodings %s",
             rec.name,
             rec.version,
-            ", ".join(f"{s.codec}{' from ' + s.base_sha256[:8] if s.base_sha256 else ''} {s.length} B" for s in stored),
+            ", ".join(
+                f"{s.codec}{' from ' + s.base_sha256[:8] if s.base_sha256 else ''} {s.length} B"
+                for s in stored
+            ),
         )
         return stored
     except Exception:
-        log.exception("%s %s: precomputing encodings failed; vehicles get the full file", rec.name, rec.version)
+        log.exception(
+            "%s %s: precomputing encodings failed; vehicles get the full file",
+            rec.name,
+            rec.version,
+        )
         return []
 
 
-def stored_encodings(registry: Registry, name: str, version: str) -> list[StoredEncoding]:
-    return registry.store.list_encodings(name, version)
+def stored_encodings(store: EncodingStore, name: str, version: str) -> list[StoredEncoding]:
+    return store.list_encodings(name, version)
 
 
-def best_offer(registry: Registry, offer: Offer, installed_sha256: str | None) -> Offer:
-    """The offer with the smallest encoding usable by a vehicle that has
-    ``installed_sha256`` (or nothing) installed; the full file otherwise."""
+def best_for(
+    store: EncodingStore, name: str, version: str, installed_sha256: str | None, full_length: int
+) -> StoredEncoding | None:
+    """The smallest stored encoding a vehicle with ``installed_sha256`` (or nothing)
+    installed can use, if it is smaller than the full file (``full_length``)."""
     usable = [
         s
-        for s in stored_encodings(registry, offer.name, offer.version)
+        for s in stored_encodings(store, name, version)
         if s.base_sha256 == "" or s.base_sha256 == installed_sha256
     ]
     if not usable:
-        return offer
+        return None
     s = min(usable, key=lambda e: e.length)
-    if s.length >= offer.download_length:
-        return offer
-    return replace(
-        offer,
-        encoding=s.codec,
-        download_path=f"{PATH_PREFIX}{s.blob_sha256}",
-        download_length=s.length,
-        base_sha256=s.base_sha256,
-    )
+    return s if s.length < full_length else None
 
 
-def open_encoding(registry: Registry, path: str) -> tuple[BinaryIO, int]:
+def download_path(s: StoredEncoding) -> str:
+    return encoding_path(s.blob_sha256)
+
+
+def open_encoding(blobs: BlobStore, path: str) -> tuple[BinaryIO, int]:
     """Open ``encodings/<blob sha256>`` for a Download call."""
-    from server.registry import RegistryError
-    from server.storage import BlobNotFound
-
-    if not path.startswith(PATH_PREFIX):
-        raise RegistryError("not_found", f"no encoding {path!r}")
-    digest = path[len(PATH_PREFIX) :]
+    if not path.startswith(ENCODING_PREFIX):
+        raise NotFound(f"no encoding {path!r}")
+    digest = path[len(ENCODING_PREFIX) :]
     try:
-        return registry.blobs.open(digest), registry.blobs.size(digest)
+        return blobs.open(digest), blobs.size(digest)
     except BlobNotFound as e:
-        raise RegistryError("not_found", f"no encoding {path!r}: {e}") from None
+        raise NotFound(f"no encoding {path!r}: {e}") from None

@@ -12,8 +12,8 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from ota.cli_out import table_console
-from ota.cli_tls import client_tls_from_context, tls_options
+from otawire.cli_out import table_console
+from otawire.cli_tls import client_tls_from_context, tls_options
 
 DEFAULT_REGISTRY = "127.0.0.1:50051"
 _STATUS_STYLE = {"failed": "red", "rolled_back": "red", "attack_detected": "bold red", "confirmed": "green",

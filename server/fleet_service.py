@@ -18,10 +18,10 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ota import tls
-from ota.rpcerrors import RpcFailure, describe
-from ota.v1 import fleet_pb2 as pb
-from ota.v1 import fleet_pb2_grpc as pb_grpc
+from otawire import tls
+from otawire.rpcerrors import RpcFailure, describe
+from otawire.v1 import fleet_pb2 as pb
+from otawire.v1 import fleet_pb2_grpc as pb_grpc
 from server.audit import AuditEntry, AuditLog
 from server.fleet_view import InventorySource, VehicleView, inventory
 from server.vehicle_filter import FilterError

@@ -43,7 +43,23 @@ from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+_LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    120.0,
+)
 _KIND_NAMES = {1: "metadata", 2: "target", 3: "encoding"}  # ota.v1.FileKind values
 
 
@@ -61,14 +77,23 @@ class RegistryMetrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.requests = Counter(
-            "ota_registry_requests", "gRPC calls answered", ["service", "method", "code"], registry=r
+            "ota_registry_requests",
+            "gRPC calls answered",
+            ["service", "method", "code"],
+            registry=r,
         )
         self.latency = Histogram(
-            "ota_registry_request_seconds", "gRPC call latency", ["service", "method"], registry=r,
+            "ota_registry_request_seconds",
+            "gRPC call latency",
+            ["service", "method"],
+            registry=r,
             buckets=_LATENCY_BUCKETS,
         )
         self.bytes_served = Counter(
-            "ota_registry_bytes_served", "payload bytes streamed by Download", ["kind", "encoding"], registry=r
+            "ota_registry_bytes_served",
+            "payload bytes streamed by Download",
+            ["kind", "encoding"],
+            registry=r,
         )
         self.in_flight = Gauge(
             "ota_registry_downloads_in_flight", "Download streams now open", ["kind"], registry=r
@@ -92,7 +117,7 @@ class RegistryMetrics:
         if codec is None and self.codec_of is not None:
             try:
                 codec = self.codec_of(digest)
-            except Exception:  # noqa: BLE001 - a metric label must never fail a download
+            except Exception:
                 log.exception("cannot name the codec of %s", path)
             if codec and len(self._codecs) < 4096:  # blobs are immutable: remember, bounded
                 self._codecs[digest] = codec
@@ -125,7 +150,9 @@ class RegistryMetrics:
     def serve_http(self, listen: str) -> tuple[Any, int]:
         """Expose ``/metrics`` on ``host:port`` (port 0 picks a free one); return (server, port)."""
         host, _, port = listen.rpartition(":")
-        server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
+        server, _thread = start_http_server(
+            int(port), addr=host or "127.0.0.1", registry=self.registry
+        )
         bound = server.server_port
         log.info("metrics on http://%s:%d/metrics", host, bound)
         return server, bound
@@ -139,7 +166,9 @@ class RegistryMetrics:
 class CampaignSource(Protocol):
     """What the collector needs of ``server.campaigns.CampaignManager``."""
 
-    def list(self) -> list[Any]: ...  # CampaignView: campaign_id, state, current_wave, waves[].counts
+    def list(
+        self,
+    ) -> list[Any]: ...  # CampaignView: campaign_id, state, current_wave, waves[].counts
 
 
 class _CampaignCollector(Collector):
@@ -148,11 +177,16 @@ class _CampaignCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         vehicles = GaugeMetricFamily(
-            "ota_campaign_vehicles", "Campaign members by state (derived from reports)", labels=["campaign", "state"]
+            "ota_campaign_vehicles",
+            "Campaign members by state (derived from reports)",
+            labels=["campaign", "state"],
         )
-        wave = GaugeMetricFamily("ota_campaign_current_wave", "Index of the campaign's open wave", labels=["campaign"])
+        wave = GaugeMetricFamily(
+            "ota_campaign_current_wave", "Index of the campaign's open wave", labels=["campaign"]
+        )
         state = GaugeMetricFamily(
-            "ota_campaign_state", "1 for the campaign's state (running, paused, aborted, completed)",
+            "ota_campaign_state",
+            "1 for the campaign's state (running, paused, aborted, completed)",
             labels=["campaign", "state"],
         )
         try:
@@ -165,7 +199,7 @@ class _CampaignCollector(Collector):
                     vehicles.add_metric([cid, st], n)
                 wave.add_metric([cid], view.current_wave)
                 state.add_metric([cid, view.state], 1)
-        except Exception:  # noqa: BLE001 - a scrape must not take the replica down
+        except Exception:
             log.exception("cannot derive campaign metrics")
         yield from (vehicles, wave, state)
 
@@ -230,21 +264,36 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
     def __init__(self, m: RegistryMetrics) -> None:
         self._m = m
 
-    def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails):
+    def intercept_service(
+        self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
+    ):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
         service, method = _split(handler_call_details.method)
-        kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+        kw = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, service, method), **kw)
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, service, method), **kw
+            )
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, service, method), **kw)
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(handler.stream_unary, service, method), **kw
+            )
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, service, method), **kw)
-        return grpc.stream_stream_rpc_method_handler(self._stream(handler.stream_stream, service, method), **kw)
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(handler.unary_stream, service, method), **kw
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._stream(handler.stream_stream, service, method), **kw
+        )
 
-    def _done(self, service: str, method: str, context: grpc.ServicerContext, failed: bool, t0: float) -> None:
+    def _done(
+        self, service: str, method: str, context: grpc.ServicerContext, failed: bool, t0: float
+    ) -> None:
         self._m.requests.labels(service, method, _code(context, failed)).inc()
         self._m.latency.labels(service, method).observe(time.perf_counter() - t0)
 
@@ -268,7 +317,9 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             t0, failed = time.perf_counter(), True
             kind = _KIND_NAMES.get(getattr(request, "kind", 0), "")
-            bytes_counter = m.bytes_served.labels(kind, m.encoding_of(kind, request.path)) if kind else None
+            bytes_counter = (
+                m.bytes_served.labels(kind, m.encoding_of(kind, request.path)) if kind else None
+            )
             if kind:
                 m.in_flight.labels(kind).inc()
                 if request.offset > 0:

@@ -30,7 +30,7 @@ def squeezenet_bytes() -> bytes:
 @pytest.fixture(scope="session")
 def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A TUF keystore (ed25519 keys per role, signed root v1), made once."""
-    from server.keys import Keystore
+    from server.signing.keys import Keystore
 
     path = tmp_path_factory.mktemp("keys")
     Keystore.init(path)
@@ -40,7 +40,7 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fleet PKI: a CA, the registry's server certificate and a publisher certificate."""
-    from ota import tls
+    from otawire import tls
 
     path = tmp_path_factory.mktemp("pki")
     tls.make_ca(path)
@@ -49,9 +49,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def vehicle_identity(pki: Path, vehicle_id: str) -> "ota.tls.TlsFiles":  # type: ignore[name-defined]  # noqa: F821
+def vehicle_identity(pki: Path, vehicle_id: str) -> "otawire.tls.TlsFiles":  # type: ignore[name-defined]  # noqa: F821
     """The vehicle's certificate and key, issued on first use."""
-    from ota import tls
+    from otawire import tls
 
     files = tls.TlsFiles.in_dir(pki, "vehicle", vehicle_id)
     return files if files.cert.exists() else tls.issue(pki, "vehicle", vehicle_id)
@@ -77,8 +77,8 @@ class RunningRegistry:
     pki: Path
 
     @property
-    def publisher_tls(self) -> "ota.tls.TlsFiles":  # type: ignore[name-defined]  # noqa: F821
-        from ota import tls
+    def publisher_tls(self) -> "otawire.tls.TlsFiles":  # type: ignore[name-defined]  # noqa: F821
+        from otawire import tls
 
         return tls.TlsFiles.in_dir(self.pki, "publisher", "ml-team")
 
@@ -92,14 +92,14 @@ class RunningRegistry:
                      **kw) -> "vehicle_agent.agent.AgentConfig":  # type: ignore[name-defined]  # noqa: F821
         return agent_config(self, vehicle_id, state_dir, address, **kw)
 
-    def vehicle_tls(self, vehicle_id: str = "car-1") -> "ota.tls.TlsFiles":  # type: ignore[name-defined]  # noqa: F821
+    def vehicle_tls(self, vehicle_id: str = "car-1") -> "otawire.tls.TlsFiles":  # type: ignore[name-defined]  # noqa: F821
         return vehicle_identity(self.pki, vehicle_id)
 
     def channel(self, role: str = "publisher", name: str = "ml-team") -> "grpc.Channel":  # type: ignore[name-defined]  # noqa: F821
         """A raw TLS channel holding ``role``'s certificate, for tests that speak the wire directly."""
         import grpc
 
-        from ota import tls
+        from otawire import tls
 
         files = vehicle_identity(self.pki, name) if role == "vehicle" else tls.TlsFiles.in_dir(self.pki, role, name)
         return grpc.secure_channel(self.address, tls.channel_credentials(files))
@@ -108,7 +108,7 @@ class RunningRegistry:
 @pytest.fixture
 def registry_server(tmp_path: Path, keys_dir: Path, pki: Path) -> Iterator[RunningRegistry]:
     """A real registry gRPC server (mutual TLS, director on) on a free loopback port."""
-    from ota import tls
+    from otawire import tls
     from server.registry import Registry
     from server.service import create_server
 

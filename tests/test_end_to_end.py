@@ -6,7 +6,7 @@ import dataclasses
 
 from modelpack.imaging import IMAGES_DIR
 from modelpack.runtime import read_model_info
-from tests.helpers import with_provenance as _with_provenance
+from testkit.helpers import with_provenance as _with_provenance
 
 
 def test_publish_install_classify(registry_server, make_agent, squeezenet_bytes) -> None:
@@ -61,7 +61,7 @@ def test_tampered_blob_is_refused_and_old_model_kept(registry_server, make_agent
     rec = reg.publish_bytes("squeezenet1.0", "1.0.1", _with_provenance(squeezenet_bytes, "x"))
     from server.encodings import stored_encodings
 
-    stored = [reg.blobs.path(s.blob_sha256) for s in stored_encodings(reg, "squeezenet1.0", "1.0.1")]
+    stored = [reg.blobs.path(s.blob_sha256) for s in stored_encodings(reg.store, "squeezenet1.0", "1.0.1")]
     assert stored, "the registry precomputed encodings of 1.0.1"
     for blob in [reg.blobs.path(rec.sha256), *stored]:
         data = bytearray(blob.read_bytes())

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from ota import protogen
+from otawire import protogen
 
 
 def test_committed_stubs_are_not_stale(tmp_path: Path) -> None:
     pytest.importorskip("grpc_tools")
     generated = protogen.generate(tmp_path)
     assert generated, "protoc generated nothing"
-    committed_dir = protogen.REPO / "ota" / "v1"
+    committed_dir = protogen.REPO / "otawire" / "v1"
     for f in generated:
         committed = committed_dir / f.name
         assert committed.exists(), f"{committed} is missing: run `make protos`"
@@ -21,7 +21,7 @@ def test_committed_stubs_are_not_stale(tmp_path: Path) -> None:
 
 
 def test_stubs_import_and_expose_services() -> None:
-    from ota.v1 import ota_pb2, ota_pb2_grpc
+    from otawire.v1 import ota_pb2, ota_pb2_grpc
 
     names = {s.name for s in ota_pb2.DESCRIPTOR.services_by_name.values()}
     assert names == {"Publisher", "Vehicle"}

@@ -34,8 +34,8 @@ from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater
 
-from ota import tls
-from ota.v1 import ota_pb2
+from otawire import tls
+from otawire.v1 import ota_pb2
 from vehicle_agent.disk import SlotDisk
 from vehicle_agent.download import HashVerifier, RetryPolicy, TargetFetcher
 from vehicle_agent.engine import EnginePolicy, Rebuilder, UpdateEngine

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from ota.cli_tls import tls_files, tls_options
+from otawire.cli_tls import tls_files, tls_options
 
 console = Console(stderr=True)
 
@@ -125,7 +125,7 @@ def _tags(values: tuple[str, ...]) -> tuple[str, ...]:
 
 def _vehicle_id(given: str | None, cert: Path | None) -> str:
     """The id the certificate names (the registry takes that one anyway); --vehicle-id must agree with it."""
-    from ota import tls
+    from otawire import tls
 
     if cert is None:
         return given or "vehicle-0001"
@@ -166,7 +166,7 @@ def infer(image: Path, socket_path: Path, name: str, top: int) -> None:
     """Ask a running agent to classify IMAGE, as the perception stack would."""
     import grpc
 
-    from ota.v1 import inference_pb2
+    from otawire.v1 import inference_pb2
     from vehicle_agent.serving import connect
 
     channel, stub = connect(socket_path)

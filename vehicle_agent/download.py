@@ -28,7 +28,7 @@ from pathlib import Path
 from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import TargetFile
 
-from ota.v1 import ota_pb2
+from otawire.v1 import ota_pb2
 from vehicle_agent.engine import StepFailed
 from vehicle_agent.journal import Job
 from vehicle_agent.transport import RegistryClient, TransportError

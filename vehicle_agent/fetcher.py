@@ -21,7 +21,8 @@ from typing import IO
 from tuf.api import exceptions
 from tuf.ngclient import FetcherInterface
 
-from ota.v1 import ota_pb2
+from otawire.paths import director_path
+from otawire.v1 import ota_pb2
 from vehicle_agent.transport import RegistryClient, TransportError
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class GrpcFetcher(FetcherInterface):
         elif url.startswith(TARGET_URL):
             kind, path = ota_pb2.FILE_KIND_TARGET, url[len(TARGET_URL) :]
         elif url.startswith(DIRECTOR_URL):  # security (issue 4): the vehicle's director chain
-            kind, path = ota_pb2.FILE_KIND_METADATA, "director/" + url[len(DIRECTOR_URL) :]
+            kind, path = ota_pb2.FILE_KIND_METADATA, director_path(url[len(DIRECTOR_URL) :])
         else:
             raise exceptions.DownloadError(f"unsupported URL {url!r}")
         offset = 0

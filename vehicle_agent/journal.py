@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.fsio import atomic_write_text
+from otawire.paths import consistent_target_path
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,7 @@ class Job:
 
     def full(self) -> "Job":
         """The same model fetched as itself: the fallback when an encoding fails."""
-        directory, sep, base = self.target_path.rpartition("/")
-        return replace(self, encoding="full", download_path=f"{directory}{sep}{self.sha256}.{base}",
+        return replace(self, encoding="full", download_path=consistent_target_path(self.target_path, self.sha256),
                        download_length=0, base_sha256="")
 
 

@@ -15,8 +15,8 @@ import json
 import secrets
 from dataclasses import asdict, dataclass, field
 
-from ota import tls
-from ota.v1 import ota_pb2
+from otawire import tls
+from otawire.v1 import ota_pb2
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from ota.v1 import ota_pb2
+from otawire.v1 import ota_pb2
 from vehicle_agent.journal import Entry
 from vehicle_agent.runtime import ModelHost
 from vehicle_agent.transport import RegistryClient

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from modelpack.imaging import load_labels, preprocess
-from ota.v1 import inference_pb2, inference_pb2_grpc
+from otawire.v1 import inference_pb2, inference_pb2_grpc
 from vehicle_agent.runtime import LoadedModel, ModelFault, ModelHost
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from ota import tls
-from ota.v1 import ota_pb2, ota_pb2_grpc
+from otawire import tls
+from otawire.v1 import ota_pb2, ota_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from modelpack.fsio import atomic_write_text
-from ota import tls
+from otawire import tls
 from vehicle_agent.fetcher import DIRECTOR_URL, METADATA_URL, TARGET_URL
 from vehicle_agent.manifest import InstalledImage, VersionManifest, sign_manifest
 from vehicle_agent.transport import RegistryClient, TransportError

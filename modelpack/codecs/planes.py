@@ -67,6 +67,48 @@ def decode_gaps(r: Reader, count: int, n: int, what: str) -> np.ndarray:
     return pos
 
 
+# Zero patterns as bitmaps: a packed bit per element, or, for 3×3 kernels,
+# each kernel's first 8 mask bits as one byte (so zstd's Huffman sees the
+# kernel's pattern) and the 9th bits packed apart. Measured on the real
+# SqueezeNet: per layer the smallest of gaps and these saves ~3 KB.
+BITMAP, KERNEL9 = 2, 3
+
+
+def encode_mask(mask: np.ndarray, layout: int) -> bytes:
+    w = Writer()
+    if layout == BITMAP:
+        w.raw(encode_stream(np.packbits(mask)))
+    else:
+        k = mask.reshape(-1, 9)
+        w.raw(encode_stream(np.packbits(k[:, :8], axis=1, bitorder="little").reshape(-1)))
+        w.raw(encode_stream(np.packbits(k[:, 8])))
+    return w.getvalue()
+
+
+def decode_mask(r: Reader, layout: int, count: int, n: int, what: str) -> np.ndarray:
+    """Positions of the ``count`` set bits of an ``n``-element mask."""
+    if layout == BITMAP:
+        packed = decode_stream(r, (n + 7) // 8, f"{what} mask")
+        if packed.size != (n + 7) // 8:
+            raise CorruptEncodingError(f"{what}: mask of {packed.size} bytes, expected {(n + 7) // 8}")
+        mask = np.unpackbits(packed)[:n].astype(bool)
+    else:
+        if n % 9:
+            raise CorruptEncodingError(f"{what}: kernel mask layout for {n} elements, not whole 3x3 kernels")
+        lo = decode_stream(r, n // 9, f"{what} kernel masks")
+        hi = decode_stream(r, (n // 9 + 7) // 8, f"{what} kernel 9th bits")
+        if lo.size != n // 9 or hi.size != (n // 9 + 7) // 8:
+            raise CorruptEncodingError(f"{what}: kernel mask streams do not fit {n} elements")
+        mask = np.empty((n // 9, 9), dtype=bool)
+        mask[:, :8] = np.unpackbits(lo.reshape(-1, 1), axis=1, bitorder="little").astype(bool)
+        mask[:, 8] = np.unpackbits(hi)[: n // 9].astype(bool)
+        mask = mask.reshape(-1)
+    pos = np.flatnonzero(mask)
+    if pos.size != count:
+        raise CorruptEncodingError(f"{what}: mask has {pos.size} set bits, expected {count}")
+    return pos
+
+
 # Plane layouts: all elements; only the non-zero ones (positions as gaps);
 # only non-zero ones, which lie where the base tensor is non-zero (a flag per
 # such position: free when a fine-tune kept the pruning mask).

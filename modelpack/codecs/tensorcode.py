@@ -24,7 +24,9 @@ Modes (the encoder tries every one that applies and keeps the smallest):
   difference from ``clip(rint(old / scale) + zero_point)``, almost all zero.
 * ``CODEBOOK``: at most 256 distinct values (the released SqueezeNet): the
   codebook, then either a dense index stream or, when many entries are zero,
-  a gap stream (zero-run lengths) and an index stream of the non-zeros.
+  where the non-zeros are (the smallest of a gap stream of zero-run lengths,
+  a bitmap, or one byte per 3×3 kernel mask plus its 9th bits) and an index
+  stream of the non-zeros.
 * ``PLANES``: anything else: byte planes of the element bit patterns.
 
 Plane and gap layouts live in ``planes``, the ``QUANT`` mode in ``quantised``.
@@ -39,11 +41,15 @@ import numpy as np
 from modelpack.codecs.container import CorruptEncodingError
 from modelpack.codecs.entropy import decode_stream, encode_stream
 from modelpack.codecs.planes import (
+    BITMAP,
+    KERNEL9,
     WORD,
     as_words,
     decode_gaps,
+    decode_mask,
     decode_planes,
     encode_gaps,
+    encode_mask,
     encode_planes,
     unzigzag,
     zigzag,
@@ -162,9 +168,16 @@ def _encode_codebook(words: np.ndarray, elem: int) -> bytes | None:
     zeros = int(values[0] == 0) and int(np.count_nonzero(inverse == 0))
     if zeros >= _SPARSE_MIN_ZERO_FRACTION * words.size:
         nz = np.flatnonzero(inverse)
-        w.u8(1)
+        gaps = Writer()
+        encode_gaps(nz, gaps)
+        # Where the zeros are: the smallest of a gap stream and the bitmaps.
+        where = [(1, gaps.getvalue()), (BITMAP, encode_mask(inverse != 0, BITMAP))]
+        if words.size % 9 == 0:
+            where.append((KERNEL9, encode_mask(inverse != 0, KERNEL9)))
+        layout, body = min(where, key=lambda c: len(c[1]))
+        w.u8(layout)
         w.varint(nz.size)
-        encode_gaps(nz, w)
+        w.raw(body)
         w.raw(encode_stream(inverse[nz] - 1))
     else:
         w.u8(0)
@@ -181,10 +194,10 @@ def _decode_codebook(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
         if idx.size != n or (n and int(idx.max()) >= k):
             raise CorruptEncodingError(f"{what}: index stream does not fit the codebook")
         return values[idx]
-    if layout != 1:
+    if layout not in (1, BITMAP, KERNEL9):
         raise CorruptEncodingError(f"{what}: unknown index layout {layout}")
     n_nz = r.varint(f"{what} non-zero count", n)
-    pos = decode_gaps(r, n_nz, n, what)
+    pos = decode_gaps(r, n_nz, n, what) if layout == 1 else decode_mask(r, layout, n_nz, n, what)
     idx = decode_stream(r, n_nz, f"{what} non-zero indices")
     if idx.size != n_nz:
         raise CorruptEncodingError(f"{what}: index stream disagrees with the non-zero count")

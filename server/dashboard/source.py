@@ -29,7 +29,7 @@ class RegistrySource:
         return [_json(vehicle_pb(v)) for v in inventory(self._reg.store, filter)]
 
     def campaigns(self) -> list[dict[str, Any]]:
-        from server.campaign_service import status_pb
+        from server.campaigns.service import status_pb
 
         manager = self._reg.rollouts
         if manager is None or not hasattr(manager, "list"):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ota import tls
+from otawire import tls
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ The simulator's protocol constants for this agent (round trips before the
 payload flows and metadata bytes, for a first and for a resumed session) and
 the shaper's drain at a cut are calibrated first on two agents over a link
 unlike the validated ones (see :func:`calibrate`).
+
+Long file: one emulation run, set-up to comparison, reads best in one place.
 """
 
 from __future__ import annotations
@@ -181,7 +183,7 @@ def run_agents(
     if package not in PACKAGES:
         raise ValueError(f"package must be one of {PACKAGES}, not {package!r}")
     from server import encodings
-    from server.keys import Keystore
+    from server.signing.keys import Keystore
     from server.registry import Registry
     from server.service import create_server
 
@@ -198,7 +200,7 @@ def run_agents(
     # Mutual TLS as in the field (security, issue 4): a fleet CA, the registry's
     # certificate, one per emulated vehicle; agents dial relays, so they check the
     # server certificate against the name "localhost".
-    from ota import tls
+    from otawire import tls
 
     pki = work / "pki"
     tls.make_ca(pki)
@@ -283,11 +285,11 @@ def run_agents(
 
 
 def _served_package(reg, encodings, model: bytes, package: str) -> ServedPackage:  # type: ignore[no-untyped-def]
-    standalone = [e for e in encodings.stored_encodings(reg, MODEL_NAME, "1.0.0") if e.base_sha256 == ""]
+    standalone = [e for e in encodings.stored_encodings(reg.store, MODEL_NAME, "1.0.0") if e.base_sha256 == ""]
     if package == "full":
         # Withdraw the precomputed encodings (the store's record of them), so the full file is offered.
         reg.store.put_encodings(MODEL_NAME, "1.0.0", [])
-        if encodings.stored_encodings(reg, MODEL_NAME, "1.0.0"):
+        if encodings.stored_encodings(reg.store, MODEL_NAME, "1.0.0"):
             raise RuntimeError("could not withdraw the registry's encodings for the full-file emulation")
         return ServedPackage(len(model), "full", True)
     if standalone:

@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from ota.tls import TlsFiles
-from ota.v1 import ota_pb2
+from otawire.tls import TlsFiles
+from otawire.v1 import ota_pb2
 from vehicle_agent.agent import AgentConfig, VehicleAgent
 from vehicle_agent.download import RetryPolicy
 from vehicle_agent.transport import RegistryClient, TransportConfig

@@ -9,8 +9,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from ota import tls
-from server.campaigns import CampaignManager
+from otawire import tls
+from server.campaigns.manager import CampaignManager
 from server.registry import Registry
 from server.service import create_server
 
@@ -50,11 +50,16 @@ class CampaignRegistry:
         return self.registry.rollouts
 
     def start(self) -> None:
-        self.registry = Registry.open(self.data_dir, self.keys_dir, ca_pem=(self.pki / tls.CA_CERT).read_bytes())
+        self.registry = Registry.open(
+            self.data_dir, self.keys_dir, ca_pem=(self.pki / tls.CA_CERT).read_bytes()
+        )
         # refresh_s=0: derive state on every call, so tests see each report at once.
         self.registry.rollouts = CampaignManager(self.registry.store, clock=self.clock, refresh_s=0)
-        self.server, self.port = create_server(self.registry, f"127.0.0.1:{self.port}",
-                                               tls_files=tls.TlsFiles.in_dir(self.pki, "server", "registry"))
+        self.server, self.port = create_server(
+            self.registry,
+            f"127.0.0.1:{self.port}",
+            tls_files=tls.TlsFiles.in_dir(self.pki, "server", "registry"),
+        )
 
     @property
     def publisher_tls(self) -> tls.TlsFiles:
@@ -83,7 +88,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def registry_server(tmp_path: Path, keys_dir: Path, clock: FakeClock, pki: Path) -> Iterator[CampaignRegistry]:
+def registry_server(
+    tmp_path: Path, keys_dir: Path, clock: FakeClock, pki: Path
+) -> Iterator[CampaignRegistry]:
     """Overrides the root fixture: same registry, campaign manager on the fake clock."""
     reg = CampaignRegistry(tmp_path / "registry", keys_dir, clock, pki)
     reg.start()

@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from ota.cli import cli
-from ota.v1 import ota_pb2
-from server.campaign_service import CampaignClient, CampaignError
-from server.campaigns import CampaignManager
-from server.rollout import CampaignSpec, TargetSelection, Threshold, WaveSpec
-from tests.helpers import with_provenance
+from otawire.v1 import ota_pb2
+from server.campaigns.service import CampaignClient, CampaignError
+from server.campaigns.manager import CampaignManager
+from server.campaigns.rollout import CampaignSpec, TargetSelection, Threshold, WaveSpec
+from testkit.helpers import with_provenance
 from vehicle_agent.transport import RegistryClient
 
 MODEL = "squeezenet1.0"
@@ -28,7 +28,8 @@ def published(registry_server, squeezenet_bytes):
     registry_server.manager.hold_new_versions = True
     reg = registry_server.registry
     return reg.publish_bytes(MODEL, "1.0.0", squeezenet_bytes), reg.publish_bytes(
-        MODEL, "1.0.1", with_provenance(squeezenet_bytes, "1.0.1"))
+        MODEL, "1.0.1", with_provenance(squeezenet_bytes, "1.0.1")
+    )
 
 
 class Vehicles:
@@ -41,17 +42,36 @@ class Vehicles:
 
     def client(self, vid: str) -> RegistryClient:
         if vid not in self.clients:
-            self.clients[vid] = RegistryClient(self.server.address, tls_files=self.server.vehicle_tls(vid))
+            self.clients[vid] = RegistryClient(
+                self.server.address, tls_files=self.server.vehicle_tls(vid)
+            )
         return self.clients[vid]
 
     def check(self, vid: str, tags=("fleet=a",)) -> list[str]:
-        req = ota_pb2.CheckRequest(vehicle_id=vid, hardware_id="ecu", tags=list(tags), installed=[
-            ota_pb2.InstalledModel(name=MODEL, version=self.base.version, sha256=self.base.sha256)])
+        req = ota_pb2.CheckRequest(
+            vehicle_id=vid,
+            hardware_id="ecu",
+            tags=list(tags),
+            installed=[
+                ota_pb2.InstalledModel(
+                    name=MODEL, version=self.base.version, sha256=self.base.sha256
+                )
+            ],
+        )
         return [o.version for o in self.client(vid).check(req).offers]
 
     def report(self, vid: str, status: int, reason: str = "") -> None:
-        self.client(vid).report(ota_pb2.InstallReport(vehicle_id=vid, name=MODEL, version="1.0.1", status=status,
-                                                      reason=reason, from_version="1.0.0", active_version="1.0.1"))
+        self.client(vid).report(
+            ota_pb2.InstallReport(
+                vehicle_id=vid,
+                name=MODEL,
+                version="1.0.1",
+                status=status,
+                reason=reason,
+                from_version="1.0.0",
+                active_version="1.0.1",
+            )
+        )
 
     def close(self) -> None:
         for c in self.clients.values():
@@ -71,9 +91,18 @@ def test_rate_limit_timeout_pause_and_resume(registry_server, vehicles, clock) -
         assert vehicles.check(vid) == []
     vehicles.check("other", tags=("fleet=b",))
     with CampaignClient(registry_server.address, tls_files=registry_server.publisher_tls) as admin:
-        st = admin.create(CampaignSpec("rate", MODEL, "1.0.1", TargetSelection(tags=("fleet=a",)),
-                                       waves=(WaveSpec(100),), max_concurrent_downloads=2, timeout_s=300,
-                                       threshold=Threshold(trip_failures=1, trip_failure_share=0, action="pause")))
+        st = admin.create(
+            CampaignSpec(
+                "rate",
+                MODEL,
+                "1.0.1",
+                TargetSelection(tags=("fleet=a",)),
+                waves=(WaveSpec(100),),
+                max_concurrent_downloads=2,
+                timeout_s=300,
+                threshold=Threshold(trip_failures=1, trip_failure_share=0, action="pause"),
+            )
+        )
         assert st.vehicles == 5 and st.state == "running"
         offers = {vid: vehicles.check(vid) for vid in ids}
         offered = [v for v, o in offers.items() if o == ["1.0.1"]]
@@ -88,18 +117,30 @@ def test_rate_limit_timeout_pause_and_resume(registry_server, vehicles, clock) -
         st = admin.get(st.campaign_id)
         assert st.state == "paused" and "timed_out" in st.state_reason
         [group] = st.failures
-        assert group.status == "timed_out" and group.count == 2 and "no result 300 s after the offer" in group.reason
+        assert (
+            group.status == "timed_out"
+            and group.count == 2
+            and "no result 300 s after the offer" in group.reason
+        )
         rest = [v for v in ids if v not in offered + third]
         assert all(vehicles.check(v) == [] for v in rest), "paused: nobody new is offered"
         with pytest.raises(CampaignError, match="FAILED_PRECONDITION.*paused: cannot pause"):
             admin.pause(st.campaign_id)
         st = admin.resume(st.campaign_id, "link outage in the test depot, not the model")
         assert st.state == "running"
-        assert [vehicles.check(v) for v in rest] == [["1.0.1"], ["1.0.1"]], "timed-out vehicles free their slots"
-        assert vehicles.check(third[0]) == ["1.0.1"], "a timed-out vehicle that comes back may still finish"
-        vehicles.report(offered[1], ota_pb2.INSTALL_STATUS_FAILED, "self-test failed: top-1 is 1, expected 2")
+        assert [vehicles.check(v) for v in rest] == [["1.0.1"], ["1.0.1"]], (
+            "timed-out vehicles free their slots"
+        )
+        assert vehicles.check(third[0]) == ["1.0.1"], (
+            "a timed-out vehicle that comes back may still finish"
+        )
+        vehicles.report(
+            offered[1], ota_pb2.INSTALL_STATUS_FAILED, "self-test failed: top-1 is 1, expected 2"
+        )
         st = admin.get(st.campaign_id)
-        assert st.state == "paused" and "1 failed" in st.state_reason, "a new failure after the resume trips again"
+        assert st.state == "paused" and "1 failed" in st.state_reason, (
+            "a new failure after the resume trips again"
+        )
         st = admin.abort(st.campaign_id, "enough")
         kinds = [e.kind for e in st.events]
         assert kinds == ["created", "wave_opened", "paused", "resumed", "paused", "aborted"]
@@ -127,19 +168,54 @@ def test_cli_create_status_list_json(registry_server, vehicles, clock) -> None:
         vehicles.check(vid)
     runner = CliRunner()
     pub = registry_server.publisher_tls
-    addr = ["--registry", registry_server.address, "--ca", str(pub.ca), "--cert", str(pub.cert), "--key", str(pub.key)]
-    res = runner.invoke(cli, ["campaign", "create", "--model", MODEL, "--version", "1.0.1", "--fleet", "a",
-                              "--waves", "25,100", "--soak", "60", "--success-share", "1", "--json", *addr])
+    addr = [
+        "--registry",
+        registry_server.address,
+        "--ca",
+        str(pub.ca),
+        "--cert",
+        str(pub.cert),
+        "--key",
+        str(pub.key),
+    ]
+    res = runner.invoke(
+        cli,
+        [
+            "campaign",
+            "create",
+            "--model",
+            MODEL,
+            "--version",
+            "1.0.1",
+            "--fleet",
+            "a",
+            "--waves",
+            "25,100",
+            "--soak",
+            "60",
+            "--success-share",
+            "1",
+            "--json",
+            *addr,
+        ],
+    )
     assert res.exit_code == 0, res.output
     created = json.loads(res.output)
     cid = created["campaign_id"]
-    assert created["spec"]["target"]["tags"] == ["fleet=a"] and [w["size"] for w in created["waves"]] == [1, 3]
+    assert created["spec"]["target"]["tags"] == ["fleet=a"] and [
+        w["size"] for w in created["waves"]
+    ] == [1, 3]
     [canary] = [v for v in ("v0", "v1", "v2", "v3") if vehicles.check(v) == ["1.0.1"]]
     vehicles.report(canary, ota_pb2.INSTALL_STATUS_INSTALLED)
 
     res = runner.invoke(cli, ["campaign", "status", cid, *addr], env={"COLUMNS": "120"})
     assert res.exit_code == 0, res.output
-    assert cid in res.output and "RUNNING" in res.output and "1/1" in res.output and "0/3" in res.output
+    assert (
+        cid in res.output
+        and "RUNNING" in res.output
+        and "1/1" in res.output
+        and "0/3" in res.output
+    )
     assert "━" in res.output, "a progress bar per wave"
     res = runner.invoke(cli, ["campaign", "pause", cid, "--reason", "lunch", "--json", *addr])
     assert json.loads(res.output)["state"] == "paused"
@@ -158,18 +234,32 @@ def test_cli_create_status_list_json(registry_server, vehicles, clock) -> None:
     assert res.exit_code != 0 and "aborted: cannot resume it" in res.output
 
 
-def test_a_result_frees_its_download_slot_before_the_next_refresh(registry_server, vehicles, clock) -> None:
+def test_a_result_frees_its_download_slot_before_the_next_refresh(
+    registry_server, vehicles, clock
+) -> None:
     # Production caches derived state for refresh_s; the rate limit must not wait for it.
-    m = CampaignManager(registry_server.registry.store, clock=clock, refresh_s=3600, hold_new_versions=True)
+    m = CampaignManager(
+        registry_server.registry.store, clock=clock, refresh_s=3600, hold_new_versions=True
+    )
     registry_server.registry.rollouts = m
     for vid in ("v0", "v1", "v2"):
         vehicles.check(vid)
-    m.create(CampaignSpec("slots", MODEL, "1.0.1", TargetSelection(tags=("fleet=a",)), waves=(WaveSpec(100),),
-                          max_concurrent_downloads=1))
+    m.create(
+        CampaignSpec(
+            "slots",
+            MODEL,
+            "1.0.1",
+            TargetSelection(tags=("fleet=a",)),
+            waves=(WaveSpec(100),),
+            max_concurrent_downloads=1,
+        )
+    )
     first = [v for v in ("v0", "v1", "v2") if vehicles.check(v) == ["1.0.1"]]
     assert len(first) == 1
     vehicles.report(first[0], ota_pb2.INSTALL_STATUS_INSTALLED)
     second = [v for v in ("v0", "v1", "v2") if v not in first and vehicles.check(v) == ["1.0.1"]]
     assert len(second) == 1, "the install report freed the slot at once"
     vehicles.report(second[0], ota_pb2.INSTALL_STATUS_FAILED, "self-test failed")
-    assert vehicles.check(second[0]) == [], "a vehicle that failed is not pushed again, even before a refresh"
+    assert vehicles.check(second[0]) == [], (
+        "a vehicle that failed is not pushed again, even before a refresh"
+    )

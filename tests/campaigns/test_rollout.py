@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from server.rollout import (
+from server.campaigns.rollout import (
     CampaignSpec,
     SpecError,
     TargetSelection,
@@ -40,11 +40,16 @@ def test_assign_waves_is_cumulative_reproducible_and_has_a_canary() -> None:
     ids = [f"car-{i:03d}" for i in range(200)]
     split = assign_waves("c-1", ids, [WaveSpec(1), WaveSpec(10), WaveSpec(50), WaveSpec(100)])
     assert Counter(split.values()) == {0: 2, 1: 18, 2: 80, 3: 100}
-    assert split == assign_waves("c-1", reversed(ids), [WaveSpec(1), WaveSpec(10), WaveSpec(50), WaveSpec(100)])
+    assert split == assign_waves(
+        "c-1", reversed(ids), [WaveSpec(1), WaveSpec(10), WaveSpec(50), WaveSpec(100)]
+    )
     other = assign_waves("c-2", ids, [WaveSpec(1), WaveSpec(10), WaveSpec(50), WaveSpec(100)])
     assert {v for v, w in split.items() if w == 0} != {v for v, w in other.items() if w == 0}
     # A tiny fleet still gets a one-vehicle canary rather than an empty first wave.
-    assert Counter(assign_waves("c", ["a", "b", "c"], [WaveSpec(1), WaveSpec(100)]).values()) == {0: 1, 1: 2}
+    assert Counter(assign_waves("c", ["a", "b", "c"], [WaveSpec(1), WaveSpec(100)]).values()) == {
+        0: 1,
+        1: 2,
+    }
 
 
 def test_vehicle_state_from_reports_inventory_and_time() -> None:
@@ -54,9 +59,13 @@ def test_vehicle_state_from_reports_inventory_and_time() -> None:
     assert vehicle_state(m, [rep("downloading")], False, T0 + 59, 60).status == "in_flight"
     late = vehicle_state(m, [rep("downloading")], False, T0 + 61, 60)
     assert late.status == "timed_out" and "last step: downloading" in late.reason
-    assert vehicle_state(m, [rep("installed"), rep("rolled_back", "health")], False, T0, 60) == VehicleState(
-        "rolled_back", "health")
-    assert vehicle_state(m, [rep("failed", "self-test failed")], False, T0 + 999, 60).status == "failed"
+    assert vehicle_state(
+        m, [rep("installed"), rep("rolled_back", "health")], False, T0, 60
+    ) == VehicleState("rolled_back", "health")
+    assert (
+        vehicle_state(m, [rep("failed", "self-test failed")], False, T0 + 999, 60).status
+        == "failed"
+    )
     assert vehicle_state(CampaignMember("c", "v", 0), [], True, T0, 60).status == "installed"
 
 
@@ -82,21 +91,38 @@ def test_wave_advances_only_after_success_share_and_soak() -> None:
 def test_require_confirmed_waits_for_the_health_window() -> None:
     s = spec(waves=(WaveSpec(100, 1.0, 0),), require_confirmed=True)
     evs = [ev("wave_opened", 0)]
-    assert derive(s, evs, members({"a": 0}), {"a": VehicleState("installed")}, T0).state == "running"
-    assert derive(s, evs, members({"a": 0}), {"a": VehicleState("confirmed")}, T0).state == "completed"
+    assert (
+        derive(s, evs, members({"a": 0}), {"a": VehicleState("installed")}, T0).state == "running"
+    )
+    assert (
+        derive(s, evs, members({"a": 0}), {"a": VehicleState("confirmed")}, T0).state == "completed"
+    )
 
 
 def test_threshold_aborts_or_pauses_and_resume_acknowledges_old_failures() -> None:
     split = {f"v{i}": (0 if i < 2 else 1) for i in range(10)}
     evs = [ev("wave_opened", 0)]
-    states = {"v0": VehicleState("failed", "self-test failed: top-1 is 5, expected 6"), "v1": VehicleState("installed")}
-    view = derive(spec(threshold=Threshold(trip_failure_share=0.4)), evs, members(split), states, T0)
+    states = {
+        "v0": VehicleState("failed", "self-test failed: top-1 is 5, expected 6"),
+        "v1": VehicleState("installed"),
+    }
+    view = derive(
+        spec(threshold=Threshold(trip_failure_share=0.4)), evs, members(split), states, T0
+    )
     assert view.state == "aborted" and "wave 0: 1 of 2 vehicles failed (1 failed)" in view.reason
     assert view.new_events[0].kind == "aborted"
     assert view.failure_groups() == [("failed", "self-test failed: top-1 is 5, expected 6", ["v0"])]
-    paused = derive(spec(threshold=Threshold(trip_failures=1, trip_failure_share=0, action="pause")), evs,
-                    members(split), states, T0)
-    assert paused.state == "paused" and "1 failures (1 failed) reached the threshold of 1" in paused.reason
+    paused = derive(
+        spec(threshold=Threshold(trip_failures=1, trip_failure_share=0, action="pause")),
+        evs,
+        members(split),
+        states,
+        T0,
+    )
+    assert (
+        paused.state == "paused"
+        and "1 failures (1 failed) reached the threshold of 1" in paused.reason
+    )
     # After an operator resumes, v0's failure is acknowledged; only new failures count.
     evs += [ev("paused", 0, reason=paused.reason), ev("resumed", 0, acknowledged={"v0": "failed"})]
     th = Threshold(trip_failures=1, trip_failure_share=0, action="pause")
@@ -104,7 +130,10 @@ def test_threshold_aborts_or_pauses_and_resume_acknowledges_old_failures() -> No
     states["v1"] = VehicleState("timed_out", "no result")
     assert derive(spec(threshold=th), evs, members(split), states, T0).state == "paused"
     # An acknowledged vehicle that fails differently later is a new failure.
-    states["v1"], states["v0"] = VehicleState("installed"), VehicleState("rolled_back", "health check")
+    states["v1"], states["v0"] = (
+        VehicleState("installed"),
+        VehicleState("rolled_back", "health check"),
+    )
     assert derive(spec(threshold=th), evs, members(split), states, T0).state == "paused"
 
 
@@ -113,7 +142,12 @@ def test_a_paused_campaign_does_not_advance_and_an_aborted_one_stays_aborted() -
     m = members({"a": 0, "b": 1})
     ok = {"a": VehicleState("installed"), "b": VehicleState("installed")}
     paused = derive(s, [ev("wave_opened", 0), ev("paused", 0, reason="looking")], m, ok, T0)
-    assert (paused.state, paused.current_wave, paused.new_events, paused.reason) == ("paused", 0, [], "looking")
+    assert (paused.state, paused.current_wave, paused.new_events, paused.reason) == (
+        "paused",
+        0,
+        [],
+        "looking",
+    )
     aborted = derive(s, [ev("wave_opened", 0), ev("aborted", 0), ev("resumed", 0)], m, ok, T0)
     assert aborted.state == "aborted" and aborted.new_events == []
 
@@ -125,7 +159,9 @@ def test_spec_validation_says_what_is_wrong_and_json_round_trips() -> None:
         spec(waves=(WaveSpec(50), WaveSpec(10), WaveSpec(100))).validate()
     with pytest.raises(SpecError, match="action"):
         spec(threshold=Threshold(action="explode")).validate()
-    s = spec(target=TargetSelection(("ecu-a",), ("fleet=eu",), ("car-1",)), max_concurrent_downloads=3)
+    s = spec(
+        target=TargetSelection(("ecu-a",), ("fleet=eu",), ("car-1",)), max_concurrent_downloads=3
+    )
     assert CampaignSpec.from_json(s.to_json()) == s
 
 

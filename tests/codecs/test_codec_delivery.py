@@ -51,7 +51,7 @@ def test_registry_serves_smallest_encodings_and_agent_rebuilds_exact_model(
 
     v101 = successors[0]
     reg.publish_bytes(NAME, "1.0.1", v101)
-    kinds = {(s.codec, bool(s.base_sha256)) for s in stored_encodings(reg, NAME, "1.0.1")}
+    kinds = {(s.codec, bool(s.base_sha256)) for s in stored_encodings(reg.store, NAME, "1.0.1")}
     assert kinds == {("deepcompression", False), ("tensordelta", True)}
 
     [upd] = agent.update_once()
@@ -81,7 +81,7 @@ def test_wrong_base_patch_is_detected_and_full_model_fetched(
     # actually made against 1.0.1: the label says the right base, the patch not.
     sha100 = hashlib.sha256(squeezenet_bytes).hexdigest()
     sha101 = hashlib.sha256(successors[0]).hexdigest()
-    entries = [e for e in stored_encodings(reg, NAME, "1.0.2") if e.base_sha256 in ("", sha101)]
+    entries = [e for e in stored_encodings(reg.store, NAME, "1.0.2") if e.base_sha256 in ("", sha101)]
     reg.store.put_encodings(
         NAME, "1.0.2", [dataclasses.replace(e, base_sha256=sha100 if e.base_sha256 == sha101 else "") for e in entries]
     )
@@ -99,7 +99,7 @@ def test_damaged_encoding_falls_back_to_full(registry_server, make_agent, squeez
     agent = make_agent()
     agent.update_once()
     reg.publish_bytes(NAME, "1.0.1", successors[0])
-    for s in stored_encodings(reg, NAME, "1.0.1"):
+    for s in stored_encodings(reg.store, NAME, "1.0.1"):
         path = reg.blobs.path(s.blob_sha256)
         data = bytearray(path.read_bytes())
         data[-10] ^= 0x20

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from modelpack.codecs import tensorcode as tc
+from modelpack.codecs.container import CorruptEncodingError
+from modelpack.codecs.planes import BITMAP, KERNEL9, decode_mask, encode_mask
 from modelpack.codecs.quantised import QUANT, encode_quantised
 from modelpack.codecs.wire import Reader
 from tests.codecs.codectest_models import codebook_tensor
@@ -62,7 +64,6 @@ def test_quantised_record_round_trips() -> None:
 
 
 def test_streams_of_the_retired_constriction_coder_are_refused_with_the_remedy() -> None:
-    from modelpack.codecs.container import CorruptEncodingError
     from modelpack.codecs.entropy import decode_stream
     from modelpack.codecs.wire import Writer
 
@@ -72,3 +73,17 @@ def test_streams_of_the_retired_constriction_coder_are_refused_with_the_remedy()
     w.blob(b"\x00" * 40)
     with pytest.raises(CorruptEncodingError, match="re-encode"):
         decode_stream(Reader(w.getvalue()), 10, "old stream")
+
+
+@pytest.mark.parametrize("layout", [BITMAP, KERNEL9], ids=["bitmap", "kernel9"])
+def test_mask_layouts_round_trip_and_refuse_a_wrong_count(layout: int) -> None:
+    mask = RNG.random(9 * 401) < 0.3
+    body = encode_mask(mask, layout)
+    r = Reader(body, "mask")
+    assert np.array_equal(decode_mask(r, layout, int(mask.sum()), mask.size, "m"), np.flatnonzero(mask))
+    r.expect_end()
+    with pytest.raises(CorruptEncodingError, match="set bits"):
+        decode_mask(Reader(body), layout, int(mask.sum()) + 1, mask.size, "m")
+    if layout == KERNEL9:
+        with pytest.raises(CorruptEncodingError, match="3x3"):
+            decode_mask(Reader(body), layout, int(mask.sum()), mask.size - 1, "m")

@@ -60,7 +60,7 @@ def page(browser, tmp_path: Path) -> Iterator[object]:
 @pytest.fixture
 def dashboard(registry_server):
     """The registry's dashboard on a free port, token auth, campaigns derived on every read."""
-    from server.campaigns import CampaignManager
+    from server.campaigns.manager import CampaignManager
     from server.dashboard.source import RegistrySource
     from server.dashboard.web import DashboardAuth, serve_dashboard
 

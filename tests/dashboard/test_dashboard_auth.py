@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from ota import tls
+from otawire import tls
 from server.dashboard.source import RegistrySource
 from server.dashboard.web import DashboardAuth, serve_dashboard
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.rollout import CampaignSpec, TargetSelection, WaveSpec
-from tests.helpers import with_provenance
+from server.campaigns.rollout import CampaignSpec, TargetSelection, WaveSpec
+from testkit.helpers import with_provenance
 
 MODEL = "squeezenet1.0"
 pytestmark = pytest.mark.browser

@@ -113,3 +113,30 @@ def test_corrupt_gaps_running_past_the_layer_are_refused(raw: bytes, layers: lis
     bad = raw[:start] + b"\xff" * ((n - 1) // 2 + 1) + raw[start + (n - 1) // 2 + 1 :]
     with pytest.raises(ValueError, match=f"layer conv1: position gaps at offset {start}"):
         dc.parse(bad)
+
+
+def test_six_bit_packed_file_round_trips_the_6_bit_model_in_three_quarters_of_the_index_bytes(
+    layers: list[dc.DCLayer],
+) -> None:
+    from modelpack.quantize import requantize_codebooks
+
+    six = dc.layers_from_tensors(requantize_codebooks(layers, 6))
+    packed = dc.encode6(six)
+    eight = dc.encode(six)
+    n = sum(layer.n_stored for layer in six)
+    # 6 of 8 bits per index, 64 of 256 codebook entries per layer.
+    assert len(eight) - len(packed) >= n // 4 + len(six) * 192 * 4 - 3 * len(six)
+    for a, b in zip(dc.decode_tensors(dc.parse6(packed)), dc.decode_tensors(six)):
+        assert np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
+
+
+def test_six_bit_packed_file_refuses_8_bit_indices_and_damage(layers: list[dc.DCLayer]) -> None:
+    with pytest.raises(ValueError, match="6 bits"):
+        dc.encode6(layers)
+    from modelpack.quantize import requantize_codebooks
+
+    packed = dc.encode6(dc.layers_from_tensors(requantize_codebooks(layers, 6)))
+    with pytest.raises(ValueError, match="truncated"):
+        dc.parse6(packed[: len(packed) // 2])
+    with pytest.raises(ValueError, match="trailing"):
+        dc.parse6(packed + b"\0")

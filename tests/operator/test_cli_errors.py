@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import pytest
 
-from ota import tls
+from otawire import tls
 
 OTA = [sys.executable, "-m", "ota"]
 

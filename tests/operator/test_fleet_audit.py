@@ -7,12 +7,12 @@ import json
 import grpc
 import pytest
 
-from ota.v1 import fleet_pb2, fleet_pb2_grpc
-from server.audit_store import open_audit
-from server.campaign_service import CampaignClient
+from otawire.v1 import fleet_pb2, fleet_pb2_grpc
+from server.audit import AuditLog
+from server.campaigns.service import CampaignClient
 from server.fleet_service import FleetClient, FleetError
-from server.rollout import CampaignSpec, TargetSelection, WaveSpec
-from tests.helpers import with_provenance
+from server.campaigns.rollout import CampaignSpec, TargetSelection, WaveSpec
+from testkit.helpers import with_provenance
 
 MODEL = "squeezenet1.0"
 
@@ -84,5 +84,5 @@ def test_every_change_is_audited_with_the_certificates_actor(registry_server, fl
     lines = [r.getMessage() for r in caplog.records if r.name == "server.audit"]
     assert len(lines) == 5 and lines[0].startswith("audit: publish by publisher:ml-team")
     # Append-only and durable: a fresh log over the same store reads the same entries.
-    again = open_audit(registry_server.registry.store).list(limit=10)
+    again = AuditLog(registry_server.registry.store).list(limit=10)
     assert [e.action for e in again] == actions

@@ -14,17 +14,10 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
-DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def with_schema(dsn: str, schema: str) -> str:
-    """The DSN with ``search_path`` set to ``schema`` (URL form, so the CLI accepts it)."""
-    sep = "&" if "?" in dsn else "?"
-    return f"{dsn}{sep}options={quote(f'-c search_path={schema}')}"
+from testkit.pg import DEFAULT_DSN, with_schema
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +81,7 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
         blobs = FileBlobStore(tmp_path / "blobs")
     else:
         schema: PgSchema = request.getfixturevalue("pg_schema")
-        from server.storage_pg import PgMetadataStore, open_postgres
+        from server.storage.postgres import PgMetadataStore, open_postgres
 
         meta, blobs = open_postgres(schema.dsn, spool_dir=tmp_path / "spool")
         opened.append(meta)
@@ -106,12 +99,15 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
 
 
 @pytest.fixture
-def pg_registry(pg_schema: PgSchema, keys_dir: Path, tmp_path: Path,
-                pki: Path) -> Iterator["server.registry.Registry"]:  # noqa: F821
+def pg_registry(
+    pg_schema: PgSchema, keys_dir: Path, tmp_path: Path, pki: Path
+) -> Iterator["server.registry.Registry"]:  # noqa: F821
     """An in-process registry on the test's PostgreSQL schema (a publisher's or operator's view)."""
     from server.registry import Registry
 
-    reg = Registry.open(tmp_path / "spool", keys_dir, db=pg_schema.dsn, ca_pem=(pki / "ca.pem").read_bytes())
+    reg = Registry.open(
+        tmp_path / "spool", keys_dir, db=pg_schema.dsn, ca_pem=(pki / "ca.pem").read_bytes()
+    )
     try:
         yield reg
     finally:
@@ -123,13 +119,20 @@ def tls_args(pki: Path, insecure: bool = False) -> list[str]:
     plain text that still verifies vehicle manifests against the fleet CA."""
     if insecure:
         return ["--insecure", "--ca", str(pki / "ca.pem")]
-    return ["--ca", str(pki / "ca.pem"), "--cert", str(pki / "server.pem"), "--key", str(pki / "server.key")]
+    return [
+        "--ca",
+        str(pki / "ca.pem"),
+        "--cert",
+        str(pki / "server.pem"),
+        "--key",
+        str(pki / "server.key"),
+    ]
 
 
 @pytest.fixture
 def cluster(pg_schema: PgSchema, keys_dir: Path, pki: Path):
     """Factory: ``cluster(n)`` starts n ``ota registry serve`` processes on the schema (mutual TLS)."""
-    from tests.scaleout.cluster import start_replicas, stop_all
+    from testkit.cluster import start_replicas, stop_all
 
     started = []
 
@@ -142,13 +145,19 @@ def cluster(pg_schema: PgSchema, keys_dir: Path, pki: Path):
     stop_all(started)
 
 
-
-def vehicle_config(pki: Path, keys_dir: Path, address: str, state: Path, vehicle_id: str,
-                   insecure: bool = False) -> "vehicle_agent.agent.AgentConfig":  # type: ignore[name-defined]  # noqa: F821
+def vehicle_config(
+    pki: Path, keys_dir: Path, address: str, state: Path, vehicle_id: str, insecure: bool = False
+) -> "vehicle_agent.agent.AgentConfig":  # type: ignore[name-defined]  # noqa: F821
     """An agent's configuration with its certificate and both trust roots."""
-    from ota import tls
+    from otawire import tls
     from vehicle_agent.agent import AgentConfig
 
-    return AgentConfig(registry=address, state_dir=state, vehicle_id=vehicle_id, trusted_root=keys_dir / "root.json",
-                       director_root=keys_dir / "director-root.json",
-                       identity=tls.ensure(pki, "vehicle", vehicle_id), insecure=insecure)
+    return AgentConfig(
+        registry=address,
+        state_dir=state,
+        vehicle_id=vehicle_id,
+        trusted_root=keys_dir / "root.json",
+        director_root=keys_dir / "director-root.json",
+        identity=tls.ensure(pki, "vehicle", vehicle_id),
+        insecure=insecure,
+    )

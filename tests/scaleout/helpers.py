@@ -71,11 +71,19 @@ def _chain(store: MetadataStore, role: str, root: Metadata[Root]) -> list[Metada
     out: list[Metadata] = []
     while (data := store.get_tuf_metadata(role, len(out) + 1)) is not None:
         md = Metadata.from_bytes(data)
-        assert md.signed.type == role and md.signed.version == len(out) + 1, (role, md.signed.version, len(out) + 1)
-        root.signed.verify_delegate(role, md.signed_bytes, md.signatures)  # raises when not signed by the role's keys
+        assert md.signed.type == role and md.signed.version == len(out) + 1, (
+            role,
+            md.signed.version,
+            len(out) + 1,
+        )
+        root.signed.verify_delegate(
+            role, md.signed_bytes, md.signatures
+        )  # raises when not signed by the role's keys
         out.append(md)
     latest = store.get_tuf_metadata(role)
-    assert latest is not None and Metadata.from_bytes(latest).signed.version == len(out), f"{role}: gap in history"
+    assert latest is not None and Metadata.from_bytes(latest).signed.version == len(out), (
+        f"{role}: gap in history"
+    )
     return out
 
 
@@ -84,13 +92,21 @@ def verify_tuf_history(store: MetadataStore) -> History:
     snapshots and timestamps that only move forward and point at versions that exist,
     and targets that only ever grow. Returns the chain for further checks."""
     root = Metadata[Root].from_bytes(store.get_tuf_metadata("root", 1))  # type: ignore[arg-type]
-    targets, snapshots, timestamps = (_chain(store, r, root) for r in ("targets", "snapshot", "timestamp"))
+    targets, snapshots, timestamps = (
+        _chain(store, r, root) for r in ("targets", "snapshot", "timestamp")
+    )
     for older, newer in zip(targets, targets[1:]):
         for path, tf in older.signed.targets.items():
-            assert newer.signed.targets.get(path) == tf, f"targets v{newer.signed.version} lost or changed {path}"
+            assert newer.signed.targets.get(path) == tf, (
+                f"targets v{newer.signed.version} lost or changed {path}"
+            )
     snap_targets = [s.signed.meta["targets.json"].version for s in snapshots]
-    assert snap_targets == sorted(snap_targets) and set(snap_targets) <= set(range(1, len(targets) + 1))
+    assert snap_targets == sorted(snap_targets) and set(snap_targets) <= set(
+        range(1, len(targets) + 1)
+    )
     ts_snaps = [t.signed.snapshot_meta.version for t in timestamps]
     assert ts_snaps == sorted(ts_snaps) and set(ts_snaps) <= set(range(1, len(snapshots) + 1))
-    assert ts_snaps[-1] == len(snapshots) and snap_targets[-1] == len(targets), "newest metadata is not linked"
+    assert ts_snaps[-1] == len(snapshots) and snap_targets[-1] == len(targets), (
+        "newest metadata is not linked"
+    )
     return History(targets, snapshots, timestamps)

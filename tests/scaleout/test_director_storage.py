@@ -36,6 +36,10 @@ def test_manifest_counter_only_goes_up(stores) -> None:
     assert not s.accept_manifest(ManifestRecord("car-1", "ecu", 5, "{}", ())), "a replay"
     assert not s.accept_manifest(ManifestRecord("car-1", "ecu", 4, "{}", ())), "an older manifest"
     got = s.get_manifest("car-1")
-    assert got is not None and (got.counter, got.manifest_json, got.attacks) == (5, '{"a": 1}', ("x",))
+    assert got is not None and (got.counter, got.manifest_json, got.attacks) == (
+        5,
+        '{"a": 1}',
+        ("x",),
+    )
     assert s.accept_manifest(ManifestRecord("car-1", "ecu2", 6, "{}", ()))
     assert stores.open_another().get_manifest("car-1").hardware_id == "ecu2"

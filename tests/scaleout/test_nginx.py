@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ota import tls
+from otawire import tls
 from server.client import PublisherClient
 from tests.scaleout.conftest import vehicle_config
 from tests.scaleout.helpers import tiny_onnx, update_each
@@ -33,10 +33,15 @@ def _nginx_binary() -> str:
     if found:
         return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("nginx is not installed and cannot be (needs root and apt-get): apt-get install nginx-light")
+        pytest.skip(
+            "nginx is not installed and cannot be (needs root and apt-get): apt-get install nginx-light"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "install", "-y", "-q", "nginx-light"], ["apt-get", "update", "-q"],
-                ["apt-get", "install", "-y", "-q", "nginx-light"]):
+    for cmd in (
+        ["apt-get", "install", "-y", "-q", "nginx-light"],
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "nginx-light"],
+    ):
         subprocess.run(cmd, env=env, capture_output=True, timeout=300, check=False)
         if found := shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin"):
             return found
@@ -52,7 +57,9 @@ def _free_port() -> int:
 def render(conf: str, upstreams: list[str], listen: str) -> str:
     """A documented file with its upstream servers and listen address replaced."""
     servers = "".join(f"        server {a} max_fails=1 fail_timeout=5s;\n" for a in upstreams)
-    conf, n = re.subn(r"(upstream \w+ \{\n(?:\s*#.*\n)*)(?:\s*server .*\n)+", rf"\g<1>{servers}", conf)
+    conf, n = re.subn(
+        r"(upstream \w+ \{\n(?:\s*#.*\n)*)(?:\s*server .*\n)+", rf"\g<1>{servers}", conf
+    )
     assert n == 1, "the nginx file lost its upstream block"
     conf, n = re.subn(r"listen 127\.0\.0\.1:8443( http2)?;", rf"listen {listen}\1;", conf)
     assert n == 1, "the nginx file lost its listen line"
@@ -63,10 +70,17 @@ def _stream_module() -> Path:
     """Debian builds nginx's stream (layer 4) proxy as a module of its own package."""
     module = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
     if not module.exists() and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "libnginx-mod-stream"], capture_output=True, timeout=300,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, check=False)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "libnginx-mod-stream"],
+            capture_output=True,
+            timeout=300,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            check=False,
+        )
     if not module.exists():
-        pytest.skip("nginx's stream module is not installed and cannot be: apt-get install libnginx-mod-stream")
+        pytest.skip(
+            "nginx's stream module is not installed and cannot be: apt-get install libnginx-mod-stream"
+        )
     return module
 
 
@@ -85,12 +99,19 @@ def _nginx(tmp_path: Path, conf: Path, replicas: list, stream: bool) -> Iterator
         + ("user root;\n" if os.geteuid() == 0 else "")  # workers must reach pytest's 0700 tmp dirs
         + f"worker_processes 1;\ndaemon off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log info;\n"
         + "events { worker_connections 256; }\n"
-        + (f"include {site};\n" if stream  # the stream file is main context
-           else f"http {{\n  access_log {tmp_path}/access.log;\n{temp_paths}  include {site};\n}}\n")
+        + (
+            f"include {site};\n"
+            if stream  # the stream file is main context
+            else f"http {{\n  access_log {tmp_path}/access.log;\n{temp_paths}  include {site};\n}}\n"
+        )
     )
-    check = subprocess.run([binary, "-t", "-c", str(main), "-p", str(tmp_path)], capture_output=True, text=True)
+    check = subprocess.run(
+        [binary, "-t", "-c", str(main), "-p", str(tmp_path)], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([binary, "-c", str(main), "-p", str(tmp_path)], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "-c", str(main), "-p", str(tmp_path)], stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -99,7 +120,9 @@ def _nginx(tmp_path: Path, conf: Path, replicas: list, stream: bool) -> Iterator
                     break
             time.sleep(0.05)
         else:
-            pytest.fail(f"nginx did not listen on {port}: {(tmp_path / 'error.log').read_text()[-2000:]}")
+            pytest.fail(
+                f"nginx did not listen on {port}: {(tmp_path / 'error.log').read_text()[-2000:]}"
+            )
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -116,33 +139,52 @@ def nginx_front(cluster, tmp_path: Path) -> Iterator[tuple[str, list]]:
         yield address, replicas
 
 
-def test_publish_and_update_through_nginx(nginx_front, pg_registry, keys_dir, tmp_path, pki) -> None:
+def test_publish_and_update_through_nginx(
+    nginx_front, pg_registry, keys_dir, tmp_path, pki
+) -> None:
     address, replicas = nginx_front
     with PublisherClient(address, insecure=True) as pub:
         pub.upload(tiny_onnx("through nginx"), "tiny", "1.0.0")
     outcomes = update_each(
-        [vehicle_config(pki, keys_dir, address, tmp_path / f"car-{i}", f"car-{i}", insecure=True) for i in range(3)]
+        [
+            vehicle_config(pki, keys_dir, address, tmp_path / f"car-{i}", f"car-{i}", insecure=True)
+            for i in range(3)
+        ]
     )
     assert outcomes == [[("installed", "1.0.0")]] * 3
-    calls = [r.metric("ota_registry_requests_total", {"service": "ota.v1.Vehicle"}) for r in replicas]
+    calls = [
+        r.metric("ota_registry_requests_total", {"service": "ota.v1.Vehicle"}) for r in replicas
+    ]
     assert sum(c > 0 for c in calls) >= 2, f"nginx did not spread calls over the replicas: {calls}"
     assert len([r for r in pg_registry.store.list_reports() if r.status == "installed"]) == 3
 
 
-def test_mutual_tls_end_to_end_through_nginx_passthrough(cluster, pg_registry, keys_dir, tmp_path, pki) -> None:
+def test_mutual_tls_end_to_end_through_nginx_passthrough(
+    cluster, pg_registry, keys_dir, tmp_path, pki
+) -> None:
     """deploy/nginx/ota-registry-mtls.conf: each replica sees the vehicle's own certificate."""
     replicas = cluster(3)  # mutual TLS
     with _nginx(tmp_path, MTLS_CONF, replicas, stream=True) as address:
-        with PublisherClient(address, tls_files=tls.TlsFiles.in_dir(pki, "publisher", "ml-team")) as pub:
+        with PublisherClient(
+            address, tls_files=tls.TlsFiles.in_dir(pki, "publisher", "ml-team")
+        ) as pub:
             pub.upload(tiny_onnx("through nginx, mutual TLS"), "tiny", "1.0.0")
         outcomes = update_each(
-            [vehicle_config(pki, keys_dir, address, tmp_path / f"car-{i}", f"car-{i}") for i in range(3)]
+            [
+                vehicle_config(pki, keys_dir, address, tmp_path / f"car-{i}", f"car-{i}")
+                for i in range(3)
+            ]
         )
     assert outcomes == [[("installed", "1.0.0")]] * 3
     # nginx spreads connections (one per vehicle here), so the vehicles landed on several replicas,
     # and each was authorised by its own certificate there (a vehicle's director chain is its own).
-    calls = [r.metric("ota_registry_requests_total", {"service": "ota.v1.Vehicle", "code": "OK"}) for r in replicas]
-    assert sum(c > 0 for c in calls) >= 2, f"nginx did not spread the vehicles' connections: {calls}"
-    assert sorted(r.vehicle_id for r in pg_registry.store.list_reports() if r.status == "installed") == [
-        "car-0", "car-1", "car-2"
+    calls = [
+        r.metric("ota_registry_requests_total", {"service": "ota.v1.Vehicle", "code": "OK"})
+        for r in replicas
     ]
+    assert sum(c > 0 for c in calls) >= 2, (
+        f"nginx did not spread the vehicles' connections: {calls}"
+    )
+    assert sorted(
+        r.vehicle_id for r in pg_registry.store.list_reports() if r.status == "installed"
+    ) == ["car-0", "car-1", "car-2"]

@@ -11,13 +11,22 @@ psycopg = pytest.importorskip("psycopg", reason="PostgreSQL tests need psycopg (
 pytestmark = pytest.mark.postgres
 
 from server.storage import StorageError  # noqa: E402
-from server.storage_pg import PgDatabase, PgMetadataStore, open_postgres  # noqa: E402
-from server.storage_pg_schema import LATEST, MIGRATIONS, Migration, SchemaError, current_version, migrate  # noqa: E402
+from server.storage.postgres import PgDatabase, PgMetadataStore, open_postgres  # noqa: E402
+from server.storage.postgres_schema import (
+    LATEST,
+    MIGRATIONS,
+    Migration,
+    SchemaError,
+    current_version,
+    migrate,
+)  # noqa: E402
 
 
 def _tables(dsn: str) -> set[str]:
     with psycopg.connect(dsn) as c:
-        rows = c.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
+        rows = c.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
         return {r[0] for r in rows}
 
 
@@ -28,25 +37,40 @@ def test_migrations_build_the_schema_from_empty_and_run_once(pg_schema) -> None:
         assert migrate(c) == [m.version for m in MIGRATIONS]
         assert current_version(c) == LATEST
         assert migrate(c) == []  # a second start finds nothing to do
-        recorded = c.execute("SELECT version, description FROM schema_migrations ORDER BY version").fetchall()
+        recorded = c.execute(
+            "SELECT version, description FROM schema_migrations ORDER BY version"
+        ).fetchall()
     assert [v for v, _ in recorded] == [m.version for m in MIGRATIONS]
-    assert {"models", "tuf_metadata", "reports", "blobs", "blob_chunks", "schema_migrations"} <= _tables(pg_schema.dsn)
+    assert {
+        "models",
+        "tuf_metadata",
+        "reports",
+        "blobs",
+        "blob_chunks",
+        "schema_migrations",
+    } <= _tables(pg_schema.dsn)
 
 
 def test_an_upgrade_applies_only_the_new_migration_and_keeps_the_data(pg_schema) -> None:
     store = PgMetadataStore.connect(pg_schema.dsn)
     store.put_tuf_metadata("root", 1, b"root-v1")
     store.close()
-    extra = Migration(LATEST + 1, "test: an index added later", "CREATE INDEX tuf_by_role ON tuf_metadata (role)")
+    extra = Migration(
+        LATEST + 1, "test: an index added later", "CREATE INDEX tuf_by_role ON tuf_metadata (role)"
+    )
     with psycopg.connect(pg_schema.dsn, autocommit=True) as c:
         assert migrate(c, MIGRATIONS + (extra,)) == [LATEST + 1]
         assert current_version(c) == LATEST + 1
-        assert c.execute("SELECT data FROM tuf_metadata WHERE role = 'root'").fetchone() == (b"root-v1",)
+        assert c.execute("SELECT data FROM tuf_metadata WHERE role = 'root'").fetchone() == (
+            b"root-v1",
+        )
 
 
 def test_a_failing_migration_leaves_the_previous_schema_intact(pg_schema) -> None:
     PgMetadataStore.connect(pg_schema.dsn).close()
-    broken = Migration(LATEST + 1, "test: broken", "CREATE TABLE half_done (x INT); SELECT no_such_function()")
+    broken = Migration(
+        LATEST + 1, "test: broken", "CREATE TABLE half_done (x INT); SELECT no_such_function()"
+    )
     with psycopg.connect(pg_schema.dsn, autocommit=True) as c:
         with pytest.raises(psycopg.errors.UndefinedFunction):
             migrate(c, MIGRATIONS + (broken,))
@@ -77,8 +101,13 @@ def test_replicas_starting_together_migrate_exactly_once(pg_schema) -> None:
 def test_a_database_newer_than_the_code_is_refused(pg_schema) -> None:
     PgMetadataStore.connect(pg_schema.dsn).close()
     with psycopg.connect(pg_schema.dsn, autocommit=True) as c:
-        c.execute("INSERT INTO schema_migrations (version, description) VALUES (%s, 'from the future')", (LATEST + 5,))
-    with pytest.raises(SchemaError, match=f"at version {LATEST + 5}, newer than this registry knows"):
+        c.execute(
+            "INSERT INTO schema_migrations (version, description) VALUES (%s, 'from the future')",
+            (LATEST + 5,),
+        )
+    with pytest.raises(
+        SchemaError, match=f"at version {LATEST + 5}, newer than this registry knows"
+    ):
         PgMetadataStore.connect(pg_schema.dsn)
 
 

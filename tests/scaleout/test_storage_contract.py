@@ -27,8 +27,13 @@ from server.storage import (
 )
 
 
-def _model(name: str = "squeezenet1.0", version: str = "1.0.0", sha: str = "a" * 64, at: str = "2026-01-01T00:00:00Z",
-           **kw) -> ModelRecord:
+def _model(
+    name: str = "squeezenet1.0",
+    version: str = "1.0.0",
+    sha: str = "a" * 64,
+    at: str = "2026-01-01T00:00:00Z",
+    **kw,
+) -> ModelRecord:
     return ModelRecord(name, version, sha, 1234, f"{name}/{version}.onnx", published_at=at, **kw)
 
 
@@ -93,7 +98,9 @@ def test_encodings_are_stored_per_version_and_replaced_as_a_set(stores) -> None:
     standalone = EncodingRecord("m", "1.0.1", "deepcompression", "", "1" * 64, 500)
     delta = EncodingRecord("m", "1.0.1", "tensordelta", "b" * 64, "2" * 64, 30)
     stores.meta.put_encodings("m", "1.0.1", [delta, standalone])
-    stores.meta.put_encodings("m", "1.0.2", [EncodingRecord("m", "1.0.2", "zstd", "", "3" * 64, 400)])
+    stores.meta.put_encodings(
+        "m", "1.0.2", [EncodingRecord("m", "1.0.2", "zstd", "", "3" * 64, 400)]
+    )
     assert stores.meta.list_encodings("m", "1.0.1") == [standalone, delta]  # stand-alone first
     assert stores.meta.encoding_by_blob("2" * 64) == delta
     assert stores.meta.encoding_by_blob("4" * 64) is None
@@ -109,11 +116,23 @@ def test_encodings_are_stored_per_version_and_replaced_as_a_set(stores) -> None:
 def test_reports_round_trip_in_arrival_order(stores) -> None:
     first = ReportRecord("car-1", "squeezenet1.0", "1.0.0", "downloading", bytes_downloaded=0)
     second = ReportRecord(
-        "car-1", "squeezenet1.0", "1.0.0", "installed", reason="", hardware_id="ecu-a", sha256="f" * 64,
-        from_version="0.9.0", encoding="full", bytes_downloaded=5_000_000, duration_s=1.25, active_version="1.0.0",
+        "car-1",
+        "squeezenet1.0",
+        "1.0.0",
+        "installed",
+        reason="",
+        hardware_id="ecu-a",
+        sha256="f" * 64,
+        from_version="0.9.0",
+        encoding="full",
+        bytes_downloaded=5_000_000,
+        duration_s=1.25,
+        active_version="1.0.0",
         extra={"slot": "b", "n": [1, 2]},
     )
-    other = ReportRecord("car-2", "squeezenet1.0", "1.0.0", "failed", reason="self-test failed: top-1 mismatch")
+    other = ReportRecord(
+        "car-2", "squeezenet1.0", "1.0.0", "failed", reason="self-test failed: top-1 mismatch"
+    )
     for rep in (first, second, other):
         stores.meta.add_report(rep)
     got = stores.meta.list_reports("car-1")
@@ -128,7 +147,9 @@ def test_reports_round_trip_in_arrival_order(stores) -> None:
 def test_reports_from_many_threads_are_all_kept(stores) -> None:
     def send(i: int) -> None:
         for j in range(10):
-            stores.meta.add_report(ReportRecord(f"car-{i}", "m", "1.0.0", "installed", extra={"j": j}))
+            stores.meta.add_report(
+                ReportRecord(f"car-{i}", "m", "1.0.0", "installed", extra={"j": j})
+            )
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
     for t in threads:
@@ -150,7 +171,9 @@ def test_signing_lock_is_reentrant(stores) -> None:
 
 def test_signing_lock_admits_one_signer_at_a_time_across_store_instances(stores) -> None:
     """Two handles on the same data (two replicas, for PostgreSQL) never sign at once."""
-    handles = [stores.meta] + ([stores.open_another()] if stores.engine == "postgresql" else [stores.meta])
+    handles = [stores.meta] + (
+        [stores.open_another()] if stores.engine == "postgresql" else [stores.meta]
+    )
     inside, overlaps, versions = [0], [0], []
     guard = threading.Lock()
 
@@ -229,20 +252,38 @@ def test_reports_for_one_model_version(stores) -> None:
     for vid, version in (("car-1", "1.0.0"), ("car-2", "1.0.1"), ("car-3", "1.0.1")):
         stores.meta.add_report(ReportRecord(vid, "m", version, "installed"))
     stores.meta.add_report(ReportRecord("car-4", "other", "1.0.1", "installed"))
-    assert [r.vehicle_id for r in stores.meta.list_reports_for_model("m", "1.0.1")] == ["car-2", "car-3"]
+    assert [r.vehicle_id for r in stores.meta.list_reports_for_model("m", "1.0.1")] == [
+        "car-2",
+        "car-3",
+    ]
     assert stores.meta.list_reports_for_model("m", "9.9.9") == []
 
 
 # -- fleet inventory --------------------------------------------------------------------------
 def test_vehicle_upsert_keeps_first_seen_and_updates_the_rest(stores) -> None:
-    first = VehicleRecord("car-1", "ecu-a", ("eu", "beta"), {"m": ("1.0.0", "a" * 64)}, ("m",), 100.0, 100.0)
+    first = VehicleRecord(
+        "car-1", "ecu-a", ("eu", "beta"), {"m": ("1.0.0", "a" * 64)}, ("m",), 100.0, 100.0
+    )
     stores.meta.upsert_vehicle(first)
     assert stores.meta.get_vehicle("car-1") == first
-    later = VehicleRecord("car-1", "ecu-b", ("eu",), {"m": ("1.0.1", "b" * 64), "n": ("2.0.0", "c" * 64)}, (),
-                          999.0, 150.5)
+    later = VehicleRecord(
+        "car-1",
+        "ecu-b",
+        ("eu",),
+        {"m": ("1.0.1", "b" * 64), "n": ("2.0.0", "c" * 64)},
+        (),
+        999.0,
+        150.5,
+    )
     stores.meta.upsert_vehicle(later)
     assert stores.meta.get_vehicle("car-1") == VehicleRecord(
-        "car-1", "ecu-b", ("eu",), {"m": ("1.0.1", "b" * 64), "n": ("2.0.0", "c" * 64)}, (), 100.0, 150.5
+        "car-1",
+        "ecu-b",
+        ("eu",),
+        {"m": ("1.0.1", "b" * 64), "n": ("2.0.0", "c" * 64)},
+        (),
+        100.0,
+        150.5,
     )
     stores.meta.upsert_vehicle(VehicleRecord("car-0", first_seen=1.0, last_seen=1.0))
     assert [v.vehicle_id for v in stores.meta.list_vehicles()] == ["car-0", "car-1"]
@@ -251,24 +292,36 @@ def test_vehicle_upsert_keeps_first_seen_and_updates_the_rest(stores) -> None:
 
 # -- rollout campaigns ----------------------------------------------------------------------
 def _campaign(stores, cid: str = "c1", at: float = 10.0) -> list[CampaignMember]:
-    members = [CampaignMember(cid, "car-2", 1), CampaignMember(cid, "car-1", 0), CampaignMember(cid, "car-3", 1)]
-    stores.meta.add_campaign(CampaignRecord(cid, '{"model": "m", "version": "1.0.1"}', at), members,
-                             [CampaignEventRecord(cid, at, "created"), CampaignEventRecord(cid, at, "wave_opened", 0)])
+    members = [
+        CampaignMember(cid, "car-2", 1),
+        CampaignMember(cid, "car-1", 0),
+        CampaignMember(cid, "car-3", 1),
+    ]
+    stores.meta.add_campaign(
+        CampaignRecord(cid, '{"model": "m", "version": "1.0.1"}', at),
+        members,
+        [CampaignEventRecord(cid, at, "created"), CampaignEventRecord(cid, at, "wave_opened", 0)],
+    )
     return members
 
 
 def test_a_campaign_is_stored_with_its_members_and_first_events(stores) -> None:
     _campaign(stores, "c1", 10.0)
     _campaign(stores, "c0", 20.0)
-    assert stores.meta.get_campaign("c1") == CampaignRecord("c1", '{"model": "m", "version": "1.0.1"}', 10.0)
+    assert stores.meta.get_campaign("c1") == CampaignRecord(
+        "c1", '{"model": "m", "version": "1.0.1"}', 10.0
+    )
     assert stores.meta.get_campaign("nope") is None
     assert [c.campaign_id for c in stores.meta.list_campaigns()] == ["c1", "c0"]  # by creation time
-    assert [(m.vehicle_id, m.wave, m.offered_at) for m in stores.meta.list_campaign_members("c1")] == [
-        ("car-1", 0, None), ("car-2", 1, None), ("car-3", 1, None)
-    ]
+    assert [
+        (m.vehicle_id, m.wave, m.offered_at) for m in stores.meta.list_campaign_members("c1")
+    ] == [("car-1", 0, None), ("car-2", 1, None), ("car-3", 1, None)]
     assert sorted(m.campaign_id for m in stores.meta.memberships_of("car-2")) == ["c0", "c1"]
     assert stores.meta.memberships_of("car-9") == []
-    assert [(e.kind, e.wave) for e in stores.meta.list_campaign_events("c1")] == [("created", -1), ("wave_opened", 0)]
+    assert [(e.kind, e.wave) for e in stores.meta.list_campaign_events("c1")] == [
+        ("created", -1),
+        ("wave_opened", 0),
+    ]
 
 
 def test_adding_a_campaign_is_all_or_nothing(stores) -> None:
@@ -277,9 +330,14 @@ def test_adding_a_campaign_is_all_or_nothing(stores) -> None:
         _campaign(stores, "c1")
     twice = [CampaignMember("c2", "car-1", 0), CampaignMember("c2", "car-1", 1)]
     with pytest.raises(StorageError, match="lists a vehicle twice"):
-        stores.meta.add_campaign(CampaignRecord("c2", "{}", 1.0), twice, [CampaignEventRecord("c2", 1.0, "created")])
+        stores.meta.add_campaign(
+            CampaignRecord("c2", "{}", 1.0), twice, [CampaignEventRecord("c2", 1.0, "created")]
+        )
     assert stores.meta.get_campaign("c2") is None
-    assert stores.meta.list_campaign_members("c2") == [] and stores.meta.list_campaign_events("c2") == []
+    assert (
+        stores.meta.list_campaign_members("c2") == []
+        and stores.meta.list_campaign_events("c2") == []
+    )
     assert len(stores.meta.list_campaign_events("c1")) == 2
 
 
@@ -287,8 +345,10 @@ def test_only_the_first_offer_is_recorded_even_across_replicas(stores) -> None:
     _campaign(stores)
     other = stores.open_another()  # a second replica's handle on the same data
     results = []
-    threads = [threading.Thread(target=lambda s=s, t=t: results.append(s.mark_offered("c1", "car-2", t)))
-               for s, t in ((stores.meta, 5.0), (other, 6.0), (stores.meta, 7.0), (other, 8.0))]
+    threads = [
+        threading.Thread(target=lambda s=s, t=t: results.append(s.mark_offered("c1", "car-2", t)))
+        for s, t in ((stores.meta, 5.0), (other, 6.0), (stores.meta, 7.0), (other, 8.0))
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -302,9 +362,17 @@ def test_only_the_first_offer_is_recorded_even_across_replicas(stores) -> None:
 def test_campaign_events_append_in_order(stores) -> None:
     _campaign(stores)
     for i, kind in enumerate(("paused", "resumed", "wave_opened")):
-        stores.meta.add_campaign_event(CampaignEventRecord("c1", 20.0 + i, kind, 1, f'{{"n": {i}}}'))
+        stores.meta.add_campaign_event(
+            CampaignEventRecord("c1", 20.0 + i, kind, 1, f'{{"n": {i}}}')
+        )
     events = stores.meta.list_campaign_events("c1")
-    assert [e.kind for e in events] == ["created", "wave_opened", "paused", "resumed", "wave_opened"]
+    assert [e.kind for e in events] == [
+        "created",
+        "wave_opened",
+        "paused",
+        "resumed",
+        "wave_opened",
+    ]
     assert events[-1] == CampaignEventRecord("c1", 22.0, "wave_opened", 1, '{"n": 2}')
 
 
@@ -313,4 +381,7 @@ def test_signing_locks_of_different_scopes_nest_and_commit_together(stores) -> N
         stores.meta.put_tuf_metadata("snapshot", 1, b"s1")
         with stores.meta.signing_lock("vehicle:car-1"), stores.meta.signing_lock():
             stores.meta.put_tuf_metadata("timestamp", 1, b"t1")
-    assert stores.meta.get_tuf_metadata("snapshot") == b"s1" and stores.meta.get_tuf_metadata("timestamp") == b"t1"
+    assert (
+        stores.meta.get_tuf_metadata("snapshot") == b"s1"
+        and stores.meta.get_tuf_metadata("timestamp") == b"t1"
+    )

@@ -20,19 +20,21 @@ import grpc
 import pytest
 
 from modelpack.imaging import IMAGES_DIR
-from ota import tls
-from ota.v1 import ota_pb2, ota_pb2_grpc
-from server.keys import Keystore
+from otawire import tls
+from otawire.v1 import ota_pb2, ota_pb2_grpc
+from server.signing.keys import Keystore
 from server.registry import Registry
 from server.service import VehicleServicer, create_server
 from tests.conftest import vehicle_identity
-from tests.helpers import with_provenance
+from testkit.helpers import with_provenance
 from vehicle_agent.agent import AgentConfig, UpdateOutcome, VehicleAgent
 from vehicle_agent.transport import RegistryClient, TransportConfig
 
 MODEL = "squeezenet1.0"
 Honest = Callable[[], Iterator[ota_pb2.DownloadChunk]]
-Attack = Callable[[ota_pb2.DownloadRequest, grpc.ServicerContext, Honest], Iterator[ota_pb2.DownloadChunk]]
+Attack = Callable[
+    [ota_pb2.DownloadRequest, grpc.ServicerContext, Honest], Iterator[ota_pb2.DownloadChunk]
+]
 
 
 class MaliciousVehicle(VehicleServicer):
@@ -71,20 +73,33 @@ class Scene:
     def set_attack(self, attack: Attack | None) -> None:
         self.evil.attack = attack
 
-    def agent(self, vehicle_id: str = "car-1", transport: TransportConfig = TransportConfig(),
-              via_evil: bool = True, **kw) -> VehicleAgent:
+    def agent(
+        self,
+        vehicle_id: str = "car-1",
+        transport: TransportConfig = TransportConfig(),
+        via_evil: bool = True,
+        **kw,
+    ) -> VehicleAgent:
         address = self.evil_address if via_evil else self.honest_address
         identity = vehicle_identity(self.pki, vehicle_id)
-        cfg = AgentConfig(registry=address, state_dir=self.tmp / f"state-{vehicle_id}", vehicle_id=vehicle_id,
-                          trusted_root=self.keys.path / "root.json",
-                          director_root=self.keys.path / "director-root.json", identity=identity, **kw)
+        cfg = AgentConfig(
+            registry=address,
+            state_dir=self.tmp / f"state-{vehicle_id}",
+            vehicle_id=vehicle_id,
+            trusted_root=self.keys.path / "root.json",
+            director_root=self.keys.path / "director-root.json",
+            identity=identity,
+            **kw,
+        )
         agent = VehicleAgent(cfg, RegistryClient(address, transport, tls_files=identity))
         self.agents.append(agent)
         return agent
 
     def metadata(self, path: str, vehicle_id: str = "car-1") -> bytes:
         """A metadata file exactly as the honest registry serves it now."""
-        return b"".join(d for _, d, _ in self.registry.read_chunks("metadata", path, 0, 0, 1 << 20, vehicle_id))
+        return b"".join(
+            d for _, d, _ in self.registry.read_chunks("metadata", path, 0, 0, 1 << 20, vehicle_id)
+        )
 
 
 @pytest.fixture
@@ -94,12 +109,22 @@ def scene(tmp_path: Path, pki: Path) -> Iterator[Scene]:
     server_tls = tls.TlsFiles.in_dir(pki, "server", "registry")
     honest, honest_port = create_server(reg, "127.0.0.1:0", tls_files=server_tls)
     evil_servicer = MaliciousVehicle(reg)
-    evil = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
-                       options=[("grpc.max_send_message_length", 64 << 20)])
+    evil = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=8),
+        options=[("grpc.max_send_message_length", 64 << 20)],
+    )
     ota_pb2_grpc.add_VehicleServicer_to_server(evil_servicer, evil)
     evil_port = evil.add_secure_port("127.0.0.1:0", tls.server_credentials(server_tls))
     evil.start()
-    s = Scene(reg, keys, pki, f"127.0.0.1:{honest_port}", f"127.0.0.1:{evil_port}", evil_servicer, tmp_path)
+    s = Scene(
+        reg,
+        keys,
+        pki,
+        f"127.0.0.1:{honest_port}",
+        f"127.0.0.1:{evil_port}",
+        evil_servicer,
+        tmp_path,
+    )
     try:
         yield s
     finally:
@@ -126,8 +151,15 @@ def running(scene: Scene, squeezenet_bytes: bytes, successor_bytes: bytes) -> Ve
     return agent
 
 
-def assert_refused(agent: VehicleAgent, outcomes: list[UpdateOutcome], scene: Scene, status: str, reason: str,
-                   serving: str = "1.0.0", attack: str | None = None) -> None:
+def assert_refused(
+    agent: VehicleAgent,
+    outcomes: list[UpdateOutcome],
+    scene: Scene,
+    status: str,
+    reason: str,
+    serving: str = "1.0.0",
+    attack: str | None = None,
+) -> None:
     """The agent refused, still serves ``serving`` (and classifies with it), and reported why.
 
     ``attack``: what the agent must have recorded as an attack and delivered in its
@@ -135,18 +167,22 @@ def assert_refused(agent: VehicleAgent, outcomes: list[UpdateOutcome], scene: Sc
     """
     assert outcomes, "the agent did nothing"
     assert all(o.status != "installed" for o in outcomes), outcomes
-    assert any(o.status == status and re.search(reason, o.reason) for o in outcomes), \
-        [(o.status, o.reason) for o in outcomes]
+    assert any(o.status == status and re.search(reason, o.reason) for o in outcomes), [
+        (o.status, o.reason) for o in outcomes
+    ]
     assert agent.models[MODEL].version == serving
     assert agent.slots.load()[MODEL].active_record().version == serving
     assert agent.classify(MODEL, IMAGES_DIR / "coffee.png", 1)[0].label == "espresso"
     reports = scene.registry.store.list_reports(agent.config.vehicle_id)
-    assert any(r.status == status and re.search(reason, r.reason) for r in reports), \
-        [(r.status, r.reason) for r in reports]
+    assert any(r.status == status and re.search(reason, r.reason) for r in reports), [
+        (r.status, r.reason) for r in reports
+    ]
     attack = attack or (reason if status == "attack_detected" else None)
     if attack:
         # The next signed version manifest carries it to the director.
-        assert any(re.search(attack, a) for a in agent.trust.state.attacks), agent.trust.state.attacks
+        assert any(re.search(attack, a) for a in agent.trust.state.attacks), (
+            agent.trust.state.attacks
+        )
         agent.trust.send_manifest({n: (r.version, r.sha256) for n, r in agent.installed().items()})
         vehicle = scene.registry.store.get_manifest(agent.config.vehicle_id)
         assert vehicle is not None and any(re.search(attack, a) for a in vehicle.attacks), vehicle

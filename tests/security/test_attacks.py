@@ -23,16 +23,16 @@ import grpc
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
-from ota import tls
-from ota.v1 import ota_pb2
-from server.keys import Expiries
+from otawire import tls
+from otawire.v1 import ota_pb2
+from server.signing.keys import Expiries
 from server.registry import Registry
 from server.service import create_server
-from server.tuf_repo import SignedRepository
+from server.signing.repository import SignedRepository
 from tests.conftest import vehicle_identity
-from tests.helpers import with_provenance
+from testkit.helpers import with_provenance
 from tests.security.conftest import MODEL, Scene, assert_refused
-from tests.vehicle_agent.faultlink import FaultyLink
+from testkit.faultlink import FaultyLink
 from vehicle_agent.agent import AgentConfig, VehicleAgent
 from vehicle_agent.transport import RegistryClient, TransportConfig
 
@@ -54,14 +54,25 @@ def _full_only(scene: Scene, version: str = "1.0.1") -> None:
 
 
 # -- transport ------------------------------------------------------------------------------------
-def _install_through_recorder(scene: Scene, upstream: str, insecure: bool) -> tuple[VehicleAgent, bytes]:
+def _install_through_recorder(
+    scene: Scene, upstream: str, insecure: bool
+) -> tuple[VehicleAgent, bytes]:
     rec = FaultyLink(upstream, record=True)  # a wiretap that forwards everything
     vid = "car-plain" if insecure else "car-tls"
     identity = vehicle_identity(scene.pki, vid)
-    cfg = AgentConfig(registry=rec.address, state_dir=scene.tmp / vid, vehicle_id=vid,
-                      trusted_root=scene.keys.path / "root.json",
-                      director_root=scene.keys.path / "director-root.json", identity=identity, insecure=insecure)
-    agent = VehicleAgent(cfg, RegistryClient(rec.address, tls_files=None if insecure else identity, insecure=insecure))
+    cfg = AgentConfig(
+        registry=rec.address,
+        state_dir=scene.tmp / vid,
+        vehicle_id=vid,
+        trusted_root=scene.keys.path / "root.json",
+        director_root=scene.keys.path / "director-root.json",
+        identity=identity,
+        insecure=insecure,
+    )
+    agent = VehicleAgent(
+        cfg,
+        RegistryClient(rec.address, tls_files=None if insecure else identity, insecure=insecure),
+    )
     scene.agents.append(agent)
     try:
         [out] = agent.update_once()
@@ -126,8 +137,11 @@ def test_slow_retrieval(scene: Scene, squeezenet_bytes: bytes, successor_bytes: 
         for chunk in honest():
             for i in range(0, len(chunk.data), 1024):
                 time.sleep(0.05)  # ~20 KB/s
-                yield ota_pb2.DownloadChunk(offset=chunk.offset + i, data=chunk.data[i : i + 1024],
-                                            total_length=chunk.total_length)
+                yield ota_pb2.DownloadChunk(
+                    offset=chunk.offset + i,
+                    data=chunk.data[i : i + 1024],
+                    total_length=chunk.total_length,
+                )
 
     scene.set_attack(trickle)
     t = time.monotonic()
@@ -148,7 +162,9 @@ def test_freeze(scene: Scene, running: VehicleAgent) -> None:
             yield from honest()
 
     scene.set_attack(freeze)
-    assert_refused(running, running.update_once(), scene, "attack_detected", "image repository did not sign")
+    assert_refused(
+        running, running.update_once(), scene, "attack_detected", "image repository did not sign"
+    )
 
 
 def test_indefinite_freeze(scene: Scene, running: VehicleAgent) -> None:
@@ -165,7 +181,14 @@ def test_indefinite_freeze(scene: Scene, running: VehicleAgent) -> None:
         yield from _chunks(frozen) if req.path == "timestamp.json" else honest()
 
     scene.set_attack(freeze)
-    assert_refused(running, running.update_once(), scene, "attack_detected", "ExpiredMetadataError", serving="1.0.1")
+    assert_refused(
+        running,
+        running.update_once(),
+        scene,
+        "attack_detected",
+        "ExpiredMetadataError",
+        serving="1.0.1",
+    )
 
 
 def test_partial_bundle(scene: Scene, running: VehicleAgent, successor_bytes: bytes) -> None:
@@ -207,7 +230,9 @@ def test_endless_data_target(scene: Scene, running: VehicleAgent) -> None:
             pos += 65536
 
     scene.set_attack(endless)
-    assert_refused(running, running.update_once(), scene, "attack_detected", "more than the signed length")
+    assert_refused(
+        running, running.update_once(), scene, "attack_detected", "more than the signed length"
+    )
 
 
 def test_endless_data_metadata(scene: Scene, running: VehicleAgent) -> None:
@@ -223,7 +248,9 @@ def test_endless_data_metadata(scene: Scene, running: VehicleAgent) -> None:
             pos += 65536
 
     scene.set_attack(endless)
-    assert_refused(running, running.update_once(), scene, "attack_detected", "DownloadLengthMismatchError")
+    assert_refused(
+        running, running.update_once(), scene, "attack_detected", "DownloadLengthMismatchError"
+    )
 
 
 def test_oversized_message(scene: Scene, running: VehicleAgent) -> None:
@@ -250,15 +277,31 @@ def test_rollback_metadata(scene: Scene, running: VehicleAgent) -> None:
         yield from _chunks(old) if req.path == "timestamp.json" else honest()
 
     scene.set_attack(rollback)
-    assert_refused(running, running.update_once(), scene, "attack_detected", "BadVersionNumberError", serving="1.0.1")
+    assert_refused(
+        running,
+        running.update_once(),
+        scene,
+        "attack_detected",
+        "BadVersionNumberError",
+        serving="1.0.1",
+    )
 
 
-def test_rollback_model_version(scene: Scene, running: VehicleAgent, squeezenet_bytes: bytes) -> None:
+def test_rollback_model_version(
+    scene: Scene, running: VehicleAgent, squeezenet_bytes: bytes
+) -> None:
     """The director instructs the signed older 1.0.0 (release counter 1) after 1.0.1 (2)."""
     [out] = running.update_once()
     assert out.status == "installed" and out.version == "1.0.1"
     scene.registry.director.assign("car-1", MODEL, "1.0.0")
-    assert_refused(running, running.update_once(), scene, "attack_detected", "rollback refused", serving="1.0.1")
+    assert_refused(
+        running,
+        running.update_once(),
+        scene,
+        "attack_detected",
+        "rollback refused",
+        serving="1.0.1",
+    )
     # The legitimate way back: the image repository signs the old bytes as a new release.
     scene.registry.publish_bytes(MODEL, "1.0.2", squeezenet_bytes)
     scene.registry.director.assign("car-1", MODEL, "1.0.2")
@@ -272,14 +315,19 @@ def test_mix_and_match(scene: Scene, running: VehicleAgent) -> None:
     assert old_targets is not None
 
     def mix(req, context, honest):
-        if req.kind == ota_pb2.FILE_KIND_METADATA and req.path.endswith(".targets.json") \
-                and not req.path.startswith("director/"):
+        if (
+            req.kind == ota_pb2.FILE_KIND_METADATA
+            and req.path.endswith(".targets.json")
+            and not req.path.startswith("director/")
+        ):
             yield from _chunks(old_targets)
         else:
             yield from honest()
 
     scene.set_attack(mix)
-    assert_refused(running, running.update_once(), scene, "attack_detected", "BadVersionNumberError")
+    assert_refused(
+        running, running.update_once(), scene, "attack_detected", "BadVersionNumberError"
+    )
 
 
 def test_arbitrary_software_tampered_model(scene: Scene, running: VehicleAgent) -> None:
@@ -291,12 +339,16 @@ def test_arbitrary_software_tampered_model(scene: Scene, running: VehicleAgent) 
             if _is_target(req, context) and chunk.offset == 0:
                 data = bytearray(chunk.data)
                 data[len(data) // 2] ^= 1
-                chunk = ota_pb2.DownloadChunk(offset=chunk.offset, data=bytes(data), total_length=chunk.total_length)
+                chunk = ota_pb2.DownloadChunk(
+                    offset=chunk.offset, data=bytes(data), total_length=chunk.total_length
+                )
             yield chunk
 
     scene.set_attack(flip)
     assert_refused(running, running.update_once(), scene, "attack_detected", "signed hash")
-    assert not list((running.state_dir / "downloads").glob("*.part")), "a tampered prefix must not be kept"
+    assert not list((running.state_dir / "downloads").glob("*.part")), (
+        "a tampered prefix must not be kept"
+    )
 
 
 def _resign(data: bytes, signer, **changes) -> bytes:
@@ -323,7 +375,14 @@ def test_fast_forward(scene: Scene, running: VehicleAgent, squeezenet_bytes: byt
     [out] = running.update_once()  # validly signed: accepted (1.0.1 is genuine, it installs)
     assert out.version == "1.0.1"
     scene.set_attack(None)
-    assert_refused(running, running.update_once(), scene, "attack_detected", "BadVersionNumberError", serving="1.0.1")
+    assert_refused(
+        running,
+        running.update_once(),
+        scene,
+        "attack_detected",
+        "BadVersionNumberError",
+        serving="1.0.1",
+    )
     # Recovery: rotate the timestamp key; the vehicle follows root v2 and drops the forged timestamp.
     scene.keys.rotate("timestamp")
     scene.registry.tuf.put_root(scene.keys.root_bytes())
@@ -351,7 +410,9 @@ def test_key_compromise_below_threshold(scene: Scene, running: VehicleAgent) -> 
         yield from _chunks(forged_bytes) if req.path == "2.root.json" else honest()
 
     scene.set_attack(serve_forged_root)
-    assert_refused(running, running.update_once(), scene, "attack_detected", "root was signed by 1/2 keys")
+    assert_refused(
+        running, running.update_once(), scene, "attack_detected", "root was signed by 1/2 keys"
+    )
 
 
 class _Memory:
@@ -360,7 +421,9 @@ class _Memory:
     def __init__(self, scene: Scene, vehicle_id: str) -> None:
         self.files: dict[tuple[str, int], bytes] = {}
         for role in ("root", "targets", "snapshot", "timestamp"):
-            data = scene.registry.store.get_vehicle_metadata("*" if role == "root" else vehicle_id, role)
+            data = scene.registry.store.get_vehicle_metadata(
+                "*" if role == "root" else vehicle_id, role
+            )
             assert data is not None
             self.files[(role, Metadata.from_bytes(data).signed.version)] = data
 
@@ -377,7 +440,9 @@ class _Memory:
         return contextlib.nullcontext()
 
 
-def test_compromised_director_key(scene: Scene, running: VehicleAgent, squeezenet_bytes: bytes) -> None:
+def test_compromised_director_key(
+    scene: Scene, running: VehicleAgent, squeezenet_bytes: bytes
+) -> None:
     """The director key alone signs instructions for bytes the image repository never
     signed (a new path, then a known path with other hashes): both refused."""
     import hashlib
@@ -386,9 +451,18 @@ def test_compromised_director_key(scene: Scene, running: VehicleAgent, squeezene
     forged = SignedRepository(_Memory(scene, "car-1"), scene.keys, label="forged")
 
     def instruct(path: str, version: str) -> None:
-        custom = {"name": MODEL, "version": version, "hardware_id": running.config.hardware_id, "release_counter": 99}
-        tf = TargetFile(len(evil), {"sha256": hashlib.sha256(evil).hexdigest()}, path,
-                        unrecognized_fields={"custom": custom})
+        custom = {
+            "name": MODEL,
+            "version": version,
+            "hardware_id": running.config.hardware_id,
+            "release_counter": 99,
+        }
+        tf = TargetFile(
+            len(evil),
+            {"sha256": hashlib.sha256(evil).hexdigest()},
+            path,
+            unrecognized_fields={"custom": custom},
+        )
         forged.sign_new_targets(Targets(targets={path: tf}))
 
     def serve_forged(req, context, honest):
@@ -405,7 +479,9 @@ def test_compromised_director_key(scene: Scene, running: VehicleAgent, squeezene
 
     scene.set_attack(serve_forged)
     instruct(f"{MODEL}/6.6.6.onnx", "6.6.6")
-    assert_refused(running, running.update_once(), scene, "attack_detected", "image repository did not sign")
+    assert_refused(
+        running, running.update_once(), scene, "attack_detected", "image repository did not sign"
+    )
     instruct(f"{MODEL}/1.0.1.onnx", "1.0.1")
     assert_refused(running, running.update_once(), scene, "attack_detected", "disagree on")
 
@@ -423,13 +499,21 @@ def test_revoked_key(scene: Scene, running: VehicleAgent) -> None:
 
     def with_revoked_key(req, context, honest):
         if req.path == "timestamp.json":
-            yield from _chunks(_resign(scene.metadata("timestamp.json"), stolen, version=current + 100))
+            yield from _chunks(
+                _resign(scene.metadata("timestamp.json"), stolen, version=current + 100)
+            )
         else:
             yield from honest()
 
     scene.set_attack(with_revoked_key)
-    assert_refused(running, running.update_once(), scene, "attack_detected", "timestamp was signed by 0/1 keys",
-                   serving="1.0.1")
+    assert_refused(
+        running,
+        running.update_once(),
+        scene,
+        "attack_detected",
+        "timestamp was signed by 0/1 keys",
+        serving="1.0.1",
+    )
 
 
 def _delta_attack(scene: Scene, agent: VehicleAgent, make_delta) -> None:
@@ -474,10 +558,13 @@ def test_arbitrary_software_tampered_delta(scene: Scene, running: VehicleAgent) 
     _delta_attack(scene, running, flip)
 
 
-def test_arbitrary_software_wrong_base_delta(scene: Scene, running: VehicleAgent, squeezenet_bytes: bytes,
-                                             successor_bytes: bytes) -> None:
+def test_arbitrary_software_wrong_base_delta(
+    scene: Scene, running: VehicleAgent, squeezenet_bytes: bytes, successor_bytes: bytes
+) -> None:
     """A well-formed delta to 1.0.1 made against another base than the installed model."""
     from modelpack import codecs
 
-    wrong = codecs.encode("tensordelta", successor_bytes, base=with_provenance(squeezenet_bytes, "other base"))
+    wrong = codecs.encode(
+        "tensordelta", successor_bytes, base=with_provenance(squeezenet_bytes, "other base")
+    )
     _delta_attack(scene, running, lambda honest: wrong)

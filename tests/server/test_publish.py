@@ -8,10 +8,11 @@ import grpc
 import pytest
 from tuf.api.metadata import Metadata
 
-from ota.v1 import ota_pb2, ota_pb2_grpc
+from otawire.v1 import ota_pb2, ota_pb2_grpc
 from server.client import PublishError
-from server.registry import RegistryError, semver_key
-from tests.helpers import with_provenance
+from server.errors import RegistryError
+from server.models import semver_key
+from testkit.helpers import with_provenance
 
 
 def test_upload_is_signed_as_a_tuf_target(registry_server, squeezenet_bytes) -> None:
@@ -19,11 +20,17 @@ def test_upload_is_signed_as_a_tuf_target(registry_server, squeezenet_bytes) -> 
         resp = pub.upload(squeezenet_bytes, "squeezenet1.0", "1.0.0", hardware_ids=("ecu-a",))
         [listed] = pub.list()
     assert resp.sha256 == hashlib.sha256(squeezenet_bytes).hexdigest()
-    assert (listed.name, listed.version, listed.length) == ("squeezenet1.0", "1.0.0", len(squeezenet_bytes))
+    assert (listed.name, listed.version, listed.length) == (
+        "squeezenet1.0",
+        "1.0.0",
+        len(squeezenet_bytes),
+    )
     tuf = registry_server.registry.tuf
     targets = Metadata.from_bytes(tuf.get_file("2.targets.json"))
     root = Metadata.from_bytes(tuf.get_file("1.root.json"))
-    root.signed.verify_delegate("targets", targets.signed_bytes, targets.signatures)  # raises if unsigned
+    root.signed.verify_delegate(
+        "targets", targets.signed_bytes, targets.signatures
+    )  # raises if unsigned
     tf = targets.signed.targets["squeezenet1.0/1.0.0.onnx"]
     assert tf.hashes["sha256"] == resp.sha256 and tf.length == len(squeezenet_bytes)
     assert tf.custom["hardware_ids"] == ["ecu-a"]
@@ -33,7 +40,9 @@ def test_upload_is_signed_as_a_tuf_target(registry_server, squeezenet_bytes) -> 
 def test_non_onnx_upload_is_refused_with_a_clear_error(registry_server) -> None:
     with registry_server.publisher() as pub:
         with pytest.raises(RegistryError, match="not an ONNX model"):
-            pub.upload(b"#!/bin/sh\necho pwned\n", "squeezenet1.0", "1.0.0")  # refused before upload
+            pub.upload(
+                b"#!/bin/sh\necho pwned\n", "squeezenet1.0", "1.0.0"
+            )  # refused before upload
         with pytest.raises(PublishError, match="INVALID_ARGUMENT.*not an ONNX model"):
             pub.upload(b"#!/bin/sh\necho pwned\n", "squeezenet1.0", "1.0.0", validate=False)
         assert pub.list() == []
@@ -61,16 +70,26 @@ def test_versions_are_immutable(registry_server, squeezenet_bytes) -> None:
 def test_truncated_and_corrupted_uploads_are_refused(registry_server, squeezenet_bytes) -> None:
     channel = registry_server.channel()
     stub = ota_pb2_grpc.PublisherStub(channel)
-    header = ota_pb2.UploadHeader(name="m", version="1.0.0", length=len(squeezenet_bytes),
-                                  sha256=hashlib.sha256(squeezenet_bytes).hexdigest())
-    truncated = [ota_pb2.UploadRequest(header=header), ota_pb2.UploadRequest(chunk=squeezenet_bytes[:1000])]
+    header = ota_pb2.UploadHeader(
+        name="m",
+        version="1.0.0",
+        length=len(squeezenet_bytes),
+        sha256=hashlib.sha256(squeezenet_bytes).hexdigest(),
+    )
+    truncated = [
+        ota_pb2.UploadRequest(header=header),
+        ota_pb2.UploadRequest(chunk=squeezenet_bytes[:1000]),
+    ]
     with pytest.raises(grpc.RpcError) as e:
         stub.UploadModel(iter(truncated), timeout=10)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "truncated" in e.value.details()
     flipped = bytearray(squeezenet_bytes)
     flipped[10] ^= 1
-    corrupted = [ota_pb2.UploadRequest(header=header), ota_pb2.UploadRequest(chunk=bytes(flipped[:3_000_000])),
-                 ota_pb2.UploadRequest(chunk=bytes(flipped[3_000_000:]))]
+    corrupted = [
+        ota_pb2.UploadRequest(header=header),
+        ota_pb2.UploadRequest(chunk=bytes(flipped[:3_000_000])),
+        ota_pb2.UploadRequest(chunk=bytes(flipped[3_000_000:])),
+    ]
     with pytest.raises(grpc.RpcError) as e:
         stub.UploadModel(iter(corrupted), timeout=10)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "corrupted" in e.value.details()
@@ -101,7 +120,8 @@ def test_each_publish_produces_a_monotonic_signed_chain(registry_server, squeeze
     snap = Metadata.from_bytes(reg.tuf.get_file(f"{ts.signed.snapshot_meta.version}.snapshot.json"))
     targets_v = snap.signed.meta["targets.json"].version
     assert targets_v == 4  # empty v1, then one version per publish
-    assert set(Metadata.from_bytes(reg.tuf.get_file(f"{targets_v}.targets.json")).signed.targets) == {
-        "squeezenet1.0/1.0.0.onnx", "squeezenet1.0/1.0.1.onnx", "squeezenet1.0/1.1.0.onnx"}
+    assert set(
+        Metadata.from_bytes(reg.tuf.get_file(f"{targets_v}.targets.json")).signed.targets
+    ) == {"squeezenet1.0/1.0.0.onnx", "squeezenet1.0/1.0.1.onnx", "squeezenet1.0/1.1.0.onnx"}
     with pytest.raises(FileNotFoundError):
         reg.tuf.get_file("99.targets.json")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vehicle_agent.variants import successor
+from testkit.variants import successor
 from vehicle_agent.agent import VehicleAgent
 
 NAME = "squeezenet1.0"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vehicle_agent.faultlink import FaultyLink
+from testkit.faultlink import FaultyLink
 from vehicle_agent.agent import VehicleAgent
 from vehicle_agent.download import RetryPolicy
 from vehicle_agent.transport import TransportConfig

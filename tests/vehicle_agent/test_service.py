@@ -12,8 +12,8 @@ from pathlib import Path
 
 import grpc
 
-from ota.v1 import inference_pb2
-from tests.vehicle_agent.variants import successor
+from otawire.v1 import inference_pb2
+from testkit.variants import successor
 from vehicle_agent.serving import connect
 
 NAME = "squeezenet1.0"

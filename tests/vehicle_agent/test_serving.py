@@ -12,8 +12,8 @@ import pytest
 
 from modelpack.imaging import IMAGES_DIR, load_image, preprocess
 from modelpack.runtime import read_model_info
-from ota.v1 import inference_pb2
-from tests.vehicle_agent.variants import nan_on_dark_frames, successor
+from otawire.v1 import inference_pb2
+from testkit.variants import nan_on_dark_frames, successor
 from vehicle_agent.health import HealthPolicy
 from vehicle_agent.serving import connect, tensor_frame
 

@@ -33,7 +33,7 @@ def test_damaged_slot_fails_verification(tmp_path: Path) -> None:
 
 
 def test_agent_falls_back_to_the_other_slot_when_active_is_damaged(registry_server, make_agent, squeezenet_bytes) -> None:
-    from tests.helpers import with_provenance
+    from testkit.helpers import with_provenance
 
     reg = registry_server.registry
     reg.publish_bytes("squeezenet1.0", "1.0.0", squeezenet_bytes)

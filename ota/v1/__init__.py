@@ -1,1 +1,0 @@
-"""Generated gRPC stubs for protos/ota/v1 (see ota/protogen.py)."""
