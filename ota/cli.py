@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "server.cli:rerelease",
         "Sign an older version again as the newest release (before a rollback).",
     ),
-    "registry": ("server.cli:registry", "Run the cloud registry (gRPC)."),
+    "registry": ("server.registry_cli:registry", "Run the cloud registry (gRPC)."),
     "publish": ("server.cli:publish", "Validate, upload and sign a model version."),
     "models": ("server.cli:models", "List published models and versions."),
     "campaign": (
@@ -163,7 +163,7 @@ def main() -> None:
         click.echo(f"Error: this command needs the {extra!r} extra (no module {e.name!r}); "
                    f"install it with: pip install 'squeeze-ota[{extra}]'", err=True)
         sys.exit(1)
-    except Exception as e:  # noqa: BLE001 - only the kinds a person can act on; the rest re-raise
+    except Exception as e:
         message = user_error(e)
         if message is None:
             raise

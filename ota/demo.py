@@ -139,11 +139,11 @@ def _run(work: Path, dashboard_listen: str = "", keep_serving: bool = False, scr
     from modelpack import zoo
     from modelpack.imaging import IMAGES_DIR
     from otawire import tls
-    from server.client import PublisherClient
-    from server.registry import Registry
     from server.audit import AuditLog
+    from server.client import PublisherClient
     from server.dashboard.source import RegistrySource
     from server.dashboard.web import DashboardAuth, serve_dashboard
+    from server.registry import Registry
     from server.service import create_server
     from server.signing.keys import Keystore
     from vehicle_agent.agent import AgentConfig, VehicleAgent

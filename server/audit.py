@@ -60,8 +60,9 @@ class AuditLog:
         log.info("audit: %s by %s %s", action, actor, json.dumps(args, sort_keys=True, default=str))
         return AuditEntry(entry.at, actor, action, args, seq)
 
-    def list(self, limit: int = 100, actor: str = "", action: str = "",
-             before_seq: int | None = None) -> list[AuditEntry]:
+    def list(
+        self, limit: int = 100, actor: str = "", action: str = "", before_seq: int | None = None
+    ) -> list[AuditEntry]:
         """Newest first."""
         return self._store.list_audit(limit, actor, action, before_seq)
 
@@ -80,7 +81,9 @@ def arguments(request: Message, response: Message | None = None) -> dict[str, An
     out: dict[str, Any] = {}
     for f, value in request.ListFields():
         if f.name in _BULKY:
-            out[f"{f.name}_bytes"] = len(value) if isinstance(value, bytes | str) else value.ByteSize()
+            out[f"{f.name}_bytes"] = (
+                len(value) if isinstance(value, bytes | str) else value.ByteSize()
+            )
         elif isinstance(full.get(f.name), dict):
             out[f.name] = {k: v for k, v in full[f.name].items() if k not in _BULKY}
         else:
@@ -99,18 +102,26 @@ class AuditInterceptor(grpc.ServerInterceptor):
     def __init__(self, audit: AuditLog) -> None:
         self._audit = audit
 
-    def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails):
+    def intercept_service(
+        self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
+    ):
         handler = continuation(handler_call_details)
         action = AUDITED.get(handler_call_details.method.rpartition("/")[2])
         if handler is None or action is None or handler.response_streaming:
             return handler
-        kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+        kw = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
         if handler.request_streaming:  # an upload: the first message is its header
-            return grpc.stream_unary_rpc_method_handler(self._streamed(handler.stream_unary, action), **kw)
+            return grpc.stream_unary_rpc_method_handler(
+                self._streamed(handler.stream_unary, action), **kw
+            )
         return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, action), **kw)
 
-    def _write(self, action: str, context: grpc.ServicerContext, request: Message | None,
-               response: Message) -> None:
+    def _write(
+        self, action: str, context: grpc.ServicerContext, request: Message | None, response: Message
+    ) -> None:
         if context.code() not in (None, grpc.StatusCode.OK):
             return
         try:
@@ -118,7 +129,7 @@ class AuditInterceptor(grpc.ServerInterceptor):
             if action == "metadata.put" and args.get("role") in ("root", "director-root"):
                 action = "keys.rotate"  # a new root is how keys change (rotate, revoke)
             self._audit.record(actor_of(context), action, args)
-        except Exception:  # noqa: BLE001 - the change happened; a lost audit line must be loud, not a failed call
+        except Exception:
             log.exception("AUDIT ENTRY LOST for %s", action)
 
     def _unary(self, behaviour: Callable, action: str) -> Callable:
@@ -141,7 +152,11 @@ class AuditInterceptor(grpc.ServerInterceptor):
 
             response = behaviour(tee(), context)
             header = first[0] if first else None
-            part = header.WhichOneof("part") if header is not None and header.DESCRIPTOR.oneofs else None
+            part = (
+                header.WhichOneof("part")
+                if header is not None and header.DESCRIPTOR.oneofs
+                else None
+            )
             self._write(action, context, getattr(header, part) if part else header, response)
             return response
 

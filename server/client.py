@@ -19,8 +19,8 @@ from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import Metadata, Root, Targets
 
 from otawire import tls
-from otawire.rpcerrors import describe
 from otawire.paths import model_target_path
+from otawire.rpcerrors import describe
 from otawire.v1 import ota_pb2, ota_pb2_grpc
 from server.models import model_target, validate_onnx
 from server.signing.keys import Keystore

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -36,7 +36,7 @@ def _ts(when: float | str) -> Timestamp:
         if not when:
             return t
         parsed = datetime.fromisoformat(when.replace("Z", "+00:00"))
-        when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+        when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
     if when:
         t.FromNanoseconds(int(when * 1e9))
     return t
@@ -45,21 +45,43 @@ def _ts(when: float | str) -> Timestamp:
 def vehicle_pb(v: VehicleView) -> pb.FleetVehicle:
     rep = v.last_report
     return pb.FleetVehicle(
-        name=f"vehicles/{v.vehicle_id}", vehicle_id=v.vehicle_id, hardware_id=v.hardware_id, tags=list(v.tags),
-        models=[pb.ModelState(model=m.name, installed_version=m.installed, active_version=m.active) for m in v.models],
-        first_seen=_ts(v.first_seen), last_seen=_ts(v.last_seen), campaigns=list(v.campaigns),
-        last_report=None if rep is None else pb.LastReport(model=rep.name, version=rep.version, status=rep.status,
-                                                           reason=rep.reason, report_time=_ts(rep.received_at)),
+        name=f"vehicles/{v.vehicle_id}",
+        vehicle_id=v.vehicle_id,
+        hardware_id=v.hardware_id,
+        tags=list(v.tags),
+        models=[
+            pb.ModelState(model=m.name, installed_version=m.installed, active_version=m.active)
+            for m in v.models
+        ],
+        first_seen=_ts(v.first_seen),
+        last_seen=_ts(v.last_seen),
+        campaigns=list(v.campaigns),
+        last_report=None
+        if rep is None
+        else pb.LastReport(
+            model=rep.name,
+            version=rep.version,
+            status=rep.status,
+            reason=rep.reason,
+            report_time=_ts(rep.received_at),
+        ),
     )
 
 
 def audit_pb(e: AuditEntry) -> pb.AuditEntry:
-    return pb.AuditEntry(name=f"auditEntries/{e.seq}", create_time=_ts(e.at), actor=e.actor, action=e.action,
-                         arguments_json=json.dumps(e.args, sort_keys=True, default=str))
+    return pb.AuditEntry(
+        name=f"auditEntries/{e.seq}",
+        create_time=_ts(e.at),
+        actor=e.actor,
+        action=e.action,
+        arguments_json=json.dumps(e.args, sort_keys=True, default=str),
+    )
 
 
 def _token(kind: str, position: Any, scope: str) -> str:
-    raw = json.dumps({"k": kind, "p": position, "s": hashlib.sha256(scope.encode()).hexdigest()[:16]})
+    raw = json.dumps(
+        {"k": kind, "p": position, "s": hashlib.sha256(scope.encode()).hexdigest()[:16]}
+    )
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -72,7 +94,9 @@ def _untoken(token: str, kind: str, scope: str) -> Any:
     except (ValueError, KeyError, TypeError):
         ok = False
     if not ok:
-        raise ValueError("page_token is not one this list gave for this filter; start again without it")
+        raise ValueError(
+            "page_token is not one this list gave for this filter; start again without it"
+        )
     return data["p"]
 
 
@@ -98,16 +122,23 @@ class FleetServicer(pb_grpc.FleetServicer):
         page = rest[:size]
         more = len(rest) > size
         return pb.ListVehiclesResponse(
-            vehicles=[vehicle_pb(v) for v in page], total_size=len(views),
-            next_page_token=_token("vehicles", page[-1].vehicle_id, request.filter) if more else "")
+            vehicles=[vehicle_pb(v) for v in page],
+            total_size=len(views),
+            next_page_token=_token("vehicles", page[-1].vehicle_id, request.filter) if more else "",
+        )
 
     def GetVehicle(self, request: pb.GetVehicleRequest, context: grpc.ServicerContext):
         vid = request.name.removeprefix("vehicles/")
         if not request.name.startswith("vehicles/") or not vid:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"name {request.name!r}: expected vehicles/VEHICLE_ID")
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"name {request.name!r}: expected vehicles/VEHICLE_ID",
+            )
         found = [v for v in inventory(self._store, f'vehicle_id = "{vid}"') if v.vehicle_id == vid]
         if not found:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no vehicle {vid!r} has checked in with this registry")
+            context.abort(
+                grpc.StatusCode.NOT_FOUND, f"no vehicle {vid!r} has checked in with this registry"
+            )
         return vehicle_pb(found[0])
 
     def ListAuditEntries(self, request: pb.ListAuditEntriesRequest, context: grpc.ServicerContext):
@@ -121,8 +152,10 @@ class FleetServicer(pb_grpc.FleetServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         entries = self._audit.list(size + 1, request.actor, request.action, before_seq=before)
         page, more = entries[:size], len(entries) > size
-        return pb.ListAuditEntriesResponse(entries=[audit_pb(e) for e in page],
-                                           next_page_token=_token("audit", page[-1].seq, scope) if more else "")
+        return pb.ListAuditEntriesResponse(
+            entries=[audit_pb(e) for e in page],
+            next_page_token=_token("audit", page[-1].seq, scope) if more else "",
+        )
 
 
 def add_fleet_service(server: grpc.Server, store: InventorySource, audit: AuditLog | None) -> str:
@@ -139,8 +172,14 @@ class FleetError(Exception):
 
 
 class FleetClient:
-    def __init__(self, address: str, timeout_s: float = 30.0, *, tls_files: tls.TlsFiles | None = None,
-                 insecure: bool = False) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout_s: float = 30.0,
+        *,
+        tls_files: tls.TlsFiles | None = None,
+        insecure: bool = False,
+    ) -> None:
         self.address, self.timeout_s, self._insecure = address, timeout_s, insecure
         self._channel = tls.secure_or_insecure_channel(address, tls_files, insecure)
         self._stub = pb_grpc.FleetStub(self._channel)
@@ -148,7 +187,7 @@ class FleetClient:
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self) -> "FleetClient":
+    def __enter__(self) -> FleetClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -160,27 +199,38 @@ class FleetClient:
         except grpc.RpcError as e:
             raise FleetError(describe(e, self.address, self._insecure)) from None
 
-    def vehicles(self, filter: str = "", page_size: int = 0) -> list[pb.FleetVehicle]:  # noqa: A002
+    def vehicles(self, filter: str = "", page_size: int = 0) -> list[pb.FleetVehicle]:
         """Every matching vehicle, following page tokens."""
         out: list[pb.FleetVehicle] = []
         token = ""
         while True:
-            r = self._call(self._stub.ListVehicles, pb.ListVehiclesRequest(filter=filter, page_token=token,
-                                                                           page_size=page_size))
+            r = self._call(
+                self._stub.ListVehicles,
+                pb.ListVehiclesRequest(filter=filter, page_token=token, page_size=page_size),
+            )
             out.extend(r.vehicles)
             token = r.next_page_token
             if not token:
                 return out
 
     def vehicle(self, vehicle_id: str) -> pb.FleetVehicle:
-        return self._call(self._stub.GetVehicle, pb.GetVehicleRequest(name=f"vehicles/{vehicle_id}"))
+        return self._call(
+            self._stub.GetVehicle, pb.GetVehicleRequest(name=f"vehicles/{vehicle_id}")
+        )
 
     def audit(self, limit: int = 100, actor: str = "", action: str = "") -> list[pb.AuditEntry]:
         out: list[pb.AuditEntry] = []
         token = ""
         while len(out) < limit:
-            r = self._call(self._stub.ListAuditEntries, pb.ListAuditEntriesRequest(
-                page_size=min(limit - len(out), MAX_PAGE), page_token=token, actor=actor, action=action))
+            r = self._call(
+                self._stub.ListAuditEntries,
+                pb.ListAuditEntriesRequest(
+                    page_size=min(limit - len(out), MAX_PAGE),
+                    page_token=token,
+                    actor=actor,
+                    action=action,
+                ),
+            )
             out.extend(r.entries)
             token = r.next_page_token
             if not token:

@@ -20,7 +20,9 @@ from server.vehicle_filter import VehicleFacts, compile_filter
 class ModelState:
     name: str
     installed: str = ""  # the version it reported at its last check-in
-    active: str = ""  # the version its last report says it serves (may differ during a health window)
+    active: str = (
+        ""  # the version its last report says it serves (may differ during a health window)
+    )
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,20 @@ class VehicleView:
         tags = dict(t.partition("=")[::2] for t in self.tags)
         rep = self.last_report
         return VehicleFacts(
-            vehicle_id=self.vehicle_id, hardware_id=self.hardware_id, tags=tags,
+            vehicle_id=self.vehicle_id,
+            hardware_id=self.hardware_id,
+            tags=tags,
             model={m.name: m.installed for m in self.models if m.installed},
             active={m.name: m.active for m in self.models if m.active},
-            status=rep.status if rep else "", reason=rep.reason if rep else "", campaign=self.campaigns,
+            status=rep.status if rep else "",
+            reason=rep.reason if rep else "",
+            campaign=self.campaigns,
         )
 
 
-def vehicle_view(v: VehicleRecord, reports: Sequence[ReportRecord], members: Iterable[CampaignMember]) -> VehicleView:
+def vehicle_view(
+    v: VehicleRecord, reports: Sequence[ReportRecord], members: Iterable[CampaignMember]
+) -> VehicleView:
     """One vehicle's view; ``reports`` are its own, oldest first."""
     active: dict[str, str] = {}
     for rep in reports:
@@ -55,8 +63,13 @@ def vehicle_view(v: VehicleRecord, reports: Sequence[ReportRecord], members: Ite
     names = sorted(set(v.installed) | set(active))
     models = tuple(ModelState(n, v.installed.get(n, ("", ""))[0], active.get(n, "")) for n in names)
     return VehicleView(
-        vehicle_id=v.vehicle_id, hardware_id=v.hardware_id, tags=tuple(v.tags), models=models,
-        first_seen=v.first_seen, last_seen=v.last_seen, last_report=reports[-1] if reports else None,
+        vehicle_id=v.vehicle_id,
+        hardware_id=v.hardware_id,
+        tags=tuple(v.tags),
+        models=models,
+        first_seen=v.first_seen,
+        last_seen=v.last_seen,
+        last_report=reports[-1] if reports else None,
         campaigns=tuple(sorted({m.campaign_id for m in members})),
     )
 
@@ -69,12 +82,14 @@ class InventorySource(Protocol):
     def memberships_of(self, vehicle_id: str) -> list[CampaignMember]: ...
 
 
-def inventory(store: InventorySource, filter: str = "") -> list[VehicleView]:  # noqa: A002 - AIP's name
+def inventory(store: InventorySource, filter: str = "") -> list[VehicleView]:
     """Every vehicle matching ``filter`` (``server.vehicle_filter``; FilterError if it does not parse), by id."""
     match = compile_filter(filter)
     reports: dict[str, list[ReportRecord]] = collections.defaultdict(list)
     for rep in store.list_reports():
         reports[rep.vehicle_id].append(rep)
-    views = (vehicle_view(v, reports.get(v.vehicle_id, []), store.memberships_of(v.vehicle_id))
-             for v in store.list_vehicles())
+    views = (
+        vehicle_view(v, reports.get(v.vehicle_id, []), store.memberships_of(v.vehicle_id))
+        for v in store.list_vehicles()
+    )
     return sorted((v for v in views if match(v.facts())), key=lambda v: v.vehicle_id)

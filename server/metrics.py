@@ -233,7 +233,7 @@ class _FleetCollector(Collector):
                 if data:
                     expires = Metadata.from_bytes(data).signed.expires.timestamp()
                     expiry.add_metric([repo, role], round(expires - now, 1))
-        except Exception:  # noqa: BLE001 - a scrape must not take the replica down
+        except Exception:
             log.exception("cannot derive fleet metrics")
         yield from (fleet, expiry)
 

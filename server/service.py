@@ -25,8 +25,8 @@ from server import authz
 from server.audit import AuditInterceptor, AuditLog
 from server.campaigns.manager import CampaignManager
 from server.campaigns.service import add_campaigns_service
-from server.fleet_service import add_fleet_service
 from server.errors import InvalidArgument, RegistryError
+from server.fleet_service import add_fleet_service
 from server.metrics import RegistryMetrics
 from server.registry import Registry
 from server.rpc import guarded

@@ -56,8 +56,10 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise FilterError(f"filter: cannot read {text[pos:]!r} at character {pos + 1}; "
-                              'write terms like tags.fleet = "demo" joined by AND')
+            raise FilterError(
+                f"filter: cannot read {text[pos:]!r} at character {pos + 1}; "
+                'write terms like tags.fleet = "demo" joined by AND'
+            )
         kind = m.lastgroup or "w"
         value = m.group(kind)
         if kind == "q":
@@ -103,18 +105,24 @@ def compile_filter(text: str) -> Predicate:
     i = 0
     while i < len(toks):
         negate = False
-        if toks[i] == ("w", "NOT") or (toks[i][0] == "w" and toks[i][1].startswith("-") and len(toks[i][1]) > 1):
+        if toks[i] == ("w", "NOT") or (
+            toks[i][0] == "w" and toks[i][1].startswith("-") and len(toks[i][1]) > 1
+        ):
             negate = True
             if toks[i][1] == "NOT":
                 i += 1
             else:
                 toks[i] = ("w", toks[i][1][1:])
         if i + 2 >= len(toks):
-            raise FilterError(f"filter: incomplete term at the end of {text!r}; "
-                              'each term is FIELD = VALUE, FIELD != VALUE or FIELD:VALUE')
-        (k1, name), (k2, op), (k3, value) = toks[i:i + 3]
+            raise FilterError(
+                f"filter: incomplete term at the end of {text!r}; "
+                "each term is FIELD = VALUE, FIELD != VALUE or FIELD:VALUE"
+            )
+        (k1, name), (k2, op), (k3, value) = toks[i : i + 3]
         if k1 != "w" or k2 != "op" or k3 not in ("w", "q"):
-            raise FilterError(f"filter: expected FIELD OP VALUE near {name!r}; e.g. hardware_id = \"jetson\"")
+            raise FilterError(
+                f'filter: expected FIELD OP VALUE near {name!r}; e.g. hardware_id = "jetson"'
+            )
         pred = _term(name, op, value)
         preds.append((lambda p: lambda v: not p(v))(pred) if negate else pred)
         i += 3

@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 
 from otawire import tls
-from otawire.rpcerrors import describe
 from otawire.constants import CAMPAIGNS_SERVICE
+from otawire.rpcerrors import describe
 from otawire.v1 import campaigns_pb2 as pb
 from otawire.v1 import campaigns_pb2_grpc as pb_grpc
 from server.campaigns.manager import CampaignManager

@@ -14,7 +14,9 @@ from server.registry import Registry
 
 
 def _json(msg: Message) -> dict[str, Any]:
-    return MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return MessageToDict(
+        msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
 
 
 class RegistrySource:
@@ -24,7 +26,7 @@ class RegistrySource:
         self._reg = registry
         self._audit = audit
 
-    def vehicles(self, filter: str) -> list[dict[str, Any]]:  # noqa: A002 - AIP's name for it
+    def vehicles(self, filter: str) -> list[dict[str, Any]]:
         """The same JSON as ``ota vehicles list --json`` (the Fleet API's FleetVehicle); bad filters: 400."""
         return [_json(vehicle_pb(v)) for v in inventory(self._reg.store, filter)]
 
@@ -42,11 +44,28 @@ class RegistrySource:
         version_of = {r.sha256: r.version for r in records}
         out = []
         for r in records:
-            encodings = [{"codec": e.codec, "base_version": version_of.get(e.base_sha256, e.base_sha256[:12]),
-                          "length": e.length} for e in store.list_encodings(r.name, r.version)]
-            out.append({"name": r.name, "version": r.version, "length": r.length, "sha256": r.sha256,
-                        "hardware_ids": list(r.hardware_ids), "published_at": r.published_at,
-                        "encodings": [{"codec": "full", "base_version": "", "length": r.length}, *encodings]})
+            encodings = [
+                {
+                    "codec": e.codec,
+                    "base_version": version_of.get(e.base_sha256, e.base_sha256[:12]),
+                    "length": e.length,
+                }
+                for e in store.list_encodings(r.name, r.version)
+            ]
+            out.append(
+                {
+                    "name": r.name,
+                    "version": r.version,
+                    "length": r.length,
+                    "sha256": r.sha256,
+                    "hardware_ids": list(r.hardware_ids),
+                    "published_at": r.published_at,
+                    "encodings": [
+                        {"codec": "full", "base_version": "", "length": r.length},
+                        *encodings,
+                    ],
+                }
+            )
         return out
 
     def audit(self, limit: int) -> list[dict[str, Any]]:

@@ -35,8 +35,12 @@ from otawire import tls
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
-_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css",
-          ".svg": "image/svg+xml"}
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+}
 # The page loads only its own files and talks only to its own origin.
 _CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:"
 ALLOWED_ROLES = ("publisher",)
@@ -67,16 +71,16 @@ class DashboardAuth:
             raise ValueError("a dashboard needs a token or mutual TLS; it is never open")
 
     @classmethod
-    def with_fresh_token(cls, tls_files: tls.TlsFiles | None = None) -> "DashboardAuth":
+    def with_fresh_token(cls, tls_files: tls.TlsFiles | None = None) -> DashboardAuth:
         return cls(secrets.token_urlsafe(24), tls_files)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     server_version = "ota-dashboard"
     sys_version = ""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("dashboard %s: " + format, self.address_string(), *args)
 
     def _send(self, code: int, body: bytes, ctype: str) -> None:
@@ -105,18 +109,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     return None
                 return f"{ident.role}:{ident.name}" if ident.role in ALLOWED_ROLES else None
         header = self.headers.get("Authorization", "")
-        if auth.token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip(), auth.token):
+        if (
+            auth.token
+            and header.startswith("Bearer ")
+            and hmac.compare_digest(header[7:].strip(), auth.token)
+        ):
             return "token"
         return None
 
-    def do_GET(self) -> None:  # noqa: N802 - BaseHTTPRequestHandler's name
+    def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         if not url.path.startswith("/api/"):
             self._static(url.path)
             return
         if self._authorised() is None:
-            self._json(401, {"error": "not authenticated: open the dashboard URL the registry printed "
-                                      "(it carries #token=…), or use an operator certificate"})
+            self._json(
+                401,
+                {
+                    "error": "not authenticated: open the dashboard URL the registry printed "
+                    "(it carries #token=…), or use an operator certificate"
+                },
+            )
             return
         query = urllib.parse.parse_qs(url.query)
         src = self.server.source
@@ -136,7 +149,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except (DashboardError, ValueError) as e:
             self._json(400, {"error": str(e)})
             return
-        except Exception as e:  # noqa: BLE001 - a reader sees one line; the log has the traceback
+        except Exception as e:
             log.exception("dashboard %s failed", url.path)
             self._json(500, {"error": f"{type(e).__name__}: {e}"})
             return
@@ -216,7 +229,11 @@ def parse_port(text: str, option: str) -> int:
     try:
         port = int(text)
     except ValueError:
-        raise ValueError(f"{option}: {text!r} is not a port number; give HOST:PORT, e.g. 127.0.0.1:8080") from None
+        raise ValueError(
+            f"{option}: {text!r} is not a port number; give HOST:PORT, e.g. 127.0.0.1:8080"
+        ) from None
     if not 0 <= port <= 65535:
-        raise ValueError(f"{option}: port {port} is out of range; use 1-65535 (or 0 for any free port)")
+        raise ValueError(
+            f"{option}: port {port} is out of range; use 1-65535 (or 0 for any free port)"
+        )
     return port

@@ -9,7 +9,9 @@ from server.storage.records import AuditEntry
 from server.storage.sqlite_base import SqliteBase
 
 
-def audit_where(actor: str, action: str, before_seq: int | None, mark: str) -> tuple[str, list[Any]]:
+def audit_where(
+    actor: str, action: str, before_seq: int | None, mark: str
+) -> tuple[str, list[Any]]:
     clauses, params = [], []
     for col, val in (("actor", actor), ("action", action)):
         if val:
@@ -39,4 +41,6 @@ class SqliteAuditMixin(SqliteBase):
                 f"SELECT seq, at, actor, action, args FROM audit_log{where} ORDER BY seq DESC LIMIT ?",
                 (*params, limit),
             ).fetchall()
-        return [AuditEntry(at, who, what, json.loads(args), seq) for seq, at, who, what, args in rows]
+        return [
+            AuditEntry(at, who, what, json.loads(args), seq) for seq, at, who, what, args in rows
+        ]

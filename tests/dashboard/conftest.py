@@ -20,9 +20,13 @@ CHROMIUM = os.environ.get("OTA_TEST_CHROMIUM") or shutil.which("chromium") or "/
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
+    )
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no chromium at {CHROMIUM}: `make browser` installs Debian's (as root), or set OTA_TEST_CHROMIUM")
+        pytest.skip(
+            f"no chromium at {CHROMIUM}: `make browser` installs Debian's (as root), or set OTA_TEST_CHROMIUM"
+        )
     with sync_api.sync_playwright() as p:
         # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])

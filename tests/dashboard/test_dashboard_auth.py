@@ -14,7 +14,9 @@ from server.dashboard.source import RegistrySource
 from server.dashboard.web import DashboardAuth, serve_dashboard
 
 
-def _get(url: str, token: str | None = None, context: ssl.SSLContext | None = None) -> tuple[int, object]:
+def _get(
+    url: str, token: str | None = None, context: ssl.SSLContext | None = None
+) -> tuple[int, object]:
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
         with urllib.request.urlopen(req, timeout=10, context=context) as r:
@@ -34,9 +36,13 @@ def test_dashboard_is_never_open(dashboard) -> None:
 
 def test_dashboard_mutual_tls_takes_operators_not_vehicles(registry_server, pki) -> None:
     """HTTPS with the fleet CA: a publisher (operator) certificate reads, a vehicle's is refused."""
-    dash = serve_dashboard("127.0.0.1:0", RegistrySource(registry_server.registry),
-                           DashboardAuth(tls_files=tls.TlsFiles.in_dir(pki, "server", "registry")))
+    dash = serve_dashboard(
+        "127.0.0.1:0",
+        RegistrySource(registry_server.registry),
+        DashboardAuth(tls_files=tls.TlsFiles.in_dir(pki, "server", "registry")),
+    )
     try:
+
         def ctx(files: tls.TlsFiles) -> ssl.SSLContext:
             c = ssl.create_default_context(cafile=str(files.ca))
             c.load_cert_chain(files.cert, files.key)
@@ -46,6 +52,8 @@ def test_dashboard_mutual_tls_takes_operators_not_vehicles(registry_server, pki)
         assert _get(api, context=ctx(tls.TlsFiles.in_dir(pki, "publisher", "ml-team"))) == (200, [])
         assert _get(api, context=ctx(tls.ensure(pki, "vehicle", "car-9")))[0] == 401
         with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
-            _get(api, context=ssl.create_default_context(cafile=str(pki / tls.CA_CERT)))  # no certificate at all
+            _get(
+                api, context=ssl.create_default_context(cafile=str(pki / tls.CA_CERT))
+            )  # no certificate at all
     finally:
         dash.stop()

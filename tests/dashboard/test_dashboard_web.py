@@ -13,15 +13,23 @@ expect = pytest.importorskip("playwright.sync_api", reason="playwright is not in
 
 
 def test_dashboard_shows_campaign_progress_and_updates_after_a_report(
-        registry_server, dashboard, make_agent, squeezenet_bytes, page) -> None:
+    registry_server, dashboard, make_agent, squeezenet_bytes, page
+) -> None:
     reg = registry_server.registry
     reg.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
     cars = {vid: make_agent(vid, tags=("fleet=dash",)) for vid in ("car-a", "car-b")}
     for a in cars.values():
         assert a.update_once()[0].status == "installed"
     reg.publish_bytes(MODEL, "1.0.1", with_provenance(squeezenet_bytes, "1.0.1"))
-    view = reg.rollouts.create(CampaignSpec("dashboard test", MODEL, "1.0.1", TargetSelection(tags=("fleet=dash",)),
-                                            waves=(WaveSpec(50, 1.0, 3600.0), WaveSpec(100, 1.0, 0.0))))
+    view = reg.rollouts.create(
+        CampaignSpec(
+            "dashboard test",
+            MODEL,
+            "1.0.1",
+            TargetSelection(tags=("fleet=dash",)),
+            waves=(WaveSpec(50, 1.0, 3600.0), WaveSpec(100, 1.0, 0.0)),
+        )
+    )
     cid = view.campaign_id
     [canary] = [v for v, w in view.wave_of.items() if w == 0]
 
@@ -32,7 +40,7 @@ def test_dashboard_shows_campaign_progress_and_updates_after_a_report(
     first_wave_ok = camp.locator('[data-wave="0"] .wave-ok')
     assert first_wave_ok.inner_text() == "0/1"
     bar = camp.locator('[data-wave="0"] .bar > span')
-    assert bar.get_attribute("style") == "width: 0%;"
+    expect(bar).to_have_attribute("style", "width: 0%;")
     assert "#token" not in page.url, "the token leaves the address bar once read"
     rows = page.locator("#vehicles tbody tr")
     assert rows.count() == 2
@@ -41,10 +49,12 @@ def test_dashboard_shows_campaign_progress_and_updates_after_a_report(
     model_row = page.locator('[data-model="squeezenet1.0 1.0.1"]').inner_text()
     assert "full: 5," in model_row and "from 1.0.0" in model_row
 
-    [o] = cars[canary].update_once()  # installs 1.0.1 and reports it: the page must follow, unreloaded
+    [o] = cars[
+        canary
+    ].update_once()  # installs 1.0.1 and reports it: the page must follow, unreloaded
     assert o.status == "installed", o.reason
     expect(first_wave_ok).to_have_text("1/1", timeout=30_000)
-    assert bar.get_attribute("style") == "width: 100%;" and bar.bounding_box()["width"] > 100
+    expect(bar).to_have_attribute("style", "width: 100%;")  # the page re-renders: no stale handles
     assert "1.0.1" in page.locator(f'[data-vehicle="{canary}"]').inner_text()
 
     page.fill("#filter", f'tags.fleet = "dash" AND model.{MODEL} = "1.0.1"')

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +16,13 @@ OTA = [sys.executable, "-m", "ota"]
 
 
 def ota(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*OTA, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "200", **(env or {})})
+    return subprocess.run(
+        [*OTA, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -67,12 +71,20 @@ def test_agent_vehicle_id_comes_from_its_certificate(two_pkis, tmp_path: Path) -
     veh = tls.TlsFiles.in_dir(pki, "vehicle", "car-1")
     pub = tls.TlsFiles.in_dir(pki, "publisher", "ml-team")
     base = ["agent", "run", "--state", str(tmp_path / "s"), "--once", "--ca", str(veh.ca)]
-    one_line_error(ota(*base, "--cert", str(veh.cert), "--key", str(veh.key), "--vehicle-id", "car-2"),
-                   "'car-2' differs from the name in", "'car-1'")
-    one_line_error(ota(*base, "--cert", str(pub.cert), "--key", str(pub.key)), "publisher certificate",
-                   "ota certs vehicle")
-    one_line_error(ota(*base, "--cert", str(veh.cert), "--key", str(veh.key), "--tag", "fleet"),
-                   "'fleet' is not KEY=VALUE")
+    one_line_error(
+        ota(*base, "--cert", str(veh.cert), "--key", str(veh.key), "--vehicle-id", "car-2"),
+        "'car-2' differs from the name in",
+        "'car-1'",
+    )
+    one_line_error(
+        ota(*base, "--cert", str(pub.cert), "--key", str(pub.key)),
+        "publisher certificate",
+        "ota certs vehicle",
+    )
+    one_line_error(
+        ota(*base, "--cert", str(veh.cert), "--key", str(veh.key), "--tag", "fleet"),
+        "'fleet' is not KEY=VALUE",
+    )
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only tmpfs needs root")
@@ -81,24 +93,48 @@ def test_agent_read_only_state_fails_before_the_network(two_pkis, tmp_path: Path
     veh = tls.TlsFiles.in_dir(pki, "vehicle", "car-1")
     ro = tmp_path / "ro"
     ro.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)]).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)]).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here")
     try:
-        proc = ota("agent", "run", "--state", str(ro / "car"), "--once", "--registry", "127.0.0.1:1",
-                   "--ca", str(veh.ca), "--cert", str(veh.cert), "--key", str(veh.key))
+        proc = ota(
+            "agent",
+            "run",
+            "--state",
+            str(ro / "car"),
+            "--once",
+            "--registry",
+            "127.0.0.1:1",
+            "--ca",
+            str(veh.ca),
+            "--cert",
+            str(veh.cert),
+            "--key",
+            str(veh.key),
+        )
         one_line_error(proc, str(ro / "car"), "not writable", "Read-only file system")
     finally:
         subprocess.run(["umount", str(ro)], check=True)
 
 
-@pytest.mark.parametrize("case, needles", [
-    ("key of another certificate", ("is not the key of --cert",)),
-    ("not PEM", ("is not a PEM file",)),
-    ("certificate from another CA", ("is not issued by --ca", "another fleet's CA")),
-])
-def test_bad_tls_files_are_named(two_pkis, tmp_path: Path, case: str, needles: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    "case, needles",
+    [
+        ("key of another certificate", ("is not the key of --cert",)),
+        ("not PEM", ("is not a PEM file",)),
+        ("certificate from another CA", ("is not issued by --ca", "another fleet's CA")),
+    ],
+)
+def test_bad_tls_files_are_named(
+    two_pkis, tmp_path: Path, case: str, needles: tuple[str, ...]
+) -> None:
     pki, other = two_pkis
-    pub, veh = tls.TlsFiles.in_dir(pki, "publisher", "ml-team"), tls.TlsFiles.in_dir(pki, "vehicle", "car-1")
+    pub, veh = (
+        tls.TlsFiles.in_dir(pki, "publisher", "ml-team"),
+        tls.TlsFiles.in_dir(pki, "vehicle", "car-1"),
+    )
     ca, cert, key = pub.ca, pub.cert, pub.key
     if case == "key of another certificate":
         key = veh.key
@@ -106,17 +142,36 @@ def test_bad_tls_files_are_named(two_pkis, tmp_path: Path, case: str, needles: t
         cert = tmp_path / "cert.der"
         cert.write_bytes(b"\x30\x82garbage")
     else:
-        cert, key = tls.TlsFiles.in_dir(other, "publisher", "ml-team").cert, tls.TlsFiles.in_dir(other, "publisher",
-                                                                                                  "ml-team").key
-    one_line_error(ota("models", "--registry", "127.0.0.1:1", "--ca", str(ca), "--cert", str(cert), "--key", str(key)),
-                   *needles)
+        cert, key = (
+            tls.TlsFiles.in_dir(other, "publisher", "ml-team").cert,
+            tls.TlsFiles.in_dir(other, "publisher", "ml-team").key,
+        )
+    one_line_error(
+        ota(
+            "models",
+            "--registry",
+            "127.0.0.1:1",
+            "--ca",
+            str(ca),
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+        ),
+        *needles,
+    )
 
 
 def test_grpc_core_logs_stay_out_of_the_terminal() -> None:
     from ota.cli import quiet_grpc_core
 
-    for argv, expected in ((["models"], "NONE"), (["-v", "models"], "NONE"), (["-vv", "models"], "ERROR"),
-                           (["-v", "-v", "models"], "ERROR"), (["models", "-vv"], "NONE")):
+    for argv, expected in (
+        (["models"], "NONE"),
+        (["-v", "models"], "NONE"),
+        (["-vv", "models"], "ERROR"),
+        (["-v", "-v", "models"], "ERROR"),
+        (["models", "-vv"], "NONE"),
+    ):
         os.environ.pop("GRPC_VERBOSITY", None)
         quiet_grpc_core(argv)
         assert os.environ.pop("GRPC_VERBOSITY") == expected, argv
