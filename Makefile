@@ -4,7 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install protos clean
+.PHONY: demo test install protos clean lint
+
+# What `make lint` checks (ruff check + mypy): add your package once it is clean.
+LINT_PATHS ?= server otawire ota testkit tests/server tests/campaigns tests/scaleout tests/security \
+	tests/test_architecture.py tests/test_protos.py tests/test_cli.py tests/operator tests/dashboard
+# mypy reads the product packages of LINT_PATHS (the tests are checked by ruff).
+TYPE_PATHS ?= server otawire ota
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "squeeze-ota needs Python >= 3.11"'
@@ -18,8 +24,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ota demo
 
-test: $(STAMP) browser
+test: lint browser
 	$(BIN)/python -m pytest
+
+# Lint first, so CI fails fast on a style or type error (tool versions pinned in pyproject).
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/mypy $(TYPE_PATHS)
 
 # The dashboard's tests drive Debian's chromium through Playwright (never `playwright install`,
 # which would download a browser of its own). Installed here when missing and we are root (CI);

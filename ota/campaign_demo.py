@@ -66,6 +66,8 @@ def run_campaign_demo(
         )
         proto = onnx.load_model_from_string(base)
         info = read_model_info(proto)
+        if info is None:
+            raise ValueError(f"{model}: the base model carries no ModelInfo to version")
         next_version = _bump(max(current, key=lambda v: tuple(int(x) for x in v.split(".")[:3])))
         set_model_info(
             proto,

@@ -132,8 +132,15 @@ def cli(verbose: int) -> None:
 
 
 # Modules of the optional extras (pyproject.toml): the base install is the vehicle agent's.
-EXTRA_OF_MODULE = {"onnx": "registry", "grpc_health": "registry", "prometheus_client": "registry",
-                   "grpc_reflection": "registry", "matplotlib": "sim", "psycopg": "pg", "psycopg_pool": "pg"}
+EXTRA_OF_MODULE = {
+    "onnx": "registry",
+    "grpc_health": "registry",
+    "prometheus_client": "registry",
+    "grpc_reflection": "registry",
+    "matplotlib": "sim",
+    "psycopg": "pg",
+    "psycopg_pool": "pg",
+}
 
 
 def quiet_grpc_core(argv: list[str]) -> None:
@@ -160,8 +167,11 @@ def main() -> None:
         extra = EXTRA_OF_MODULE.get((e.name or "").split(".")[0])
         if extra is None:
             raise
-        click.echo(f"Error: this command needs the {extra!r} extra (no module {e.name!r}); "
-                   f"install it with: pip install 'squeeze-ota[{extra}]'", err=True)
+        click.echo(
+            f"Error: this command needs the {extra!r} extra (no module {e.name!r}); "
+            f"install it with: pip install 'squeeze-ota[{extra}]'",
+            err=True,
+        )
         sys.exit(1)
     except Exception as e:
         message = user_error(e)

@@ -60,8 +60,8 @@ def _successor(base: bytes) -> tuple[bytes, str]:
     try:
         from modelpack.lineage import demo_successor  # real retrained head, when available
     except ImportError:
-        demo_successor = None
-    if demo_successor is not None:
+        pass
+    else:
         return demo_successor(base)
     import onnx
 

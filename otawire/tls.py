@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,8 +260,8 @@ def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
 
 
 def secure_or_insecure_channel(
-    address: str, tls: TlsFiles | None, insecure: bool, options: list[tuple[str, object]] = ()
-) -> grpc.Channel:  # type: ignore[assignment]
+    address: str, tls: TlsFiles | None, insecure: bool, options: Sequence[tuple[str, object]] = ()
+) -> grpc.Channel:
     """A TLS channel, or plain text only when ``insecure`` was asked for explicitly."""
     if tls is not None:
         opts = list(options)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -135,7 +136,10 @@ def publish(
 
     data = model.read_bytes()
     ks = _keystore(keys_dir) if keys_dir else None
-    tls_kw = {"tls_files": tls_files(tls_ca, tls_cert, tls_key, insecure), "insecure": insecure}
+    tls_kw: dict[str, Any] = {
+        "tls_files": tls_files(tls_ca, tls_cert, tls_key, insecure),
+        "insecure": insecure,
+    }
     with (
         PublisherClient(address, **tls_kw) as client,
         Progress(

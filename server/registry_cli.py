@@ -130,6 +130,7 @@ def serve(
         raise click.ClickException(str(e)) from None
     metrics = None
     if metrics_listen:
+        from server.campaigns.manager import CampaignManager
         from server.metrics import RegistryMetrics
 
         def codec_of(blob_sha256: str) -> str | None:
@@ -137,7 +138,7 @@ def serve(
             return rec.codec if rec else None
 
         metrics = RegistryMetrics(codec_of=codec_of)
-        if reg.rollouts is not None:
+        if isinstance(reg.rollouts, CampaignManager):
             metrics.watch_campaigns(reg.rollouts)
         metrics.watch_fleet(reg.store.list_vehicles, served_metadata(reg))
         try:

@@ -66,9 +66,7 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
     ):
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("part") != "header":
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "the first UploadRequest must carry the header"
-            )
+            raise InvalidArgument("the first UploadRequest must carry the header")
         h = first.header
 
         def chunks() -> Iterator[bytes]:
@@ -145,7 +143,7 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
         vehicle_id = authz.vehicle_for(context, request.vehicle_id)
         kind = FILE_KINDS.get(request.kind)
         if kind is None:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported file kind {request.kind}")
+            raise InvalidArgument(f"unsupported file kind {request.kind}")
         for offset, data, total in self._registry.read_chunks(
             kind, request.path, request.offset, request.max_bytes, self._chunk_size, vehicle_id
         ):

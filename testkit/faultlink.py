@@ -134,7 +134,7 @@ class FaultyLink:
         for s in self._socks:
             _reset(s)
 
-    def __enter__(self) -> "FaultyLink":
+    def __enter__(self) -> FaultyLink:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import click
 from google.protobuf.json_format import MessageToDict
@@ -15,7 +16,11 @@ from rich.table import Table
 from rich.text import Text
 
 from otawire.cli_out import table_console
+from otawire.cli_tls import client_tls_from_context
 from otawire.v1 import campaigns_pb2 as pb
+from server.campaigns.service import CampaignClient, CampaignError
+
+T = TypeVar("T")
 
 DEFAULT_REGISTRY = "127.0.0.1:50051"
 _STATE_STYLE = {
@@ -104,16 +109,11 @@ def render_status(s: pb.CampaignStatus) -> Group:
     return Group(*parts)
 
 
-def _client(address: str):
-    from otawire.cli_tls import client_tls_from_context
-    from server.campaigns.service import CampaignClient
-
+def _client(address: str) -> CampaignClient:
     return CampaignClient(address, **client_tls_from_context())
 
 
-def _call(address: str, fn: Callable) -> object:
-    from server.campaigns.service import CampaignError
-
+def _call(address: str, fn: Callable[[CampaignClient], T]) -> T:
     with _client(address) as c:
         try:
             return fn(c)

@@ -20,6 +20,7 @@ one cache of derived views; split apart, each half would reach into the other's 
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 import logging
@@ -27,8 +28,8 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Protocol
 
 from server.campaigns.rollout import (
     ACTIVE,
@@ -336,7 +337,7 @@ class CampaignManager:
         with self._lock:
             return list(self._views().values())
 
-    def ids(self) -> list[str]:
+    def ids(self) -> builtins.list[str]:
         return [r.campaign_id for r in self.store.list_campaigns()]
 
     def view(self, campaign_id: str) -> CampaignView:
@@ -348,11 +349,11 @@ class CampaignManager:
             inventory = {v.vehicle_id: v for v in self.store.list_vehicles()}
             return self._derive(c, inventory, self.clock())
 
-    def events(self, campaign_id: str) -> list[CampaignEventRecord]:
+    def events(self, campaign_id: str) -> builtins.list[CampaignEventRecord]:
         return self.store.list_campaign_events(campaign_id)
 
     def _act(
-        self, campaign_id: str, kind: str, allowed: Sequence[str], detail: dict
+        self, campaign_id: str, kind: str, allowed: Collection[str], detail: dict[str, Any]
     ) -> CampaignView:
         with self._lock:
             v = self.view(campaign_id)
@@ -423,9 +424,9 @@ class CampaignManager:
         )
         return self.create(spec)
 
-    def _previous_version(self, src: CampaignView, took: list[str]) -> str:
+    def _previous_version(self, src: CampaignView, took: builtins.list[str]) -> str:
         """What most of those vehicles ran before, from their reports; else the release before."""
-        before = Counter()
+        before: Counter[str] = Counter()
         for rep in self.store.list_reports_for_model(src.spec.model, src.spec.version):
             if rep.vehicle_id in took and rep.from_version:
                 before[rep.from_version] += 1

@@ -280,9 +280,9 @@ def derive(
             state, reason = ("aborted" if spec.threshold.action == "abort" else "paused"), tripped
             new.append(NewEvent(state, current, {"reason": tripped}))
         while state == "running" and current >= 0:
-            w = wave_view(current)
-            share = w.successes(spec.require_confirmed) / w.size if w.size else 1.0
-            if share < w.spec.success_share or w.soaked_s < w.spec.min_soak_s:
+            wv = wave_view(current)
+            share = wv.successes(spec.require_confirmed) / wv.size if wv.size else 1.0
+            if share < wv.spec.success_share or wv.soaked_s < wv.spec.min_soak_s:
                 break
             if current == len(spec.waves) - 1:
                 state = "completed"

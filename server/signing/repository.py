@@ -118,7 +118,9 @@ class SignedRepository:
     def signers(self, role: str) -> list[Signer]:
         """The private keys, present here, that the *current* root lists for ``role``."""
         r = self.root().signed.roles[role]
-        out = [s for s in (self.keystore.signer_for(k) for k in r.keyids) if s is not None]
+        out: list[Signer] = [
+            s for s in (self.keystore.signer_for(k) for k in r.keyids) if s is not None
+        ]
         if len(out) < r.threshold:
             raise KeystoreError(
                 f"{self.label}: {role} needs {r.threshold} of keys {[k[:12] for k in r.keyids]}; "

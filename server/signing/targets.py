@@ -37,7 +37,7 @@ def target_custom(
 
 def sign_targets(
     current: bytes | None,
-    signers: list[Signer],
+    signers: Sequence[Signer],
     expires_in: Expiries,
     add: Sequence[TargetFile] = (),
     now: datetime | None = None,

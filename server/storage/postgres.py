@@ -90,7 +90,7 @@ class PgMetadataStore(PgFleetMixin, PgDirectorMixin, PgAuditMixin):
         with self.db.conn() as c:
             rows = c.execute(f"SELECT {_MODEL_COLS} FROM models {where} {order}", params).fetchall()
         # Columns in ModelRecord's field order; hardware_ids is a TEXT[] here.
-        return [ModelRecord(*r[:5], tuple(r[5]), *r[6:]) for r in rows]
+        return [ModelRecord(r[0], r[1], r[2], r[3], r[4], tuple(r[5]), r[6], r[7]) for r in rows]
 
     def get_model(self, name: str, version: str) -> ModelRecord | None:
         found = self._models("WHERE name=%s AND version=%s", (name, version))

@@ -11,7 +11,7 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from otawire.constants import CHUNK_SIZE
 from server.storage.ports import BlobNotFound, StorageError
@@ -130,7 +130,7 @@ class _PgBlobReader(io.RawIOBase):
         self._pos = base + offset
         return self._pos
 
-    def readinto(self, buf) -> int:  # type: ignore[override]
+    def readinto(self, buf: Any) -> int:
         want = min(len(buf), self._len - self._pos)
         if want <= 0:
             return 0

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from ota.cli import cli
 from otawire.v1 import ota_pb2
-from server.campaigns.service import CampaignClient, CampaignError
 from server.campaigns.manager import CampaignManager
 from server.campaigns.rollout import CampaignSpec, TargetSelection, Threshold, WaveSpec
+from server.campaigns.service import CampaignClient, CampaignError
 from testkit.helpers import with_provenance
 from vehicle_agent.transport import RegistryClient
 

@@ -7,9 +7,8 @@ import time
 
 import pytest
 
-from server import encodings
-
 from modelpack.runtime import read_model_info
+from server import encodings
 from server.campaigns.rollout import CampaignSpec, TargetSelection, Threshold, WaveSpec
 from testkit.helpers import with_provenance
 

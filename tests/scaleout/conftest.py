@@ -60,9 +60,9 @@ def pg_schema(pg_server_dsn: str) -> Iterator[PgSchema]:
 @dataclass
 class Stores:
     engine: str
-    meta: "server.storage.MetadataStore"  # type: ignore[name-defined]  # noqa: F821
-    blobs: "server.storage.BlobStore"  # type: ignore[name-defined]  # noqa: F821
-    open_another: "object"  # () -> MetadataStore on the same data: a second replica
+    meta: server.storage.MetadataStore  # type: ignore[name-defined]  # noqa: F821
+    blobs: server.storage.BlobStore  # type: ignore[name-defined]  # noqa: F821
+    open_another: object  # () -> MetadataStore on the same data: a second replica
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -101,7 +101,7 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
 @pytest.fixture
 def pg_registry(
     pg_schema: PgSchema, keys_dir: Path, tmp_path: Path, pki: Path
-) -> Iterator["server.registry.Registry"]:  # noqa: F821
+) -> Iterator[server.registry.Registry]:  # noqa: F821
     """An in-process registry on the test's PostgreSQL schema (a publisher's or operator's view)."""
     from server.registry import Registry
 
@@ -147,7 +147,7 @@ def cluster(pg_schema: PgSchema, keys_dir: Path, pki: Path):
 
 def vehicle_config(
     pki: Path, keys_dir: Path, address: str, state: Path, vehicle_id: str, insecure: bool = False
-) -> "vehicle_agent.agent.AgentConfig":  # type: ignore[name-defined]  # noqa: F821
+) -> vehicle_agent.agent.AgentConfig:  # type: ignore[name-defined]  # noqa: F821
     """An agent's configuration with its certificate and both trust roots."""
     from otawire import tls
     from vehicle_agent.agent import AgentConfig

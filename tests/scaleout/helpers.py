@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,7 +96,7 @@ def verify_tuf_history(store: MetadataStore) -> History:
     targets, snapshots, timestamps = (
         _chain(store, r, root) for r in ("targets", "snapshot", "timestamp")
     )
-    for older, newer in zip(targets, targets[1:]):
+    for older, newer in itertools.pairwise(targets):
         for path, tf in older.signed.targets.items():
             assert newer.signed.targets.get(path) == tf, (
                 f"targets v{newer.signed.version} lost or changed {path}"

@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 
 from server.campaigns.rollout import CampaignSpec, TargetSelection, WaveSpec
-from tests.scaleout.helpers import heavy_onnx
 from tests.scaleout.conftest import vehicle_config
+from tests.scaleout.helpers import heavy_onnx
 from vehicle_agent.agent import UpdateOutcome, VehicleAgent
 
 pytestmark = pytest.mark.postgres
@@ -54,7 +54,7 @@ def test_kill_a_replica_mid_download_every_agent_finishes(
             outcomes[vehicle_id] = agent.update_once(
                 progress=lambda _, d, t: slow_link(vehicle_id, d, t)
             )
-        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as e:
             errors.append(e)
         finally:
             agent.close()

@@ -43,7 +43,7 @@ def metered(tmp_path, keys_dir, pki):
 
 
 def test_calls_are_counted_by_status_and_timed(metered) -> None:
-    reg, m, running = metered
+    _reg, m, running = metered
     with running.channel("vehicle", "car-1") as ch:
         stub = ota_pb2_grpc.VehicleStub(ch)
         with pytest.raises(grpc.RpcError):

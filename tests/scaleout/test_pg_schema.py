@@ -12,14 +12,14 @@ pytestmark = pytest.mark.postgres
 
 from server.storage import StorageError  # noqa: E402
 from server.storage.postgres import PgDatabase, PgMetadataStore, open_postgres  # noqa: E402
-from server.storage.postgres_schema import (
+from server.storage.postgres_schema import (  # noqa: E402
     LATEST,
     MIGRATIONS,
     Migration,
     SchemaError,
     current_version,
     migrate,
-)  # noqa: E402
+)
 
 
 def _tables(dsn: str) -> set[str]:
@@ -86,7 +86,7 @@ def test_replicas_starting_together_migrate_exactly_once(pg_schema) -> None:
         try:
             with psycopg.connect(pg_schema.dsn, autocommit=True) as c:
                 applied.append(migrate(c))
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=start) for _ in range(4)]

@@ -107,7 +107,7 @@ def test_concurrent_publishes_across_replicas_make_one_valid_chain(
             try:
                 _refresh(watcher, everyone, pki)
                 watch_refreshes[0] += 1
-            except Exception as e:  # noqa: BLE001 - a rollback/mix-and-match error is the failure we look for
+            except Exception as e:
                 watch_errors.append(e)
                 return
 
@@ -129,11 +129,11 @@ def test_concurrent_publishes_across_replicas_make_one_valid_chain(
     # One signing per publish, none lost, none doubled: versions 1 (empty) .. n+1.
     assert len(history.targets) == len(history.snapshots) == len(history.timestamps) == n + 1
     assert {p: tf.hashes["sha256"] for p, tf in history.targets[-1].signed.targets.items()} == dict(
-        zip(models, shas)
+        zip(models, shas, strict=True)
     )
     # A fresh vehicle trusts the chain end to end and installs the newest version.
     fresh = _refresh(_fresh_dir(tmp_path, keys_dir), everyone, pki)
-    for path, sha in zip(models, shas):
+    for path, sha in zip(models, shas, strict=True):
         assert fresh.get_targetinfo(path).hashes["sha256"] == sha
     assert update_each(
         [vehicle_config(pki, keys_dir, everyone, tmp_path / "fresh-car", "fresh-car")]

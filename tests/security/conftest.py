@@ -22,11 +22,11 @@ import pytest
 from modelpack.imaging import IMAGES_DIR
 from otawire import tls
 from otawire.v1 import ota_pb2, ota_pb2_grpc
-from server.signing.keys import Keystore
 from server.registry import Registry
 from server.service import VehicleServicer, create_server
-from tests.conftest import vehicle_identity
+from server.signing.keys import Keystore
 from testkit.helpers import with_provenance
+from tests.conftest import vehicle_identity
 from vehicle_agent.agent import AgentConfig, UpdateOutcome, VehicleAgent
 from vehicle_agent.transport import RegistryClient, TransportConfig
 
@@ -45,11 +45,11 @@ class MaliciousVehicle(VehicleServicer):
         self.attack: Attack | None = None
         self.offers: Callable[[ota_pb2.CheckResponse], ota_pb2.CheckResponse] | None = None
 
-    def CheckForUpdate(self, request, context):  # noqa: N802 (gRPC method name)
+    def CheckForUpdate(self, request, context):
         resp = VehicleServicer.CheckForUpdate(self, request, context)
         return self.offers(resp) if self.offers else resp
 
-    def Download(self, request, context):  # noqa: N802 (gRPC method name)
+    def Download(self, request, context):
         def honest() -> Iterator[ota_pb2.DownloadChunk]:
             return VehicleServicer.Download(self, request, context)
 
@@ -76,7 +76,7 @@ class Scene:
     def agent(
         self,
         vehicle_id: str = "car-1",
-        transport: TransportConfig = TransportConfig(),
+        transport: TransportConfig | None = None,
         via_evil: bool = True,
         **kw,
     ) -> VehicleAgent:
@@ -91,7 +91,9 @@ class Scene:
             identity=identity,
             **kw,
         )
-        agent = VehicleAgent(cfg, RegistryClient(address, transport, tls_files=identity))
+        agent = VehicleAgent(
+            cfg, RegistryClient(address, transport or TransportConfig(), tls_files=identity)
+        )
         self.agents.append(agent)
         return agent
 

@@ -23,16 +23,14 @@ import grpc
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
-from otawire import tls
 from otawire.v1 import ota_pb2
-from server.signing.keys import Expiries
-from server.registry import Registry
 from server.service import create_server
+from server.signing.keys import Expiries
 from server.signing.repository import SignedRepository
-from tests.conftest import vehicle_identity
-from testkit.helpers import with_provenance
-from tests.security.conftest import MODEL, Scene, assert_refused
 from testkit.faultlink import FaultyLink
+from testkit.helpers import with_provenance
+from tests.conftest import vehicle_identity
+from tests.security.conftest import MODEL, Scene, assert_refused
 from vehicle_agent.agent import AgentConfig, VehicleAgent
 from vehicle_agent.transport import RegistryClient, TransportConfig
 

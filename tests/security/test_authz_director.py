@@ -12,8 +12,8 @@ from tuf.api.metadata import Metadata
 from otawire import tls
 from otawire.v1 import ota_pb2, ota_pb2_grpc
 from server.errors import NotFound, PermissionDenied, Replay
-from tests.conftest import vehicle_identity
 from testkit.helpers import with_provenance
+from tests.conftest import vehicle_identity
 from vehicle_agent.manifest import VersionManifest, sign_manifest
 
 MODEL = "squeezenet1.0"
@@ -161,7 +161,7 @@ def test_director_instructs_each_vehicle_its_own_assignment(
     reg.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
     reg.publish_bytes(MODEL, "1.0.1", with_provenance(squeezenet_bytes, "1.0.1"))
     assert reg.director.desired("car-1") == {}, "nothing for a vehicle without a verified manifest"
-    for i, vid in enumerate(("car-1", "car-2")):
+    for vid in ("car-1", "car-2"):
         reg.director.process_manifest(_manifest(pki, vid, 1), None, None)
     reg.director.assign("car-1", MODEL, "1.0.0")
     assert _director_targets(registry_server, "car-1") == {f"{MODEL}/1.0.0.onnx": ("1.0.0", "ecu")}

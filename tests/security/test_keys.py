@@ -12,13 +12,13 @@ from tuf.api.metadata import Metadata, Root
 
 from otawire import tls
 from server.client import PublisherClient
-from server.signing.keys import Expiries, Keystore, KeystoreError
 from server.errors import RegistryError
 from server.registry import Registry
 from server.service import create_server
+from server.signing.keys import Expiries, Keystore, KeystoreError
 from server.signing.targets import sign_targets
-from tests.conftest import vehicle_identity
 from testkit.helpers import with_provenance
+from tests.conftest import vehicle_identity
 from vehicle_agent.agent import AgentConfig, VehicleAgent
 
 MODEL = "squeezenet1.0"
@@ -139,7 +139,7 @@ def test_registry_without_targets_key_serves_only_publisher_signed_targets(
 def test_agent_follows_a_targets_key_rotation(
     offline_registry, squeezenet_bytes, tmp_path: Path, pki: Path
 ) -> None:
-    reg, offline, pub, address = offline_registry
+    _reg, offline, pub, address = offline_registry
     pub.upload(squeezenet_bytes, MODEL, "1.0.0", keys=offline)
     cfg = AgentConfig(
         registry=address,
@@ -171,7 +171,7 @@ def test_cli_rotates_an_online_key_and_vehicles_follow(
 
     from ota.cli import cli
 
-    reg, offline, pub, address = offline_registry
+    _reg, offline, pub, address = offline_registry
     pub.upload(squeezenet_bytes, MODEL, "1.0.0", keys=offline)
     agent = VehicleAgent(
         AgentConfig(

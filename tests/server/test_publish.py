@@ -114,7 +114,7 @@ def test_semver_ordering() -> None:
 
 def test_each_publish_produces_a_monotonic_signed_chain(registry_server, squeezenet_bytes) -> None:
     reg = registry_server.registry
-    for i, v in enumerate(["1.0.0", "1.0.1", "1.1.0"]):
+    for v in ["1.0.0", "1.0.1", "1.1.0"]:
         reg.publish_bytes("squeezenet1.0", v, with_provenance(squeezenet_bytes, v))
     ts = Metadata.from_bytes(reg.tuf.get_file("timestamp.json"))
     snap = Metadata.from_bytes(reg.tuf.get_file(f"{ts.signed.snapshot_meta.version}.snapshot.json"))
