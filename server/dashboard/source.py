@@ -8,6 +8,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from server.audit import AuditLog
+from server.campaigns.manager import CampaignManager
 from server.fleet_service import audit_pb, vehicle_pb
 from server.fleet_view import inventory
 from server.registry import Registry
@@ -34,7 +35,7 @@ class RegistrySource:
         from server.campaigns.service import status_pb
 
         manager = self._reg.rollouts
-        if manager is None or not hasattr(manager, "list"):
+        if not isinstance(manager, CampaignManager):
             return []
         return [_json(status_pb(v, manager, with_events=False)) for v in manager.list()]
 

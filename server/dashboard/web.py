@@ -187,7 +187,7 @@ class Dashboard:
 
     @property
     def base_url(self) -> str:
-        host = self.httpd.server_address[0]
+        host = str(self.httpd.server_address[0])
         scheme = "https" if self.auth.tls_files is not None else "http"
         return f"{scheme}://{'localhost' if host in ('127.0.0.1', '::1') and scheme == 'https' else host}:{self.port}/"
 

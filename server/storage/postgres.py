@@ -30,9 +30,9 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from server.storage.ports import StorageError
+from server.storage.postgres_audit import PgAuditMixin
 from server.storage.postgres_blobs import PgBlobStore
 from server.storage.postgres_db import PgDatabase, redact
-from server.storage.postgres_audit import PgAuditMixin
 from server.storage.postgres_director import PgDirectorMixin
 from server.storage.postgres_fleet import PgFleetMixin
 from server.storage.postgres_schema import LOCK_TUF_SIGNING, utc_text

@@ -12,7 +12,8 @@ from server.storage.sqlite_base import SqliteBase
 def audit_where(
     actor: str, action: str, before_seq: int | None, mark: str
 ) -> tuple[str, list[Any]]:
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     for col, val in (("actor", actor), ("action", action)):
         if val:
             clauses.append(f"{col} = {mark}")
