@@ -56,13 +56,15 @@ def start_registry(work: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("registry did not start")
 
 
-def start_agent(work: Path, registry: str, sock: Path, interval: float, health_window: float) -> subprocess.Popen:
+def start_agent(work: Path, registry: str, sock: Path, interval: float, health_window: float,
+                ota: list[str] | None = None, cwd: Path = REPO) -> subprocess.Popen:
+    """``ota agent run`` (``ota``: another installation's command, e.g. a lean venv's bin/ota)."""
     return subprocess.Popen(
-        OTA + ["agent", "run", "--registry", registry, "--state", str(work / "agent"), "--trusted-root",
+        (ota or OTA) + ["agent", "run", "--registry", registry, "--state", str(work / "agent"), "--trusted-root",
                str(work / "keys" / "root.json"), "--director-root", str(work / "keys" / "director-root.json"),
                *_creds(work, "vehicle", "bench-car"), "--vehicle-id", "bench-car", "--interval", str(interval),
                "--health-window", str(health_window), "--serve", str(sock)],
-        stdout=subprocess.DEVNULL, stderr=open(work / "agent.log", "w"), cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=open(work / "agent.log", "w"), cwd=cwd,
     )
 
 

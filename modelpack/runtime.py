@@ -67,10 +67,14 @@ def set_model_info(model: "onnx.ModelProto", info: ModelInfo) -> None:
         entry.key, entry.value = key, value
 
 
-def make_session(source: bytes | str | Path, *, threads: int = 1) -> ort.InferenceSession:
+def make_session(source: bytes | str | Path, *, threads: int = 1, memory_arena: bool = True) -> ort.InferenceSession:
     """A CPU InferenceSession. One thread by default: results are then
-    reproducible run to run, and the machines we share have few cores."""
+    reproducible run to run, and the machines we share have few cores.
+
+    ``memory_arena=False`` returns activation memory after each run instead of keeping
+    the peak per session (the agent holds several sessions in a fixed budget)."""
     opts = ort.SessionOptions()
+    opts.enable_cpu_mem_arena = memory_arena
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3

@@ -18,6 +18,25 @@ def model_target_path(name: str, version: str) -> str:
     return f"{name}/{version}.onnx"
 
 
+def model_version_name(name: str, version: str) -> str:
+    """The resource name of a model version (AIP-122): ``models/{name}/versions/{version}``."""
+    return f"models/{name}/versions/{version}"
+
+
+def parse_model_version_name(resource: str) -> tuple[str, str] | None:
+    """``models/{name}/versions/{version}`` -> (name, version); None when it is not one."""
+    parts = resource.split("/")
+    if (
+        len(parts) != 4
+        or parts[0] != "models"
+        or parts[2] != "versions"
+        or not parts[1]
+        or not parts[3]
+    ):
+        return None
+    return parts[1], parts[3]
+
+
 def consistent_target_path(target_path: str, sha256: str) -> str:
     """``dir/file`` -> ``dir/<sha256>.file``: the name a target is downloaded under."""
     directory, sep, base = target_path.rpartition("/")

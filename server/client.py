@@ -201,10 +201,17 @@ class PublisherClient:
         except grpc.RpcError as e:
             raise PublishError(describe(e, self.address, self._insecure)) from None
 
-    def list(self, name: str = "") -> list[ota_pb2.ModelVersion]:
-        try:
-            return list(
-                self._stub.ListModels(ota_pb2.ListModelsRequest(name=name), timeout=30).versions
-            )
-        except grpc.RpcError as e:
-            raise PublishError(describe(e, self.address, self._insecure)) from None
+    def list(self, name: str = "", page_size: int = 100) -> list[ota_pb2.ModelVersion]:
+        """Every published version (of ``name``), fetched a page at a time."""
+        out: list[ota_pb2.ModelVersion] = []
+        token = ""
+        while True:
+            req = ota_pb2.ListModelsRequest(name=name, page_size=page_size, page_token=token)
+            try:
+                resp = self._stub.ListModels(req, timeout=30)
+            except grpc.RpcError as e:
+                raise PublishError(describe(e, self.address, self._insecure)) from None
+            out.extend(resp.versions)
+            token = resp.next_page_token
+            if not token:
+                return out

@@ -6,6 +6,7 @@ targets). Free of gRPC: ``server/service.py`` adapts it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -16,12 +17,13 @@ from typing import Protocol
 
 from tuf.api.metadata import Targets
 
-from otawire.paths import model_target_path
+from otawire.paths import model_target_path, model_version_name, parse_model_version_name
 from server import encodings
 from server.director import Director
 from server.errors import AlreadyExists, InvalidArgument, NotFound, TooLarge, Unsigned
 from server.models import (
     MAX_MODEL_BYTES,
+    SemverKey,
     check_name,
     model_info_json,
     semver_key,
@@ -36,6 +38,19 @@ from server.storage.ports import BlobStore, EncodingStore, ModelStore, StorageEr
 from server.storage.records import ModelRecord
 
 log = logging.getLogger(__name__)
+
+
+def _token_key(token: str) -> tuple[str, SemverKey]:
+    """The sort key a page token stands for; InvalidArgument when it is not one of ours."""
+    try:
+        parsed = parse_model_version_name(base64.urlsafe_b64decode(token.encode()).decode())
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    if parsed is None:
+        raise InvalidArgument(
+            f"page_token {token!r} is not a next_page_token of ListModels; start without one"
+        )
+    return parsed[0], semver_key(parsed[1])
 
 
 class PublishStore(ModelStore, EncodingStore, Protocol):
@@ -259,3 +274,26 @@ class Publisher:
     def list_versions(self, name: str | None = None) -> list[ModelRecord]:
         recs = self.store.list_models(name or None)
         return sorted(recs, key=lambda r: (r.name, semver_key(r.version)))
+
+    def list_page(
+        self, name: str | None, page_size: int, page_token: str
+    ) -> tuple[list[ModelRecord], str]:
+        """One page of ``list_versions`` and the token of the next ("" on the last page).
+
+        The token is the resource name of the page's last version, so a page
+        starts after it even when versions were added or removed in between.
+        """
+        if page_size < 0:
+            raise InvalidArgument(f"page_size {page_size} is negative; use 0 for everything")
+        recs = self.list_versions(name)
+        if page_token:
+            after = _token_key(page_token)
+            recs = [r for r in recs if (r.name, semver_key(r.version)) > after]
+        if not page_size or len(recs) <= page_size:
+            return recs, ""
+        page = recs[:page_size]
+        last = page[-1]
+        token = base64.urlsafe_b64encode(
+            model_version_name(last.name, last.version).encode()
+        ).decode()
+        return page, token

@@ -133,6 +133,11 @@ class Registry:
     def list_versions(self, name: str | None = None) -> list[ModelRecord]:
         return self.publisher.list_versions(name)
 
+    def list_page(
+        self, name: str | None, page_size: int, page_token: str
+    ) -> tuple[list[ModelRecord], str]:
+        return self.publisher.list_page(name, page_size, page_token)
+
     # -- vehicles -----------------------------------------------------------------------
     def offers_for(
         self,

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from concurrent import futures
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -20,6 +21,7 @@ from otawire.constants import (
     VEHICLE_SERVICE,
     install_status_name,
 )
+from otawire.paths import model_version_name
 from otawire.v1 import ota_pb2, ota_pb2_grpc
 from server import authz
 from server.audit import AuditInterceptor, AuditLog
@@ -53,7 +55,16 @@ def _record_pb(rec: ModelRecord) -> ota_pb2.ModelVersion:
         hardware_ids=list(rec.hardware_ids),
         published_at=rec.published_at,
         metadata_json=rec.metadata_json,
+        resource_name=model_version_name(rec.name, rec.version),
+        publish_time=_timestamp(rec.published_at),
     )
+
+
+def _timestamp(rfc3339: str) -> Timestamp:
+    ts = Timestamp()
+    if rfc3339:
+        ts.FromJsonString(rfc3339)
+    return ts
 
 
 class PublisherServicer(ota_pb2_grpc.PublisherServicer):
@@ -96,8 +107,9 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
 
     @guarded
     def ListModels(self, request: ota_pb2.ListModelsRequest, context: grpc.ServicerContext):
+        page, token = self._registry.list_page(request.name, request.page_size, request.page_token)
         return ota_pb2.ListModelsResponse(
-            versions=[_record_pb(r) for r in self._registry.list_versions(request.name)]
+            versions=[_record_pb(r) for r in page], next_page_token=token
         )
 
     @guarded

@@ -80,6 +80,7 @@ class AgentConfig:
     director_root: Path | None = None
     identity: tls.TlsFiles | None = None
     insecure: bool = False
+    memory_budget_mb: float | None = None  # None: the cgroup's memory limit, if any (memory.py)
 
 
 @dataclass
@@ -121,7 +122,7 @@ class VehicleAgent:
         self.host = ModelHost()
         self.journal = Journal(self.state_dir)
         self.fetcher = TargetFetcher(self.client, self._downloads, config.vehicle_id, config.retry)
-        self.runtime = OrtRuntime(self.host, self.slots, config.health)
+        self.runtime = OrtRuntime(self.host, self.slots, config.health, config.memory_budget_mb)
         self.reporter = RegistryReporter(self.client, config.vehicle_id, config.hardware_id, self.host, self.fetcher)
         self.engine = UpdateEngine(
             self.journal,
@@ -181,8 +182,7 @@ class VehicleAgent:
             return False
 
     def _updater(self, which: str = "image") -> Updater:
-        fetcher = GrpcFetcher(self.client, self.config.vehicle_id, tmp_dir=self.state_dir / "tmp")
-        return self.trust.updater(which, fetcher, self._downloads)
+        return self.trust.updater(which, GrpcFetcher(self.client, self.config.vehicle_id, tmp_dir=self.state_dir / "tmp"), self._downloads)
 
     def _refresh(self, which: str) -> Updater:
         try:

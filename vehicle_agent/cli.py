@@ -47,10 +47,14 @@ def agent() -> None:
               help="Serve inference to local clients on this Unix socket. Env: OTA_AGENT_SOCKET.")
 @click.option("--health-window", default=30.0, show_default=True,
               help="Seconds a new model is watched (errors, latency) before it is confirmed; 0 = confirm at once.")
+@click.option("--memory-budget", type=float, envvar="OTA_MEMORY_BUDGET",
+              help="MB the agent may use; a new model is loaded beside the served ones only when it fits. "
+                   "Default: the cgroup's memory limit (systemd MemoryMax=). Env: OTA_MEMORY_BUDGET.")
 @tls_options("vehicle")
 def run(address: str, state_dir: Path, trusted_root: Path | None, director_root: Path | None, vehicle_id: str | None,
         hardware_id: str, tags: tuple[str, ...], models: tuple[str, ...], once: bool, interval: float,
-        socket_path: Path | None, health_window: float, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
+        socket_path: Path | None, health_window: float, memory_budget: float | None, tls_ca, tls_cert, tls_key,
+        insecure: bool) -> None:
     """Check in with the registry, verify, install and report; repeat until stopped.
 
     Mutual TLS with the vehicle's certificate; its key also signs the version
@@ -68,7 +72,8 @@ def run(address: str, state_dir: Path, trusted_root: Path | None, director_root:
     cfg = AgentConfig(registry=address, state_dir=state_dir, vehicle_id=vehicle_id, hardware_id=hardware_id,
                       tags=tags, wanted_models=models, trusted_root=trusted_root,
                       health=HealthPolicy(window_s=0.0 if once else health_window),
-                      director_root=director_root, identity=identity, insecure=insecure)
+                      director_root=director_root, identity=identity, insecure=insecure,
+                      memory_budget_mb=memory_budget)
     try:
         ag = VehicleAgent(cfg)
     except AgentError as e:

@@ -27,6 +27,7 @@ from modelpack.selftest import run_selftest
 from vehicle_agent.engine import StepFailed, Verdict
 from vehicle_agent.health import HealthPolicy, ServingStats
 from vehicle_agent.journal import Job
+from vehicle_agent.memory import MemoryBudget, estimated_cost, process_rss
 from vehicle_agent.slots import SlotStore
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,13 @@ class LoadedModel:
     sha256: str
     stats: ServingStats = field(default_factory=ServingStats)
     swapped_in_at: float = 0.0
+    cost: int = 0  # resident bytes its load and first inference took (measured)
 
 
 def load_session(path: Path) -> ort.InferenceSession:
-    return make_session(Path(path))
+    # No arena: a session gives its activation memory back after each run instead of
+    # keeping its peak; the agent holds several sessions in one budget (same latency, measured).
+    return make_session(Path(path), memory_arena=False)
 
 
 def model_info(d: dict) -> ModelInfo:
@@ -136,6 +140,13 @@ class ModelHost:
         with self._lock:
             self._previous.pop(name, None)  # the session is freed when its last request ends
 
+    def drop_all_previous(self) -> list[str]:
+        """Give up every rollback copy kept in memory; the names whose copy was dropped."""
+        with self._lock:
+            names = sorted(self._previous)
+            self._previous.clear()
+        return names
+
     def run(self, name: str, x: np.ndarray) -> tuple[np.ndarray, LoadedModel]:
         """Run the current model on a preprocessed input; the answer and who gave it."""
         with self._slots:
@@ -159,17 +170,41 @@ class ModelHost:
 class OrtRuntime:
     """The engine's Runtime: load + self-test beside, swap, restore, judge health."""
 
-    def __init__(self, host: ModelHost, slots: SlotStore, policy: HealthPolicy = HealthPolicy()) -> None:
+    def __init__(self, host: ModelHost, slots: SlotStore, policy: HealthPolicy = HealthPolicy(),
+                 budget: MemoryBudget | float | None = None) -> None:
         self.host = host
         self.slots = slots
         self.policy = policy
+        # A float is a budget in MB (--memory-budget); None: the cgroup's limit, if any.
+        self.budget = budget if isinstance(budget, MemoryBudget) else MemoryBudget.detect(budget)
 
     def load_slot(self, name: str, slot: str) -> LoadedModel:
         rec = self.slots.load()[name].slots[slot]
+        before = process_rss()
         session = load_session(self.slots.model_path(name, slot))
-        return LoadedModel(session, model_info(rec.model_info), rec.version, rec.sha256)
+        return LoadedModel(session, model_info(rec.model_info), rec.version, rec.sha256,
+                           cost=max(0, process_rss() - before))
+
+    def admit(self, job: Job) -> None:
+        """Load ``job`` beside the served models only if the memory budget allows it
+        (``memory.py``): else drop the rollback copies first, else refuse for now."""
+        served = self.host.get(job.name)
+        need = estimated_cost(job.length, served.cost if served else 0)
+        what = f"{job.name} {job.version}"
+        if not self.budget.refusal(need, what):
+            return
+        dropped = self.host.drop_all_previous()
+        if dropped:
+            log.warning("memory: %s does not fit beside the served models and their rollback copies; dropped the "
+                        "in-memory previous versions of %s (a rollback reloads them from their slots)",
+                        what, ", ".join(dropped))
+        reason = self.budget.refusal(need, what)
+        if reason:
+            raise StepFailed(reason)
 
     def prepare(self, job: Job, slot: str) -> LoadedModel:
+        self.admit(job)
+        before = process_rss()
         try:
             info = model_info(job.model_info)
             session = load_session(self.slots.model_path(job.name, slot))
@@ -181,7 +216,7 @@ class OrtRuntime:
             self_test(session, info)
         except SelfTestFailed as e:
             raise StepFailed(f"self-test failed: {e}", reject=True) from None
-        return LoadedModel(session, info, job.version, job.sha256)
+        return LoadedModel(session, info, job.version, job.sha256, cost=max(0, process_rss() - before))
 
     def swap(self, name: str, candidate: LoadedModel) -> None:
         self.host.swap(name, candidate)

@@ -22,63 +22,64 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14otawire/v1/ota.proto\x12\x06ota.v1\"\x92\x01\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x14\n\x0chardware_ids\x18\x05 \x03(\t\x12\x15\n\rmetadata_json\x18\x06 \x01(\t\x12\x16\n\x0esigned_targets\x18\x07 \x01(\x0c\"P\n\rUploadRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.ota.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"|\n\x0eUploadResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x13\n\x0btarget_path\x18\x05 \x01(\t\x12\x16\n\x0e\x62ytes_received\x18\x06 \x01(\x04\"!\n\x11ListModelsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xa5\x01\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x13\n\x0btarget_path\x18\x05 \x01(\t\x12\x14\n\x0chardware_ids\x18\x06 \x03(\t\x12\x14\n\x0cpublished_at\x18\x07 \x01(\t\x12\x15\n\rmetadata_json\x18\x08 \x01(\t\"<\n\x12ListModelsResponse\x12&\n\x08versions\x18\x01 \x03(\x0b\x32\x14.ota.v1.ModelVersion\"\x1f\n\x0fMetadataRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\",\n\x0eSignedMetadata\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"4\n\x13PutMetadataResponse\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"B\n\rAssignRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"C\n\x0e\x41ssignResponse\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"?\n\x0eInstalledModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x87\x01\n\x0c\x43heckRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x13\n\x0bhardware_id\x18\x02 \x01(\t\x12)\n\tinstalled\x18\x03 \x03(\x0b\x32\x16.ota.v1.InstalledModel\x12\x15\n\rwanted_models\x18\x04 \x03(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\"\xb8\x01\n\x0bUpdateOffer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0btarget_path\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x10\n\x08\x65ncoding\x18\x06 \x01(\t\x12\x15\n\rdownload_path\x18\x07 \x01(\t\x12\x17\n\x0f\x64ownload_length\x18\x08 \x01(\x04\x12\x13\n\x0b\x62\x61se_sha256\x18\t \x01(\t\"M\n\rCheckResponse\x12#\n\x06offers\x18\x01 \x03(\x0b\x32\x13.ota.v1.UpdateOffer\x12\x17\n\x0fpoll_interval_s\x18\x02 \x01(\r\"v\n\x0f\x44ownloadRequest\x12\x1e\n\x04kind\x18\x01 \x01(\x0e\x32\x10.ota.v1.FileKind\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x11\n\tmax_bytes\x18\x04 \x01(\x04\x12\x12\n\nvehicle_id\x18\x05 \x01(\t\"C\n\rDownloadChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x14\n\x0ctotal_length\x18\x03 \x01(\x04\"\x8c\x02\n\rInstallReport\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x13\n\x0bhardware_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12%\n\x06status\x18\x06 \x01(\x0e\x32\x15.ota.v1.InstallStatus\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x14\n\x0c\x66rom_version\x18\x08 \x01(\t\x12\x10\n\x08\x65ncoding\x18\t \x01(\t\x12\x18\n\x10\x62ytes_downloaded\x18\n \x01(\x04\x12\x12\n\nduration_s\x18\x0b \x01(\x01\x12\x16\n\x0e\x61\x63tive_version\x18\x0c \x01(\t\"\x1d\n\tReportAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"L\n\x0eSignedManifest\x12\x0e\n\x06signed\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x03 \x01(\x0c\"0\n\x0bManifestAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\x04*k\n\x08\x46ileKind\x12\x19\n\x15\x46ILE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46ILE_KIND_METADATA\x10\x01\x12\x14\n\x10\x46ILE_KIND_TARGET\x10\x02\x12\x16\n\x12\x46ILE_KIND_ENCODING\x10\x03*\xea\x01\n\rInstallStatus\x12\x1e\n\x1aINSTALL_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aINSTALL_STATUS_DOWNLOADING\x10\x01\x12\x1c\n\x18INSTALL_STATUS_INSTALLED\x10\x02\x12\x1c\n\x18INSTALL_STATUS_CONFIRMED\x10\x03\x12\x19\n\x15INSTALL_STATUS_FAILED\x10\x04\x12\x1e\n\x1aINSTALL_STATUS_ROLLED_BACK\x10\x05\x12\"\n\x1eINSTALL_STATUS_ATTACK_DETECTED\x10\x06\x32\xd2\x02\n\tPublisher\x12>\n\x0bUploadModel\x12\x15.ota.v1.UploadRequest\x1a\x16.ota.v1.UploadResponse(\x01\x12\x43\n\nListModels\x12\x19.ota.v1.ListModelsRequest\x1a\x1a.ota.v1.ListModelsResponse\x12>\n\x0bGetMetadata\x12\x17.ota.v1.MetadataRequest\x1a\x16.ota.v1.SignedMetadata\x12\x42\n\x0bPutMetadata\x12\x16.ota.v1.SignedMetadata\x1a\x1b.ota.v1.PutMetadataResponse\x12<\n\x0b\x41ssignModel\x12\x15.ota.v1.AssignRequest\x1a\x16.ota.v1.AssignResponse2\x80\x02\n\x07Vehicle\x12=\n\x0e\x43heckForUpdate\x12\x14.ota.v1.CheckRequest\x1a\x15.ota.v1.CheckResponse\x12<\n\x08\x44ownload\x12\x17.ota.v1.DownloadRequest\x1a\x15.ota.v1.DownloadChunk0\x01\x12\x39\n\rReportInstall\x12\x15.ota.v1.InstallReport\x1a\x11.ota.v1.ReportAck\x12=\n\x0eSubmitManifest\x12\x16.ota.v1.SignedManifest\x1a\x13.ota.v1.ManifestAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14otawire/v1/ota.proto\x12\x06ota.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x01\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x14\n\x0chardware_ids\x18\x05 \x03(\t\x12\x15\n\rmetadata_json\x18\x06 \x01(\t\x12\x16\n\x0esigned_targets\x18\x07 \x01(\x0c\"P\n\rUploadRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.ota.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"|\n\x0eUploadResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x13\n\x0btarget_path\x18\x05 \x01(\t\x12\x16\n\x0e\x62ytes_received\x18\x06 \x01(\x04\"H\n\x11ListModelsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xee\x01\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x13\n\x0btarget_path\x18\x05 \x01(\t\x12\x14\n\x0chardware_ids\x18\x06 \x03(\t\x12\x14\n\x0cpublished_at\x18\x07 \x01(\t\x12\x15\n\rmetadata_json\x18\x08 \x01(\t\x12\x15\n\rresource_name\x18\t \x01(\t\x12\x30\n\x0cpublish_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x12ListModelsResponse\x12&\n\x08versions\x18\x01 \x03(\x0b\x32\x14.ota.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0fMetadataRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\",\n\x0eSignedMetadata\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"4\n\x13PutMetadataResponse\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"B\n\rAssignRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"C\n\x0e\x41ssignResponse\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"?\n\x0eInstalledModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x87\x01\n\x0c\x43heckRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x13\n\x0bhardware_id\x18\x02 \x01(\t\x12)\n\tinstalled\x18\x03 \x03(\x0b\x32\x16.ota.v1.InstalledModel\x12\x15\n\rwanted_models\x18\x04 \x03(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\"\xb8\x01\n\x0bUpdateOffer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0btarget_path\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x10\n\x08\x65ncoding\x18\x06 \x01(\t\x12\x15\n\rdownload_path\x18\x07 \x01(\t\x12\x17\n\x0f\x64ownload_length\x18\x08 \x01(\x04\x12\x13\n\x0b\x62\x61se_sha256\x18\t \x01(\t\"M\n\rCheckResponse\x12#\n\x06offers\x18\x01 \x03(\x0b\x32\x13.ota.v1.UpdateOffer\x12\x17\n\x0fpoll_interval_s\x18\x02 \x01(\r\"v\n\x0f\x44ownloadRequest\x12\x1e\n\x04kind\x18\x01 \x01(\x0e\x32\x10.ota.v1.FileKind\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x11\n\tmax_bytes\x18\x04 \x01(\x04\x12\x12\n\nvehicle_id\x18\x05 \x01(\t\"C\n\rDownloadChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x14\n\x0ctotal_length\x18\x03 \x01(\x04\"\x8c\x02\n\rInstallReport\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x13\n\x0bhardware_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12%\n\x06status\x18\x06 \x01(\x0e\x32\x15.ota.v1.InstallStatus\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x14\n\x0c\x66rom_version\x18\x08 \x01(\t\x12\x10\n\x08\x65ncoding\x18\t \x01(\t\x12\x18\n\x10\x62ytes_downloaded\x18\n \x01(\x04\x12\x12\n\nduration_s\x18\x0b \x01(\x01\x12\x16\n\x0e\x61\x63tive_version\x18\x0c \x01(\t\"\x1d\n\tReportAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"L\n\x0eSignedManifest\x12\x0e\n\x06signed\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x03 \x01(\x0c\"0\n\x0bManifestAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\x04*k\n\x08\x46ileKind\x12\x19\n\x15\x46ILE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46ILE_KIND_METADATA\x10\x01\x12\x14\n\x10\x46ILE_KIND_TARGET\x10\x02\x12\x16\n\x12\x46ILE_KIND_ENCODING\x10\x03*\xea\x01\n\rInstallStatus\x12\x1e\n\x1aINSTALL_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aINSTALL_STATUS_DOWNLOADING\x10\x01\x12\x1c\n\x18INSTALL_STATUS_INSTALLED\x10\x02\x12\x1c\n\x18INSTALL_STATUS_CONFIRMED\x10\x03\x12\x19\n\x15INSTALL_STATUS_FAILED\x10\x04\x12\x1e\n\x1aINSTALL_STATUS_ROLLED_BACK\x10\x05\x12\"\n\x1eINSTALL_STATUS_ATTACK_DETECTED\x10\x06\x32\xd2\x02\n\tPublisher\x12>\n\x0bUploadModel\x12\x15.ota.v1.UploadRequest\x1a\x16.ota.v1.UploadResponse(\x01\x12\x43\n\nListModels\x12\x19.ota.v1.ListModelsRequest\x1a\x1a.ota.v1.ListModelsResponse\x12>\n\x0bGetMetadata\x12\x17.ota.v1.MetadataRequest\x1a\x16.ota.v1.SignedMetadata\x12\x42\n\x0bPutMetadata\x12\x16.ota.v1.SignedMetadata\x1a\x1b.ota.v1.PutMetadataResponse\x12<\n\x0b\x41ssignModel\x12\x15.ota.v1.AssignRequest\x1a\x16.ota.v1.AssignResponse2\x80\x02\n\x07Vehicle\x12=\n\x0e\x43heckForUpdate\x12\x14.ota.v1.CheckRequest\x1a\x15.ota.v1.CheckResponse\x12<\n\x08\x44ownload\x12\x17.ota.v1.DownloadRequest\x1a\x15.ota.v1.DownloadChunk0\x01\x12\x39\n\rReportInstall\x12\x15.ota.v1.InstallReport\x1a\x11.ota.v1.ReportAck\x12=\n\x0eSubmitManifest\x12\x16.ota.v1.SignedManifest\x1a\x13.ota.v1.ManifestAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otawire.v1.ota_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FILEKIND']._serialized_start=2012
-  _globals['_FILEKIND']._serialized_end=2119
-  _globals['_INSTALLSTATUS']._serialized_start=2122
-  _globals['_INSTALLSTATUS']._serialized_end=2356
-  _globals['_UPLOADHEADER']._serialized_start=33
-  _globals['_UPLOADHEADER']._serialized_end=179
-  _globals['_UPLOADREQUEST']._serialized_start=181
-  _globals['_UPLOADREQUEST']._serialized_end=261
-  _globals['_UPLOADRESPONSE']._serialized_start=263
-  _globals['_UPLOADRESPONSE']._serialized_end=387
-  _globals['_LISTMODELSREQUEST']._serialized_start=389
-  _globals['_LISTMODELSREQUEST']._serialized_end=422
-  _globals['_MODELVERSION']._serialized_start=425
-  _globals['_MODELVERSION']._serialized_end=590
-  _globals['_LISTMODELSRESPONSE']._serialized_start=592
-  _globals['_LISTMODELSRESPONSE']._serialized_end=652
-  _globals['_METADATAREQUEST']._serialized_start=654
-  _globals['_METADATAREQUEST']._serialized_end=685
-  _globals['_SIGNEDMETADATA']._serialized_start=687
-  _globals['_SIGNEDMETADATA']._serialized_end=731
-  _globals['_PUTMETADATARESPONSE']._serialized_start=733
-  _globals['_PUTMETADATARESPONSE']._serialized_end=785
-  _globals['_ASSIGNREQUEST']._serialized_start=787
-  _globals['_ASSIGNREQUEST']._serialized_end=853
-  _globals['_ASSIGNRESPONSE']._serialized_start=855
-  _globals['_ASSIGNRESPONSE']._serialized_end=922
-  _globals['_INSTALLEDMODEL']._serialized_start=924
-  _globals['_INSTALLEDMODEL']._serialized_end=987
-  _globals['_CHECKREQUEST']._serialized_start=990
-  _globals['_CHECKREQUEST']._serialized_end=1125
-  _globals['_UPDATEOFFER']._serialized_start=1128
-  _globals['_UPDATEOFFER']._serialized_end=1312
-  _globals['_CHECKRESPONSE']._serialized_start=1314
-  _globals['_CHECKRESPONSE']._serialized_end=1391
-  _globals['_DOWNLOADREQUEST']._serialized_start=1393
-  _globals['_DOWNLOADREQUEST']._serialized_end=1511
-  _globals['_DOWNLOADCHUNK']._serialized_start=1513
-  _globals['_DOWNLOADCHUNK']._serialized_end=1580
-  _globals['_INSTALLREPORT']._serialized_start=1583
-  _globals['_INSTALLREPORT']._serialized_end=1851
-  _globals['_REPORTACK']._serialized_start=1853
-  _globals['_REPORTACK']._serialized_end=1882
-  _globals['_SIGNEDMANIFEST']._serialized_start=1884
-  _globals['_SIGNEDMANIFEST']._serialized_end=1960
-  _globals['_MANIFESTACK']._serialized_start=1962
-  _globals['_MANIFESTACK']._serialized_end=2010
-  _globals['_PUBLISHER']._serialized_start=2359
-  _globals['_PUBLISHER']._serialized_end=2697
-  _globals['_VEHICLE']._serialized_start=2700
-  _globals['_VEHICLE']._serialized_end=2956
+  _globals['_FILEKIND']._serialized_start=2182
+  _globals['_FILEKIND']._serialized_end=2289
+  _globals['_INSTALLSTATUS']._serialized_start=2292
+  _globals['_INSTALLSTATUS']._serialized_end=2526
+  _globals['_UPLOADHEADER']._serialized_start=66
+  _globals['_UPLOADHEADER']._serialized_end=212
+  _globals['_UPLOADREQUEST']._serialized_start=214
+  _globals['_UPLOADREQUEST']._serialized_end=294
+  _globals['_UPLOADRESPONSE']._serialized_start=296
+  _globals['_UPLOADRESPONSE']._serialized_end=420
+  _globals['_LISTMODELSREQUEST']._serialized_start=422
+  _globals['_LISTMODELSREQUEST']._serialized_end=494
+  _globals['_MODELVERSION']._serialized_start=497
+  _globals['_MODELVERSION']._serialized_end=735
+  _globals['_LISTMODELSRESPONSE']._serialized_start=737
+  _globals['_LISTMODELSRESPONSE']._serialized_end=822
+  _globals['_METADATAREQUEST']._serialized_start=824
+  _globals['_METADATAREQUEST']._serialized_end=855
+  _globals['_SIGNEDMETADATA']._serialized_start=857
+  _globals['_SIGNEDMETADATA']._serialized_end=901
+  _globals['_PUTMETADATARESPONSE']._serialized_start=903
+  _globals['_PUTMETADATARESPONSE']._serialized_end=955
+  _globals['_ASSIGNREQUEST']._serialized_start=957
+  _globals['_ASSIGNREQUEST']._serialized_end=1023
+  _globals['_ASSIGNRESPONSE']._serialized_start=1025
+  _globals['_ASSIGNRESPONSE']._serialized_end=1092
+  _globals['_INSTALLEDMODEL']._serialized_start=1094
+  _globals['_INSTALLEDMODEL']._serialized_end=1157
+  _globals['_CHECKREQUEST']._serialized_start=1160
+  _globals['_CHECKREQUEST']._serialized_end=1295
+  _globals['_UPDATEOFFER']._serialized_start=1298
+  _globals['_UPDATEOFFER']._serialized_end=1482
+  _globals['_CHECKRESPONSE']._serialized_start=1484
+  _globals['_CHECKRESPONSE']._serialized_end=1561
+  _globals['_DOWNLOADREQUEST']._serialized_start=1563
+  _globals['_DOWNLOADREQUEST']._serialized_end=1681
+  _globals['_DOWNLOADCHUNK']._serialized_start=1683
+  _globals['_DOWNLOADCHUNK']._serialized_end=1750
+  _globals['_INSTALLREPORT']._serialized_start=1753
+  _globals['_INSTALLREPORT']._serialized_end=2021
+  _globals['_REPORTACK']._serialized_start=2023
+  _globals['_REPORTACK']._serialized_end=2052
+  _globals['_SIGNEDMANIFEST']._serialized_start=2054
+  _globals['_SIGNEDMANIFEST']._serialized_end=2130
+  _globals['_MANIFESTACK']._serialized_start=2132
+  _globals['_MANIFESTACK']._serialized_end=2180
+  _globals['_PUBLISHER']._serialized_start=2529
+  _globals['_PUBLISHER']._serialized_end=2867
+  _globals['_VEHICLE']._serialized_start=2870
+  _globals['_VEHICLE']._serialized_end=3126
 # @@protoc_insertion_point(module_scope)

@@ -125,3 +125,29 @@ def test_each_publish_produces_a_monotonic_signed_chain(registry_server, squeeze
     ) == {"squeezenet1.0/1.0.0.onnx", "squeezenet1.0/1.0.1.onnx", "squeezenet1.0/1.1.0.onnx"}
     with pytest.raises(FileNotFoundError):
         reg.tuf.get_file("99.targets.json")
+
+
+def test_list_models_pages_by_resource_name(registry_server, squeezenet_bytes) -> None:
+    """ListModels pages (page_size/page_token), names each version, and times it."""
+    reg = registry_server.registry
+    for v in ["1.0.0", "1.0.1", "1.1.0"]:
+        reg.publish_bytes("squeezenet1.0", v, with_provenance(squeezenet_bytes, v))
+    with registry_server.publisher() as pub:
+        assert [m.version for m in pub.list(page_size=1)] == ["1.0.0", "1.0.1", "1.1.0"]
+        stub = ota_pb2_grpc.PublisherStub(pub._channel)
+        first = stub.ListModels(ota_pb2.ListModelsRequest(page_size=2), timeout=30)
+        assert [m.resource_name for m in first.versions] == [
+            "models/squeezenet1.0/versions/1.0.0",
+            "models/squeezenet1.0/versions/1.0.1",
+        ]
+        assert first.next_page_token
+        v = first.versions[0]
+        assert v.publish_time.ToJsonString() == v.published_at
+        rest = stub.ListModels(
+            ota_pb2.ListModelsRequest(page_size=2, page_token=first.next_page_token), timeout=30
+        )
+        assert [m.version for m in rest.versions] == ["1.1.0"] and rest.next_page_token == ""
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ListModels(ota_pb2.ListModelsRequest(page_token="bogus"), timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "not a next_page_token" in err.value.details()

@@ -1,0 +1,85 @@
+"""Memory admission: a new model is loaded beside the served ones only when the budget allows."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from modelpack.runtime import read_model_info
+from testkit.variants import successor
+from vehicle_agent.engine import StepFailed
+from vehicle_agent.journal import Job
+from vehicle_agent.memory import MB, MemoryBudget, cgroup_memory_limit, estimated_cost, process_rss
+from vehicle_agent.runtime import ModelHost, OrtRuntime
+from vehicle_agent.slots import SlotRecord, SlotStore
+
+NAME = "squeezenet1.0"
+
+
+def test_the_budget_is_the_cgroups_memory_limit_v1_or_v2(tmp_path: Path) -> None:
+    (tmp_path / "memory/car").mkdir(parents=True)
+    (tmp_path / "memory/car/memory.limit_in_bytes").write_text(str(512 * MB))
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc/memory.max").write_text(f"{768 * MB}\n")
+    v1, v2, none = tmp_path / "v1", tmp_path / "v2", tmp_path / "none"
+    v1.write_text("5:memory:/car\n4:cpu:/car\n")
+    v2.write_text("0::/svc\n")
+    none.write_text("0::/nowhere\n")
+
+    assert cgroup_memory_limit(v1, tmp_path) == 512 * MB
+    assert cgroup_memory_limit(v2, tmp_path) == 768 * MB
+    assert cgroup_memory_limit(none, tmp_path) is None
+
+
+@pytest.fixture
+def serving(tmp_path: Path, squeezenet_bytes: bytes):
+    """SqueezeNet 1.0.0 served, 1.0.1 staged in the other slot; (slots, host, job of 1.0.1)."""
+    info = read_model_info(squeezenet_bytes)
+    new = successor(squeezenet_bytes, 1)
+    slots = SlotStore(tmp_path)
+    for version, data in (("1.0.0", squeezenet_bytes), ("1.0.1", new)):
+        src = tmp_path / f"{version}.onnx"
+        src.write_bytes(data)
+        slot = slots.stage(NAME, src, SlotRecord(version, hashlib.sha256(data).hexdigest(), len(data),
+                                                 model_info=info.to_dict()))
+        if version == "1.0.0":
+            slots.activate(NAME, slot)
+    host = ModelHost()
+    host.swap(NAME, OrtRuntime(host, slots).load_slot(NAME, "a"))
+    job = Job(NAME, "1.0.1", hashlib.sha256(new).hexdigest(), len(new), model_info=info.to_dict())
+    return slots, host, job
+
+
+def test_a_model_that_does_not_fit_beside_the_served_ones_is_refused_and_the_old_one_serves(serving) -> None:
+    slots, host, job = serving
+    budget = MemoryBudget(limit=int((process_rss() + 8 * MB) / 0.8))  # 8 MB left: SqueezeNet needs ~40
+    runtime = OrtRuntime(host, slots, budget=budget)
+
+    with pytest.raises(StepFailed, match=r"not enough memory to load squeezenet1.0 1.0.1 .* MB budget"):
+        runtime.prepare(job, "b")
+
+    assert host.get(NAME).version == "1.0.0"
+
+
+def test_without_room_for_the_rollback_copy_models_are_swapped_one_at_a_time(serving) -> None:
+    slots, host, job = serving
+    host.swap(NAME, OrtRuntime(host, slots).load_slot(NAME, "a"))  # the version before, kept for rollback
+    old = host.get(NAME)
+    assert host.previous(NAME) is not None
+    need = estimated_cost(job.length, old.cost)
+    # The process: a fixed base plus the rollback copy's memory while it is held.
+    base = 200 * MB
+    budget = MemoryBudget(limit=int((base + need + MB) / 0.8),
+                          rss=lambda: base + (need if host.previous(NAME) is not None else 0))
+    runtime = OrtRuntime(host, slots, budget=budget)
+
+    candidate = runtime.prepare(job, "b")
+
+    assert host.previous(NAME) is None  # the rollback copy made room for the candidate
+    assert host.get(NAME) is old  # and the served model served on throughout
+    runtime.swap(NAME, candidate)
+    assert host.get(NAME).version == "1.0.1"
+    runtime.restore(NAME, "a")  # a rollback still works
+    assert host.get(NAME).version == "1.0.0"
