@@ -67,10 +67,16 @@ bench-transfer: $(STAMP)
 bench-sim: $(STAMP)
 	nice $(BIN)/python bench/sim_bench.py --update-docs
 
-# Load: 1,000 concurrent lite agents against one registry process, and a bare gRPC peer (issue 6).
-.PHONY: bench-load
+# Load: 1,000 and 10,000 connected lite vehicles (10 % on slow links) against the asyncio
+# registry and a bare gRPC peer; check-ins/s with 1, 2, 4 worker processes (issues 6, 14).
+.PHONY: bench-load bench-checkin-profile
 bench-load: $(STAMP)
-	nice $(BIN)/python bench/load_bench.py --agents $(or $(AGENTS),1000) --repeat $(or $(REPEAT),3)
+	nice $(BIN)/python bench/load_bench.py --agents $(or $(AGENTS),1000,10000)
+
+# Where the registry's time goes in one check-in, SQLite and PostgreSQL (cProfile).
+bench-checkin-profile: $(STAMP)
+	nice $(BIN)/python bench/checkin_profile.py
+	nice $(BIN)/python bench/checkin_profile.py --db postgresql://postgres@127.0.0.1:5432/test
 
 # --- vehicle agent (issue 5) ---
 .PHONY: faults bench-swap bench-agent

@@ -41,6 +41,9 @@ class Offer:
     download_path: str = ""
     download_length: int = 0
     base_sha256: str = ""
+    fallback_encoding: str = ""
+    fallback_download_path: str = ""
+    fallback_download_length: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,11 @@ class Delivery:
         installed: dict[str, tuple[str, str]],
         wanted: Iterable[str] = (),
         tags: Iterable[str] = (),
+        accepted: Iterable[str] = (),
     ) -> list[Offer]:
-        """An offer for each model where the chosen version differs from the installed one."""
+        """An offer for each model where the chosen version differs from the installed one,
+        in an encoding the vehicle can decode (``accepted``; empty: any)."""
+        can = frozenset(accepted) or None
         chosen = self.targets_for(
             VehicleRecord(
                 vehicle_id,
@@ -137,7 +143,7 @@ class Delivery:
                 download_length=rec.length,
             )
             enc = encodings.best_for(
-                self.store, rec.name, rec.version, have[1] if have else None, rec.length
+                self.store, rec.name, rec.version, have[1] if have else None, rec.length, can
             )
             if enc is not None:
                 full = replace(
@@ -146,6 +152,15 @@ class Delivery:
                     download_path=encodings.download_path(enc),
                     download_length=enc.length,
                     base_sha256=enc.base_sha256,
+                )
+            alone = encodings.best_for(self.store, rec.name, rec.version, None, rec.length, can)
+            if enc is not None and enc.base_sha256 and alone is not None:
+                # issue 12: a refused delta falls back to this, not to the full file.
+                full = replace(
+                    full,
+                    fallback_encoding=alone.codec,
+                    fallback_download_path=encodings.download_path(alone),
+                    fallback_download_length=alone.length,
                 )
             offers.append(full)
         return offers

@@ -160,23 +160,30 @@ class Director:
     def refresh(self, vehicle_id: str) -> None:
         """Sign a new per-vehicle targets version when the instructions changed."""
         repo = self.repo(vehicle_id)
-        want = self.desired(vehicle_id)
+        targets = self.desired(vehicle_id)
+        want = {p: t.to_dict() for p, t in targets.items()}
+
+        def unchanged() -> bool:
+            have = repo.peek("targets")
+            return have is not None and {
+                p: t.to_dict() for p, t in have.signed.targets.items()
+            } == want
+
+        # The common check-in changes nothing: answered without the signing lock.
+        if unchanged():
+            repo.refresh_if_needed()
+            return
         with repo.signing():  # two check-ins of one vehicle must not both sign the next version
-            if repo.has("targets"):
-                have = repo.latest("targets").signed.targets
-                if {p: t.to_dict() for p, t in have.items()} == {
-                    p: t.to_dict() for p, t in want.items()
-                }:
-                    repo.refresh_if_needed()
-                    return
-            repo.sign_new_targets(Targets(targets=want))
+            if unchanged():
+                return
+            repo.sign_new_targets(Targets(targets=targets))
 
     def get_file(self, vehicle_id: str, filename: str) -> bytes:
         """Serve one file of the vehicle's director chain (refreshing it on ``timestamp.json``)."""
         if filename == "timestamp.json":
             self.refresh(vehicle_id)
         try:
-            return self.repo(vehicle_id).get_file(filename)
+            return self.repo(vehicle_id).get_file(filename, refresh=False)  # refreshed just above
         except TufError:
             raise FileNotFoundError(filename) from None
 

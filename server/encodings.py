@@ -97,14 +97,21 @@ def stored_encodings(store: EncodingStore, name: str, version: str) -> list[Stor
 
 
 def best_for(
-    store: EncodingStore, name: str, version: str, installed_sha256: str | None, full_length: int
+    store: EncodingStore,
+    name: str,
+    version: str,
+    installed_sha256: str | None,
+    full_length: int,
+    accepted: frozenset[str] | None = None,
 ) -> StoredEncoding | None:
     """The smallest stored encoding a vehicle with ``installed_sha256`` (or nothing)
-    installed can use, if it is smaller than the full file (``full_length``)."""
+    installed can use and decode (``accepted``; None: any), if it is smaller than
+    the full file (``full_length``)."""
     usable = [
         s
         for s in stored_encodings(store, name, version)
-        if s.base_sha256 == "" or s.base_sha256 == installed_sha256
+        if (s.base_sha256 == "" or s.base_sha256 == installed_sha256)
+        and (accepted is None or s.codec in accepted)
     ]
     if not usable:
         return None

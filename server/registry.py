@@ -146,8 +146,9 @@ class Registry:
         installed: dict[str, tuple[str, str]],
         wanted: Iterable[str] = (),
         tags: Iterable[str] = (),
+        accepted: Iterable[str] = (),
     ) -> list[Offer]:
-        return self.delivery.offers_for(vehicle_id, hardware_id, installed, wanted, tags)
+        return self.delivery.offers_for(vehicle_id, hardware_id, installed, wanted, tags, accepted)
 
     def targets_for(self, vehicle: VehicleRecord) -> dict[str, ModelRecord]:
         return self.delivery.targets_for(vehicle)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 from pathlib import Path
 
 import click
@@ -58,6 +55,15 @@ def registry() -> None:
     "Env: OTA_METRICS_LISTEN.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    envvar="OTA_WORKERS",
+    help="Registry processes sharing the port (SO_REUSEPORT; the kernel spreads connections): "
+    "one per core. With --metrics-listen HOST:P, worker i serves metrics on P+i. Env: OTA_WORKERS.",
+)
+@click.option(
     "--dashboard-listen",
     default="",
     envvar="OTA_DASHBOARD_LISTEN",
@@ -86,6 +92,7 @@ def serve(
     keys_dir: Path,
     listen: str,
     metrics_listen: str,
+    workers: int,
     dashboard_listen: str,
     dashboard_token: str,
     dashboard_mtls: bool,
@@ -99,12 +106,7 @@ def serve(
     Mutual TLS by default. KEYS needs only the online keys (`ota keys online`).
     With --insecure, --ca alone still lets the director verify vehicle manifests.
     """
-    from otawire import tls
-    from server.audit import AuditLog
-    from server.registry import Registry
-    from server.service import create_server
-    from server.signing.keys import KeystoreError
-    from server.storage import StorageError
+    from server.serve_cli import ServeJob, serve_one, serve_workers
 
     if not db and data_dir is None:
         raise click.UsageError(
@@ -117,80 +119,27 @@ def serve(
     ):
         if value:
             _check_listen(option, value)
-    # The audit log's INFO lines are the registry's record of who changed what: shown by default.
-    logging.getLogger("server.audit").setLevel(logging.INFO)
+    _check_port_free(listen)
     files = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not (insecure and tls_ca))
     if dashboard_mtls and files is None:
         raise click.UsageError("--dashboard-mtls needs the registry's --ca/--cert/--key")
-    try:
-        reg = Registry.open(
-            data_dir, keys_dir, db=db or None, ca_pem=tls_ca.read_bytes() if tls_ca else None
-        )
-    except (KeystoreError, StorageError, ImportError) as e:
-        raise click.ClickException(str(e)) from None
-    metrics = None
-    if metrics_listen:
-        from server.campaigns.manager import CampaignManager
-        from server.metrics import RegistryMetrics
-
-        def codec_of(blob_sha256: str) -> str | None:
-            rec = reg.store.encoding_by_blob(blob_sha256)
-            return rec.codec if rec else None
-
-        metrics = RegistryMetrics(codec_of=codec_of)
-        if isinstance(reg.rollouts, CampaignManager):
-            metrics.watch_campaigns(reg.rollouts)
-        metrics.watch_fleet(reg.store.list_vehicles, served_metadata(reg))
-        try:
-            _, metrics_port = metrics.serve_http(metrics_listen)
-        except OSError as e:
-            raise click.ClickException(
-                f"--metrics-listen {metrics_listen}: {e.strerror}; pick a free port"
-            ) from None
-        click.echo(
-            f"metrics on http://{metrics_listen.rsplit(':', 1)[0]}:{metrics_port}/metrics", err=True
-        )
-    audit = AuditLog(reg.store)
-    try:
-        server, port = create_server(
-            reg,
-            listen,
-            metrics=metrics,
-            tls_files=None if insecure else files,
-            insecure=insecure,
-            audit=audit,
-        )
-    except (tls.TlsError, OSError) as e:
-        raise click.ClickException(str(e)) from None
-    host = listen.rsplit(":", 1)[0]
-    where = f"database {_redacted(db)}" if db else f"data {data_dir}"
-    click.echo(f"registry serving on {host}:{port} ({where})", err=True)
-    dash = None
-    if dashboard_listen:
-        from server.dashboard.source import RegistrySource
-        from server.dashboard.web import DashboardAuth, serve_dashboard
-
-        auth = DashboardAuth(
-            dashboard_token or DashboardAuth.with_fresh_token().token,
-            files if dashboard_mtls else None,
-        )
-        try:
-            dash = serve_dashboard(dashboard_listen, RegistrySource(reg, audit), auth)
-        except OSError as e:
-            server.stop(None)
-            raise click.ClickException(
-                f"--dashboard-listen {dashboard_listen}: {e.strerror}; pick a free port"
-            ) from None
-        click.echo(f"dashboard on {dash.url}", err=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    click.echo("stopping: finishing in-flight calls (5 s grace)", err=True)
-    if dash is not None:
-        dash.stop()
-    server.stop(grace=5).wait()
-    reg.store.close()
+    job = ServeJob(
+        data_dir,
+        db,
+        keys_dir,
+        listen,
+        metrics_listen,
+        None if insecure else files,
+        insecure,
+        tls_ca,
+        dashboard_listen,
+        dashboard_token,
+        dashboard_mtls,
+    )
+    if workers == 1:
+        serve_one(job)
+    else:
+        serve_workers(job, workers)
 
 
 def _check_listen(option: str, value: str) -> None:
@@ -207,18 +156,22 @@ def _check_listen(option: str, value: str) -> None:
         raise click.BadParameter(str(e).removeprefix(f"{option}: "), param_hint=option) from None
 
 
-def served_metadata(reg):
-    """``(repository, role) -> bytes`` of what the registry serves now, for the expiry gauges."""
+def _check_port_free(listen: str) -> None:
+    """Refuse a port another process listens on: gRPC sets SO_REUSEPORT, so it would share it."""
+    import socket
 
-    def read(repo: str, role: str) -> bytes | None:
+    host, _, port = listen.rpartition(":")
+    if int(port) == 0:
+        return
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         try:
-            if repo == "director":
-                return reg.get_metadata("director-root")
-            return reg.tuf.get_file(f"{role}.json")
-        except Exception:
-            return None
-
-    return read
+            probe.bind((host.strip("[]") or "0.0.0.0", int(port)))
+        except OSError as e:
+            raise click.ClickException(
+                f"cannot listen on {listen} ({e.strerror}): is another registry running there? "
+                "Stop it or pick another --listen port"
+            ) from None
 
 
 def _redacted(db: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterator
-from concurrent import futures
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -24,6 +23,7 @@ from otawire.constants import (
 from otawire.paths import model_version_name
 from otawire.v1 import ota_pb2, ota_pb2_grpc
 from server import authz
+from server.aio_serving import AioServer, HandlerSet
 from server.audit import AuditInterceptor, AuditLog
 from server.campaigns.manager import CampaignManager
 from server.campaigns.service import add_campaigns_service
@@ -143,7 +143,12 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "CheckRequest.vehicle_id is required")
         installed = {m.name: (m.version, m.sha256) for m in request.installed}
         offers = self._registry.offers_for(
-            vehicle_id, request.hardware_id, installed, request.wanted_models, request.tags
+            vehicle_id,
+            request.hardware_id,
+            installed,
+            request.wanted_models,
+            request.tags,
+            request.accepted_encodings,
         )
         # Offer's fields are UpdateOffer's, one for one.
         return ota_pb2.CheckResponse(
@@ -203,67 +208,72 @@ def create_server(
     *,
     tls_files: tls.TlsFiles | None = None,
     insecure: bool = False,
+    chunk_size: int = CHUNK_SIZE,
     audit: AuditLog | None = None,
-) -> tuple[grpc.Server, int]:
-    """Build and start a registry gRPC server; return it and the bound port.
+) -> tuple[AioServer, int]:
+    """Build and start a registry gRPC server (``grpc.aio``); return it and the bound port.
 
     TLS with mutual authentication unless ``insecure`` is asked for explicitly.
     With ``metrics``, every call is counted and timed into it (see server/metrics.py).
-    Every change is recorded in ``audit`` (default: the log in the registry's store).
-    Server reflection is on, so ``grpcurl`` and other generic tools can list the APIs.
+    ``max_workers`` bounds the threads that run blocking work (SQL, signing,
+    hashing); open streams do not hold them (``server/aio_serving.py``).
+    gRPC sets SO_REUSEPORT on Linux, so several processes may listen on one
+    port and the kernel spreads connections over them (``--workers``).
+    Every change is recorded in ``audit`` (default: the log in the registry's store);
+    server reflection is on, so ``grpcurl`` and other generic tools can list the APIs.
     """
     if tls_files is None and not insecure:
         raise tls.TlsError(
             "the registry needs TLS files (--ca/--cert/--key), or --insecure for plain text"
         )
+    handlers = HandlerSet()
+    ota_pb2_grpc.add_PublisherServicer_to_server(PublisherServicer(registry), handlers)
+    ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry, chunk_size), handlers)
     audit = audit or AuditLog(registry.store)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry"),
+    services = [
+        "",
+        PUBLISHER_SERVICE,
+        VEHICLE_SERVICE,
+        add_fleet_service(handlers, registry.store, audit),
+    ]
+    if isinstance(registry.rollouts, CampaignManager):
+        services.append(add_campaigns_service(handlers, registry.rollouts))
+    health_servicer = health.aio.HealthServicer()
+    reflected = [*(s for s in services if s), health.SERVICE_NAME, reflection.SERVICE_NAME]
+
+    def add_native(s: grpc.aio.Server) -> None:
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, s)
+        reflection.enable_server_reflection(reflected, s)
+
+    server = AioServer(
+        handlers,
         # security (issue 4): each service only for its certificate role (after metrics, so refusals count);
         # the audit records only calls the role check let through and the servicer completed.
-        interceptors=[
+        [
             *([metrics.interceptor()] if metrics else []),
             authz.RoleInterceptor(),
             AuditInterceptor(audit),
         ],
+        workers=max_workers,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            # gRPC's default lets a second registry bind the same port and take half the calls.
-            ("grpc.so_reuseport", 0),
         ],
+        add_native=add_native,
     )
-    ota_pb2_grpc.add_PublisherServicer_to_server(PublisherServicer(registry), server)
-    ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry), server)
-    services = ["", PUBLISHER_SERVICE, VEHICLE_SERVICE, add_fleet_service(server, registry.store, audit)]
-    if isinstance(registry.rollouts, CampaignManager):
-        services.append(add_campaigns_service(server, registry.rollouts))
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*(s for s in services if s), health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
-    try:
-        if tls_files is not None:
-            port = server.add_secure_port(listen, tls.server_credentials(tls_files))
-        else:
-            log.warning(
-                "registry on %s speaks plain text (--insecure): no authentication, no confidentiality",
-                listen,
-            )
-            port = server.add_insecure_port(listen)
-    except RuntimeError as e:  # grpc raises this when it cannot bind
-        raise OSError(
-            f"cannot listen on {listen} ({e}): is another registry running there? "
-            "Stop it or pick another --listen port"
-        ) from None
-    if port == 0:
-        raise OSError(
-            f"cannot listen on {listen}: is another registry running there? "
-            "Stop it or pick another --listen port"
+    if tls_files is not None:
+        port = server.add_secure_port(listen, tls.server_credentials(tls_files))
+    else:
+        log.warning(
+            "registry on %s speaks plain text (--insecure): no authentication, no confidentiality",
+            listen,
         )
+        port = server.add_insecure_port(listen)
+    if port == 0:
+        server.stop(None)
+        raise OSError(f"could not listen on {listen}")
     server.start()
     for svc in services:
-        health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
+        server.call(health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING))
     log.info("registry listening on %s (port %d)", listen, port)
     return server, port

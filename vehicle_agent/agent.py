@@ -41,7 +41,7 @@ from vehicle_agent.download import HashVerifier, RetryPolicy, TargetFetcher
 from vehicle_agent.engine import EnginePolicy, Rebuilder, UpdateEngine
 from vehicle_agent.fetcher import GrpcFetcher
 from vehicle_agent.health import HealthPolicy
-from vehicle_agent.rebuild import CodecRebuilder, encoding_bound
+from vehicle_agent.rebuild import CodecRebuilder, decodable, encoding_bound, offered_fallback
 from vehicle_agent.journal import Entry, Job, Journal, State
 from vehicle_agent.reporting import STATUS, RegistryReporter
 from vehicle_agent.runtime import LoadedModel, ModelHost, OrtRuntime, SelfTestFailed, model_info
@@ -213,6 +213,7 @@ class VehicleAgent:
             installed=[ota_pb2.InstalledModel(name=n, version=r.version, sha256=r.sha256) for n, r in installed.items()],
             wanted_models=list(self.config.wanted_models),
             tags=list(self.config.tags),
+            accepted_encodings=["full", *decodable()],
         )
         try:
             hints = {o.target_path: o for o in self.client.check(req).offers}
@@ -296,13 +297,10 @@ class VehicleAgent:
         return self._encoded(job, offer) or job
 
     def _encoded(self, job: Job, offer: ota_pb2.UpdateOffer) -> Job | None:
-        """The offered encoding as the way to fetch ``job``, when it is usable here.
-
-        The offer is unsigned: its length is bounded by the signed one, and a
-        delta must name the installed model as its base. The rebuilt bytes are
-        verified against the signed hash whatever the offer said.
-        """
-        if not offer.encoding or offer.encoding == "full" or not offer.download_path:
+        """The offered encoding as the way to fetch ``job``, when its decoder runs here. The offer is
+        unsigned: its length is bounded by the signed one, a delta must name the installed model as its
+        base, and the rebuilt bytes are verified against the signed hash whatever the offer said."""
+        if offer.encoding in ("", "full") or not offer.download_path or offer.encoding not in decodable():
             return None
         if not 0 < offer.download_length <= encoding_bound(job.length):
             log.warning("%s %s: %s encoding of %d B is not bounded by the signed length; fetching the full model",
@@ -315,7 +313,8 @@ class VehicleAgent:
                             job.name, job.version)
                 return None
         return dataclasses.replace(job, encoding=offer.encoding, download_path=offer.download_path,
-                                   download_length=offer.download_length, base_sha256=offer.base_sha256)
+                                   download_length=offer.download_length, base_sha256=offer.base_sha256,
+                                   **offered_fallback(offer, job.length))
 
     def _install(self, job: Job, from_version: str, progress: ProgressFn | None) -> UpdateOutcome:
         t = time.perf_counter()

@@ -223,9 +223,10 @@ class UpdateEngine:
                 if job.encoding != "full":
                     # A delta that does not rebuild the signed bytes (wrong base, damaged):
                     # the full model is always a way to get them.
-                    log.warning("%s %s: %s encoding failed (%s); fetching the full model", job.name, job.version,
-                                job.encoding, e.reason)
-                    return self._put(entry.to(State.DOWNLOADING, job=job.full(), reason=f"{job.encoding}: {e.reason}"))
+                    nxt = job.fallback()
+                    log.warning("%s %s: %s encoding failed (%s); fetching the %s encoding", job.name, job.version,
+                                job.encoding, e.reason, nxt.encoding)
+                    return self._put(entry.to(State.DOWNLOADING, job=nxt, reason=f"{job.encoding}: {e.reason}"))
                 n = self._verify_failures.get(job.name, 0) + 1
                 self._verify_failures[job.name] = n
                 entry = entry.to(entry.state, verify_failures=entry.verify_failures + 1)

@@ -57,6 +57,10 @@ class Job:
     download_length: int = 0  # bytes on the wire for the encoding (0 = length)
     base_sha256: str = ""  # deltas: the model bytes the patch applies to
     model_info: dict[str, Any] = field(default_factory=dict)
+    # A delta's stand-alone alternative, tried before the full file if the delta is refused.
+    fallback_encoding: str = ""
+    fallback_download_path: str = ""
+    fallback_download_length: int = 0
 
     @property
     def wire_length(self) -> int:
@@ -65,7 +69,17 @@ class Job:
     def full(self) -> "Job":
         """The same model fetched as itself: the fallback when an encoding fails."""
         return replace(self, encoding="full", download_path=consistent_target_path(self.target_path, self.sha256),
-                       download_length=0, base_sha256="")
+                       download_length=0, base_sha256="", fallback_encoding="", fallback_download_path="",
+                       fallback_download_length=0)
+
+    def fallback(self) -> "Job":
+        """After a refused encoding: the stand-alone encoding offered with it (it does
+        not depend on the refused one; issue 12), else the full model."""
+        if not self.fallback_encoding or self.fallback_encoding == self.encoding:
+            return self.full()
+        return replace(self, encoding=self.fallback_encoding, download_path=self.fallback_download_path,
+                       download_length=self.fallback_download_length, base_sha256="", fallback_encoding="",
+                       fallback_download_path="", fallback_download_length=0)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,19 @@ def encoding_bound(target_length: int) -> int:
     return target_length + codecs.HEADER_SIZE
 
 
+decodable = codecs.decodable  # the encodings this car can decode, named at check-in
+
+
+def offered_fallback(offer, target_length: int) -> dict[str, object]:  # offer: ota_pb2.UpdateOffer
+    """The stand-alone encoding offered with a delta, as ``Job`` fields, when a
+    decoder for it runs here and its (unsigned) length is bounded; else none."""
+    if (offer.fallback_encoding not in codecs.decodable() or not offer.fallback_download_path
+            or not 0 < offer.fallback_download_length <= encoding_bound(target_length)):
+        return {}
+    return {"fallback_encoding": offer.fallback_encoding, "fallback_download_path": offer.fallback_download_path,
+            "fallback_download_length": offer.fallback_download_length}
+
+
 class CodecRebuilder:
     def __init__(self, slots: SlotStore, work_dir: Path) -> None:
         self.slots = slots

@@ -13,6 +13,7 @@ the rebuilt bytes have the promised sha256 and length. Each failure is a
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Protocol
@@ -48,6 +49,7 @@ __all__ = [
     "TargetMismatchError",
     "UnknownCodecError",
     "best_encoding",
+    "decodable",
     "decode",
     "encode",
     "read_header",
@@ -105,6 +107,33 @@ def decode(blob: bytes, base: bytes | None = None, max_target_length: int | None
         raise CorruptEncodingError(f"{codec.name} payload could not be decoded: {exc}") from exc
     check_target(header, rebuilt)
     return rebuilt
+
+
+def _probe_model() -> bytes:
+    """The smallest serialised ONNX ModelProto the model codecs accept: a graph
+    with one 4-element float initializer (written by hand: no onnx needed)."""
+    tensor = b"\x08\x04\x10\x01\x42\x01w\x4a\x10" + bytes(range(16))
+    graph = b"\x2a" + bytes((len(tensor),)) + tensor
+    return b"\x3a" + bytes((len(graph),)) + graph
+
+
+@functools.cache
+def decodable() -> tuple[str, ...]:
+    """The codecs whose decoder runs in this process, each proved by decoding a
+    small encoding of its own: what the agent tells the registry at check-in. A
+    decoder whose library is missing (or broken) on this CPU is left out, with
+    the reason logged, instead of failing mid-update."""
+    model = _probe_model()
+    base = model[:-1] + b"\x7f"
+    ok = []
+    for name, c in CODECS.items():
+        use_base = base if c.needs_base else None
+        try:
+            if decode(encode(name, model, use_base), use_base) == model:
+                ok.append(name)
+        except Exception as exc:  # noqa: BLE001 - any failure means: not usable here
+            log.warning("codec %s cannot decode here: %s: %s", name, type(exc).__name__, exc)
+    return tuple(ok)
 
 
 @dataclass(frozen=True)

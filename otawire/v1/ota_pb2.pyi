@@ -175,21 +175,23 @@ class InstalledModel(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class CheckRequest(_message.Message):
-    __slots__ = ("vehicle_id", "hardware_id", "installed", "wanted_models", "tags")
+    __slots__ = ("vehicle_id", "hardware_id", "installed", "wanted_models", "tags", "accepted_encodings")
     VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
     HARDWARE_ID_FIELD_NUMBER: _ClassVar[int]
     INSTALLED_FIELD_NUMBER: _ClassVar[int]
     WANTED_MODELS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_ENCODINGS_FIELD_NUMBER: _ClassVar[int]
     vehicle_id: str
     hardware_id: str
     installed: _containers.RepeatedCompositeFieldContainer[InstalledModel]
     wanted_models: _containers.RepeatedScalarFieldContainer[str]
     tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, vehicle_id: _Optional[str] = ..., hardware_id: _Optional[str] = ..., installed: _Optional[_Iterable[_Union[InstalledModel, _Mapping]]] = ..., wanted_models: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    accepted_encodings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, vehicle_id: _Optional[str] = ..., hardware_id: _Optional[str] = ..., installed: _Optional[_Iterable[_Union[InstalledModel, _Mapping]]] = ..., wanted_models: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., accepted_encodings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpdateOffer(_message.Message):
-    __slots__ = ("name", "version", "target_path", "length", "sha256", "encoding", "download_path", "download_length", "base_sha256")
+    __slots__ = ("name", "version", "target_path", "length", "sha256", "encoding", "download_path", "download_length", "base_sha256", "fallback_encoding", "fallback_download_path", "fallback_download_length")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TARGET_PATH_FIELD_NUMBER: _ClassVar[int]
@@ -199,6 +201,9 @@ class UpdateOffer(_message.Message):
     DOWNLOAD_PATH_FIELD_NUMBER: _ClassVar[int]
     DOWNLOAD_LENGTH_FIELD_NUMBER: _ClassVar[int]
     BASE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_ENCODING_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_DOWNLOAD_PATH_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_DOWNLOAD_LENGTH_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     target_path: str
@@ -208,7 +213,10 @@ class UpdateOffer(_message.Message):
     download_path: str
     download_length: int
     base_sha256: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., target_path: _Optional[str] = ..., length: _Optional[int] = ..., sha256: _Optional[str] = ..., encoding: _Optional[str] = ..., download_path: _Optional[str] = ..., download_length: _Optional[int] = ..., base_sha256: _Optional[str] = ...) -> None: ...
+    fallback_encoding: str
+    fallback_download_path: str
+    fallback_download_length: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., target_path: _Optional[str] = ..., length: _Optional[int] = ..., sha256: _Optional[str] = ..., encoding: _Optional[str] = ..., download_path: _Optional[str] = ..., download_length: _Optional[int] = ..., base_sha256: _Optional[str] = ..., fallback_encoding: _Optional[str] = ..., fallback_download_path: _Optional[str] = ..., fallback_download_length: _Optional[int] = ...) -> None: ...
 
 class CheckResponse(_message.Message):
     __slots__ = ("offers", "poll_interval_s")

@@ -180,7 +180,7 @@ class CampaignsServicer(pb_grpc.CampaignsServicer):
         return status_pb(view, self._m)
 
 
-def add_campaigns_service(server: grpc.Server, manager: CampaignManager) -> str:
+def add_campaigns_service(server, manager: CampaignManager) -> str:
     """Register the Campaigns service on ``server``; return its health-check name."""
     pb_grpc.add_CampaignsServicer_to_server(CampaignsServicer(manager), server)
     return CAMPAIGNS_SERVICE

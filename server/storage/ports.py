@@ -65,6 +65,9 @@ class TufMetadataStore(SigningLocks, Protocol):
 
     def put_tuf_metadata(self, role: str, version: int, data: bytes) -> None: ...
     def get_tuf_metadata(self, role: str, version: int | None = None) -> bytes | None: ...
+    def tuf_versions(self) -> dict[str, int]:
+        """{role: latest version}, in one query (the signed repository caches by version)."""
+        ...
 
 
 class EncodingStore(Protocol):

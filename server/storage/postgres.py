@@ -115,6 +115,11 @@ class PgMetadataStore(PgFleetMixin, PgDirectorMixin, PgAuditMixin):
         except pg_errors.UniqueViolation as e:
             raise StorageError(f"TUF {role} version {version} already exists") from e
 
+    def tuf_versions(self) -> dict[str, int]:
+        with self.db.conn() as c:
+            rows = c.execute("SELECT role, MAX(version) FROM tuf_metadata GROUP BY role").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
     def get_tuf_metadata(self, role: str, version: int | None = None) -> bytes | None:
         with self.db.conn() as c:
             if version is None:

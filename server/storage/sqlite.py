@@ -117,6 +117,13 @@ class SqliteMetadataStore(SqliteFleetMixin, SqliteDirectorMixin, SqliteAuditMixi
         except sqlite3.IntegrityError as e:
             raise StorageError(f"TUF {role} version {version} already exists") from e
 
+    def tuf_versions(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT role, MAX(version) FROM tuf_metadata GROUP BY role"
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
     def get_tuf_metadata(self, role: str, version: int | None = None) -> bytes | None:
         with self._lock:
             if version is None:

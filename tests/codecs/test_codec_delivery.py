@@ -68,7 +68,7 @@ def test_registry_serves_smallest_encodings_and_agent_rebuilds_exact_model(
     assert rep.encoding == "tensordelta" and rep.bytes_downloaded == upd.bytes_downloaded
 
 
-def test_wrong_base_patch_is_detected_and_full_model_fetched(
+def test_wrong_base_patch_is_detected_and_the_standalone_encoding_fetched(
     registry_server, make_agent, squeezenet_bytes, successors
 ) -> None:
     reg = registry_server.registry
@@ -88,8 +88,9 @@ def test_wrong_base_patch_is_detected_and_full_model_fetched(
 
     [upd] = agent.update_once()
 
+    # issue 12: not the 5 MB file, but the stand-alone encoding of the same bytes.
     assert upd.status == "installed", upd.reason
-    assert upd.encoding == "full" and upd.bytes_downloaded == len(successors[1])
+    assert upd.encoding == "deepcompression" and upd.bytes_downloaded < 600_000
     assert _active_bytes(agent) == successors[1]
 
 
@@ -133,6 +134,7 @@ def test_decoder_that_cannot_run_is_a_reported_failed_step_then_full_model(
     reg = registry_server.registry
     reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
     agent = make_agent()
+    codecs.decodable()  # the car's start-up probe passed; the decoder breaks on the real payload
     # Only the car's decoder is missing its library; the registry encoded normally.
     monkeypatch.setitem(codecs._BY_ID, 4, _DecoderWithoutItsLibrary())
 
@@ -141,4 +143,31 @@ def test_decoder_that_cannot_run_is_a_reported_failed_step_then_full_model(
     assert first.status == "installed", first.reason
     assert first.encoding == "full" and first.bytes_downloaded == len(squeezenet_bytes)
     assert first.bytes_discarded > 0  # the encoding that could not be decoded
+    assert _active_bytes(agent) == squeezenet_bytes
+
+
+def test_vehicle_names_the_encodings_it_decodes_and_is_offered_only_those(
+    registry_server, make_agent, squeezenet_bytes, monkeypatch
+) -> None:
+    from modelpack import codecs
+
+    reg = registry_server.registry
+    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    # The registry offers what the vehicle says it decodes, whatever is stored.
+    [o] = reg.offers_for("car-9", "", {}, accepted=["full", "tensordelta"])
+    assert o.encoding == "full"
+    [o] = reg.offers_for("car-9", "", {}, accepted=["full", "deepcompression"])
+    assert o.encoding == "deepcompression"
+
+    monkeypatch.setitem(codecs._BY_ID, 4, _DecoderWithoutItsLibrary())
+    codecs.decodable.cache_clear()  # the car's start-up probe finds the decoder broken
+    try:
+        agent = make_agent()
+        [first] = agent.update_once()
+    finally:
+        codecs.decodable.cache_clear()
+
+    assert first.status == "installed", first.reason
+    assert first.encoding == "full" and first.bytes_discarded == 0  # never fetched what it cannot decode
+    assert not [d for d in reg.downloads if d.kind == "encoding"]
     assert _active_bytes(agent) == squeezenet_bytes
