@@ -18,13 +18,14 @@ from typing import Any
 
 from server.storage.ports import StorageError
 from server.storage.records import ENCODING_COLUMNS, EncodingRecord, ModelRecord, ReportRecord
+from server.storage.sqlite_audit import SqliteAuditMixin
 from server.storage.sqlite_base import SqliteBase
 from server.storage.sqlite_director import SqliteDirectorMixin
 from server.storage.sqlite_fleet import SqliteFleetMixin
 from server.storage.sqlite_schema import migrate
 
 
-class SqliteMetadataStore(SqliteFleetMixin, SqliteDirectorMixin, SqliteBase):
+class SqliteMetadataStore(SqliteFleetMixin, SqliteDirectorMixin, SqliteAuditMixin, SqliteBase):
     """The embedded default: one SQLite file in WAL mode, serialised by a lock."""
 
     def __init__(self, path: Path) -> None:
