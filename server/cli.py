@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from otawire.cli_out import table_console
 from otawire.cli_tls import tls_files, tls_options
 from server.signing.cli import DEFAULT_REGISTRY
 from server.signing.cli import keystore as _keystore
@@ -80,100 +82,6 @@ def certs_vehicle(vehicle_id: str, pki: Path) -> None:
 def certs_publisher(name: str, pki: Path) -> None:
     """Issue a publisher's client certificate (the only kind the publisher API accepts)."""
     _issue(pki, "publisher", name)
-
-
-@click.group()
-def registry() -> None:
-    """Run the cloud registry."""
-
-
-@registry.command("serve")
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(path_type=Path),
-    envvar="OTA_DATA",
-    help="Data directory (SQLite + blobs); with --db only a spool for uploads. Env: OTA_DATA.",
-)
-@click.option(
-    "--db",
-    default="",
-    envvar="OTA_DB",
-    metavar="postgresql://…",
-    help="Keep everything in this PostgreSQL database instead, shared by any number of "
-    "replicas (needs the 'pg' extra). Env: OTA_DB.",
-)
-@click.option(
-    "--keys",
-    "keys_dir",
-    type=click.Path(path_type=Path),
-    required=True,
-    envvar="OTA_KEYS",
-    help="Keystore made by `ota keys init`. Env: OTA_KEYS.",
-)
-@click.option(
-    "--listen",
-    default=DEFAULT_REGISTRY,
-    show_default=True,
-    envvar="OTA_LISTEN",
-    help="host:port to listen on. Env: OTA_LISTEN.",
-)
-@click.option(
-    "--metrics-listen",
-    default="",
-    envvar="OTA_METRICS_LISTEN",
-    metavar="HOST:PORT",
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one). "
-    "Env: OTA_METRICS_LISTEN.",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    envvar="OTA_WORKERS",
-    help="Registry processes sharing the port (SO_REUSEPORT; the kernel spreads connections): "
-    "one per core. With --metrics-listen HOST:P, worker i serves metrics on P+i. Env: OTA_WORKERS.",
-)
-@tls_options("registry")
-def serve(
-    data_dir: Path | None,
-    db: str,
-    keys_dir: Path,
-    listen: str,
-    metrics_listen: str,
-    workers: int,
-    tls_ca,
-    tls_cert,
-    tls_key,
-    insecure: bool,
-) -> None:
-    """Serve the Publisher and Vehicle gRPC services until SIGINT/SIGTERM.
-
-    Mutual TLS by default. KEYS needs only the online keys (`ota keys online`).
-    With --insecure, --ca alone still lets the director verify vehicle manifests.
-    """
-    from server.serve_cli import ServeJob, serve_one, serve_workers
-
-    if not db and data_dir is None:
-        raise click.UsageError(
-            "give --data DIR (embedded SQLite) or --db postgresql://… (shared database)"
-        )
-    files = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not (insecure and tls_ca))
-    job = ServeJob(
-        data_dir,
-        db,
-        keys_dir,
-        listen,
-        metrics_listen,
-        None if insecure else files,
-        insecure,
-        tls_ca,
-    )
-    if workers == 1:
-        serve_one(job)
-    else:
-        serve_workers(job, workers)
 
 
 @click.command()
@@ -273,9 +181,7 @@ def publish(
         except RegistryError as e:
             raise click.ClickException(f"{model}: refused before upload: {e}") from None
         except PublishError as e:
-            raise click.ClickException(
-                f"registry {address} refused {name} {version}: {e}"
-            ) from None
+            raise click.ClickException(f"{name} {version}: {e}") from None
     click.echo(
         f"published {resp.name} {resp.version}: {resp.length:,} B, sha256 {resp.sha256}, target {resp.target_path}"
     )
@@ -286,11 +192,19 @@ def publish(
 
 @click.command()
 @click.option(
-    "--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY"
+    "--registry",
+    "address",
+    default=DEFAULT_REGISTRY,
+    show_default=True,
+    envvar="OTA_REGISTRY",
+    help="Registry address. Env: OTA_REGISTRY.",
 )
 @click.option("--name", default="", help="Only this model.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @tls_options("publisher")
-def models(address: str, name: str, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
+def models(
+    address: str, name: str, as_json: bool, tls_ca, tls_cert, tls_key, insecure: bool
+) -> None:
     """List published models and versions."""
     from server.client import PublisherClient, PublishError
 
@@ -300,7 +214,16 @@ def models(address: str, name: str, tls_ca, tls_cert, tls_key, insecure: bool) -
         try:
             versions = client.list(name)
         except PublishError as e:
-            raise click.ClickException(f"registry {address}: {e}") from None
+            raise click.ClickException(str(e)) from None
+    if as_json:
+        from google.protobuf.json_format import MessageToDict
+
+        click.echo(
+            json.dumps(
+                [MessageToDict(v, preserving_proto_field_name=True) for v in versions], indent=2
+            )
+        )
+        return
     table = Table("name", "version", "bytes", "sha256", "hardware", "published")
     for v in versions:
         table.add_row(
@@ -311,7 +234,7 @@ def models(address: str, name: str, tls_ca, tls_cert, tls_key, insecure: bool) -
             ",".join(v.hardware_ids) or "any",
             v.published_at,
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 @click.group()
@@ -346,5 +269,41 @@ def director_assign(
         try:
             client.assign(vehicle_id, name, version)
         except PublishError as e:
-            raise click.ClickException(f"registry {address}: {e}") from None
+            raise click.ClickException(str(e)) from None
     click.echo(f"{vehicle_id}: {name} {version or '(latest for its hardware)'}")
+
+
+@click.command()
+@click.argument("name")
+@click.argument("version")
+@click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    envvar="OTA_KEYS",
+    help="Keystore with the (offline) targets key. Env: OTA_KEYS.",
+)
+@click.option(
+    "--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY"
+)
+@tls_options("publisher")
+def rerelease(
+    name: str, version: str, keys_dir: Path, address: str, tls_ca, tls_cert, tls_key, insecure: bool
+) -> None:
+    """Sign NAME VERSION again as the newest release, so vehicles may go back to it.
+
+    Vehicles never install a lower release counter than they run (rollback
+    protection); run this before a rollback campaign to an older version.
+    """
+    from server.client import PublisherClient, PublishError
+    from server.signing.errors import TufError
+
+    with PublisherClient(
+        address, tls_files=tls_files(tls_ca, tls_cert, tls_key, insecure), insecure=insecure
+    ) as client:
+        try:
+            counter = client.rerelease(_keystore(keys_dir), name, version)
+        except (PublishError, TufError) as e:
+            raise click.ClickException(str(e)) from None
+    click.echo(f"{name} {version} re-released with release counter {counter}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from otawire.cli_tls import tls_files, tls_options
-from server.cli import registry
+from server.registry_cli import registry
 from server.signing.cli import DEFAULT_REGISTRY
 from server.signing.cli import keystore as _keystore
 

@@ -10,6 +10,7 @@ as replicas on separate machines do.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import signal
 import socket
 import threading
@@ -32,6 +33,9 @@ class ServeJob:
     files: TlsFiles | None
     insecure: bool
     ca: Path | None
+    dashboard_listen: str = ""
+    dashboard_token: str = ""
+    dashboard_mtls: bool = False
 
 
 def serve_workers(job: ServeJob, workers: int) -> None:
@@ -73,6 +77,7 @@ def serve_workers(job: ServeJob, workers: int) -> None:
 def serve_one(job: ServeJob) -> None:
     """One registry process until SIGINT/SIGTERM (5 s grace for in-flight calls)."""
     from otawire import tls
+    from server.audit import AuditLog
     from server.registry import Registry
     from server.service import create_server
     from server.signing.keys import KeystoreError
@@ -101,22 +106,69 @@ def serve_one(job: ServeJob) -> None:
         if isinstance(reg.rollouts, CampaignManager):
             metrics.watch_campaigns(reg.rollouts)
         metrics.watch_blobs(reg)
-        _, metrics_port = metrics.serve_http(job.metrics_listen)
+        metrics.watch_fleet(reg.store.list_vehicles, served_metadata(reg))
+        try:
+            _, metrics_port = metrics.serve_http(job.metrics_listen)
+        except OSError as e:
+            raise click.ClickException(
+                f"--metrics-listen {job.metrics_listen}: {e.strerror}; pick a free port"
+            ) from None
         host = job.metrics_listen.rsplit(":", 1)[0]
         click.echo(f"metrics on http://{host}:{metrics_port}/metrics", err=True)
+    # The audit log's INFO lines are the registry's record of who changed what: shown by default.
+    logging.getLogger("server.audit").setLevel(logging.INFO)
+    audit = AuditLog(reg.store)
     try:
         server, port = create_server(
-            reg, job.listen, metrics=metrics, tls_files=job.files, insecure=job.insecure
+            reg,
+            job.listen,
+            metrics=metrics,
+            tls_files=job.files,
+            insecure=job.insecure,
+            audit=audit,
         )
-    except tls.TlsError as e:
+    except (tls.TlsError, OSError) as e:
         raise click.ClickException(str(e)) from None
     host = job.listen.rsplit(":", 1)[0]
     where = f"database {redact(job.db)}" if job.db else f"data {job.data_dir}"
     click.echo(f"registry serving on {host}:{port} ({where})", err=True)
+    dash = None
+    if job.dashboard_listen:
+        from server.dashboard.source import RegistrySource
+        from server.dashboard.web import DashboardAuth, serve_dashboard
+
+        auth = DashboardAuth(
+            job.dashboard_token or DashboardAuth.with_fresh_token().token,
+            job.files if job.dashboard_mtls else None,
+        )
+        try:
+            dash = serve_dashboard(job.dashboard_listen, RegistrySource(reg, audit), auth)
+        except OSError as e:
+            server.stop(None)
+            raise click.ClickException(
+                f"--dashboard-listen {job.dashboard_listen}: {e.strerror}; pick a free port"
+            ) from None
+        click.echo(f"dashboard on {dash.url}", err=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     click.echo("stopping: finishing in-flight calls (5 s grace)", err=True)
+    if dash is not None:
+        dash.stop()
     server.stop(grace=5).wait()
     reg.store.close()
+
+
+def served_metadata(reg):
+    """``(repository, role) -> bytes`` of what the registry serves now, for the expiry gauges."""
+
+    def read(repo: str, role: str) -> bytes | None:
+        try:
+            if repo == "director":
+                return reg.get_metadata("director-root")
+            return reg.tuf.get_file(f"{role}.json")
+        except Exception:
+            return None
+
+    return read

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from otawire import tls
 from otawire.constants import (
@@ -23,9 +24,11 @@ from otawire.paths import model_version_name
 from otawire.v1 import ota_pb2, ota_pb2_grpc
 from server import authz
 from server.aio_serving import AioServer, HandlerSet
+from server.audit import AuditInterceptor, AuditLog
 from server.campaigns.manager import CampaignManager
 from server.campaigns.service import add_campaigns_service
 from server.errors import InvalidArgument, RegistryError
+from server.fleet_service import add_fleet_service
 from server.metrics import RegistryMetrics
 from server.registry import Registry
 from server.rpc import guarded
@@ -231,6 +234,7 @@ def create_server(
     tls_files: tls.TlsFiles | None = None,
     insecure: bool = False,
     chunk_size: int = CHUNK_SIZE,
+    audit: AuditLog | None = None,
 ) -> tuple[AioServer, int]:
     """Build and start a registry gRPC server (``grpc.aio``); return it and the bound port.
 
@@ -240,6 +244,8 @@ def create_server(
     hashing); open streams do not hold them (``server/aio_serving.py``).
     gRPC sets SO_REUSEPORT on Linux, so several processes may listen on one
     port and the kernel spreads connections over them (``--workers``).
+    Every change is recorded in ``audit`` (default: the log in the registry's store);
+    server reflection is on, so ``grpcurl`` and other generic tools can list the APIs.
     """
     if tls_files is None and not insecure:
         raise tls.TlsError(
@@ -248,20 +254,37 @@ def create_server(
     handlers = HandlerSet()
     ota_pb2_grpc.add_PublisherServicer_to_server(PublisherServicer(registry), handlers)
     ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry, chunk_size), handlers)
-    services = ["", PUBLISHER_SERVICE, VEHICLE_SERVICE]
+    audit = audit or AuditLog(registry.store)
+    services = [
+        "",
+        PUBLISHER_SERVICE,
+        VEHICLE_SERVICE,
+        add_fleet_service(handlers, registry.store, audit),
+    ]
     if isinstance(registry.rollouts, CampaignManager):
         services.append(add_campaigns_service(handlers, registry.rollouts))
     health_servicer = health.aio.HealthServicer()
+    reflected = [*(s for s in services if s), health.SERVICE_NAME, reflection.SERVICE_NAME]
+
+    def add_native(s: grpc.aio.Server) -> None:
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, s)
+        reflection.enable_server_reflection(reflected, s)
+
     server = AioServer(
         handlers,
-        # security (issue 4): each service only for its certificate role (after metrics, so refusals count).
-        [*([metrics.interceptor()] if metrics else []), authz.RoleInterceptor()],
+        # security (issue 4): each service only for its certificate role (after metrics, so refusals count);
+        # the audit records only calls the role check let through and the servicer completed.
+        [
+            *([metrics.interceptor()] if metrics else []),
+            authz.RoleInterceptor(),
+            AuditInterceptor(audit),
+        ],
         workers=max_workers,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
-        add_native=lambda s: health_pb2_grpc.add_HealthServicer_to_server(health_servicer, s),
+        add_native=add_native,
     )
     if tls_files is not None:
         port = server.add_secure_port(listen, tls.server_credentials(tls_files))

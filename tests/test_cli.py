@@ -173,7 +173,7 @@ def test_plain_text_only_with_insecure(served_registry) -> None:
     assert proc.returncode != 0 and "--insecure" in proc.stderr and "Traceback" not in proc.stderr
     # A plain-text client cannot talk to the TLS registry even when it asks for --insecure.
     proc = ota("models", "--registry", address, "--insecure", check=False, timeout=60)
-    assert proc.returncode != 0 and "UNAVAILABLE" in proc.stderr
+    assert proc.returncode != 0 and "speaks TLS" in proc.stderr and "drop --insecure" in proc.stderr
 
 
 def test_publishing_a_non_onnx_file_fails_clearly(served_registry) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from server.storage.records import (
+    AuditEntry,
     CampaignEventRecord,
     CampaignMember,
     CampaignRecord,
@@ -145,8 +146,20 @@ class DirectorStore(SigningLocks, Protocol):
     def accept_manifest(self, rec: ManifestRecord) -> bool: ...
 
 
+class AuditStore(Protocol):
+    """The append-only audit log (``server/audit.py``): append and read, no update, no delete."""
+
+    def append_audit(self, entry: AuditEntry) -> int: ...
+    def list_audit(
+        self, limit: int = 100, actor: str = "", action: str = "", before_seq: int | None = None
+    ) -> list[AuditEntry]:
+        """Newest first; only entries older than ``before_seq`` when given (paging)."""
+        ...
+
+
 class MetadataStore(
     ModelStore,
+    AuditStore,
     TufMetadataStore,
     EncodingStore,
     ReleaseStore,

@@ -30,6 +30,7 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from server.storage.ports import StorageError
+from server.storage.postgres_audit import PgAuditMixin
 from server.storage.postgres_blobs import PgBlobStore
 from server.storage.postgres_db import PgDatabase, redact
 from server.storage.postgres_director import PgDirectorMixin
@@ -46,7 +47,7 @@ _MODEL_COLS = (
 )
 
 
-class PgMetadataStore(PgFleetMixin, PgDirectorMixin, PgReleasesMixin):
+class PgMetadataStore(PgFleetMixin, PgDirectorMixin, PgAuditMixin, PgReleasesMixin):
     """``MetadataStore`` on PostgreSQL; safe to share between processes and threads."""
 
     def __init__(self, db: PgDatabase) -> None:

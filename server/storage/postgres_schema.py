@@ -163,6 +163,20 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         5,
+        "the append-only audit log",
+        """
+        CREATE TABLE audit_log (
+            seq BIGSERIAL PRIMARY KEY,
+            at DOUBLE PRECISION NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            args JSONB NOT NULL
+        );
+        CREATE INDEX audit_log_actor ON audit_log (actor, seq);
+        """,
+    ),
+    Migration(
+        6,
         "the release log: releases, allowed downgrades, re-releases (who, why)",
         """
         CREATE TABLE releases (

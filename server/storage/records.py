@@ -123,3 +123,14 @@ class ReleaseRecord:
 
 
 ENCODING_COLUMNS = "name, version, codec, base_sha256, blob_sha256, length"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One change made through the registry's APIs (``server/audit.py``); never updated or deleted."""
+
+    at: float  # seconds since the epoch, the registry's clock
+    actor: str  # role:name from the client certificate
+    action: str  # publish, campaign.create, ...
+    args: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0  # the store's order; 0 until stored

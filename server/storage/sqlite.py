@@ -18,6 +18,7 @@ from typing import Any
 
 from server.storage.ports import StorageError
 from server.storage.records import ENCODING_COLUMNS, EncodingRecord, ModelRecord, ReportRecord
+from server.storage.sqlite_audit import SqliteAuditMixin
 from server.storage.sqlite_base import SqliteBase
 from server.storage.sqlite_director import SqliteDirectorMixin
 from server.storage.sqlite_fleet import SqliteFleetMixin
@@ -25,7 +26,9 @@ from server.storage.sqlite_releases import SqliteReleasesMixin
 from server.storage.sqlite_schema import migrate
 
 
-class SqliteMetadataStore(SqliteFleetMixin, SqliteDirectorMixin, SqliteReleasesMixin, SqliteBase):
+class SqliteMetadataStore(
+    SqliteFleetMixin, SqliteDirectorMixin, SqliteAuditMixin, SqliteReleasesMixin, SqliteBase
+):
     """The embedded default: one SQLite file in WAL mode, serialised by a lock."""
 
     def __init__(self, path: Path) -> None:

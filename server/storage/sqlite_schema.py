@@ -112,10 +112,22 @@ CREATE TABLE IF NOT EXISTS campaign_events (
 CREATE INDEX IF NOT EXISTS campaign_events_campaign ON campaign_events (campaign_id);
 """
 
+_V2 = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    args TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log (actor, seq);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "models, TUF metadata, reports, encodings, fleet, campaigns, director", _V1),
+    Migration(2, "the append-only audit log", _V2),
     Migration(
-        2,
+        3,
         "the release log: releases, allowed downgrades, re-releases (who, why)",
         """
 CREATE TABLE releases (

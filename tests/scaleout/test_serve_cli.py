@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from server.cli import registry
+from server.registry_cli import registry
 
 
 def test_serve_needs_a_data_dir_or_a_database(keys_dir) -> None:
