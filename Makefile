@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 
 # What `make lint` checks (ruff check + mypy): add your package once it is clean.
 LINT_PATHS ?= server otawire ota testkit tests/server tests/campaigns tests/scaleout tests/security \
-	tests/test_architecture.py tests/test_protos.py tests/test_cli.py
+	tests/test_architecture.py tests/test_protos.py tests/test_cli.py tests/operator tests/dashboard
 # mypy reads the product packages of LINT_PATHS (the tests are checked by ruff).
 TYPE_PATHS ?= server otawire ota
 
@@ -24,13 +24,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ota demo
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest
 
 # Lint first, so CI fails fast on a style or type error (tool versions pinned in pyproject).
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/mypy $(TYPE_PATHS)
+
+# The dashboard's tests drive Debian's chromium through Playwright (never `playwright install`,
+# which would download a browser of its own). Installed here when missing and we are root (CI);
+# elsewhere those tests skip and say why.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # Regenerate the committed gRPC stubs from protos/ (tests/test_protos.py fails when they are stale).
 protos: $(STAMP)
@@ -58,12 +65,22 @@ bench-transfer: $(STAMP)
 # Updates the generated block of docs/simulator.md and its plots in docs/img/.
 .PHONY: bench-sim
 bench-sim: $(STAMP)
-	nice $(BIN)/python bench/sim_bench.py --update-docs
+	nice $(BIN)/python bench/sim_bench.py --agents 0 --update-docs
+# The emulation check with real agents (root; twice, for the real-vs-real noise floor).
+.PHONY: bench-emulation
+bench-emulation: $(STAMP)
+	nice $(BIN)/python bench/sim_bench.py --only-emulation --agents $(or $(AGENTS),20) --update-docs
 
-# Load: 1,000 concurrent lite agents against one registry process, and a bare gRPC peer (issue 6).
-.PHONY: bench-load
+# Load: 1,000 and 10,000 connected lite vehicles (10 % on slow links) against the asyncio
+# registry and a bare gRPC peer; check-ins/s with 1, 2, 4 worker processes (issues 6, 14).
+.PHONY: bench-load bench-checkin-profile
 bench-load: $(STAMP)
-	nice $(BIN)/python bench/load_bench.py --agents $(or $(AGENTS),1000) --repeat $(or $(REPEAT),3)
+	nice $(BIN)/python bench/load_bench.py --agents $(or $(AGENTS),1000,10000)
+
+# Where the registry's time goes in one check-in, SQLite and PostgreSQL (cProfile).
+bench-checkin-profile: $(STAMP)
+	nice $(BIN)/python bench/checkin_profile.py
+	nice $(BIN)/python bench/checkin_profile.py --db postgresql://postgres@127.0.0.1:5432/test
 
 # --- vehicle agent (issue 5) ---
 .PHONY: faults bench-swap bench-agent

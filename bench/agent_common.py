@@ -75,6 +75,7 @@ def publish(registry: str, data: bytes, name: str, version: str) -> None:
 
     with PublisherClient(registry, tls_files=tls.ensure(_PKI[0], "publisher", "bench")) as pub:
         pub.upload(data, name, version)
+        pub.release(name, version, "fleet")  # publishing alone reaches no vehicle (issue 12)
 
 
 def stop(proc: subprocess.Popen) -> None:

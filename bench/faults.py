@@ -158,6 +158,7 @@ def power_cuts(trials: int, work: Path, seed: int) -> tuple[Campaign, float]:
 
     def publish(n: int) -> tuple[str, str]:
         rec = registry.publish_bytes(NAME, f"1.0.{n}", base if n == 0 else successor(base, n))
+        registry.release(NAME, rec.version)
         published[rec.sha256] = rec.version
         return rec.version, rec.sha256
 
@@ -260,6 +261,7 @@ def link_faults(work: Path, seed: int, full: bool) -> list[dict]:
     server, port = create_server(registry, "127.0.0.1:0", insecure=True)
     base = zoo.build(NAME)
     rec = registry.publish_bytes(NAME, "1.0.0", base)
+    registry.release(NAME, "1.0.0")
     registry.store.put_encodings(NAME, "1.0.0", [])  # the full 5 MB file: the longest transfer to break
     flips, stalls = (5, 3) if full else (1, 1)
     scenarios = [("drop every 64 KB", {"drop_every": 64 * 1024})] if full else []

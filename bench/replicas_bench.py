@@ -154,6 +154,7 @@ def run_load(replicas: list[Replica], requests: list, seconds: float, procs: int
 def _publish(registry, model: bytes, successor: bytes) -> list:
     registry.publish_bytes("squeezenet1.0", "1.0.0", model)
     registry.publish_bytes("squeezenet1.0", "1.0.1", successor)
+    registry.release("squeezenet1.0", "1.0.1")
     old, new = hashlib.sha256(model).hexdigest(), hashlib.sha256(successor).hexdigest()
     reqs = []
     for i in range(256):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -32,15 +33,25 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Per-vehicle instructions: assign a model version to a vehicle.",
     ),
     "rerelease": (
-        "server.cli:rerelease",
+        "server.release_cli:rerelease",
         "Sign an older version again as the newest release (before a rollback).",
     ),
-    "registry": ("server.cli:registry", "Run the cloud registry (gRPC)."),
-    "publish": ("server.cli:publish", "Validate, upload and sign a model version."),
+    "registry": ("server.release_cli:registry", "Run the cloud registry (gRPC)."),
+    "publish": ("server.cli:publish", "Validate, upload and sign a model version (offered to no vehicle yet)."),
+    "release": ("server.release_cli:release", "Send a published version to the fleet, a tag or a vehicle."),
+    "releases": ("server.release_cli:releases", "The release log: who released what to whom, and why."),
     "models": ("server.cli:models", "List published models and versions."),
     "campaign": (
         "server.campaigns.cli:campaign",
         "Roll a version out in waves: canaries, thresholds, rollback.",
+    ),
+    "vehicles": (
+        "server.fleet_cli:vehicles",
+        "The fleet inventory: what each vehicle runs, its last report.",
+    ),
+    "audit": (
+        "server.fleet_cli:audit",
+        "The registry's audit log: who changed what, when, with which arguments.",
     ),
     "agent": ("vehicle_agent.cli:agent", "Run the in-car vehicle agent."),
     "zoo": ("modelpack.cli:zoo", "Build the zoo's ONNX models (SqueezeNet, ...)."),
@@ -64,6 +75,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def show_envvars(cmd: click.Command) -> click.Command:
+    """Make ``--help`` name the environment variable of every option that does not say it already.
+
+    Options read ``OTA_<COMMAND>_<OPTION>`` (click's auto prefix) unless they name their own variable.
+    """
+    for p in cmd.params:
+        if isinstance(p, click.Option) and not p.is_eager and "Env:" not in (p.help or ""):
+            p.show_envvar = True
+    for sub in getattr(cmd, "commands", {}).values():
+        show_envvars(sub)
+    return cmd
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
@@ -74,7 +98,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module_name, attr = COMMANDS[name][0].split(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return show_envvars(getattr(importlib.import_module(module_name), attr))
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
@@ -114,13 +138,29 @@ EXTRA_OF_MODULE = {
     "onnx": "registry",
     "grpc_health": "registry",
     "prometheus_client": "registry",
+    "grpc_reflection": "registry",
     "matplotlib": "sim",
     "psycopg": "pg",
     "psycopg_pool": "pg",
 }
 
 
+def quiet_grpc_core(argv: list[str]) -> None:
+    """Keep gRPC core's own log lines (``E1202 … ssl_transport_security.cc …``) out of the terminal.
+
+    The one-line errors of ``ota`` say what went wrong; core's lines only repeat it
+    in C++ terms. Asked for with ``-vv`` (or by setting GRPC_VERBOSITY yourself).
+    Set before the first gRPC call, which is when core reads it.
+    """
+    if "GRPC_VERBOSITY" in os.environ:
+        return
+    head = argv[: next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))]
+    verbose = sum(a.count("v") if a.startswith("-") and not a.startswith("--") else a == "--verbose" for a in head)
+    os.environ["GRPC_VERBOSITY"] = "ERROR" if verbose >= 2 else "NONE"
+
+
 def main() -> None:
+    quiet_grpc_core(sys.argv[1:])
     try:
         cli(prog_name="ota")
     except KeyboardInterrupt:
@@ -135,6 +175,29 @@ def main() -> None:
             err=True,
         )
         sys.exit(1)
+    except Exception as e:
+        message = user_error(e)
+        if message is None:
+            raise
+        click.echo(f"Error: {message}", err=True)  # click's own style, as for every other error
+        sys.exit(1)
+
+
+def user_error(e: Exception) -> str | None:
+    """The one line for errors that come from the user's files or link, not from a bug."""
+    from otawire.tls import TlsError
+
+    if isinstance(e, TlsError):
+        return str(e)
+    if isinstance(e, PermissionError | IsADirectoryError | FileNotFoundError) and e.filename:
+        return f"{e.filename}: {e.strerror}"
+    import grpc
+
+    if isinstance(e, grpc.RpcError):
+        from otawire.rpcerrors import describe
+
+        return str(describe(e, "(registry)"))
+    return None
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 Keys (root 2-of-3, root and targets offline) and a fleet PKI → registry with
 online keys only, mutual TLS and the director → publish the real SqueezeNet
-v1.0 (targets signed on the publisher's side) → a vehicle agent installs it
-over gRPC (signed manifest, director and image repository agree, A/B slot,
-self-test) → classifies real photos →
-a successor version is published → the agent updates → a summary of what was
+v1.0 (targets signed on the publisher's side) → release it (publishing alone
+offers it to no vehicle) → a vehicle agent installs it over gRPC (signed
+manifest, director and image repository agree, A/B slot, self-test) →
+classifies real photos → a successor version is published (nothing offered)
+→ released to that car → the agent updates → released to the fleet → a summary of what was
 measured in this run. Every figure printed is measured here, except the
 AlexNet-sized baseline (240 MB, from the SqueezeNet paper), which is labelled.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,21 +103,47 @@ def _check_predictions(results: dict[str, list]) -> list[str]:
     default=None,
     help="Keep keys, registry data and agent state here (default: a temporary directory).",
 )
-def demo(workdir: Path | None) -> None:
+@click.option("--dashboard-listen", default="127.0.0.1:0", show_default=True, envvar="OTA_DASHBOARD_LISTEN",
+              help="Serve the registry's web dashboard here during the demo ('' = off; port 0: any free one). "
+                   "Env: OTA_DASHBOARD_LISTEN.")
+@click.option("--keep-serving", is_flag=True,
+              help="After the demo, keep the registry and its dashboard up until Ctrl-C (blocks).")
+@click.option("--screenshot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Save a PNG of the dashboard after the campaign (needs playwright and Debian's chromium).")
+def demo(workdir: Path | None, dashboard_listen: str, keep_serving: bool, screenshot: Path | None) -> None:
     """Run the whole path end to end on loopback and print what was measured."""
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="ota-demo-") as tmp:
-            _run(Path(tmp))
+            _run(Path(tmp), dashboard_listen, keep_serving, screenshot)
     else:
         workdir.mkdir(parents=True, exist_ok=True)
-        _run(workdir)
+        _run(workdir, dashboard_listen, keep_serving, screenshot)
 
 
-def _run(work: Path) -> None:
+def _screenshot(url: str, out: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url)
+            page.locator("[data-campaign]").first.wait_for(timeout=30_000)
+            page.locator("#audit tbody tr").first.wait_for(timeout=30_000)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out), full_page=True)
+        finally:
+            browser.close()
+
+
+def _run(work: Path, dashboard_listen: str = "", keep_serving: bool = False, screenshot: Path | None = None) -> None:
     from modelpack import zoo
     from modelpack.imaging import IMAGES_DIR
     from otawire import tls
+    from server.audit import AuditLog
     from server.client import PublisherClient
+    from server.dashboard.source import RegistrySource
+    from server.dashboard.web import DashboardAuth, serve_dashboard
     from server.registry import Registry
     from server.service import create_server
     from server.signing.keys import Keystore
@@ -143,9 +171,16 @@ def _run(work: Path) -> None:
         registry = Registry.open(
             work / "registry", work / "registry-keys", ca_pem=(pki / tls.CA_CERT).read_bytes()
         )
-        server, port = create_server(registry, "127.0.0.1:0", tls_files=server_tls)
+        audit = AuditLog(registry.store)
+        server, port = create_server(registry, "127.0.0.1:0", tls_files=server_tls, audit=audit)
     address = f"127.0.0.1:{port}"
     console.print(f"  registry at {address} (TLS, client certificates required), data in {work}")
+    dash = None
+    if dashboard_listen:
+        dash = serve_dashboard(
+            dashboard_listen, RegistrySource(registry, audit), DashboardAuth.with_fresh_token()
+        )
+        console.print(f"  dashboard (read-only) at {dash.url}")
     updates = []
     try:
         with tl.step("build squeezenet1.0 ONNX from the real Deep Compression weights"):
@@ -155,6 +190,10 @@ def _run(work: Path) -> None:
                 "publish squeezenet1.0 1.0.0 (targets signed offline by the publisher, then uploaded)"
             ):
                 pub.upload(v1, "squeezenet1.0", "1.0.0", keys=offline)
+            with tl.step(
+                "release squeezenet1.0 1.0.0 to the fleet (publishing alone offers it to no vehicle)"
+            ):
+                pub.release("squeezenet1.0", "1.0.0", "fleet", reason="demo: first install")
             agent = VehicleAgent(
                 AgentConfig(
                     registry=address,
@@ -182,6 +221,20 @@ def _run(work: Path) -> None:
                 console.print(f"  successor: {how}")
                 with tl.step("publish squeezenet1.0 1.0.1"):
                     pub.upload(v2, "squeezenet1.0", "1.0.1", keys=offline)
+                with tl.step(
+                    "vehicle: check in (1.0.1 is published, not released: nothing offered)"
+                ):
+                    early = agent.update_once()
+                if early:
+                    problems.append(
+                        f"an unreleased version was offered: {[(o.name, o.version) for o in early]}"
+                    )
+                with tl.step(
+                    "release squeezenet1.0 1.0.1 to demo-car-1 (`ota release … --vehicle`)"
+                ):
+                    pub.release(
+                        "squeezenet1.0", "1.0.1", "vehicle:demo-car-1", reason="demo: canary car"
+                    )
                 with tl.step("vehicle: update 1.0.0 → 1.0.1 into slot B, self-test, switch"):
                     outcomes = agent.update_once()
                 updates += outcomes
@@ -190,6 +243,10 @@ def _run(work: Path) -> None:
                     results2 = {p.name: agent.classify("squeezenet1.0", p, 3) for p in images}
                 _print_predictions("1.0.1", results2)
                 problems += _check_predictions(results2)
+                with tl.step("release squeezenet1.0 1.0.1 to the fleet (the canary car is fine)"):
+                    pub.release(
+                        "squeezenet1.0", "1.0.1", "fleet", reason="demo: canary car healthy"
+                    )
                 with tl.step("vehicle: check in again (nothing new expected)"):
                     again = agent.update_once()
                 if again:
@@ -213,7 +270,18 @@ def _run(work: Path) -> None:
                     keys=work / "keys",
                 )
         reports = registry.store.list_reports("demo-car-1")
+        if dash is not None and screenshot is not None:
+            _screenshot(dash.url, screenshot)
+            console.print(f"  dashboard screenshot: {screenshot}")
+        if dash is not None and keep_serving:
+            console.print(f"  serving until Ctrl-C: registry {address}, dashboard {dash.url}")
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                pass
     finally:
+        if dash is not None:
+            dash.stop()
         server.stop(None)
     _print_summary(tl, updates, len(reports))
     if problems:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from cryptography import x509
@@ -32,6 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from modelpack.fsio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 ROLES = ("server", "vehicle", "publisher")
 URI_PREFIX = "urn:ota:"
@@ -68,10 +70,50 @@ class TlsFiles:
         return cls(Path(pki) / CA_CERT, base.with_suffix(".pem"), base.with_suffix(".key"))
 
     def read(self) -> tuple[bytes, bytes, bytes]:
+        """The three files' bytes, checked: PEM, the key is the certificate's, the CA issued it."""
         try:
-            return self.ca.read_bytes(), self.cert.read_bytes(), self.key.read_bytes()
+            ca, cert, key = self.ca.read_bytes(), self.cert.read_bytes(), self.key.read_bytes()
         except FileNotFoundError as e:
             raise TlsError(f"TLS file missing: {e.filename} (make it with `ota certs`)") from None
+        except OSError as e:
+            raise TlsError(f"cannot read TLS file {e.filename}: {e.strerror}") from None
+        check_pair(self, ca, cert, key)
+        return ca, cert, key
+
+
+def check_pair(files: TlsFiles, ca: bytes, cert: bytes, key: bytes) -> None:
+    """Refuse, with the file and the fix, what gRPC would only report as a failed handshake."""
+    ca_cert = _load_pem("--ca", files.ca, ca, x509.load_pem_x509_certificate)
+    own = _load_pem("--cert", files.cert, cert, x509.load_pem_x509_certificate)
+    private = _load_pem(
+        "--key", files.key, key, lambda d: serialization.load_pem_private_key(d, None)
+    )
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if private.public_key().public_bytes(*spki) != own.public_key().public_bytes(*spki):
+        raise TlsError(
+            f"--key {files.key} is not the key of --cert {files.cert}; give the .key written next to that .pem"
+        )
+    try:
+        own.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        raise TlsError(
+            f"--cert {files.cert} is not issued by --ca {files.ca} (another fleet's CA?); "
+            "give the ca.pem of the PKI that issued it"
+        ) from None
+
+
+def _load_pem(label: str, path: Path, data: bytes, load: Callable[[bytes], _T]) -> _T:
+    what = label[2:]
+    if b"-----BEGIN" not in data:
+        raise TlsError(
+            f"{label} {path} is not a PEM file; give the {what} file `ota certs` wrote (*.pem / *.key)"
+        )
+    try:
+        return load(data)
+    except (ValueError, TypeError) as e:
+        raise TlsError(
+            f"{label} {path} is not a valid PEM {what} ({e}); give the file `ota certs` wrote"
+        ) from None
 
 
 def _now() -> dt.datetime:

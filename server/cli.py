@@ -5,8 +5,7 @@
 
 from __future__ import annotations
 
-import signal
-import threading
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from otawire.cli_out import table_console
 from otawire.cli_tls import tls_files, tls_options
 from server.signing.cli import DEFAULT_REGISTRY
 from server.signing.cli import keystore as _keystore
@@ -84,124 +84,6 @@ def certs_publisher(name: str, pki: Path) -> None:
     _issue(pki, "publisher", name)
 
 
-@click.group()
-def registry() -> None:
-    """Run the cloud registry."""
-
-
-@registry.command("serve")
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(path_type=Path),
-    envvar="OTA_DATA",
-    help="Data directory (SQLite + blobs); with --db only a spool for uploads. Env: OTA_DATA.",
-)
-@click.option(
-    "--db",
-    default="",
-    envvar="OTA_DB",
-    metavar="postgresql://…",
-    help="Keep everything in this PostgreSQL database instead, shared by any number of "
-    "replicas (needs the 'pg' extra). Env: OTA_DB.",
-)
-@click.option(
-    "--keys",
-    "keys_dir",
-    type=click.Path(path_type=Path),
-    required=True,
-    envvar="OTA_KEYS",
-    help="Keystore made by `ota keys init`. Env: OTA_KEYS.",
-)
-@click.option(
-    "--listen",
-    default=DEFAULT_REGISTRY,
-    show_default=True,
-    envvar="OTA_LISTEN",
-    help="host:port to listen on. Env: OTA_LISTEN.",
-)
-@click.option(
-    "--metrics-listen",
-    default="",
-    envvar="OTA_METRICS_LISTEN",
-    metavar="HOST:PORT",
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one). "
-    "Env: OTA_METRICS_LISTEN.",
-)
-@tls_options("registry")
-def serve(
-    data_dir: Path | None,
-    db: str,
-    keys_dir: Path,
-    listen: str,
-    metrics_listen: str,
-    tls_ca,
-    tls_cert,
-    tls_key,
-    insecure: bool,
-) -> None:
-    """Serve the Publisher and Vehicle gRPC services until SIGINT/SIGTERM.
-
-    Mutual TLS by default. KEYS needs only the online keys (`ota keys online`).
-    With --insecure, --ca alone still lets the director verify vehicle manifests.
-    """
-    from otawire import tls
-    from server.registry import Registry
-    from server.service import create_server
-    from server.signing.keys import KeystoreError
-    from server.storage import StorageError
-
-    if not db and data_dir is None:
-        raise click.UsageError(
-            "give --data DIR (embedded SQLite) or --db postgresql://… (shared database)"
-        )
-    files = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not (insecure and tls_ca))
-    try:
-        reg = Registry.open(
-            data_dir, keys_dir, db=db or None, ca_pem=tls_ca.read_bytes() if tls_ca else None
-        )
-    except (KeystoreError, StorageError, ImportError) as e:
-        raise click.ClickException(str(e)) from None
-    metrics = None
-    if metrics_listen:
-        from server.campaigns.manager import CampaignManager
-        from server.metrics import RegistryMetrics
-
-        def codec_of(blob_sha256: str) -> str | None:
-            rec = reg.store.encoding_by_blob(blob_sha256)
-            return rec.codec if rec else None
-
-        metrics = RegistryMetrics(codec_of=codec_of)
-        if isinstance(reg.rollouts, CampaignManager):
-            metrics.watch_campaigns(reg.rollouts)
-        _, metrics_port = metrics.serve_http(metrics_listen)
-        click.echo(
-            f"metrics on http://{metrics_listen.rsplit(':', 1)[0]}:{metrics_port}/metrics", err=True
-        )
-    try:
-        server, port = create_server(
-            reg, listen, metrics=metrics, tls_files=None if insecure else files, insecure=insecure
-        )
-    except tls.TlsError as e:
-        raise click.ClickException(str(e)) from None
-    host = listen.rsplit(":", 1)[0]
-    where = f"database {_redacted(db)}" if db else f"data {data_dir}"
-    click.echo(f"registry serving on {host}:{port} ({where})", err=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    click.echo("stopping: finishing in-flight calls (5 s grace)", err=True)
-    server.stop(grace=5).wait()
-    reg.store.close()
-
-
-def _redacted(db: str) -> str:
-    from server.storage.postgres_db import redact
-
-    return redact(db)
-
-
 @click.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", required=True, help="Model name, e.g. squeezenet1.0.")
@@ -233,6 +115,12 @@ def _redacted(db: str) -> str:
     default=None,
     help="Release counter to sign (default: one above the highest for this model).",
 )
+@click.option(
+    "--allow-downgrade",
+    is_flag=True,
+    help="Publish a version below the highest published (refused otherwise); needs --reason.",
+)
+@click.option("--reason", default="", help="Why (recorded with your name in `ota releases`).")
 @tls_options("publisher")
 def publish(
     model: Path,
@@ -242,12 +130,18 @@ def publish(
     hardware_ids: tuple[str, ...],
     keys_dir: Path | None,
     release_counter: int | None,
+    allow_downgrade: bool,
+    reason: str,
     tls_ca,
     tls_cert,
     tls_key,
     insecure: bool,
 ) -> None:
-    """Validate MODEL (onnx.checker), sign its target (with --keys) and upload it."""
+    """Validate MODEL (onnx.checker), sign its target (with --keys) and upload it.
+
+    Publishing stores and signs; no vehicle is offered it until `ota release`
+    (or a campaign) says so.
+    """
     from server.client import PublisherClient, PublishError
     from server.errors import RegistryError
     from server.signing.keys import KeystoreError
@@ -278,6 +172,8 @@ def publish(
                 hardware_ids,
                 keys=ks,
                 release_counter=release_counter,
+                allow_downgrade=allow_downgrade,
+                reason=reason,
                 progress=lambda done, total: bar.update(task, completed=done),
             )
         except KeystoreError as e:
@@ -285,21 +181,30 @@ def publish(
         except RegistryError as e:
             raise click.ClickException(f"{model}: refused before upload: {e}") from None
         except PublishError as e:
-            raise click.ClickException(
-                f"registry {address} refused {name} {version}: {e}"
-            ) from None
+            raise click.ClickException(f"{name} {version}: {e}") from None
     click.echo(
         f"published {resp.name} {resp.version}: {resp.length:,} B, sha256 {resp.sha256}, target {resp.target_path}"
+    )
+    click.echo(
+        f"offered to no vehicle yet: `ota release {resp.name} {resp.version} --fleet|--tag K=V|--vehicle ID`"
     )
 
 
 @click.command()
 @click.option(
-    "--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY"
+    "--registry",
+    "address",
+    default=DEFAULT_REGISTRY,
+    show_default=True,
+    envvar="OTA_REGISTRY",
+    help="Registry address. Env: OTA_REGISTRY.",
 )
 @click.option("--name", default="", help="Only this model.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @tls_options("publisher")
-def models(address: str, name: str, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
+def models(
+    address: str, name: str, as_json: bool, tls_ca, tls_cert, tls_key, insecure: bool
+) -> None:
     """List published models and versions."""
     from server.client import PublisherClient, PublishError
 
@@ -309,7 +214,16 @@ def models(address: str, name: str, tls_ca, tls_cert, tls_key, insecure: bool) -
         try:
             versions = client.list(name)
         except PublishError as e:
-            raise click.ClickException(f"registry {address}: {e}") from None
+            raise click.ClickException(str(e)) from None
+    if as_json:
+        from google.protobuf.json_format import MessageToDict
+
+        click.echo(
+            json.dumps(
+                [MessageToDict(v, preserving_proto_field_name=True) for v in versions], indent=2
+            )
+        )
+        return
     table = Table("name", "version", "bytes", "sha256", "hardware", "published")
     for v in versions:
         table.add_row(
@@ -320,7 +234,7 @@ def models(address: str, name: str, tls_ca, tls_cert, tls_key, insecure: bool) -
             ",".join(v.hardware_ids) or "any",
             v.published_at,
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 @click.group()
@@ -355,7 +269,7 @@ def director_assign(
         try:
             client.assign(vehicle_id, name, version)
         except PublishError as e:
-            raise click.ClickException(f"registry {address}: {e}") from None
+            raise click.ClickException(str(e)) from None
     click.echo(f"{vehicle_id}: {name} {version or '(latest for its hardware)'}")
 
 
@@ -391,5 +305,5 @@ def rerelease(
         try:
             counter = client.rerelease(_keystore(keys_dir), name, version)
         except (PublishError, TufError) as e:
-            raise click.ClickException(f"registry {address}: {e}") from None
+            raise click.ClickException(str(e)) from None
     click.echo(f"{name} {version} re-released with release counter {counter}")

@@ -20,6 +20,7 @@ from tuf.api.metadata import Metadata, Root, Targets
 
 from otawire import tls
 from otawire.paths import model_target_path
+from otawire.rpcerrors import describe
 from otawire.v1 import ota_pb2, ota_pb2_grpc
 from server.models import model_target, validate_onnx
 from server.signing.keys import Keystore
@@ -31,7 +32,11 @@ CHUNK_SIZE = 256 * 1024
 
 
 class PublishError(Exception):
-    """The registry refused the upload or could not be reached."""
+    """The registry refused the call or could not be reached (``refused`` tells which)."""
+
+    def __init__(self, message: object, refused: bool = True) -> None:
+        super().__init__(str(message))
+        self.refused = getattr(message, "refused", refused)
 
 
 class PublisherClient:
@@ -45,6 +50,7 @@ class PublisherClient:
     ) -> None:
         self.address = address
         self.timeout_s = timeout_s
+        self._insecure = insecure
         self._channel = tls.secure_or_insecure_channel(address, tls_files, insecure)
         self._stub = ota_pb2_grpc.PublisherStub(self._channel)
 
@@ -68,6 +74,8 @@ class PublisherClient:
         validate: bool = True,
         keys: Keystore | None = None,
         release_counter: int | None = None,
+        allow_downgrade: bool = False,
+        reason: str = "",
     ) -> ota_pb2.UploadResponse:
         """Validate locally (a broken file never leaves the machine), sign if ``keys``, then stream it."""
         if validate:
@@ -85,6 +93,8 @@ class PublisherClient:
             hardware_ids=list(hardware_ids),
             metadata_json=metadata_json,
             signed_targets=signed,
+            allow_downgrade=allow_downgrade,
+            reason=reason,
         )
 
         def requests() -> Iterator[ota_pb2.UploadRequest]:
@@ -98,7 +108,7 @@ class PublisherClient:
         try:
             return self._stub.UploadModel(requests(), timeout=self.timeout_s)
         except grpc.RpcError as e:
-            raise PublishError(f"{e.code().name}: {e.details()}") from None
+            raise PublishError(describe(e, self.address, self._insecure)) from None
 
     def upload_file(self, path: Path, name: str, version: str, **kw) -> ota_pb2.UploadResponse:
         return self.upload(Path(path).read_bytes(), name, version, **kw)
@@ -109,7 +119,7 @@ class PublisherClient:
         try:
             return self._stub.GetMetadata(ota_pb2.MetadataRequest(role=role), timeout=30).data
         except grpc.RpcError as e:
-            raise PublishError(f"{e.code().name}: {e.details()}") from None
+            raise PublishError(describe(e, self.address, self._insecure)) from None
 
     def served_targets(self, keys: Keystore) -> bytes:
         """The registry's current targets, checked against this keystore's targets keys."""
@@ -148,7 +158,7 @@ class PublisherClient:
                 ota_pb2.SignedMetadata(role=role, data=data), timeout=30
             ).version
         except grpc.RpcError as e:
-            raise PublishError(f"{e.code().name}: {e.details()}") from None
+            raise PublishError(describe(e, self.address, self._insecure)) from None
 
     def resign_targets(self, keys: Keystore) -> int:
         """Sign the served targets again (new keys, or fresh expiry) and hand them in."""
@@ -193,6 +203,24 @@ class PublisherClient:
                 ota_pb2.AssignRequest(vehicle_id=vehicle_id, name=name, version=version), timeout=30
             )
         except grpc.RpcError as e:
+            raise PublishError(describe(e, self.address, self._insecure)) from None
+
+    def release(self, name: str, version: str, scope: str = "fleet", reason: str = "") -> None:
+        """Send a published version to ``scope``: "fleet", "tag:K=V" or "vehicle:ID"."""
+        try:
+            self._stub.ReleaseModel(
+                ota_pb2.ReleaseRequest(name=name, version=version, scope=scope, reason=reason),
+                timeout=30,
+            )
+        except grpc.RpcError as e:
+            raise PublishError(f"{e.code().name}: {e.details()}") from None
+
+    def releases(self, name: str = "") -> list[ota_pb2.ReleaseEntry]:
+        try:
+            return list(
+                self._stub.ListReleases(ota_pb2.ListReleasesRequest(name=name), timeout=30).releases
+            )
+        except grpc.RpcError as e:
             raise PublishError(f"{e.code().name}: {e.details()}") from None
 
     def list(self, name: str = "", page_size: int = 100) -> list[ota_pb2.ModelVersion]:
@@ -204,7 +232,7 @@ class PublisherClient:
             try:
                 resp = self._stub.ListModels(req, timeout=30)
             except grpc.RpcError as e:
-                raise PublishError(f"{e.code().name}: {e.details()}") from None
+                raise PublishError(describe(e, self.address, self._insecure)) from None
             out.extend(resp.versions)
             token = resp.next_page_token
             if not token:

@@ -19,8 +19,10 @@ from typing import BinaryIO, Protocol
 from otawire.paths import DIRECTOR_PREFIX, consistent_target_path, split_consistent_path
 from server import encodings
 from server.director import Director
-from server.errors import InvalidArgument, NotFound
+from server.errors import InvalidArgument, NotFound, RegistryError
+from server.integrity import BlobGuard
 from server.models import semver_key
+from server.releases import Releases
 from server.signing.repository import TufRepository
 from server.storage.ports import BlobNotFound, BlobStore, EncodingStore, FleetStore, ModelStore
 from server.storage.records import ModelRecord, ReportRecord, VehicleRecord
@@ -60,8 +62,14 @@ class RolloutPolicy(Protocol):
     """Decides which version of each model a vehicle runs (``server/campaigns/``)."""
 
     def choose(
-        self, vehicle: VehicleRecord, compatible: dict[str, list[ModelRecord]]
-    ) -> dict[str, ModelRecord]: ...
+        self,
+        vehicle: VehicleRecord,
+        compatible: dict[str, list[ModelRecord]],
+        released_to: dict[tuple[str, str], float],
+    ) -> dict[str, ModelRecord]:
+        """``released_to``: (name, version) explicitly released to this vehicle, with when."""
+        ...
+
     def on_report(self, rep: ReportRecord) -> ReportRecord: ...
 
 
@@ -78,13 +86,17 @@ class Delivery:
         blobs: BlobStore,
         tuf: TufRepository,
         director: Director,
+        releases: Releases,
+        guard: BlobGuard,
         rollouts: RolloutPolicy | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.tuf = tuf
         self.director = director
-        self.rollouts = rollouts  # None: every vehicle gets the newest version
+        self.releases = releases
+        self.guard = guard
+        self.rollouts = rollouts  # None: every vehicle gets the newest version released to it
         # Recent Download calls (bounded: a long-running registry must not grow).
         self.downloads: deque[DownloadStat] = deque(maxlen=4096)
 
@@ -124,9 +136,9 @@ class Delivery:
                 tuple(sorted(set(wanted))),
             )
         )
-        chosen.update(
-            self.director.assigned(vehicle_id, wanted)
-        )  # security (issue 4): explicit pins win
+        # security (issue 4): explicit pins win (when their bytes are good)
+        pins = self.director.assigned(vehicle_id, wanted)
+        chosen.update({n: r for n, r in pins.items() if self.guard.usable(r.sha256)})
         offers = []
         for name, rec in sorted(chosen.items()):
             have = installed.get(name)
@@ -143,7 +155,13 @@ class Delivery:
                 download_length=rec.length,
             )
             enc = encodings.best_for(
-                self.store, rec.name, rec.version, have[1] if have else None, rec.length, can
+                self.store,
+                rec.name,
+                rec.version,
+                have[1] if have else None,
+                rec.length,
+                can,
+                usable=self.guard.usable,
             )
             if enc is not None:
                 full = replace(
@@ -153,7 +171,9 @@ class Delivery:
                     download_length=enc.length,
                     base_sha256=enc.base_sha256,
                 )
-            alone = encodings.best_for(self.store, rec.name, rec.version, None, rec.length, can)
+            alone = encodings.best_for(
+                self.store, rec.name, rec.version, None, rec.length, can, usable=self.guard.usable
+            )
             if enc is not None and enc.base_sha256 and alone is not None:
                 # issue 12: a refused delta falls back to this, not to the full file.
                 full = replace(
@@ -178,12 +198,18 @@ class Delivery:
             if rec.hardware_ids and vehicle.hardware_id not in rec.hardware_ids:
                 continue
             compatible.setdefault(rec.name, []).append(rec)
-        if self.rollouts is not None:
-            return self.rollouts.choose(vehicle, compatible)
-        return {
-            name: max(recs, key=lambda r: semver_key(r.version))
-            for name, recs in compatible.items()
-        }
+        released = self.releases.released_for(vehicle)
+        while True:
+            if self.rollouts is not None:
+                chosen = self.rollouts.choose(vehicle, compatible, released)
+            else:
+                chosen = _newest_released(vehicle, compatible, released)
+            # A version whose blob fails its check is out of service: choose again without it.
+            bad = {n: r for n, r in chosen.items() if not self.guard.usable(r.sha256)}
+            if not bad:
+                return chosen
+            for n, r in bad.items():
+                compatible[n] = [c for c in compatible[n] if c.sha256 != r.sha256]
 
     def open_target(self, path: str) -> tuple[BinaryIO, int]:
         """Open ``dir/<sha256>.<file>`` (TUF consistent-snapshot target path)."""
@@ -193,6 +219,8 @@ class Delivery:
         target_path, digest = split
         if not any(r.target_path == target_path for r in self.store.models_by_sha256(digest)):
             raise NotFound(f"no target {path!r}")
+        if not self.guard.usable(digest):
+            raise NotFound(f"target {path!r} is out of service: its blob failed its sha256 check")
         try:
             return self.blobs.open(digest), self.blobs.size(digest)
         except BlobNotFound as e:
@@ -226,7 +254,7 @@ class Delivery:
         elif kind == "target":
             f, total = self.open_target(path)
         elif kind == "encoding":
-            f, total = encodings.open_encoding(self.blobs, path)
+            f, total = encodings.open_encoding(self.blobs, path, self.guard.usable)
         else:
             raise InvalidArgument(f"unknown file kind {kind!r}")
         if offset > total:
@@ -247,3 +275,26 @@ class Delivery:
         finally:
             f.close()
             self.downloads.append(DownloadStat(kind, path, offset, stat_sent))
+
+
+def _newest_released(
+    vehicle: VehicleRecord,
+    compatible: dict[str, list[ModelRecord]],
+    released: dict[tuple[str, str], float],
+) -> dict[str, ModelRecord]:
+    """Without a rollout policy: the newest version released to the vehicle, never below what it runs."""
+    out = {}
+    for name, recs in compatible.items():
+        mine = [r for r in recs if (name, r.version) in released]
+        best = max(mine, key=lambda r: semver_key(r.version), default=None)
+        have = vehicle.installed.get(name)
+        if best is not None and not (have and _below(best.version, have[0])):
+            out[name] = best
+    return out
+
+
+def _below(candidate: str, installed: str) -> bool:
+    try:
+        return semver_key(candidate) < semver_key(installed)
+    except RegistryError:
+        return False  # an installed version we cannot order: let the registry's choice stand

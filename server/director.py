@@ -32,10 +32,11 @@ from otawire import tls
 from otawire.paths import DIRECTOR_PREFIX
 from otawire.v1 import ota_pb2
 from server.errors import InvalidArgument, NotFound, PermissionDenied, Replay
+from server.releases import refuse_below_counter, release_counter
 from server.signing.errors import TufError
 from server.signing.keys import Keystore
 from server.signing.repository import SignedRepository, TufRepository
-from server.storage.ports import DirectorStore, ModelStore
+from server.storage.ports import DirectorStore, FleetStore, ModelStore, TufMetadataStore
 from server.storage.records import ManifestRecord, ModelRecord
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,9 @@ SHARED = "*"  # the vehicle id under which the director root chain is stored
 MAX_MANIFEST_BYTES = 64 * 1024
 
 
-class DirectorDeps(DirectorStore, ModelStore, Protocol):
-    """The ports the director uses: its own, and the published versions it may assign."""
+class DirectorDeps(DirectorStore, ModelStore, FleetStore, TufMetadataStore, Protocol):
+    """The ports the director uses: its own, the published versions it may assign, and (to refuse
+    an assignment below what a vehicle runs) the inventory and the signed release counters."""
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,36 @@ class Director:
         if version is not None and self.store.get_model(name, version) is None:
             raise NotFound(f"cannot assign {name} {version}: no such published version")
         self.repo(vehicle_id)  # validates the id
+        if version is not None:
+            # Refused here, naming the remedy, rather than reported as an attack by the car.
+            refuse_below_counter(
+                name,
+                version,
+                release_counter(self.store, name, version),
+                self._running_counter(vehicle_id, name),
+                f"{vehicle_id} runs",
+            )
         self.store.set_assignment(vehicle_id, name, version)
         log.info("director: %s -> %s %s", vehicle_id, name, version or "(default)")
+
+    def _running_counter(self, vehicle_id: str, name: str) -> int:
+        """The release counter of ``name`` the vehicle runs: from its verified manifest, else from the
+        version the inventory learned from its reports (as signed in the image repository)."""
+        counters = [0]
+        manifest = self.store.get_manifest(vehicle_id)
+        if manifest is not None:
+            try:
+                counters += [
+                    int(i.get("release_counter", 0))
+                    for i in json.loads(manifest.manifest_json).get("installed", [])
+                    if i.get("name") == name
+                ]
+            except (ValueError, TypeError, AttributeError):
+                pass
+        known = self.store.get_vehicle(vehicle_id)
+        if known is not None and name in known.installed:
+            counters.append(release_counter(self.store, name, known.installed[name][0]) or 0)
+        return max(counters)
 
     def assigned(self, vehicle_id: str, wanted: Iterable[str] = ()) -> dict[str, ModelRecord]:
         """The explicit assignments of a vehicle (restricted to ``wanted`` models if any)."""
@@ -160,23 +190,30 @@ class Director:
     def refresh(self, vehicle_id: str) -> None:
         """Sign a new per-vehicle targets version when the instructions changed."""
         repo = self.repo(vehicle_id)
-        want = self.desired(vehicle_id)
+        targets = self.desired(vehicle_id)
+        want = {p: t.to_dict() for p, t in targets.items()}
+
+        def unchanged() -> bool:
+            have = repo.peek("targets")
+            return have is not None and {
+                p: t.to_dict() for p, t in have.signed.targets.items()
+            } == want
+
+        # The common check-in changes nothing: answered without the signing lock.
+        if unchanged():
+            repo.refresh_if_needed()
+            return
         with repo.signing():  # two check-ins of one vehicle must not both sign the next version
-            if repo.has("targets"):
-                have = repo.latest("targets").signed.targets
-                if {p: t.to_dict() for p, t in have.items()} == {
-                    p: t.to_dict() for p, t in want.items()
-                }:
-                    repo.refresh_if_needed()
-                    return
-            repo.sign_new_targets(Targets(targets=want))
+            if unchanged():
+                return
+            repo.sign_new_targets(Targets(targets=targets))
 
     def get_file(self, vehicle_id: str, filename: str) -> bytes:
         """Serve one file of the vehicle's director chain (refreshing it on ``timestamp.json``)."""
         if filename == "timestamp.json":
             self.refresh(vehicle_id)
         try:
-            return self.repo(vehicle_id).get_file(filename)
+            return self.repo(vehicle_id).get_file(filename, refresh=False)  # refreshed just above
         except TufError:
             raise FileNotFoundError(filename) from None
 

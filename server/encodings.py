@@ -19,6 +19,7 @@ registry: it gets the ports it needs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 from modelpack import codecs
@@ -103,31 +104,35 @@ def best_for(
     installed_sha256: str | None,
     full_length: int,
     accepted: frozenset[str] | None = None,
+    usable: Callable[[str], bool] = lambda blob_sha256: True,
 ) -> StoredEncoding | None:
     """The smallest stored encoding a vehicle with ``installed_sha256`` (or nothing)
     installed can use and decode (``accepted``; None: any), if it is smaller than
-    the full file (``full_length``)."""
-    usable = [
+    the full file (``full_length``). ``usable(blob_sha256)`` false: that blob is out
+    of service (it failed its sha256 check); the next one."""
+    fitting = [
         s
         for s in stored_encodings(store, name, version)
         if (s.base_sha256 == "" or s.base_sha256 == installed_sha256)
         and (accepted is None or s.codec in accepted)
     ]
-    if not usable:
-        return None
-    s = min(usable, key=lambda e: e.length)
-    return s if s.length < full_length else None
+    s = next((e for e in sorted(fitting, key=lambda e: e.length) if usable(e.blob_sha256)), None)
+    return s if s is not None and s.length < full_length else None
 
 
 def download_path(s: StoredEncoding) -> str:
     return encoding_path(s.blob_sha256)
 
 
-def open_encoding(blobs: BlobStore, path: str) -> tuple[BinaryIO, int]:
-    """Open ``encodings/<blob sha256>`` for a Download call."""
+def open_encoding(
+    blobs: BlobStore, path: str, usable: Callable[[str], bool] = lambda blob_sha256: True
+) -> tuple[BinaryIO, int]:
+    """Open ``encodings/<blob sha256>`` for a Download call (unless ``usable`` says it is out of service)."""
     if not path.startswith(ENCODING_PREFIX):
         raise NotFound(f"no encoding {path!r}")
     digest = path[len(ENCODING_PREFIX) :]
+    if not usable(digest):
+        raise NotFound(f"encoding {path!r} is out of service: its blob failed its sha256 check")
     try:
         return blobs.open(digest), blobs.size(digest)
     except BlobNotFound as e:

@@ -15,7 +15,13 @@ fleet rollout watches:
   byte 0: a vehicle resuming, e.g. after its replica went away);
 - ``ota_campaign_vehicles{campaign,state}``, ``ota_campaign_current_wave``
   and ``ota_campaign_state``: rollout progress, derived from the shared
-  database at each scrape (the same on every replica: aggregate with ``max``).
+  database at each scrape (the same on every replica: aggregate with ``max``);
+- ``ota_install_reports_total{model,version,status}``: install outcomes the
+  vehicles reported to this replica (installed, confirmed, failed, rolled_back, …);
+- ``ota_fleet_vehicles{model,version}``: vehicles per installed version, and
+  ``ota_tuf_expires_in_seconds{repository,role}``: time left before each
+  served TUF role expires (negative: expired) — both from the database at
+  each scrape, like the campaign figures.
 
 Each ``RegistryMetrics`` has its own collector registry, so several replicas in
 one test process do not mix their counts.
@@ -26,13 +32,13 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -93,6 +99,9 @@ class RegistryMetrics:
             "ota_registry_downloads_in_flight", "Download streams now open", ["kind"], registry=r
         )
         self._codecs: dict[str, str] = {}
+        self.install_reports = Counter(
+            "ota_install_reports", "install outcomes reported by vehicles", ["model", "version", "status"], registry=r
+        )
         self.resumes = Counter(
             "ota_registry_download_resumes", "Downloads starting past byte 0", ["kind"], registry=r
         )
@@ -122,6 +131,24 @@ class RegistryMetrics:
         """
         self.registry.register(_CampaignCollector(manager))
 
+    def watch_blobs(self, registry: Any) -> None:
+        """Export the blob checks of ``registry.guard`` (``server/integrity.py``): bad blobs found by
+        this replica since it started (a counter), and how many are out of service now."""
+        self.registry.register(_BlobCollector(registry.guard))
+
+    def watch_fleet(self, vehicles: Callable[[], Iterable[Any]],
+                    metadata: Callable[[str, str], bytes | None]) -> None:
+        """Export versions per vehicle and TUF expiry, derived at each scrape.
+
+        ``vehicles()`` yields records with ``installed`` (name -> (version, sha256));
+        ``metadata(repository, role)`` the served metadata bytes (repository
+        ``image`` or ``director``), or None.
+        """
+        self.registry.register(_FleetCollector(vehicles, metadata))
+
+    def count_report(self, model: str, version: str, status: str) -> None:
+        self.install_reports.labels(model, version, status).inc()
+
     def interceptor(self) -> grpc.ServerInterceptor:
         return _MetricsInterceptor(self)
 
@@ -147,6 +174,23 @@ class CampaignSource(Protocol):
     def list(
         self,
     ) -> list[Any]: ...  # CampaignView: campaign_id, state, current_wave, waves[].counts
+
+
+class _BlobCollector(Collector):
+    def __init__(self, guard: Any) -> None:
+        self._guard = guard
+
+    def collect(self) -> Iterator[Metric]:
+        bad = CounterMetricFamily(
+            "ota_registry_bad_blobs", "blobs found not to match their sha256, taken out of service"
+        )
+        bad.add_metric([], self._guard.failures)
+        out = GaugeMetricFamily(
+            "ota_registry_blobs_out_of_service", "blobs this replica does not offer or serve"
+        )
+        out.add_metric([], len(self._guard.out_of_service))
+        yield bad
+        yield out
 
 
 class _CampaignCollector(Collector):
@@ -180,6 +224,50 @@ class _CampaignCollector(Collector):
         except Exception:
             log.exception("cannot derive campaign metrics")
         yield from (vehicles, wave, state)
+
+
+TUF_ROLES = (("image", "root"), ("image", "targets"), ("image", "snapshot"), ("image", "timestamp"),
+             ("director", "root"))
+
+
+class _FleetCollector(Collector):
+    def __init__(self, vehicles: Callable[[], Iterable[Any]], metadata: Callable[[str, str], bytes | None]) -> None:
+        self._vehicles = vehicles
+        self._metadata = metadata
+
+    def collect(self) -> Iterator[Metric]:
+        from tuf.api.metadata import Metadata
+
+        fleet = GaugeMetricFamily("ota_fleet_vehicles", "Vehicles by installed model version (last check-in)",
+                                  labels=["model", "version"])
+        expiry = GaugeMetricFamily("ota_tuf_expires_in_seconds",
+                                   "Seconds until the served metadata of a TUF role expires (negative: expired)",
+                                   labels=["repository", "role"])
+        try:
+            counts: collections.Counter[tuple[str, str]] = collections.Counter()
+            for v in self._vehicles():
+                counts.update((name, ver) for name, (ver, _sha) in v.installed.items())
+            for (name, ver), n in sorted(counts.items()):
+                fleet.add_metric([name, ver], n)
+            now = time.time()
+            for repo, role in TUF_ROLES:
+                data = self._metadata(repo, role)
+                if data:
+                    expires = Metadata.from_bytes(data).signed.expires.timestamp()
+                    expiry.add_metric([repo, role], round(expires - now, 1))
+        except Exception:
+            log.exception("cannot derive fleet metrics")
+        yield from (fleet, expiry)
+
+
+def _enum_name(msg: Any, field_name: str) -> str:
+    """``INSTALL_STATUS_FAILED`` -> ``failed``, read from the message's own descriptor."""
+    enum = msg.DESCRIPTOR.fields_by_name[field_name].enum_type
+    value = enum.values_by_number.get(getattr(msg, field_name))
+    if value is None:
+        return "unknown"
+    prefix = "".join(f"_{c}" if c.isupper() else c.upper() for c in enum.name).lstrip("_") + "_"
+    return value.name.removeprefix(prefix).lower()
 
 
 def _split(full_method: str) -> tuple[str, str]:
@@ -237,6 +325,8 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
             try:
                 response = behavior(request, context)
                 failed = False
+                if method == "ReportInstall":
+                    self._m.count_report(request.name, request.version, _enum_name(request, "status"))
                 return response
             finally:
                 self._done(service, method, context, failed, t0)

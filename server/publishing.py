@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tuf.api.metadata import Targets
 
@@ -21,6 +21,7 @@ from otawire.paths import model_target_path, model_version_name, parse_model_ver
 from server import encodings
 from server.director import Director
 from server.errors import AlreadyExists, InvalidArgument, NotFound, TooLarge, Unsigned
+from server.integrity import BlobGuard
 from server.models import (
     MAX_MODEL_BYTES,
     SemverKey,
@@ -30,10 +31,12 @@ from server.models import (
     signed_json,
     validate_onnx,
 )
+from server.releases import Releases
 from server.signing.errors import KeystoreError, TufError
 from server.signing.expiry import utcnow
 from server.signing.repository import TufRepository
 from server.signing.targets import next_release_counter, rereleased, target_custom
+from server.staging import Staging
 from server.storage.ports import BlobStore, EncodingStore, ModelStore, StorageError
 from server.storage.records import ModelRecord
 
@@ -58,15 +61,29 @@ class PublishStore(ModelStore, EncodingStore, Protocol):
 
 
 class Publisher:
-    """Publishes model versions as signed TUF targets; accepts metadata signed offline."""
+    """Publishes model versions as signed TUF targets; accepts metadata signed offline.
+
+    Publishing stores and signs; it sends nothing to vehicles (``server/releases.py``).
+    Uploads are staged apart from the blob store and committed only once accepted.
+    """
 
     def __init__(
-        self, store: PublishStore, blobs: BlobStore, tuf: TufRepository, director: Director
+        self,
+        store: PublishStore,
+        blobs: BlobStore,
+        tuf: TufRepository,
+        director: Director,
+        staging: Staging,
+        releases: Releases,
+        guard: BlobGuard,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.tuf = tuf
         self.director = director
+        self.staging = staging
+        self.releases = releases
+        self.guard = guard
 
     def publish_stream(
         self,
@@ -78,19 +95,25 @@ class Publisher:
         hardware_ids: Iterable[str] = (),
         metadata_json: str = "",
         signed_targets: bytes = b"",
+        allow_downgrade: bool = False,
+        reason: str = "",
+        actor: str = "",
     ) -> ModelRecord:
-        """Spool an upload to disk, check it, then publish it.
+        """Stage an upload, check it, then publish it; the staged file never outlives the call.
 
         ``signed_targets`` is the next image targets metadata listing this
         model, signed offline by the publisher; without it the registry signs
-        only if it holds the targets key (development keystores).
+        only if it holds the targets key (development keystores). A version
+        below the highest published needs ``allow_downgrade`` and a ``reason``,
+        recorded with ``actor`` (who asked) in the release log.
         """
         if length > MAX_MODEL_BYTES:
             raise TooLarge(f"model is {length} B; the limit is {MAX_MODEL_BYTES} B")
-        fd, tmp = self.blobs.tempfile()
         h = hashlib.sha256()
         received = 0
-        try:
+        # Removed on every way out: accepted (then already moved into the store), refused,
+        # or the stream cancelled (the request iterator raises here).
+        with self.staging.file() as (fd, tmp):
             with os.fdopen(fd, "wb") as f:
                 for chunk in chunks:
                     received += len(chunk)
@@ -104,6 +127,7 @@ class Publisher:
                 raise InvalidArgument(
                     f"upload corrupted: sha256 {h.hexdigest()} != announced {sha256}"
                 )
+            downgrade = (allow_downgrade, reason, actor)
             return self._publish_file(
                 name,
                 version,
@@ -113,9 +137,8 @@ class Publisher:
                 hardware_ids,
                 metadata_json,
                 signed_targets,
+                downgrade,
             )
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def publish_bytes(
         self,
@@ -125,11 +148,18 @@ class Publisher:
         hardware_ids: Iterable[str] = (),
         metadata_json: str = "",
         signed_targets: bytes = b"",
+        **kw: Any,
     ) -> ModelRecord:
+        """``kw``: allow_downgrade, reason, actor (see ``publish_stream``)."""
         sha = hashlib.sha256(data).hexdigest()
         return self.publish_stream(
-            name, version, len(data), sha, [data], hardware_ids, metadata_json, signed_targets
+            name, version, len(data), sha, [data], hardware_ids, metadata_json, signed_targets, **kw
         )
+
+    def _commit(self, staged: Path, sha256: str) -> None:
+        """Move an accepted upload into the content store; it was hashed on the way in."""
+        self.blobs.put_file(staged, sha256)
+        self.guard.trust(sha256)
 
     def _publish_file(
         self,
@@ -141,30 +171,41 @@ class Publisher:
         hardware_ids: Iterable[str],
         metadata_json: str,
         signed_targets: bytes = b"",
+        downgrade: tuple[bool, str, str] = (False, "", ""),
     ) -> ModelRecord:
+        allow_downgrade, reason, actor = downgrade
         check_name(name)
         semver_key(version)
         existing = self.store.get_model(name, version)
         if existing is not None:
             if existing.sha256 == sha256:
+                if not self.blobs.exists(
+                    sha256
+                ):  # moved aside as bad (or lost): these bytes restore it
+                    self._commit(path, sha256)
+                    log.warning(
+                        "%s %s: blob %s restored by a re-upload", name, version, sha256[:12]
+                    )
                 return existing  # idempotent re-publish of the same bytes
             raise AlreadyExists(
                 f"{name} {version} is already published with sha256 {existing.sha256[:16]}…; "
                 "versions are immutable: publish a new version",
             )
+        self.releases.check_order(name, version, allow_downgrade, reason)
         model = validate_onnx(path.read_bytes(), where=f"{name} {version}")
         info = model_info_json(model, metadata_json)
         hw = tuple(sorted(set(hardware_ids)))
         target_path = model_target_path(name, version)
-        self.blobs.put_file(path, sha256)
+        # Nothing enters the content store before it is accepted (signed): see _commit.
         if signed_targets:
             custom = self._accept_signed_target(
-                signed_targets, target_path, name, version, sha256, length
+                signed_targets, target_path, name, version, sha256, length, path
             )
             hw = tuple(custom.get("hardware_ids") or ())
             info = signed_json(custom.get("model_info_json"))
         elif self.tuf.can_sign("targets"):
             counter = next_release_counter(self.tuf.latest("targets").signed, name)
+            self._commit(path, sha256)  # before the signature naming it: never served missing
             self.tuf.add_target(
                 target_path, length, sha256, target_custom(name, version, hw, info, counter)
             )
@@ -187,12 +228,28 @@ class Publisher:
             self.store.add_model(rec)
         except StorageError as e:
             raise AlreadyExists(str(e)) from None
-        log.info("published %s %s (%d B, sha256 %s)", name, version, length, sha256[:12])
-        encodings.precompute(self.store, self.blobs, rec)
+        if allow_downgrade:
+            self.releases.record("downgrade", name, version, actor=actor, reason=reason)
+        log.info(
+            "published %s %s (%d B, sha256 %s); offered to no vehicle until released",
+            name,
+            version,
+            length,
+            sha256[:12],
+        )
+        for enc in encodings.precompute(self.store, self.blobs, rec):
+            self.guard.trust(enc.blob_sha256)
         return rec
 
     def _accept_signed_target(
-        self, signed: bytes, target_path: str, name: str, version: str, sha256: str, length: int
+        self,
+        signed: bytes,
+        target_path: str,
+        name: str,
+        version: str,
+        sha256: str,
+        length: int,
+        staged: Path,
     ) -> dict:
         def check(targets: Targets) -> None:
             tf = targets.targets.get(target_path)
@@ -208,10 +265,12 @@ class Publisher:
                     f"the signed {target_path} names {custom.get('name')} {custom.get('version')}"
                 )
             for path, other in targets.targets.items():
-                if not self.blobs.exists(other.hashes.get("sha256", "")):
+                if path != target_path and not self.blobs.exists(other.hashes.get("sha256", "")):
                     raise TufError(
                         f"the signed targets list {path}, which this registry does not hold"
                     )
+            # Every check passed: commit the blob last, just before the metadata naming it is stored.
+            self._commit(staged, sha256)
 
         try:
             md = self.tuf.put_targets(signed, check)
@@ -233,7 +292,9 @@ class Publisher:
         tf = rereleased(targets, rec.target_path)
         targets.targets[tf.path] = tf
         self.tuf.sign_new_targets(targets)
-        return int(tf.custom["release_counter"])
+        counter = int(tf.custom["release_counter"])
+        self.releases.record("rerelease", name, version, reason=f"release counter {counter}")
+        return counter
 
     # -- metadata signed offline ---------------------------------------------------------------
     def get_metadata(self, role: str) -> bytes:

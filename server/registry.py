@@ -12,18 +12,22 @@ Servicers in ``server/service.py`` are thin adapters over this class.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from server.campaigns.manager import CampaignManager
 from server.delivery import Delivery, DownloadStat, Offer, RolloutPolicy
 from server.director import Director
 from server.errors import InvalidArgument
+from server.integrity import BlobGuard
 from server.publishing import Publisher
+from server.releases import FLEET, Releases
 from server.signing.keys import Keystore
 from server.signing.repository import TufRepository
+from server.staging import Staging
 from server.storage import (
     BlobStore,
     MetadataStore,
@@ -46,17 +50,27 @@ class Registry:
         tuf: TufRepository,
         rollouts: RolloutPolicy | None = None,
         ca_pem: bytes | None = None,
+        staging: Staging | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.tuf = tuf
+        # Publishing releases nothing (issue 12): the release log says who gets what.
+        self.releases = Releases(store)
+        # Each blob is checked before it is first offered or served after a start.
+        self.guard = BlobGuard(store, blobs)
+        staging = staging or Staging(Path(tempfile.gettempdir()) / "ota-registry-staging")
         # security (issue 4): the director signs, per vehicle, what ``targets_for`` decides
         # (plus explicit assignments); ``ca_pem`` verifies vehicle manifests.
         self.director = Director(
             store, tuf.keystore, tuf, lambda *a: self.delivery.director_default(*a), ca_pem
         )
-        self.delivery = Delivery(store, blobs, tuf, self.director, rollouts)
-        self.publisher = Publisher(store, blobs, tuf, self.director)
+        self.delivery = Delivery(
+            store, blobs, tuf, self.director, self.releases, self.guard, rollouts
+        )
+        self.publisher = Publisher(
+            store, blobs, tuf, self.director, staging, self.releases, self.guard
+        )
 
     @classmethod
     def open(
@@ -75,8 +89,15 @@ class Registry:
         instead (replicas share it); ``data_dir``, if given, only spools uploads.
         """
         store, blobs = open_storage(data_dir, db)
+        # Uploads wait beside the store, never in it (same filesystem: a commit is a rename).
+        staging = Staging(Path(data_dir) / "staging") if data_dir else None
         return cls(
-            store, blobs, TufRepository(store, Keystore(keys_dir)), CampaignManager(store), ca_pem
+            store,
+            blobs,
+            TufRepository(store, Keystore(keys_dir)),
+            CampaignManager(store),
+            ca_pem,
+            staging,
         )
 
     @property
@@ -103,9 +124,11 @@ class Registry:
         hardware_ids: Iterable[str] = (),
         metadata_json: str = "",
         signed_targets: bytes = b"",
+        **kw: Any,
     ) -> ModelRecord:
+        """``kw``: allow_downgrade, reason, actor (``Publisher.publish_stream``)."""
         return self.publisher.publish_stream(
-            name, version, length, sha256, chunks, hardware_ids, metadata_json, signed_targets
+            name, version, length, sha256, chunks, hardware_ids, metadata_json, signed_targets, **kw
         )
 
     def publish_bytes(
@@ -116,10 +139,17 @@ class Registry:
         hardware_ids: Iterable[str] = (),
         metadata_json: str = "",
         signed_targets: bytes = b"",
+        **kw: Any,
     ) -> ModelRecord:
         return self.publisher.publish_bytes(
-            name, version, data, hardware_ids, metadata_json, signed_targets
+            name, version, data, hardware_ids, metadata_json, signed_targets, **kw
         )
+
+    def release(
+        self, name: str, version: str, scope: str = FLEET, actor: str = "", reason: str = ""
+    ) -> None:
+        """Send a published version to the vehicles ``scope`` names (``server/releases.py``)."""
+        self.releases.release(name, version, scope, actor, reason)
 
     def rerelease(self, name: str, version: str) -> int:
         return self.publisher.rerelease(name, version)

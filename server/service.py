@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterator
-from concurrent import futures
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from otawire import tls
 from otawire.constants import (
@@ -23,9 +23,12 @@ from otawire.constants import (
 from otawire.paths import model_version_name
 from otawire.v1 import ota_pb2, ota_pb2_grpc
 from server import authz
+from server.aio_serving import AioServer, HandlerSet
+from server.audit import AuditInterceptor, AuditLog
 from server.campaigns.manager import CampaignManager
 from server.campaigns.service import add_campaigns_service
 from server.errors import InvalidArgument, RegistryError
+from server.fleet_service import add_fleet_service
 from server.metrics import RegistryMetrics
 from server.registry import Registry
 from server.rpc import guarded
@@ -55,6 +58,12 @@ def _record_pb(rec: ModelRecord) -> ota_pb2.ModelVersion:
         resource_name=model_version_name(rec.name, rec.version),
         publish_time=_timestamp(rec.published_at),
     )
+
+
+def _actor(context: grpc.ServicerContext) -> str:
+    """Who asks: the publisher certificate's name (recorded in the release log); "" on plain text."""
+    ident = authz.require(context, "publisher")
+    return ident.name if ident else ""
 
 
 def _timestamp(rfc3339: str) -> Timestamp:
@@ -92,6 +101,9 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
             h.hardware_ids,
             h.metadata_json,
             h.signed_targets,
+            allow_downgrade=h.allow_downgrade,
+            reason=h.reason,
+            actor=_actor(context),
         )
         return ota_pb2.UploadResponse(
             name=rec.name,
@@ -125,6 +137,22 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
         self._registry.director.assign(request.vehicle_id, request.name, request.version or None)
         return ota_pb2.AssignResponse(
             vehicle_id=request.vehicle_id, name=request.name, version=request.version
+        )
+
+    @guarded
+    def ReleaseModel(self, request: ota_pb2.ReleaseRequest, context: grpc.ServicerContext):
+        self._registry.release(
+            request.name, request.version, request.scope, _actor(context), request.reason
+        )
+        return ota_pb2.ReleaseResponse(
+            name=request.name, version=request.version, scope=request.scope
+        )
+
+    @guarded
+    def ListReleases(self, request: ota_pb2.ListReleasesRequest, context: grpc.ServicerContext):
+        log = self._registry.releases.log(request.name)
+        return ota_pb2.ListReleasesResponse(
+            releases=[ota_pb2.ReleaseEntry(**dataclasses.asdict(r)) for r in log]
         )
 
 
@@ -205,32 +233,59 @@ def create_server(
     *,
     tls_files: tls.TlsFiles | None = None,
     insecure: bool = False,
-) -> tuple[grpc.Server, int]:
-    """Build and start a registry gRPC server; return it and the bound port.
+    chunk_size: int = CHUNK_SIZE,
+    audit: AuditLog | None = None,
+) -> tuple[AioServer, int]:
+    """Build and start a registry gRPC server (``grpc.aio``); return it and the bound port.
 
     TLS with mutual authentication unless ``insecure`` is asked for explicitly.
     With ``metrics``, every call is counted and timed into it (see server/metrics.py).
+    ``max_workers`` bounds the threads that run blocking work (SQL, signing,
+    hashing); open streams do not hold them (``server/aio_serving.py``).
+    gRPC sets SO_REUSEPORT on Linux, so several processes may listen on one
+    port and the kernel spreads connections over them (``--workers``).
+    Every change is recorded in ``audit`` (default: the log in the registry's store);
+    server reflection is on, so ``grpcurl`` and other generic tools can list the APIs.
     """
     if tls_files is None and not insecure:
         raise tls.TlsError(
             "the registry needs TLS files (--ca/--cert/--key), or --insecure for plain text"
         )
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="registry"),
-        # security (issue 4): each service only for its certificate role (after metrics, so refusals count).
-        interceptors=[*([metrics.interceptor()] if metrics else []), authz.RoleInterceptor()],
+    handlers = HandlerSet()
+    ota_pb2_grpc.add_PublisherServicer_to_server(PublisherServicer(registry), handlers)
+    ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry, chunk_size), handlers)
+    audit = audit or AuditLog(registry.store)
+    services = [
+        "",
+        PUBLISHER_SERVICE,
+        VEHICLE_SERVICE,
+        add_fleet_service(handlers, registry.store, audit),
+    ]
+    if isinstance(registry.rollouts, CampaignManager):
+        services.append(add_campaigns_service(handlers, registry.rollouts))
+    health_servicer = health.aio.HealthServicer()
+    reflected = [*(s for s in services if s), health.SERVICE_NAME, reflection.SERVICE_NAME]
+
+    def add_native(s: grpc.aio.Server) -> None:
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, s)
+        reflection.enable_server_reflection(reflected, s)
+
+    server = AioServer(
+        handlers,
+        # security (issue 4): each service only for its certificate role (after metrics, so refusals count);
+        # the audit records only calls the role check let through and the servicer completed.
+        [
+            *([metrics.interceptor()] if metrics else []),
+            authz.RoleInterceptor(),
+            AuditInterceptor(audit),
+        ],
+        workers=max_workers,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
+        add_native=add_native,
     )
-    ota_pb2_grpc.add_PublisherServicer_to_server(PublisherServicer(registry), server)
-    ota_pb2_grpc.add_VehicleServicer_to_server(VehicleServicer(registry), server)
-    services = ["", PUBLISHER_SERVICE, VEHICLE_SERVICE]
-    if isinstance(registry.rollouts, CampaignManager):
-        services.append(add_campaigns_service(server, registry.rollouts))
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if tls_files is not None:
         port = server.add_secure_port(listen, tls.server_credentials(tls_files))
     else:
@@ -240,9 +295,10 @@ def create_server(
         )
         port = server.add_insecure_port(listen)
     if port == 0:
+        server.stop(None)
         raise OSError(f"could not listen on {listen}")
     server.start()
     for svc in services:
-        health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
+        server.call(health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING))
     log.info("registry listening on %s (port %d)", listen, port)
     return server, port

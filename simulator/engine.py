@@ -1,11 +1,11 @@
 """The rollout engine: downloads over connectivity windows, waves, abort.
 
-Vectorised over vehicles: every loop below runs over *windows* or *waves*, and
-each step handles all vehicles still concerned at once with numpy. Given the
-time its wave starts, a vehicle's download is independent of the others' (the
-registry is not the bottleneck in this model; the campaign's rate limit on
-concurrent downloads is not modelled), so a wave is one vectorised pass and
-the campaign logic runs on the wave's sorted completion times.
+Vectorised over vehicles: every loop below runs over *windows*, and each step
+handles all vehicles still concerned at once with numpy. Given the time it
+starts and the share of its cell it gets, a vehicle's download is independent
+of the others'; the couplings between vehicles (shared cells, the registry's
+limit on concurrent downloads) and the campaign's waves are played on top of
+it in :mod:`simulator.campaign`.
 
 Transfer model of one session: it opens at the start of a reachable window
 (or at the first check-in after the wave starts, when the vehicle is already
@@ -26,15 +26,14 @@ campaign's install failure rate (the same vehicles fail whatever the strategy).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from simulator import rng
-from simulator.fleet import F64, I64, Fleet, Windows
-from simulator.scenario import Protocol
+from simulator.fleet import DAY_S, F64, I64, Fleet, Windows
+from simulator.scenario import MSS_BYTES, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -49,61 +48,117 @@ class TransferResult:
     nbytes: F64  # bytes on the wire by then (payload and session overhead)
     sessions: I64  # sessions that got past set-up
     windows: I64  # reachable windows in which payload flowed (a session may span several)
+    cost: F64 = field(default_factory=lambda: np.zeros(0))  # USD, at the price of the link each byte came over
+    cell_bytes: F64 = field(default_factory=lambda: np.zeros(0))  # bytes over the cellular link (shared cells)
+    contact: F64 = field(default_factory=lambda: np.zeros(0))  # when the vehicle first heard of the update
+
+    @staticmethod
+    def concat(parts: list["TransferResult"]) -> "TransferResult":
+        return TransferResult(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
+
+
+_FIELDS = ("done", "nbytes", "sessions", "windows", "cost", "cell_bytes", "contact")
 
 
 def transfer(
     fleet: Fleet,
     ids: I64,
-    t0: float,
+    t0: float | F64,
     size: float,
     t_end: float,
     *,
     progress: Progress | None = None,
+    rate_scale: F64 | None = None,
 ) -> TransferResult:
-    """Download ``size`` bytes to vehicles ``ids`` starting at ``t0``, stopping at ``t_end``."""
-    parts = [_transfer(fleet, ids[i : i + CHUNK], t0, size, t_end, progress) for i in range(0, len(ids), CHUNK)]
+    """Download ``size`` bytes to vehicles ``ids`` starting at ``t0`` (one time, or one per vehicle), stopping at ``t_end``.
+
+    ``rate_scale`` (per vehicle of ``ids``) scales the cellular rate: the share of
+    its cell a vehicle gets when the fleet loads it (:func:`cell_shares`).
+    """
+    t0a = np.broadcast_to(np.asarray(t0, dtype=np.float64), ids.shape)
+    scale = np.ones(len(ids)) if rate_scale is None else rate_scale
+    parts = [
+        _transfer(fleet, ids[i : i + CHUNK], t0a[i : i + CHUNK], size, t_end, progress, scale[i : i + CHUNK])
+        for i in range(0, len(ids), CHUNK)
+    ]
     if not parts:
-        return TransferResult(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-    return TransferResult(
-        np.concatenate([p.done for p in parts]),
-        np.concatenate([p.nbytes for p in parts]),
-        np.concatenate([p.sessions for p in parts]),
-        np.concatenate([p.windows for p in parts]),
-    )
+        return TransferResult(*(np.zeros(0, dtype=np.int64 if f in ("sessions", "windows") else np.float64) for f in _FIELDS))
+    return TransferResult.concat(parts)
 
 
-def first_contact(fleet: Fleet, ids: I64, t0: float) -> tuple[Windows, F64]:
+def slow_start_delay(remaining: F64, rate: F64, rtt: F64, iw_bytes: float) -> F64:
+    """Extra time a new TCP connection needs for ``remaining`` bytes, against the full rate.
+
+    The congestion window starts at ``iw_bytes`` and doubles every round trip
+    (RFC 5681) until it covers the path's bandwidth-delay product; bytes sent in
+    r rounds: iw (2^r - 1).
+    """
+    bdp = rate * rtt
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_full = np.ceil(np.log2(np.maximum(bdp / iw_bytes, 1.0)))
+        ss_bytes = iw_bytes * (2.0**r_full - 1)
+        r_need = np.ceil(np.log2(remaining / iw_bytes + 1.0))
+        short = remaining <= ss_bytes
+        delay = np.where(short, r_need * rtt - remaining / rate, r_full * rtt - ss_bytes / rate)
+    return np.where(rtt > 0, np.maximum(delay, 0.0), 0.0)
+
+
+def opens(fleet: Fleet, w: Windows, pos: I64) -> F64:
+    """When a vehicle talks to the registry in its window ``pos``: at its start, after a reconnect.
+
+    A window that opens at a day's start is, in most cases, a vehicle that was
+    reachable already (each day restarts from the stationary state): it checks in
+    at its poll phase, not all at once at midnight of the model.
+    """
+    start = w.start[pos]
+    at_day = np.isfinite(start) & (start == w.day[pos] * DAY_S)
+    if not at_day.any():
+        return start.copy()
+    phase = rng.uniform(fleet.seed, "poll", w.ids[pos], w.key[pos])
+    # within the window, so that the session still opens in it
+    polled = np.minimum(start + phase * fleet.scenario.campaign.poll_min * 60, (start + w.end[pos]) / 2)
+    return np.where(at_day, polled, start)
+
+
+def first_contact(fleet: Fleet, ids: I64, t0: float | F64) -> tuple[Windows, F64]:
     """When each vehicle first hears of a wave that starts at ``t0``, and its window then.
 
     A vehicle reachable at ``t0`` learns of it at its next check-in (a uniform
     phase within ``poll_min``), one that is not when its next window opens.
     """
     w = Windows(fleet, ids)
+    t0 = np.broadcast_to(np.asarray(t0, dtype=np.float64), ids.shape)
     w.seek(t0)
-    contact = w.start.copy()
+    contact = opens(fleet, w, np.arange(len(ids)))
     inside = np.flatnonzero(w.start <= t0)  # reachable already (a window opening at t0 was open before it)
     if inside.size:
-        phase = rng.uniform(fleet.seed, "poll", ids[inside], int(t0))
-        contact[inside] = t0 + phase * fleet.scenario.campaign.poll_min * 60
+        phase = rng.uniform(fleet.seed, "poll", ids[inside], t0[inside].astype(np.int64))
+        contact[inside] = t0[inside] + phase * fleet.scenario.campaign.poll_min * 60
         late = inside[contact[inside] >= w.end[inside]]
         w.advance(late)
-        contact[late] = w.start[late]
+        contact[late] = opens(fleet, w, late)
     return w, contact
 
 
-def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, progress: Progress | None) -> TransferResult:
+def _transfer(
+    fleet: Fleet, ids: I64, t0: F64, size: float, t_end: float, progress: Progress | None, scale: F64
+) -> TransferResult:
     sc = fleet.scenario
     n = len(ids)
     done = np.full(n, np.inf)
     nbytes = np.zeros(n)
+    cost = np.zeros(n)
+    cell_bytes = np.zeros(n)
     sessions = np.zeros(n, dtype=np.int64)
     windows = np.zeros(n, dtype=np.int64)
-    if n == 0 or t0 >= t_end:
+    if n == 0 or np.all(t0 >= t_end):
         if progress:
             progress(n)
-        return TransferResult(done, nbytes, sessions, windows)
+        return TransferResult(done, nbytes, sessions, windows, cost, cell_bytes, np.full(n, np.inf))
     w, contact = first_contact(fleet, ids, t0)
+    first_heard = contact.copy()
     pr = sc.protocol
+    iw = pr.initial_window_segments * MSS_BYTES if sc.model.slow_start else 0.0
     remaining = np.full(n, float(size))
     carry_on = np.zeros(n, dtype=bool)
     # The agent's request window (vehicle_agent.download): 0 = whole rest of the file;
@@ -118,7 +173,13 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         if act.size == 0:
             break
         v = ids[act]
-        rate = fleet.rate[v] * rng.lognormal_unit_mean(fleet.seed, "rate", v, w.key[act], fleet.jitter[v])
+        wifi = w.kind[act] == 1
+        jitter = np.where(wifi, fleet.wifi_jitter[v], fleet.jitter[v])
+        base = np.where(wifi, fleet.wifi_rate[v], fleet.rate[v] * scale[act])
+        rate = base * rng.lognormal_unit_mean(fleet.seed, "rate", v, w.key[act], jitter)
+        rtt = np.where(wifi, fleet.wifi_rtt_s[v], fleet.rtt_s[v])
+        price = np.where(wifi, fleet.wifi_price_per_byte[v], fleet.price_per_byte[v])
+        before = nbytes[act].copy()
         first = sessions[act] == 0
         cont = carry_on[act]  # the session carried on over the break (the agent's retries)
         req[act[~cont]] = 0.0  # a new session starts with whole-file requests
@@ -126,7 +187,11 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         overhead[cont] = 0.0
         rtts = np.where(first, pr.setup_rtts, pr.resume_setup_rtts)
         rtts[cont] = 1.0  # the agent's retry asks for the rest of the stream at once
-        setup = fleet.rtt_s[v] * rtts + overhead / rate
+        fixed = np.where(first, pr.setup_s, pr.resume_setup_s)
+        fixed[cont] = 0.0
+        setup = fixed + rtt * rtts + overhead / rate
+        if iw:  # every window opens a new TCP connection, which starts slow
+            setup = setup + slow_start_delay(remaining[act], rate, rtt, iw)
         avail = end - s - setup
         opened = avail > 0
         sessions[act] += opened & ~cont
@@ -139,7 +204,7 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         nbytes[af] += remaining[af]
         # Cut by the window's end: what was queued on the link still arrives, and
         # may be all that was missing.
-        drain = np.where(opened & (end < t_end), fleet.drain_s[v] * rate, 0.0)
+        drain = np.where(opened & (end < t_end), np.where(wifi, fleet.wifi_drain_s[v], fleet.drain_s[v]) * rate, 0.0)
         tail = ~fin & (can + drain >= remaining[act])
         at = act[tail]
         done[at] = end[tail] + (remaining[at] - can[tail]) / rate[tail]
@@ -148,6 +213,9 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         an = act[cut]
         drained = drain[cut]
         nbytes[an] += can[cut] + drained
+        got = nbytes[act] - before
+        cost[act] += got * price
+        cell_bytes[act] += np.where(wifi, 0.0, got)
         if sc.campaign.resumable:
             have = size - remaining[an] + can[cut] + drained
             if pr.resume_chunk_bytes > 0:  # only whole messages of the stream survive a cut
@@ -158,7 +226,7 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         else:
             remaining[an] = float(size)
         w.advance(an)
-        contact[an] = w.start[an]
+        contact[an] = opens(fleet, w, an)
         carry_on[an] = False
         retrying = opened[cut]  # payload was flowing: the agent retries within its session
         if retrying.any() and pr.retry_attempts > 1:
@@ -166,7 +234,7 @@ def _transfer(fleet: Fleet, ids: I64, t0: float, size: float, t_end: float, prog
         act = an
     if progress:
         progress(n)
-    return TransferResult(done, nbytes, sessions, windows)
+    return TransferResult(done, nbytes, sessions, windows, cost, cell_bytes, first_heard)
 
 
 MIN_REQUEST, MAX_REQUEST, GROW_AFTER = 16 * 1024, 4 * 1024 * 1024, 4  # vehicle_agent.download
@@ -220,86 +288,6 @@ def _retry_in_session(
         # given up (new session at this window's start, already set) or hit: settled
         later = left & ~hit & np.isfinite(start)
         w.advance(p[later])
-        contact[p[later]] = w.start[p[later]]
+        contact[p[later]] = opens(fleet, w, p[later])
         rows = rows[later]
 
-
-@dataclass
-class StrategyRun:
-    """What one strategy's campaign did to every vehicle."""
-
-    strategy: str
-    size_bytes: int
-    success: F64  # time the vehicle runs the new model; inf if never (within horizon)
-    failed: np.ndarray  # install failed (rolled back) within the campaign
-    nbytes: F64
-    wave_starts: list[float] = field(default_factory=list)
-    abort_time: float = math.inf
-    aborted_in_wave: int | None = None
-
-    @property
-    def waves_started(self) -> int:
-        return len(self.wave_starts)
-
-
-def run_campaign(fleet: Fleet, strategy: str, size: int, *, progress: Progress | None = None) -> StrategyRun:
-    """Play the scenario's campaign for one package size over the fleet."""
-    sc, camp = fleet.scenario, fleet.scenario.campaign
-    horizon = sc.horizon_s
-    n = fleet.n
-    success = np.full(n, np.inf)
-    fail_at = np.full(n, np.inf)
-    done = np.full(n, np.inf)
-    nbytes = np.zeros(n)
-    run = StrategyRun(strategy, size, success, np.zeros(n, dtype=bool), nbytes)
-    members = [fleet.wave_members(i) for i in range(len(camp.waves))]
-    t = 0.0
-    targeted = 0
-    for i, ids in enumerate(members):
-        run.wave_starts.append(t)
-        res = transfer(fleet, ids, t, size, horizon, progress=progress)
-        finish = res.done + camp.install_s
-        finish[finish > horizon] = np.inf
-        fails = fleet.install_fails[ids]
-        done[ids] = res.done
-        success[ids] = np.where(fails, np.inf, finish)
-        fail_at[ids] = np.where(fails, finish, np.inf)
-        nbytes[ids] = res.nbytes
-        targeted += len(ids)
-        t_next = math.inf
-        if i + 1 < len(members) and len(ids):
-            k = math.ceil(camp.advance_share * len(ids))
-            t_share = float(np.partition(success[ids], k - 1)[k - 1])
-            t_next = max(t + camp.soak_hours * 3600, t_share)
-        # Abort: failures among everyone targeted so far reach the threshold
-        # before the next wave starts (or before the horizon, in the last wave).
-        threshold = max(camp.abort_min_failures, math.ceil(camp.abort_error_share * targeted))
-        fails_so_far = np.sort(fail_at[np.isfinite(fail_at)])
-        if threshold >= 1 and len(fails_so_far) >= threshold:
-            crossing = max(float(fails_so_far[threshold - 1]), t)
-            if crossing < min(t_next, horizon):
-                run.abort_time, run.aborted_in_wave = crossing, i
-                log.info("%s: campaign aborted in wave %d at t=%.0fs", strategy, i + 1, crossing)
-                break
-        if skipped := sum(len(m) for m in members[i + 1 :]) if t_next >= horizon else 0:
-            log.info("%s: wave %d never advances within the horizon; %d vehicles not started", strategy, i + 1, skipped)
-            if progress:
-                progress(skipped)
-            break
-        t = t_next
-    if math.isfinite(run.abort_time):
-        _cut_at_abort(fleet, run, done, members, size)
-        if progress:
-            progress(sum(len(m) for m in members[run.waves_started :]))
-    run.failed = np.isfinite(fail_at) & (fail_at <= run.abort_time)
-    return run
-
-
-def _cut_at_abort(fleet: Fleet, run: StrategyRun, done: F64, members: list[I64], size: int) -> None:
-    """After an abort the registry offers nothing more: downloads in flight stop there."""
-    ta = run.abort_time
-    run.success[run.success > ta] = np.inf
-    for start, ids in zip(run.wave_starts, members):
-        cut = ids[done[ids] > ta]
-        if cut.size:
-            run.nbytes[cut] = transfer(fleet, cut, start, size, ta).nbytes

@@ -15,6 +15,14 @@ Connectivity model (the assumptions, stated once):
   (a wave that starts on day 9 does not walk nine days of windows).
 * ``dormant_share`` of the vehicles are never reachable within the horizon
   (in the workshop, laid up, modem broken).
+* Diurnal patterns (``Pattern.hourly``): the gap after a drive ends at the next
+  drive start of a Poisson process whose rate follows the hour of the week
+  (inverted through its cumulative rate, so one uniform draw gives one gap, as in
+  the flat model); the first window of a day is reachable with the chance that a
+  drive is under way at that hour. A drive that ends in the pattern's home hours,
+  for a vehicle with home Wi-Fi, is followed at once by a Wi-Fi window
+  (``kind`` 1: the home link's rate, RTT and price); any other drive end keeps
+  the cellular modem awake ``awake_after_min`` longer.
 
 Everything is drawn from :mod:`simulator.rng`, a pure function of
 (seed, vehicle, day, window number), so a vehicle's windows are the same for
@@ -63,6 +71,24 @@ class Fleet:
     p_on: F64  # stationary chance of being reachable
     w_drop_resid: F64  # chance that a gap we are in is a drop-out (length-biased)
     price_per_byte: F64
+    # Diurnal connectivity (all zeros / False for flat patterns)
+    diurnal: npt.NDArray[np.bool_]
+    awake_s: F64
+    has_wifi: npt.NDArray[np.bool_]
+    wifi_s: F64
+    home_from_h: F64
+    home_to_h: F64
+    wifi_rate: F64
+    wifi_rtt_s: F64
+    wifi_drain_s: F64
+    wifi_jitter: F64
+    wifi_price_per_byte: F64
+    clock0_s: float  # clock time of t = 0, seconds after Monday 00:00
+    hazard: "WeekHazard"
+    # Cells shared by the fleet (cell = -1: not modelled)
+    cell: I64
+    cell_free_bps: F64  # bytes/s of the cell left by other subscribers
+    hardware_idx: npt.NDArray[np.int8]
 
     def wave_members(self, i: int) -> I64:
         return np.flatnonzero(self.wave_idx == i)
@@ -110,11 +136,36 @@ def build_fleet(scenario: Scenario, n: int | None = None, seed: int | None = Non
     end_rate = 1 / on_mean + lam_drop
     m_on = 1 / end_rate
     q_drop = lam_drop / end_rate
+    dormant = rng.uniform(seed, "dormant", ids) < per_pat(lambda p: p.dormant_share)
+    u_install = rng.uniform(seed, "install", ids)
+    if scenario.hardware:
+        # Variants drawn apart from the install outcome, so a bad variant fails together.
+        hw_cum = np.cumsum([h.share for h in scenario.hardware])
+        hw_cum[-1] = 1.0
+        hardware_idx = np.searchsorted(hw_cum, rng.uniform(seed, "hardware", ids), side="right").astype(np.int8)
+        install_fails = u_install < np.array([h.install_failure_rate for h in scenario.hardware])[hardware_idx]
+    else:
+        hardware_idx = np.zeros(n, dtype=np.int8)
+        install_fails = u_install < scenario.campaign.install_failure_rate
+
+    diurnal_on = scenario.model.diurnal
+    is_diurnal = per_pat(lambda p: float(p.diurnal and diurnal_on)) > 0
+    # Without the diurnal model a diurnal pattern becomes flat with the same daily means.
+    flat_off = per_pat(
+        lambda p: p.off_mean_min * 60 if not p.diurnal else max(1440 / p.drives_per_day - p.on_mean_min - p.awake_after_min, 1.0) * 60
+    )
+    off_mean = np.maximum(flat_off, 1e-9)  # for diurnal patterns: the mean gap, used at a day's start
     gap_mean = q_drop * drop_mean + (1 - q_drop) * off_mean
     p_on = m_on / (m_on + gap_mean)
     w_drop_resid = q_drop * drop_mean / gap_mean
-    dormant = rng.uniform(seed, "dormant", ids) < per_pat(lambda p: p.dormant_share)
-    install_fails = rng.uniform(seed, "install", ids) < scenario.campaign.install_failure_rate
+    awake_s = np.where(is_diurnal, per_pat(lambda p: p.awake_after_min * 60), 0.0)
+    has_wifi = is_diurnal & (rng.uniform(seed, "wifi", ids) < per_pat(lambda p: p.home_wifi_share))
+    home = [scenario.links.get(p.home_wifi_link) if p.diurnal and p.home_wifi_share > 0 else None for p in pats]
+
+    def per_home(f, default: float) -> F64:  # type: ignore[no-untyped-def]
+        return np.array([f(h) if h is not None else default for h in home], dtype=np.float64)[pattern_idx]
+
+    cell, cell_free = _cells(scenario, seed, ids, link_idx, links)
     return Fleet(
         scenario=scenario,
         n=n,
@@ -136,23 +187,102 @@ def build_fleet(scenario: Scenario, n: int | None = None, seed: int | None = Non
         p_on=p_on,
         w_drop_resid=w_drop_resid,
         price_per_byte=per_link(lambda lk: lk.price_per_gb / 1e9),
+        diurnal=is_diurnal,
+        awake_s=awake_s,
+        has_wifi=has_wifi,
+        wifi_s=per_pat(lambda p: p.home_wifi_min * 60),
+        home_from_h=per_pat(lambda p: p.home_hours[0]),
+        home_to_h=per_pat(lambda p: p.home_hours[1]),
+        wifi_rate=per_home(lambda h: h.goodput_bytes_per_s(), 1.0),
+        wifi_rtt_s=per_home(lambda h: h.rtt_ms / 1000, 0.0),
+        wifi_drain_s=per_home(lambda h: h.drain_s, 0.0),
+        wifi_jitter=per_home(lambda h: h.jitter, 0.0),
+        wifi_price_per_byte=per_home(lambda h: h.price_per_gb / 1e9, 0.0),
+        clock0_s=scenario.campaign.start_hour * 3600.0,
+        hazard=WeekHazard([p.week_rates() if p.diurnal else [1.0 / WEEK_S] * 168 for p in pats], pattern_idx),
+        cell=cell,
+        cell_free_bps=cell_free,
+        hardware_idx=hardware_idx,
     )
+
+
+WEEK_S = 7 * DAY_S
+
+
+class WeekHazard:
+    """Cumulative drive-start rate over the week, per pattern, and its inverse.
+
+    Patterns are laid end to end on one axis (pattern p at offset p * 2 weeks in
+    time and p * ``big`` in cumulative rate) so that one ``np.interp`` serves a
+    mixed set of vehicles.
+    """
+
+    def __init__(self, rates: list[list[float]], pattern_idx: npt.NDArray[np.int16]) -> None:
+        r = np.maximum(np.asarray(rates, dtype=np.float64), 1e-9)  # strictly increasing: invertible
+        cum = np.concatenate([np.zeros((len(r), 1)), np.cumsum(r * 3600.0, axis=1)], axis=1)
+        self.week = cum[:, -1]
+        self.big = float(2 * self.week.max() + 1)
+        edges = np.arange(169) * 3600.0
+        self.t_axis = np.concatenate([p * 2 * WEEK_S + edges for p in range(len(r))])
+        self.l_axis = np.concatenate([p * self.big + cum[p] for p in range(len(r))])
+        self.rate = r
+        self.pattern_idx = pattern_idx
+
+    def cum(self, v: I64, clock: F64) -> F64:
+        p = self.pattern_idx[v].astype(np.int64)
+        k = np.floor(clock / WEEK_S)
+        x = clock - k * WEEK_S + p * 2 * WEEK_S
+        return k * self.week[p] + np.interp(x, self.t_axis, self.l_axis) - p * self.big
+
+    def inverse(self, v: I64, y: F64) -> F64:
+        p = self.pattern_idx[v].astype(np.int64)
+        wk = self.week[p]
+        k = np.floor(y / wk)
+        x = y - k * wk + p * self.big
+        return k * WEEK_S + np.interp(x, self.l_axis, self.t_axis) - p * 2 * WEEK_S
+
+    def rate_at(self, v: I64, clock: F64) -> F64:
+        hour = (np.floor(clock / 3600.0) % 168).astype(np.int64)
+        return self.rate[self.pattern_idx[v].astype(np.int64), hour]
+
+
+def _cells(scenario: Scenario, seed: int, ids: I64, link_idx: npt.NDArray[np.int16], links: list) -> tuple[I64, F64]:  # type: ignore[type-arg]
+    """Each vehicle's cell on a link that models shared cells, and that cell's spare capacity."""
+    cell = np.full(len(ids), -1, dtype=np.int64)
+    free = np.full(len(ids), np.inf)
+    if not scenario.model.cell_sharing:
+        return cell, free
+    u = rng.uniform(seed, "cell", ids)
+    offset = 0
+    for i, lk in enumerate(links):
+        if lk.cell_capacity_mbps <= 0 or lk.fleet_per_cell <= 0:
+            continue
+        m = link_idx == i
+        cells = max(1, int(round(m.sum() / lk.fleet_per_cell)))
+        cell[m] = offset + np.minimum((u[m] * cells).astype(np.int64), cells - 1)
+        free[m] = lk.cell_capacity_mbps * 1e6 / 8 * lk.efficiency * (1 - lk.cell_background)
+        offset += cells
+    return cell, free
 
 
 class Windows:
     """The current reachable window of each of a set of vehicles.
 
     ``start`` and ``end`` are the window's bounds (``end`` clipped to the day's
-    end); ``key`` identifies the window for draws tied to it (its bandwidth).
+    end); ``key`` identifies the window for draws tied to it (its bandwidth);
+    ``kind`` is 0 for the vehicle's cellular link, 1 for its home Wi-Fi.
     """
 
     def __init__(self, fleet: Fleet, ids: I64) -> None:
         self.f = fleet
         self.ids = ids
-        self.day = np.zeros(len(ids), dtype=np.int64)
-        self.j = np.zeros(len(ids), dtype=np.int64)
-        self.start = np.zeros(len(ids))
-        self.dur = np.zeros(len(ids))
+        n = len(ids)
+        self.day = np.zeros(n, dtype=np.int64)
+        self.j = np.zeros(n, dtype=np.int64)
+        self.start = np.zeros(n)
+        self.dur = np.zeros(n)
+        self.kind = np.zeros(n, dtype=np.int8)
+        self.to_wifi = np.zeros(n, dtype=bool)  # this drive ends at home, on Wi-Fi
 
     @property
     def end(self) -> F64:
@@ -163,16 +293,49 @@ class Windows:
     def key(self) -> I64:
         return self.day * _PER_DAY + self.j
 
+    def _spell(self, m: I64, k: I64) -> None:
+        """Length of a cellular spell starting now, with the diurnal tail it ends with."""
+        f, v = self.f, self.ids[m]
+        self.dur[m] = rng.exponential(f.seed, "on", v, k, f.m_on[v])
+        self.kind[m] = 0
+        self.to_wifi[m] = False
+        d = f.diurnal[v]
+        if not d.any():
+            return
+        # Whether this spell ends the drive (not a drop-out) is the next gap's kind draw.
+        ends_drive = d & (rng.uniform(f.seed, "gapkind", v, k + 1) >= f.q_drop[v])
+        hour = ((self.start[m] + self.dur[m] + f.clock0_s) / 3600.0) % 24
+        lo, hi = f.home_from_h[v], f.home_to_h[v]
+        at_home = np.where(lo <= hi, (hour >= lo) & (hour < hi), (hour >= lo) | (hour < hi))
+        wifi = ends_drive & at_home & f.has_wifi[v]
+        self.to_wifi[m] = wifi
+        self.dur[m] += np.where(ends_drive & ~wifi, f.awake_s[v], 0.0)
+
+    def _next_drive(self, m: I64, t: F64, e: F64) -> F64:
+        """When the next drive starts after ``t``, from a unit exponential ``e``."""
+        f, v = self.f, self.ids[m]
+        clock = t + f.clock0_s
+        return f.hazard.inverse(v, f.hazard.cum(v, clock) + e) - f.clock0_s
+
     def _first_of_day(self, m: I64) -> None:
         """Window 0 of day ``self.day[m]``: start from the stationary state."""
         f, v = self.f, self.ids[m]
         k = self.day[m] * _PER_DAY
-        online = rng.uniform(f.seed, "start", v, k) < f.p_on[v]
+        day0 = self.day[m] * DAY_S
+        p_on = f.p_on[v]
+        d = f.diurnal[v]
+        if d.any():  # the chance a drive is under way at this hour
+            lam = f.hazard.rate_at(v, day0 + f.clock0_s)
+            p_on = np.where(d, np.minimum(0.9, lam * (f.m_on[v] + f.awake_s[v])), p_on)
+        online = rng.uniform(f.seed, "start", v, k) < p_on
         drop = rng.uniform(f.seed, "gapkind", v, k) < f.w_drop_resid[v]
-        gap = rng.exponential(f.seed, "gap", v, k, np.where(drop, f.drop_mean[v], f.off_mean[v]))
+        e = -np.log(rng.uniform(f.seed, "gap", v, k))
+        gap = e * np.where(drop, f.drop_mean[v], f.off_mean[v])
+        if d.any():
+            gap = np.where(d & ~drop, self._next_drive(m, day0, e) - day0, gap)
         self.j[m] = 0
-        self.start[m] = self.day[m] * DAY_S + np.where(online, 0.0, gap)
-        self.dur[m] = rng.exponential(f.seed, "on", v, k, f.m_on[v])
+        self.start[m] = day0 + np.where(online, 0.0, gap)
+        self._spell(m, k)
         self.start[m] = np.where(f.dormant[v], np.inf, self.start[m])
 
     def _roll(self, m: I64) -> None:
@@ -187,9 +350,10 @@ class Windows:
                 self.day[m] += 1
                 self._first_of_day(m)
 
-    def seek(self, t: float) -> None:
-        """Position every vehicle on its first window that ends after ``t``."""
-        self.day[:] = int(t // DAY_S)
+    def seek(self, t: float | F64) -> None:
+        """Position every vehicle on its first window that ends after ``t`` (one time, or one per vehicle)."""
+        t = np.broadcast_to(np.asarray(t, dtype=np.float64), self.start.shape)
+        self.day[:] = (t // DAY_S).astype(np.int64)
         every = np.arange(len(self.ids))
         self._first_of_day(every)
         self._roll(every)
@@ -205,9 +369,22 @@ class Windows:
             return
         f, v = self.f, self.ids[m]
         k = self.day[m] * _PER_DAY + self.j[m] + 1
-        drop = rng.uniform(f.seed, "gapkind", v, k) < f.q_drop[v]
-        gap = rng.exponential(f.seed, "gap", v, k, np.where(drop, f.drop_mean[v], f.off_mean[v]))
-        self.start[m] = self.start[m] + self.dur[m] + gap
-        self.dur[m] = rng.exponential(f.seed, "on", v, k, f.m_on[v])
+        was_end = self.start[m] + self.dur[m]
+        wifi = self.to_wifi[m]
+        drop = (rng.uniform(f.seed, "gapkind", v, k) < f.q_drop[v]) & (self.kind[m] == 0)
+        e = -np.log(rng.uniform(f.seed, "gap", v, k))
+        gap = e * np.where(drop, f.drop_mean[v], f.off_mean[v])
+        d = f.diurnal[v] & ~drop
+        if d.any():
+            gap = np.where(d, self._next_drive(m, was_end, e) - was_end, gap)
+        self.start[m] = was_end + np.where(wifi, 0.0, gap)
         self.j[m] += 1
+        self._spell(m, k)
+        # The drive ended at home: the Wi-Fi window follows it at once.
+        if wifi.any():
+            w = m[wifi]
+            self.dur[w] = f.wifi_s[self.ids[w]]
+            self.kind[w] = 1
+            self.to_wifi[w] = False
         self._roll(m)
+

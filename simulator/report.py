@@ -11,26 +11,24 @@ from simulator.scenario import Scenario
 from simulator.simulate import QUANTILES, SimulationResult, StrategySummary
 
 ASSUMPTIONS = """\
-- Each vehicle has one link (capacity, RTT, loss, drop-outs, price) and a connectivity
-  pattern: reachable spells and gaps, exponentially distributed, drawn per day from the
-  stationary state (a spell crossing midnight costs one extra session set-up). Drop-outs
-  are Poisson while reachable. A share of each pattern is dormant (never reachable).
-- Payload rate of a session: link capacity x framing efficiency, capped by TCP's
-  loss-limited rate 1.22*MSS/(RTT*sqrt(loss)) (Mathis et al. 1997), times a log-normal
-  factor per window (mean 1) for cell load and signal. A session spends `setup_rtts`
-  round trips and `session_overhead_bytes` (TUF metadata, gRPC) before payload flows
-  (`resume_*` for later sessions of the same update: measured on the real agent).
-- A reachable vehicle learns of its wave at its next check-in (uniform phase within
-  `poll_min`) or on reconnecting. Downloads resume across windows when `resumable`.
-- Installs take `install_s` and fail at `install_failure_rate`, the same vehicles for
-  every strategy (common random numbers: a vehicle's windows, rates and install outcome
-  do not depend on the strategy).
-- Campaign (issue 6 semantics): cumulative waves; the next wave starts when
-  `advance_share` of this wave has installed and `soak_hours` have passed; the campaign
-  aborts when failures among the vehicles targeted so far reach `abort_error_share` (and
-  `abort_min_failures`); after an abort, downloads in flight stop and no one else installs.
-- Not modelled: the registry as a bottleneck (its rate limit on concurrent downloads),
-  retries of failed installs, time-of-day patterns, a vehicle switching links.
+- Each vehicle has a cellular link (capacity, RTT, loss, drop-outs, price), a connectivity
+  pattern, a hardware variant and possibly a home Wi-Fi. Every figure cites a source or says
+  it is a guess (`simulator/assumptions.py`, the scenario's `[sources]`).
+- Diurnal patterns: drives start at the hours people drive (FHWA NT-3, 2001 NHTS), 2.2 a day
+  of 23.3 min (AAA American Driving Survey 2016-2017); the modem stays awake a while after
+  parking; a drive ending at home in the evening is followed by a home Wi-Fi window for
+  vehicles that have one. Flat patterns: exponential spells and gaps.
+- Payload rate: link capacity x framing efficiency, capped by TCP's loss-limited rate
+  1.22*MSS/(RTT*sqrt(loss)) (Mathis et al. 1997), times a log-normal factor per window;
+  TCP slow start on every new connection (IW 10, RFC 6928); a cell's spare capacity shared
+  by the fleet's vehicles in it (processor sharing); set-up seconds, round trips and
+  metadata bytes per session as measured on the real agent.
+- The registry offers the update to at most `max_concurrent` vehicles at once (0: no limit).
+- Campaign: cumulative waves with per-wave advance shares and soak times; abort when
+  failures among the vehicles targeted so far reach `abort_error_share`; install failures
+  drawn per hardware variant, the same vehicles for every strategy.
+- Not modelled: retries of failed installs, slots and cell load carried between waves, a
+  vehicle switching operators. Switch effects off in `[model]` to see what each is worth.
 """
 
 

@@ -37,6 +37,9 @@ STREAMS = {
     "poll": 10,
     "dormant": 11,
     "retry": 12,
+    "hardware": 13,
+    "wifi": 14,
+    "cell": 15,
 }
 
 

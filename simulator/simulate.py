@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.engine import Progress, StrategyRun, run_campaign
+from simulator.campaign import StrategyRun, run_campaign
+from simulator.engine import Progress
 from simulator.fleet import Fleet, build_fleet
 from simulator.scenario import Scenario
 from simulator.sizes import PackageSize, ProjectArtifacts, SizeProvider
@@ -98,7 +99,7 @@ def summarise(fleet: Fleet, run: StrategyRun, size: PackageSize) -> StrategySumm
     updated_mask = np.isfinite(run.success)
     updated = int(updated_mask.sum())
     failed = int(run.failed.sum())
-    cost = run.nbytes * fleet.price_per_byte
+    cost = run.cost
     links = []
     for i, name in enumerate(fleet.link_names):
         m = fleet.link_idx == i

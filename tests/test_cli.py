@@ -123,6 +123,8 @@ def test_publish_and_update_a_vehicle_with_the_cli(served_registry) -> None:
     ).stdout
     assert "published squeezenet1.0 1.0.0" in out
     assert "1.0.0" in ota("models", "--registry", address, *pub).stdout
+    released = ota("release", "squeezenet1.0", "1.0.0", "--vehicle", "car-1", "--registry", address, *pub).stdout
+    assert "released squeezenet1.0 1.0.0 to vehicle car-1" in released
 
     car = [
         "--registry",
@@ -171,7 +173,7 @@ def test_plain_text_only_with_insecure(served_registry) -> None:
     assert proc.returncode != 0 and "--insecure" in proc.stderr and "Traceback" not in proc.stderr
     # A plain-text client cannot talk to the TLS registry even when it asks for --insecure.
     proc = ota("models", "--registry", address, "--insecure", check=False, timeout=60)
-    assert proc.returncode != 0 and "UNAVAILABLE" in proc.stderr
+    assert proc.returncode != 0 and "speaks TLS" in proc.stderr and "drop --insecure" in proc.stderr
 
 
 def test_publishing_a_non_onnx_file_fails_clearly(served_registry) -> None:

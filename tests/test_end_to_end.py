@@ -7,10 +7,11 @@ import dataclasses
 from modelpack.imaging import IMAGES_DIR
 from modelpack.runtime import read_model_info
 from testkit.helpers import with_provenance as _with_provenance
+from testkit.helpers import publish_released
 
 
 def test_publish_install_classify(registry_server, make_agent, squeezenet_bytes) -> None:
-    registry_server.registry.publish_bytes("squeezenet1.0", "1.0.0", squeezenet_bytes)
+    publish_released(registry_server.registry, "squeezenet1.0", "1.0.0", squeezenet_bytes)
     agent = make_agent()
 
     [outcome] = agent.update_once()
@@ -35,11 +36,11 @@ def test_publish_install_classify(registry_server, make_agent, squeezenet_bytes)
 
 def test_update_switches_slots_and_survives_restart(registry_server, make_agent, squeezenet_bytes) -> None:
     reg = registry_server.registry
-    reg.publish_bytes("squeezenet1.0", "1.0.0", squeezenet_bytes)
+    publish_released(reg, "squeezenet1.0", "1.0.0", squeezenet_bytes)
     agent = make_agent(state="state")
     agent.update_once()
     successor = _with_provenance(squeezenet_bytes, "successor")
-    reg.publish_bytes("squeezenet1.0", "1.0.1", successor)
+    publish_released(reg, "squeezenet1.0", "1.0.1", successor)
 
     [outcome] = agent.update_once()
 
@@ -55,10 +56,10 @@ def test_update_switches_slots_and_survives_restart(registry_server, make_agent,
 
 def test_tampered_blob_is_refused_and_old_model_kept(registry_server, make_agent, squeezenet_bytes) -> None:
     reg = registry_server.registry
-    reg.publish_bytes("squeezenet1.0", "1.0.0", squeezenet_bytes)
+    publish_released(reg, "squeezenet1.0", "1.0.0", squeezenet_bytes)
     agent = make_agent()
     agent.update_once()
-    rec = reg.publish_bytes("squeezenet1.0", "1.0.1", _with_provenance(squeezenet_bytes, "x"))
+    rec = publish_released(reg, "squeezenet1.0", "1.0.1", _with_provenance(squeezenet_bytes, "x"))
     from server.encodings import stored_encodings
 
     stored = [reg.blobs.path(s.blob_sha256) for s in stored_encodings(reg.store, "squeezenet1.0", "1.0.1")]
@@ -81,14 +82,14 @@ def test_tampered_blob_is_refused_and_old_model_kept(registry_server, make_agent
 
 def test_failed_self_test_keeps_previous_model(registry_server, make_agent, squeezenet_bytes) -> None:
     reg = registry_server.registry
-    reg.publish_bytes("squeezenet1.0", "1.0.0", squeezenet_bytes)
+    publish_released(reg, "squeezenet1.0", "1.0.0", squeezenet_bytes)
     agent = make_agent()
     agent.update_once()
     info = read_model_info(squeezenet_bytes)
     assert info is not None and info.selftest is not None
     wrong = dataclasses.replace(info.selftest, expected_top1=(info.selftest.expected_top1 + 1) % 1000)
     bad_info = dataclasses.replace(info, selftest=wrong)
-    reg.publish_bytes("squeezenet1.0", "1.0.1", _with_provenance(squeezenet_bytes, "bad"), metadata_json=bad_info.to_json())
+    publish_released(reg, "squeezenet1.0", "1.0.1", _with_provenance(squeezenet_bytes, "bad"), metadata_json=bad_info.to_json())
 
     [outcome] = agent.update_once()
 
@@ -98,7 +99,7 @@ def test_failed_self_test_keeps_previous_model(registry_server, make_agent, sque
 
 
 def test_hardware_id_restricts_offers(registry_server, make_agent, squeezenet_bytes) -> None:
-    registry_server.registry.publish_bytes("squeezenet1.0", "1.0.0", squeezenet_bytes, hardware_ids=["ecu-b"])
+    publish_released(registry_server.registry, "squeezenet1.0", "1.0.0", squeezenet_bytes, hardware_ids=["ecu-b"])
     assert make_agent("car-a", hardware_id="ecu-a").update_once() == []
     [outcome] = make_agent("car-b", hardware_id="ecu-b").update_once()
     assert outcome.status == "installed"

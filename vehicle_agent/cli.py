@@ -32,8 +32,14 @@ def agent() -> None:
 @click.option("--director-root", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               envvar="OTA_DIRECTOR_ROOT",
               help="The director's root (director-root.json), provisioned with --trusted-root. Env: OTA_DIRECTOR_ROOT.")
-@click.option("--vehicle-id", default="vehicle-0001", show_default=True, envvar="OTA_VEHICLE_ID")
-@click.option("--hardware-id", default="generic-x86_64", show_default=True, envvar="OTA_HARDWARE_ID")
+@click.option("--vehicle-id", default=None, envvar="OTA_VEHICLE_ID",
+              help="This vehicle's id. Default: the name in its certificate (--cert); without one, vehicle-0001. "
+                   "Env: OTA_VEHICLE_ID.")
+@click.option("--hardware-id", default="generic-x86_64", show_default=True, envvar="OTA_HARDWARE_ID",
+              help="Hardware id models are published for. Env: OTA_HARDWARE_ID.")
+@click.option("--tag", "tags", multiple=True, envvar="OTA_TAGS", callback=lambda _c, _p, v: _tags(v),
+              help="KEY=VALUE this vehicle reports at check-in, e.g. fleet=berlin; `ota campaign create --tag` "
+                   "selects by them (repeatable). Env: OTA_TAGS (space-separated).")
 @click.option("--model", "models", multiple=True, help="Model names this vehicle runs (repeatable; none = all).")
 @click.option("--once", is_flag=True, help="Check in once, install what is offered, and exit.")
 @click.option("--interval", default=60.0, show_default=True, help="Seconds between check-ins.")
@@ -45,9 +51,10 @@ def agent() -> None:
               help="MB the agent may use; a new model is loaded beside the served ones only when it fits. "
                    "Default: the cgroup's memory limit (systemd MemoryMax=). Env: OTA_MEMORY_BUDGET.")
 @tls_options("vehicle")
-def run(address: str, state_dir: Path, trusted_root: Path | None, director_root: Path | None, vehicle_id: str,
-        hardware_id: str, models: tuple[str, ...], once: bool, interval: float, socket_path: Path | None,
-        health_window: float, memory_budget: float | None, tls_ca, tls_cert, tls_key, insecure: bool) -> None:
+def run(address: str, state_dir: Path, trusted_root: Path | None, director_root: Path | None, vehicle_id: str | None,
+        hardware_id: str, tags: tuple[str, ...], models: tuple[str, ...], once: bool, interval: float,
+        socket_path: Path | None, health_window: float, memory_budget: float | None, tls_ca, tls_cert, tls_key,
+        insecure: bool) -> None:
     """Check in with the registry, verify, install and report; repeat until stopped.
 
     Mutual TLS with the vehicle's certificate; its key also signs the version
@@ -60,8 +67,10 @@ def run(address: str, state_dir: Path, trusted_root: Path | None, director_root:
     from vehicle_agent.health import HealthPolicy
 
     identity = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not insecure)
+    vehicle_id = _vehicle_id(vehicle_id, tls_cert)
+    _check_writable(state_dir)
     cfg = AgentConfig(registry=address, state_dir=state_dir, vehicle_id=vehicle_id, hardware_id=hardware_id,
-                      wanted_models=models, trusted_root=trusted_root,
+                      tags=tags, wanted_models=models, trusted_root=trusted_root,
                       health=HealthPolicy(window_s=0.0 if once else health_window),
                       director_root=director_root, identity=identity, insecure=insecure,
                       memory_budget_mb=memory_budget)
@@ -110,6 +119,46 @@ def run(address: str, state_dir: Path, trusted_root: Path | None, director_root:
         ag.close()
     if once and failed:
         raise SystemExit(1)
+
+
+def _tags(values: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [v for v in values if "=" not in v or v.startswith("=")]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not KEY=VALUE; write e.g. --tag fleet=berlin", param_hint="--tag")
+    return tuple(values)
+
+
+def _vehicle_id(given: str | None, cert: Path | None) -> str:
+    """The id the certificate names (the registry takes that one anyway); --vehicle-id must agree with it."""
+    from otawire import tls
+
+    if cert is None:
+        return given or "vehicle-0001"
+    try:
+        ident = tls.identity_of(cert.read_bytes())
+    except tls.TlsError as e:
+        raise click.BadParameter(f"{cert}: {e}; give the vehicle certificate made by `ota certs vehicle`",
+                                 param_hint="--cert") from None
+    if ident.role != "vehicle":
+        raise click.BadParameter(f"{cert} is a {ident.role} certificate; give the vehicle's own "
+                                 f"(`ota certs vehicle ID --pki PKI`)", param_hint="--cert")
+    if given and given != ident.name:
+        raise click.BadParameter(f"{given!r} differs from the name in {cert} ({ident.name!r}); "
+                                 "drop --vehicle-id or use that vehicle's certificate", param_hint="--vehicle-id")
+    return ident.name
+
+
+def _check_writable(state_dir: Path) -> None:
+    """Fail before any network work when the state directory cannot take a journal write."""
+    import tempfile
+
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise click.BadParameter(f"{state_dir} is not writable ({e.strerror}); give a directory the agent may "
+                                 "write (it keeps its journal and A/B slots there)", param_hint="--state") from None
 
 
 @agent.command("infer")

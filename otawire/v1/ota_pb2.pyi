@@ -39,7 +39,7 @@ INSTALL_STATUS_ROLLED_BACK: InstallStatus
 INSTALL_STATUS_ATTACK_DETECTED: InstallStatus
 
 class UploadHeader(_message.Message):
-    __slots__ = ("name", "version", "length", "sha256", "hardware_ids", "metadata_json", "signed_targets")
+    __slots__ = ("name", "version", "length", "sha256", "hardware_ids", "metadata_json", "signed_targets", "allow_downgrade", "reason")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,8 @@ class UploadHeader(_message.Message):
     HARDWARE_IDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     SIGNED_TARGETS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_DOWNGRADE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     length: int
@@ -54,7 +56,9 @@ class UploadHeader(_message.Message):
     hardware_ids: _containers.RepeatedScalarFieldContainer[str]
     metadata_json: str
     signed_targets: bytes
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., length: _Optional[int] = ..., sha256: _Optional[str] = ..., hardware_ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[str] = ..., signed_targets: _Optional[bytes] = ...) -> None: ...
+    allow_downgrade: bool
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., length: _Optional[int] = ..., sha256: _Optional[str] = ..., hardware_ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[str] = ..., signed_targets: _Optional[bytes] = ..., allow_downgrade: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class UploadRequest(_message.Message):
     __slots__ = ("header", "chunk")
@@ -153,6 +157,58 @@ class AssignRequest(_message.Message):
     name: str
     version: str
     def __init__(self, vehicle_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class ReleaseRequest(_message.Message):
+    __slots__ = ("name", "version", "scope", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    scope: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., scope: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReleaseResponse(_message.Message):
+    __slots__ = ("name", "version", "scope")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    scope: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
+
+class ListReleasesRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ReleaseEntry(_message.Message):
+    __slots__ = ("name", "version", "kind", "scope", "actor", "reason", "at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    kind: str
+    scope: str
+    actor: str
+    reason: str
+    at: float
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., kind: _Optional[str] = ..., scope: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., at: _Optional[float] = ...) -> None: ...
+
+class ListReleasesResponse(_message.Message):
+    __slots__ = ("releases",)
+    RELEASES_FIELD_NUMBER: _ClassVar[int]
+    releases: _containers.RepeatedCompositeFieldContainer[ReleaseEntry]
+    def __init__(self, releases: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ...) -> None: ...
 
 class AssignResponse(_message.Message):
     __slots__ = ("vehicle_id", "name", "version")

@@ -62,6 +62,16 @@ class PublisherStub:
                 request_serializer=otawire_dot_v1_dot_ota__pb2.AssignRequest.SerializeToString,
                 response_deserializer=otawire_dot_v1_dot_ota__pb2.AssignResponse.FromString,
                 _registered_method=True)
+        self.ReleaseModel = channel.unary_unary(
+                '/ota.v1.Publisher/ReleaseModel',
+                request_serializer=otawire_dot_v1_dot_ota__pb2.ReleaseRequest.SerializeToString,
+                response_deserializer=otawire_dot_v1_dot_ota__pb2.ReleaseResponse.FromString,
+                _registered_method=True)
+        self.ListReleases = channel.unary_unary(
+                '/ota.v1.Publisher/ListReleases',
+                request_serializer=otawire_dot_v1_dot_ota__pb2.ListReleasesRequest.SerializeToString,
+                response_deserializer=otawire_dot_v1_dot_ota__pb2.ListReleasesResponse.FromString,
+                _registered_method=True)
 
 
 class PublisherServicer:
@@ -111,6 +121,21 @@ class PublisherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseModel(self, request, context):
+        """Send a published version to vehicles: the fleet, those with a tag, or one.
+        Publishing alone offers nothing to any vehicle.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReleases(self, request, context):
+        """The release log: releases, allowed downgrades, re-releases, with who and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PublisherServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +163,16 @@ def add_PublisherServicer_to_server(servicer, server):
                     servicer.AssignModel,
                     request_deserializer=otawire_dot_v1_dot_ota__pb2.AssignRequest.FromString,
                     response_serializer=otawire_dot_v1_dot_ota__pb2.AssignResponse.SerializeToString,
+            ),
+            'ReleaseModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseModel,
+                    request_deserializer=otawire_dot_v1_dot_ota__pb2.ReleaseRequest.FromString,
+                    response_serializer=otawire_dot_v1_dot_ota__pb2.ReleaseResponse.SerializeToString,
+            ),
+            'ListReleases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReleases,
+                    request_deserializer=otawire_dot_v1_dot_ota__pb2.ListReleasesRequest.FromString,
+                    response_serializer=otawire_dot_v1_dot_ota__pb2.ListReleasesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -278,6 +313,60 @@ class Publisher:
             '/ota.v1.Publisher/AssignModel',
             otawire_dot_v1_dot_ota__pb2.AssignRequest.SerializeToString,
             otawire_dot_v1_dot_ota__pb2.AssignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ota.v1.Publisher/ReleaseModel',
+            otawire_dot_v1_dot_ota__pb2.ReleaseRequest.SerializeToString,
+            otawire_dot_v1_dot_ota__pb2.ReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReleases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ota.v1.Publisher/ListReleases',
+            otawire_dot_v1_dot_ota__pb2.ListReleasesRequest.SerializeToString,
+            otawire_dot_v1_dot_ota__pb2.ListReleasesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,6 +15,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from otawire.cli_out import table_console
 from otawire.cli_tls import client_tls_from_context
 from otawire.v1 import campaigns_pb2 as pb
 from server.campaigns.service import CampaignClient, CampaignError
@@ -31,8 +32,8 @@ _STATE_STYLE = {
 
 
 def _console() -> Console:
-    """A console per command, so that the terminal width is read when output is written."""
-    return Console()
+    """A console per command, so that the terminal width is read when output is written (none when piped)."""
+    return table_console()
 
 
 def _as_json(msg) -> dict:
@@ -117,7 +118,7 @@ def _call(address: str, fn: Callable[[CampaignClient], T]) -> T:
         try:
             return fn(c)
         except CampaignError as e:
-            raise click.ClickException(f"registry {address}: {e}") from None
+            raise click.ClickException(str(e)) from None
 
 
 def _show(status: pb.CampaignStatus, as_json: bool) -> None:

@@ -53,7 +53,15 @@ from server.errors import (
 )
 from server.fleet import Inventory
 from server.models import semver_key
-from server.storage.ports import CampaignStore, FleetStore, ModelStore, ReportStore, StorageError
+from server.releases import refuse_below_counter, release_counter
+from server.storage.ports import (
+    CampaignStore,
+    FleetStore,
+    ModelStore,
+    ReportStore,
+    StorageError,
+    TufMetadataStore,
+)
 from server.storage.records import (
     CampaignEventRecord,
     CampaignMember,
@@ -68,7 +76,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 
-class CampaignDeps(FleetStore, CampaignStore, ReportStore, ModelStore, Protocol):
+class CampaignDeps(FleetStore, CampaignStore, ReportStore, ModelStore, TufMetadataStore, Protocol):
     """The ports campaigns use: the inventory, their own facts, reports, published versions."""
 
 
@@ -102,12 +110,8 @@ class CampaignManager:
         clock: Clock = time.time,
         refresh_s: float = 1.0,
         inventory_write_s: float = 60.0,
-        hold_new_versions: bool = False,
     ) -> None:
         self.store = store
-        # True: a version reaches vehicles only through a campaign (and is released when
-        # one completes). False: a version no campaign mentions is released when published.
-        self.hold_new_versions = hold_new_versions
         self.clock = clock
         self.refresh_s = refresh_s
         self._lock = threading.RLock()
@@ -116,21 +120,30 @@ class CampaignManager:
 
     # -- the rollout decision -----------------------------------------------------------
     def choose(
-        self, vehicle: VehicleRecord, compatible: dict[str, list[ModelRecord]]
+        self,
+        vehicle: VehicleRecord,
+        compatible: dict[str, list[ModelRecord]],
+        released_to: dict[tuple[str, str], float] | None = None,
     ) -> dict[str, ModelRecord]:
-        """Which version of each model ``vehicle`` should run (omitted: keep what it has)."""
+        """Which version of each model ``vehicle`` should run (omitted: keep what it has).
+
+        Publishing releases nothing: a completed campaign releases its version to all,
+        ``released_to`` (``server/releases.py``) names versions released to this vehicle.
+        """
         vehicle = self.inventory.observe(vehicle)
+        explicit = released_to or {}
         with self._lock:
             views = self._views()
             withheld, completed = self._withheld(views)
+
+            def is_released(key: tuple[str, str]) -> bool:
+                if key in withheld:  # the later decision wins: the hold, or a release after it
+                    return explicit.get(key, float("-inf")) > withheld[key]
+                return key in completed or key in explicit
+
             out: dict[str, ModelRecord] = {}
             for name, versions in compatible.items():
-                released = [
-                    r
-                    for r in versions
-                    if (name, r.version) not in withheld
-                    and (not self.hold_new_versions or (name, r.version) in completed)
-                ]
+                released = [r for r in versions if is_released((name, r.version))]
                 best = max(released, key=lambda r: semver_key(r.version), default=None)
                 have = vehicle.installed.get(name)
                 if best is not None and not (have and _is_downgrade(best.version, have[0])):
@@ -259,19 +272,23 @@ class CampaignManager:
 
     def _withheld(
         self, views: dict[str, CampaignView]
-    ) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
-        """(model, version) pairs held back by campaigns, and those released by a completed one."""
-        held, completed = set(), set()
+    ) -> tuple[dict[tuple[str, str], float], set[tuple[str, str]]]:
+        """(model, version) pairs held back by campaigns (since when), and those a completed one released."""
+        held: dict[tuple[str, str], float] = {}
+        completed = set()
         for v in views.values():
+            key = None
             if v.spec.rollback_of:
                 src = self._cached(v.spec.rollback_of)
                 if src is not None:
-                    held.add((src.spec.model, src.spec.version))
+                    key = (src.spec.model, src.spec.version)
             elif v.state != "completed":
-                held.add((v.spec.model, v.spec.version))
+                key = (v.spec.model, v.spec.version)
             else:
                 completed.add((v.spec.model, v.spec.version))
-        return held, completed - held
+            if key is not None:
+                held[key] = max(held.get(key, v.created_at), v.created_at)
+        return held, completed - held.keys()
 
     # -- admin --------------------------------------------------------------------------
     def create(self, spec: CampaignSpec) -> CampaignView:
@@ -409,6 +426,18 @@ class CampaignManager:
             raise InvalidArgument(
                 f"rollback target {to_version} is not older than {src.spec.version}"
             )
+        # Refused up front, not accepted and then reported as an attack by every car that took it.
+        model, running = (
+            src.spec.model,
+            release_counter(self.store, src.spec.model, src.spec.version),
+        )
+        refuse_below_counter(
+            model,
+            to_version,
+            release_counter(self.store, model, to_version),
+            running or 0,
+            f"the vehicles that took {src.spec.version} run",
+        )
         if src.state in ACTIVE:
             self.abort(campaign_id, reason or "superseded by a rollback")
         spec = CampaignSpec(

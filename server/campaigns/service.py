@@ -6,6 +6,7 @@ import grpc
 
 from otawire import tls
 from otawire.constants import CAMPAIGNS_SERVICE
+from otawire.rpcerrors import describe
 from otawire.v1 import campaigns_pb2 as pb
 from otawire.v1 import campaigns_pb2_grpc as pb_grpc
 from server.campaigns.manager import CampaignManager
@@ -179,7 +180,7 @@ class CampaignsServicer(pb_grpc.CampaignsServicer):
         return status_pb(view, self._m)
 
 
-def add_campaigns_service(server: grpc.Server, manager: CampaignManager) -> str:
+def add_campaigns_service(server, manager: CampaignManager) -> str:
     """Register the Campaigns service on ``server``; return its health-check name."""
     pb_grpc.add_CampaignsServicer_to_server(CampaignsServicer(manager), server)
     return CAMPAIGNS_SERVICE
@@ -202,6 +203,7 @@ class CampaignClient:
     ) -> None:
         self.address = address
         self.timeout_s = timeout_s
+        self._insecure = insecure
         # security (issue 4): mutual TLS with a publisher certificate; plain text only if asked.
         self._channel = tls.secure_or_insecure_channel(address, tls_files, insecure)
         self._stub = pb_grpc.CampaignsStub(self._channel)
@@ -219,7 +221,7 @@ class CampaignClient:
         try:
             return getattr(self._stub, method)(request, timeout=self.timeout_s)
         except grpc.RpcError as e:
-            raise CampaignError(f"{e.code().name}: {e.details()}") from None
+            raise CampaignError(describe(e, self.address, self._insecure)) from None
 
     def create(self, spec: CampaignSpec) -> pb.CampaignStatus:
         return self._call("CreateCampaign", pb.CreateCampaignRequest(spec=spec_to_pb(spec)))

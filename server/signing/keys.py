@@ -76,6 +76,7 @@ class Keystore:
         raw = json.loads(index.read_text())
         self._index: dict[str, list[str]] = raw["roles"]
         self._thresholds: dict[str, int] = raw.get("thresholds", {})
+        self._signers: dict[str, tuple[Path, CryptoSigner]] = {}
         self.expiries = Expiries.from_dict(raw.get("expiries", {}))
 
     # -- creation -------------------------------------------------------------------------
@@ -155,12 +156,20 @@ class Keystore:
 
     def signer_for(self, keyid: str) -> CryptoSigner | None:
         """The private key with this id, or None when it is not on this machine (offline)."""
+        # A key id names one key: parsed once, kept while its file is there (one stat,
+        # not a directory scan; a rotated-out key is deleted and so no longer served).
+        held = self._signers.get(keyid)
+        if held is not None and held[0].exists():
+            return held[1]
+        self._signers.pop(keyid, None)
         pem = self._find(keyid, ".pem")
         if pem is None:
             return None
-        return CryptoSigner(
+        signer = CryptoSigner(
             load_pem_private_key(pem.read_bytes(), password=None), self.public_key(keyid)
         )
+        self._signers[keyid] = (pem, signer)
+        return signer
 
     def signers(self, role: str) -> list[CryptoSigner]:
         """The private keys of ``role`` present here; raise unless they reach its threshold."""

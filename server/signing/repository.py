@@ -13,6 +13,9 @@ targets keys, a strictly higher version, not expired) before serving it. New
 root versions (rotations, revocations) arrive the same way through
 :meth:`SignedRepository.put_root`. A registry that does hold the targets key
 (development keystores) signs locally with the same function.
+
+Long file: reading (with the per-version cache), signing, hand-ins and freshness
+of one chain share its locks and state; split, each part would reach into the others.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from tuf.api.metadata import (
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
+from server.signing.cache import parsed
 from server.signing.errors import KeystoreError, TufError
 from server.signing.expiry import Expiries, utcnow
 from server.signing.keys import Keystore
@@ -51,7 +55,14 @@ TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
 
 
 class MetadataAccess(Protocol):
-    """Where one repository's metadata versions live (a slice of the MetadataStore)."""
+    """Where one repository's metadata versions live (a slice of the MetadataStore).
+
+    An access may also offer ``versions() -> {role: latest version}`` (one cheap
+    query): the repository then holds the bytes of each latest version in
+    memory, and a check-in costs that one query instead of a fetch and a parse
+    per role. Versions are immutable, so every replica that reads the same
+    numbers from the shared database serves the same bytes.
+    """
 
     def get(self, role: str, version: int | None = None) -> bytes | None: ...
     def put(self, role: str, version: int, data: bytes) -> None: ...
@@ -69,6 +80,9 @@ class ImageAccess:
 
     def put(self, role: str, version: int, data: bytes) -> None:
         self.store.put_tuf_metadata(role, version, data)
+
+    def versions(self) -> dict[str, int]:
+        return self.store.tuf_versions()
 
     def signing_lock(self) -> AbstractContextManager[None]:
         return self.store.signing_lock()
@@ -91,6 +105,7 @@ class SignedRepository:
         self.expiries = expiries or keystore.expiries
         self._lock = threading.RLock()
         self.label = label
+        self._held: dict[str, tuple[int, bytes]] = {}  # role -> (version, bytes), see _latest_bytes
 
     @contextmanager
     def signing(self) -> Iterator[None]:
@@ -99,20 +114,46 @@ class SignedRepository:
             yield
 
     # -- reading ------------------------------------------------------------------------
+    def _versions(self) -> dict[str, int] | None:
+        versions = getattr(self._access, "versions", None)
+        return versions() if versions is not None else None
+
+    def _latest_bytes(self, role: str, versions: dict[str, int] | None = None) -> bytes | None:
+        """The latest ``role`` bytes; from memory when the access tells versions and it is held."""
+        versions = versions if versions is not None else self._versions()
+        if versions is None:
+            return self._access.get(role)
+        version = versions.get(role)
+        if version is None:
+            return None
+        held = self._held.get(role)
+        if held is not None and held[0] == version:
+            return held[1]
+        data = self._access.get(role, version)
+        if data is not None:
+            self._held[role] = (version, data)
+        return data
+
+    def peek(self, role: str, versions: dict[str, int] | None = None) -> Metadata[Any] | None:
+        """The latest ``role`` metadata, parsed once per version and shared: read-only."""
+        data = self._latest_bytes(role, versions)
+        return parsed(data) if data is not None else None
+
     def root(self) -> Metadata[Root]:
-        data = self._access.get("root")
-        if data is None:
+        md = self.peek("root")
+        if md is None:
             raise TufError(f"{self.label}: no root metadata yet")
-        return Metadata[Root].from_bytes(data)
+        return md
 
     def latest(self, role: str) -> Metadata[Any]:
+        """A private, freshly parsed copy of the latest ``role`` (callers may change it)."""
         data = self._access.get(role)
         if data is None:
             raise TufError(f"{self.label}: no {role} metadata yet")
         return Metadata.from_bytes(data)
 
     def has(self, role: str) -> bool:
-        return self._access.get(role) is not None
+        return self._latest_bytes(role) is not None
 
     # -- signing ----------------------------------------------------------------------------
     def signers(self, role: str) -> list[Signer]:
@@ -250,10 +291,12 @@ class SignedRepository:
                     self.put_root(data)
 
     # -- freshness ----------------------------------------------------------------------------
-    def refresh_if_needed(self, now: datetime | None = None) -> bool:
+    def refresh_if_needed(
+        self, now: datetime | None = None, versions: dict[str, int] | None = None
+    ) -> bool:
         """Re-sign what is past half its lifetime and can be signed here."""
         now = now or utcnow()
-        if not self._needs_refresh(now):
+        if not self._needs_refresh(now, versions):
             return False  # the common case, answered without taking the signing lock
         changed = False
         with self.signing():
@@ -282,21 +325,29 @@ class SignedRepository:
                 changed = True
         return changed
 
-    def _needs_refresh(self, now: datetime) -> bool:
+    def _needs_refresh(self, now: datetime, versions: dict[str, int] | None = None) -> bool:
         """Anything past half its lifetime? (Read without the signing lock, shared by replicas.)"""
         roles = [("snapshot", self.expiries.snapshot), ("timestamp", self.expiries.timestamp)]
         if self.can_sign("targets"):
             roles.append(("targets", self.expiries.targets))
-        return any(
-            self.has(r) and self.latest(r).signed.expires - now < life / 2 for r, life in roles
-        )
+        for role, life in roles:
+            md = self.peek(role, versions)
+            if md is not None and md.signed.expires - now < life / 2:
+                return True
+        return False
 
     # -- serving ------------------------------------------------------------------------------
-    def get_file(self, filename: str) -> bytes:
-        """Serve ``timestamp.json``, ``N.role.json`` or ``role.json`` (latest)."""
+    def get_file(self, filename: str, refresh: bool = True) -> bytes:
+        """Serve ``timestamp.json``, ``N.role.json`` or ``role.json`` (latest).
+
+        ``timestamp.json`` is re-signed first when due, unless ``refresh`` is off
+        (the caller just did it).
+        """
         if filename == "timestamp.json":
-            self.refresh_if_needed()
-            data = self._access.get("timestamp")
+            versions = self._versions()
+            if refresh and self.refresh_if_needed(versions=versions):
+                versions = self._versions()
+            data = self._latest_bytes("timestamp", versions)
         else:
             stem = filename.removesuffix(".json")
             version_s, _, role = stem.partition(".")
@@ -308,13 +359,17 @@ class SignedRepository:
                 version = int(version_s)
             if role not in TOP_ROLES:
                 raise FileNotFoundError(filename)
-            data = self._access.get(role, version)
+            data = self._latest_bytes(role) if version is None else self._access.get(role, version)
         if data is None:
             raise FileNotFoundError(filename)
         return data
 
     def targets(self) -> dict[str, TargetFile]:
-        return dict(self.latest("targets").signed.targets)
+        """The latest signed targets (shared objects: read them, do not change them)."""
+        md = self.peek("targets")
+        if md is None:
+            raise TufError(f"{self.label}: no targets metadata yet")
+        return dict(md.signed.targets)
 
 
 class TufRepository(SignedRepository):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -72,3 +73,29 @@ class FileBlobStore:
             return self.path(sha256).exists()
         except BlobNotFound:
             return False
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root.parent / "quarantine"
+
+    def quarantine(self, sha256: str) -> None:
+        """Move a bad blob out of the store, beside it, for inspection (same filesystem: a rename)."""
+        src = self.path(sha256)
+        self.quarantine_dir.mkdir(exist_ok=True)
+        try:
+            os.replace(src, self.quarantine_dir / sha256)
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {sha256} is not in the store at {self.root}") from None
+        fsync_dir(src.parent)
+
+    def delete(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
+
+    def list_blobs(self) -> Iterator[tuple[str, int, float]]:
+        for d in sorted(self.root.iterdir()):
+            if not d.is_dir() or len(d.name) != 2:
+                continue  # tmp/ and anything that is not a fan-out directory
+            for f in sorted(d.iterdir()):
+                if len(f.name) == 64 and f.name.startswith(d.name):
+                    st = f.stat()
+                    yield f.name, st.st_size, st.st_mtime

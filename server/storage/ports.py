@@ -8,17 +8,20 @@ implements. Blobs (content-addressed bytes) are their own port, ``BlobStore``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from server.storage.records import (
+    AuditEntry,
     CampaignEventRecord,
     CampaignMember,
     CampaignRecord,
     EncodingRecord,
     ManifestRecord,
     ModelRecord,
+    ReleaseRecord,
     ReportRecord,
     VehicleRecord,
 )
@@ -41,6 +44,14 @@ class BlobStore(Protocol):
     def open(self, sha256: str) -> BinaryIO: ...
     def size(self, sha256: str) -> int: ...
     def exists(self, sha256: str) -> bool: ...
+    def quarantine(self, sha256: str) -> None:
+        """Take a blob that fails its sha256 out of the store (kept aside where the backend can)."""
+        ...
+
+    def delete(self, sha256: str) -> None: ...
+    def list_blobs(self) -> Iterator[tuple[str, int, float]]:
+        """Every blob as (sha256, size, stored at: seconds since the epoch)."""
+        ...
 
 
 class ModelStore(Protocol):
@@ -64,6 +75,9 @@ class TufMetadataStore(SigningLocks, Protocol):
 
     def put_tuf_metadata(self, role: str, version: int, data: bytes) -> None: ...
     def get_tuf_metadata(self, role: str, version: int | None = None) -> bytes | None: ...
+    def tuf_versions(self) -> dict[str, int]:
+        """{role: latest version}, in one query (the signed repository caches by version)."""
+        ...
 
 
 class EncodingStore(Protocol):
@@ -75,6 +89,15 @@ class EncodingStore(Protocol):
 
     def list_encodings(self, name: str, version: str) -> list[EncodingRecord]: ...
     def encoding_by_blob(self, blob_sha256: str) -> EncodingRecord | None: ...
+
+
+class ReleaseStore(Protocol):
+    """The release log (``server/releases.py``): releases, allowed downgrades, re-releases."""
+
+    def add_release(self, rec: ReleaseRecord) -> None: ...
+    def list_releases(self, name: str | None = None) -> list[ReleaseRecord]:
+        """Oldest first."""
+        ...
 
 
 class ReportStore(Protocol):
@@ -123,10 +146,23 @@ class DirectorStore(SigningLocks, Protocol):
     def accept_manifest(self, rec: ManifestRecord) -> bool: ...
 
 
+class AuditStore(Protocol):
+    """The append-only audit log (``server/audit.py``): append and read, no update, no delete."""
+
+    def append_audit(self, entry: AuditEntry) -> int: ...
+    def list_audit(
+        self, limit: int = 100, actor: str = "", action: str = "", before_seq: int | None = None
+    ) -> list[AuditEntry]:
+        """Newest first; only entries older than ``before_seq`` when given (paging)."""
+        ...
+
+
 class MetadataStore(
     ModelStore,
+    AuditStore,
     TufMetadataStore,
     EncodingStore,
+    ReleaseStore,
     ReportStore,
     FleetStore,
     CampaignStore,

@@ -30,10 +30,12 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from server.storage.ports import StorageError
+from server.storage.postgres_audit import PgAuditMixin
 from server.storage.postgres_blobs import PgBlobStore
 from server.storage.postgres_db import PgDatabase, redact
 from server.storage.postgres_director import PgDirectorMixin
 from server.storage.postgres_fleet import PgFleetMixin
+from server.storage.postgres_releases import PgReleasesMixin
 from server.storage.postgres_schema import LOCK_TUF_SIGNING, utc_text
 from server.storage.records import ENCODING_COLUMNS, EncodingRecord, ModelRecord, ReportRecord
 
@@ -45,7 +47,7 @@ _MODEL_COLS = (
 )
 
 
-class PgMetadataStore(PgFleetMixin, PgDirectorMixin):
+class PgMetadataStore(PgFleetMixin, PgDirectorMixin, PgAuditMixin, PgReleasesMixin):
     """``MetadataStore`` on PostgreSQL; safe to share between processes and threads."""
 
     def __init__(self, db: PgDatabase) -> None:
@@ -113,6 +115,11 @@ class PgMetadataStore(PgFleetMixin, PgDirectorMixin):
                 )
         except pg_errors.UniqueViolation as e:
             raise StorageError(f"TUF {role} version {version} already exists") from e
+
+    def tuf_versions(self) -> dict[str, int]:
+        with self.db.conn() as c:
+            rows = c.execute("SELECT role, MAX(version) FROM tuf_metadata GROUP BY role").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
 
     def get_tuf_metadata(self, role: str, version: int | None = None) -> bytes | None:
         with self.db.conn() as c:

@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -100,6 +101,28 @@ class PgBlobStore:
         except BlobNotFound:
             return False
         return True
+
+    def quarantine(self, sha256: str) -> None:
+        """A database has no place aside: the bad rows are deleted (publishing the file again restores it)."""
+        if not self.exists(sha256):
+            raise BlobNotFound(
+                f"blob {sha256} is not in the PostgreSQL store (schema {self.db.schema})"
+            )
+        self.delete(sha256)
+
+    def delete(self, sha256: str) -> None:
+        _check_digest(sha256)
+        with self.db.tx() as c:
+            c.execute("DELETE FROM blobs WHERE sha256=%s", (sha256,))
+            c.execute("DELETE FROM blob_chunks WHERE sha256=%s", (sha256,))
+
+    def list_blobs(self) -> Iterator[tuple[str, int, float]]:
+        with self.db.conn() as c:
+            rows = c.execute(
+                "SELECT sha256, length, extract(epoch FROM stored_at) FROM blobs ORDER BY sha256"
+            ).fetchall()
+        for sha, length, at in rows:
+            yield str(sha), int(length), float(at)
 
 
 def _check_digest(sha256: str) -> None:

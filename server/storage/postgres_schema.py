@@ -161,6 +161,37 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        5,
+        "the append-only audit log",
+        """
+        CREATE TABLE audit_log (
+            seq BIGSERIAL PRIMARY KEY,
+            at DOUBLE PRECISION NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            args JSONB NOT NULL
+        );
+        CREATE INDEX audit_log_actor ON audit_log (actor, seq);
+        """,
+    ),
+    Migration(
+        6,
+        "the release log: releases, allowed downgrades, re-releases (who, why)",
+        """
+        CREATE TABLE releases (
+            id BIGSERIAL PRIMARY KEY,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL
+        );
+        CREATE INDEX releases_name ON releases (name, id);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

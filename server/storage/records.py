@@ -109,4 +109,28 @@ class ManifestRecord:
 
 
 # EncodingRecord's field order, for SELECTs that build one from a row.
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """One entry of the release log (``server/releases.py``): who decided what cars may run, and why."""
+
+    name: str
+    version: str
+    kind: str  # "release" (to ``scope``), "downgrade" (published below the highest), "rerelease"
+    scope: str  # "fleet", "tag:K=V", "vehicle:ID"; "" for the other kinds
+    actor: str  # the publisher certificate's name; "" when unknown (plain text, or in-process)
+    reason: str
+    at: float  # seconds since the epoch
+
+
 ENCODING_COLUMNS = "name, version, codec, base_sha256, blob_sha256, length"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One change made through the registry's APIs (``server/audit.py``); never updated or deleted."""
+
+    at: float  # seconds since the epoch, the registry's clock
+    actor: str  # role:name from the client certificate
+    action: str  # publish, campaign.create, ...
+    args: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0  # the store's order; 0 until stored

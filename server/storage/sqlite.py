@@ -18,13 +18,17 @@ from typing import Any
 
 from server.storage.ports import StorageError
 from server.storage.records import ENCODING_COLUMNS, EncodingRecord, ModelRecord, ReportRecord
+from server.storage.sqlite_audit import SqliteAuditMixin
 from server.storage.sqlite_base import SqliteBase
 from server.storage.sqlite_director import SqliteDirectorMixin
 from server.storage.sqlite_fleet import SqliteFleetMixin
+from server.storage.sqlite_releases import SqliteReleasesMixin
 from server.storage.sqlite_schema import migrate
 
 
-class SqliteMetadataStore(SqliteFleetMixin, SqliteDirectorMixin, SqliteBase):
+class SqliteMetadataStore(
+    SqliteFleetMixin, SqliteDirectorMixin, SqliteAuditMixin, SqliteReleasesMixin, SqliteBase
+):
     """The embedded default: one SQLite file in WAL mode, serialised by a lock."""
 
     def __init__(self, path: Path) -> None:
@@ -115,6 +119,13 @@ class SqliteMetadataStore(SqliteFleetMixin, SqliteDirectorMixin, SqliteBase):
                 db.execute("INSERT INTO tuf_metadata VALUES (?,?,?)", (role, version, data))
         except sqlite3.IntegrityError as e:
             raise StorageError(f"TUF {role} version {version} already exists") from e
+
+    def tuf_versions(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT role, MAX(version) FROM tuf_metadata GROUP BY role"
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
 
     def get_tuf_metadata(self, role: str, version: int | None = None) -> bytes | None:
         with self._lock:

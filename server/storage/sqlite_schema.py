@@ -112,8 +112,37 @@ CREATE TABLE IF NOT EXISTS campaign_events (
 CREATE INDEX IF NOT EXISTS campaign_events_campaign ON campaign_events (campaign_id);
 """
 
+_V2 = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    args TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log (actor, seq);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "models, TUF metadata, reports, encodings, fleet, campaigns, director", _V1),
+    Migration(2, "the append-only audit log", _V2),
+    Migration(
+        3,
+        "the release log: releases, allowed downgrades, re-releases (who, why)",
+        """
+CREATE TABLE releases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX releases_name ON releases (name);
+""",
+    ),
 )
 
 

@@ -10,9 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.emulate.harness import EmulationResult
+from simulator.emulate.records import EmulationResult, VehicleRun
 
 TARGET = 0.15
+
+
+@dataclass
+class VehicleVerdict:
+    index: int
+    cut: bool  # a window ended while its download was under way (on either side)
+    verdict: str  # "within", "window-edge flip" or "missed"
+    log_time: float  # log(simulated / real) of the completion time
+    log_bytes: float
 
 
 @dataclass
@@ -29,21 +38,81 @@ class ErrorSummary:
     bytes_overall: float
     sim_unfinished: int  # vehicles the real agents finished and the simulator did not
     beyond: int  # vehicles whose time or bytes error exceeds the target
+    verdicts: list[VehicleVerdict] = dataclasses.field(default_factory=list)
+    mean_abs_log_time: float = math.nan
+    mean_abs_log_bytes: float = math.nan
+    noise_log_time: float = math.nan  # mean |log(run 2 / run 1)| of the real agents: the noise floor
+    noise_log_bytes: float = math.nan
+
+    @property
+    def passing(self) -> int:
+        return sum(v.verdict != "missed" for v in self.verdicts)
+
+    @property
+    def cut(self) -> int:
+        return sum(v.cut for v in self.verdicts)
+
+    @property
+    def cut_passing(self) -> int:
+        return sum(v.cut and v.verdict != "missed" for v in self.verdicts)
+
+    @property
+    def flips(self) -> int:
+        return sum(v.verdict == "window-edge flip" for v in self.verdicts)
 
     @property
     def passed(self) -> bool:
-        """The fleet totals and the median vehicle within the target, every agent finished.
+        """Vehicle by vehicle: at least 90% of all, and of those cut, within 15% or a window-edge flip.
 
-        Not the mean of per-vehicle errors: a vehicle whose download ends within a
-        few hundred milliseconds of a window's end flips between that window and a
-        much later one, and one such vehicle moves a mean of 20 by several points.
-        Those vehicles are counted and listed instead.
+        A vehicle is within when its completion time and its bytes are each within
+        15% of the real agent's. A window-edge flip is the one documented miss
+        allowed: the earlier side's last byte came within drain + 2 RTT of a
+        window's end and the other side's in the next window.
         """
-        return (
-            self.finished == self.vehicles
-            and self.sim_unfinished == 0
-            and max(self.time_median_abs, abs(self.time_overall), self.bytes_median_abs, abs(self.bytes_overall)) < TARGET
-        )
+        if self.finished != self.vehicles or self.sim_unfinished or not self.verdicts:
+            return False
+        ok_all = self.passing >= PASS_SHARE * len(self.verdicts)
+        ok_cut = self.cut == 0 or self.cut_passing >= PASS_SHARE * self.cut
+        return ok_all and ok_cut
+
+
+PASS_SHARE = 0.90
+
+
+def _window_of(windows: list[tuple[float, float]], t: float, slack: float) -> int | None:
+    for i, (a, b) in enumerate(windows):
+        if a - 1e-6 <= t <= b + slack:
+            return i
+    return None
+
+
+def verdict_of(v: VehicleRun, drain_s: float) -> VehicleVerdict:
+    """The vehicle's verdict under the rule of :attr:`ErrorSummary.passed`."""
+    real, sim = v.done_at, v.sim_done
+    lt = math.log(sim / real) if real and math.isfinite(sim) and sim > 0 else math.inf
+    lb = math.log(v.sim_bytes / v.app_bytes) if v.app_bytes > 0 and v.sim_bytes > 0 else math.inf
+    start = float(v.sessions[0]["start"]) if v.sessions else 0.0
+    last = max(real or 0.0, sim if math.isfinite(sim) else 0.0)
+    cut = any(start < b < last for _, b in v.windows)
+    if real is None or not math.isfinite(sim):
+        return VehicleVerdict(v.index, cut, "missed", lt, lb)
+    if abs(v.time_error) <= TARGET and abs(v.bytes_error) <= TARGET:
+        return VehicleVerdict(v.index, cut, "within", lt, lb)
+    slack = drain_s + 2 * v.rtt_ms / 1000
+    early, late = sorted((real, sim))
+    i = _window_of(v.windows, early, drain_s)
+    if i is not None and v.windows[i][1] - early <= slack and i + 1 < len(v.windows):
+        if _window_of(v.windows, late, drain_s) == i + 1:
+            return VehicleVerdict(v.index, cut, "window-edge flip", lt, lb)
+    return VehicleVerdict(v.index, cut, "missed", lt, lb)
+
+
+def _noise(a: list[VehicleRun], b: list[VehicleRun] | None) -> tuple[float, float]:
+    if not b:
+        return math.nan, math.nan
+    lt = [abs(math.log(y.done_at / x.done_at)) for x, y in zip(a, b) if x.done_at and y.done_at]
+    lb = [abs(math.log(y.app_bytes / x.app_bytes)) for x, y in zip(a, b) if x.app_bytes and y.app_bytes]
+    return (float(np.mean(lt)) if lt else math.nan), (float(np.mean(lb)) if lb else math.nan)
 
 
 def summarise(res: EmulationResult) -> ErrorSummary:
@@ -60,7 +129,10 @@ def summarise(res: EmulationResult) -> ErrorSummary:
         return float(np.median(np.abs(a))) if a.size else math.nan
 
     worst = np.maximum(np.abs(np.nan_to_num(te, nan=np.inf)), np.abs(np.nan_to_num(be, nan=np.inf)))
-
+    verdicts = [verdict_of(v, res.calibration.drain_s) for v in res.vehicles]
+    logs_t = np.array([v.log_time for v in verdicts if math.isfinite(v.log_time)])
+    logs_b = np.array([v.log_bytes for v in verdicts if math.isfinite(v.log_bytes)])
+    noise_t, noise_b = _noise(res.vehicles, res.rerun)
     return ErrorSummary(
         finished=len(res.finished()),
         vehicles=len(res.vehicles),
@@ -74,6 +146,11 @@ def summarise(res: EmulationResult) -> ErrorSummary:
         bytes_overall=res.overall_bytes_error(),
         sim_unfinished=int(np.sum(~np.isfinite(te))),
         beyond=int(np.sum(worst > TARGET)),
+        verdicts=verdicts,
+        mean_abs_log_time=mean_abs(logs_t),
+        mean_abs_log_bytes=mean_abs(logs_b),
+        noise_log_time=noise_t,
+        noise_log_bytes=noise_b,
     )
 
 
@@ -88,23 +165,37 @@ def _pct(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{100 * x:+.1f}%"
 
 
+def _f(x: float, fmt: str = "{:.3f}") -> str:
+    return "n/a" if not math.isfinite(x) else fmt.format(x)
+
+
 def write_emulation_report(res: EmulationResult, out: Path) -> tuple[Path, ErrorSummary]:
     out.mkdir(parents=True, exist_ok=True)
     s = summarise(res)
     plot_emulation(res, out / "emulation.png")
     cal = res.calibration
+    verdict_by = {v.index: v for v in s.verdicts}
     rows = [
-        "| vehicle | link | rate | RTT | windows (s) | sessions real / sim | done real | done sim | time error | bytes real | bytes sim | bytes error |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| vehicle | link | rate | RTT | windows (s) | sessions real / sim | done real | done sim | time error | bytes real | bytes sim | bytes error | cut | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in res.vehicles:
         wins = ", ".join(f"{a:.0f}-{b:.0f}" for a, b in v.windows[:3]) + (" ..." if len(v.windows) > 3 else "")
         done = f"{v.done_at:.2f} s" if v.done_at is not None else "not finished"
+        vd = verdict_by[v.index]
         rows.append(
             f"| {v.index} | {v.link} | {v.rate_mbit:g} Mbit/s | {v.rtt_ms:g} ms | {wins} | {len(v.sessions)} / {v.sim_sessions} | "
-            f"{done} | {v.sim_done:.2f} s | {_pct(v.time_error)} | {v.app_bytes:,} | {v.sim_bytes:,.0f} | {_pct(v.bytes_error)} |"
+            f"{done} | {v.sim_done:.2f} s | {_pct(v.time_error)} | {v.app_bytes:,} | {v.sim_bytes:,.0f} | {_pct(v.bytes_error)} | "
+            f"{'yes' if vd.cut else 'no'} | {vd.verdict} |"
         )
-    verdict = "**within**" if s.passed else "**NOT within**"
+    verdict = "**met**" if s.passed else "**missed**"
+    share = 100 * PASS_SHARE
+    noise = (
+        f"Two real runs of the same vehicles differ by a mean |log ratio| of **{_f(s.noise_log_time)}** in time and "
+        f"**{_f(s.noise_log_bytes)}** in bytes: the noise floor the simulator's error is set against."
+        if res.rerun
+        else "(One real run: no noise floor measured; `repeats=2` measures it.)"
+    )
     md = f"""# Emulation check: simulator vs real agents on shaped links
 
 {s.vehicles} real agents (one process each, in its own network namespace) installed the real
@@ -113,13 +204,26 @@ downlink shaped by `tc tbf`, latency and reachability windows from a userspace r
 `netem` in this kernel, hence no packet loss). The same vehicles, links and windows went
 through the simulator. Run took {res.wall_s:.0f} s of wall time.
 
-Calibrated first on two agents over a {cal.rate_mbit:g} Mbit/s, {cal.rtt_ms:g} ms link (one always
-reachable, one cut {cal.cut_at_s:g} s into its download): a first session waits
-**{cal.setup_rtts:.1f} round trips** and receives **{cal.session_overhead_bytes:,} B** besides the payload
-(TUF metadata, gRPC); a resumed one **{cal.resume_setup_rtts:.1f}** and **{cal.resume_overhead_bytes:,} B**;
-after a cut, **{cal.drain_s:.2f} s** of payload queued in the shaper still arrives.
+Calibrated in the same run by four agents beside them, on {cal.rate_mbit:g} Mbit/s links of
+{cal.rtt_ms[0]:g} and {cal.rtt_ms[1]:g} ms (on each, one always reachable, one cut once mid-download): a first
+session waits **{cal.setup_s:.2f} s + {cal.setup_rtts:.1f} round trips** and receives
+**{cal.session_overhead_bytes:,} B** besides the payload (TUF metadata, gRPC); a resumed one
+**{cal.resume_setup_s:.2f} s + {cal.resume_setup_rtts:.1f}** and **{cal.resume_overhead_bytes:,} B**; after a cut,
+**{cal.drain_s:.2f} s** of payload queued in the shaper still arrives.
 
-## Overall ({verdict} the {100 * TARGET:.0f}% target)
+## Verdict: {verdict}
+
+Rule: a vehicle passes when its completion time and its bytes are each within
+{100 * TARGET:.0f}% of the real agent's, or when it is a window-edge flip (the earlier side's last
+byte within drain + 2 RTT of a window's end, the other side's in the next window); at least
+{share:.0f}% of all vehicles and {share:.0f}% of the vehicles that were cut must pass.
+
+- **{s.passing} of {s.vehicles}** vehicles pass ({s.flips} of them as window-edge flips); of the
+  **{s.cut}** cut by a window's end, **{s.cut_passing}** pass.
+- Mean |log(simulated / real)|: **{_f(s.mean_abs_log_time)}** in time, **{_f(s.mean_abs_log_bytes)}** in bytes.
+- {noise}
+- {s.finished} of {s.vehicles} real agents finished within the horizon; the simulator left
+  {s.sim_unfinished} of those unfinished.
 
 | measure | completion time | bytes |
 |---|---|---|
@@ -128,12 +232,7 @@ after a cut, **{cal.drain_s:.2f} s** of payload queued in the shaper still arriv
 | mean of per-vehicle errors (absolute) | {100 * s.time_mean_abs:.1f}% | {100 * s.bytes_mean_abs:.1f}% |
 | worst vehicle (absolute) | {100 * s.time_max_abs:.1f}% | {100 * s.bytes_max_abs:.1f}% |
 
-{s.finished} of {s.vehicles} real agents finished within the horizon; the simulator left
-{s.sim_unfinished} of those unfinished; **{s.beyond} of {s.vehicles} vehicles** are off by more than
-{100 * TARGET:.0f}% in time or bytes (see the table below; one way this happens is a download that ends
-within a fraction of a second of a window's end on one side and in a later window on the other).
-Error = (simulated - real) / real. The check holds the fleet totals and the median vehicle
-under {100 * TARGET:.0f}%.
+Error = (simulated - real) / real.
 
 ![simulated vs real completion times](emulation.png)
 
@@ -149,7 +248,9 @@ simulator counts application bytes).
     path.write_text(md)
     # Everything measured per vehicle (sessions, each payload request), for diagnosis.
     raw = {"calibration": dataclasses.asdict(cal), "package": dataclasses.asdict(res.package),
-           "vehicles": [dataclasses.asdict(v) for v in res.vehicles]}
+           "vehicles": [dataclasses.asdict(v) for v in res.vehicles],
+           "verdicts": [dataclasses.asdict(v) for v in s.verdicts],
+           "rerun": [dataclasses.asdict(v) for v in res.rerun] if res.rerun else None}
     (out / "emulation.json").write_text(json.dumps(raw, indent=1, default=float))
     return path, s
 

@@ -14,8 +14,8 @@ the agent takes: the registry's encoding or the full file.
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -34,7 +34,7 @@ def main(spec_path: str) -> int:
     out = Path(spec["out"])
     Path(spec["ready"]).write_text("ready")
     go = Path(spec["go"])
-    deadline = time.time() + 300
+    deadline = time.time() + 900  # the harness waits for every agent to load (minutes for a hundred on two cores)
     while not go.exists():
         if time.time() > deadline:
             return 2

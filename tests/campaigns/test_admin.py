@@ -25,7 +25,6 @@ MODEL = "squeezenet1.0"
 @pytest.fixture
 def published(registry_server, squeezenet_bytes):
     """1.0.0 is what the vehicles run; 1.0.1 is published but held until a campaign sends it."""
-    registry_server.manager.hold_new_versions = True
     reg = registry_server.registry
     return reg.publish_bytes(MODEL, "1.0.0", squeezenet_bytes), reg.publish_bytes(
         MODEL, "1.0.1", with_provenance(squeezenet_bytes, "1.0.1")
@@ -226,6 +225,9 @@ def test_cli_create_status_list_json(registry_server, vehicles, clock) -> None:
     res = runner.invoke(cli, ["campaign", "resume", cid, *addr])
     assert res.exit_code == 0 and "RUNNING" in res.output
     res = runner.invoke(cli, ["campaign", "rollback", cid, "--json", *addr])
+    assert res.exit_code != 0 and "ota rerelease squeezenet1.0 1.0.0" in res.output  # a lower counter
+    registry_server.registry.rerelease(MODEL, "1.0.0")
+    res = runner.invoke(cli, ["campaign", "rollback", cid, "--json", *addr])
     assert res.exit_code == 0, res.output
     rb = json.loads(res.output)
     assert rb["spec"]["rollback_of"] == cid and rb["spec"]["version"] == "1.0.0"
@@ -239,7 +241,7 @@ def test_a_result_frees_its_download_slot_before_the_next_refresh(
 ) -> None:
     # Production caches derived state for refresh_s; the rate limit must not wait for it.
     m = CampaignManager(
-        registry_server.registry.store, clock=clock, refresh_s=3600, hold_new_versions=True
+        registry_server.registry.store, clock=clock, refresh_s=3600
     )
     registry_server.registry.rollouts = m
     for vid in ("v0", "v1", "v2"):

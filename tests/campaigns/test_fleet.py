@@ -10,7 +10,7 @@ import pytest
 from modelpack.runtime import read_model_info
 from server import encodings
 from server.campaigns.rollout import CampaignSpec, TargetSelection, Threshold, WaveSpec
-from testkit.helpers import with_provenance
+from testkit.helpers import publish_released, with_provenance
 
 MODEL = "squeezenet1.0"
 FLEET = ("fleet=test",)
@@ -19,7 +19,7 @@ FLEET = ("fleet=test",)
 @pytest.fixture
 def fleet(registry_server, make_agent, squeezenet_bytes):
     """Eight tagged vehicles running 1.0.0 (released before any campaign), plus the factory."""
-    registry_server.registry.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
+    publish_released(registry_server.registry, MODEL, "1.0.0", squeezenet_bytes)
     agents = [make_agent(f"car-{i}", tags=FLEET) for i in range(8)]
     for a in agents:
         [o] = a.update_once()
@@ -221,7 +221,7 @@ def test_require_confirmed_waits_for_the_agents_health_window(
     from vehicle_agent.health import HealthPolicy
 
     reg, m = registry_server.registry, registry_server.manager
-    reg.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
+    publish_released(reg, MODEL, "1.0.0", squeezenet_bytes)
     agents = [
         make_agent(f"car-{i}", tags=FLEET, health=HealthPolicy(window_s=0.2)) for i in range(4)
     ]

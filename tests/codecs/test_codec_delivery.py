@@ -14,6 +14,7 @@ from modelpack import deepcompression as dc
 from modelpack.imaging import IMAGES_DIR
 from modelpack.zoo.squeezenet import build_from_tensors
 from server.encodings import stored_encodings
+from testkit.helpers import publish_released
 
 NAME = "squeezenet1.0"
 
@@ -43,14 +44,14 @@ def test_registry_serves_smallest_encodings_and_agent_rebuilds_exact_model(
     registry_server, make_agent, squeezenet_bytes, successors
 ) -> None:
     reg = registry_server.registry
-    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     agent = make_agent()
     [first] = agent.update_once()
     assert first.status == "installed", first.reason
     assert first.encoding == "deepcompression" and first.bytes_downloaded < 550_000
 
     v101 = successors[0]
-    reg.publish_bytes(NAME, "1.0.1", v101)
+    publish_released(reg, NAME, "1.0.1", v101)
     kinds = {(s.codec, bool(s.base_sha256)) for s in stored_encodings(reg.store, NAME, "1.0.1")}
     assert kinds == {("deepcompression", False), ("tensordelta", True)}
 
@@ -72,11 +73,11 @@ def test_wrong_base_patch_is_detected_and_the_standalone_encoding_fetched(
     registry_server, make_agent, squeezenet_bytes, successors
 ) -> None:
     reg = registry_server.registry
-    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     agent = make_agent()
     assert agent.update_once()[0].status == "installed"
-    reg.publish_bytes(NAME, "1.0.1", successors[0])
-    reg.publish_bytes(NAME, "1.0.2", successors[1])
+    publish_released(reg, NAME, "1.0.1", successors[0])
+    publish_released(reg, NAME, "1.0.2", successors[1])
     # Make the registry offer, for the installed 1.0.0, the delta that was
     # actually made against 1.0.1: the label says the right base, the patch not.
     sha100 = hashlib.sha256(squeezenet_bytes).hexdigest()
@@ -96,10 +97,10 @@ def test_wrong_base_patch_is_detected_and_the_standalone_encoding_fetched(
 
 def test_damaged_encoding_falls_back_to_full(registry_server, make_agent, squeezenet_bytes, successors) -> None:
     reg = registry_server.registry
-    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     agent = make_agent()
     agent.update_once()
-    reg.publish_bytes(NAME, "1.0.1", successors[0])
+    publish_released(reg, NAME, "1.0.1", successors[0])
     for s in stored_encodings(reg.store, NAME, "1.0.1"):
         path = reg.blobs.path(s.blob_sha256)
         data = bytearray(path.read_bytes())
@@ -132,7 +133,7 @@ def test_decoder_that_cannot_run_is_a_reported_failed_step_then_full_model(
     from modelpack import codecs
 
     reg = registry_server.registry
-    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     agent = make_agent()
     codecs.decodable()  # the car's start-up probe passed; the decoder breaks on the real payload
     # Only the car's decoder is missing its library; the registry encoded normally.
@@ -152,7 +153,7 @@ def test_vehicle_names_the_encodings_it_decodes_and_is_offered_only_those(
     from modelpack import codecs
 
     reg = registry_server.registry
-    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     # The registry offers what the vehicle says it decodes, whatever is stored.
     [o] = reg.offers_for("car-9", "", {}, accepted=["full", "tensordelta"])
     assert o.encoding == "full"

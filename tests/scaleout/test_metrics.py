@@ -11,6 +11,7 @@ from otawire.v1 import ota_pb2, ota_pb2_grpc
 from server.metrics import RegistryMetrics
 from server.registry import Registry
 from server.service import create_server
+from testkit.helpers import publish_released
 from tests.scaleout.helpers import tiny_onnx
 from vehicle_agent.agent import VehicleAgent
 
@@ -88,7 +89,7 @@ def test_calls_are_counted_by_status_and_timed(metered) -> None:
 def test_bytes_served_by_encoding_and_resumes(metered, tmp_path, keys_dir) -> None:
     reg, m, running = metered
     model = tiny_onnx("metered")
-    rec = reg.publish_bytes("tiny", "1.0.0", model)
+    rec = publish_released(reg, "tiny", "1.0.0", model)
     agent = VehicleAgent(running.agent_config("car-1", tmp_path / "car"))
     try:
         [outcome] = agent.update_once()

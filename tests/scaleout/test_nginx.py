@@ -145,6 +145,7 @@ def test_publish_and_update_through_nginx(
     address, replicas = nginx_front
     with PublisherClient(address, insecure=True) as pub:
         pub.upload(tiny_onnx("through nginx"), "tiny", "1.0.0")
+        pub.release("tiny", "1.0.0", "fleet")
     outcomes = update_each(
         [
             vehicle_config(pki, keys_dir, address, tmp_path / f"car-{i}", f"car-{i}", insecure=True)
@@ -169,6 +170,7 @@ def test_mutual_tls_end_to_end_through_nginx_passthrough(
             address, tls_files=tls.TlsFiles.in_dir(pki, "publisher", "ml-team")
         ) as pub:
             pub.upload(tiny_onnx("through nginx, mutual TLS"), "tiny", "1.0.0")
+            pub.release("tiny", "1.0.0", "fleet")
         outcomes = update_each(
             [
                 vehicle_config(pki, keys_dir, address, tmp_path / f"car-{i}", f"car-{i}")

@@ -31,6 +31,7 @@ def test_any_replica_answers_and_agents_spread_over_all(
     replicas = cluster(3)
     with _publisher(pki, replicas[0].address) as pub:
         pub.upload(tiny_onnx("v1"), "tiny", "1.0.0")
+        pub.release("tiny", "1.0.0", "fleet")
     with _publisher(pki, replicas[2].address) as pub:  # another replica sees it at once
         assert [(v.name, v.version) for v in pub.list()] == [("tiny", "1.0.0")]
     for r in replicas:  # the standard health service on every replica
@@ -131,7 +132,8 @@ def test_concurrent_publishes_across_replicas_make_one_valid_chain(
     assert {p: tf.hashes["sha256"] for p, tf in history.targets[-1].signed.targets.items()} == dict(
         zip(models, shas, strict=True)
     )
-    # A fresh vehicle trusts the chain end to end and installs the newest version.
+    # A fresh vehicle trusts the chain end to end and installs the newest version, once released.
+    pg_registry.release("tiny", f"1.0.{n - 1}")
     fresh = _refresh(_fresh_dir(tmp_path, keys_dir), everyone, pki)
     for path, sha in zip(models, shas, strict=True):
         assert fresh.get_targetinfo(path).hashes["sha256"] == sha

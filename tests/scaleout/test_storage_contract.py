@@ -84,6 +84,8 @@ def test_tuf_history_keeps_every_version_and_serves_the_newest(stores) -> None:
     assert stores.meta.get_tuf_metadata("timestamp", 3) is None
     assert stores.meta.get_tuf_metadata("snapshot") == b"\x00binary\xff"
     assert stores.meta.get_tuf_metadata("targets") is None
+    # one query tells the newest version of every role (the repository caches bytes by it)
+    assert stores.meta.tuf_versions() == {"timestamp": 10, "snapshot": 1}
 
 
 def test_a_signed_tuf_version_cannot_be_replaced(stores) -> None:

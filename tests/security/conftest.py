@@ -25,7 +25,7 @@ from otawire.v1 import ota_pb2, ota_pb2_grpc
 from server.registry import Registry
 from server.service import VehicleServicer, create_server
 from server.signing.keys import Keystore
-from testkit.helpers import with_provenance
+from testkit.helpers import publish_released, with_provenance
 from tests.conftest import vehicle_identity
 from vehicle_agent.agent import AgentConfig, UpdateOutcome, VehicleAgent
 from vehicle_agent.transport import RegistryClient, TransportConfig
@@ -145,11 +145,11 @@ def successor_bytes(squeezenet_bytes: bytes) -> bytes:
 @pytest.fixture
 def running(scene: Scene, squeezenet_bytes: bytes, successor_bytes: bytes) -> VehicleAgent:
     """car-1 runs 1.0.0 (installed through the malicious server while it behaved); 1.0.1 is out."""
-    scene.registry.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
+    publish_released(scene.registry, MODEL, "1.0.0", squeezenet_bytes)
     agent = scene.agent()
     [out] = agent.update_once()
     assert out.status == "installed", out.reason
-    scene.registry.publish_bytes(MODEL, "1.0.1", successor_bytes)
+    publish_released(scene.registry, MODEL, "1.0.1", successor_bytes)
     return agent
 
 

@@ -28,7 +28,7 @@ from server.service import create_server
 from server.signing.keys import Expiries
 from server.signing.repository import SignedRepository
 from testkit.faultlink import FaultyLink
-from testkit.helpers import with_provenance
+from testkit.helpers import publish_released, with_provenance
 from tests.conftest import vehicle_identity
 from tests.security.conftest import MODEL, Scene, assert_refused
 from vehicle_agent.agent import AgentConfig, VehicleAgent
@@ -82,7 +82,7 @@ def _install_through_recorder(
 
 def test_eavesdrop(scene: Scene, squeezenet_bytes: bytes) -> None:
     """Mutual TLS: a wiretap sees neither the model, nor the vehicle id, nor the manifest."""
-    scene.registry.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
+    publish_released(scene.registry, MODEL, "1.0.0", squeezenet_bytes)
     _, wire = _install_through_recorder(scene, scene.honest_address, insecure=False)
     model = _served_model_bytes(scene)
     weights = model[len(model) // 2 : len(model) // 2 + 64]
@@ -122,10 +122,10 @@ def test_drop_request(scene: Scene, running: VehicleAgent) -> None:
 def test_slow_retrieval(scene: Scene, squeezenet_bytes: bytes, successor_bytes: bytes) -> None:
     """Bytes trickle in far below the minimum rate: the download is cut when its average falls
     below it (each call also has a deadline from its size), not when the link gives up."""
-    scene.registry.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
+    publish_released(scene.registry, MODEL, "1.0.0", squeezenet_bytes)
     agent = scene.agent(transport=TransportConfig(rpc_deadline_s=1.0, min_rate_bps=50_000_000))
     assert agent.update_once()[0].status == "installed"
-    scene.registry.publish_bytes(MODEL, "1.0.1", successor_bytes)
+    publish_released(scene.registry, MODEL, "1.0.1", successor_bytes)
     _full_only(scene)
 
     def trickle(req, context, honest):
@@ -291,7 +291,9 @@ def test_rollback_model_version(
     """The director instructs the signed older 1.0.0 (release counter 1) after 1.0.1 (2)."""
     [out] = running.update_once()
     assert out.status == "installed" and out.version == "1.0.1"
-    scene.registry.director.assign("car-1", MODEL, "1.0.0")
+    # A compromised director pins the older version (the registry's own `director assign` refuses
+    # it up front, naming `ota rerelease`: tests/server/test_release.py); the vehicle refuses it too.
+    scene.registry.store.set_assignment("car-1", MODEL, "1.0.0")
     assert_refused(
         running,
         running.update_once(),
@@ -301,7 +303,7 @@ def test_rollback_model_version(
         serving="1.0.1",
     )
     # The legitimate way back: the image repository signs the old bytes as a new release.
-    scene.registry.publish_bytes(MODEL, "1.0.2", squeezenet_bytes)
+    publish_released(scene.registry, MODEL, "1.0.2", squeezenet_bytes)
     scene.registry.director.assign("car-1", MODEL, "1.0.2")
     [out] = running.update_once()
     assert out.status == "installed" and out.version == "1.0.2"
@@ -384,7 +386,7 @@ def test_fast_forward(scene: Scene, running: VehicleAgent, squeezenet_bytes: byt
     # Recovery: rotate the timestamp key; the vehicle follows root v2 and drops the forged timestamp.
     scene.keys.rotate("timestamp")
     scene.registry.tuf.put_root(scene.keys.root_bytes())
-    scene.registry.publish_bytes(MODEL, "1.0.2", with_provenance(squeezenet_bytes, "1.0.2"))
+    publish_released(scene.registry, MODEL, "1.0.2", with_provenance(squeezenet_bytes, "1.0.2"))
     [out] = running.update_once()
     assert out.status == "installed" and out.version == "1.0.2", out.reason
 

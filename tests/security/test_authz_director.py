@@ -12,7 +12,7 @@ from tuf.api.metadata import Metadata
 from otawire import tls
 from otawire.v1 import ota_pb2, ota_pb2_grpc
 from server.errors import NotFound, PermissionDenied, Replay
-from testkit.helpers import with_provenance
+from testkit.helpers import publish_released, with_provenance
 from tests.conftest import vehicle_identity
 from vehicle_agent.manifest import VersionManifest, sign_manifest
 
@@ -158,8 +158,8 @@ def test_director_instructs_each_vehicle_its_own_assignment(
     registry_server, squeezenet_bytes
 ) -> None:
     reg, pki = registry_server.registry, registry_server.pki
-    reg.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
-    reg.publish_bytes(MODEL, "1.0.1", with_provenance(squeezenet_bytes, "1.0.1"))
+    publish_released(reg, MODEL, "1.0.0", squeezenet_bytes)
+    publish_released(reg, MODEL, "1.0.1", with_provenance(squeezenet_bytes, "1.0.1"))
     assert reg.director.desired("car-1") == {}, "nothing for a vehicle without a verified manifest"
     for vid in ("car-1", "car-2"):
         reg.director.process_manifest(_manifest(pki, vid, 1), None, None)

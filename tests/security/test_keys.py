@@ -139,8 +139,9 @@ def test_registry_without_targets_key_serves_only_publisher_signed_targets(
 def test_agent_follows_a_targets_key_rotation(
     offline_registry, squeezenet_bytes, tmp_path: Path, pki: Path
 ) -> None:
-    _reg, offline, pub, address = offline_registry
+    reg, offline, pub, address = offline_registry
     pub.upload(squeezenet_bytes, MODEL, "1.0.0", keys=offline)
+    reg.release(MODEL, "1.0.0")
     cfg = AgentConfig(
         registry=address,
         state_dir=tmp_path / "car",
@@ -156,6 +157,7 @@ def test_agent_follows_a_targets_key_rotation(
         assert pub.put_metadata("root", offline.root_bytes()) == 2
         pub.resign_targets(offline)
         pub.upload(with_provenance(squeezenet_bytes, "1.0.1"), MODEL, "1.0.1", keys=offline)
+        reg.release(MODEL, "1.0.1")
         [out] = agent.update_once()
         assert (out.status, out.version) == ("installed", "1.0.1"), out.reason
         assert _root((agent.state_dir / "tuf" / "root.json").read_bytes()).signed.version == 2
@@ -171,8 +173,9 @@ def test_cli_rotates_an_online_key_and_vehicles_follow(
 
     from ota.cli import cli
 
-    _reg, offline, pub, address = offline_registry
+    reg, offline, pub, address = offline_registry
     pub.upload(squeezenet_bytes, MODEL, "1.0.0", keys=offline)
+    reg.release(MODEL, "1.0.0")
     agent = VehicleAgent(
         AgentConfig(
             registry=address,
@@ -215,6 +218,7 @@ def test_cli_rotates_an_online_key_and_vehicles_follow(
         done = run(cli, push)
         assert done.exit_code == 0 and "now serves root v2" in done.output, done.output
         pub.upload(with_provenance(squeezenet_bytes, "1.0.1"), MODEL, "1.0.1", keys=offline)
+        reg.release(MODEL, "1.0.1")
         [out] = agent.update_once()
         assert (out.status, out.version) == ("installed", "1.0.1"), out.reason
         ts = Metadata.from_bytes((agent.state_dir / "tuf" / "timestamp.json").read_bytes())

@@ -31,7 +31,7 @@ def _tiny(**campaign: object) -> Scenario:
             "horizon_days": 7,
             "protocol": {"session_overhead_bytes": 4096, "resume_overhead_bytes": 1024},
             "campaign": camp,
-            "patterns": {"short": {"base": "commuter", "on_mean_min": 20, "off_mean_min": 120, "dormant_share": 0.02}},
+            "patterns": {"short": {"base": "commuter", "hourly": [], "on_mean_min": 20, "off_mean_min": 120, "dormant_share": 0.02}},
             "fleet": [
                 {"share": 0.5, "link": "3g", "pattern": "short"},
                 {"share": 0.5, "link": "satellite", "pattern": "short"},

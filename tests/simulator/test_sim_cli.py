@@ -45,3 +45,31 @@ def test_bad_input_is_a_usage_error(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "does not exist" in r.output
     r = CliRunner().invoke(cli, ["simulate", "--strategies", "carrier_pigeon", "--out", str(tmp_path), "-n", "10"])
     assert r.exit_code == 2 and "carrier_pigeon" in r.output
+
+
+def test_sensitivity_reports_each_assumption_with_confidence_intervals(tmp_path: Path, sizes_cache: Path) -> None:
+    out = tmp_path / "sens"
+    r = CliRunner().invoke(
+        cli, ["simulate", "--sensitivity", "--scenario", "city_lte", "-n", "1500", "--seeds", "2", "--out", str(out),
+              "--cache-dir", str(sizes_cache), "--strategies", "squeezenet_fp32"]
+    )
+    assert r.exit_code == 0, r.output
+    md = (out / "sensitivity_city_lte.md").read_text()
+    from simulator.sensitivity import ASSUMPTIONS
+
+    for a in ASSUMPTIONS:
+        assert f"| {a.name} | {a.low} |" in md and f"| {a.name} | {a.high} |" in md
+    assert "± " in md and "95% confidence interval" in md
+    assert (out / "sensitivity_city_lte.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fewer_drives_a_day_delay_the_rollout_beyond_the_seeds_spread() -> None:
+    from simulator.scenario import load_scenario
+    from simulator.sensitivity import ASSUMPTIONS, mean_ci, run_sensitivity
+
+    drives = tuple(a for a in ASSUMPTIONS if a.name == "drives a day")
+    res = run_sensitivity(load_scenario("city_lte"), 2000, 3, "s", 600_000, assumptions=drives)
+    fewer = [o.hours[0.5] - b.hours[0.5] for o, b in zip(res.varied[("drives a day", "x0.5")], res.baseline)]
+    more = [o.hours[0.5] - b.hours[0.5] for o, b in zip(res.varied[("drives a day", "x2")], res.baseline)]
+    (m_f, h_f), (m_m, h_m) = mean_ci(fewer), mean_ci(more)
+    assert m_f - h_f > 0 > m_m + h_m

@@ -10,7 +10,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from simulator.engine import run_campaign, transfer
+from simulator.campaign import run_campaign
+from simulator.engine import transfer
 from simulator.fleet import Windows, build_fleet
 from simulator.scenario import Scenario, scenario_from_dict
 from simulator.simulate import simulate, summarise
@@ -147,6 +148,7 @@ def test_download_time_on_a_steady_link_is_setup_plus_size_over_rate() -> None:
     sc = scenario_from_dict(
         {
             "name": "steady",
+            "model": {"slow_start": False},
             "links": {"wire": {"base": "lte", "loss": 0.0, "jitter": 0.0, "dropouts_per_hour": 0.0, "bandwidth_mbps": 8.0}},
             "campaign": {"waves": [1.0], "install_failure_rate": 0.0, "poll_min": 0.0},
             "fleet": [{"share": 1.0, "link": "wire", "pattern": "always_on"}],

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.helpers import publish_released
+
 NAME = "squeezenet1.0"
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "ota-agent.service"
 
@@ -18,7 +20,7 @@ def test_agent_updates_without_a_writable_system_temp_dir(registry_server, make_
     # A read-only root without a writable /tmp: anything that falls back to the system temp
     # dir fails (python-tuf's default downloader spools metadata with tempfile.TemporaryFile()).
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-tmp"))
-    registry_server.registry.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    publish_released(registry_server.registry, NAME, "1.0.0", squeezenet_bytes)
     agent = make_agent()
 
     [out] = agent.update_once()

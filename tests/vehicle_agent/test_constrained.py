@@ -26,6 +26,7 @@ import pytest
 from modelpack import zoo
 from modelpack.imaging import IMAGES_DIR
 from otawire.v1 import inference_pb2
+from testkit.helpers import publish_released
 from testkit.variants import successor
 from tests.vehicle_agent.constrained import Cgroup, Clients, agent_cmd, confined, vm_hwm, why_not
 from vehicle_agent.serving import connect
@@ -80,7 +81,7 @@ def test_agent_updates_and_serves_under_one_cpu_and_its_memory_budget_on_a_read_
     reg = registry_server.registry
     base = {n: zoo.build(n) for n in models}
     for n in models:
-        reg.publish_bytes(n, "1.0.0", base[n])
+        publish_released(reg, n, "1.0.0", base[n])
     work = Path(tempfile.mkdtemp(prefix="ota-acc-", dir="/tmp"))  # short: the socket path is limited
     sock, state, log = work / "agent.sock", work / "state", work / "agent.log"
     limit = limit_mb * MB
@@ -99,7 +100,7 @@ def test_agent_updates_and_serves_under_one_cpu_and_its_memory_budget_on_a_read_
                 # that asked for download hints just before the assignment still fetches the
                 # full model: then one more version is published.)
                 reg.director.assign("car-acc", update, f"1.0.{i - 1}")
-                reg.publish_bytes(update, f"1.0.{i}", successor(base[update], i))
+                publish_released(reg, update, f"1.0.{i}", successor(base[update], i))
                 reg.director.assign("car-acc", update, f"1.0.{i}")
                 _wait(sock, {update: f"1.0.{i}"}, proc)
                 deltas += _installed_encoding(reg, update, f"1.0.{i}") != "full"

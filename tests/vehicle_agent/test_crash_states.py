@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from modelpack import fsio
+from testkit.helpers import publish_released
 from testkit.variants import successor
 from tests.vehicle_agent.crashfs import Recorder, materialize
 from vehicle_agent.agent import VehicleAgent
@@ -33,12 +34,12 @@ STATE_FILES = ("journal.json", "slots.json", "trust.json")
 def recorded_update(registry_server, make_agent, squeezenet_bytes):
     """An agent serving 1.0.0 installs the 1.0.1 delta, recorded; (recorder, old sha, new sha, agent)."""
     reg = registry_server.registry
-    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     agent = make_agent("car-crash")
     [first] = agent.update_once()
     assert first.status == "installed", first.reason
     reg.director.assign("car-crash", NAME, "1.0.0")  # offered only once its delta exists
-    new = reg.publish_bytes(NAME, "1.0.1", successor(squeezenet_bytes, 1))
+    new = publish_released(reg, NAME, "1.0.1", successor(squeezenet_bytes, 1))
     reg.director.assign("car-crash", NAME, "1.0.1")
 
     def run(recorder: Recorder) -> None:

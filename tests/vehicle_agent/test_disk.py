@@ -12,6 +12,7 @@ import pytest
 
 from testkit.variants import successor
 from vehicle_agent.agent import VehicleAgent
+from testkit.helpers import publish_released
 
 NAME = "squeezenet1.0"
 
@@ -48,10 +49,10 @@ def target_reads(registry_server) -> int:
 def test_full_disk_refuses_before_downloading_and_keeps_serving(registry_server, squeezenet_bytes, small_fs) -> None:
     fs = small_fs(8)  # room for one SqueezeNet (5 MB), not two
     reg = registry_server.registry
-    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     agent = agent_on(fs, registry_server)
     assert agent.update_once()[0].status == "installed"
-    reg.publish_bytes(NAME, "1.0.1", successor(squeezenet_bytes, 1))
+    publish_released(reg, NAME, "1.0.1", successor(squeezenet_bytes, 1))
     reads = target_reads(registry_server)
 
     [o] = agent.update_once()
@@ -69,7 +70,7 @@ def test_tight_disk_reclaims_the_slot_before_last_but_never_the_previous(registr
     reg = registry_server.registry
     agent = agent_on(fs, registry_server)
     for n in range(3):
-        reg.publish_bytes(NAME, f"1.0.{n}", successor(squeezenet_bytes, n))
+        publish_released(reg, NAME, f"1.0.{n}", successor(squeezenet_bytes, n))
         [o] = agent.update_once()
         assert o.status == "installed", o.reason
 

@@ -12,6 +12,7 @@ from testkit.faultlink import FaultyLink
 from vehicle_agent.agent import VehicleAgent
 from vehicle_agent.download import RetryPolicy
 from vehicle_agent.transport import TransportConfig
+from testkit.helpers import publish_released
 
 NAME = "squeezenet1.0"
 
@@ -49,7 +50,7 @@ def offer_full_only(registry, name: str, version: str) -> None:
 @pytest.fixture
 def published(registry_server, squeezenet_bytes) -> str:
     """SqueezeNet 1.0 offered as the full 5 MB file (the longest download there is)."""
-    sha = registry_server.registry.publish_bytes(NAME, "1.0.0", squeezenet_bytes).sha256
+    sha = publish_released(registry_server.registry, NAME, "1.0.0", squeezenet_bytes).sha256
     offer_full_only(registry_server.registry, NAME, "1.0.0")
     return sha
 
@@ -106,7 +107,7 @@ def test_stalled_stream_is_cut_and_resumed(registry_server, squeezenet_bytes, pu
 
 
 def test_encoded_download_resumes_across_drops_and_is_rebuilt_exactly(registry_server, squeezenet_bytes, tmp_path) -> None:
-    sha = registry_server.registry.publish_bytes(NAME, "1.0.0", squeezenet_bytes).sha256
+    sha = publish_released(registry_server.registry, NAME, "1.0.0", squeezenet_bytes).sha256
     with FaultyLink(registry_server.address, drop_every=100 * 1024) as link:
         agent = agent_via(link, registry_server, tmp_path)
         [*_, installed] = install_through(agent)

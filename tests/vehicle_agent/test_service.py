@@ -15,6 +15,7 @@ import grpc
 from otawire.v1 import inference_pb2
 from testkit.variants import successor
 from vehicle_agent.serving import connect
+from testkit.helpers import publish_released
 
 NAME = "squeezenet1.0"
 
@@ -31,7 +32,7 @@ def wait_for(pred, timeout: float = 30.0, what: str = "condition"):
 
 def test_service_serves_updates_and_stops_cleanly(registry_server, squeezenet_bytes, tmp_path: Path, sock: Path) -> None:
     reg = registry_server.registry
-    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     ident = registry_server.vehicle_tls("svc-1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "ota.cli", "agent", "run", "--registry", registry_server.address,
@@ -52,7 +53,7 @@ def test_service_serves_updates_and_stops_cleanly(registry_server, squeezenet_by
 
     try:
         assert wait_for(served_version, what="1.0.0 served") == "1.0.0"
-        reg.publish_bytes(NAME, "1.0.1", successor(squeezenet_bytes, 1))
+        publish_released(reg, NAME, "1.0.1", successor(squeezenet_bytes, 1))
         wait_for(lambda: served_version() == "1.0.1", what="1.0.1 served")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)

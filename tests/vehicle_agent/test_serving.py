@@ -16,6 +16,7 @@ from otawire.v1 import inference_pb2
 from testkit.variants import nan_on_dark_frames, successor
 from vehicle_agent.health import HealthPolicy
 from vehicle_agent.serving import connect, tensor_frame
+from testkit.helpers import publish_released
 
 NAME = "squeezenet1.0"
 
@@ -28,7 +29,7 @@ def chelsea(squeezenet_bytes: bytes) -> np.ndarray:
 
 
 def test_classify_over_unix_socket_with_image_and_tensor(registry_server, make_agent, squeezenet_bytes, sock, chelsea) -> None:
-    registry_server.registry.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    publish_released(registry_server.registry, NAME, "1.0.0", squeezenet_bytes)
     agent = make_agent()
     agent.update_once()
     server = agent.serve(sock)
@@ -62,7 +63,7 @@ def test_classify_over_unix_socket_with_image_and_tensor(registry_server, make_a
 
 def test_hot_swap_under_load_fails_no_request(registry_server, make_agent, squeezenet_bytes, sock, chelsea) -> None:
     reg = registry_server.registry
-    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     agent = make_agent()
     agent.update_once()
     server = agent.serve(sock)
@@ -90,7 +91,7 @@ def test_hot_swap_under_load_fails_no_request(registry_server, make_agent, squee
         t.start()
     try:
         for n in (1, 2, 3):
-            reg.publish_bytes(NAME, f"1.0.{n}", successor(squeezenet_bytes, n))
+            publish_released(reg, NAME, f"1.0.{n}", successor(squeezenet_bytes, n))
             [o] = agent.update_once()
             assert o.status == "installed", o.reason
         # Let every client make a request after the last swap (a loaded machine may be slow to).
@@ -111,10 +112,10 @@ def test_hot_swap_under_load_fails_no_request(registry_server, make_agent, squee
 
 def test_health_window_rolls_back_a_model_that_fails_on_real_frames(registry_server, make_agent, squeezenet_bytes, sock, chelsea) -> None:
     reg = registry_server.registry
-    reg.publish_bytes(NAME, "1.0.0", squeezenet_bytes)
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     make_agent(state="s").update_once()  # 1.0.0 installed and confirmed
     agent = make_agent(state="s", health=HealthPolicy(window_s=60.0))  # restarted with a real window
-    reg.publish_bytes(NAME, "1.0.1", nan_on_dark_frames(squeezenet_bytes))
+    publish_released(reg, NAME, "1.0.1", nan_on_dark_frames(squeezenet_bytes))
     server = agent.serve(sock)
     channel, stub = connect(sock)
     dark = tensor_frame(np.full_like(chelsea, -110.0))  # a night frame: mean below the preprocessing mean
@@ -148,7 +149,7 @@ def test_detect_over_unix_socket_with_squeezedet(registry_server, make_agent, so
     from modelpack import zoo
 
     data = zoo.build("squeezedet")  # real fire3..9 weights, seeded detection head (labelled untrained)
-    registry_server.registry.publish_bytes("squeezedet", "1.0.0", data)
+    publish_released(registry_server.registry, "squeezedet", "1.0.0", data)
     agent = make_agent()
     [o] = agent.update_once()
     assert o.status == "installed", o.reason

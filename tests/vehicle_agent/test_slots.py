@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 from vehicle_agent.slots import SlotRecord, SlotStore
+from testkit.helpers import publish_released
 
 
 def _record(data: bytes, version: str) -> SlotRecord:
@@ -36,10 +37,10 @@ def test_agent_falls_back_to_the_other_slot_when_active_is_damaged(registry_serv
     from testkit.helpers import with_provenance
 
     reg = registry_server.registry
-    reg.publish_bytes("squeezenet1.0", "1.0.0", squeezenet_bytes)
+    publish_released(reg, "squeezenet1.0", "1.0.0", squeezenet_bytes)
     agent = make_agent(state="s")
     agent.update_once()
-    reg.publish_bytes("squeezenet1.0", "1.0.1", with_provenance(squeezenet_bytes, "next"))
+    publish_released(reg, "squeezenet1.0", "1.0.1", with_provenance(squeezenet_bytes, "next"))
     agent.update_once()
     agent.close()
     active = agent.slots.model_path("squeezenet1.0", "b")

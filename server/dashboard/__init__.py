@@ -1,0 +1,1 @@
+"""The registry's read-only web dashboard (``ota registry serve --dashboard-listen``)."""
