@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test install protos clean lint
 
-# What `make lint` checks (ruff check + mypy): add your package once it is clean.
-LINT_PATHS ?= server otawire ota testkit tests/server tests/campaigns tests/scaleout tests/security \
-	tests/test_architecture.py tests/test_protos.py tests/test_cli.py tests/operator tests/dashboard
-# mypy reads the product packages of LINT_PATHS (the tests are checked by ruff).
+# What `make lint` checks: ruff (check + format) on the whole tree; mypy on the packages that are
+# type-clean so far (add one once `mypy PKG` is clean: vehicle_agent, modelpack and simulator
+# still have ~60 errors between them).
+LINT_PATHS ?= .
 TYPE_PATHS ?= server otawire ota
 
 $(STAMP): pyproject.toml
@@ -30,6 +30,7 @@ test: lint browser
 # Lint first, so CI fails fast on a style or type error (tool versions pinned in pyproject).
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy $(TYPE_PATHS)
 
 # The dashboard's tests drive Debian's chromium through Playwright (never `playwright install`,

@@ -18,8 +18,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from otawire.v1 import inference_pb2  # noqa: E402
-from vehicle_agent.serving import connect  # noqa: E402
+from otawire.v1 import inference_pb2
+from vehicle_agent.serving import connect
 
 OTA = [sys.executable, "-m", "ota.cli"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -41,37 +41,84 @@ def start_registry(work: Path) -> tuple[subprocess.Popen, str]:
 
     from otawire import tls
 
-    subprocess.run(OTA + ["keys", "init", "--keys", str(work / "keys"), "--force"], check=True, capture_output=True, cwd=REPO)
+    subprocess.run(
+        OTA + ["keys", "init", "--keys", str(work / "keys"), "--force"],
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+    )
     shutil.rmtree(work / "pki", ignore_errors=True)
     tls.make_ca(work / "pki")
     _PKI[0] = work / "pki"
-    proc = subprocess.Popen(OTA + ["registry", "serve", "--data", str(work / "registry"), "--keys", str(work / "keys"),
-                                   "--listen", "127.0.0.1:0", *_creds(work, "server", "registry")],
-                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        OTA
+        + [
+            "registry",
+            "serve",
+            "--data",
+            str(work / "registry"),
+            "--keys",
+            str(work / "keys"),
+            "--listen",
+            "127.0.0.1:0",
+            *_creds(work, "server", "registry"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     for line in proc.stderr:  # type: ignore[union-attr]
         m = re.search(r"registry serving on (\S+)", line)
         if m:
-            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # keep draining
+            threading.Thread(
+                target=lambda: [None for _ in proc.stderr], daemon=True
+            ).start()  # keep draining
             return proc, m.group(1)
     raise RuntimeError("registry did not start")
 
 
-def start_agent(work: Path, registry: str, sock: Path, interval: float, health_window: float,
-                ota: list[str] | None = None, cwd: Path = REPO) -> subprocess.Popen:
+def start_agent(
+    work: Path,
+    registry: str,
+    sock: Path,
+    interval: float,
+    health_window: float,
+    ota: list[str] | None = None,
+    cwd: Path = REPO,
+) -> subprocess.Popen:
     """``ota agent run`` (``ota``: another installation's command, e.g. a lean venv's bin/ota)."""
     return subprocess.Popen(
-        (ota or OTA) + ["agent", "run", "--registry", registry, "--state", str(work / "agent"), "--trusted-root",
-               str(work / "keys" / "root.json"), "--director-root", str(work / "keys" / "director-root.json"),
-               *_creds(work, "vehicle", "bench-car"), "--vehicle-id", "bench-car", "--interval", str(interval),
-               "--health-window", str(health_window), "--serve", str(sock)],
-        stdout=subprocess.DEVNULL, stderr=open(work / "agent.log", "w"), cwd=cwd,
+        (ota or OTA)
+        + [
+            "agent",
+            "run",
+            "--registry",
+            registry,
+            "--state",
+            str(work / "agent"),
+            "--trusted-root",
+            str(work / "keys" / "root.json"),
+            "--director-root",
+            str(work / "keys" / "director-root.json"),
+            *_creds(work, "vehicle", "bench-car"),
+            "--vehicle-id",
+            "bench-car",
+            "--interval",
+            str(interval),
+            "--health-window",
+            str(health_window),
+            "--serve",
+            str(sock),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "agent.log", "w"),
+        cwd=cwd,
     )
 
 
 def publish(registry: str, data: bytes, name: str, version: str) -> None:
-    from server.client import PublisherClient
-
     from otawire import tls
+    from server.client import PublisherClient
 
     with PublisherClient(registry, tls_files=tls.ensure(_PKI[0], "publisher", "bench")) as pub:
         pub.upload(data, name, version)
@@ -130,8 +177,11 @@ class Sampler:
     def phase(self, start: int, end: int) -> dict[str, float]:
         s = self.samples[start : end + 1]
         dt = s[-1].t - s[0].t
-        return {"cpu_pct": 100 * (s[-1].cpu_s - s[0].cpu_s) / dt if dt else 0.0,
-                "rss_peak_mb": max(x.rss_mb for x in s), "rss_mean_mb": float(np.mean([x.rss_mb for x in s]))}
+        return {
+            "cpu_pct": 100 * (s[-1].cpu_s - s[0].cpu_s) / dt if dt else 0.0,
+            "rss_peak_mb": max(x.rss_mb for x in s),
+            "rss_mean_mb": float(np.mean([x.rss_mb for x in s])),
+        }
 
     def close(self) -> None:
         self._stop.set()
@@ -148,12 +198,19 @@ class Calls:
 class Hammer:
     """Closed-loop clients on the agent's socket, each recording every call."""
 
-    def __init__(self, sock: Path, request: inference_pb2.ClassifyRequest | inference_pb2.DetectRequest,
-                 clients: int) -> None:
+    def __init__(
+        self,
+        sock: Path,
+        request: inference_pb2.ClassifyRequest | inference_pb2.DetectRequest,
+        clients: int,
+    ) -> None:
         self.calls = [Calls() for _ in range(clients)]
         self._stop = threading.Event()
         self._method = "Detect" if isinstance(request, inference_pb2.DetectRequest) else "Classify"
-        self._threads = [threading.Thread(target=self._run, args=(sock, request, c), daemon=True) for c in self.calls]
+        self._threads = [
+            threading.Thread(target=self._run, args=(sock, request, c), daemon=True)
+            for c in self.calls
+        ]
         for t in self._threads:
             t.start()
 
@@ -178,7 +235,7 @@ class Hammer:
             t.join()
 
     def between(self, t0: float, t1: float) -> tuple[np.ndarray, list[str]]:
-        ms = [m for c in self.calls for s, m in zip(c.start, c.ms) if t0 <= s < t1]
+        ms = [m for c in self.calls for s, m in zip(c.start, c.ms, strict=False) if t0 <= s < t1]
         return np.asarray(ms), [f for c in self.calls for f in c.failures]
 
 
@@ -189,7 +246,11 @@ def wait_served(sock: Path, name: str, version: str, state: str = "", timeout: f
         while time.monotonic() < deadline:
             try:
                 for m in stub.ListServed(inference_pb2.ListServedRequest(), timeout=5).models:
-                    if m.served.model == name and m.served.version == version and (not state or m.update_state == state):
+                    if (
+                        m.served.model == name
+                        and m.served.version == version
+                        and (not state or m.update_state == state)
+                    ):
                         return
             except grpc.RpcError:
                 pass

@@ -53,12 +53,26 @@ def build(flavour: str, rebuild: bool) -> Path:
     if not (venv / ".built").exists():
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        with tempfile.TemporaryDirectory() as src:  # a clean copy: no build/ or egg-info of the dev install
+        with (
+            tempfile.TemporaryDirectory() as src
+        ):  # a clean copy: no build/ or egg-info of the dev install
             ref, extra = FLAVOURS[flavour]
-            subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "-o", f"{src}/src.tar", ref], check=True)
+            subprocess.run(
+                ["git", "-C", str(REPO), "archive", "--format=tar", "-o", f"{src}/src.tar", ref],
+                check=True,
+            )
             subprocess.run(["tar", "-xf", f"{src}/src.tar", "-C", src], check=True)
-            subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", f"{src}[{extra}]" if extra else src],
-                           check=True)
+            subprocess.run(
+                [
+                    str(venv / "bin/python"),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    f"{src}[{extra}]" if extra else src,
+                ],
+                check=True,
+            )
         (venv / ".built").touch()
     return venv
 
@@ -85,13 +99,24 @@ def import_times(pythons: dict[str, Path], repeat: int, cwd: Path) -> dict[str, 
             runs[n]["import"].append(timed(python, IMPORT, cwd))
     out = {}
     for n, python in pythons.items():
+
         def med(key: str, i: int, r: dict = runs[n]) -> float:
             return statistics.median(x[i] for x in r[key])
 
-        mods = subprocess.run([str(python), "-c", f"{IMPORT}; import sys; print(' '.join(sorted(sys.modules)))"],
-                              check=True, cwd=cwd, capture_output=True, text=True).stdout.split()
-        out[n] = {"wall_s": med("import", 0) - med("empty", 0), "cpu_s": med("import", 1) - med("empty", 1),
-                  "modules": len(mods), "imports_onnx": "onnx" in mods, "imports_matplotlib": "matplotlib" in mods}
+        mods = subprocess.run(
+            [str(python), "-c", f"{IMPORT}; import sys; print(' '.join(sorted(sys.modules)))"],
+            check=True,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        out[n] = {
+            "wall_s": med("import", 0) - med("empty", 0),
+            "cpu_s": med("import", 1) - med("empty", 1),
+            "modules": len(mods),
+            "imports_onnx": "onnx" in mods,
+            "imports_matplotlib": "matplotlib" in mods,
+        }
     return out
 
 
@@ -103,13 +128,24 @@ def idle_rss(venv: Path, idle_s: float, base: bytes) -> dict:
         try:
             publish(address, base, "squeezenet1.0", "1.0.0")
             sock = work / "agent.sock"
-            agent = start_agent(work, address, sock, interval=3600, health_window=0, ota=[str(venv / "bin/ota")],
-                                cwd=work)
+            agent = start_agent(
+                work,
+                address,
+                sock,
+                interval=3600,
+                health_window=0,
+                ota=[str(venv / "bin/ota")],
+                cwd=work,
+            )
             wait_served(sock, "squeezenet1.0", "1.0.0", "confirmed")
             time.sleep(idle_s)
             s = sample(agent.pid)
             maps = Path(f"/proc/{agent.pid}/maps").read_text()
-            return {"rss_mb": s.rss_mb, "hwm_mb": s.hwm_mb, "onnx_loaded": "/onnx/onnx_cpp2py_export" in maps}
+            return {
+                "rss_mb": s.rss_mb,
+                "hwm_mb": s.hwm_mb,
+                "onnx_loaded": "/onnx/onnx_cpp2py_export" in maps,
+            }
         finally:
             if agent is not None:
                 stop(agent)
@@ -128,16 +164,24 @@ def main() -> int:
     results = {}
     venvs = {flavour: build(flavour, args.rebuild) for flavour in FLAVOURS}
     with tempfile.TemporaryDirectory() as cwd:
-        imports = import_times({f: v / "bin/python" for f, v in venvs.items()}, args.repeat, Path(cwd))
+        imports = import_times(
+            {f: v / "bin/python" for f, v in venvs.items()}, args.repeat, Path(cwd)
+        )
         for flavour, venv in venvs.items():
-            dists = subprocess.run([str(venv / "bin/python"), "-m", "pip", "list", "--format=json"], check=True,
-                                   capture_output=True, text=True).stdout
+            dists = subprocess.run(
+                [str(venv / "bin/python"), "-m", "pip", "list", "--format=json"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             ref, extra = FLAVOURS[flavour]
-            results[flavour] = {"what": f"`squeeze-ota[{extra}]`" if extra else f"`squeeze-ota` at {ref}",
-                                "lib_bytes": du(venv / "lib"),
-                                "distributions": len(json.loads(dists)),
-                                **imports[flavour],
-                                **idle_rss(venv, args.idle, base)}
+            results[flavour] = {
+                "what": f"`squeeze-ota[{extra}]`" if extra else f"`squeeze-ota` at {ref}",
+                "lib_bytes": du(venv / "lib"),
+                "distributions": len(json.loads(dists)),
+                **imports[flavour],
+                **idle_rss(venv, args.idle, base),
+            }
     lean, full = results["lean"], results["before"]
     lines = [
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine); "
@@ -148,14 +192,18 @@ def main() -> int:
         "|---|---:|---:|---:|---:|---:|:-:|---:|---:|",
     ]
     for name, r in results.items():
-        lines.append(f"| {r['what']} ({name}) | {r['distributions']} | {r['lib_bytes'] / 2**20:.0f} MiB | "
-                     f"{r['wall_s']:.2f} s | {r['cpu_s']:.2f} s | {r['modules']} | "
-                     f"{'yes' if r['imports_onnx'] or r['onnx_loaded'] else 'no'} | {r['rss_mb']:.0f} MB | "
-                     f"{r['hwm_mb']:.0f} MB |")
-    lines.append(f"| lean / before | {lean['distributions'] / full['distributions']:.2f} | "
-                 f"{lean['lib_bytes'] / full['lib_bytes']:.2f} | {lean['wall_s'] / full['wall_s']:.2f} | "
-                 f"{lean['cpu_s'] / full['cpu_s']:.2f} | | | {lean['rss_mb'] / full['rss_mb']:.2f} | "
-                 f"{lean['hwm_mb'] / full['hwm_mb']:.2f} |")
+        lines.append(
+            f"| {r['what']} ({name}) | {r['distributions']} | {r['lib_bytes'] / 2**20:.0f} MiB | "
+            f"{r['wall_s']:.2f} s | {r['cpu_s']:.2f} s | {r['modules']} | "
+            f"{'yes' if r['imports_onnx'] or r['onnx_loaded'] else 'no'} | {r['rss_mb']:.0f} MB | "
+            f"{r['hwm_mb']:.0f} MB |"
+        )
+    lines.append(
+        f"| lean / before | {lean['distributions'] / full['distributions']:.2f} | "
+        f"{lean['lib_bytes'] / full['lib_bytes']:.2f} | {lean['wall_s'] / full['wall_s']:.2f} | "
+        f"{lean['cpu_s'] / full['cpu_s']:.2f} | | | {lean['rss_mb'] / full['rss_mb']:.2f} | "
+        f"{lean['hwm_mb'] / full['hwm_mb']:.2f} |"
+    )
     text = "\n".join(lines)
     print(text)
     (OUT / "agent_install.json").write_text(json.dumps(results, indent=1))

@@ -58,11 +58,10 @@ def pg_schema(dsn: str) -> tuple[str, Callable[[], None]]:
 def run(db: str, vehicles: int, rounds: int, top: int) -> dict:
     from modelpack import zoo
     from otawire import tls
-    from server.signing.keys import Keystore
-    from server.registry import Registry
-    from vehicle_agent.manifest import InstalledImage, VersionManifest, sign_manifest
-
     from otawire.v1 import ota_pb2
+    from server.registry import Registry
+    from server.signing.keys import Keystore
+    from vehicle_agent.manifest import InstalledImage, VersionManifest, sign_manifest
 
     drop = None
     with tempfile.TemporaryDirectory(prefix="ota-prof-") as tmp:
@@ -71,8 +70,12 @@ def run(db: str, vehicles: int, rounds: int, top: int) -> dict:
         tls.make_ca(scratch / "pki")
         if db:
             db, drop = pg_schema(db)
-        reg = Registry.open(scratch / "registry", scratch / "keys", db=db or None,
-                            ca_pem=(scratch / "pki" / tls.CA_CERT).read_bytes())
+        reg = Registry.open(
+            scratch / "registry",
+            scratch / "keys",
+            db=db or None,
+            ca_pem=(scratch / "pki" / tls.CA_CERT).read_bytes(),
+        )
         try:
             model = zoo.build("squeezenet1.0")
             rec = reg.publish_bytes("squeezenet1.0", "1.0.0", model)
@@ -83,15 +86,22 @@ def run(db: str, vehicles: int, rounds: int, top: int) -> dict:
 
             def checkin(vid: str, times: dict[str, list[float]]) -> None:
                 counters[vid] += 1
-                man = VersionManifest(vid, "ecu-a", counters[vid],
-                                      (InstalledImage(rec.name, rec.version, rec.sha256, 1),))
+                man = VersionManifest(
+                    vid,
+                    "ecu-a",
+                    counters[vid],
+                    (InstalledImage(rec.name, rec.version, rec.sha256, 1),),
+                )
                 msg = sign_manifest(man, certs[vid])
                 steps = {
                     "manifest": lambda: reg.director.process_manifest(msg, None, None),
                     "check": lambda: reg.offers_for(vid, "ecu-a", installed, [rec.name]),
-                    "image_timestamp": lambda: list(reg.read_chunks("metadata", "timestamp.json", 0, 0, 1 << 20)),
-                    "director_timestamp": lambda: list(reg.read_chunks(
-                        "metadata", "director/timestamp.json", 0, 0, 1 << 20, vid)),
+                    "image_timestamp": lambda: list(
+                        reg.read_chunks("metadata", "timestamp.json", 0, 0, 1 << 20)
+                    ),
+                    "director_timestamp": lambda: list(
+                        reg.read_chunks("metadata", "director/timestamp.json", 0, 0, 1 << 20, vid)
+                    ),
                 }
                 for name in STEPS:
                     t = time.perf_counter()
@@ -119,15 +129,27 @@ def run(db: str, vehicles: int, rounds: int, top: int) -> dict:
             if drop:
                 drop()
     med = lambda d: {s: statistics.median(d[s]) for s in STEPS}  # noqa: E731
-    return {"engine": "postgresql" if db else "sqlite", "vehicles": vehicles, "rounds": rounds,
-            "first_ms": med(first), "steady_ms": med(steady),
-            "first_total_ms": sum(med(first).values()), "steady_total_ms": sum(med(steady).values()),
-            "profile": text.getvalue()}
+    return {
+        "engine": "postgresql" if db else "sqlite",
+        "vehicles": vehicles,
+        "rounds": rounds,
+        "first_ms": med(first),
+        "steady_ms": med(steady),
+        "first_total_ms": sum(med(first).values()),
+        "steady_total_ms": sum(med(steady).values()),
+        "profile": text.getvalue(),
+    }
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--db", default="", help="postgresql://… (a fresh schema is made and dropped); default SQLite")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--db",
+        default="",
+        help="postgresql://… (a fresh schema is made and dropped); default SQLite",
+    )
     ap.add_argument("--vehicles", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=3, help="steady check-ins per vehicle")
     ap.add_argument("--top", type=int, default=25, help="functions listed from the profile")
@@ -135,7 +157,9 @@ def main() -> int:
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     r = run(a.db, a.vehicles, a.rounds, a.top)
-    print(f"\n### Check-in cost in the registry ({r['engine']}, {r['vehicles']} vehicles, median ms per step)\n")
+    print(
+        f"\n### Check-in cost in the registry ({r['engine']}, {r['vehicles']} vehicles, median ms per step)\n"
+    )
     print("| step | first check-in (signs the vehicle's chain) | steady check-in |")
     print("|---|---|---|")
     for s in STEPS:

@@ -32,10 +32,10 @@ import logging
 import os
 import queue
 import random
+import shutil
 import signal
 import statistics
 import subprocess
-import shutil
 import sys
 import tempfile
 import threading
@@ -47,18 +47,28 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from modelpack import zoo  # noqa: E402
-from otawire import tls  # noqa: E402
-from server.signing.keys import Keystore  # noqa: E402
-from server.registry import Registry  # noqa: E402
-from server.service import create_server  # noqa: E402
-from testkit.variants import successor  # noqa: E402
+from modelpack import zoo
+from otawire import tls
+from server.registry import Registry
+from server.service import create_server
+from server.signing.keys import Keystore
+from testkit.variants import successor
 
 NAME = "squeezenet1.0"
 TERMINAL_STATES = ("none", "idle", "confirmed", "failed", "rolled_back")
 KILLS_PER_UPDATE = 2  # the second kill lands in the recovery or the resumed update
-PHASES = ("anywhere", "downloading", "anywhere", "verifying", "anywhere", "staged", "anywhere", "activating",
-          "anywhere", "active")
+PHASES = (
+    "anywhere",
+    "downloading",
+    "anywhere",
+    "verifying",
+    "anywhere",
+    "staged",
+    "anywhere",
+    "activating",
+    "anywhere",
+    "active",
+)
 
 
 @dataclass
@@ -72,16 +82,33 @@ class Campaign:
     found_state: Counter = field(default_factory=Counter)
     recovery_s: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    served_kinds: Counter = field(default_factory=Counter)  # registry downloads by kind (target, encoding, metadata)
+    served_kinds: Counter = field(
+        default_factory=Counter
+    )  # registry downloads by kind (target, encoding, metadata)
 
 
 class AgentProcess:
     def __init__(self, registry: str, state: Path, root: Path, log_path: Path) -> None:
         self.log = open(log_path, "a")
         self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "bench" / "faults_agent.py"), "--registry", registry, "--state", str(state),
-             "--root", str(root), "--pki", str(root.parent.parent / "pki"), "--gate", str(state.parent / "gate")],
-            stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=REPO,
+            [
+                sys.executable,
+                str(REPO / "bench" / "faults_agent.py"),
+                "--registry",
+                registry,
+                "--state",
+                str(state),
+                "--root",
+                str(root),
+                "--pki",
+                str(root.parent.parent / "pki"),
+                "--gate",
+                str(state.parent / "gate"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            cwd=REPO,
         )
         self.events: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -137,7 +164,7 @@ def inspect(state: Path, published: dict[str, str]) -> str:
     return ""
 
 
-def _pki(pki: Path) -> "tls.TlsFiles":
+def _pki(pki: Path) -> tls.TlsFiles:
     """A fresh fleet PKI under ``pki``; the registry's server certificate (security, issue 4)."""
     if pki.exists():
         shutil.rmtree(pki)
@@ -218,7 +245,9 @@ def power_cuts(trials: int, work: Path, seed: int) -> tuple[Campaign, float]:
             c.recovery_s.append(time.monotonic() - t)
             version, sha = up["served"].get(NAME, ["", ""])
             if not torn and (version, sha) not in (current, new):
-                torn = f"serves {version} {sha[:12]} after the kill, expected {current[0]} or {new[0]}"
+                torn = (
+                    f"serves {version} {sha[:12]} after the kill, expected {current[0]} or {new[0]}"
+                )
             if torn:
                 c.torn += 1
                 c.problems.append(f"trial {trial} ({phase}, found {found}): {torn}")
@@ -257,27 +286,44 @@ def link_faults(work: Path, seed: int, full: bool) -> list[dict]:
     # this campaign is about the agent's own checks (signed hash, resume, stall watchdog).
     pki = work / "lpki"
     _pki(pki)
-    registry = Registry.open(work / "lregistry", work / "lkeys", ca_pem=(pki / "ca.pem").read_bytes())
+    registry = Registry.open(
+        work / "lregistry", work / "lkeys", ca_pem=(pki / "ca.pem").read_bytes()
+    )
     server, port = create_server(registry, "127.0.0.1:0", insecure=True)
     base = zoo.build(NAME)
     rec = registry.publish_bytes(NAME, "1.0.0", base)
     registry.release(NAME, "1.0.0")
-    registry.store.put_encodings(NAME, "1.0.0", [])  # the full 5 MB file: the longest transfer to break
+    registry.store.put_encodings(
+        NAME, "1.0.0", []
+    )  # the full 5 MB file: the longest transfer to break
     flips, stalls = (5, 3) if full else (1, 1)
     scenarios = [("drop every 64 KB", {"drop_every": 64 * 1024})] if full else []
     scenarios += [("drop every 256 KB", {"drop_every": 256 * 1024})]
-    scenarios += [(f"bit flip at byte {o:,}", {"flip_at": o}) for o in sorted(rng.sample(range(500_000, len(base)), flips))]
-    scenarios += [(f"stall after {o:,} B", {"stall_after": o}) for o in sorted(rng.sample(range(100_000, len(base)), stalls))]
+    scenarios += [
+        (f"bit flip at byte {o:,}", {"flip_at": o})
+        for o in sorted(rng.sample(range(500_000, len(base)), flips))
+    ]
+    scenarios += [
+        (f"stall after {o:,} B", {"stall_after": o})
+        for o in sorted(rng.sample(range(100_000, len(base)), stalls))
+    ]
     rows = []
     try:
         for i, (what, kw) in enumerate(scenarios):
             with FaultyLink(f"127.0.0.1:{port}", **kw) as link:
-                agent = VehicleAgent(AgentConfig(
-                    registry=link.address, state_dir=work / f"link{i}", vehicle_id=f"link-{i}",
-                    trusted_root=work / "lkeys" / "root.json", director_root=work / "lkeys" / "director-root.json",
-                    identity=tls.ensure(pki, "vehicle", f"link-{i}"), insecure=True,
-                    retry=RetryPolicy(attempts=4, base_s=0.02, cap_s=0.2),
-                    transport=TransportConfig(rpc_deadline_s=5.0, stall_timeout_s=1.0)))
+                agent = VehicleAgent(
+                    AgentConfig(
+                        registry=link.address,
+                        state_dir=work / f"link{i}",
+                        vehicle_id=f"link-{i}",
+                        trusted_root=work / "lkeys" / "root.json",
+                        director_root=work / "lkeys" / "director-root.json",
+                        identity=tls.ensure(pki, "vehicle", f"link-{i}"),
+                        insecure=True,
+                        retry=RetryPolicy(attempts=4, base_s=0.02, cap_s=0.2),
+                        transport=TransportConfig(rpc_deadline_s=5.0, stall_timeout_s=1.0),
+                    )
+                )
                 t = time.monotonic()
                 outcomes = []
                 for _ in range(10):
@@ -287,13 +333,24 @@ def link_faults(work: Path, seed: int, full: bool) -> list[dict]:
                 took = time.monotonic() - t
                 ok = [o for o in outcomes if o.status == "installed"]
                 served = agent.models.get(NAME)
-                rows.append({
-                    "fault": what, "injected": link.stats.drops + link.stats.flips + link.stats.stalls,
-                    "hash_mismatches": sum(o.verify_failures for o in outcomes),
-                    "completed": bool(ok), "verified": bool(served and served.sha256 == rec.sha256 and agent.slots.verify(NAME, agent.slots.load()[NAME].active)),
-                    "wire_bytes": sum(o.bytes_downloaded for o in outcomes), "seconds": round(took, 2),
-                    "check_ins": len(outcomes) if not ok else 1 + sum(o.status != "installed" for o in outcomes),
-                })
+                rows.append(
+                    {
+                        "fault": what,
+                        "injected": link.stats.drops + link.stats.flips + link.stats.stalls,
+                        "hash_mismatches": sum(o.verify_failures for o in outcomes),
+                        "completed": bool(ok),
+                        "verified": bool(
+                            served
+                            and served.sha256 == rec.sha256
+                            and agent.slots.verify(NAME, agent.slots.load()[NAME].active)
+                        ),
+                        "wire_bytes": sum(o.bytes_downloaded for o in outcomes),
+                        "seconds": round(took, 2),
+                        "check_ins": len(outcomes)
+                        if not ok
+                        else 1 + sum(o.status != "installed" for o in outcomes),
+                    }
+                )
                 agent.close()
     finally:
         server.stop(None)
@@ -305,51 +362,98 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=int(os.environ.get("TRIALS", 20)))
     ap.add_argument("--seed", type=int, default=int(os.environ.get("SEED", 1)))
-    ap.add_argument("--part", choices=("all", "power", "link"), default="all",
-                    help="both parts (default); the link part runs more scenarios when --trials >= 100")
+    ap.add_argument(
+        "--part",
+        choices=("all", "power", "link"),
+        default="all",
+        help="both parts (default); the link part runs more scenarios when --trials >= 100",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     out_dir = REPO / "bench" / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ota-faults-") as tmp:
-        c, t_update = power_cuts(args.trials, Path(tmp), args.seed) if args.part != "link" else (Campaign(), 0.0)
-        rows = link_faults(Path(tmp), args.seed, full=args.trials >= 100) if args.part != "power" else []
+        c, t_update = (
+            power_cuts(args.trials, Path(tmp), args.seed)
+            if args.part != "link"
+            else (Campaign(), 0.0)
+        )
+        rows = (
+            link_faults(Path(tmp), args.seed, full=args.trials >= 100)
+            if args.part != "power"
+            else []
+        )
     took = time.monotonic() - t0
     if args.part != "link":
         print_power_cuts(c, args, t_update)
     if rows:
         print_link_faults(rows)
     print(f"\ncampaign took {took:.1f} s")
-    (out_dir / "faults.json").write_text(json.dumps({
-        "trials": args.trials, "seed": args.seed, "kills": c.kills, "updates": c.updates, "torn": c.torn,
-        "converged": c.converged,
-        "served_old": c.served_old, "served_new": c.served_new, "found_state": dict(c.found_state),
-        "recovery_s": c.recovery_s, "update_s": t_update, "problems": c.problems, "link": rows}, indent=1))
-    bad = c.torn or c.converged != c.updates or any(not (r["completed"] and r["verified"]) for r in rows)
+    (out_dir / "faults.json").write_text(
+        json.dumps(
+            {
+                "trials": args.trials,
+                "seed": args.seed,
+                "kills": c.kills,
+                "updates": c.updates,
+                "torn": c.torn,
+                "converged": c.converged,
+                "served_old": c.served_old,
+                "served_new": c.served_new,
+                "found_state": dict(c.found_state),
+                "recovery_s": c.recovery_s,
+                "update_s": t_update,
+                "problems": c.problems,
+                "link": rows,
+            },
+            indent=1,
+        )
+    )
+    bad = (
+        c.torn
+        or c.converged != c.updates
+        or any(not (r["completed"] and r["verified"]) for r in rows)
+    )
     return 1 if bad else 0
 
 
 def print_power_cuts(c: Campaign, args: argparse.Namespace, t_update: float) -> None:
-    print(f"\n## Power cuts: kill -9 during updates ({args.trials} trials, seed {args.seed}, one update ≈ {t_update * 1000:.0f} ms)\n")
-    print("| kills | updates | torn states | converged updates | served old after kill | served new after kill | restart → serving (median) |")
+    print(
+        f"\n## Power cuts: kill -9 during updates ({args.trials} trials, seed {args.seed}, one update ≈ {t_update * 1000:.0f} ms)\n"
+    )
+    print(
+        "| kills | updates | torn states | converged updates | served old after kill | served new after kill | restart → serving (median) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     med = statistics.median(c.recovery_s) if c.recovery_s else float("nan")
-    print(f"| {c.kills} | {c.updates} | {c.torn} | {c.converged} of {c.updates} | {c.served_old} | {c.served_new} | {med * 1000:.0f} ms |")
-    print("\njournal state found after the kill: " + ", ".join(f"{k} {v}" for k, v in sorted(c.found_state.items()))
-          + " (verifying includes the delta rebuild; activating is the slot switch)")
-    print("registry streams served: " + ", ".join(f"{k} {v}" for k, v in sorted(c.served_kinds.items())))
+    print(
+        f"| {c.kills} | {c.updates} | {c.torn} | {c.converged} of {c.updates} | {c.served_old} | {c.served_new} | {med * 1000:.0f} ms |"
+    )
+    print(
+        "\njournal state found after the kill: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(c.found_state.items()))
+        + " (verifying includes the delta rebuild; activating is the slot switch)"
+    )
+    print(
+        "registry streams served: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(c.served_kinds.items()))
+    )
     for p in c.problems:
         print(f"  ! {p}")
 
 
 def print_link_faults(rows: list[dict]) -> None:
     print("\n## Link faults (SqueezeNet 1.0, 5.0 MB, through a breaking TCP relay)\n")
-    print("| fault | faults injected | hash mismatches caught | completed | installed bytes verify | over the wire | time |")
+    print(
+        "| fault | faults injected | hash mismatches caught | completed | installed bytes verify | over the wire | time |"
+    )
     print("|---|---:|---:|:-:|:-:|---:|---:|")
     for r in rows:
-        print(f"| {r['fault']} | {r['injected']} | {r['hash_mismatches']} | {'yes' if r['completed'] else 'NO'} | "
-              f"{'yes' if r['verified'] else 'NO'} | {r['wire_bytes']:,} B | {r['seconds']:.2f} s |")
+        print(
+            f"| {r['fault']} | {r['injected']} | {r['hash_mismatches']} | {'yes' if r['completed'] else 'NO'} | "
+            f"{'yes' if r['verified'] else 'NO'} | {r['wire_bytes']:,} B | {r['seconds']:.2f} s |"
+        )
 
 
 if __name__ == "__main__":

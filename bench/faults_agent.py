@@ -22,9 +22,9 @@ import numpy as np
 
 t_start = time.perf_counter()
 
-from vehicle_agent.agent import AgentConfig, VehicleAgent  # noqa: E402  (timed above)
-from vehicle_agent.health import HealthPolicy  # noqa: E402
-from vehicle_agent.journal import State  # noqa: E402
+from vehicle_agent.agent import AgentConfig, VehicleAgent
+from vehicle_agent.health import HealthPolicy
+from vehicle_agent.journal import State
 
 
 def emit(event: str, **kw) -> None:
@@ -52,15 +52,31 @@ def main() -> None:
     ap.add_argument("--state", type=Path, required=True)
     ap.add_argument("--root", type=Path, required=True)
     ap.add_argument("--health-window", type=float, default=0.15)
-    ap.add_argument("--pki", type=Path, required=True, help="fleet PKI: the vehicle's certificate is issued from it")
-    ap.add_argument("--gate", type=Path, help="check in only while this file exists (the campaign publishes first)")
+    ap.add_argument(
+        "--pki",
+        type=Path,
+        required=True,
+        help="fleet PKI: the vehicle's certificate is issued from it",
+    )
+    ap.add_argument(
+        "--gate",
+        type=Path,
+        help="check in only while this file exists (the campaign publishes first)",
+    )
     args = ap.parse_args()
     from otawire import tls
 
-    agent = VehicleAgent(AgentConfig(registry=args.registry, state_dir=args.state, vehicle_id="faults-car",
-                                     trusted_root=args.root, health=HealthPolicy(window_s=args.health_window),
-                                     director_root=args.root.parent / "director-root.json",
-                                     identity=tls.ensure(args.pki, "vehicle", "faults-car")))
+    agent = VehicleAgent(
+        AgentConfig(
+            registry=args.registry,
+            state_dir=args.state,
+            vehicle_id="faults-car",
+            trusted_root=args.root,
+            health=HealthPolicy(window_s=args.health_window),
+            director_root=args.root.parent / "director-root.json",
+            identity=tls.ensure(args.pki, "vehicle", "faults-car"),
+        )
+    )
     emit("up", served=served(agent), recovery_s=time.perf_counter() - t_start)
     was_idle = False
     while True:

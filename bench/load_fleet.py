@@ -67,12 +67,26 @@ def check_request(vid: str, want: Want):
     from otawire.v1 import ota_pb2
 
     return ota_pb2.CheckRequest(
-        vehicle_id=vid, hardware_id=HARDWARE, tags=[TAG], wanted_models=[MODEL],
-        installed=[ota_pb2.InstalledModel(name=MODEL, version=want.base_version, sha256=want.base_sha256)])
+        vehicle_id=vid,
+        hardware_id=HARDWARE,
+        tags=[TAG],
+        wanted_models=[MODEL],
+        installed=[
+            ota_pb2.InstalledModel(name=MODEL, version=want.base_version, sha256=want.base_sha256)
+        ],
+    )
 
 
-async def download(stub, vid: str, kind: int, path: str, length: int, rate_bps: float, deadline_s: float,
-                   res: Result) -> bytes:
+async def download(
+    stub,
+    vid: str,
+    kind: int,
+    path: str,
+    length: int,
+    rate_bps: float,
+    deadline_s: float,
+    res: Result,
+) -> bytes:
     """The whole file, resuming after a broken stream; at most ``rate_bps`` if given."""
     from otawire.v1 import ota_pb2
 
@@ -82,8 +96,10 @@ async def download(stub, vid: str, kind: int, path: str, length: int, rate_bps: 
     while got < length:
         tries += 1
         try:
-            call = stub.Download(ota_pb2.DownloadRequest(vehicle_id=vid, kind=kind, path=path, offset=got),
-                                 timeout=max(1.0, t_end - time.perf_counter()))
+            call = stub.Download(
+                ota_pb2.DownloadRequest(vehicle_id=vid, kind=kind, path=path, offset=got),
+                timeout=max(1.0, t_end - time.perf_counter()),
+            )
             async for chunk in call:
                 if chunk.offset != got:
                     raise ValueError(f"chunk at {chunk.offset}, expected {got}")
@@ -101,8 +117,16 @@ async def download(stub, vid: str, kind: int, path: str, length: int, rate_bps: 
     return b"".join(parts)
 
 
-async def update(address: str, vid: str, want: Want, go: asyncio.Event, slow_bps: float, poll_s: float,
-                 deadline_s: float, registry: bool) -> Result:
+async def update(
+    address: str,
+    vid: str,
+    want: Want,
+    go: asyncio.Event,
+    slow_bps: float,
+    poll_s: float,
+    deadline_s: float,
+    registry: bool,
+) -> Result:
     """One vehicle's update (``registry`` False: the bare peer, download only)."""
     from otawire.v1 import ota_pb2, ota_pb2_grpc
 
@@ -131,17 +155,28 @@ async def update(address: str, vid: str, want: Want, go: asyncio.Event, slow_bps
         else:
             kind = want.kind
         t = time.perf_counter()
-        data = await download(stub, vid, kind, want.path, want.length, slow_bps, t_end - time.perf_counter(), res)
+        data = await download(
+            stub, vid, kind, want.path, want.length, slow_bps, t_end - time.perf_counter(), res
+        )
         if len(data) != want.length or hashlib.sha256(data).hexdigest() != want.sha256:
             res.error = f"got {len(data)} B with another sha256"
             return res
         res.download_s = time.perf_counter() - t
         if registry:
-            await stub.ReportInstall(ota_pb2.InstallReport(
-                vehicle_id=vid, hardware_id=HARDWARE, name=MODEL, version=want.new_version,
-                status=ota_pb2.INSTALL_STATUS_INSTALLED, from_version=want.base_version,
-                bytes_downloaded=res.bytes, duration_s=res.download_s, active_version=want.new_version),
-                timeout=deadline_s)
+            await stub.ReportInstall(
+                ota_pb2.InstallReport(
+                    vehicle_id=vid,
+                    hardware_id=HARDWARE,
+                    name=MODEL,
+                    version=want.new_version,
+                    status=ota_pb2.INSTALL_STATUS_INSTALLED,
+                    from_version=want.base_version,
+                    bytes_downloaded=res.bytes,
+                    duration_s=res.download_s,
+                    active_version=want.new_version,
+                ),
+                timeout=deadline_s,
+            )
     except (grpc.aio.AioRpcError, ValueError) as e:
         code = e.code().name if isinstance(e, grpc.aio.AioRpcError) else "ValueError"
         res.error = f"{code}: {e.details() if isinstance(e, grpc.aio.AioRpcError) else e}"
@@ -150,7 +185,9 @@ async def update(address: str, vid: str, want: Want, go: asyncio.Event, slow_bps
     return res
 
 
-async def checkin(address: str, vid: str, want: Want, go: asyncio.Event, deadline_s: float) -> Result:
+async def checkin(
+    address: str, vid: str, want: Want, go: asyncio.Event, deadline_s: float
+) -> Result:
     from otawire.v1 import ota_pb2_grpc
 
     res = Result()
@@ -170,8 +207,9 @@ async def checkin(address: str, vid: str, want: Want, go: asyncio.Event, deadlin
     return res
 
 
-async def fleet(n: int, vehicle: Callable[[str, asyncio.Event], Awaitable[Result]],
-                connect_s: float = 0.0) -> tuple[list[Result], float]:
+async def fleet(
+    n: int, vehicle: Callable[[str, asyncio.Event], Awaitable[Result]], connect_s: float = 0.0
+) -> tuple[list[Result], float]:
     """n vehicles released at once; (results, wall seconds until the last is done)."""
     go = asyncio.Event()
     tasks = [asyncio.create_task(vehicle(f"car-{i:05d}", go)) for i in range(n)]
@@ -216,9 +254,14 @@ async def hammer(address: str, want: Want, seconds: float, concurrency: int, cha
     for c in chans:
         await c.close()
     lat.sort()
-    return {"checkins_per_s": done / wall, "failed": failed, "wall_s": wall, "generator_cpu_s": cpu,
-            "p50_ms": lat[len(lat) // 2] if lat else float("nan"),
-            "p99_ms": lat[int(0.99 * (len(lat) - 1))] if lat else float("nan")}
+    return {
+        "checkins_per_s": done / wall,
+        "failed": failed,
+        "wall_s": wall,
+        "generator_cpu_s": cpu,
+        "p50_ms": lat[len(lat) // 2] if lat else float("nan"),
+        "p99_ms": lat[int(0.99 * (len(lat) - 1))] if lat else float("nan"),
+    }
 
 
 def serve_bare(data: bytes, chunk_size: int) -> tuple[aio.Server, Callable[[], Awaitable[int]]]:
@@ -227,10 +270,15 @@ def serve_bare(data: bytes, chunk_size: int) -> tuple[aio.Server, Callable[[], A
 
     class Bare(ota_pb2_grpc.VehicleServicer):
         async def Download(self, request, context):
-            end = len(data) if not request.max_bytes else min(len(data), request.offset + request.max_bytes)
+            end = (
+                len(data)
+                if not request.max_bytes
+                else min(len(data), request.offset + request.max_bytes)
+            )
             for off in range(request.offset, end, chunk_size):
-                yield ota_pb2.DownloadChunk(offset=off, data=data[off: min(end, off + chunk_size)],
-                                            total_length=len(data))
+                yield ota_pb2.DownloadChunk(
+                    offset=off, data=data[off : min(end, off + chunk_size)], total_length=len(data)
+                )
 
     server = aio.server(options=[("grpc.max_send_message_length", 8 << 20)])
     ota_pb2_grpc.add_VehicleServicer_to_server(Bare(), server)

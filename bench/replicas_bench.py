@@ -36,12 +36,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import grpc  # noqa: E402
+import grpc
 
-from otawire.v1 import ota_pb2, ota_pb2_grpc  # noqa: E402
-from testkit.cluster import Replica, start_replicas, stop_all  # noqa: E402
-from testkit.pg import DEFAULT_DSN, with_schema  # noqa: E402
-from vehicle_agent.transport import SERVICE_CONFIG, channel_target  # noqa: E402
+from otawire.v1 import ota_pb2, ota_pb2_grpc
+from testkit.cluster import Replica, start_replicas, stop_all
+from testkit.pg import DEFAULT_DSN, with_schema
+from vehicle_agent.transport import SERVICE_CONFIG, channel_target
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -75,9 +75,13 @@ def _postgres_pids() -> list[int]:
     return out
 
 
-def _client(address: str, threads: int, seconds: float, requests: list, queue: mp.Queue, go) -> None:
+def _client(
+    address: str, threads: int, seconds: float, requests: list, queue: mp.Queue, go
+) -> None:
     """One load process: ``threads`` closed loops of check-ins; sends back latencies (s)."""
-    channel = grpc.insecure_channel(channel_target(address), options=[("grpc.service_config", SERVICE_CONFIG)])
+    channel = grpc.insecure_channel(
+        channel_target(address), options=[("grpc.service_config", SERVICE_CONFIG)]
+    )
     stub = ota_pb2_grpc.VehicleStub(channel)
     grpc.channel_ready_future(channel).result(timeout=30)
     queue.put("ready")
@@ -119,11 +123,16 @@ class Round:
     cpu_postgres: float
 
 
-def run_load(replicas: list[Replica], requests: list, seconds: float, procs: int, threads: int) -> Round:
+def run_load(
+    replicas: list[Replica], requests: list, seconds: float, procs: int, threads: int
+) -> Round:
     address = ",".join(r.address for r in replicas)
     ctx = mp.get_context("spawn")  # no fork after grpc is imported
     queue, go = ctx.Queue(), ctx.Event()
-    workers = [ctx.Process(target=_client, args=(address, threads, seconds, requests, queue, go)) for _ in range(procs)]
+    workers = [
+        ctx.Process(target=_client, args=(address, threads, seconds, requests, queue, go))
+        for _ in range(procs)
+    ]
     server_pids, pg_pids = [r.proc.pid for r in replicas], _postgres_pids()
     for w in workers:
         w.start()
@@ -135,7 +144,7 @@ def run_load(replicas: list[Replica], requests: list, seconds: float, procs: int
     t0 = time.perf_counter()
     results = [queue.get(timeout=seconds + 60) for _ in workers]
     wall = time.perf_counter() - t0
-    busy = [_delta(before, _cpu_seconds(g)) / wall for before, g in zip(cpu0, groups)]
+    busy = [_delta(before, _cpu_seconds(g)) / wall for before, g in zip(cpu0, groups, strict=False)]
     for w in workers:
         w.join()
     lat = sorted(x for r in results for x in r[0])
@@ -158,18 +167,30 @@ def _publish(registry, model: bytes, successor: bytes) -> list:
     old, new = hashlib.sha256(model).hexdigest(), hashlib.sha256(successor).hexdigest()
     reqs = []
     for i in range(256):
-        installed = [ota_pb2.InstalledModel(name="squeezenet1.0", version="1.0.0" if i % 2 else "1.0.1",
-                                            sha256=old if i % 2 else new)]
-        reqs.append(ota_pb2.CheckRequest(vehicle_id=f"bench-{i:04d}", hardware_id="generic-x86_64", installed=installed))
+        installed = [
+            ota_pb2.InstalledModel(
+                name="squeezenet1.0",
+                version="1.0.0" if i % 2 else "1.0.1",
+                sha256=old if i % 2 else new,
+            )
+        ]
+        reqs.append(
+            ota_pb2.CheckRequest(
+                vehicle_id=f"bench-{i:04d}", hardware_id="generic-x86_64", installed=installed
+            )
+        )
     return reqs
 
 
 def _in_process_ms(registry, requests: list, rounds: int) -> float:
     """Median ms of ``Registry.offers_for`` per check-in (after one warm-up pass)."""
+
     def one_pass() -> float:
         t0 = time.perf_counter()
         for r in requests:
-            registry.offers_for(r.vehicle_id, r.hardware_id, {m.name: (m.version, m.sha256) for m in r.installed})
+            registry.offers_for(
+                r.vehicle_id, r.hardware_id, {m.name: (m.version, m.sha256) for m in r.installed}
+            )
         return (time.perf_counter() - t0) / len(requests) * 1000
 
     one_pass()
@@ -179,7 +200,9 @@ def _in_process_ms(registry, requests: list, rounds: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="load per round (default 5)")
-    ap.add_argument("--repeat", type=int, default=3, help="rounds per configuration; medians are reported")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="rounds per configuration; medians are reported"
+    )
     ap.add_argument("--procs", type=int, default=2, help="load-generator processes")
     ap.add_argument("--threads", type=int, default=8, help="closed-loop threads per load process")
     ap.add_argument("--dsn", default=os.environ.get("OTA_TEST_PG_DSN", DEFAULT_DSN))
@@ -192,8 +215,8 @@ def main() -> None:
 
     from modelpack import zoo
     from otawire import tls
-    from server.signing.keys import Keystore
     from server.registry import Registry
+    from server.signing.keys import Keystore
     from testkit.helpers import with_provenance
 
     model = zoo.build("squeezenet1.0")
@@ -219,12 +242,16 @@ def main() -> None:
         sq = Registry.open(work / "sqlite", work / "keys")
         _publish(sq, model, successor)
         # The decision alone, in this process, without gRPC: what one check-in costs each engine.
-        in_process = {"sqlite": _in_process_ms(sq, requests, args.repeat),
-                      "postgresql": _in_process_ms(pg, requests, args.repeat)}
+        in_process = {
+            "sqlite": _in_process_ms(sq, requests, args.repeat),
+            "postgresql": _in_process_ms(pg, requests, args.repeat),
+        }
         pg.store.close()
         sq.store.close()
         configs = {
-            "sqlite x1": lambda: start_replicas(1, "", work / "keys", extra_args=[*plain, "--data", str(work / "sqlite")]),
+            "sqlite x1": lambda: start_replicas(
+                1, "", work / "keys", extra_args=[*plain, "--data", str(work / "sqlite")]
+            ),
             "postgresql x1": lambda: start_replicas(1, dsn, work / "keys", extra_args=plain),
             "postgresql x3": lambda: start_replicas(3, dsn, work / "keys", extra_args=plain),
         }
@@ -234,11 +261,15 @@ def main() -> None:
         try:
             for name, start in configs.items():
                 running[name] = start()
-                run_load(running[name], requests, 1.0, args.procs, args.threads)  # warm-up: connections, caches
+                run_load(
+                    running[name], requests, 1.0, args.procs, args.threads
+                )  # warm-up: connections, caches
                 rows[name] = []
             for _ in range(args.repeat):
                 for name, replicas in running.items():
-                    rows[name].append(run_load(replicas, requests, args.seconds, args.procs, args.threads))
+                    rows[name].append(
+                        run_load(replicas, requests, args.seconds, args.procs, args.threads)
+                    )
                     print(f"{name}: {rows[name][-1]}", file=sys.stderr)
         finally:
             for replicas in running.values():
@@ -253,7 +284,9 @@ def main() -> None:
         args.markdown.write_text(text + "\n")
 
 
-def report(rows: dict[str, list[Round]], args: argparse.Namespace, in_process: dict[str, float]) -> str:
+def report(
+    rows: dict[str, list[Round]], args: argparse.Namespace, in_process: dict[str, float]
+) -> str:
     def med(name: str, attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in rows[name])
 
@@ -276,7 +309,8 @@ def report(rows: dict[str, list[Round]], args: argparse.Namespace, in_process: d
     lines += [
         "",
         "One check-in's decision in-process, without gRPC (Registry.offers_for, median ms): "
-        + ", ".join(f"{k} {v:.2f} ms" for k, v in in_process.items()) + ".",
+        + ", ".join(f"{k} {v:.2f} ms" for k, v in in_process.items())
+        + ".",
     ]
     return "\n".join(lines)
 

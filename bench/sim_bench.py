@@ -55,7 +55,10 @@ def bench_million(n: int, repeats: int) -> tuple[list[float], list[float], str]:
         res = simulate(sc, n, sizes=sizes)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
-        print(f"  run {i + 1}: {n:,} vehicles x {len(sc.strategies)} strategies in {times[-1]:.2f} s ({cpu[-1]:.1f} CPU-s)", flush=True)
+        print(
+            f"  run {i + 1}: {n:,} vehicles x {len(sc.strategies)} strategies in {times[-1]:.2f} s ({cpu[-1]:.1f} CPU-s)",
+            flush=True,
+        )
     return times, cpu, strategy_table(res.summaries())
 
 
@@ -75,20 +78,31 @@ print(time.process_time() - c)
 
 def bench_previous_engine(n: int) -> float | None:
     """CPU seconds of main's engine before the diurnal model and the couplings, same fleet size."""
-    import subprocess
     import io
+    import subprocess
     import tarfile
     import tempfile
 
-    tmp = tempfile.TemporaryDirectory(prefix="sim-previous-engine-")  # outside the tree: not a package of ours
+    tmp = tempfile.TemporaryDirectory(
+        prefix="sim-previous-engine-"
+    )  # outside the tree: not a package of ours
     src = Path(tmp.name)
     try:
-        blob = subprocess.run(["git", "-C", str(ROOT), "archive", "8d96116~2", "simulator"], capture_output=True, check=True).stdout
+        blob = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "8d96116~2", "simulator"],
+            capture_output=True,
+            check=True,
+        ).stdout
     except (subprocess.CalledProcessError, FileNotFoundError):
         return None
     with tmp:
         tarfile.open(fileobj=io.BytesIO(blob)).extractall(src)
-        out = subprocess.run([sys.executable, "-c", PEER_CODE, str(src), str(n)], capture_output=True, text=True, cwd=src)
+        out = subprocess.run(
+            [sys.executable, "-c", PEER_CODE, str(src), str(n)],
+            capture_output=True,
+            text=True,
+            cwd=src,
+        )
     return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
 
 
@@ -102,23 +116,33 @@ def bench_loop_peer(n: int) -> tuple[float, float]:
     vec = transfer(fleet, ids, 0.0, size, sc.horizon_s)
     t_vec = time.perf_counter() - t
     t = time.perf_counter()
-    loop_done = np.array([transfer(fleet, ids[i : i + 1], 0.0, size, sc.horizon_s).done[0] for i in range(n)])
+    loop_done = np.array(
+        [transfer(fleet, ids[i : i + 1], 0.0, size, sc.horizon_s).done[0] for i in range(n)]
+    )
     t_loop = time.perf_counter() - t
     np.testing.assert_array_equal(vec.done, loop_done)
     return t_vec, t_loop
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--vehicles", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--peer-vehicles", type=int, default=5_000)
-    ap.add_argument("--agents", type=int, default=20, help="real agents for the emulation check (0: skip)")
+    ap.add_argument(
+        "--agents", type=int, default=20, help="real agents for the emulation check (0: skip)"
+    )
     ap.add_argument("--packages", default="served,full", help="emulation: which packages to check")
     ap.add_argument("--emulation-repeats", type=int, default=2)
     ap.add_argument("--sens-vehicles", type=int, default=20_000)
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--only-emulation", action="store_true", help="just the emulation check (its own docs block)")
+    ap.add_argument(
+        "--only-emulation",
+        action="store_true",
+        help="just the emulation check (its own docs block)",
+    )
     ap.add_argument("--update-docs", action="store_true")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -147,8 +171,12 @@ def main() -> int:
         f"on the same fleet): **median {med_cpu:.1f} CPU-seconds** ({med_cpu / 6:.1f} per strategy) of "
         f"{len(times)} runs, {med:.1f} s of wall time on this shared machine (run under `nice`), package sizes from "
         "the cache. "
-        + (f"The engine before the diurnal model and the couplings (the commit before them, same fleet, same "
-           f"run): {prev:.1f} CPU-seconds, so the new effects cost {med_cpu / prev:.1f}x." if prev else ""),
+        + (
+            f"The engine before the diurnal model and the couplings (the commit before them, same fleet, same "
+            f"run): {prev:.1f} CPU-seconds, so the new effects cost {med_cpu / prev:.1f}x."
+            if prev
+            else ""
+        ),
         "",
         million_table,
         "",
@@ -180,7 +208,14 @@ def main() -> int:
         out = OUT / name
         write_report(res, out)
         print(f"  {name}: {sc.vehicles:,} vehicles in {res.elapsed_s:.1f} s -> {out / 'report.md'}")
-        md += [f"### {name}: {sc.vehicles:,} vehicles", "", sc.description, "", strategy_table(res.summaries()), ""]
+        md += [
+            f"### {name}: {sc.vehicles:,} vehicles",
+            "",
+            sc.description,
+            "",
+            strategy_table(res.summaries()),
+            "",
+        ]
         for png in ("coverage", "bytes"):
             if args.update_docs:
                 shutil.copyfile(out / f"{png}.png", IMG / f"sim_{name}_{png}.png")
@@ -189,7 +224,9 @@ def main() -> int:
 
     print("3b. rural_3g with downloads that restart after a cut")
     sc = load_scenario("rural_3g")
-    sc = sc.replace(campaign=dataclasses.replace(sc.campaign, resumable=False), name="rural_3g, not resumable")
+    sc = sc.replace(
+        campaign=dataclasses.replace(sc.campaign, resumable=False), name="rural_3g, not resumable"
+    )
     res = simulate(sc)
     write_report(res, OUT / "rural_3g_not_resumable")
     md += [
@@ -243,14 +280,24 @@ def sources_section() -> list[str]:
             seen.add(key)
             kind, _, rest = key.partition(".")
             obj_name, _, fld = rest.rpartition(".")
-            obj = {"links": sc.links, "patterns": sc.patterns}.get(kind, {}).get(obj_name) if kind in ("links", "patterns") else sc.campaign
+            obj = (
+                {"links": sc.links, "patterns": sc.patterns}.get(kind, {}).get(obj_name)
+                if kind in ("links", "patterns")
+                else sc.campaign
+            )
             value = getattr(obj, fld, "") if obj is not None else ""
             if isinstance(value, tuple) and len(value) > 4:
                 value = f"{len(value)} hourly values"
             rows.append(f"| `{key}` | {value} | {sc.sources.get(key, '')} |")
-    return ["### Sources of the ready scenarios' figures", "",
-            "Generated from `simulator/assumptions.py` and the scenario files' `[sources]` tables "
-            "(a test fails when a figure cites nothing and does not say it is a guess).", "", *rows, ""]
+    return [
+        "### Sources of the ready scenarios' figures",
+        "",
+        "Generated from `simulator/assumptions.py` and the scenario files' `[sources]` tables "
+        "(a test fails when a figure cites nothing and does not say it is a guess).",
+        "",
+        *rows,
+        "",
+    ]
 
 
 EFFECTS = ("diurnal", "slow_start", "cell_sharing", "registry_limit")
@@ -259,24 +306,37 @@ EFFECTS = ("diurnal", "slow_start", "cell_sharing", "registry_limit")
 def effects_section(n: int) -> list[str]:
     """city_lte with each effect switched off in turn (one seed; the sensitivity gives the spread)."""
     from simulator.campaign import run_campaign
+    from simulator.report import fmt_hours
     from simulator.scenario import Model
     from simulator.simulate import QUANTILES, hours_to_share
-    from simulator.report import fmt_hours
 
     base = load_scenario("city_lte")
-    base = base.replace(campaign=dataclasses.replace(base.campaign, max_concurrent=max(1, n // 500)))
+    base = base.replace(
+        campaign=dataclasses.replace(base.campaign, max_concurrent=max(1, n // 500))
+    )
     size = ProjectArtifacts().sizes(["alexnet_fp32", "squeezenet_deep_compression"])
-    rows = ["| model | strategy | " + " | ".join(f"{int(q * 100)}% at" for q in QUANTILES) + " | cost (USD) |",
-            "|---|---|" + "---|" * (len(QUANTILES) + 1)]
+    rows = [
+        "| model | strategy | "
+        + " | ".join(f"{int(q * 100)}% at" for q in QUANTILES)
+        + " | cost (USD) |",
+        "|---|---|" + "---|" * (len(QUANTILES) + 1),
+    ]
     for off in (None, *EFFECTS):
-        sc = base if off is None else base.replace(model=dataclasses.replace(Model(), **{off: False}))
+        sc = (
+            base
+            if off is None
+            else base.replace(model=dataclasses.replace(Model(), **{off: False}))
+        )
         fleet = build_fleet(sc, n)
         for strat in ("squeezenet_deep_compression", "alexnet_fp32"):
             t = time.perf_counter()
             run = run_campaign(fleet, strat, size[strat].nbytes)
             label = "all effects" if off is None else f"without {off.replace('_', ' ')}"
-            rows.append(f"| {label} | {strat} | " + " | ".join(fmt_hours(hours_to_share(run.success, n, q)) for q in QUANTILES)
-                        + f" | {run.cost.sum():,.0f} |")
+            rows.append(
+                f"| {label} | {strat} | "
+                + " | ".join(fmt_hours(hours_to_share(run.success, n, q)) for q in QUANTILES)
+                + f" | {run.cost.sum():,.0f} |"
+            )
             print(f"  {label}, {strat}: {time.perf_counter() - t:.1f} s", flush=True)
     return [
         f"### What each effect is worth: city_lte, {n:,} vehicles, registry limit {base.campaign.max_concurrent} downloads at once",
@@ -293,19 +353,30 @@ def what_if_section() -> list[str]:
     sc = load_scenario("city_lte")
     bad = scenario_with_hardware(sc, 0.5)
     fine = scenario_with_hardware(sc, 0.002)
-    out = ["### What-if: one hardware variant fails its installs", "",
-           "city_lte with 15% of the fleet on hardware variant `b`; waves 1% / 10% / 50% / 100% with soak times "
-           "2 h / 6 h / 12 h and advance shares 95% / 90% / 90%; abort at 5% failures among those targeted (at "
-           "least 3). Simulated.", ""]
-    for label, scen in (("variant b fails 50% of installs", bad), ("variant b as good as the rest (0.2%)", fine)):
-        res = simulate(scen.replace(strategies=("squeezenet_deep_compression", "alexnet_fp32")), 100_000)
+    out = [
+        "### What-if: one hardware variant fails its installs",
+        "",
+        "city_lte with 15% of the fleet on hardware variant `b`; waves 1% / 10% / 50% / 100% with soak times "
+        "2 h / 6 h / 12 h and advance shares 95% / 90% / 90%; abort at 5% failures among those targeted (at "
+        "least 3). Simulated.",
+        "",
+    ]
+    for label, scen in (
+        ("variant b fails 50% of installs", bad),
+        ("variant b as good as the rest (0.2%)", fine),
+    ):
+        res = simulate(
+            scen.replace(strategies=("squeezenet_deep_compression", "alexnet_fp32")), 100_000
+        )
         out += [f"**{label}**", "", strategy_table(res.summaries()), ""]
         for run in res.runs.values():
             if run.aborted_in_wave is not None:
                 f = res.fleet
                 by = np.bincount(f.hardware_idx[run.failed], minlength=2)
-                out.append(f"- {run.strategy}: abort trips in wave {run.aborted_in_wave + 1} at {run.abort_time / 3600:.1f} h, "
-                           f"with {int(by[1])} of the {int(by.sum())} failures on variant b.")
+                out.append(
+                    f"- {run.strategy}: abort trips in wave {run.aborted_in_wave + 1} at {run.abort_time / 3600:.1f} h, "
+                    f"with {int(by[1])} of the {int(by.sum())} failures on variant b."
+                )
         out.append("")
     return out
 
@@ -313,7 +384,9 @@ def what_if_section() -> list[str]:
 def scenario_with_hardware(sc, bad_rate: float):  # type: ignore[no-untyped-def]
     from simulator.scenario import Hardware
 
-    camp = dataclasses.replace(sc.campaign, wave_soak_hours=(2.0, 6.0, 12.0, 0.0), wave_advance=(0.95, 0.9, 0.9, 0.9))
+    camp = dataclasses.replace(
+        sc.campaign, wave_soak_hours=(2.0, 6.0, 12.0, 0.0), wave_advance=(0.95, 0.9, 0.9, 0.9)
+    )
     hw = (Hardware("a", 0.85, 0.002), Hardware("b", 0.15, bad_rate))
     return sc.replace(campaign=camp, hardware=hw, name=f"{sc.name}, variant b at {bad_rate:g}")
 
@@ -337,7 +410,10 @@ def emulation_section(agents: int, package: str, update_docs: bool, repeats: int
     from simulator.emulate.netns import EmulationUnavailable, check_available
     from simulator.emulate.report import write_emulation_report
 
-    title = {"served": "the registry's encoding, as served", "full": "the full file (encodings withdrawn)"}[package]
+    title = {
+        "served": "the registry's encoding, as served",
+        "full": "the full file (encodings withdrawn)",
+    }[package]
     try:
         check_available()
     except EmulationUnavailable as e:
@@ -345,20 +421,35 @@ def emulation_section(agents: int, package: str, update_docs: bool, repeats: int
         return [f"### Emulation check: {title}", "", f"Not run on this machine: {e}.", ""]
     sc = load_scenario("emulation")
     start_load = os.getloadavg()[0]
-    res = emulate(sc, agents, sc.horizon_s, package=package, echo=lambda m: print(f"  {m}", flush=True), repeats=repeats)
+    res = emulate(
+        sc,
+        agents,
+        sc.horizon_s,
+        package=package,
+        echo=lambda m: print(f"  {m}", flush=True),
+        repeats=repeats,
+    )
     out = OUT / f"emulation-{package}-{agents}"
     path, s = write_emulation_report(res, out)
     load = os.getloadavg()[0]
-    print(f"  {s.passing}/{s.vehicles} pass ({s.flips} flips), {s.cut_passing}/{s.cut} cut; mean |log| time "
-          f"{s.mean_abs_log_time:.3f} bytes {s.mean_abs_log_bytes:.3f}; noise {s.noise_log_time:.3f} / "
-          f"{s.noise_log_bytes:.3f}; {'met' if s.passed else 'missed'} -> {path}")
+    print(
+        f"  {s.passing}/{s.vehicles} pass ({s.flips} flips), {s.cut_passing}/{s.cut} cut; mean |log| time "
+        f"{s.mean_abs_log_time:.3f} bytes {s.mean_abs_log_bytes:.3f}; noise {s.noise_log_time:.3f} / "
+        f"{s.noise_log_bytes:.3f}; {'met' if s.passed else 'missed'} -> {path}"
+    )
     img = f"sim_emulation_{package}_{agents}.png"
     if update_docs:
         shutil.copyfile(out / "emulation.png", IMG / img)
     body = path.read_text().split("\n", 2)[2]  # drop the report's title
     body = body.replace("(emulation.png)", f"(img/{img})").replace("\n## ", "\n#### ")
-    return [f"### Emulation check, {agents} agents: {title}", "",
-            f"Load average {start_load:.1f} when it started, {load:.1f} when it ended, on {os.cpu_count()} cores.", "", body, ""]
+    return [
+        f"### Emulation check, {agents} agents: {title}",
+        "",
+        f"Load average {start_load:.1f} when it started, {load:.1f} when it ended, on {os.cpu_count()} cores.",
+        "",
+        body,
+        "",
+    ]
 
 
 if __name__ == "__main__":

@@ -28,13 +28,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from transfer_pairs import Pair, all_pairs  # noqa: E402
+from transfer_pairs import Pair, all_pairs
 
-from modelpack import codecs  # noqa: E402
-from modelpack.codecs.onnxwire import find_tensors  # noqa: E402
+from modelpack import codecs
+from modelpack.codecs.onnxwire import find_tensors
 
 ALEXNET_BYTES = 240_000_000
-RELEASE_FILE = Path(__file__).resolve().parents[1] / "modelpack" / "data" / "squeezenet_v1.0_deep_compression.net"
+RELEASE_FILE = (
+    Path(__file__).resolve().parents[1]
+    / "modelpack"
+    / "data"
+    / "squeezenet_v1.0_deep_compression.net"
+)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -83,14 +88,23 @@ def _run(cmd: list[str]) -> tuple[float, float | None]:
 
 
 def cli_peer(
-    name: str, tool: str, enc: Callable[[Path, Path, Path], list[str]], dec: Callable[[Path, Path, Path], list[str]], needs_base: bool
+    name: str,
+    tool: str,
+    enc: Callable[[Path, Path, Path], list[str]],
+    dec: Callable[[Path, Path, Path], list[str]],
+    needs_base: bool,
 ) -> Callable[[Pair, Path, int], Result]:
     def run(pair: Pair, work: Path, repeat: int) -> Result:
         if shutil.which(tool) is None:
             return Result(name, None, note=f"{tool} not installed")
         if needs_base and pair.base is None:
             return Result(name, None, note="no base")
-        old, new, patch, out = work / "old", work / "new", work / f"{tool}.patch", work / f"{tool}.out"
+        old, new, patch, out = (
+            work / "old",
+            work / "new",
+            work / f"{tool}.patch",
+            work / f"{tool}.out",
+        )
         old.write_bytes(pair.base or b"")
         new.write_bytes(pair.new)
         enc_t, dec_t, peaks = [], [], []
@@ -104,22 +118,60 @@ def cli_peer(
                 peaks.append(peak)
         ok = out.read_bytes() == pair.new
         return Result(
-            name, patch.stat().st_size, _median(enc_t), _median(dec_t), max(peaks) if peaks else None, "" if ok else "MISMATCH", lossless=ok
+            name,
+            patch.stat().st_size,
+            _median(enc_t),
+            _median(dec_t),
+            max(peaks) if peaks else None,
+            "" if ok else "MISMATCH",
+            lossless=ok,
         )
 
     return run
 
 
 PEERS = [
-    cli_peer("zstd -19", "zstd", lambda o, n, p: ["zstd", "-19", "-q", "-f", str(n), "-o", str(p)], lambda o, p, x: ["zstd", "-d", "-q", "-f", str(p), "-o", str(x)], False),
+    cli_peer(
+        "zstd -19",
+        "zstd",
+        lambda o, n, p: ["zstd", "-19", "-q", "-f", str(n), "-o", str(p)],
+        lambda o, p, x: ["zstd", "-d", "-q", "-f", str(p), "-o", str(x)],
+        False,
+    ),
     cli_peer(
         "zstd -19 --long=27 --patch-from",
         "zstd",
-        lambda o, n, p: ["zstd", "-19", "--long=27", "-q", "-f", f"--patch-from={o}", str(n), "-o", str(p)],
-        lambda o, p, x: ["zstd", "-d", "--long=27", "-q", "-f", f"--patch-from={o}", str(p), "-o", str(x)],
+        lambda o, n, p: [
+            "zstd",
+            "-19",
+            "--long=27",
+            "-q",
+            "-f",
+            f"--patch-from={o}",
+            str(n),
+            "-o",
+            str(p),
+        ],
+        lambda o, p, x: [
+            "zstd",
+            "-d",
+            "--long=27",
+            "-q",
+            "-f",
+            f"--patch-from={o}",
+            str(p),
+            "-o",
+            str(x),
+        ],
         True,
     ),
-    cli_peer("bsdiff", "bsdiff", lambda o, n, p: ["bsdiff", str(o), str(n), str(p)], lambda o, p, x: ["bspatch", str(o), str(x), str(p)], True),
+    cli_peer(
+        "bsdiff",
+        "bsdiff",
+        lambda o, n, p: ["bsdiff", str(o), str(n), str(p)],
+        lambda o, p, x: ["bspatch", str(o), str(x), str(p)],
+        True,
+    ),
     cli_peer(
         "xdelta3 -9",
         "xdelta3",
@@ -166,14 +218,20 @@ def zipnn_peer(pair: Pair, work: Path, repeat: int) -> list[Result]:
     out = []
     for name, base in jobs:
         proc = subprocess.run(
-            [sys.executable, "-c", _ZIPNN_SCRIPT, str(work / "new"), base, str(repeat)], capture_output=True, text=True
+            [sys.executable, "-c", _ZIPNN_SCRIPT, str(work / "new"), base, str(repeat)],
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0:
-            out.append(Result(name, None, note=f"failed: {proc.stderr.strip().splitlines()[-1][:80]}"))
+            out.append(
+                Result(name, None, note=f"failed: {proc.stderr.strip().splitlines()[-1][:80]}")
+            )
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         note = "" if r["ok"] else "decompress did NOT reproduce the input"
-        out.append(Result(name, r["size"], r["enc"], r["dec"], r["peak_mb"], note, lossless=r["ok"]))
+        out.append(
+            Result(name, r["size"], r["enc"], r["dec"], r["peak_mb"], note, lossless=r["ok"])
+        )
     if pair.base is not None and len(pair.base) != len(pair.new):
         out.append(Result("ZipNN delta (XOR)", None, note="n/a: needs equal-length files"))
     return out
@@ -213,11 +271,30 @@ def ours(pair: Pair, work: Path, repeat: int) -> list[Result]:
         (work / "blob").write_bytes(blob)
         (work / "base").write_bytes(base or b"")
         proc = subprocess.run(
-            [sys.executable, "-c", _OURS_DECODE, str(work / "blob"), str(work / "base") if base is not None else "-"],
-            capture_output=True, text=True, cwd=ROOT,
+            [
+                sys.executable,
+                "-c",
+                _OURS_DECODE,
+                str(work / "blob"),
+                str(work / "base") if base is not None else "-",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
         )
         peak = float(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
-        out.append(Result(f"ours: {codec}", len(blob), _median(enc_t), _median(dec_t), peak, "" if ok else "MISMATCH", ours=True, lossless=ok))
+        out.append(
+            Result(
+                f"ours: {codec}",
+                len(blob),
+                _median(enc_t),
+                _median(dec_t),
+                peak,
+                "" if ok else "MISMATCH",
+                ours=True,
+                lossless=ok,
+            )
+        )
     return out
 
 
@@ -281,7 +358,13 @@ def run_row(pair: Pair, repeat: int) -> Row:
         work = Path(d)
         row.results.append(Result("full fp32 (no compression)", len(pair.new)))
         if pair.base is None:
-            row.results.append(Result("Deep Compression release file", RELEASE_FILE.stat().st_size, note="the .net weights only, not ONNX"))
+            row.results.append(
+                Result(
+                    "Deep Compression release file",
+                    RELEASE_FILE.stat().st_size,
+                    note="the .net weights only, not ONNX",
+                )
+            )
         for peer in PEERS:
             row.results.append(peer(pair, work, repeat))
         row.results.extend(zipnn_peer(pair, work, repeat))
@@ -312,7 +395,11 @@ def best(results: list[Result], ours_side: bool) -> Result | None:
     cands = [
         r
         for r in results
-        if r.size is not None and r.lossless and r.ours == ours_side and not r.method.startswith("full fp32") and "release" not in r.method
+        if r.size is not None
+        and r.lossless
+        and r.ours == ours_side
+        and not r.method.startswith("full fp32")
+        and "release" not in r.method
     ]
     return min(cands, key=lambda r: r.size or 0) if cands else None
 
@@ -360,7 +447,9 @@ def markdown(rows: list[Row], source: str, repeat: int) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="one repeat")
     ap.add_argument("--markdown", type=Path, help="also write the tables to this file")

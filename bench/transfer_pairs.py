@@ -67,14 +67,32 @@ def derived_pairs(v10: bytes) -> list[Pair]:
     books = []
     for t in tensors:
         values, inverse = np.unique(t.weight, return_inverse=True)
-        moved = np.where(values == 0, 0, values * (1 + rng.normal(0, 0.02, size=values.size))).astype(np.float32)
-        books.append(dataclasses.replace(t, weight=moved[inverse.reshape(-1)].reshape(t.weight.shape)))
-    pairs.append(Pair("v1.0 -> codebook retrain", "structured", "derived, seed 21", v10, build_from_tensors(books)))
+        moved = np.where(
+            values == 0, 0, values * (1 + rng.normal(0, 0.02, size=values.size))
+        ).astype(np.float32)
+        books.append(
+            dataclasses.replace(t, weight=moved[inverse.reshape(-1)].reshape(t.weight.shape))
+        )
+    pairs.append(
+        Pair(
+            "v1.0 -> codebook retrain",
+            "structured",
+            "derived, seed 21",
+            v10,
+            build_from_tensors(books),
+        )
+    )
     ft1 = _dense_step(tensors, 22)
     ft1_bytes = build_from_tensors(ft1)
     pairs.append(Pair("v1.0 -> dense fine-tune", "dense", "derived, seed 22", v10, ft1_bytes))
     pairs.append(
-        Pair("fine-tune -> next fine-tune", "dense", "derived, seed 23", ft1_bytes, build_from_tensors(_dense_step(ft1, 23)))
+        Pair(
+            "fine-tune -> next fine-tune",
+            "dense",
+            "derived, seed 23",
+            ft1_bytes,
+            build_from_tensors(_dense_step(ft1, 23)),
+        )
     )
     return pairs
 
@@ -92,18 +110,48 @@ def lineage_pairs(out_dir: Path) -> list[Pair]:
     base = paths["base"].read_bytes()
     member = {k: paths[k].read_bytes() for k in ("head", "cb6", "int8", "finetune") if k in paths}
     finetune = (
-        [Pair("v1.0 -> full fine-tune", "dense", "lineage: PyTorch SGD on all layers", base, member["finetune"])]
+        [
+            Pair(
+                "v1.0 -> full fine-tune",
+                "dense",
+                "lineage: PyTorch SGD on all layers",
+                base,
+                member["finetune"],
+            )
+        ]
         if "finetune" in member
         else []
     )
     return finetune + [
         Pair("first install (v1.0)", "first", "lineage base: real weights", None, base),
-        Pair("v1.0 -> head retrain", "head", "lineage: conv10 retrained by GD", base, member["head"]),
-        Pair("v1.0 -> 6-bit codebooks", "structured", "lineage: re-clustered codebooks", base, member["cb6"]),
-        Pair("v1.0 fp32 -> int8", "quantised", "lineage: ORT static QDQ, per-channel", base, member["int8"]),
-        Pair("SqueezeNet 1.0 -> 1.1", "architecture", "zoo: 1.1 weights seeded", zoo.build("squeezenet1.0"), zoo.build("squeezenet1.1")),
+        Pair(
+            "v1.0 -> head retrain", "head", "lineage: conv10 retrained by GD", base, member["head"]
+        ),
+        Pair(
+            "v1.0 -> 6-bit codebooks",
+            "structured",
+            "lineage: re-clustered codebooks",
+            base,
+            member["cb6"],
+        ),
+        Pair(
+            "v1.0 fp32 -> int8",
+            "quantised",
+            "lineage: ORT static QDQ, per-channel",
+            base,
+            member["int8"],
+        ),
+        Pair(
+            "SqueezeNet 1.0 -> 1.1",
+            "architecture",
+            "zoo: 1.1 weights seeded",
+            zoo.build("squeezenet1.0"),
+            zoo.build("squeezenet1.1"),
+        ),
     ]
 
 
 def all_pairs(out_dir: Path) -> tuple[list[Pair], str]:
-    return lineage_pairs(out_dir) + derived_pairs(zoo.build("squeezenet1.0")), "modelpack.lineage, the zoo, and derived pairs"
+    return lineage_pairs(out_dir) + derived_pairs(
+        zoo.build("squeezenet1.0")
+    ), "modelpack.lineage, the zoo, and derived pairs"

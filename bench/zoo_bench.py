@@ -28,10 +28,8 @@ import numpy as np
 import onnx
 import zstandard
 
-from modelpack import codecs
+from modelpack import codecs, fidelity, zoo
 from modelpack import deepcompression as dc
-from modelpack import fidelity
-from modelpack import zoo
 from modelpack.lineage import build_lineage
 from modelpack.quantize import requantize_codebooks
 from modelpack.runtime import make_session, read_model_info
@@ -75,8 +73,12 @@ def interleaved_latency_ms(models: dict[str, bytes], runs: int) -> dict[str, flo
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="zstd level 3 and 5 timed rounds (smoke test)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="zstd level 3 and 5 timed rounds (smoke test)"
+    )
     args = ap.parse_args()
     level, runs = (3, 5) if args.quick else (19, 30)
     load_start = os.getloadavg()[0]
@@ -92,8 +94,14 @@ def main() -> None:
     }
     rows: dict[str, dict] = {}
     for name, (data, trained) in onnx_models.items():
-        rows[name] = {"model": name, "params": param_count(onnx.load_model_from_string(data)), "bytes": len(data),
-                      "zstd_bytes": zstd_size(data, level), "trained": trained, "paper": PAPER.get(name, "")}
+        rows[name] = {
+            "model": name,
+            "params": param_count(onnx.load_model_from_string(data)),
+            "bytes": len(data),
+            "zstd_bytes": zstd_size(data, level),
+            "trained": trained,
+            "paper": PAPER.get(name, ""),
+        }
         print(f"sized {name}", file=sys.stderr)
     n_params = sum(t.weight.size + t.bias.size for t in dc.decode_tensors(dc.parse(net)))
     t = time.perf_counter()
@@ -108,23 +116,41 @@ def main() -> None:
     # first-install encoding, and its fidelity against v1.0.
     onnx6 = lineage["cb6"].read_bytes()
     unpacked = dc.decode_tensors(dc.parse6(net6))
-    assert all(np.array_equal(a.weight, b.weight) for a, b in zip(unpacked, six)), "6-bit file is not the cb6 weights"
+    assert all(np.array_equal(a.weight, b.weight) for a, b in zip(unpacked, six, strict=False)), (
+        "6-bit file is not the cb6 weights"
+    )
     wire6 = len(codecs.encode("deepcompression", onnx6))
     fid6 = fidelity.compare(lineage["base"].read_bytes(), onnx6, n=200)
-    for name, data, trained in (("squeezenet1.0 .net (8-bit DC)", net, "yes"),
-                                ("squeezenet1.0-cb6 .net (6-bit values)", cb6, "yes (re-clustered, no retraining)"),
-                                ("squeezenet1.0-cb6 .net6 (6-bit packed)", net6, "yes (re-clustered, no retraining)")):
-        rows[name] = {"model": name, "params": n_params, "bytes": len(data), "zstd_bytes": zstd_size(data, level),
-                      "trained": trained, "paper": PAPER.get(name, "")}
+    for name, data, trained in (
+        ("squeezenet1.0 .net (8-bit DC)", net, "yes"),
+        ("squeezenet1.0-cb6 .net (6-bit values)", cb6, "yes (re-clustered, no retraining)"),
+        ("squeezenet1.0-cb6 .net6 (6-bit packed)", net6, "yes (re-clustered, no retraining)"),
+    ):
+        rows[name] = {
+            "model": name,
+            "params": n_params,
+            "bytes": len(data),
+            "zstd_bytes": zstd_size(data, level),
+            "trained": trained,
+            "paper": PAPER.get(name, ""),
+        }
     load_before_timing = os.getloadavg()[0]
     lat = interleaved_latency_ms({name: data for name, (data, _) in onnx_models.items()}, runs)
     load_end = os.getloadavg()[0]
     for name, ms in lat.items():
         rows[name]["ms"] = ms
         rows[name]["vs_v10"] = ms / lat["squeezenet1.0"]
-    order = ["alexnet", "squeezenet1.0", "squeezenet1.0 .net (8-bit DC)", "squeezenet1.0-cb6 .net (6-bit values)",
-             "squeezenet1.0-cb6 .net6 (6-bit packed)",
-             "squeezenet1.0-int8", "squeezenet1.0-head", "squeezenet1.1", "squeezedet"]
+    order = [
+        "alexnet",
+        "squeezenet1.0",
+        "squeezenet1.0 .net (8-bit DC)",
+        "squeezenet1.0-cb6 .net (6-bit values)",
+        "squeezenet1.0-cb6 .net6 (6-bit packed)",
+        "squeezenet1.0-int8",
+        "squeezenet1.0-head",
+        "squeezenet1.1",
+        "squeezedet",
+    ]
 
     def fmt(v: object, spec: str) -> str:
         return "-" if v is None else format(v, spec)
@@ -160,8 +186,17 @@ def main() -> None:
     print(text)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "zoo.md").write_text(text + "\n")
-    (OUT / "zoo.json").write_text(json.dumps({"level": level, "runs": runs, "rows": list(rows.values()),
-                                              "load": [load_start, load_before_timing, load_end]}, indent=2))
+    (OUT / "zoo.json").write_text(
+        json.dumps(
+            {
+                "level": level,
+                "runs": runs,
+                "rows": list(rows.values()),
+                "load": [load_start, load_before_timing, load_end],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,10 @@ def as_probabilities(scores: np.ndarray) -> np.ndarray:
 def top_k(scores: np.ndarray, labels: list[str], k: int) -> list[Prediction]:
     probs = as_probabilities(np.asarray(scores).reshape(-1))
     order = np.argsort(-probs, kind="stable")[:k]
-    return [Prediction(int(i), labels[i] if i < len(labels) else str(int(i)), float(probs[i])) for i in order]
+    return [
+        Prediction(int(i), labels[i] if i < len(labels) else str(int(i)), float(probs[i]))
+        for i in order
+    ]
 
 
 class Classifier:
@@ -45,7 +48,9 @@ class Classifier:
         session = make_session(model, threads=threads)
         info = session_model_info(session)
         if info is None:
-            raise ValueError(f"{model if not isinstance(model, bytes) else 'model'}: no squeeze-ota ModelInfo in its metadata")
+            raise ValueError(
+                f"{model if not isinstance(model, bytes) else 'model'}: no squeeze-ota ModelInfo in its metadata"
+            )
         if info.kind != "classifier":
             raise ValueError(f"model is a {info.kind}, not a classifier")
         self.info: ModelInfo = info
@@ -62,6 +67,8 @@ class Classifier:
         return top_k(self.scores(preprocess(image, self.info.preprocessing))[0], self.labels, k)
 
 
-def classify(model: bytes | str | Path, image: Image.Image | str | Path, k: int = 5) -> list[Prediction]:
+def classify(
+    model: bytes | str | Path, image: Image.Image | str | Path, k: int = 5
+) -> list[Prediction]:
     """Top-k predictions of ``model`` on ``image``."""
     return Classifier(model).classify(image, k)

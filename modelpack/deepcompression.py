@@ -109,7 +109,9 @@ def _gap_bytes(n: int) -> int:
     return (n - 1) // 2 + 1 if n > 0 else 0
 
 
-def parse(data: bytes, shapes: list[tuple[str, tuple[int, int, int, int]]] | None = None) -> list[DCLayer]:
+def parse(
+    data: bytes, shapes: list[tuple[str, tuple[int, int, int, int]]] | None = None
+) -> list[DCLayer]:
     """Parse a ``.net`` file into its structured layers.
 
     Raises ``ValueError`` naming the layer and byte offset when the file is
@@ -126,7 +128,7 @@ def parse(data: bytes, shapes: list[tuple[str, tuple[int, int, int, int]]] | Non
     counts = struct.unpack_from(f"<{n_layers}I", data, 0)
     off = header
     layers: list[DCLayer] = []
-    for (name, shape), n in zip(shapes, counts):
+    for (name, shape), n in zip(shapes, counts, strict=False):
         size = int(np.prod(shape))
         out_ch = shape[0]
         if n > size:
@@ -239,8 +241,17 @@ def layer_from_tensor(name: str, weight: np.ndarray, bias: np.ndarray) -> DCLaye
     gaps = np.diff(np.concatenate([[-1], pos])) - 1 if pos.size else np.zeros(0, dtype=np.int64)
     bias = np.asarray(bias, dtype=np.float32).reshape(-1)
     if bias.shape != (weight.shape[0],):
-        raise ValueError(f"layer {name}: bias has {bias.size} entries, weight has {weight.shape[0]} outputs")
-    return DCLayer(name, tuple(int(s) for s in weight.shape), codebook, bias.copy(), indices, gaps.astype(np.uint8))  # type: ignore[arg-type]
+        raise ValueError(
+            f"layer {name}: bias has {bias.size} entries, weight has {weight.shape[0]} outputs"
+        )
+    return DCLayer(
+        name,
+        tuple(int(s) for s in weight.shape),
+        codebook,
+        bias.copy(),
+        indices,
+        gaps.astype(np.uint8),
+    )  # type: ignore[arg-type]
 
 
 def layers_from_tensors(tensors: list[LayerTensors]) -> list[DCLayer]:
@@ -258,7 +269,9 @@ def load_shipped() -> list[DCLayer]:
     data = SHIPPED_PATH.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != SHIPPED_SHA256:
-        raise ValueError(f"{SHIPPED_PATH}: sha256 {digest} does not match the recorded {SHIPPED_SHA256}")
+        raise ValueError(
+            f"{SHIPPED_PATH}: sha256 {digest} does not match the recorded {SHIPPED_SHA256}"
+        )
     return parse(data)
 
 
@@ -295,7 +308,9 @@ def encode6(layers: list[DCLayer]) -> bytes:
     parts = [struct.pack(f"<{len(layers)}I", *(layer.n_stored for layer in layers))]
     for layer in layers:
         if layer.n_stored and int(layer.indices.max()) >= CODEBOOK6:
-            raise ValueError(f"layer {layer.name}: index {int(layer.indices.max())} does not fit 6 bits")
+            raise ValueError(
+                f"layer {layer.name}: index {int(layer.indices.max())} does not fit 6 bits"
+            )
         if np.any(layer.codebook[CODEBOOK6:] != 0):
             raise ValueError(f"layer {layer.name}: more than {CODEBOOK6} codebook entries in use")
         parts.append(layer.codebook[:CODEBOOK6].astype("<f4").tobytes())
@@ -308,23 +323,31 @@ def encode6(layers: list[DCLayer]) -> bytes:
     return b"".join(parts)
 
 
-def parse6(data: bytes, shapes: list[tuple[str, tuple[int, int, int, int]]] | None = None) -> list[DCLayer]:
+def parse6(
+    data: bytes, shapes: list[tuple[str, tuple[int, int, int, int]]] | None = None
+) -> list[DCLayer]:
     """Parse the 6-bit format; ``ValueError`` naming the layer when damaged."""
     shapes = shapes if shapes is not None else squeezenet_v10_shapes()
     header = 4 * len(shapes)
     if len(data) < header:
-        raise ValueError(f"6-bit Deep Compression file truncated in the header: {len(data)} bytes, need {header}")
+        raise ValueError(
+            f"6-bit Deep Compression file truncated in the header: {len(data)} bytes, need {header}"
+        )
     counts = struct.unpack_from(f"<{len(shapes)}I", data, 0)
     off = header
     layers: list[DCLayer] = []
-    for (name, shape), n in zip(shapes, counts):
+    for (name, shape), n in zip(shapes, counts, strict=False):
         size = int(np.prod(shape))
         if n > size:
-            raise ValueError(f"layer {name}: header says {n} stored entries, more than its {size} weights")
+            raise ValueError(
+                f"layer {name}: header says {n} stored entries, more than its {size} weights"
+            )
         packed = 3 * (-(-n // 4))
         need = 4 * CODEBOOK6 + 4 * shape[0] + packed + _gap_bytes(n)
         if off + need > len(data):
-            raise ValueError(f"6-bit Deep Compression file truncated in layer {name} at offset {off}")
+            raise ValueError(
+                f"6-bit Deep Compression file truncated in layer {name} at offset {off}"
+            )
         codebook = np.zeros(CODEBOOK_SIZE, dtype=np.float32)
         codebook[:CODEBOOK6] = np.frombuffer(data, "<f4", CODEBOOK6, off)
         off += 4 * CODEBOOK6

@@ -36,7 +36,7 @@ class DetectorConfig:
         return len(self.anchor_shapes)
 
     @classmethod
-    def from_info(cls, info: ModelInfo) -> "DetectorConfig":
+    def from_info(cls, info: ModelInfo) -> DetectorConfig:
         e: dict[str, Any] = info.extra
         try:
             return cls(
@@ -52,7 +52,9 @@ class DetectorConfig:
                 plot_thresh=float(e.get("plot_thresh", 0.4)),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ValueError(f"detector metadata lacks or garbles its anchor facts: {exc!r}") from exc
+            raise ValueError(
+                f"detector metadata lacks or garbles its anchor facts: {exc!r}"
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> list[int]:
     return keep
 
 
-def split_output(preds: np.ndarray, cfg: DetectorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_output(
+    preds: np.ndarray, cfg: DetectorConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ConvDet output (1, B*(C+5), H, W) → class probs (A, C), confidences (A,), deltas (A, 4)."""
     b, c = cfg.n_anchors, len(cfg.classes)
     gh, gw = cfg.grid
@@ -163,12 +167,16 @@ def filter_detections(
         idx = order[cls[order] == c]
         for k in nms(boxes[idx], scores[idx], cfg.nms_iou):
             i = idx[k]
-            dets.append(Detection(c, cfg.classes[c], float(scores[i]), tuple(float(v) for v in boxes[i])))  # type: ignore[arg-type]
+            dets.append(
+                Detection(c, cfg.classes[c], float(scores[i]), tuple(float(v) for v in boxes[i]))
+            )  # type: ignore[arg-type]
     dets.sort(key=lambda d: -d.score)
     return dets
 
 
-def postprocess(preds: np.ndarray, cfg: DetectorConfig, *, scale: tuple[float, float] = (1.0, 1.0)) -> list[Detection]:
+def postprocess(
+    preds: np.ndarray, cfg: DetectorConfig, *, scale: tuple[float, float] = (1.0, 1.0)
+) -> list[Detection]:
     """Raw ConvDet output → detections, boxes scaled by (sx, sy) into the source image."""
     probs, conf, deltas = split_output(preds, cfg)
     boxes = decode_boxes(anchors(cfg), deltas, cfg)
@@ -177,6 +185,11 @@ def postprocess(preds: np.ndarray, cfg: DetectorConfig, *, scale: tuple[float, f
     if (sx, sy) == (1.0, 1.0):
         return dets
     return [
-        Detection(d.class_id, d.label, d.score, (d.box[0] * sx, d.box[1] * sy, d.box[2] * sx, d.box[3] * sy))
+        Detection(
+            d.class_id,
+            d.label,
+            d.score,
+            (d.box[0] * sx, d.box[1] * sy, d.box[2] * sx, d.box[3] * sy),
+        )
         for d in dets
     ]

@@ -49,7 +49,9 @@ class View:
     rescale: float  # 1.0, or a down-and-up scale factor that softens detail
 
 
-def evaluation_views(n: int, *, seed: int = 0, photos: tuple[str, ...] = PHOTOS, min_area: float = 0.35) -> list[View]:
+def evaluation_views(
+    n: int, *, seed: int = 0, photos: tuple[str, ...] = PHOTOS, min_area: float = 0.35
+) -> list[View]:
     """``n`` views spread evenly over ``photos``; the same arguments give the same views."""
     rng = np.random.default_rng(seed)
     sizes = {}
@@ -121,12 +123,22 @@ def _runner(model: bytes, info: ModelInfo, threads: int):
 
 
 def _load(model: bytes | str | Path) -> tuple[bytes, ModelInfo]:
-    data = model if isinstance(model, bytes) else Path(model).read_bytes() if Path(model).is_file() else None
+    data = (
+        model
+        if isinstance(model, bytes)
+        else Path(model).read_bytes()
+        if Path(model).is_file()
+        else None
+    )
     if data is None:
         raise FileNotFoundError(f"{model}: no such model file")
-    info = read_model_info(load_model_proto(data, what=None if isinstance(model, bytes) else str(model)))
+    info = read_model_info(
+        load_model_proto(data, what=None if isinstance(model, bytes) else str(model))
+    )
     if info is None:
-        raise ValueError(f"{model if not isinstance(model, bytes) else 'model'}: no squeeze-ota ModelInfo in its metadata")
+        raise ValueError(
+            f"{model if not isinstance(model, bytes) else 'model'}: no squeeze-ota ModelInfo in its metadata"
+        )
     return data, info
 
 
@@ -170,7 +182,12 @@ def compare(
 
 
 def agreement(
-    ref_info: ModelInfo, ref_outs: list[np.ndarray], cand_info: ModelInfo, cand_outs: list[np.ndarray], *, seed: int = 0
+    ref_info: ModelInfo,
+    ref_outs: list[np.ndarray],
+    cand_info: ModelInfo,
+    cand_outs: list[np.ndarray],
+    *,
+    seed: int = 0,
 ) -> FidelityReport:
     """Agreement figures from both models' outputs on the same views."""
     if ref_info.kind != cand_info.kind:
@@ -196,10 +213,18 @@ def agreement(
                 conf_agree += same
             top5 += int(best in np.argsort(-rb, kind="stable")[:5])
         else:
-            m, t, s = _box_agreement(a, b, DetectorConfig.from_info(ref_info), DetectorConfig.from_info(cand_info))
+            m, t, s = _box_agreement(
+                a, b, DetectorConfig.from_info(ref_info), DetectorConfig.from_info(cand_info)
+            )
             matched, total_boxes, iou_sum = matched + m, total_boxes + t, iou_sum + s
     n = len(ref_outs)
-    base = {"kind": kind, "n_inputs": n, "seed": seed, "max_abs_diff": max_diff, "mean_abs_diff": sum_diff / max(count, 1)}
+    base = {
+        "kind": kind,
+        "n_inputs": n,
+        "seed": seed,
+        "max_abs_diff": max_diff,
+        "mean_abs_diff": sum_diff / max(count, 1),
+    }
     if kind == "classifier":
         return FidelityReport(
             **base,  # type: ignore[arg-type]
@@ -216,7 +241,9 @@ def agreement(
     )
 
 
-def _box_agreement(a: np.ndarray, b: np.ndarray, cfg_a: DetectorConfig, cfg_b: DetectorConfig) -> tuple[int, int, float]:
+def _box_agreement(
+    a: np.ndarray, b: np.ndarray, cfg_a: DetectorConfig, cfg_b: DetectorConfig
+) -> tuple[int, int, float]:
     """(matched, reference boxes, sum of best IoUs) for one input."""
     ref = postprocess(a, cfg_a)
     cand = postprocess(b, cfg_b)

@@ -29,7 +29,9 @@ try:  # an optional extra: say how to get it rather than fail with a bare Import
     import torch
     import torch.nn.functional as F
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("the full fine-tune needs PyTorch: pip install -e '.[bench]' (torch==2.13.0, CPU)") from exc
+    raise ImportError(
+        "the full fine-tune needs PyTorch: pip install -e '.[bench]' (torch==2.13.0, CPU)"
+    ) from exc
 
 
 @dataclass(frozen=True)
@@ -39,15 +41,17 @@ class FinetuneResult:
     labels: dict[str, int]
 
 
-def _forward(p: dict[str, "torch.Tensor"], x: "torch.Tensor") -> "torch.Tensor":
-    def conv(name: str, t: "torch.Tensor", stride: int = 1, pad: int = 0) -> "torch.Tensor":
+def _forward(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def conv(name: str, t: torch.Tensor, stride: int = 1, pad: int = 0) -> torch.Tensor:
         return F.relu(F.conv2d(t, p[f"{name}/w"], p[f"{name}/b"], stride=stride, padding=pad))
 
-    def fire(i: int, t: "torch.Tensor") -> "torch.Tensor":
+    def fire(i: int, t: torch.Tensor) -> torch.Tensor:
         s = conv(f"fire{i}/squeeze1x1", t)
-        return torch.cat([conv(f"fire{i}/expand1x1", s), conv(f"fire{i}/expand3x3", s, pad=1)], dim=1)
+        return torch.cat(
+            [conv(f"fire{i}/expand1x1", s), conv(f"fire{i}/expand3x3", s, pad=1)], dim=1
+        )
 
-    def pool(t: "torch.Tensor") -> "torch.Tensor":
+    def pool(t: torch.Tensor) -> torch.Tensor:
         return F.max_pool2d(t, 3, 2, ceil_mode=True)
 
     t = pool(conv("conv1", x, stride=2))
@@ -82,7 +86,9 @@ def finetune(
         views = evaluation_views(n_views, seed=seed)
         cache: dict = {}
         pre = info.preprocessing
-        x = torch.from_numpy(np.concatenate([pixels_to_tensor(to_pixels(render(v, cache), pre), pre) for v in views]))
+        x = torch.from_numpy(
+            np.concatenate([pixels_to_tensor(to_pixels(render(v, cache), pre), pre) for v in views])
+        )
         labels = pseudo_labels(model_bytes, [v.photo for v in views])
         y = torch.tensor([labels[v.photo] for v in views])
         params: dict[str, torch.Tensor] = {}
@@ -103,8 +109,11 @@ def finetune(
             losses.append(float(loss.detach()))
         with torch.no_grad():
             out = [
-                dc.LayerTensors(t.name, (params[f"{t.name}/w"] * masks[f"{t.name}/w"]).numpy().copy(),
-                                params[f"{t.name}/b"].numpy().copy())
+                dc.LayerTensors(
+                    t.name,
+                    (params[f"{t.name}/w"] * masks[f"{t.name}/w"]).numpy().copy(),
+                    params[f"{t.name}/b"].numpy().copy(),
+                )
                 for t in tensors
             ]
         log.info("full fine-tune: loss %.4f -> %.4f over %d steps", losses[0], losses[-1], steps)

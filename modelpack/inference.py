@@ -27,7 +27,9 @@ def perceive(
     if not isinstance(image, Image.Image):
         image = load_image(image)
     pre = info.preprocessing
-    out = np.asarray(session.run(None, {info.input_name: preprocess(image, pre)})[0], dtype=np.float32)
+    out = np.asarray(
+        session.run(None, {info.input_name: preprocess(image, pre)})[0], dtype=np.float32
+    )
     if info.kind == "classifier":
         return top_k(out[0], load_labels(info.labels), k)
     if info.kind == "detector":

@@ -52,7 +52,13 @@ FILES = {
     "cb6": "squeezenet1.0-cb6.onnx",
 }
 FINETUNE_FILE = "squeezenet1.0-finetune.onnx"
-SUGGESTED_VERSIONS = {"base": "1.0.0", "head": "1.1.0", "int8": "1.2.0", "cb6": "1.3.0", "finetune": "1.4.0"}
+SUGGESTED_VERSIONS = {
+    "base": "1.0.0",
+    "head": "1.1.0",
+    "int8": "1.2.0",
+    "cb6": "1.3.0",
+    "finetune": "1.4.0",
+}
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,10 @@ def _member_ok(folder: Path, name: str, base_sha256: str) -> dict | None:
     these base bytes (a changed builder invalidates it), else None."""
     try:
         entry = json.loads((folder / f"{name}.json").read_text())
-        if entry["base_sha256"] != base_sha256 or _sha((folder / name).read_bytes()) != entry["sha256"]:
+        if (
+            entry["base_sha256"] != base_sha256
+            or _sha((folder / name).read_bytes()) != entry["sha256"]
+        ):
             return None
         return entry
     except (OSError, ValueError, KeyError):
@@ -111,27 +120,47 @@ class _Builder:
             _, self._base_outs = model_outputs(self.base_bytes, self.views, threads=1)
         return self._base_outs
 
-    def member(self, key: str, model: onnx.ModelProto, provenance: str, facts: dict) -> tuple[bytes, FidelityReport]:
+    def member(
+        self, key: str, model: onnx.ModelProto, provenance: str, facts: dict
+    ) -> tuple[bytes, FidelityReport]:
         info = dataclasses.replace(
             self.base_info,
             provenance=provenance,
             selftest=None,
-            extra={"lineage": {"member": key, "parent": "base", "parent_sha256": _sha(self.base_bytes), **facts}},
+            extra={
+                "lineage": {
+                    "member": key,
+                    "parent": "base",
+                    "parent_sha256": _sha(self.base_bytes),
+                    **facts,
+                }
+            },
         )
         set_model_info(model, info)
         probe = model.SerializeToString()
         cand_info, outs = model_outputs(probe, self.views, threads=1)
-        report = agreement(self.base_info, self.base_outs, cand_info, outs, seed=self.recipe.fidelity_seed)
+        report = agreement(
+            self.base_info, self.base_outs, cand_info, outs, seed=self.recipe.fidelity_seed
+        )
         info = dataclasses.replace(info, extra={**info.extra, "fidelity": report.to_dict()})
         data, _ = finish(model, info)
-        log.info("lineage %s: %d bytes, top-1 agreement %.3f", key, len(data), report.top1_agreement or 0)
+        log.info(
+            "lineage %s: %d bytes, top-1 agreement %.3f", key, len(data), report.top1_agreement or 0
+        )
         return data, report
 
     def head(self) -> tuple[bytes, FidelityReport]:
         r = self.recipe
-        res = retrain_head(self.base_bytes, n_views=r.head_views, seed=r.head_seed, steps=r.head_steps, lr=r.head_lr)
+        res = retrain_head(
+            self.base_bytes,
+            n_views=r.head_views,
+            seed=r.head_seed,
+            steps=r.head_steps,
+            lr=r.head_lr,
+        )
         tensors = [
-            dc.LayerTensors(t.name, res.weight, res.bias) if t.name == "conv10" else t for t in dc.load_shipped_tensors()
+            dc.LayerTensors(t.name, res.weight, res.bias) if t.name == "conv10" else t
+            for t in dc.load_shipped_tensors()
         ]
         model = squeezenet_v10_graph(tensors, self.base_info)
         provenance = (
@@ -142,8 +171,16 @@ class _Builder:
             f"{res.losses[0]:.3f} -> {res.losses[-1]:.3f}. A small, overfitting retrain: a realistic delta, "
             "not a better classifier."
         )
-        facts = {"method": "head-retrain", "steps": r.head_steps, "lr": r.head_lr, "views": r.head_views,
-                 "seed": r.head_seed, "loss_first": res.losses[0], "loss_last": res.losses[-1], "labels": res.labels}
+        facts = {
+            "method": "head-retrain",
+            "steps": r.head_steps,
+            "lr": r.head_lr,
+            "views": r.head_views,
+            "seed": r.head_seed,
+            "loss_first": res.losses[0],
+            "loss_last": res.losses[-1],
+            "labels": res.labels,
+        }
         return self.member("head", model, provenance, facts)
 
     def int8(self) -> tuple[bytes, FidelityReport]:
@@ -154,7 +191,11 @@ class _Builder:
             f"int8 weights, uint8 activations, MinMax calibration on {r.int8_calibration} seeded views, seed "
             f"{CALIBRATION_SEED}). No retraining."
         )
-        facts = {"method": "int8-static-qdq", "calibration_views": r.int8_calibration, "calibration_seed": CALIBRATION_SEED}
+        facts = {
+            "method": "int8-static-qdq",
+            "calibration_views": r.int8_calibration,
+            "calibration_seed": CALIBRATION_SEED,
+        }
         return self.member("int8", model, provenance, facts)
 
     def codebook(self) -> tuple[bytes, FidelityReport]:
@@ -165,15 +206,25 @@ class _Builder:
             f"Real SqueezeNet v1.0 with each layer's 8-bit codebook re-clustered to {bits} bits "
             f"({2**bits - 1} shared non-zero values + 0, weighted linear-init k-means; pruning kept). No retraining."
         )
-        facts = {"method": f"codebook-{bits}bit", "bits": bits, "net_bytes": len(dc.encode_tensors(tensors))}
+        facts = {
+            "method": f"codebook-{bits}bit",
+            "bits": bits,
+            "net_bytes": len(dc.encode_tensors(tensors)),
+        }
         return self.member("cb6", model, provenance, facts)
 
     def finetune(self) -> tuple[bytes, FidelityReport]:
         from modelpack.finetune import finetune
 
         r = self.recipe
-        res = finetune(self.base_bytes, dc.load_shipped_tensors(), n_views=r.finetune_views, seed=r.finetune_seed,
-                       steps=r.finetune_steps, lr=r.finetune_lr)
+        res = finetune(
+            self.base_bytes,
+            dc.load_shipped_tensors(),
+            n_views=r.finetune_views,
+            seed=r.finetune_seed,
+            steps=r.finetune_steps,
+            lr=r.finetune_lr,
+        )
         model = squeezenet_v10_graph(res.tensors, self.base_info)
         provenance = (
             f"Real SqueezeNet v1.0 fully fine-tuned: {r.finetune_steps} full-batch SGD steps (momentum 0.9, lr "
@@ -181,9 +232,16 @@ class _Builder:
             f"{r.finetune_views} seeded views (seed {r.finetune_seed}) of the 5 shipped photos; labels {res.labels}. "
             f"Loss {res.losses[0]:.3f} -> {res.losses[-1]:.3f}. Every weight moves: a realistic worst case for deltas."
         )
-        facts = {"method": "full-finetune-torch", "steps": r.finetune_steps, "lr": r.finetune_lr,
-                 "views": r.finetune_views, "seed": r.finetune_seed, "loss_first": res.losses[0],
-                 "loss_last": res.losses[-1], "labels": res.labels}
+        facts = {
+            "method": "full-finetune-torch",
+            "steps": r.finetune_steps,
+            "lr": r.finetune_lr,
+            "views": r.finetune_views,
+            "seed": r.finetune_seed,
+            "loss_first": res.losses[0],
+            "loss_last": res.losses[-1],
+            "labels": res.labels,
+        }
         return self.member("finetune", model, provenance, facts)
 
 
@@ -201,8 +259,12 @@ def _ensure(folder: Path, recipe: LineageRecipe, keys: list[str], force: bool) -
                 data, report = base_bytes, None
             else:
                 builder = builder or _Builder(recipe)
-                data, report = {"head": builder.head, "int8": builder.int8, "cb6": builder.codebook,
-                                "finetune": builder.finetune}[key]()
+                data, report = {
+                    "head": builder.head,
+                    "int8": builder.int8,
+                    "cb6": builder.codebook,
+                    "finetune": builder.finetune,
+                }[key]()
             entry = {
                 "file": files[key],
                 "sha256": _sha(data),
@@ -213,23 +275,33 @@ def _ensure(folder: Path, recipe: LineageRecipe, keys: list[str], force: bool) -
                 "fidelity_vs_parent": report.to_dict() if report else None,
             }
             write_atomically(folder / files[key], data)
-            write_atomically(folder / f"{files[key]}.json", json.dumps(entry, sort_keys=True).encode())
+            write_atomically(
+                folder / f"{files[key]}.json", json.dumps(entry, sort_keys=True).encode()
+            )
         records[key] = entry
     return records
 
 
 def lineage_cache(recipe: LineageRecipe) -> Path:
-    return cache_dir() / "lineage" / f"v{recipe.version}-{_sha(json.dumps(asdict(recipe), sort_keys=True).encode())[:12]}"
+    return (
+        cache_dir()
+        / "lineage"
+        / f"v{recipe.version}-{_sha(json.dumps(asdict(recipe), sort_keys=True).encode())[:12]}"
+    )
 
 
-def build_lineage(out_dir: Path | str | None = None, *, recipe: LineageRecipe | None = None, force: bool = False) -> dict[str, Path]:
+def build_lineage(
+    out_dir: Path | str | None = None, *, recipe: LineageRecipe | None = None, force: bool = False
+) -> dict[str, Path]:
     """The lineage's files by member key (``base``, ``head``, ``int8``, ``cb6``,
     and ``finetune`` if the recipe asks) plus ``manifest``; built into the
     cache on first use, then copied to ``out_dir``."""
     recipe = recipe or LineageRecipe()
     folder = lineage_cache(recipe)
     members = _ensure(folder, recipe, list(recipe.files()), force)
-    manifest = json.dumps({"recipe": asdict(recipe), "members": members}, indent=2, sort_keys=True).encode()
+    manifest = json.dumps(
+        {"recipe": asdict(recipe), "members": members}, indent=2, sort_keys=True
+    ).encode()
     if not (folder / MANIFEST).is_file() or (folder / MANIFEST).read_bytes() != manifest:
         write_atomically(folder / MANIFEST, manifest)
     if out_dir is not None:
@@ -254,9 +326,13 @@ def demo_successor(base: bytes) -> tuple[bytes, str]:
     saying how it was made and how far it moved."""
     recipe = LineageRecipe()
     folder = lineage_cache(recipe)
-    records = _ensure(folder, recipe, ["base", "head"], force=False)  # not the whole lineage: the demo waits
+    records = _ensure(
+        folder, recipe, ["base", "head"], force=False
+    )  # not the whole lineage: the demo waits
     if (folder / FILES["base"]).read_bytes() != base:
-        raise ValueError("demo_successor derives from SqueezeNet v1.0 as zoo.build('squeezenet1.0') makes it")
+        raise ValueError(
+            "demo_successor derives from SqueezeNet v1.0 as zoo.build('squeezenet1.0') makes it"
+        )
     fid = records["head"]["fidelity_vs_parent"]
     how = (
         f"conv10 retrained by {recipe.head_steps} steps of real gradient descent (numpy) on {recipe.head_views} "

@@ -68,7 +68,7 @@ class ModelInfo:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelInfo":
+    def from_dict(cls, d: dict[str, Any]) -> ModelInfo:
         d = dict(d)
         pre = Preprocessing(**{**d.pop("preprocessing", {})})
         pre = Preprocessing(
@@ -98,5 +98,5 @@ class ModelInfo:
         return cls(preprocessing=pre, selftest=selftest, **d)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelInfo":
+    def from_json(cls, text: str) -> ModelInfo:
         return cls.from_dict(json.loads(text))

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 
 from modelpack import deepcompression as dc
 from modelpack.fidelity import evaluation_views, render
@@ -39,10 +45,14 @@ class ViewsReader(CalibrationDataReader):
         if view is None:
             return None
         pre = self._info.preprocessing
-        return {self._info.input_name: pixels_to_tensor(to_pixels(render(view, self._cache), pre), pre)}
+        return {
+            self._info.input_name: pixels_to_tensor(to_pixels(render(view, self._cache), pre), pre)
+        }
 
 
-def quantize_int8(model_bytes: bytes, *, n_calibration: int = 32, seed: int = CALIBRATION_SEED) -> onnx.ModelProto:
+def quantize_int8(
+    model_bytes: bytes, *, n_calibration: int = 32, seed: int = CALIBRATION_SEED
+) -> onnx.ModelProto:
     """Static int8 quantization in QDQ form, per-channel weights, MinMax
     calibration on ``n_calibration`` views. Returns the model without any
     squeeze-ota metadata (the caller writes its own)."""
@@ -106,7 +116,9 @@ def requantize_codebooks(layers: list[dc.DCLayer], bits: int) -> list[dc.LayerTe
         cent = kmeans_1d(values, counts.astype(np.float64), k).astype(np.float32)
         new = w.copy()
         if nz.size:
-            idx = np.argmin(np.abs(nz[:, None].astype(np.float64) - cent[None, :].astype(np.float64)), axis=1)
+            idx = np.argmin(
+                np.abs(nz[:, None].astype(np.float64) - cent[None, :].astype(np.float64)), axis=1
+            )
             new[w != 0] = cent[idx]
         out.append(dc.LayerTensors(layer.name, new, layer.bias.copy()))
     return out

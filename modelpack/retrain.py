@@ -27,7 +27,11 @@ log = logging.getLogger(__name__)
 FEATURE = "fire9/concat"
 # Human labels where ImageNet has the right class; the other photos take the
 # released model's own answer on the whole photo (a pseudo-label).
-HUMAN_LABELS = {"chelsea.png": 285, "coffee.png": 967, "rocket.jpg": 812}  # Egyptian cat, espresso, space shuttle
+HUMAN_LABELS = {
+    "chelsea.png": 285,
+    "coffee.png": 967,
+    "rocket.jpg": 812,
+}  # Egyptian cat, espresso, space shuttle
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,10 @@ def pseudo_labels(model_bytes: bytes, photos: list[str]) -> dict[str, int]:
     from modelpack.imaging import IMAGES_DIR
 
     clf = Classifier(model_bytes)
-    return {p: HUMAN_LABELS.get(p, clf.classify(IMAGES_DIR / p, 1)[0].class_id) for p in sorted(set(photos))}
+    return {
+        p: HUMAN_LABELS.get(p, clf.classify(IMAGES_DIR / p, 1)[0].class_id)
+        for p in sorted(set(photos))
+    }
 
 
 def _as_matrix(f: np.ndarray) -> np.ndarray:
@@ -77,13 +84,17 @@ def _as_matrix(f: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(f.reshape(n, k, h * w).transpose(1, 0, 2).reshape(k, n * h * w))
 
 
-def _pooled(w: np.ndarray, b: np.ndarray, fm: np.ndarray, shape: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _pooled(
+    w: np.ndarray, b: np.ndarray, fm: np.ndarray, shape: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     n, _, h, wd = shape
     interior = h * wd
     total = (h + 2) * (wd + 2)
     z = w @ fm
     z += b[:, None]  # (C, N·P) interior pre-activations
-    act = np.maximum(z, 0).reshape(w.shape[0], n, interior).sum(axis=2, dtype=np.float64).T  # (N, C)
+    act = (
+        np.maximum(z, 0).reshape(w.shape[0], n, interior).sum(axis=2, dtype=np.float64).T
+    )  # (N, C)
     pooled = (act + (total - interior) * np.maximum(b, 0)[None]) / total
     return pooled, z
 
@@ -137,7 +148,9 @@ def train_head(
     return w.reshape(w0.shape), b, losses
 
 
-def retrain_head(model_bytes: bytes, *, n_views: int = 40, seed: int = 101, steps: int = 30, lr: float = 0.5) -> HeadTrainResult:
+def retrain_head(
+    model_bytes: bytes, *, n_views: int = 40, seed: int = 101, steps: int = 30, lr: float = 0.5
+) -> HeadTrainResult:
     """Retrain conv10 of a SqueezeNet v1.0 model on views of the real photos."""
     model = onnx.load_model_from_string(model_bytes)
     inits = {t.name: t for t in model.graph.initializer}

@@ -27,7 +27,7 @@ class NotAnOnnxModel(ValueError):
     """The bytes given are not a loadable ONNX model."""
 
 
-def load_model_proto(source: bytes | str | Path, *, what: str | None = None) -> "onnx.ModelProto":
+def load_model_proto(source: bytes | str | Path, *, what: str | None = None) -> onnx.ModelProto:
     """Parse ONNX bytes (or a file), with a clear error for anything else."""
     import onnx
     from google.protobuf.message import DecodeError
@@ -43,13 +43,15 @@ def load_model_proto(source: bytes | str | Path, *, what: str | None = None) -> 
     try:
         model = onnx.load_model_from_string(source)
     except (DecodeError, ValueError, RuntimeError) as exc:
-        raise NotAnOnnxModel(f"{label}: not an ONNX model ({exc.__class__.__name__}: {exc})") from exc
+        raise NotAnOnnxModel(
+            f"{label}: not an ONNX model ({exc.__class__.__name__}: {exc})"
+        ) from exc
     if not model.graph.node or model.ir_version == 0:
         raise NotAnOnnxModel(f"{label}: not an ONNX model (no graph or IR version)")
     return model
 
 
-def read_model_info(source: "bytes | str | Path | onnx.ModelProto") -> ModelInfo | None:
+def read_model_info(source: bytes | str | Path | onnx.ModelProto) -> ModelInfo | None:
     """The ModelInfo stored in an ONNX file's ``metadata_props``, or None."""
     model = source if hasattr(source, "metadata_props") else load_model_proto(source)
     for prop in model.metadata_props:
@@ -58,7 +60,7 @@ def read_model_info(source: "bytes | str | Path | onnx.ModelProto") -> ModelInfo
     return None
 
 
-def set_model_info(model: "onnx.ModelProto", info: ModelInfo) -> None:
+def set_model_info(model: onnx.ModelProto, info: ModelInfo) -> None:
     """Store ``info`` in ``model.metadata_props`` (replacing an earlier one)."""
     keep = [(p.key, p.value) for p in model.metadata_props if p.key != ONNX_METADATA_KEY]
     del model.metadata_props[:]
@@ -67,7 +69,9 @@ def set_model_info(model: "onnx.ModelProto", info: ModelInfo) -> None:
         entry.key, entry.value = key, value
 
 
-def make_session(source: bytes | str | Path, *, threads: int = 1, memory_arena: bool = True) -> ort.InferenceSession:
+def make_session(
+    source: bytes | str | Path, *, threads: int = 1, memory_arena: bool = True
+) -> ort.InferenceSession:
     """A CPU InferenceSession. One thread by default: results are then
     reproducible run to run, and the machines we share have few cores.
 

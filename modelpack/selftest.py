@@ -42,7 +42,9 @@ def _run(session: ort.InferenceSession, info: ModelInfo, seed: int) -> np.ndarra
     return np.asarray(out[0], dtype=np.float32).reshape(-1)
 
 
-def make_selftest(model_bytes: bytes, info: ModelInfo, *, seed: int | None = None, atol: float | None = None) -> SelfTest:
+def make_selftest(
+    model_bytes: bytes, info: ModelInfo, *, seed: int | None = None, atol: float | None = None
+) -> SelfTest:
     """Run the model on its golden input and record the expected answer.
 
     The default tolerance is 1% of the largest expected magnitude: far above
@@ -76,14 +78,27 @@ def run_selftest(session: ort.InferenceSession, info: ModelInfo) -> SelfTestResu
         return SelfTestResult(False, "model metadata has no self-test", float("nan"), None)
     flat = _run(session, info, st.seed)
     if not np.all(np.isfinite(flat)):
-        return SelfTestResult(False, "self-test output has NaN or infinite values", float("inf"), None)
+        return SelfTestResult(
+            False, "self-test output has NaN or infinite values", float("inf"), None
+        )
     got = flat[: len(st.expected)]
     if got.size != len(st.expected):
-        return SelfTestResult(False, f"self-test output has {flat.size} values, expected at least {len(st.expected)}", float("inf"), None)
-    diff = float(np.max(np.abs(got - np.asarray(st.expected, dtype=np.float32)))) if got.size else 0.0
+        return SelfTestResult(
+            False,
+            f"self-test output has {flat.size} values, expected at least {len(st.expected)}",
+            float("inf"),
+            None,
+        )
+    diff = (
+        float(np.max(np.abs(got - np.asarray(st.expected, dtype=np.float32)))) if got.size else 0.0
+    )
     top1 = int(np.argmax(flat)) if info.kind == "classifier" else None
     if diff > st.atol:
-        return SelfTestResult(False, f"self-test output differs by {diff:.3g} (tolerance {st.atol:g})", diff, top1)
+        return SelfTestResult(
+            False, f"self-test output differs by {diff:.3g} (tolerance {st.atol:g})", diff, top1
+        )
     if st.expected_top1 is not None and top1 != st.expected_top1:
-        return SelfTestResult(False, f"self-test top-1 is class {top1}, expected {st.expected_top1}", diff, top1)
+        return SelfTestResult(
+            False, f"self-test top-1 is class {top1}, expected {st.expected_top1}", diff, top1
+        )
     return SelfTestResult(True, "ok", diff, top1)

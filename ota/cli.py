@@ -37,9 +37,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Sign an older version again as the newest release (before a rollback).",
     ),
     "registry": ("server.release_cli:registry", "Run the cloud registry (gRPC)."),
-    "publish": ("server.cli:publish", "Validate, upload and sign a model version (offered to no vehicle yet)."),
-    "release": ("server.release_cli:release", "Send a published version to the fleet, a tag or a vehicle."),
-    "releases": ("server.release_cli:releases", "The release log: who released what to whom, and why."),
+    "publish": (
+        "server.cli:publish",
+        "Validate, upload and sign a model version (offered to no vehicle yet).",
+    ),
+    "release": (
+        "server.release_cli:release",
+        "Send a published version to the fleet, a tag or a vehicle.",
+    ),
+    "releases": (
+        "server.release_cli:releases",
+        "The release log: who released what to whom, and why.",
+    ),
     "models": ("server.cli:models", "List published models and versions."),
     "campaign": (
         "server.campaigns.cli:campaign",
@@ -155,7 +164,10 @@ def quiet_grpc_core(argv: list[str]) -> None:
     if "GRPC_VERBOSITY" in os.environ:
         return
     head = argv[: next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))]
-    verbose = sum(a.count("v") if a.startswith("-") and not a.startswith("--") else a == "--verbose" for a in head)
+    verbose = sum(
+        a.count("v") if a.startswith("-") and not a.startswith("--") else a == "--verbose"
+        for a in head
+    )
     os.environ["GRPC_VERBOSITY"] = "ERROR" if verbose >= 2 else "NONE"
 
 

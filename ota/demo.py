@@ -103,14 +103,28 @@ def _check_predictions(results: dict[str, list]) -> list[str]:
     default=None,
     help="Keep keys, registry data and agent state here (default: a temporary directory).",
 )
-@click.option("--dashboard-listen", default="127.0.0.1:0", show_default=True, envvar="OTA_DASHBOARD_LISTEN",
-              help="Serve the registry's web dashboard here during the demo ('' = off; port 0: any free one). "
-                   "Env: OTA_DASHBOARD_LISTEN.")
-@click.option("--keep-serving", is_flag=True,
-              help="After the demo, keep the registry and its dashboard up until Ctrl-C (blocks).")
-@click.option("--screenshot", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Save a PNG of the dashboard after the campaign (needs playwright and Debian's chromium).")
-def demo(workdir: Path | None, dashboard_listen: str, keep_serving: bool, screenshot: Path | None) -> None:
+@click.option(
+    "--dashboard-listen",
+    default="127.0.0.1:0",
+    show_default=True,
+    envvar="OTA_DASHBOARD_LISTEN",
+    help="Serve the registry's web dashboard here during the demo ('' = off; port 0: any free one). "
+    "Env: OTA_DASHBOARD_LISTEN.",
+)
+@click.option(
+    "--keep-serving",
+    is_flag=True,
+    help="After the demo, keep the registry and its dashboard up until Ctrl-C (blocks).",
+)
+@click.option(
+    "--screenshot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Save a PNG of the dashboard after the campaign (needs playwright and Debian's chromium).",
+)
+def demo(
+    workdir: Path | None, dashboard_listen: str, keep_serving: bool, screenshot: Path | None
+) -> None:
     """Run the whole path end to end on loopback and print what was measured."""
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="ota-demo-") as tmp:
@@ -136,7 +150,12 @@ def _screenshot(url: str, out: Path) -> None:
             browser.close()
 
 
-def _run(work: Path, dashboard_listen: str = "", keep_serving: bool = False, screenshot: Path | None = None) -> None:
+def _run(
+    work: Path,
+    dashboard_listen: str = "",
+    keep_serving: bool = False,
+    screenshot: Path | None = None,
+) -> None:
     from modelpack import zoo
     from modelpack.imaging import IMAGES_DIR
     from otawire import tls

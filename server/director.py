@@ -195,9 +195,10 @@ class Director:
 
         def unchanged() -> bool:
             have = repo.peek("targets")
-            return have is not None and {
-                p: t.to_dict() for p, t in have.signed.targets.items()
-            } == want
+            return (
+                have is not None
+                and {p: t.to_dict() for p, t in have.signed.targets.items()} == want
+            )
 
         # The common check-in changes nothing: answered without the signing lock.
         if unchanged():

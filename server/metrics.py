@@ -100,7 +100,10 @@ class RegistryMetrics:
         )
         self._codecs: dict[str, str] = {}
         self.install_reports = Counter(
-            "ota_install_reports", "install outcomes reported by vehicles", ["model", "version", "status"], registry=r
+            "ota_install_reports",
+            "install outcomes reported by vehicles",
+            ["model", "version", "status"],
+            registry=r,
         )
         self.resumes = Counter(
             "ota_registry_download_resumes", "Downloads starting past byte 0", ["kind"], registry=r
@@ -136,8 +139,9 @@ class RegistryMetrics:
         this replica since it started (a counter), and how many are out of service now."""
         self.registry.register(_BlobCollector(registry.guard))
 
-    def watch_fleet(self, vehicles: Callable[[], Iterable[Any]],
-                    metadata: Callable[[str, str], bytes | None]) -> None:
+    def watch_fleet(
+        self, vehicles: Callable[[], Iterable[Any]], metadata: Callable[[str, str], bytes | None]
+    ) -> None:
         """Export versions per vehicle and TUF expiry, derived at each scrape.
 
         ``vehicles()`` yields records with ``installed`` (name -> (version, sha256));
@@ -226,23 +230,35 @@ class _CampaignCollector(Collector):
         yield from (vehicles, wave, state)
 
 
-TUF_ROLES = (("image", "root"), ("image", "targets"), ("image", "snapshot"), ("image", "timestamp"),
-             ("director", "root"))
+TUF_ROLES = (
+    ("image", "root"),
+    ("image", "targets"),
+    ("image", "snapshot"),
+    ("image", "timestamp"),
+    ("director", "root"),
+)
 
 
 class _FleetCollector(Collector):
-    def __init__(self, vehicles: Callable[[], Iterable[Any]], metadata: Callable[[str, str], bytes | None]) -> None:
+    def __init__(
+        self, vehicles: Callable[[], Iterable[Any]], metadata: Callable[[str, str], bytes | None]
+    ) -> None:
         self._vehicles = vehicles
         self._metadata = metadata
 
     def collect(self) -> Iterator[Metric]:
         from tuf.api.metadata import Metadata
 
-        fleet = GaugeMetricFamily("ota_fleet_vehicles", "Vehicles by installed model version (last check-in)",
-                                  labels=["model", "version"])
-        expiry = GaugeMetricFamily("ota_tuf_expires_in_seconds",
-                                   "Seconds until the served metadata of a TUF role expires (negative: expired)",
-                                   labels=["repository", "role"])
+        fleet = GaugeMetricFamily(
+            "ota_fleet_vehicles",
+            "Vehicles by installed model version (last check-in)",
+            labels=["model", "version"],
+        )
+        expiry = GaugeMetricFamily(
+            "ota_tuf_expires_in_seconds",
+            "Seconds until the served metadata of a TUF role expires (negative: expired)",
+            labels=["repository", "role"],
+        )
         try:
             counts: collections.Counter[tuple[str, str]] = collections.Counter()
             for v in self._vehicles():
@@ -326,7 +342,9 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
                 response = behavior(request, context)
                 failed = False
                 if method == "ReportInstall":
-                    self._m.count_report(request.name, request.version, _enum_name(request, "status"))
+                    self._m.count_report(
+                        request.name, request.version, _enum_name(request, "status")
+                    )
                 return response
             finally:
                 self._done(service, method, context, failed, t0)

@@ -35,8 +35,14 @@ Args = tuple[tuple[Any, ...], dict[str, Any]]
 BUILTIN_LINK_ARGS: tuple[Args, ...] = (
     (("depot_wifi", 50.0, 20.0, 0.0005, 0.2, 10.0, 0.0, 0.3), {}),
     (("home_wifi", 20.0, 30.0, 0.001, 0.5, 10.0, 0.0, 0.5), {}),
-    (("lte", 20.0, 60.0, 0.001, 1.0, 15.0, 2.0, 0.5), {"cell_capacity_mbps": 44.0, "cell_background": 0.5, "fleet_per_cell": 20.0}),
-    (("lte_congested", 4.0, 150.0, 0.005, 4.0, 30.0, 2.0, 0.6), {"cell_capacity_mbps": 44.0, "cell_background": 0.85, "fleet_per_cell": 20.0}),
+    (
+        ("lte", 20.0, 60.0, 0.001, 1.0, 15.0, 2.0, 0.5),
+        {"cell_capacity_mbps": 44.0, "cell_background": 0.5, "fleet_per_cell": 20.0},
+    ),
+    (
+        ("lte_congested", 4.0, 150.0, 0.005, 4.0, 30.0, 2.0, 0.6),
+        {"cell_capacity_mbps": 44.0, "cell_background": 0.85, "fleet_per_cell": 20.0},
+    ),
     (("3g", 1.5, 250.0, 0.005, 4.0, 45.0, 3.0, 0.5), {}),
     (("satellite", 1.0, 700.0, 0.001, 6.0, 60.0, 10.0, 0.3), {}),
 )
@@ -44,8 +50,14 @@ BUILTIN_LINK_ARGS: tuple[Args, ...] = (
 BUILTIN_PATTERN_ARGS: tuple[Args, ...] = (
     (
         ("commuter", 23.3, 0.0, 0.003),
-        {"hourly": NHTS_2001_WEDNESDAY, "weekend_hourly": NHTS_2001_SATURDAY, "drives_per_day": 2.2,
-         "awake_after_min": 5.0, "home_wifi_share": 0.3, "home_wifi_min": 30.0},
+        {
+            "hourly": NHTS_2001_WEDNESDAY,
+            "weekend_hourly": NHTS_2001_SATURDAY,
+            "drives_per_day": 2.2,
+            "awake_after_min": 5.0,
+            "home_wifi_share": 0.3,
+            "home_wifi_min": 30.0,
+        },
     ),
     (("taxi", 480.0, 240.0, 0.005), {}),  # on shift most of the day
     (("depot_nightly", 600.0, 840.0, 0.003), {}),  # reachable parked at the depot
@@ -54,7 +66,9 @@ BUILTIN_PATTERN_ARGS: tuple[Args, ...] = (
 )
 
 _GUESS_PRICE = "guess: a typical IoT / fleet data plan price; replace with the fleet's contract"
-_GUESS_LOSS = "guess: residual loss after link-layer retransmission; it caps TCP through Mathis et al. 1997"
+_GUESS_LOSS = (
+    "guess: residual loss after link-layer retransmission; it caps TCP through Mathis et al. 1997"
+)
 _GUESS_DROP = "guess: hand-overs and coverage holes while driving; no drive-test source used"
 _GUESS_JITTER = "guess: log-normal spread of the rate between windows (cell load, signal)"
 
@@ -111,7 +125,9 @@ BUILTIN_SOURCES: dict[str, str] = {
     "links.satellite.jitter": _GUESS_JITTER,
     # Connectivity
     "patterns.commuter.hourly": NT3,
-    "patterns.commuter.weekend_hourly": NT3.replace("Wednesday", "Saturday (used for Sunday too: a guess)"),
+    "patterns.commuter.weekend_hourly": NT3.replace(
+        "Wednesday", "Saturday (used for Sunday too: a guess)"
+    ),
     "patterns.commuter.drives_per_day": ADS,
     "patterns.commuter.on_mean_min": TRIP_MIN,
     "patterns.commuter.awake_after_min": "guess: a telematics unit's stay-awake time after ignition off",
@@ -137,7 +153,15 @@ BUILTIN_SOURCES: dict[str, str] = {
     "protocol.loss_cap": MATHIS,
 }
 
-LINK_FIELDS = ("bandwidth_mbps", "rtt_ms", "loss", "dropouts_per_hour", "dropout_s", "price_per_gb", "jitter")
+LINK_FIELDS = (
+    "bandwidth_mbps",
+    "rtt_ms",
+    "loss",
+    "dropouts_per_hour",
+    "dropout_s",
+    "price_per_gb",
+    "jitter",
+)
 CELL_FIELDS = ("cell_capacity_mbps", "cell_background", "fleet_per_cell")
 FLAT_FIELDS = ("on_mean_min", "off_mean_min", "dormant_share")
 DIURNAL_FIELDS = (

@@ -57,20 +57,25 @@ def cell_shares(fleet: Fleet, ids: I64, res: TransferResult) -> F64 | None:
     return scale
 
 
-def admissions(contact: F64, done: F64, install_s: float, limit: int, poll_s: float, timeout_s: float) -> F64:
+def admissions(
+    contact: F64, done: F64, install_s: float, limit: int, poll_s: float, timeout_s: float
+) -> F64:
     """When the registry first offers the update to each vehicle, under a limit of ``limit`` at once."""
     admit = contact.copy()
     known = np.flatnonzero(np.isfinite(contact))
     if limit <= 0 or known.size <= limit:
         return admit
     with np.errstate(invalid="ignore"):  # inf - inf for vehicles that never hear of it: not used
-        hold = np.where(np.isfinite(done), np.minimum(done - contact, timeout_s), timeout_s) + install_s
+        hold = (
+            np.where(np.isfinite(done), np.minimum(done - contact, timeout_s), timeout_s)
+            + install_s
+        )
     order = known[np.argsort(contact[known], kind="stable")]
     free = [0.0] * limit
     poll = max(poll_s, 1.0)
     c_list, h_list = contact[order].tolist(), hold[order].tolist()
     out = np.empty(len(order))
-    for i, (c, h) in enumerate(zip(c_list, h_list)):
+    for i, (c, h) in enumerate(zip(c_list, h_list, strict=False)):
         first_free = free[0]
         a = c if first_free <= c else c + math.ceil((first_free - c) / poll) * poll
         heapq.heapreplace(free, a + h)
@@ -92,7 +97,9 @@ class StrategyRun:
     wave_starts: list[float] = field(default_factory=list)
     abort_time: float = math.inf
     aborted_in_wave: int | None = None
-    fail_at: F64 = field(default_factory=lambda: np.zeros(0))  # when each failed install was reported
+    fail_at: F64 = field(
+        default_factory=lambda: np.zeros(0)
+    )  # when each failed install was reported
     delayed_by_registry: int = 0  # vehicles the registry's limit made wait
 
     @property
@@ -100,7 +107,9 @@ class StrategyRun:
         return len(self.wave_starts)
 
 
-def play_wave(fleet: Fleet, ids: I64, t: float, size: int, horizon: float, progress: Progress | None) -> tuple[TransferResult, F64, F64, int]:
+def play_wave(
+    fleet: Fleet, ids: I64, t: float, size: int, horizon: float, progress: Progress | None
+) -> tuple[TransferResult, F64, F64, int]:
     """One wave's downloads with the couplings: the result, each vehicle's start and rate factor."""
     sc, camp = fleet.scenario, fleet.scenario.campaign
     res = transfer(fleet, ids, t, size, horizon, progress=progress)
@@ -111,14 +120,27 @@ def play_wave(fleet: Fleet, ids: I64, t: float, size: int, horizon: float, progr
         shares = cell_shares(fleet, ids, res)
         if shares is not None and (slow := np.flatnonzero(shares < 0.999)).size:
             scale = shares
-            _replace(res, slow, transfer(fleet, ids[slow], t, size, horizon, rate_scale=scale[slow]))
+            _replace(
+                res, slow, transfer(fleet, ids[slow], t, size, horizon, rate_scale=scale[slow])
+            )
     if sc.model.registry_limit and camp.max_concurrent > 0:
-        admit = admissions(res.contact, res.done, camp.install_s, camp.max_concurrent, camp.poll_min * 60, camp.download_timeout_s)
+        admit = admissions(
+            res.contact,
+            res.done,
+            camp.install_s,
+            camp.max_concurrent,
+            camp.poll_min * 60,
+            camp.download_timeout_s,
+        )
         late = np.flatnonzero(admit > res.contact + 1e-9)
         delayed = int(late.size)
         if late.size:
             t0[late] = admit[late]
-            _replace(res, late, transfer(fleet, ids[late], admit[late], size, horizon, rate_scale=scale[late]))
+            _replace(
+                res,
+                late,
+                transfer(fleet, ids[late], admit[late], size, horizon, rate_scale=scale[late]),
+            )
     return res, t0, scale, delayed
 
 
@@ -127,7 +149,9 @@ def _replace(res: TransferResult, pos: I64, new: TransferResult) -> None:
         getattr(res, f)[pos] = getattr(new, f)
 
 
-def run_campaign(fleet: Fleet, strategy: str, size: int, *, progress: Progress | None = None) -> StrategyRun:
+def run_campaign(
+    fleet: Fleet, strategy: str, size: int, *, progress: Progress | None = None
+) -> StrategyRun:
     """Play the scenario's campaign for one package size over the fleet."""
     sc, camp = fleet.scenario, fleet.scenario.campaign
     horizon = sc.horizon_s
@@ -173,7 +197,12 @@ def run_campaign(fleet: Fleet, strategy: str, size: int, *, progress: Progress |
                 log.info("%s: campaign aborted in wave %d at t=%.0fs", strategy, i + 1, crossing)
                 break
         if skipped := sum(len(m) for m in members[i + 1 :]) if t_next >= horizon else 0:
-            log.info("%s: wave %d never advances within the horizon; %d vehicles not started", strategy, i + 1, skipped)
+            log.info(
+                "%s: wave %d never advances within the horizon; %d vehicles not started",
+                strategy,
+                i + 1,
+                skipped,
+            )
             if progress:
                 progress(skipped)
             break
@@ -187,7 +216,15 @@ def run_campaign(fleet: Fleet, strategy: str, size: int, *, progress: Progress |
     return run
 
 
-def _cut_at_abort(fleet: Fleet, run: StrategyRun, done: F64, members: list[I64], size: int, t_start: F64, scale: F64) -> None:
+def _cut_at_abort(
+    fleet: Fleet,
+    run: StrategyRun,
+    done: F64,
+    members: list[I64],
+    size: int,
+    t_start: F64,
+    scale: F64,
+) -> None:
     """After an abort the registry offers nothing more: downloads in flight stop there."""
     ta = run.abort_time
     run.success[run.success > ta] = np.inf

@@ -48,12 +48,18 @@ class TransferResult:
     nbytes: F64  # bytes on the wire by then (payload and session overhead)
     sessions: I64  # sessions that got past set-up
     windows: I64  # reachable windows in which payload flowed (a session may span several)
-    cost: F64 = field(default_factory=lambda: np.zeros(0))  # USD, at the price of the link each byte came over
-    cell_bytes: F64 = field(default_factory=lambda: np.zeros(0))  # bytes over the cellular link (shared cells)
-    contact: F64 = field(default_factory=lambda: np.zeros(0))  # when the vehicle first heard of the update
+    cost: F64 = field(
+        default_factory=lambda: np.zeros(0)
+    )  # USD, at the price of the link each byte came over
+    cell_bytes: F64 = field(
+        default_factory=lambda: np.zeros(0)
+    )  # bytes over the cellular link (shared cells)
+    contact: F64 = field(
+        default_factory=lambda: np.zeros(0)
+    )  # when the vehicle first heard of the update
 
     @staticmethod
-    def concat(parts: list["TransferResult"]) -> "TransferResult":
+    def concat(parts: list[TransferResult]) -> TransferResult:
         return TransferResult(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
 
 
@@ -78,11 +84,24 @@ def transfer(
     t0a = np.broadcast_to(np.asarray(t0, dtype=np.float64), ids.shape)
     scale = np.ones(len(ids)) if rate_scale is None else rate_scale
     parts = [
-        _transfer(fleet, ids[i : i + CHUNK], t0a[i : i + CHUNK], size, t_end, progress, scale[i : i + CHUNK])
+        _transfer(
+            fleet,
+            ids[i : i + CHUNK],
+            t0a[i : i + CHUNK],
+            size,
+            t_end,
+            progress,
+            scale[i : i + CHUNK],
+        )
         for i in range(0, len(ids), CHUNK)
     ]
     if not parts:
-        return TransferResult(*(np.zeros(0, dtype=np.int64 if f in ("sessions", "windows") else np.float64) for f in _FIELDS))
+        return TransferResult(
+            *(
+                np.zeros(0, dtype=np.int64 if f in ("sessions", "windows") else np.float64)
+                for f in _FIELDS
+            )
+        )
     return TransferResult.concat(parts)
 
 
@@ -116,7 +135,9 @@ def opens(fleet: Fleet, w: Windows, pos: I64) -> F64:
         return start.copy()
     phase = rng.uniform(fleet.seed, "poll", w.ids[pos], w.key[pos])
     # within the window, so that the session still opens in it
-    polled = np.minimum(start + phase * fleet.scenario.campaign.poll_min * 60, (start + w.end[pos]) / 2)
+    polled = np.minimum(
+        start + phase * fleet.scenario.campaign.poll_min * 60, (start + w.end[pos]) / 2
+    )
     return np.where(at_day, polled, start)
 
 
@@ -130,7 +151,9 @@ def first_contact(fleet: Fleet, ids: I64, t0: float | F64) -> tuple[Windows, F64
     t0 = np.broadcast_to(np.asarray(t0, dtype=np.float64), ids.shape)
     w.seek(t0)
     contact = opens(fleet, w, np.arange(len(ids)))
-    inside = np.flatnonzero(w.start <= t0)  # reachable already (a window opening at t0 was open before it)
+    inside = np.flatnonzero(
+        w.start <= t0
+    )  # reachable already (a window opening at t0 was open before it)
     if inside.size:
         phase = rng.uniform(fleet.seed, "poll", ids[inside], t0[inside].astype(np.int64))
         contact[inside] = t0[inside] + phase * fleet.scenario.campaign.poll_min * 60
@@ -141,7 +164,13 @@ def first_contact(fleet: Fleet, ids: I64, t0: float | F64) -> tuple[Windows, F64
 
 
 def _transfer(
-    fleet: Fleet, ids: I64, t0: F64, size: float, t_end: float, progress: Progress | None, scale: F64
+    fleet: Fleet,
+    ids: I64,
+    t0: F64,
+    size: float,
+    t_end: float,
+    progress: Progress | None,
+    scale: F64,
 ) -> TransferResult:
     sc = fleet.scenario
     n = len(ids)
@@ -183,7 +212,9 @@ def _transfer(
         first = sessions[act] == 0
         cont = carry_on[act]  # the session carried on over the break (the agent's retries)
         req[act[~cont]] = 0.0  # a new session starts with whole-file requests
-        overhead = np.where(first, float(pr.session_overhead_bytes), float(pr.resume_overhead_bytes))
+        overhead = np.where(
+            first, float(pr.session_overhead_bytes), float(pr.resume_overhead_bytes)
+        )
         overhead[cont] = 0.0
         rtts = np.where(first, pr.setup_rtts, pr.resume_setup_rtts)
         rtts[cont] = 1.0  # the agent's retry asks for the rest of the stream at once
@@ -204,7 +235,11 @@ def _transfer(
         nbytes[af] += remaining[af]
         # Cut by the window's end: what was queued on the link still arrives, and
         # may be all that was missing.
-        drain = np.where(opened & (end < t_end), np.where(wifi, fleet.wifi_drain_s[v], fleet.drain_s[v]) * rate, 0.0)
+        drain = np.where(
+            opened & (end < t_end),
+            np.where(wifi, fleet.wifi_drain_s[v], fleet.drain_s[v]) * rate,
+            0.0,
+        )
         tail = ~fin & (can + drain >= remaining[act])
         at = act[tail]
         done[at] = end[tail] + (remaining[at] - can[tail]) / rate[tail]
@@ -220,7 +255,9 @@ def _transfer(
             have = size - remaining[an] + can[cut] + drained
             if pr.resume_chunk_bytes > 0:  # only whole messages of the stream survive a cut
                 req[an] = _grown(req[an], can[cut] + drained, pr)
-                grain = np.where(req[an] > 0, np.minimum(req[an], pr.resume_chunk_bytes), pr.resume_chunk_bytes)
+                grain = np.where(
+                    req[an] > 0, np.minimum(req[an], pr.resume_chunk_bytes), pr.resume_chunk_bytes
+                )
                 have = np.floor(have / grain) * grain
             remaining[an] = size - have
         else:
@@ -290,4 +327,3 @@ def _retry_in_session(
         w.advance(p[later])
         contact[p[later]] = opens(fleet, w, p[later])
         rows = rows[later]
-

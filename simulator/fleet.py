@@ -84,7 +84,7 @@ class Fleet:
     wifi_jitter: F64
     wifi_price_per_byte: F64
     clock0_s: float  # clock time of t = 0, seconds after Monday 00:00
-    hazard: "WeekHazard"
+    hazard: WeekHazard
     # Cells shared by the fleet (cell = -1: not modelled)
     cell: I64
     cell_free_bps: F64  # bytes/s of the cell left by other subscribers
@@ -142,8 +142,12 @@ def build_fleet(scenario: Scenario, n: int | None = None, seed: int | None = Non
         # Variants drawn apart from the install outcome, so a bad variant fails together.
         hw_cum = np.cumsum([h.share for h in scenario.hardware])
         hw_cum[-1] = 1.0
-        hardware_idx = np.searchsorted(hw_cum, rng.uniform(seed, "hardware", ids), side="right").astype(np.int8)
-        install_fails = u_install < np.array([h.install_failure_rate for h in scenario.hardware])[hardware_idx]
+        hardware_idx = np.searchsorted(
+            hw_cum, rng.uniform(seed, "hardware", ids), side="right"
+        ).astype(np.int8)
+        install_fails = (
+            u_install < np.array([h.install_failure_rate for h in scenario.hardware])[hardware_idx]
+        )
     else:
         hardware_idx = np.zeros(n, dtype=np.int8)
         install_fails = u_install < scenario.campaign.install_failure_rate
@@ -152,18 +156,29 @@ def build_fleet(scenario: Scenario, n: int | None = None, seed: int | None = Non
     is_diurnal = per_pat(lambda p: float(p.diurnal and diurnal_on)) > 0
     # Without the diurnal model a diurnal pattern becomes flat with the same daily means.
     flat_off = per_pat(
-        lambda p: p.off_mean_min * 60 if not p.diurnal else max(1440 / p.drives_per_day - p.on_mean_min - p.awake_after_min, 1.0) * 60
+        lambda p: (
+            p.off_mean_min * 60
+            if not p.diurnal
+            else max(1440 / p.drives_per_day - p.on_mean_min - p.awake_after_min, 1.0) * 60
+        )
     )
-    off_mean = np.maximum(flat_off, 1e-9)  # for diurnal patterns: the mean gap, used at a day's start
+    off_mean = np.maximum(
+        flat_off, 1e-9
+    )  # for diurnal patterns: the mean gap, used at a day's start
     gap_mean = q_drop * drop_mean + (1 - q_drop) * off_mean
     p_on = m_on / (m_on + gap_mean)
     w_drop_resid = q_drop * drop_mean / gap_mean
     awake_s = np.where(is_diurnal, per_pat(lambda p: p.awake_after_min * 60), 0.0)
     has_wifi = is_diurnal & (rng.uniform(seed, "wifi", ids) < per_pat(lambda p: p.home_wifi_share))
-    home = [scenario.links.get(p.home_wifi_link) if p.diurnal and p.home_wifi_share > 0 else None for p in pats]
+    home = [
+        scenario.links.get(p.home_wifi_link) if p.diurnal and p.home_wifi_share > 0 else None
+        for p in pats
+    ]
 
     def per_home(f, default: float) -> F64:  # type: ignore[no-untyped-def]
-        return np.array([f(h) if h is not None else default for h in home], dtype=np.float64)[pattern_idx]
+        return np.array([f(h) if h is not None else default for h in home], dtype=np.float64)[
+            pattern_idx
+        ]
 
     cell, cell_free = _cells(scenario, seed, ids, link_idx, links)
     return Fleet(
@@ -199,7 +214,9 @@ def build_fleet(scenario: Scenario, n: int | None = None, seed: int | None = Non
         wifi_jitter=per_home(lambda h: h.jitter, 0.0),
         wifi_price_per_byte=per_home(lambda h: h.price_per_gb / 1e9, 0.0),
         clock0_s=scenario.campaign.start_hour * 3600.0,
-        hazard=WeekHazard([p.week_rates() if p.diurnal else [1.0 / WEEK_S] * 168 for p in pats], pattern_idx),
+        hazard=WeekHazard(
+            [p.week_rates() if p.diurnal else [1.0 / WEEK_S] * 168 for p in pats], pattern_idx
+        ),
         cell=cell,
         cell_free_bps=cell_free,
         hardware_idx=hardware_idx,
@@ -246,7 +263,9 @@ class WeekHazard:
         return self.rate[self.pattern_idx[v].astype(np.int64), hour]
 
 
-def _cells(scenario: Scenario, seed: int, ids: I64, link_idx: npt.NDArray[np.int16], links: list) -> tuple[I64, F64]:  # type: ignore[type-arg]
+def _cells(
+    scenario: Scenario, seed: int, ids: I64, link_idx: npt.NDArray[np.int16], links: list
+) -> tuple[I64, F64]:  # type: ignore[type-arg]
     """Each vehicle's cell on a link that models shared cells, and that cell's spare capacity."""
     cell = np.full(len(ids), -1, dtype=np.int64)
     free = np.full(len(ids), np.inf)
@@ -258,7 +277,7 @@ def _cells(scenario: Scenario, seed: int, ids: I64, link_idx: npt.NDArray[np.int
         if lk.cell_capacity_mbps <= 0 or lk.fleet_per_cell <= 0:
             continue
         m = link_idx == i
-        cells = max(1, int(round(m.sum() / lk.fleet_per_cell)))
+        cells = max(1, round(m.sum() / lk.fleet_per_cell))
         cell[m] = offset + np.minimum((u[m] * cells).astype(np.int64), cells - 1)
         free[m] = lk.cell_capacity_mbps * 1e6 / 8 * lk.efficiency * (1 - lk.cell_background)
         offset += cells
@@ -387,4 +406,3 @@ class Windows:
             self.kind[w] = 1
             self.to_wifi[w] = False
         self._roll(m)
-

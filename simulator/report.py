@@ -51,14 +51,19 @@ def fmt_bytes(b: float) -> str:
 
 def strategy_table(summaries: list[StrategySummary]) -> str:
     base = next((s for s in summaries if s.strategy == "alexnet_fp32"), None)
-    head = "| strategy | package | fleet bytes | cost (USD) | updated | failed | stuck | " + " | ".join(
-        f"{int(q * 100)}% at" for q in QUANTILES
+    head = (
+        "| strategy | package | fleet bytes | cost (USD) | updated | failed | stuck | "
+        + " | ".join(f"{int(q * 100)}% at" for q in QUANTILES)
     )
     head += " | waves | vs AlexNet bytes |"
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for s in summaries:
-        ratio = f"{base.nbytes / s.nbytes:,.0f}x less" if base and s is not base and s.nbytes else "1x"
-        waves = f"{s.waves_started}" + (f", aborted at {fmt_hours(s.abort_hours)}" if math.isfinite(s.abort_hours) else "")
+        ratio = (
+            f"{base.nbytes / s.nbytes:,.0f}x less" if base and s is not base and s.nbytes else "1x"
+        )
+        waves = f"{s.waves_started}" + (
+            f", aborted at {fmt_hours(s.abort_hours)}" if math.isfinite(s.abort_hours) else ""
+        )
         rows.append(
             f"| {s.strategy} | {s.size.nbytes:,} B | {fmt_bytes(s.nbytes)} | {s.cost_usd:,.0f} | "
             f"{100 * s.updated_share:.2f}% | {s.failed:,} | {s.stuck:,} | "
@@ -69,7 +74,10 @@ def strategy_table(summaries: list[StrategySummary]) -> str:
 
 
 def link_table(summaries: list[StrategySummary]) -> str:
-    rows = ["| link | strategy | vehicles | updated | bytes | cost (USD) | median time to update |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| link | strategy | vehicles | updated | bytes | cost (USD) | median time to update |",
+        "|---|---|---|---|---|---|---|",
+    ]
     links = [lk.link for lk in summaries[0].links] if summaries else []
     for i, name in enumerate(links):
         for s in summaries:
@@ -93,7 +101,11 @@ def scenario_tables(sc: Scenario, link_names: list[str]) -> str:
             f"| {name} | {lk.bandwidth_mbps:g} Mbit/s | {lk.rtt_ms:g} ms | {lk.loss:g} | "
             f"{lk.goodput_bytes_per_s() * 8 / 1e6:.2f} Mbit/s | {lk.dropouts_per_hour:g} | {lk.dropout_s:g} s | {lk.price_per_gb:g} USD |"
         )
-    rows += ["", "| fleet share | link | pattern | reachable spell | gap | dormant |", "|---|---|---|---|---|---|"]
+    rows += [
+        "",
+        "| fleet share | link | pattern | reachable spell | gap | dormant |",
+        "|---|---|---|---|---|---|",
+    ]
     for g in sc.fleet:
         p = sc.patterns[g.pattern]
         rows.append(
@@ -188,13 +200,20 @@ def plot_coverage(result: SimulationResult, path: Path) -> None:
     plt = _plt()
     horizon_h = result.scenario.horizon_s / 3600
     # Show up to where the last strategy levels off, not the whole (mostly flat) horizon.
-    ends = [np.quantile(r.success[np.isfinite(r.success)], 0.999) / 3600 for r in result.runs.values() if np.isfinite(r.success).any()]
+    ends = [
+        np.quantile(r.success[np.isfinite(r.success)], 0.999) / 3600
+        for r in result.runs.values()
+        if np.isfinite(r.success).any()
+    ]
     xmax = min(horizon_h, 1.1 * max(ends)) if ends else horizon_h
     hours = np.linspace(0, xmax, 1200)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for i, (name, cov) in enumerate(result.coverage(hours).items()):
         ax.plot(
-            hours, 100 * cov, ls=_STYLES[i % len(_STYLES)], lw=2.4 - 0.25 * i,
+            hours,
+            100 * cov,
+            ls=_STYLES[i % len(_STYLES)],
+            lw=2.4 - 0.25 * i,
             label=f"{SHORT_LABELS.get(name, name)} ({fmt_bytes(result.sizes[name].nbytes)})",
         )
     for q in QUANTILES:
@@ -216,11 +235,21 @@ def plot_bytes(sums: list[StrategySummary], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(sums) + 1.4), dpi=110)
     names = [SHORT_LABELS.get(s.strategy, s.strategy) for s in sums]
     vals = [s.nbytes / 1e9 for s in sums]
-    bars = ax.barh(names, vals, color=["#c0504d" if s.strategy.startswith("alexnet") else "#4f81bd" for s in sums])
+    bars = ax.barh(
+        names,
+        vals,
+        color=["#c0504d" if s.strategy.startswith("alexnet") else "#4f81bd" for s in sums],
+    )
     ax.set_xscale("log")
     ax.invert_yaxis()
-    for b, s in zip(bars, sums):
-        ax.text(b.get_width() * 1.1, b.get_y() + b.get_height() / 2, f"{fmt_bytes(s.nbytes)}, {s.cost_usd:,.0f} USD", va="center", fontsize=8)
+    for b, s in zip(bars, sums, strict=False):
+        ax.text(
+            b.get_width() * 1.1,
+            b.get_y() + b.get_height() / 2,
+            f"{fmt_bytes(s.nbytes)}, {s.cost_usd:,.0f} USD",
+            va="center",
+            fontsize=8,
+        )
     ax.set_xlim(min(vals) / 2, max(vals) * 60)
     ax.set_xlabel("GB sent to the whole fleet (log scale)")
     ax.set_title(f"{title}: bytes and data cost (simulated)", fontsize=10)

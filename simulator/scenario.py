@@ -8,6 +8,7 @@ them is an *assumption* about the world, not a measurement; reports say so.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -73,14 +74,21 @@ class Pattern:
     on_mean_min: float  # mean reachable spell (a drive, a night at the depot)
     off_mean_min: float  # mean unreachable spell (parked with the modem off); flat patterns only
     dormant_share: float = 0.0  # vehicles not reachable at all during the horizon
-    hourly: tuple[float, ...] = ()  # weekday drive starts per clock hour (relative weights), 24 values
-    weekend_hourly: tuple[float, ...] = ()  # Saturday/Sunday, same scale as ``hourly`` (default: as weekdays)
+    hourly: tuple[
+        float, ...
+    ] = ()  # weekday drive starts per clock hour (relative weights), 24 values
+    weekend_hourly: tuple[
+        float, ...
+    ] = ()  # Saturday/Sunday, same scale as ``hourly`` (default: as weekdays)
     drives_per_day: float = 0.0  # drive starts on a weekday
     awake_after_min: float = 0.0  # parked-awake: modem on after ignition off
     home_wifi_share: float = 0.0  # vehicles that reach a home Wi-Fi when parked at home
     home_wifi_link: str = "home_wifi"
     home_wifi_min: float = 0.0  # how long a parked vehicle stays on its home Wi-Fi
-    home_hours: tuple[float, float] = (17.0, 6.0)  # a drive ending between these clock hours ends at home
+    home_hours: tuple[float, float] = (
+        17.0,
+        6.0,
+    )  # a drive ending between these clock hours ends at home
 
     @property
     def diurnal(self) -> bool:
@@ -113,10 +121,16 @@ class Hardware:
 class Model:
     """Which effects the engine plays; each can be switched off to see what it is worth."""
 
-    diurnal: bool = True  # hour-of-week connectivity of diurnal patterns (off: flat, same daily means)
+    diurnal: bool = (
+        True  # hour-of-week connectivity of diurnal patterns (off: flat, same daily means)
+    )
     slow_start: bool = True  # TCP slow start on every new connection (RFC 5681, IW of RFC 6928)
-    cell_sharing: bool = True  # vehicles in one cell share its capacity (links with cell_capacity_mbps)
-    registry_limit: bool = True  # the campaign's limit on concurrent downloads (campaign.max_concurrent)
+    cell_sharing: bool = (
+        True  # vehicles in one cell share its capacity (links with cell_capacity_mbps)
+    )
+    registry_limit: bool = (
+        True  # the campaign's limit on concurrent downloads (campaign.max_concurrent)
+    )
 
 
 @dataclass(frozen=True)
@@ -148,7 +162,9 @@ class Campaign:
     resumable: bool = True
     start_hour: float = 34.0  # campaign start, hours after Monday 00:00 (34: Tuesday 10:00)
     max_concurrent: int = 0  # the registry's limit on concurrent downloads (0 = unlimited)
-    download_timeout_s: float = 3600.0  # a slot held by a vehicle that went silent is freed after this
+    download_timeout_s: float = (
+        3600.0  # a slot held by a vehicle that went silent is freed after this
+    )
     # Per-wave overrides of advance_share / soak_hours (one value per wave; empty: the scalar).
     wave_advance: tuple[float, ...] = ()
     wave_soak_hours: tuple[float, ...] = ()
@@ -174,9 +190,13 @@ class Protocol:
 
     setup_rtts: float = 13.8  # round trips before payload flows, first session of an update
     resume_setup_rtts: float = 9.3  # the same for a later session of the same update
-    setup_s: float = 0.0  # seconds of a first session that do not scale with the RTT (the agent's CPU)
+    setup_s: float = (
+        0.0  # seconds of a first session that do not scale with the RTT (the agent's CPU)
+    )
     resume_setup_s: float = 0.0  # the same for a later session
-    session_overhead_bytes: int = 10070  # downlink besides the payload, first session (TLS, TUF metadata, gRPC)
+    session_overhead_bytes: int = (
+        10070  # downlink besides the payload, first session (TLS, TUF metadata, gRPC)
+    )
     resume_overhead_bytes: int = 6060  # the same for a later session
     # The agent's retries within a session after a cut (vehicle_agent.download.RetryPolicy).
     retry_attempts: int = 8  # attempts without progress before the session gives up
@@ -202,8 +222,12 @@ class Scenario:
     horizon_days: float = 14.0
     protocol: Protocol = field(default_factory=Protocol)
     model: Model = field(default_factory=Model)
-    hardware: tuple[Hardware, ...] = ()  # empty: one variant failing at campaign.install_failure_rate
-    sources: dict[str, str] = field(default_factory=dict)  # "links.lte.rtt_ms" -> citation, or "guess: why"
+    hardware: tuple[
+        Hardware, ...
+    ] = ()  # empty: one variant failing at campaign.install_failure_rate
+    sources: dict[str, str] = field(
+        default_factory=dict
+    )  # "links.lte.rtt_ms" -> citation, or "guess: why"
     strategies: tuple[str, ...] = (
         "alexnet_fp32",
         "squeezenet_fp32",
@@ -217,7 +241,7 @@ class Scenario:
     def horizon_s(self) -> float:
         return self.horizon_days * 86400.0
 
-    def replace(self, **changes: Any) -> "Scenario":
+    def replace(self, **changes: Any) -> Scenario:
         return dataclasses.replace(self, **changes)
 
 
@@ -229,7 +253,9 @@ def _build(cls: type, name: str, base: Any, over: dict[str, Any], where: str) ->
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(over) - names
     if unknown:
-        raise ScenarioError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(names - {'name'})}")
+        raise ScenarioError(
+            f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(names - {'name'})}"
+        )
     try:
         if base is not None:
             return dataclasses.replace(base, name=name, **over)
@@ -267,22 +293,41 @@ def scenario_from_dict(data: dict[str, Any], where: str = "scenario") -> Scenari
     patterns = derive("patterns", BUILTIN_PATTERNS, Pattern)
     for g in data.get("fleet", []):
         pat = patterns.get(str(g.get("pattern")))
-        if pat is not None and pat.diurnal and pat.home_wifi_share > 0 and pat.home_wifi_link not in links:
-            raise ScenarioError(f"{where}: [patterns.{pat.name}]: unknown home_wifi_link {pat.home_wifi_link!r}; known: {sorted(links)}")
+        if (
+            pat is not None
+            and pat.diurnal
+            and pat.home_wifi_share > 0
+            and pat.home_wifi_link not in links
+        ):
+            raise ScenarioError(
+                f"{where}: [patterns.{pat.name}]: unknown home_wifi_link {pat.home_wifi_link!r}; known: {sorted(links)}"
+            )
     sources.update({str(k): str(v) for k, v in data.get("sources", {}).items()})
     for name, pat in patterns.items():
-        if pat.diurnal and (len(pat.hourly) != 24 or (pat.weekend_hourly and len(pat.weekend_hourly) != 24) or pat.drives_per_day <= 0):
-            raise ScenarioError(f"{where}: [patterns.{name}]: a diurnal pattern needs 24 hourly weights (and 24 weekend ones) and drives_per_day > 0")
+        if pat.diurnal and (
+            len(pat.hourly) != 24
+            or (pat.weekend_hourly and len(pat.weekend_hourly) != 24)
+            or pat.drives_per_day <= 0
+        ):
+            raise ScenarioError(
+                f"{where}: [patterns.{name}]: a diurnal pattern needs 24 hourly weights (and 24 weekend ones) and drives_per_day > 0"
+            )
     fleet = []
     for i, g in enumerate(data.get("fleet", [])):
         try:
-            grp = FleetGroup(share=float(g["share"]), link=str(g["link"]), pattern=str(g["pattern"]))
+            grp = FleetGroup(
+                share=float(g["share"]), link=str(g["link"]), pattern=str(g["pattern"])
+            )
         except KeyError as e:
             raise ScenarioError(f"{where}: [[fleet]] #{i + 1} lacks {e}") from None
         if grp.link not in links:
-            raise ScenarioError(f"{where}: [[fleet]] #{i + 1}: unknown link {grp.link!r}; known: {sorted(links)}")
+            raise ScenarioError(
+                f"{where}: [[fleet]] #{i + 1}: unknown link {grp.link!r}; known: {sorted(links)}"
+            )
         if grp.pattern not in patterns:
-            raise ScenarioError(f"{where}: [[fleet]] #{i + 1}: unknown pattern {grp.pattern!r}; known: {sorted(patterns)}")
+            raise ScenarioError(
+                f"{where}: [[fleet]] #{i + 1}: unknown pattern {grp.pattern!r}; known: {sorted(patterns)}"
+            )
         fleet.append(grp)
     if not fleet:
         raise ScenarioError(f"{where}: no [[fleet]] groups")
@@ -292,18 +337,22 @@ def scenario_from_dict(data: dict[str, Any], where: str = "scenario") -> Scenari
     camp_over = _tuples(dict(data.get("campaign", {})))
     if "waves" in camp_over:
         camp_over["waves"] = tuple(float(w) for w in camp_over["waves"])
-    if "install_failure_rate" in camp_over and "campaign.install_failure_rate" not in data.get("sources", {}):
+    if "install_failure_rate" in camp_over and "campaign.install_failure_rate" not in data.get(
+        "sources", {}
+    ):
         sources.pop("campaign.install_failure_rate", None)
     try:
         campaign = Campaign(**camp_over)
     except TypeError as e:
         raise ScenarioError(f"{where}: [campaign]: {e}") from None
     w = campaign.waves
-    if not w or any(b <= a for a, b in zip(w, w[1:])) or w[-1] != 1.0 or w[0] <= 0:
+    if not w or any(b <= a for a, b in itertools.pairwise(w)) or w[-1] != 1.0 or w[0] <= 0:
         raise ScenarioError(f"{where}: [campaign] waves must rise strictly to 1.0, got {list(w)}")
     for per in ("wave_advance", "wave_soak_hours"):
         if getattr(campaign, per) and len(getattr(campaign, per)) != len(w):
-            raise ScenarioError(f"{where}: [campaign] {per} needs one value per wave ({len(w)}), got {list(getattr(campaign, per))}")
+            raise ScenarioError(
+                f"{where}: [campaign] {per} needs one value per wave ({len(w)}), got {list(getattr(campaign, per))}"
+            )
     try:
         protocol = Protocol(**data.get("protocol", {}))
         model = Model(**data.get("model", {}))
@@ -312,11 +361,15 @@ def scenario_from_dict(data: dict[str, Any], where: str = "scenario") -> Scenari
     hardware = []
     for i, h in enumerate(data.get("hardware", [])):
         try:
-            hardware.append(Hardware(str(h["name"]), float(h["share"]), float(h["install_failure_rate"])))
+            hardware.append(
+                Hardware(str(h["name"]), float(h["share"]), float(h["install_failure_rate"]))
+            )
         except KeyError as e:
             raise ScenarioError(f"{where}: [[hardware]] #{i + 1} lacks {e}") from None
     if hardware and not math.isclose(sum(h.share for h in hardware), 1.0, abs_tol=1e-6):
-        raise ScenarioError(f"{where}: [[hardware]] shares add up to {sum(h.share for h in hardware):g}, not 1")
+        raise ScenarioError(
+            f"{where}: [[hardware]] shares add up to {sum(h.share for h in hardware):g}, not 1"
+        )
     skip = {"links", "patterns", "fleet", "campaign", "protocol", "model", "hardware", "sources"}
     top = {k: v for k, v in data.items() if k not in skip}
     if "strategies" in top:
@@ -325,8 +378,15 @@ def scenario_from_dict(data: dict[str, Any], where: str = "scenario") -> Scenari
     top.setdefault("description", "")
     try:
         return Scenario(
-            links=links, patterns=patterns, fleet=tuple(fleet), campaign=campaign, protocol=protocol,
-            model=model, hardware=tuple(hardware), sources=sources, **top,
+            links=links,
+            patterns=patterns,
+            fleet=tuple(fleet),
+            campaign=campaign,
+            protocol=protocol,
+            model=model,
+            hardware=tuple(hardware),
+            sources=sources,
+            **top,
         )
     except TypeError as e:
         raise ScenarioError(f"{where}: {e}") from None
@@ -339,7 +399,9 @@ def load_scenario(path: str | Path) -> Scenario:
         ready = resources.files("simulator") / "scenarios" / f"{p.name}.toml"
         if ready.is_file():
             return scenario_from_dict(tomllib.loads(ready.read_text()), where=p.name)
-        raise ScenarioError(f"no scenario file {str(p)!r} and no ready scenario of that name; ready: {ready_scenarios()}")
+        raise ScenarioError(
+            f"no scenario file {str(p)!r} and no ready scenario of that name; ready: {ready_scenarios()}"
+        )
     try:
         data = tomllib.loads(p.read_text())
     except FileNotFoundError:

@@ -32,7 +32,10 @@ T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2
 
 
 def _links(sc: Scenario, **scale: float) -> Scenario:
-    links = {k: dataclasses.replace(v, **{f: getattr(v, f) * x for f, x in scale.items()}) for k, v in sc.links.items()}
+    links = {
+        k: dataclasses.replace(v, **{f: getattr(v, f) * x for f, x in scale.items()})
+        for k, v in sc.links.items()
+    }
     return sc.replace(links=links)
 
 
@@ -42,12 +45,23 @@ def _patterns(sc: Scenario, f: Callable[..., dict[str, float]]) -> Scenario:
 
 def _drives(sc: Scenario, x: float) -> Scenario:
     # Diurnal patterns drive x times as often; flat ones have gaps 1/x as long.
-    return _patterns(sc, lambda p: {"drives_per_day": p.drives_per_day * x} if p.diurnal else {"off_mean_min": p.off_mean_min / x})
+    return _patterns(
+        sc,
+        lambda p: (
+            {"drives_per_day": p.drives_per_day * x}
+            if p.diurnal
+            else {"off_mean_min": p.off_mean_min / x}
+        ),
+    )
 
 
 def _protocol(sc: Scenario, x: float) -> Scenario:
     pr = sc.protocol
-    return sc.replace(protocol=dataclasses.replace(pr, setup_rtts=pr.setup_rtts * x, resume_setup_rtts=pr.resume_setup_rtts * x))
+    return sc.replace(
+        protocol=dataclasses.replace(
+            pr, setup_rtts=pr.setup_rtts * x, resume_setup_rtts=pr.resume_setup_rtts * x
+        )
+    )
 
 
 def _campaign(sc: Scenario, **over: float) -> Scenario:
@@ -59,23 +73,74 @@ class Assumption:
     name: str
     low: str
     high: str
-    apply: Callable[[Scenario, bool, int], Scenario]  # (scenario, high?, fleet size) -> varied scenario
+    apply: Callable[
+        [Scenario, bool, int], Scenario
+    ]  # (scenario, high?, fleet size) -> varied scenario
 
 
 ASSUMPTIONS: tuple[Assumption, ...] = (
     Assumption("drives a day", "x0.5", "x2", lambda sc, hi, n: _drives(sc, 2.0 if hi else 0.5)),
-    Assumption("drive length", "x0.5", "x2", lambda sc, hi, n: _patterns(sc, lambda p: {"on_mean_min": p.on_mean_min * (2.0 if hi else 0.5)})),
-    Assumption("parked-awake time", "none", "x3", lambda sc, hi, n: _patterns(sc, lambda p: {"awake_after_min": p.awake_after_min * (3.0 if hi else 0.0)})),
-    Assumption("home Wi-Fi share", "none", "x2", lambda sc, hi, n: _patterns(sc, lambda p: {"home_wifi_share": min(1.0, p.home_wifi_share * 2) if hi else 0.0})),
-    Assumption("link rate", "x0.5", "x2", lambda sc, hi, n: _links(sc, bandwidth_mbps=2.0 if hi else 0.5)),
+    Assumption(
+        "drive length",
+        "x0.5",
+        "x2",
+        lambda sc, hi, n: _patterns(
+            sc, lambda p: {"on_mean_min": p.on_mean_min * (2.0 if hi else 0.5)}
+        ),
+    ),
+    Assumption(
+        "parked-awake time",
+        "none",
+        "x3",
+        lambda sc, hi, n: _patterns(
+            sc, lambda p: {"awake_after_min": p.awake_after_min * (3.0 if hi else 0.0)}
+        ),
+    ),
+    Assumption(
+        "home Wi-Fi share",
+        "none",
+        "x2",
+        lambda sc, hi, n: _patterns(
+            sc, lambda p: {"home_wifi_share": min(1.0, p.home_wifi_share * 2) if hi else 0.0}
+        ),
+    ),
+    Assumption(
+        "link rate", "x0.5", "x2", lambda sc, hi, n: _links(sc, bandwidth_mbps=2.0 if hi else 0.5)
+    ),
     Assumption("RTT", "x0.5", "x3", lambda sc, hi, n: _links(sc, rtt_ms=3.0 if hi else 0.5)),
     Assumption("loss", "x0.2", "x5", lambda sc, hi, n: _links(sc, loss=5.0 if hi else 0.2)),
-    Assumption("drop-outs an hour", "x0.5", "x2", lambda sc, hi, n: _links(sc, dropouts_per_hour=2.0 if hi else 0.5)),
-    Assumption("set-up round trips", "x0.5", "x3", lambda sc, hi, n: _protocol(sc, 3.0 if hi else 0.5)),
-    Assumption("cell load by others", "20%", "90%", lambda sc, hi, n: sc.replace(links={
-        k: dataclasses.replace(v, cell_background=0.9 if hi else 0.2) for k, v in sc.links.items()})),
-    Assumption("registry limit", "1% of fleet", "0.1% of fleet", lambda sc, hi, n: _campaign(sc, max_concurrent=max(1, round(n * (0.001 if hi else 0.01))))),
-    Assumption("campaign start", "Tue 02:00", "Tue 18:00", lambda sc, hi, n: _campaign(sc, start_hour=42.0 if hi else 26.0)),
+    Assumption(
+        "drop-outs an hour",
+        "x0.5",
+        "x2",
+        lambda sc, hi, n: _links(sc, dropouts_per_hour=2.0 if hi else 0.5),
+    ),
+    Assumption(
+        "set-up round trips", "x0.5", "x3", lambda sc, hi, n: _protocol(sc, 3.0 if hi else 0.5)
+    ),
+    Assumption(
+        "cell load by others",
+        "20%",
+        "90%",
+        lambda sc, hi, n: sc.replace(
+            links={
+                k: dataclasses.replace(v, cell_background=0.9 if hi else 0.2)
+                for k, v in sc.links.items()
+            }
+        ),
+    ),
+    Assumption(
+        "registry limit",
+        "1% of fleet",
+        "0.1% of fleet",
+        lambda sc, hi, n: _campaign(sc, max_concurrent=max(1, round(n * (0.001 if hi else 0.01)))),
+    ),
+    Assumption(
+        "campaign start",
+        "Tue 02:00",
+        "Tue 18:00",
+        lambda sc, hi, n: _campaign(sc, start_hour=42.0 if hi else 26.0),
+    ),
 )
 
 
@@ -104,7 +169,13 @@ def play(sc: Scenario, n: int, seed: int, strategy: str, size: int) -> Outcome:
 
 
 def run_sensitivity(
-    sc: Scenario, n: int, seeds: int, strategy: str, size: int, *, echo: Callable[[str], None] = lambda m: None,
+    sc: Scenario,
+    n: int,
+    seeds: int,
+    strategy: str,
+    size: int,
+    *,
+    echo: Callable[[str], None] = lambda m: None,
     assumptions: tuple[Assumption, ...] = ASSUMPTIONS,
 ) -> SensitivityResult:
     seed_list = [sc.seed + 1000 * i for i in range(seeds)]
@@ -113,7 +184,9 @@ def run_sensitivity(
     for a in assumptions:
         for hi, level in ((False, a.low), (True, a.high)):
             echo(f"{a.name}: {level}")
-            varied[(a.name, level)] = [play(a.apply(sc, hi, n), n, s, strategy, size) for s in seed_list]
+            varied[(a.name, level)] = [
+                play(a.apply(sc, hi, n), n, s, strategy, size) for s in seed_list
+            ]
     return SensitivityResult(sc, n, seed_list, strategy, size, base, varied)
 
 
@@ -137,17 +210,26 @@ def _cell(m: float, h: float, fmt: str, signed: bool = True) -> str:
 
 def table(res: SensitivityResult) -> str:
     heads = [f"Δ {int(q * 100)}% at (h)" for q in QUANTILES]
-    rows = [f"| assumption | setting | {' | '.join(heads)} | Δ cost (USD) |", "|---|---|" + "---|" * (len(heads) + 1)]
-    base_cells = [_cell(*mean_ci([o.hours[q] for o in res.baseline]), ".1f", signed=False) for q in QUANTILES]
+    rows = [
+        f"| assumption | setting | {' | '.join(heads)} | Δ cost (USD) |",
+        "|---|---|" + "---|" * (len(heads) + 1),
+    ]
+    base_cells = [
+        _cell(*mean_ci([o.hours[q] for o in res.baseline]), ".1f", signed=False) for q in QUANTILES
+    ]
     cost_cell = _cell(*mean_ci([o.cost for o in res.baseline]), ",.0f", signed=False)
     rows.append(f"| **as written** (absolute) | | {' | '.join(base_cells)} | {cost_cell} |")
     for (name, level), outs in res.varied.items():
         cells = []
         for q in QUANTILES:
-            d = [o.hours[q] - b.hours[q] for o, b in zip(outs, res.baseline)]
+            d = [o.hours[q] - b.hours[q] for o, b in zip(outs, res.baseline, strict=False)]
             miss = sum(not math.isfinite(o.hours[q]) for o in outs)
-            cells.append(f"not reached in {miss}/{len(outs)}" if miss else _cell(*mean_ci(d), ".1f"))
-        dc = _cell(*mean_ci([o.cost - b.cost for o, b in zip(outs, res.baseline)]), ",.0f")
+            cells.append(
+                f"not reached in {miss}/{len(outs)}" if miss else _cell(*mean_ci(d), ".1f")
+            )
+        dc = _cell(
+            *mean_ci([o.cost - b.cost for o, b in zip(outs, res.baseline, strict=False)]), ",.0f"
+        )
         rows.append(f"| {name} | {level} | {' | '.join(cells)} | {dc} |")
     return "\n".join(rows)
 
@@ -161,7 +243,9 @@ def write_sensitivity(res: SensitivityResult, out: Path) -> tuple[Path, Path]:
         f"### Sensitivity: {res.scenario.name}, {res.vehicles:,} vehicles, {res.strategy} ({res.size:,} B)\n\n"
         f"Each assumption set low and high, everything else as written; {len(res.seeds)} seeds per setting, "
         "differences paired by seed against the scenario as written; ± is the 95% confidence interval over seeds "
-        "(Student's t). Simulated, not measured.\n\n" + table(res) + f"\n\n![sensitivity]({png.name})\n"
+        "(Student's t). Simulated, not measured.\n\n"
+        + table(res)
+        + f"\n\n![sensitivity]({png.name})\n"
     )
     return md, png
 
@@ -173,15 +257,26 @@ def plot(res: SensitivityResult, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(dict.fromkeys(name for name, _ in res.varied))
-    fig, axes = plt.subplots(1, len(QUANTILES), figsize=(13, 0.45 * len(names) + 1.8), dpi=110, sharey=True)
-    for ax, q in zip(axes, QUANTILES):
+    fig, axes = plt.subplots(
+        1, len(QUANTILES), figsize=(13, 0.45 * len(names) + 1.8), dpi=110, sharey=True
+    )
+    for ax, q in zip(axes, QUANTILES, strict=False):
         for k, (name, level) in enumerate(res.varied):
             outs = res.varied[(name, level)]
-            m, h = mean_ci([o.hours[q] - b.hours[q] for o, b in zip(outs, res.baseline)])
+            m, h = mean_ci(
+                [o.hours[q] - b.hours[q] for o, b in zip(outs, res.baseline, strict=False)]
+            )
             y = names.index(name) + (0.18 if k % 2 else -0.18)
             if math.isfinite(m):
-                ax.barh(y, m, height=0.34, color="#c0504d" if k % 2 else "#4f81bd", xerr=h if math.isfinite(h) else None,
-                        capsize=2, label=("high" if k % 2 else "low") if names.index(name) == 0 else None)
+                ax.barh(
+                    y,
+                    m,
+                    height=0.34,
+                    color="#c0504d" if k % 2 else "#4f81bd",
+                    xerr=h if math.isfinite(h) else None,
+                    capsize=2,
+                    label=("high" if k % 2 else "low") if names.index(name) == 0 else None,
+                )
             else:
                 ax.text(0, y, " not reached", va="center", fontsize=7)
         ax.axvline(0, color="0.3", lw=0.8)
@@ -190,7 +285,10 @@ def plot(res: SensitivityResult, path: Path) -> None:
     axes[0].set_yticks(range(len(names)), names)
     axes[0].invert_yaxis()
     axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"{res.scenario.name}: {res.vehicles:,} vehicles, {len(res.seeds)} seeds, 95% CI (simulated)", fontsize=10)
+    fig.suptitle(
+        f"{res.scenario.name}: {res.vehicles:,} vehicles, {len(res.seeds)} seeds, 95% CI (simulated)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -82,7 +82,10 @@ def simulate(
     t0 = time.perf_counter()
     table = (sizes or ProjectArtifacts()).sizes(scenario.strategies)
     fleet = build_fleet(scenario, vehicles, seed)
-    runs = {name: run_campaign(fleet, name, table[name].nbytes, progress=progress) for name in scenario.strategies}
+    runs = {
+        name: run_campaign(fleet, name, table[name].nbytes, progress=progress)
+        for name in scenario.strategies
+    }
     return SimulationResult(scenario, fleet, table, runs, time.perf_counter() - t0)
 
 

@@ -69,7 +69,9 @@ class StaticSizes:
     def sizes(self, strategies: tuple[str, ...] | list[str]) -> dict[str, PackageSize]:
         missing = [s for s in strategies if s not in self.table]
         if missing:
-            raise UnknownStrategyError(f"no size for strategies {missing}; have {sorted(self.table)}")
+            raise UnknownStrategyError(
+                f"no size for strategies {missing}; have {sorted(self.table)}"
+            )
         return {s: PackageSize(s, int(self.table[s]), self.label) for s in strategies}
 
 
@@ -87,7 +89,9 @@ class ProjectArtifacts:
     def sizes(self, strategies: tuple[str, ...] | list[str]) -> dict[str, PackageSize]:
         unknown = [s for s in strategies if s not in STRATEGY_LABELS]
         if unknown:
-            raise UnknownStrategyError(f"unknown strategies {unknown}; known: {sorted(STRATEGY_LABELS)}")
+            raise UnknownStrategyError(
+                f"unknown strategies {unknown}; known: {sorted(STRATEGY_LABELS)}"
+            )
         cache = (self.cache_dir or default_cache_dir()) / f"sizes-{_fingerprint()}.json"
         table: dict[str, PackageSize] = {}
         try:
@@ -152,8 +156,13 @@ def _served(new: bytes, base: bytes | None) -> tuple[int, str]:
     """Length of what the registry would send: its smallest encoding (server.encodings), else the file."""
     from modelpack import codecs
 
-    encs = [e for e in codecs.best_encoding(new, {"base": base} if base else None, verify=False, only=_served_codecs())
-            if (e.base_id is not None) == (base is not None)]
+    encs = [
+        e
+        for e in codecs.best_encoding(
+            new, {"base": base} if base else None, verify=False, only=_served_codecs()
+        )
+        if (e.base_id is not None) == (base is not None)
+    ]
     if not encs or encs[0].size >= len(new):
         return len(new), "the full file (no smaller encoding)"
     return encs[0].size, f"the registry's '{encs[0].codec}' encoding"
@@ -164,31 +173,51 @@ def _m_alexnet(lin: _Lineage) -> PackageSize:
 
 
 def _m_fp32(lin: _Lineage) -> PackageSize:
-    return PackageSize("squeezenet_fp32", len(lin["base"]), "real: ONNX of the zoo's SqueezeNet v1.0 (trained weights), full file")
+    return PackageSize(
+        "squeezenet_fp32",
+        len(lin["base"]),
+        "real: ONNX of the zoo's SqueezeNet v1.0 (trained weights), full file",
+    )
 
 
 def _m_zstd(lin: _Lineage) -> PackageSize:
     from modelpack import codecs
 
     n = len(codecs.encode("full", lin["base"]))
-    return PackageSize("squeezenet_zstd", n, "real: modelpack.codecs 'full' (zstd -19, with its container header) of that ONNX")
+    return PackageSize(
+        "squeezenet_zstd",
+        n,
+        "real: modelpack.codecs 'full' (zstd -19, with its container header) of that ONNX",
+    )
 
 
 def _m_dc(lin: _Lineage) -> PackageSize:
     from modelpack import codecs
 
     n = len(codecs.encode("deepcompression", lin["base"]))
-    return PackageSize("squeezenet_deep_compression", n, "real: modelpack.codecs 'deepcompression' of that ONNX (what the registry serves a new vehicle)")
+    return PackageSize(
+        "squeezenet_deep_compression",
+        n,
+        "real: modelpack.codecs 'deepcompression' of that ONNX (what the registry serves a new vehicle)",
+    )
 
 
 def _m_int8(lin: _Lineage) -> PackageSize:
     n, how = _served(lin["int8"], None)
-    return PackageSize("squeezenet_int8", n, f"real: lineage member 'int8' (ORT static int8 QDQ of v1.0), stand-alone: {how}")
+    return PackageSize(
+        "squeezenet_int8",
+        n,
+        f"real: lineage member 'int8' (ORT static int8 QDQ of v1.0), stand-alone: {how}",
+    )
 
 
 def _m_delta(lin: _Lineage) -> PackageSize:
     n, how = _served(lin["head"], lin["base"])
-    return PackageSize("squeezenet_delta", n, f"real: lineage member 'head' (conv10 retrained by gradient descent) against v1.0: {how}")
+    return PackageSize(
+        "squeezenet_delta",
+        n,
+        f"real: lineage member 'head' (conv10 retrained by gradient descent) against v1.0: {how}",
+    )
 
 
 _MEASURES = {

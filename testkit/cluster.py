@@ -46,7 +46,9 @@ class Replica:
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         """The sum of the samples of ``name`` whose labels include ``labels``."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as r:
             text = r.read().decode()
         total = 0.0
         for family in text_string_to_metric_families(text):
@@ -87,21 +89,43 @@ def _pump(replica: Replica, ready: threading.Event) -> None:
 
 
 def start_replicas(
-    n: int, db: str, keys_dir: Path, extra_args: Sequence[str] = (), timeout_s: float = 60.0, nice: int = 0
+    n: int,
+    db: str,
+    keys_dir: Path,
+    extra_args: Sequence[str] = (),
+    timeout_s: float = 60.0,
+    nice: int = 0,
 ) -> list[Replica]:
     """Start ``n`` replicas in parallel and wait until each serves; stop them all on failure."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     started: list[tuple[Replica, threading.Event]] = []
     for i in range(n):
         cmd = [
-            sys.executable, "-m", "ota", "registry", "serve",
-            "--db", db, "--keys", str(keys_dir),
-            "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", *extra_args,
+            sys.executable,
+            "-m",
+            "ota",
+            "registry",
+            "serve",
+            "--db",
+            db,
+            "--keys",
+            str(keys_dir),
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            *extra_args,
         ]
         if nice:
             cmd = ["nice", "-n", str(nice), *cmd]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, env=env)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         replica, ready = Replica(proc, f"replica-{i}"), threading.Event()
         threading.Thread(target=_pump, args=(replica, ready), daemon=True).start()
         started.append((replica, ready))

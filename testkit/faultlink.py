@@ -31,13 +31,22 @@ class LinkStats:
 
 
 class FaultyLink:
-    def __init__(self, upstream: str, *, drop_every: int = 0, flip_at: int | None = None,
-                 stall_after: int | None = None, record: bool = False) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        drop_every: int = 0,
+        flip_at: int | None = None,
+        stall_after: int | None = None,
+        record: bool = False,
+    ) -> None:
         host, port = upstream.rsplit(":", 1)
         self.upstream = (host, int(port))
         self.drop_every = drop_every  # per connection: close it after this many bytes down
         self.flip_at = flip_at  # global down-byte offset whose lowest bit is flipped (once)
-        self.stall_after = stall_after  # global down-byte offset after which one connection goes silent (once)
+        self.stall_after = (
+            stall_after  # global down-byte offset after which one connection goes silent (once)
+        )
         self.stats = LinkStats()
         self.record = record  # keep every byte, both ways, in ``captured`` (a wiretap)
         self.captured = bytearray()

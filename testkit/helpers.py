@@ -26,4 +26,3 @@ def publish_released(registry, name: str, version: str, data: bytes, **kw):
     rec = registry.publish_bytes(name, version, data, **kw)
     registry.release(name, version)
     return rec
-

@@ -26,11 +26,13 @@ def nan_on_dark_frames(base: bytes) -> bytes:
     last = next(node for node in graph.node if out in node.output)
     last.output[list(last.output).index(out)] = "prob_raw"
     graph.initializer.append(helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]))
-    graph.node.extend([
-        helper.make_node("ReduceMean", [graph.input[0].name], ["input_mean"], keepdims=0),
-        helper.make_node("Log", ["input_mean"], ["log_mean"]),
-        helper.make_node("Mul", ["log_mean", "zero"], ["nan_or_zero"]),
-        helper.make_node("Add", ["prob_raw", "nan_or_zero"], [out]),
-    ])
+    graph.node.extend(
+        [
+            helper.make_node("ReduceMean", [graph.input[0].name], ["input_mean"], keepdims=0),
+            helper.make_node("Log", ["input_mean"], ["log_mean"]),
+            helper.make_node("Mul", ["log_mean", "zero"], ["nan_or_zero"]),
+            helper.make_node("Add", ["prob_raw", "nan_or_zero"], [out]),
+        ]
+    )
     onnx.checker.check_model(model)
     return model.SerializeToString(deterministic=True)

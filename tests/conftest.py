@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import os
 
 import pytest
 from hypothesis import settings
@@ -49,7 +48,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def vehicle_identity(pki: Path, vehicle_id: str) -> "otawire.tls.TlsFiles":  # type: ignore[name-defined]  # noqa: F821
+def vehicle_identity(pki: Path, vehicle_id: str) -> otawire.tls.TlsFiles:  # type: ignore[name-defined]  # noqa: F821
     """The vehicle's certificate and key, issued on first use."""
     from otawire import tls
 
@@ -57,51 +56,63 @@ def vehicle_identity(pki: Path, vehicle_id: str) -> "otawire.tls.TlsFiles":  # t
     return files if files.cert.exists() else tls.issue(pki, "vehicle", vehicle_id)
 
 
-def agent_config(server, vehicle_id: str, state_dir: Path, address: str | None = None,
-                 **kw) -> "vehicle_agent.agent.AgentConfig":  # type: ignore[name-defined]  # noqa: F821
+def agent_config(
+    server, vehicle_id: str, state_dir: Path, address: str | None = None, **kw
+) -> vehicle_agent.agent.AgentConfig:  # type: ignore[name-defined]  # noqa: F821
     """An agent's configuration for a test registry (anything with ``address``, ``keys_dir``,
     ``pki``): both trust roots, its certificate, that registry (or ``address``)."""
     from vehicle_agent.agent import AgentConfig
 
-    return AgentConfig(registry=address or server.address, state_dir=state_dir, vehicle_id=vehicle_id,
-                       trusted_root=server.keys_dir / "root.json", director_root=server.keys_dir / "director-root.json",
-                       identity=vehicle_identity(server.pki, vehicle_id), **kw)
+    return AgentConfig(
+        registry=address or server.address,
+        state_dir=state_dir,
+        vehicle_id=vehicle_id,
+        trusted_root=server.keys_dir / "root.json",
+        director_root=server.keys_dir / "director-root.json",
+        identity=vehicle_identity(server.pki, vehicle_id),
+        **kw,
+    )
 
 
 @dataclass
 class RunningRegistry:
-    registry: "server.registry.Registry"  # type: ignore[name-defined]  # noqa: F821
+    registry: server.registry.Registry  # type: ignore[name-defined]  # noqa: F821
     address: str
     data_dir: Path
     keys_dir: Path
     pki: Path
 
     @property
-    def publisher_tls(self) -> "otawire.tls.TlsFiles":  # type: ignore[name-defined]  # noqa: F821
+    def publisher_tls(self) -> otawire.tls.TlsFiles:  # type: ignore[name-defined]  # noqa: F821
         from otawire import tls
 
         return tls.TlsFiles.in_dir(self.pki, "publisher", "ml-team")
 
-    def publisher(self, **kw) -> "server.client.PublisherClient":  # type: ignore[name-defined]  # noqa: F821
+    def publisher(self, **kw) -> server.client.PublisherClient:  # type: ignore[name-defined]  # noqa: F821
         """A publisher client with the publisher's certificate (mutual TLS)."""
         from server.client import PublisherClient
 
         return PublisherClient(self.address, tls_files=self.publisher_tls, **kw)
 
-    def agent_config(self, vehicle_id: str, state_dir: Path, address: str | None = None,
-                     **kw) -> "vehicle_agent.agent.AgentConfig":  # type: ignore[name-defined]  # noqa: F821
+    def agent_config(
+        self, vehicle_id: str, state_dir: Path, address: str | None = None, **kw
+    ) -> vehicle_agent.agent.AgentConfig:  # type: ignore[name-defined]  # noqa: F821
         return agent_config(self, vehicle_id, state_dir, address, **kw)
 
-    def vehicle_tls(self, vehicle_id: str = "car-1") -> "otawire.tls.TlsFiles":  # type: ignore[name-defined]  # noqa: F821
+    def vehicle_tls(self, vehicle_id: str = "car-1") -> otawire.tls.TlsFiles:  # type: ignore[name-defined]  # noqa: F821
         return vehicle_identity(self.pki, vehicle_id)
 
-    def channel(self, role: str = "publisher", name: str = "ml-team") -> "grpc.Channel":  # type: ignore[name-defined]  # noqa: F821
+    def channel(self, role: str = "publisher", name: str = "ml-team") -> grpc.Channel:  # type: ignore[name-defined]  # noqa: F821
         """A raw TLS channel holding ``role``'s certificate, for tests that speak the wire directly."""
         import grpc
 
         from otawire import tls
 
-        files = vehicle_identity(self.pki, name) if role == "vehicle" else tls.TlsFiles.in_dir(self.pki, role, name)
+        files = (
+            vehicle_identity(self.pki, name)
+            if role == "vehicle"
+            else tls.TlsFiles.in_dir(self.pki, role, name)
+        )
         return grpc.secure_channel(self.address, tls.channel_credentials(files))
 
 
@@ -113,7 +124,9 @@ def registry_server(tmp_path: Path, keys_dir: Path, pki: Path) -> Iterator[Runni
     from server.service import create_server
 
     reg = Registry.open(tmp_path / "registry", keys_dir, ca_pem=(pki / tls.CA_CERT).read_bytes())
-    server, port = create_server(reg, "127.0.0.1:0", tls_files=tls.TlsFiles.in_dir(pki, "server", "registry"))
+    server, port = create_server(
+        reg, "127.0.0.1:0", tls_files=tls.TlsFiles.in_dir(pki, "server", "registry")
+    )
     try:
         yield RunningRegistry(reg, f"127.0.0.1:{port}", tmp_path / "registry", keys_dir, pki)
     finally:
@@ -129,8 +142,11 @@ def make_agent(tmp_path: Path, registry_server: RunningRegistry):
     agents = []
 
     def make(vehicle_id: str = "car-1", state: str | None = None, **kw) -> VehicleAgent:
-        agent = VehicleAgent(agent_config(registry_server, vehicle_id, tmp_path / (state or f"state-{vehicle_id}"),
-                                          **kw))
+        agent = VehicleAgent(
+            agent_config(
+                registry_server, vehicle_id, tmp_path / (state or f"state-{vehicle_id}"), **kw
+            )
+        )
         agents.append(agent)
         return agent
 

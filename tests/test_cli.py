@@ -123,7 +123,9 @@ def test_publish_and_update_a_vehicle_with_the_cli(served_registry) -> None:
     ).stdout
     assert "published squeezenet1.0 1.0.0" in out
     assert "1.0.0" in ota("models", "--registry", address, *pub).stdout
-    released = ota("release", "squeezenet1.0", "1.0.0", "--vehicle", "car-1", "--registry", address, *pub).stdout
+    released = ota(
+        "release", "squeezenet1.0", "1.0.0", "--vehicle", "car-1", "--registry", address, *pub
+    ).stdout
     assert "released squeezenet1.0 1.0.0 to vehicle car-1" in released
 
     car = [

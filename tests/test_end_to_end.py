@@ -6,8 +6,8 @@ import dataclasses
 
 from modelpack.imaging import IMAGES_DIR
 from modelpack.runtime import read_model_info
-from testkit.helpers import with_provenance as _with_provenance
 from testkit.helpers import publish_released
+from testkit.helpers import with_provenance as _with_provenance
 
 
 def test_publish_install_classify(registry_server, make_agent, squeezenet_bytes) -> None:
@@ -29,12 +29,16 @@ def test_publish_install_classify(registry_server, make_agent, squeezenet_bytes)
     # The registry heard each step, and a second check-in offers nothing.
     reports = registry_server.registry.store.list_reports("car-1")
     assert [(r.status, r.version, r.active_version) for r in reports] == [
-        ("downloading", "1.0.0", ""), ("installed", "1.0.0", "1.0.0"), ("confirmed", "1.0.0", "1.0.0")
+        ("downloading", "1.0.0", ""),
+        ("installed", "1.0.0", "1.0.0"),
+        ("confirmed", "1.0.0", "1.0.0"),
     ]
     assert agent.update_once() == []
 
 
-def test_update_switches_slots_and_survives_restart(registry_server, make_agent, squeezenet_bytes) -> None:
+def test_update_switches_slots_and_survives_restart(
+    registry_server, make_agent, squeezenet_bytes
+) -> None:
     reg = registry_server.registry
     publish_released(reg, "squeezenet1.0", "1.0.0", squeezenet_bytes)
     agent = make_agent(state="state")
@@ -47,14 +51,20 @@ def test_update_switches_slots_and_survives_restart(registry_server, make_agent,
     assert outcome.status == "installed", outcome.reason
     assert outcome.from_version == "1.0.0"
     slots = agent.slots.load()["squeezenet1.0"]
-    assert slots.active == "b" and slots.slots["a"].version == "1.0.0" and slots.slots["b"].version == "1.0.1"
+    assert (
+        slots.active == "b"
+        and slots.slots["a"].version == "1.0.0"
+        and slots.slots["b"].version == "1.0.1"
+    )
     agent.close()
     restarted = make_agent(state="state")
     assert restarted.models["squeezenet1.0"].version == "1.0.1"
     assert restarted.update_once() == []
 
 
-def test_tampered_blob_is_refused_and_old_model_kept(registry_server, make_agent, squeezenet_bytes) -> None:
+def test_tampered_blob_is_refused_and_old_model_kept(
+    registry_server, make_agent, squeezenet_bytes
+) -> None:
     reg = registry_server.registry
     publish_released(reg, "squeezenet1.0", "1.0.0", squeezenet_bytes)
     agent = make_agent()
@@ -62,7 +72,9 @@ def test_tampered_blob_is_refused_and_old_model_kept(registry_server, make_agent
     rec = publish_released(reg, "squeezenet1.0", "1.0.1", _with_provenance(squeezenet_bytes, "x"))
     from server.encodings import stored_encodings
 
-    stored = [reg.blobs.path(s.blob_sha256) for s in stored_encodings(reg.store, "squeezenet1.0", "1.0.1")]
+    stored = [
+        reg.blobs.path(s.blob_sha256) for s in stored_encodings(reg.store, "squeezenet1.0", "1.0.1")
+    ]
     assert stored, "the registry precomputed encodings of 1.0.1"
     for blob in [reg.blobs.path(rec.sha256), *stored]:
         data = bytearray(blob.read_bytes())
@@ -75,21 +87,33 @@ def test_tampered_blob_is_refused_and_old_model_kept(registry_server, make_agent
     assert "signed hash" in outcome.reason
     assert agent.models["squeezenet1.0"].version == "1.0.0"
     assert agent.classify("squeezenet1.0", IMAGES_DIR / "coffee.png", 1)[0].label == "espresso"
-    assert not list((agent.state_dir / "downloads").glob("*.part")), "a tampered prefix must not be kept"
+    assert not list((agent.state_dir / "downloads").glob("*.part")), (
+        "a tampered prefix must not be kept"
+    )
     statuses = [(r.version, r.status) for r in reg.store.list_reports("car-1")]
     assert statuses[-1] == ("1.0.1", "attack_detected")
 
 
-def test_failed_self_test_keeps_previous_model(registry_server, make_agent, squeezenet_bytes) -> None:
+def test_failed_self_test_keeps_previous_model(
+    registry_server, make_agent, squeezenet_bytes
+) -> None:
     reg = registry_server.registry
     publish_released(reg, "squeezenet1.0", "1.0.0", squeezenet_bytes)
     agent = make_agent()
     agent.update_once()
     info = read_model_info(squeezenet_bytes)
     assert info is not None and info.selftest is not None
-    wrong = dataclasses.replace(info.selftest, expected_top1=(info.selftest.expected_top1 + 1) % 1000)
+    wrong = dataclasses.replace(
+        info.selftest, expected_top1=(info.selftest.expected_top1 + 1) % 1000
+    )
     bad_info = dataclasses.replace(info, selftest=wrong)
-    publish_released(reg, "squeezenet1.0", "1.0.1", _with_provenance(squeezenet_bytes, "bad"), metadata_json=bad_info.to_json())
+    publish_released(
+        reg,
+        "squeezenet1.0",
+        "1.0.1",
+        _with_provenance(squeezenet_bytes, "bad"),
+        metadata_json=bad_info.to_json(),
+    )
 
     [outcome] = agent.update_once()
 
@@ -99,7 +123,9 @@ def test_failed_self_test_keeps_previous_model(registry_server, make_agent, sque
 
 
 def test_hardware_id_restricts_offers(registry_server, make_agent, squeezenet_bytes) -> None:
-    publish_released(registry_server.registry, "squeezenet1.0", "1.0.0", squeezenet_bytes, hardware_ids=["ecu-b"])
+    publish_released(
+        registry_server.registry, "squeezenet1.0", "1.0.0", squeezenet_bytes, hardware_ids=["ecu-b"]
+    )
     assert make_agent("car-a", hardware_id="ecu-a").update_once() == []
     [outcome] = make_agent("car-b", hardware_id="ecu-b").update_once()
     assert outcome.status == "installed"

@@ -41,13 +41,13 @@ from vehicle_agent.download import HashVerifier, RetryPolicy, TargetFetcher
 from vehicle_agent.engine import EnginePolicy, Rebuilder, UpdateEngine
 from vehicle_agent.fetcher import GrpcFetcher
 from vehicle_agent.health import HealthPolicy
-from vehicle_agent.rebuild import CodecRebuilder, decodable, encoding_bound, offered_fallback
 from vehicle_agent.journal import Entry, Job, Journal, State
+from vehicle_agent.rebuild import CodecRebuilder, decodable, encoding_bound, offered_fallback
 from vehicle_agent.reporting import STATUS, RegistryReporter
 from vehicle_agent.runtime import LoadedModel, ModelHost, OrtRuntime, SelfTestFailed, model_info
 from vehicle_agent.slots import SlotRecord, SlotStore
 from vehicle_agent.transport import RegistryClient, TransportConfig, TransportError
-from vehicle_agent.trust import AttackNotingRebuilder, Instruction, TrustedRepos, TrustError
+from vehicle_agent.trust import AttackNotingRebuilder, TrustedRepos, TrustError
 
 if TYPE_CHECKING:
     import grpc
@@ -98,7 +98,9 @@ class UpdateOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     state: str = ""  # the journal's state after the attempt ("active" = health window running)
     verify_failures: int = 0  # downloads that did not match the signed hash and were fetched again
-    bytes_discarded: int = 0  # over the wire for an encoding that failed (then the full model was fetched)
+    bytes_discarded: int = (
+        0  # over the wire for an encoding that failed (then the full model was fetched)
+    )
 
     @property
     def duration_s(self) -> float:
@@ -106,24 +108,41 @@ class UpdateOutcome:
 
 
 class VehicleAgent:
-    def __init__(self, config: AgentConfig, client: RegistryClient | None = None,
-                 rebuilder: Rebuilder | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        client: RegistryClient | None = None,
+        rebuilder: Rebuilder | None = None,
+    ) -> None:
         self.config = config
         self.state_dir = Path(config.state_dir)
         self.slots = SlotStore(self.state_dir)
         self._downloads = self.state_dir / "downloads"
         try:
-            self.client = client or RegistryClient(config.registry, config.transport, insecure=config.insecure,
-                                                   tls_files=None if config.insecure else config.identity)
-            self.trust = TrustedRepos(self.state_dir, self.client, config.vehicle_id, config.hardware_id,
-                                      config.identity, config.trusted_root, config.director_root)
+            self.client = client or RegistryClient(
+                config.registry,
+                config.transport,
+                insecure=config.insecure,
+                tls_files=None if config.insecure else config.identity,
+            )
+            self.trust = TrustedRepos(
+                self.state_dir,
+                self.client,
+                config.vehicle_id,
+                config.hardware_id,
+                config.identity,
+                config.trusted_root,
+                config.director_root,
+            )
         except (tls.TlsError, TrustError) as e:
             raise AgentError(str(e)) from None
         self.host = ModelHost()
         self.journal = Journal(self.state_dir)
         self.fetcher = TargetFetcher(self.client, self._downloads, config.vehicle_id, config.retry)
         self.runtime = OrtRuntime(self.host, self.slots, config.health, config.memory_budget_mb)
-        self.reporter = RegistryReporter(self.client, config.vehicle_id, config.hardware_id, self.host, self.fetcher)
+        self.reporter = RegistryReporter(
+            self.client, config.vehicle_id, config.hardware_id, self.host, self.fetcher
+        )
         self.engine = UpdateEngine(
             self.journal,
             SlotDisk(self.slots, self._downloads, self.fetcher.have),
@@ -132,7 +151,9 @@ class VehicleAgent:
             self.runtime,
             self.reporter,
             # security (issue 4): a tampered or wrong-base encoding is reported, not only fallen back from.
-            rebuilder=AttackNotingRebuilder(rebuilder or CodecRebuilder(self.slots, self._downloads), self.trust),
+            rebuilder=AttackNotingRebuilder(
+                rebuilder or CodecRebuilder(self.slots, self._downloads), self.trust
+            ),
             policy=config.engine,
         )
         self._load_active()
@@ -177,12 +198,21 @@ class VehicleAgent:
             self.trust.send_manifest({n: (r.version, r.sha256) for n, r in installed.items()})
             return True
         except TrustError as e:
-            log.warning("%s; %s", e, "the director instructs from the last manifest it accepted" if last_try
-                        else "trying again after the check-in")
+            log.warning(
+                "%s; %s",
+                e,
+                "the director instructs from the last manifest it accepted"
+                if last_try
+                else "trying again after the check-in",
+            )
             return False
 
     def _updater(self, which: str = "image") -> Updater:
-        return self.trust.updater(which, GrpcFetcher(self.client, self.config.vehicle_id, tmp_dir=self.state_dir / "tmp"), self._downloads)
+        return self.trust.updater(
+            which,
+            GrpcFetcher(self.client, self.config.vehicle_id, tmp_dir=self.state_dir / "tmp"),
+            self._downloads,
+        )
 
     def _refresh(self, which: str) -> Updater:
         try:
@@ -193,7 +223,9 @@ class VehicleAgent:
             # Bad signatures/versions/expiry, and more bytes than a file may have, are
             # evidence of tampering; an unreachable or slow registry is not (yet).
             attack = isinstance(e, (tuf_exc.RepositoryError, tuf_exc.DownloadLengthMismatchError))
-            raise TrustError(f"{which} metadata refresh failed: {type(e).__name__}: {e}", attack=attack) from None
+            raise TrustError(
+                f"{which} metadata refresh failed: {type(e).__name__}: {e}", attack=attack
+            ) from None
 
     def poll(self) -> list[Entry]:
         """Judge running health windows; cheap, call it often."""
@@ -210,7 +242,10 @@ class VehicleAgent:
         req = ota_pb2.CheckRequest(
             vehicle_id=self.config.vehicle_id,
             hardware_id=self.config.hardware_id,
-            installed=[ota_pb2.InstalledModel(name=n, version=r.version, sha256=r.sha256) for n, r in installed.items()],
+            installed=[
+                ota_pb2.InstalledModel(name=n, version=r.version, sha256=r.sha256)
+                for n, r in installed.items()
+            ],
             wanted_models=list(self.config.wanted_models),
             tags=list(self.config.tags),
             accepted_encodings=["full", *decodable()],
@@ -243,11 +278,18 @@ class VehicleAgent:
                 continue
             if ins.refusal:  # the two repositories disagree, or a rollback: an attack
                 self.trust.note_attack(ins.refusal)
-                job = UpdateOutcome(ins.name, ins.version, cur.version if cur else "", "attack_detected",
-                                    ins.refusal, length=ins.target.length)
+                job = UpdateOutcome(
+                    ins.name,
+                    ins.version,
+                    cur.version if cur else "",
+                    "attack_detected",
+                    ins.refusal,
+                    length=ins.target.length,
+                )
             else:
-                offer = hints.get(ins.target.path) or ota_pb2.UpdateOffer(name=ins.name, version=ins.version,
-                                                                          target_path=ins.target.path)
+                offer = hints.get(ins.target.path) or ota_pb2.UpdateOffer(
+                    name=ins.name, version=ins.version, target_path=ins.target.path
+                )
                 job = self._job(ins.target, offer, cur.version if cur else "")
             if isinstance(job, UpdateOutcome):
                 job.timings = {"metadata": t_refresh}
@@ -255,10 +297,19 @@ class VehicleAgent:
                 outcomes.append(job)
                 continue
             if self.journal.get(job.name).state == State.ACTIVE:
-                log.info("%s: %s offered while a health window runs; it waits for the next check-in", job.name, job.version)
+                log.info(
+                    "%s: %s offered while a health window runs; it waits for the next check-in",
+                    job.name,
+                    job.version,
+                )
                 continue
             if (why := self.journal.rejected(job.sha256)) is not None:
-                log.info("%s %s was rejected before (%s); not installing it again", job.name, job.version, why)
+                log.info(
+                    "%s %s was rejected before (%s); not installing it again",
+                    job.name,
+                    job.version,
+                    why,
+                )
                 continue
             outcome = self._install(job, cur.version if cur else "", progress)
             outcome.timings = {"metadata": t_refresh, **outcome.timings}
@@ -269,7 +320,9 @@ class VehicleAgent:
             outcomes.append(outcome)
         return outcomes
 
-    def _job(self, target: TargetFile, offer: ota_pb2.UpdateOffer, from_version: str) -> Job | UpdateOutcome:
+    def _job(
+        self, target: TargetFile, offer: ota_pb2.UpdateOffer, from_version: str
+    ) -> Job | UpdateOutcome:
         """A verified instruction (``target``: the image repository's) as a Job of signed facts only."""
         out = UpdateOutcome(offer.name, offer.version, from_version, "failed", length=target.length)
         custom = target.custom or {}
@@ -278,7 +331,10 @@ class VehicleAgent:
             out.reason = f"signed for hardware {hw}, this vehicle is {self.config.hardware_id}"
             return out
         if custom.get("name", offer.name) != offer.name:
-            out.status, out.reason = "attack_detected", f"target {target.path} is signed for model {custom.get('name')!r}"
+            out.status, out.reason = (
+                "attack_detected",
+                f"target {target.path} is signed for model {custom.get('name')!r}",
+            )
             return out
         try:
             info = _signed_model_info(custom)
@@ -300,41 +356,73 @@ class VehicleAgent:
         """The offered encoding as the way to fetch ``job``, when its decoder runs here. The offer is
         unsigned: its length is bounded by the signed one, a delta must name the installed model as its
         base, and the rebuilt bytes are verified against the signed hash whatever the offer said."""
-        if offer.encoding in ("", "full") or not offer.download_path or offer.encoding not in decodable():
+        if (
+            offer.encoding in ("", "full")
+            or not offer.download_path
+            or offer.encoding not in decodable()
+        ):
             return None
         if not 0 < offer.download_length <= encoding_bound(job.length):
-            log.warning("%s %s: %s encoding of %d B is not bounded by the signed length; fetching the full model",
-                        job.name, job.version, offer.encoding, offer.download_length)
+            log.warning(
+                "%s %s: %s encoding of %d B is not bounded by the signed length; fetching the full model",
+                job.name,
+                job.version,
+                offer.encoding,
+                offer.download_length,
+            )
             return None
         if offer.base_sha256:
             cur = self.installed().get(job.name)
             if cur is None or cur.sha256 != offer.base_sha256:
-                log.warning("%s %s: delta is for another base than the installed model; fetching the full model",
-                            job.name, job.version)
+                log.warning(
+                    "%s %s: delta is for another base than the installed model; fetching the full model",
+                    job.name,
+                    job.version,
+                )
                 return None
-        return dataclasses.replace(job, encoding=offer.encoding, download_path=offer.download_path,
-                                   download_length=offer.download_length, base_sha256=offer.base_sha256,
-                                   **offered_fallback(offer, job.length))
+        return dataclasses.replace(
+            job,
+            encoding=offer.encoding,
+            download_path=offer.download_path,
+            download_length=offer.download_length,
+            base_sha256=offer.base_sha256,
+            **offered_fallback(offer, job.length),
+        )
 
     def _install(self, job: Job, from_version: str, progress: ProgressFn | None) -> UpdateOutcome:
         t = time.perf_counter()
         before = dict(self.fetcher.fetched)
-        entry = self.engine.install(job, (lambda d, n: progress(job.name, d, n)) if progress else None, from_version)
+        entry = self.engine.install(
+            job, (lambda d, n: progress(job.name, d, n)) if progress else None, from_version
+        )
         timings = {"install": time.perf_counter() - t}
         if entry.state == State.ACTIVE and self.config.health.window_s <= 0:
             t = time.perf_counter()
             entry = self.engine.poll(job.name)
             timings["confirm"] = time.perf_counter() - t
-        status = {State.ACTIVE: "installed", State.CONFIRMED: "installed", State.ROLLED_BACK: "rolled_back"}.get(
-            entry.state, entry.status or "failed"
-        )
+        status = {
+            State.ACTIVE: "installed",
+            State.CONFIRMED: "installed",
+            State.ROLLED_BACK: "rolled_back",
+        }.get(entry.state, entry.status or "failed")
         final = entry.job or job
-        wire = {k: n - before.get(k, 0) for k, n in self.fetcher.fetched.items() if k[0] == job.sha256}
+        wire = {
+            k: n - before.get(k, 0) for k, n in self.fetcher.fetched.items() if k[0] == job.sha256
+        }
         used = wire.pop((job.sha256, final.encoding), 0)
         return UpdateOutcome(
-            job.name, job.version, from_version, status, entry.reason if status != "installed" else "",
-            encoding=final.encoding, bytes_downloaded=used, bytes_discarded=sum(wire.values()),
-            length=job.length, timings=timings, state=str(entry.state), verify_failures=entry.verify_failures,
+            job.name,
+            job.version,
+            from_version,
+            status,
+            entry.reason if status != "installed" else "",
+            encoding=final.encoding,
+            bytes_downloaded=used,
+            bytes_discarded=sum(wire.values()),
+            length=job.length,
+            timings=timings,
+            state=str(entry.state),
+            verify_failures=entry.verify_failures,
         )
 
     def _report(self, out: UpdateOutcome) -> None:
@@ -353,15 +441,20 @@ class VehicleAgent:
             )
         )
 
-    def serve(self, socket_path: Path) -> "grpc.Server":
+    def serve(self, socket_path: Path) -> grpc.Server:
         """Serve inference on a Unix socket; models swap underneath it."""
         from vehicle_agent.serving import serve
 
         return serve(self.host, socket_path, lambda name: str(self.journal.get(name).state))
 
-    def run_forever(self, stop: threading.Event, interval_s: float = 60.0, poll_s: float = 0.5,
-                    on_outcomes: Callable[[list[UpdateOutcome]], None] | None = None,
-                    progress: ProgressFn | None = None) -> None:
+    def run_forever(
+        self,
+        stop: threading.Event,
+        interval_s: float = 60.0,
+        poll_s: float = 0.5,
+        on_outcomes: Callable[[list[UpdateOutcome]], None] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
         """Check in every ``interval_s`` and judge health windows every ``poll_s``, until ``stop``."""
         next_check = 0.0
         while not stop.is_set():

@@ -23,38 +23,105 @@ def agent() -> None:
 
 
 @agent.command("run")
-@click.option("--registry", "address", default="127.0.0.1:50051", show_default=True, envvar="OTA_REGISTRY",
-              help="Registry address, or a comma-separated list of replicas (round robin). Env: OTA_REGISTRY.")
-@click.option("--state", "state_dir", type=click.Path(path_type=Path), required=True, envvar="OTA_STATE",
-              help="Agent state directory (TUF metadata, A/B slots). Env: OTA_STATE.")
-@click.option("--trusted-root", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="OTA_TRUSTED_ROOT",
-              help="TUF root.json provisioned at the factory (needed on first run). Env: OTA_TRUSTED_ROOT.")
-@click.option("--director-root", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              envvar="OTA_DIRECTOR_ROOT",
-              help="The director's root (director-root.json), provisioned with --trusted-root. Env: OTA_DIRECTOR_ROOT.")
-@click.option("--vehicle-id", default=None, envvar="OTA_VEHICLE_ID",
-              help="This vehicle's id. Default: the name in its certificate (--cert); without one, vehicle-0001. "
-                   "Env: OTA_VEHICLE_ID.")
-@click.option("--hardware-id", default="generic-x86_64", show_default=True, envvar="OTA_HARDWARE_ID",
-              help="Hardware id models are published for. Env: OTA_HARDWARE_ID.")
-@click.option("--tag", "tags", multiple=True, envvar="OTA_TAGS", callback=lambda _c, _p, v: _tags(v),
-              help="KEY=VALUE this vehicle reports at check-in, e.g. fleet=berlin; `ota campaign create --tag` "
-                   "selects by them (repeatable). Env: OTA_TAGS (space-separated).")
-@click.option("--model", "models", multiple=True, help="Model names this vehicle runs (repeatable; none = all).")
+@click.option(
+    "--registry",
+    "address",
+    default="127.0.0.1:50051",
+    show_default=True,
+    envvar="OTA_REGISTRY",
+    help="Registry address, or a comma-separated list of replicas (round robin). Env: OTA_REGISTRY.",
+)
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    envvar="OTA_STATE",
+    help="Agent state directory (TUF metadata, A/B slots). Env: OTA_STATE.",
+)
+@click.option(
+    "--trusted-root",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="OTA_TRUSTED_ROOT",
+    help="TUF root.json provisioned at the factory (needed on first run). Env: OTA_TRUSTED_ROOT.",
+)
+@click.option(
+    "--director-root",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="OTA_DIRECTOR_ROOT",
+    help="The director's root (director-root.json), provisioned with --trusted-root. Env: OTA_DIRECTOR_ROOT.",
+)
+@click.option(
+    "--vehicle-id",
+    default=None,
+    envvar="OTA_VEHICLE_ID",
+    help="This vehicle's id. Default: the name in its certificate (--cert); without one, vehicle-0001. "
+    "Env: OTA_VEHICLE_ID.",
+)
+@click.option(
+    "--hardware-id",
+    default="generic-x86_64",
+    show_default=True,
+    envvar="OTA_HARDWARE_ID",
+    help="Hardware id models are published for. Env: OTA_HARDWARE_ID.",
+)
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    envvar="OTA_TAGS",
+    callback=lambda _c, _p, v: _tags(v),
+    help="KEY=VALUE this vehicle reports at check-in, e.g. fleet=berlin; `ota campaign create --tag` "
+    "selects by them (repeatable). Env: OTA_TAGS (space-separated).",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="Model names this vehicle runs (repeatable; none = all).",
+)
 @click.option("--once", is_flag=True, help="Check in once, install what is offered, and exit.")
 @click.option("--interval", default=60.0, show_default=True, help="Seconds between check-ins.")
-@click.option("--serve", "socket_path", type=click.Path(dir_okay=False, path_type=Path), envvar="OTA_AGENT_SOCKET",
-              help="Serve inference to local clients on this Unix socket. Env: OTA_AGENT_SOCKET.")
-@click.option("--health-window", default=30.0, show_default=True,
-              help="Seconds a new model is watched (errors, latency) before it is confirmed; 0 = confirm at once.")
-@click.option("--memory-budget", type=float, envvar="OTA_MEMORY_BUDGET",
-              help="MB the agent may use; a new model is loaded beside the served ones only when it fits. "
-                   "Default: the cgroup's memory limit (systemd MemoryMax=). Env: OTA_MEMORY_BUDGET.")
+@click.option(
+    "--serve",
+    "socket_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="OTA_AGENT_SOCKET",
+    help="Serve inference to local clients on this Unix socket. Env: OTA_AGENT_SOCKET.",
+)
+@click.option(
+    "--health-window",
+    default=30.0,
+    show_default=True,
+    help="Seconds a new model is watched (errors, latency) before it is confirmed; 0 = confirm at once.",
+)
+@click.option(
+    "--memory-budget",
+    type=float,
+    envvar="OTA_MEMORY_BUDGET",
+    help="MB the agent may use; a new model is loaded beside the served ones only when it fits. "
+    "Default: the cgroup's memory limit (systemd MemoryMax=). Env: OTA_MEMORY_BUDGET.",
+)
 @tls_options("vehicle")
-def run(address: str, state_dir: Path, trusted_root: Path | None, director_root: Path | None, vehicle_id: str | None,
-        hardware_id: str, tags: tuple[str, ...], models: tuple[str, ...], once: bool, interval: float,
-        socket_path: Path | None, health_window: float, memory_budget: float | None, tls_ca, tls_cert, tls_key,
-        insecure: bool) -> None:
+def run(
+    address: str,
+    state_dir: Path,
+    trusted_root: Path | None,
+    director_root: Path | None,
+    vehicle_id: str | None,
+    hardware_id: str,
+    tags: tuple[str, ...],
+    models: tuple[str, ...],
+    once: bool,
+    interval: float,
+    socket_path: Path | None,
+    health_window: float,
+    memory_budget: float | None,
+    tls_ca,
+    tls_cert,
+    tls_key,
+    insecure: bool,
+) -> None:
     """Check in with the registry, verify, install and report; repeat until stopped.
 
     Mutual TLS with the vehicle's certificate; its key also signs the version
@@ -69,11 +136,20 @@ def run(address: str, state_dir: Path, trusted_root: Path | None, director_root:
     identity = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not insecure)
     vehicle_id = _vehicle_id(vehicle_id, tls_cert)
     _check_writable(state_dir)
-    cfg = AgentConfig(registry=address, state_dir=state_dir, vehicle_id=vehicle_id, hardware_id=hardware_id,
-                      tags=tags, wanted_models=models, trusted_root=trusted_root,
-                      health=HealthPolicy(window_s=0.0 if once else health_window),
-                      director_root=director_root, identity=identity, insecure=insecure,
-                      memory_budget_mb=memory_budget)
+    cfg = AgentConfig(
+        registry=address,
+        state_dir=state_dir,
+        vehicle_id=vehicle_id,
+        hardware_id=hardware_id,
+        tags=tags,
+        wanted_models=models,
+        trusted_root=trusted_root,
+        health=HealthPolicy(window_s=0.0 if once else health_window),
+        director_root=director_root,
+        identity=identity,
+        insecure=insecure,
+        memory_budget_mb=memory_budget,
+    )
     try:
         ag = VehicleAgent(cfg)
     except AgentError as e:
@@ -90,18 +166,32 @@ def run(address: str, state_dir: Path, trusted_root: Path | None, director_root:
         nonlocal failed
         for o in outcomes:
             if o.status == "installed":
-                click.echo(f"{o.name}: installed {o.version} (was {o.from_version or 'nothing'}), "
-                           f"{o.bytes_downloaded:,} B over the wire in {o.duration_s:.2f} s"
-                           + (" — health window running" if o.state == "active" else ""))
+                click.echo(
+                    f"{o.name}: installed {o.version} (was {o.from_version or 'nothing'}), "
+                    f"{o.bytes_downloaded:,} B over the wire in {o.duration_s:.2f} s"
+                    + (" — health window running" if o.state == "active" else "")
+                )
             else:
                 failed = True
                 click.echo(f"{o.name}: {o.status}: {o.reason}", err=True)
         if not outcomes and once:
-            click.echo("up to date: " + (", ".join(f"{n} {r.version}" for n, r in ag.installed().items()) or "nothing installed"))
+            click.echo(
+                "up to date: "
+                + (
+                    ", ".join(f"{n} {r.version}" for n, r in ag.installed().items())
+                    or "nothing installed"
+                )
+            )
 
     try:
-        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                      TransferSpeedColumn(), console=console, transient=True) as bar:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
             tasks: dict[str, int] = {}
 
             def progress(name: str, done: int, total: int) -> None:
@@ -124,7 +214,9 @@ def run(address: str, state_dir: Path, trusted_root: Path | None, director_root:
 def _tags(values: tuple[str, ...]) -> tuple[str, ...]:
     bad = [v for v in values if "=" not in v or v.startswith("=")]
     if bad:
-        raise click.BadParameter(f"{bad[0]!r} is not KEY=VALUE; write e.g. --tag fleet=berlin", param_hint="--tag")
+        raise click.BadParameter(
+            f"{bad[0]!r} is not KEY=VALUE; write e.g. --tag fleet=berlin", param_hint="--tag"
+        )
     return tuple(values)
 
 
@@ -137,14 +229,22 @@ def _vehicle_id(given: str | None, cert: Path | None) -> str:
     try:
         ident = tls.identity_of(cert.read_bytes())
     except tls.TlsError as e:
-        raise click.BadParameter(f"{cert}: {e}; give the vehicle certificate made by `ota certs vehicle`",
-                                 param_hint="--cert") from None
+        raise click.BadParameter(
+            f"{cert}: {e}; give the vehicle certificate made by `ota certs vehicle`",
+            param_hint="--cert",
+        ) from None
     if ident.role != "vehicle":
-        raise click.BadParameter(f"{cert} is a {ident.role} certificate; give the vehicle's own "
-                                 f"(`ota certs vehicle ID --pki PKI`)", param_hint="--cert")
+        raise click.BadParameter(
+            f"{cert} is a {ident.role} certificate; give the vehicle's own "
+            f"(`ota certs vehicle ID --pki PKI`)",
+            param_hint="--cert",
+        )
     if given and given != ident.name:
-        raise click.BadParameter(f"{given!r} differs from the name in {cert} ({ident.name!r}); "
-                                 "drop --vehicle-id or use that vehicle's certificate", param_hint="--vehicle-id")
+        raise click.BadParameter(
+            f"{given!r} differs from the name in {cert} ({ident.name!r}); "
+            "drop --vehicle-id or use that vehicle's certificate",
+            param_hint="--vehicle-id",
+        )
     return ident.name
 
 
@@ -157,14 +257,23 @@ def _check_writable(state_dir: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".write-check-"):
             pass
     except OSError as e:
-        raise click.BadParameter(f"{state_dir} is not writable ({e.strerror}); give a directory the agent may "
-                                 "write (it keeps its journal and A/B slots there)", param_hint="--state") from None
+        raise click.BadParameter(
+            f"{state_dir} is not writable ({e.strerror}); give a directory the agent may "
+            "write (it keeps its journal and A/B slots there)",
+            param_hint="--state",
+        ) from None
 
 
 @agent.command("infer")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--socket", "socket_path", type=click.Path(path_type=Path), required=True, envvar="OTA_AGENT_SOCKET",
-              help="The agent's inference socket. Env: OTA_AGENT_SOCKET.")
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    envvar="OTA_AGENT_SOCKET",
+    help="The agent's inference socket. Env: OTA_AGENT_SOCKET.",
+)
 @click.option("--model", "name", required=True, help="Model name, e.g. squeezenet1.0.")
 @click.option("--top", default=5, show_default=True)
 def infer(image: Path, socket_path: Path, name: str, top: int) -> None:
@@ -176,21 +285,35 @@ def infer(image: Path, socket_path: Path, name: str, top: int) -> None:
 
     channel, stub = connect(socket_path)
     try:
-        r = stub.Classify(inference_pb2.ClassifyRequest(model=name, frame=inference_pb2.Frame(image=image.read_bytes()),
-                                                        top_k=top), timeout=10)
+        r = stub.Classify(
+            inference_pb2.ClassifyRequest(
+                model=name, frame=inference_pb2.Frame(image=image.read_bytes()), top_k=top
+            ),
+            timeout=10,
+        )
     except grpc.RpcError as e:
         raise click.ClickException(f"{e.code().name}: {e.details()}") from None
     finally:
         channel.close()
-    table = Table("class", "label", "p", title=f"{r.served.model} {r.served.version} ({r.inference_ms:.1f} ms)")
+    table = Table(
+        "class",
+        "label",
+        "p",
+        title=f"{r.served.model} {r.served.version} ({r.inference_ms:.1f} ms)",
+    )
     for c in r.classes:
         table.add_row(str(c.class_id), c.label, f"{c.prob:.3f}")
     Console().print(table)
 
 
 @agent.command("status")
-@click.option("--state", "state_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              envvar="OTA_STATE")
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    envvar="OTA_STATE",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(state_dir: Path, as_json: bool) -> None:
     """Show what each A/B slot holds, which one is active, and where each update stands."""
@@ -200,18 +323,39 @@ def status(state_dir: Path, as_json: bool) -> None:
     state = SlotStore(state_dir).load()
     journal = Journal(state_dir)
     if as_json:
-        click.echo(json.dumps({
-            "models": {n: {"active": m.active, "slots": {s: r.__dict__ for s, r in m.slots.items()},
-                           "update": {"state": str(journal.get(n).state),
-                                      "version": journal.get(n).job.version if journal.get(n).job else "",
-                                      "reason": journal.get(n).reason}}
-                       for n, m in state.items()},
-            "rejected": journal.data.rejected}, indent=1, default=str))
+        click.echo(
+            json.dumps(
+                {
+                    "models": {
+                        n: {
+                            "active": m.active,
+                            "slots": {s: r.__dict__ for s, r in m.slots.items()},
+                            "update": {
+                                "state": str(journal.get(n).state),
+                                "version": journal.get(n).job.version if journal.get(n).job else "",
+                                "reason": journal.get(n).reason,
+                            },
+                        }
+                        for n, m in state.items()
+                    },
+                    "rejected": journal.data.rejected,
+                },
+                indent=1,
+                default=str,
+            )
+        )
         return
     table = Table("model", "slot", "active", "version", "sha256", "bytes")
     for name, m in sorted(state.items()):
         for slot, rec in sorted(m.slots.items()):
-            table.add_row(name, slot, "*" if slot == m.active else "", rec.version, rec.sha256[:16], f"{rec.length:,}")
+            table.add_row(
+                name,
+                slot,
+                "*" if slot == m.active else "",
+                rec.version,
+                rec.sha256[:16],
+                f"{rec.length:,}",
+            )
     Console().print(table)
     updates = Table("model", "update", "version", "reason", title="Updates (journal)")
     for e in sorted(journal.entries(), key=lambda e: e.name):

@@ -26,7 +26,9 @@ HEADROOM = 256 * 1024  # journal, slots.json, TUF metadata rewrites
 
 
 class SlotDisk:
-    def __init__(self, slots: SlotStore, downloads: Path, have: Callable[[Job], int] | None = None) -> None:
+    def __init__(
+        self, slots: SlotStore, downloads: Path, have: Callable[[Job], int] | None = None
+    ) -> None:
         self.slots = slots
         self.downloads = Path(downloads)
         self.downloads.mkdir(parents=True, exist_ok=True)
@@ -75,13 +77,23 @@ class SlotDisk:
         return freed
 
     def stage(self, job: Job, path: Path) -> str:
-        rec = SlotRecord(version=job.version, sha256=job.sha256, length=job.length,
-                         target_path=job.target_path, model_info=job.model_info)
+        rec = SlotRecord(
+            version=job.version,
+            sha256=job.sha256,
+            length=job.length,
+            target_path=job.target_path,
+            model_info=job.model_info,
+        )
         return self.slots.stage(job.name, path, rec, move=True)
 
     def holds(self, name: str, slot: str, sha256: str) -> bool:
         m = self.slots.load().get(name)
-        return bool(m and slot in m.slots and m.slots[slot].sha256 == sha256 and self.slots.verify(name, slot))
+        return bool(
+            m
+            and slot in m.slots
+            and m.slots[slot].sha256 == sha256
+            and self.slots.verify(name, slot)
+        )
 
     def staged_slot(self, job: Job) -> str | None:
         m = self.slots.load().get(job.name)

@@ -107,12 +107,15 @@ def fetch_resumable(
             offset = f.tell()
             want = min(window, length - offset) if window else length - offset
             try:
-                for chunk in client.download(kind, download_path, offset, max_bytes=want, vehicle_id=vehicle_id):
+                for chunk in client.download(
+                    kind, download_path, offset, max_bytes=want, vehicle_id=vehicle_id
+                ):
                     if chunk.offset != f.tell():
                         raise TransportError(f"chunk at offset {chunk.offset}, expected {f.tell()}")
                     if len(chunk.data) > length - f.tell():
                         raise DownloadFailed(
-                            f"{download_path}: registry sent more than the signed length {length} B", tampered=True
+                            f"{download_path}: registry sent more than the signed length {length} B",
+                            tampered=True,
                         )
                     f.write(chunk.data)
                     fetched += len(chunk.data)
@@ -130,9 +133,12 @@ def fetch_resumable(
                 if window and streak >= GROW_AFTER:
                     window, streak = (window * 2 if window < MAX_WINDOW else 0), 0
             except TransportError as e:
-                if e.code == "RESOURCE_EXHAUSTED":  # a message over our size limit: not a broken link
-                    raise DownloadFailed(f"{download_path}: registry sent an oversized message: {e}",
-                                         tampered=True) from None
+                if (
+                    e.code == "RESOURCE_EXHAUSTED"
+                ):  # a message over our size limit: not a broken link
+                    raise DownloadFailed(
+                        f"{download_path}: registry sent an oversized message: {e}", tampered=True
+                    ) from None
                 f.flush()
                 os.fsync(f.fileno())  # what we have survives a power cut and is resumed from
                 streak = 0
@@ -145,7 +151,13 @@ def fetch_resumable(
                         f"{f.tell():,} of {length:,} B: {e}"
                     ) from None
                 pause = retry.delay(failures)
-                log.info("download of %s broke at %d B (%s); resuming in %.2f s", download_path, f.tell(), e, pause)
+                log.info(
+                    "download of %s broke at %d B (%s); resuming in %.2f s",
+                    download_path,
+                    f.tell(),
+                    e,
+                    pause,
+                )
                 sleep(pause)
             except FileNotFoundError as e:
                 raise DownloadFailed(f"{download_path}: {e}") from None
@@ -165,30 +177,46 @@ def download_target(
 ) -> DownloadResult:
     """Fetch ``download_path`` into ``dest_dir``, resuming, then verify it against ``target``."""
     part = Path(dest_dir) / f"{target.hashes['sha256']}.part"
-    resumed_from = part.stat().st_size if part.exists() and part.stat().st_size <= target.length else 0
+    resumed_from = (
+        part.stat().st_size if part.exists() and part.stat().st_size <= target.length else 0
+    )
     fetched = fetch_resumable(
-        client, download_path, part, target.length, vehicle_id=vehicle_id,
-        retry=RetryPolicy(attempts=max_attempts, base_s=0.05), progress=progress,
+        client,
+        download_path,
+        part,
+        target.length,
+        vehicle_id=vehicle_id,
+        retry=RetryPolicy(attempts=max_attempts, base_s=0.05),
+        progress=progress,
     )
     with open(part, "rb") as f:
         try:
             target.verify_length_and_hashes(f)
         except LengthOrHashMismatchError as e:
             part.unlink(missing_ok=True)  # a tampered prefix must not be resumed from
-            raise DownloadFailed(f"{download_path} does not match its signed hash/length: {e}", tampered=True) from None
+            raise DownloadFailed(
+                f"{download_path} does not match its signed hash/length: {e}", tampered=True
+            ) from None
     return DownloadResult(path=part, bytes_fetched=fetched, resumed_from=resumed_from)
 
 
 class TargetFetcher:
     """The engine's Fetcher: resumable download of a job's encoding into ``downloads/``."""
 
-    def __init__(self, client: RegistryClient, downloads: Path, vehicle_id: str = "",
-                 retry: RetryPolicy = RetryPolicy()) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        downloads: Path,
+        vehicle_id: str = "",
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
         self.client = client
         self.downloads = Path(downloads)
         self.vehicle_id = vehicle_id
         self.retry = retry
-        self.fetched: dict[tuple[str, str], int] = {}  # (sha256, encoding) -> bytes over the wire in this process
+        self.fetched: dict[
+            tuple[str, str], int
+        ] = {}  # (sha256, encoding) -> bytes over the wire in this process
 
     def part_path(self, job: Job) -> Path:
         return self.downloads / f"{job.sha256}.{job.encoding}.part"
@@ -203,9 +231,19 @@ class TargetFetcher:
             return part
         before = self.have(job)
         try:
-            kind = ota_pb2.FILE_KIND_TARGET if job.encoding == "full" else ota_pb2.FILE_KIND_ENCODING
-            fetch_resumable(self.client, job.download_path, part, job.wire_length, kind=kind,
-                            vehicle_id=self.vehicle_id, retry=self.retry, progress=progress)
+            kind = (
+                ota_pb2.FILE_KIND_TARGET if job.encoding == "full" else ota_pb2.FILE_KIND_ENCODING
+            )
+            fetch_resumable(
+                self.client,
+                job.download_path,
+                part,
+                job.wire_length,
+                kind=kind,
+                vehicle_id=self.vehicle_id,
+                retry=self.retry,
+                progress=progress,
+            )
         except DownloadFailed as e:
             raise StepFailed(str(e), status="attack_detected" if e.tampered else "failed") from None
         finally:  # bytes that arrived count even when the attempt fails (they are resumed from)
@@ -223,13 +261,19 @@ class HashVerifier:
     def verify(self, job: Job, path: Path) -> None:
         size = path.stat().st_size
         if size != job.length:
-            raise StepFailed(f"{job.name} {job.version}: {size:,} B, signed length is {job.length:,} B",
-                             status="attack_detected", retry=True)
+            raise StepFailed(
+                f"{job.name} {job.version}: {size:,} B, signed length is {job.length:,} B",
+                status="attack_detected",
+                retry=True,
+            )
         h = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         if h.hexdigest() != job.sha256:
-            raise StepFailed(f"{job.name} {job.version} does not match its signed hash "
-                             f"(got {h.hexdigest()[:16]}…, signed {job.sha256[:16]}…)",
-                             status="attack_detected", retry=True)
+            raise StepFailed(
+                f"{job.name} {job.version} does not match its signed hash "
+                f"(got {h.hexdigest()[:16]}…, signed {job.sha256[:16]}…)",
+                status="attack_detected",
+                retry=True,
+            )

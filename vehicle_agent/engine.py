@@ -39,7 +39,9 @@ class StepFailed(Exception):
     remembers the version as bad so it is never downloaded again; ``retry``
     means trying the download again may help (a flipped bit on the link)."""
 
-    def __init__(self, reason: str, *, status: str = "failed", reject: bool = False, retry: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, status: str = "failed", reject: bool = False, retry: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
@@ -93,7 +95,9 @@ class FullRebuilder:
 
     def rebuild(self, job: Job, encoded: Path) -> Path:
         if job.encoding != "full":
-            raise StepFailed(f"{job.name} {job.version}: no rebuilder for encoding {job.encoding!r}")
+            raise StepFailed(
+                f"{job.name} {job.version}: no rebuilder for encoding {job.encoding!r}"
+            )
         return encoded
 
 
@@ -130,7 +134,9 @@ class UpdateEngine:
         self._verify_failures: dict[str, int] = {}
 
     # -- the public face -------------------------------------------------------------
-    def install(self, job: Job, progress: ProgressFn | None = None, from_version: str = "") -> Entry:
+    def install(
+        self, job: Job, progress: ProgressFn | None = None, from_version: str = ""
+    ) -> Entry:
         """Run ``job`` until it is active (health window running) or terminal.
 
         An in-flight job for the same bytes is resumed where it stopped; one for
@@ -145,7 +151,10 @@ class UpdateEngine:
             active = self.disk.active_slot(job.name)
             entry = self._put(
                 Entry(name=job.name).to(
-                    State.DOWNLOADING, job=job, previous_slot=active or "", previous_version=from_version
+                    State.DOWNLOADING,
+                    job=job,
+                    previous_slot=active or "",
+                    previous_version=from_version,
                 )
             )
             self.reporter.report(entry, "downloading")
@@ -169,7 +178,11 @@ class UpdateEngine:
     def abandon(self, name: str, reason: str) -> Entry:
         """Give up an in-flight job that never reached the slots' commit point."""
         entry = self.journal.get(name)
-        if entry.job is not None and entry.state in (State.DOWNLOADING, State.VERIFYING, State.STAGED):
+        if entry.job is not None and entry.state in (
+            State.DOWNLOADING,
+            State.VERIFYING,
+            State.STAGED,
+        ):
             self.fetcher.discard(entry.job)
             self._candidates.pop(name, None)
             entry = self._put(entry.to(State.FAILED, reason=reason, status="failed"))
@@ -224,17 +237,33 @@ class UpdateEngine:
                     # A delta that does not rebuild the signed bytes (wrong base, damaged):
                     # the full model is always a way to get them.
                     nxt = job.fallback()
-                    log.warning("%s %s: %s encoding failed (%s); fetching the %s encoding", job.name, job.version,
-                                job.encoding, e.reason, nxt.encoding)
-                    return self._put(entry.to(State.DOWNLOADING, job=nxt, reason=f"{job.encoding}: {e.reason}"))
+                    log.warning(
+                        "%s %s: %s encoding failed (%s); fetching the %s encoding",
+                        job.name,
+                        job.version,
+                        job.encoding,
+                        e.reason,
+                        nxt.encoding,
+                    )
+                    return self._put(
+                        entry.to(State.DOWNLOADING, job=nxt, reason=f"{job.encoding}: {e.reason}")
+                    )
                 n = self._verify_failures.get(job.name, 0) + 1
                 self._verify_failures[job.name] = n
                 entry = entry.to(entry.state, verify_failures=entry.verify_failures + 1)
                 if e.retry and n < self.policy.max_verify_failures:
-                    log.warning("%s: %s; downloading again (%d/%d)", job.name, e.reason, n, self.policy.max_verify_failures)
+                    log.warning(
+                        "%s: %s; downloading again (%d/%d)",
+                        job.name,
+                        e.reason,
+                        n,
+                        self.policy.max_verify_failures,
+                    )
                     return self._put(entry.to(State.DOWNLOADING))
                 if e.retry:
-                    e = StepFailed(f"{e.reason} ({n} downloads in a row did not verify)", status=e.status)
+                    e = StepFailed(
+                        f"{e.reason} ({n} downloads in a row did not verify)", status=e.status
+                    )
                 return self._fail(entry, e)
             slot = self.disk.stage(job, built)
             self.fetcher.discard(job)  # the encoding, once rebuilt and staged
@@ -244,7 +273,12 @@ class UpdateEngine:
         job = entry.job
         assert job is not None
         if not self.disk.holds(job.name, entry.slot, job.sha256):
-            log.error("%s: staged slot %s no longer holds %s; fetching again", job.name, entry.slot, job.sha256[:12])
+            log.error(
+                "%s: staged slot %s no longer holds %s; fetching again",
+                job.name,
+                entry.slot,
+                job.sha256[:12],
+            )
             return self._put(entry.to(State.DOWNLOADING))
         candidate = self._candidates.pop(job.name, None) or self.runtime.prepare(job, entry.slot)
         entry = self._put(entry.to(State.ACTIVATING))
@@ -258,7 +292,9 @@ class UpdateEngine:
         assert entry.job is not None
         entry = self._put(entry.to(State.CONFIRMED, reason=""))
         self.runtime.release_previous(entry.name)
-        keep = {entry.slot} | ({entry.previous_slot} if self.policy.keep_previous and entry.previous_slot else set())
+        keep = {entry.slot} | (
+            {entry.previous_slot} if self.policy.keep_previous and entry.previous_slot else set()
+        )
         self.disk.collect(entry.name, keep)  # only now: the previous slot was the way back
         self.reporter.report(entry, "confirmed")
         return entry
@@ -332,7 +368,9 @@ class UpdateEngine:
             return entry
         boots = entry.boots_in_active + 1
         if boots > self.policy.max_unconfirmed_boots:
-            return self.rollback(entry, f"restarted {boots} times before the health window confirmed it")
+            return self.rollback(
+                entry, f"restarted {boots} times before the health window confirmed it"
+            )
         return self._put(entry.to(State.ACTIVE, activated_at=self.clock(), boots_in_active=boots))
 
     def _put(self, entry: Entry) -> Entry:

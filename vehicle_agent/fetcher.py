@@ -33,8 +33,13 @@ DIRECTOR_URL = "grpc-director:/"
 
 
 class GrpcFetcher(FetcherInterface):
-    def __init__(self, client: RegistryClient, vehicle_id: str = "", max_resumes: int = 3,
-                 tmp_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        vehicle_id: str = "",
+        max_resumes: int = 3,
+        tmp_dir: Path | None = None,
+    ) -> None:
         self._client = client
         self._vehicle_id = vehicle_id
         self._max_resumes = max_resumes
@@ -51,7 +56,8 @@ class GrpcFetcher(FetcherInterface):
                 received += len(chunk)
                 if received > max_length:
                     raise exceptions.DownloadLengthMismatchError(
-                        f"{url}: {received} B, more than the allowed {max_length} B")
+                        f"{url}: {received} B, more than the allowed {max_length} B"
+                    )
                 f.write(chunk)
             f.seek(0)
             yield f
@@ -71,7 +77,9 @@ class GrpcFetcher(FetcherInterface):
             try:
                 for chunk in self._client.download(kind, path, offset, vehicle_id=self._vehicle_id):
                     if chunk.offset != offset:
-                        raise exceptions.DownloadError(f"{path}: chunk at {chunk.offset}, expected {offset}")
+                        raise exceptions.DownloadError(
+                            f"{path}: chunk at {chunk.offset}, expected {offset}"
+                        )
                     offset += len(chunk.data)
                     yield chunk.data
                 return
@@ -80,7 +88,9 @@ class GrpcFetcher(FetcherInterface):
                 raise exceptions.DownloadHTTPError(f"{path} not found", 404) from None
             except TransportError as e:
                 if e.code == "RESOURCE_EXHAUSTED":  # a message over our size limit: no retry
-                    raise exceptions.DownloadLengthMismatchError(f"{path}: oversized message: {e}") from None
+                    raise exceptions.DownloadLengthMismatchError(
+                        f"{path}: oversized message: {e}"
+                    ) from None
                 resumes += 1
                 if resumes > self._max_resumes:
                     raise exceptions.DownloadError(str(e)) from None

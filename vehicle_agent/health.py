@@ -66,16 +66,23 @@ class HealthPolicy:
     latency_factor: float = 2.0
     latency_slack_ms: float = 5.0
 
-    def judge(self, stats: ServingStats, baseline_p99_ms: float | None, elapsed_s: float) -> Verdict:
+    def judge(
+        self, stats: ServingStats, baseline_p99_ms: float | None, elapsed_s: float
+    ) -> Verdict:
         requests, errors, last_error, samples = stats.snapshot()
         if errors > self.max_errors:
-            return Verdict("fail", f"{errors} of {requests} requests failed in the health window: {last_error}")
+            return Verdict(
+                "fail", f"{errors} of {requests} requests failed in the health window: {last_error}"
+            )
         if elapsed_s < self.window_s:
             return Verdict("pending")
         if samples >= self.min_requests and baseline_p99_ms:
             p99 = stats.percentile(99)
             limit = baseline_p99_ms * self.latency_factor + self.latency_slack_ms
             if p99 > limit:
-                return Verdict("fail", f"p99 latency {p99:.1f} ms over {samples} requests exceeds "
-                                       f"{limit:.1f} ms (previous version {baseline_p99_ms:.1f} ms)")
+                return Verdict(
+                    "fail",
+                    f"p99 latency {p99:.1f} ms over {samples} requests exceeds "
+                    f"{limit:.1f} ms (previous version {baseline_p99_ms:.1f} ms)",
+                )
         return Verdict("ok", f"{requests} requests, {errors} errors in {elapsed_s:.1f} s")

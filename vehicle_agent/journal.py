@@ -66,20 +66,34 @@ class Job:
     def wire_length(self) -> int:
         return self.download_length or self.length
 
-    def full(self) -> "Job":
+    def full(self) -> Job:
         """The same model fetched as itself: the fallback when an encoding fails."""
-        return replace(self, encoding="full", download_path=consistent_target_path(self.target_path, self.sha256),
-                       download_length=0, base_sha256="", fallback_encoding="", fallback_download_path="",
-                       fallback_download_length=0)
+        return replace(
+            self,
+            encoding="full",
+            download_path=consistent_target_path(self.target_path, self.sha256),
+            download_length=0,
+            base_sha256="",
+            fallback_encoding="",
+            fallback_download_path="",
+            fallback_download_length=0,
+        )
 
-    def fallback(self) -> "Job":
+    def fallback(self) -> Job:
         """After a refused encoding: the stand-alone encoding offered with it (it does
         not depend on the refused one; issue 12), else the full model."""
         if not self.fallback_encoding or self.fallback_encoding == self.encoding:
             return self.full()
-        return replace(self, encoding=self.fallback_encoding, download_path=self.fallback_download_path,
-                       download_length=self.fallback_download_length, base_sha256="", fallback_encoding="",
-                       fallback_download_path="", fallback_download_length=0)
+        return replace(
+            self,
+            encoding=self.fallback_encoding,
+            download_path=self.fallback_download_path,
+            download_length=self.fallback_download_length,
+            base_sha256="",
+            fallback_encoding="",
+            fallback_download_path="",
+            fallback_download_length=0,
+        )
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,7 @@ class Entry:
     rollback_reason: str = ""  # set before a rollback starts, so a crash mid-way finishes it
     updated_at: float = 0.0
 
-    def to(self, state: State, **changes: Any) -> "Entry":
+    def to(self, state: State, **changes: Any) -> Entry:
         return replace(self, state=state, updated_at=time.time(), **changes)
 
 
@@ -134,7 +148,9 @@ class Journal:
             # fresh and keep the evidence.
             aside = self.path.with_suffix(f".corrupt-{int(time.time())}")
             self.path.rename(aside)
-            log.error("journal %s is unreadable (%s); moved to %s, starting idle", self.path, e, aside)
+            log.error(
+                "journal %s is unreadable (%s); moved to %s, starting idle", self.path, e, aside
+            )
             return JournalData()
 
     def get(self, name: str) -> Entry:

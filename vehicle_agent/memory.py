@@ -37,7 +37,9 @@ def process_rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def cgroup_memory_limit(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")) -> int | None:
+def cgroup_memory_limit(
+    proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")
+) -> int | None:
     """The memory limit of this process's cgroup (v2 or v1), or None when there is none."""
     try:
         lines = proc_cgroup.read_text().splitlines()
@@ -46,9 +48,13 @@ def cgroup_memory_limit(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Pat
     for line in lines:
         _, controllers, path = line.split(":", 2)
         rel = path.lstrip("/")
-        candidates = ([root / "memory" / rel / "memory.limit_in_bytes"] if "memory" in controllers.split(",")
-                      else [root / rel / "memory.max", root / "unified" / rel / "memory.max"] if controllers == ""
-                      else [])
+        candidates = (
+            [root / "memory" / rel / "memory.limit_in_bytes"]
+            if "memory" in controllers.split(",")
+            else [root / rel / "memory.max", root / "unified" / rel / "memory.max"]
+            if controllers == ""
+            else []
+        )
         for f in candidates:
             try:
                 text = f.read_text().strip()
@@ -69,7 +75,11 @@ class MemoryBudget:
     def detect(cls, override_mb: float | None = None) -> MemoryBudget:
         limit = int(override_mb * MB) if override_mb else cgroup_memory_limit()
         if limit:
-            log.info("memory budget: %.0f MB (%s)", limit / MB, "--memory-budget" if override_mb else "cgroup limit")
+            log.info(
+                "memory budget: %.0f MB (%s)",
+                limit / MB,
+                "--memory-budget" if override_mb else "cgroup limit",
+            )
         return cls(limit)
 
     def free(self) -> int | None:
@@ -84,10 +94,12 @@ class MemoryBudget:
         free = self.free()
         if free is None or need <= free:
             return ""
-        return (f"not enough memory to load {what} beside the served models: it needs about {need / MB:.0f} MB, "
-                f"{max(free, 0) / MB:.0f} MB of the agent's {self.limit / MB:.0f} MB budget is left "
-                f"({self.share:.0%} of it for resident memory); the served models keep serving, the next check-in "
-                f"tries again (raise MemoryMax= / --memory-budget, or serve fewer models)")
+        return (
+            f"not enough memory to load {what} beside the served models: it needs about {need / MB:.0f} MB, "
+            f"{max(free, 0) / MB:.0f} MB of the agent's {self.limit / MB:.0f} MB budget is left "
+            f"({self.share:.0%} of it for resident memory); the served models keep serving, the next check-in "
+            f"tries again (raise MemoryMax= / --memory-budget, or serve fewer models)"
+        )
 
 
 def estimated_cost(file_length: int, measured: int = 0) -> int:

@@ -41,11 +41,17 @@ decodable = codecs.decodable  # the encodings this car can decode, named at chec
 def offered_fallback(offer, target_length: int) -> dict[str, object]:  # offer: ota_pb2.UpdateOffer
     """The stand-alone encoding offered with a delta, as ``Job`` fields, when a
     decoder for it runs here and its (unsigned) length is bounded; else none."""
-    if (offer.fallback_encoding not in codecs.decodable() or not offer.fallback_download_path
-            or not 0 < offer.fallback_download_length <= encoding_bound(target_length)):
+    if (
+        offer.fallback_encoding not in codecs.decodable()
+        or not offer.fallback_download_path
+        or not 0 < offer.fallback_download_length <= encoding_bound(target_length)
+    ):
         return {}
-    return {"fallback_encoding": offer.fallback_encoding, "fallback_download_path": offer.fallback_download_path,
-            "fallback_download_length": offer.fallback_download_length}
+    return {
+        "fallback_encoding": offer.fallback_encoding,
+        "fallback_download_path": offer.fallback_download_path,
+        "fallback_download_length": offer.fallback_download_length,
+    }
 
 
 class CodecRebuilder:
@@ -72,11 +78,19 @@ class CodecRebuilder:
             data = codecs.decode(encoded.read_bytes(), base, max_target_length=job.length)
         except codecs.CodecError as e:
             raise StepFailed(f"encoding refused: {e}") from None
-        except Exception as e:  # noqa: BLE001 - a decoder that cannot run here (e.g. its library is missing)
+        except Exception as e:
             # must be a failed step the engine falls back from, not a crash that
             # leaves the update in "verifying" on every restart.
-            log.warning("%s %s: the %s decoder cannot run here", job.name, job.version, job.encoding, exc_info=True)
-            raise StepFailed(f"the {job.encoding} decoder cannot run here ({type(e).__name__}: {e})") from None
+            log.warning(
+                "%s %s: the %s decoder cannot run here",
+                job.name,
+                job.version,
+                job.encoding,
+                exc_info=True,
+            )
+            raise StepFailed(
+                f"the {job.encoding} decoder cannot run here ({type(e).__name__}: {e})"
+            ) from None
         path = self.work_dir / f"{job.sha256}.rebuilt"
         with open(path, "wb") as f:  # rewritten whole after a crash: the verify step judges it
             f.write(data)

@@ -33,8 +33,14 @@ class _Fetched(Protocol):
 
 
 class RegistryReporter:
-    def __init__(self, client: RegistryClient, vehicle_id: str, hardware_id: str, host: ModelHost,
-                 fetcher: _Fetched) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        vehicle_id: str,
+        hardware_id: str,
+        host: ModelHost,
+        fetcher: _Fetched,
+    ) -> None:
         self.client = client
         self.vehicle_id = vehicle_id
         self.hardware_id = hardware_id
@@ -60,7 +66,9 @@ class RegistryReporter:
                 from_version=entry.previous_version,
                 encoding=job.encoding,
                 bytes_downloaded=self.fetcher.fetched.get((job.sha256, job.encoding), 0),
-                duration_s=max(0.0, entry.updated_at - entry.activated_at) if step == "confirmed" else 0.0,
+                duration_s=max(0.0, entry.updated_at - entry.activated_at)
+                if step == "confirmed"
+                else 0.0,
                 active_version=active.version if active else "",
             )
         )

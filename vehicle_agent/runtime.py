@@ -125,7 +125,12 @@ class ModelHost:
                 self._previous[name] = old
                 samples = old.stats.snapshot()[3]
                 self._baseline_p99[name] = old.stats.percentile(99) if samples else 0.0
-        log.info("%s: now serving %s (was %s)", name, model.version if model else "nothing", old.version if old else "nothing")
+        log.info(
+            "%s: now serving %s (was %s)",
+            name,
+            model.version if model else "nothing",
+            old.version if old else "nothing",
+        )
         return old
 
     def previous(self, name: str) -> LoadedModel | None:
@@ -170,8 +175,13 @@ class ModelHost:
 class OrtRuntime:
     """The engine's Runtime: load + self-test beside, swap, restore, judge health."""
 
-    def __init__(self, host: ModelHost, slots: SlotStore, policy: HealthPolicy = HealthPolicy(),
-                 budget: MemoryBudget | float | None = None) -> None:
+    def __init__(
+        self,
+        host: ModelHost,
+        slots: SlotStore,
+        policy: HealthPolicy = HealthPolicy(),
+        budget: MemoryBudget | float | None = None,
+    ) -> None:
         self.host = host
         self.slots = slots
         self.policy = policy
@@ -182,8 +192,13 @@ class OrtRuntime:
         rec = self.slots.load()[name].slots[slot]
         before = process_rss()
         session = load_session(self.slots.model_path(name, slot))
-        return LoadedModel(session, model_info(rec.model_info), rec.version, rec.sha256,
-                           cost=max(0, process_rss() - before))
+        return LoadedModel(
+            session,
+            model_info(rec.model_info),
+            rec.version,
+            rec.sha256,
+            cost=max(0, process_rss() - before),
+        )
 
     def admit(self, job: Job) -> None:
         """Load ``job`` beside the served models only if the memory budget allows it
@@ -195,9 +210,12 @@ class OrtRuntime:
             return
         dropped = self.host.drop_all_previous()
         if dropped:
-            log.warning("memory: %s does not fit beside the served models and their rollback copies; dropped the "
-                        "in-memory previous versions of %s (a rollback reloads them from their slots)",
-                        what, ", ".join(dropped))
+            log.warning(
+                "memory: %s does not fit beside the served models and their rollback copies; dropped the "
+                "in-memory previous versions of %s (a rollback reloads them from their slots)",
+                what,
+                ", ".join(dropped),
+            )
         reason = self.budget.refusal(need, what)
         if reason:
             raise StepFailed(reason)
@@ -216,7 +234,9 @@ class OrtRuntime:
             self_test(session, info)
         except SelfTestFailed as e:
             raise StepFailed(f"self-test failed: {e}", reject=True) from None
-        return LoadedModel(session, info, job.version, job.sha256, cost=max(0, process_rss() - before))
+        return LoadedModel(
+            session, info, job.version, job.sha256, cost=max(0, process_rss() - before)
+        )
 
     def swap(self, name: str, candidate: LoadedModel) -> None:
         self.host.swap(name, candidate)
@@ -235,7 +255,9 @@ class OrtRuntime:
         model = self.host.get(name)
         if model is None:
             return Verdict("fail", "no model is served")
-        return self.policy.judge(model.stats, self.host.baseline_p99(name) or None, time.time() - since)
+        return self.policy.judge(
+            model.stats, self.host.baseline_p99(name) or None, time.time() - since
+        )
 
     def release_previous(self, name: str) -> None:
         self.host.drop_previous(name)

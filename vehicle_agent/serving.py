@@ -14,8 +14,8 @@ import io
 import logging
 import os
 import time
-from concurrent import futures
 from collections.abc import Callable
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -36,7 +36,9 @@ class BadRequest(ValueError):
     pass
 
 
-def frame_to_input(frame: inference_pb2.Frame, model: LoadedModel) -> tuple[np.ndarray, tuple[float, float]]:
+def frame_to_input(
+    frame: inference_pb2.Frame, model: LoadedModel
+) -> tuple[np.ndarray, tuple[float, float]]:
     """The model's input tensor for ``frame`` and the scale back to the frame's pixels."""
     info = model.info
     kind = frame.WhichOneof("input")
@@ -44,9 +46,13 @@ def frame_to_input(frame: inference_pb2.Frame, model: LoadedModel) -> tuple[np.n
         shape = tuple(int(d) for d in frame.tensor.shape)
         want = tuple(int(d) for d in info.input_shape)
         if shape != want:
-            raise BadRequest(f"tensor shape {list(shape)} does not match the model's input {list(want)}")
+            raise BadRequest(
+                f"tensor shape {list(shape)} does not match the model's input {list(want)}"
+            )
         if len(frame.tensor.data) != 4 * int(np.prod(shape)):
-            raise BadRequest(f"tensor data is {len(frame.tensor.data)} B, shape {list(shape)} needs {4 * int(np.prod(shape))} B")
+            raise BadRequest(
+                f"tensor data is {len(frame.tensor.data)} B, shape {list(shape)} needs {4 * int(np.prod(shape))} B"
+            )
         return np.frombuffer(frame.tensor.data, dtype="<f4").reshape(shape), (1.0, 1.0)
     if kind == "image":
         try:
@@ -68,19 +74,25 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         self.host = host
         self.state_of = state_of
 
-    def _prepare(self, name: str, frame: inference_pb2.Frame, context: grpc.ServicerContext, kind: str):
+    def _prepare(
+        self, name: str, frame: inference_pb2.Frame, context: grpc.ServicerContext, kind: str
+    ):
         model = self.host.get(name)
         if model is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"no model {name!r} is served on this vehicle")
         if model.info.kind != kind:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{name} is a {model.info.kind}, not a {kind}")
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"{name} is a {model.info.kind}, not a {kind}"
+            )
         try:
             x, scale = frame_to_input(frame, model)
         except BadRequest as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         return x, scale
 
-    def _run(self, name: str, x: np.ndarray, context: grpc.ServicerContext) -> tuple[np.ndarray, LoadedModel, float]:
+    def _run(
+        self, name: str, x: np.ndarray, context: grpc.ServicerContext
+    ) -> tuple[np.ndarray, LoadedModel, float]:
         t = time.perf_counter()
         try:
             out, model = self.host.run(name, x)
@@ -90,58 +102,98 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, str(e))
         return out, model, (time.perf_counter() - t) * 1e3
 
-    def Classify(self, request: inference_pb2.ClassifyRequest, context: grpc.ServicerContext) -> inference_pb2.ClassifyResponse:
+    def Classify(
+        self, request: inference_pb2.ClassifyRequest, context: grpc.ServicerContext
+    ) -> inference_pb2.ClassifyResponse:
         from modelpack.classify import top_k
 
         x, _ = self._prepare(request.model, request.frame, context, "classifier")
         scores, model, ms = self._run(request.model, x, context)
-        labels = load_labels(model.info.labels) if model.info.labels else [str(i) for i in range(scores.shape[-1])]
+        labels = (
+            load_labels(model.info.labels)
+            if model.info.labels
+            else [str(i) for i in range(scores.shape[-1])]
+        )
         preds = top_k(scores[0], labels, int(request.top_k or 5))
         return inference_pb2.ClassifyResponse(
             served=_served(request.model, model),
-            classes=[inference_pb2.ClassScore(class_id=p.class_id, label=p.label, prob=p.prob) for p in preds],
+            classes=[
+                inference_pb2.ClassScore(class_id=p.class_id, label=p.label, prob=p.prob)
+                for p in preds
+            ],
             inference_ms=ms,
         )
 
-    def Detect(self, request: inference_pb2.DetectRequest, context: grpc.ServicerContext) -> inference_pb2.DetectResponse:
+    def Detect(
+        self, request: inference_pb2.DetectRequest, context: grpc.ServicerContext
+    ) -> inference_pb2.DetectResponse:
         try:
             from modelpack.detection import DetectorConfig, postprocess
         except ImportError:
-            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this build has no detection post-processing (modelpack.detection)")
+            context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                "this build has no detection post-processing (modelpack.detection)",
+            )
         x, scale = self._prepare(request.model, request.frame, context, "detector")
         preds, model, ms = self._run(request.model, x, context)
         try:
-            dets = postprocess(np.asarray(preds, dtype=np.float32), DetectorConfig.from_info(model.info), scale=scale)
+            dets = postprocess(
+                np.asarray(preds, dtype=np.float32),
+                DetectorConfig.from_info(model.info),
+                scale=scale,
+            )
         except ValueError as e:
             context.abort(grpc.StatusCode.INTERNAL, f"{request.model} {model.version}: {e}")
         return inference_pb2.DetectResponse(
             served=_served(request.model, model),
             boxes=[
-                inference_pb2.Box(class_id=d.class_id, label=d.label, score=d.score, xmin=d.box[0], ymin=d.box[1],
-                                  xmax=d.box[2], ymax=d.box[3])
+                inference_pb2.Box(
+                    class_id=d.class_id,
+                    label=d.label,
+                    score=d.score,
+                    xmin=d.box[0],
+                    ymin=d.box[1],
+                    xmax=d.box[2],
+                    ymax=d.box[3],
+                )
                 for d in dets
                 if d.score >= request.min_score
             ],
             inference_ms=ms,
         )
 
-    def ListServed(self, request: inference_pb2.ListServedRequest, context: grpc.ServicerContext) -> inference_pb2.ListServedResponse:
+    def ListServed(
+        self, request: inference_pb2.ListServedRequest, context: grpc.ServicerContext
+    ) -> inference_pb2.ListServedResponse:
         out = []
         for name, model in sorted(self.host.current().items()):
             requests, errors, _, _ = model.stats.snapshot()
-            out.append(inference_pb2.ServedModel(
-                served=_served(name, model), kind=model.info.kind, update_state=self.state_of(name),
-                requests=requests, errors=errors, p50_ms=model.stats.percentile(50), p99_ms=model.stats.percentile(99),
-            ))
+            out.append(
+                inference_pb2.ServedModel(
+                    served=_served(name, model),
+                    kind=model.info.kind,
+                    update_state=self.state_of(name),
+                    requests=requests,
+                    errors=errors,
+                    p50_ms=model.stats.percentile(50),
+                    p99_ms=model.stats.percentile(99),
+                )
+            )
         return inference_pb2.ListServedResponse(models=out)
 
 
-def serve(host: ModelHost, socket_path: Path, state_of: Callable[[str], str] = lambda name: "",
-          workers: int = 8) -> grpc.Server:
+def serve(
+    host: ModelHost,
+    socket_path: Path,
+    state_of: Callable[[str], str] = lambda name: "",
+    workers: int = 8,
+) -> grpc.Server:
     """Start the inference service on ``unix:socket_path`` (owner and group only)."""
     socket_path = Path(socket_path).absolute()
     if len(str(socket_path)) > SOCKET_PATH_MAX:
-        raise ValueError(f"socket path {socket_path} is longer than {SOCKET_PATH_MAX} characters (Unix limit)")
+        raise ValueError(
+            f"socket path {socket_path} is longer than {SOCKET_PATH_MAX} characters (Unix limit)"
+        )
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)  # left by a previous run that was killed
     server = grpc.server(
@@ -163,6 +215,8 @@ def tensor_frame(x: np.ndarray) -> inference_pb2.Frame:
 
 
 def connect(socket_path: Path) -> tuple[grpc.Channel, inference_pb2_grpc.InferenceStub]:
-    channel = grpc.insecure_channel(f"unix:{Path(socket_path).absolute()}",
-                                    options=[("grpc.max_send_message_length", MAX_REQUEST_BYTES)])
+    channel = grpc.insecure_channel(
+        f"unix:{Path(socket_path).absolute()}",
+        options=[("grpc.max_send_message_length", MAX_REQUEST_BYTES)],
+    )
     return channel, inference_pb2_grpc.InferenceStub(channel)

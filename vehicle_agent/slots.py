@@ -119,7 +119,9 @@ class SlotStore:
             raise ValueError(f"slot {slot} of {name} holds nothing")
         m.active = slot
         self._save(state)
-        log.info("%s: slot %s active (%s)", name, slot, m.slots[slot].version if slot else "nothing")
+        log.info(
+            "%s: slot %s active (%s)", name, slot, m.slots[slot].version if slot else "nothing"
+        )
 
     def remove(self, name: str, slot: str) -> int:
         """Forget a slot, then delete its file (record first: a crash leaves an orphan file, not a

@@ -42,8 +42,12 @@ class TransportError(Exception):
 class TransportConfig:
     rpc_deadline_s: float = 10.0
     download_deadline_s: float = 600.0
-    stall_timeout_s: float = 15.0  # no bytes for this long: the stream is dead (or a slow-retrieval attack)
-    min_rate_bps: int = 16 * 1024  # a sized download slower than this on average is cut off (slow retrieval)
+    stall_timeout_s: float = (
+        15.0  # no bytes for this long: the stream is dead (or a slow-retrieval attack)
+    )
+    min_rate_bps: int = (
+        16 * 1024
+    )  # a sized download slower than this on average is cut off (slow retrieval)
 
     def deadline_for(self, max_bytes: int) -> float:
         """The deadline of a download of ``max_bytes`` (0: unknown size, e.g. metadata)."""
@@ -99,7 +103,9 @@ def channel_target(address: str) -> str:
     for part in parts:
         host, sep, port = part.rpartition(":")
         try:
-            families.add(ipaddress.ip_address(host.strip("[]")).version if sep and port.isdigit() else None)
+            families.add(
+                ipaddress.ip_address(host.strip("[]")).version if sep and port.isdigit() else None
+            )
         except ValueError:
             families.add(None)
     if None in families or len(families) != 1:
@@ -117,32 +123,42 @@ class RegistryClient:
     round-robin and a replica that goes away is skipped.
     """
 
-    def __init__(self, address: str, config: TransportConfig = TransportConfig(), *,
-                 tls_files: tls.TlsFiles | None = None, insecure: bool = False) -> None:
+    def __init__(
+        self,
+        address: str,
+        config: TransportConfig = TransportConfig(),
+        *,
+        tls_files: tls.TlsFiles | None = None,
+        insecure: bool = False,
+    ) -> None:
         self.address = address
         self.config = config
         target = channel_target(address)
         if tls_files is not None and not tls_files.server_name and target != address.strip():
             # A list of replicas: each must hold a certificate valid for the first one's name
             # (one name per channel; replicas behind one DNS name are the usual way).
-            tls_files = dataclasses.replace(tls_files, server_name=address.split(",")[0].rsplit(":", 1)[0].strip("[] "))
+            tls_files = dataclasses.replace(
+                tls_files, server_name=address.split(",")[0].rsplit(":", 1)[0].strip("[] ")
+            )
         self._tls, self._insecure = tls_files, insecure
         self._connect()
 
     def _connect(self) -> None:
-        self._channel = tls.secure_or_insecure_channel(  # security (issue 4): mutual TLS unless --insecure
-            channel_target(self.address),
-            self._tls,
-            self._insecure,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.service_config", SERVICE_CONFIG),
-                ("grpc.enable_retries", 1),
-                ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
-                ("grpc.min_reconnect_backoff_ms", MIN_CONNECT_TIMEOUT_MS),
-                ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
-            ],
+        self._channel = (
+            tls.secure_or_insecure_channel(  # security (issue 4): mutual TLS unless --insecure
+                channel_target(self.address),
+                self._tls,
+                self._insecure,
+                options=[
+                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.service_config", SERVICE_CONFIG),
+                    ("grpc.enable_retries", 1),
+                    ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+                    ("grpc.min_reconnect_backoff_ms", MIN_CONNECT_TIMEOUT_MS),
+                    ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
+                ],
+            )
         )
         self._stub = ota_pb2_grpc.VehicleStub(self._channel)
 
@@ -155,7 +171,7 @@ class RegistryClient:
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self) -> "RegistryClient":
+    def __enter__(self) -> RegistryClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -165,7 +181,9 @@ class RegistryClient:
         try:
             return self._stub.CheckForUpdate(request, timeout=self.config.rpc_deadline_s)
         except grpc.RpcError as e:
-            raise TransportError(f"check-in at {self.address} failed: {e.code().name}: {e.details()}") from None
+            raise TransportError(
+                f"check-in at {self.address} failed: {e.code().name}: {e.details()}"
+            ) from None
 
     def download(
         self, kind: int, path: str, offset: int = 0, max_bytes: int = 0, vehicle_id: str = ""
@@ -176,10 +194,14 @@ class RegistryClient:
         ``stall_timeout_s``: a deadline alone would let a trickling stream hold
         the agent for the whole download deadline.
         """
-        req = ota_pb2.DownloadRequest(kind=kind, path=path, offset=offset, max_bytes=max_bytes, vehicle_id=vehicle_id)
+        req = ota_pb2.DownloadRequest(
+            kind=kind, path=path, offset=offset, max_bytes=max_bytes, vehicle_id=vehicle_id
+        )
         # wait_for_ready: a call made while the channel reconnects after a drop waits for it
         # (bounded by the stall watchdog) instead of failing at once and costing a retry.
-        call = self._stub.Download(req, timeout=self.config.deadline_for(max_bytes), wait_for_ready=True)
+        call = self._stub.Download(
+            req, timeout=self.config.deadline_for(max_bytes), wait_for_ready=True
+        )
         watchdog = _StallWatchdog(call, self.config.stall_timeout_s)
         received = 0
         try:
@@ -197,8 +219,10 @@ class RegistryClient:
                 ) from None
             if code == grpc.StatusCode.NOT_FOUND:
                 raise FileNotFoundError(f"{path}: {e.details()}") from None
-            raise TransportError(f"download of {path} at offset {offset + received} failed: {code.name}: {e.details()}",
-                                 code.name) from None
+            raise TransportError(
+                f"download of {path} at offset {offset + received} failed: {code.name}: {e.details()}",
+                code.name,
+            ) from None
         finally:
             watchdog.stop()
             call.cancel()
@@ -207,7 +231,9 @@ class RegistryClient:
         try:
             return self._stub.SubmitManifest(manifest, timeout=self.config.rpc_deadline_s)
         except grpc.RpcError as e:
-            raise TransportError(f"manifest to {self.address} refused: {e.code().name}: {e.details()}") from None
+            raise TransportError(
+                f"manifest to {self.address} refused: {e.code().name}: {e.details()}"
+            ) from None
 
     def report(self, report: ota_pb2.InstallReport) -> bool:
         try:

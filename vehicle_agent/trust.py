@@ -75,8 +75,16 @@ class TrustState:
 class TrustedRepos:
     """Both repositories' metadata for one vehicle, and the rules that join them."""
 
-    def __init__(self, state_dir: Path, client: RegistryClient, vehicle_id: str, hardware_id: str,
-                 identity: tls.TlsFiles | None, image_root: Path | None, director_root: Path | None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        client: RegistryClient,
+        vehicle_id: str,
+        hardware_id: str,
+        identity: tls.TlsFiles | None,
+        image_root: Path | None,
+        director_root: Path | None,
+    ) -> None:
         self.state_dir = Path(state_dir)
         self.client = client
         self.vehicle_id = vehicle_id
@@ -85,9 +93,14 @@ class TrustedRepos:
         self.image_dir = self.state_dir / "tuf"
         self.director_dir = self.state_dir / "tuf-director"
         self._state_file = self.state_dir / "trust.json"
-        _bootstrap(self.image_dir, image_root, "--trusted-root ROOT.json (the keystore's root.json)")
-        _bootstrap(self.director_dir, director_root,
-                   "--director-root DIRECTOR-ROOT.json (the keystore's director-root.json)")
+        _bootstrap(
+            self.image_dir, image_root, "--trusted-root ROOT.json (the keystore's root.json)"
+        )
+        _bootstrap(
+            self.director_dir,
+            director_root,
+            "--director-root DIRECTOR-ROOT.json (the keystore's director-root.json)",
+        )
         self.state = self._load()
 
     # -- persisted state ------------------------------------------------------------------
@@ -97,7 +110,9 @@ class TrustedRepos:
         return TrustState(**json.loads(self._state_file.read_text()))
 
     def _save(self) -> None:
-        atomic_write_text(self._state_file, json.dumps(asdict(self.state), indent=1, sort_keys=True))
+        atomic_write_text(
+            self._state_file, json.dumps(asdict(self.state), indent=1, sort_keys=True)
+        )
 
     def note_attack(self, reason: str) -> None:
         """Remember a detected attack until a manifest carrying it is accepted."""
@@ -106,7 +121,9 @@ class TrustedRepos:
         self._save()
 
     def record_installed(self, name: str, release_counter: int) -> None:
-        self.state.release_counters[name] = max(release_counter, self.state.release_counters.get(name, 0))
+        self.state.release_counters[name] = max(
+            release_counter, self.state.release_counters.get(name, 0)
+        )
         self._save()
 
     # -- metadata -----------------------------------------------------------------------------
@@ -124,7 +141,9 @@ class TrustedRepos:
     def send_manifest(self, installed: dict[str, tuple[str, str]]) -> None:
         """Sign and submit the version manifest; raise TrustError when it is not accepted."""
         if self.identity is None:
-            raise TrustError("no vehicle certificate/key to sign the version manifest with", attack=False)
+            raise TrustError(
+                "no vehicle certificate/key to sign the version manifest with", attack=False
+            )
         # Counter: strictly increasing even if the state directory is lost (wall-clock floor).
         counter = max(self.state.manifest_counter + 1, int(time.time() * 1000))
         attacks = tuple(self.state.attacks)
@@ -133,7 +152,8 @@ class TrustedRepos:
             hardware_id=self.hardware_id,
             counter=counter,
             installed=tuple(
-                InstalledImage(n, v, sha, self.state.release_counters.get(n, 0)) for n, (v, sha) in sorted(installed.items())
+                InstalledImage(n, v, sha, self.state.release_counters.get(n, 0))
+                for n, (v, sha) in sorted(installed.items())
             ),
             attacks=attacks,
         )
@@ -166,14 +186,22 @@ class TrustedRepos:
                 if it.length != dt.length or it.hashes != dt.hashes:
                     refusal = f"director and image repository disagree on {path} (length/hashes)"
                 elif (icustom.get("name"), icustom.get("version")) != (name, version):
-                    refusal = f"director names {path} {name} {version}, the image repository " \
-                              f"{icustom.get('name')} {icustom.get('version')}"
-                elif custom.get("hardware_id") != self.hardware_id or (hw and self.hardware_id not in hw):
-                    refusal = f"{path} is not for this hardware ({self.hardware_id}): director says " \
-                              f"{custom.get('hardware_id')!r}, image repository {hw}"
+                    refusal = (
+                        f"director names {path} {name} {version}, the image repository "
+                        f"{icustom.get('name')} {icustom.get('version')}"
+                    )
+                elif custom.get("hardware_id") != self.hardware_id or (
+                    hw and self.hardware_id not in hw
+                ):
+                    refusal = (
+                        f"{path} is not for this hardware ({self.hardware_id}): director says "
+                        f"{custom.get('hardware_id')!r}, image repository {hw}"
+                    )
                 elif counter < self.state.release_counters.get(name, 0):
-                    refusal = f"rollback refused: {name} {version} has release counter {counter}, " \
-                              f"below the installed {self.state.release_counters[name]}"
+                    refusal = (
+                        f"rollback refused: {name} {version} has release counter {counter}, "
+                        f"below the installed {self.state.release_counters[name]}"
+                    )
             out.append(Instruction(name, version, it if it is not None else dt, counter, refusal))
         return out
 
@@ -185,11 +213,11 @@ class AttackNotingRebuilder:
 
     REFUSALS = ("encoding refused",)
 
-    def __init__(self, inner: "Rebuilder", trust: TrustedRepos) -> None:
+    def __init__(self, inner: Rebuilder, trust: TrustedRepos) -> None:
         self._inner = inner
         self._trust = trust
 
-    def rebuild(self, job: "Job", encoded: Path) -> Path:
+    def rebuild(self, job: Job, encoded: Path) -> Path:
         from vehicle_agent.engine import StepFailed
 
         try:

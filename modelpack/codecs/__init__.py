@@ -95,7 +95,9 @@ def decode(blob: bytes, base: bytes | None = None, max_target_length: int | None
     header, payload = open_payload(blob, base, max_target_length)
     codec = _BY_ID.get(header.codec_id)
     if codec is None:
-        raise UnknownCodecError(f"encoding uses codec id {header.codec_id}, which this build does not know")
+        raise UnknownCodecError(
+            f"encoding uses codec id {header.codec_id}, which this build does not know"
+        )
     use_base = base if header.base_sha256 is not None else None
     try:
         rebuilt = codec.decode(payload, use_base, header.target_length)
@@ -131,7 +133,7 @@ def decodable() -> tuple[str, ...]:
         try:
             if decode(encode(name, model, use_base), use_base) == model:
                 ok.append(name)
-        except Exception as exc:  # noqa: BLE001 - any failure means: not usable here
+        except Exception as exc:
             log.warning("codec %s cannot decode here: %s: %s", name, type(exc).__name__, exc)
     return tuple(ok)
 
@@ -164,7 +166,10 @@ def best_encoding(
     restricts the codecs tried.
     """
     out: list[Encoding] = []
-    jobs: list[tuple[str, str | None, bytes | None]] = [("full", None, None), ("deepcompression", None, None)]
+    jobs: list[tuple[str, str | None, bytes | None]] = [
+        ("full", None, None),
+        ("deepcompression", None, None),
+    ]
     for base_id, base in (bases or {}).items():
         jobs += [("bytedelta", base_id, base), ("tensordelta", base_id, base)]
     for codec, base_id, base in jobs:

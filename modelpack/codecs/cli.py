@@ -1,9 +1,9 @@
 """``ota pack``: make and apply the encodings by hand.
 
-    ota pack diff OLD.onnx NEW.onnx -o PATCH     smallest delta (or full) from OLD
-    ota pack apply OLD.onnx PATCH -o NEW.onnx    rebuild NEW, refusing a wrong base
-    ota pack encode MODEL.onnx -o FILE           smallest stand-alone encoding
-    ota pack decode FILE -o MODEL.onnx
+ota pack diff OLD.onnx NEW.onnx -o PATCH     smallest delta (or full) from OLD
+ota pack apply OLD.onnx PATCH -o NEW.onnx    rebuild NEW, refusing a wrong base
+ota pack encode MODEL.onnx -o FILE           smallest stand-alone encoding
+ota pack decode FILE -o MODEL.onnx
 """
 
 from __future__ import annotations
@@ -65,7 +65,13 @@ def pack() -> None:
 @click.argument("old", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("new", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--codec", type=_CODEC_CHOICE, default="auto", show_default=True, help="auto: the smallest delta.")
+@click.option(
+    "--codec",
+    type=_CODEC_CHOICE,
+    default="auto",
+    show_default=True,
+    help="auto: the smallest delta.",
+)
 def diff(old: Path, new: Path, output: Path, codec: str) -> None:
     """Make a patch that rebuilds NEW from OLD."""
     old_b, new_b = _read(old), _read(new)
@@ -89,14 +95,21 @@ def apply(old: Path, patch: Path, output: Path) -> None:
     except codecs.CodecError as exc:
         _fail(exc)
     atomic_write_bytes(output, new_b)
-    _report("apply", len(blob), len(new_b), codecs.codec_name(header.codec_id), time.perf_counter() - t0)
+    _report(
+        "apply", len(blob), len(new_b), codecs.codec_name(header.codec_id), time.perf_counter() - t0
+    )
     console.print(f"sha256 {header.target_sha256.hex()} verified")
 
 
 @pack.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--codec", type=click.Choice(["auto", "full", "deepcompression"]), default="auto", show_default=True)
+@click.option(
+    "--codec",
+    type=click.Choice(["auto", "full", "deepcompression"]),
+    default="auto",
+    show_default=True,
+)
 def encode(model: Path, output: Path, codec: str) -> None:
     """Encode MODEL on its own (no base), smallest codec by default."""
     data = _read(model)
@@ -109,7 +122,11 @@ def encode(model: Path, output: Path, codec: str) -> None:
 @pack.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="for a delta encoding")
+@click.option(
+    "--base",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="for a delta encoding",
+)
 def decode(file: Path, output: Path, base: Path | None) -> None:
     """Rebuild a model from an encoding."""
     blob = _read(file)
@@ -120,4 +137,6 @@ def decode(file: Path, output: Path, base: Path | None) -> None:
     except codecs.CodecError as exc:
         _fail(exc)
     atomic_write_bytes(output, data)
-    _report("decode", len(blob), len(data), codecs.codec_name(header.codec_id), time.perf_counter() - t0)
+    _report(
+        "decode", len(blob), len(data), codecs.codec_name(header.codec_id), time.perf_counter() - t0
+    )

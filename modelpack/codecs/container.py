@@ -102,14 +102,18 @@ def read_header(blob: bytes) -> Header:
             f"encoding truncated: {len(blob)} bytes, shorter than the {HEADER_SIZE}-byte header"
         )
     if blob[:4] != MAGIC:
-        raise CorruptEncodingError(f"not a squeeze-ota encoding: magic {blob[:4]!r}, expected {MAGIC!r}")
+        raise CorruptEncodingError(
+            f"not a squeeze-ota encoding: magic {blob[:4]!r}, expected {MAGIC!r}"
+        )
     body = blob[: _LAYOUT.size]
     (stored_crc,) = _HCRC.unpack_from(blob, _LAYOUT.size)
     if zlib.crc32(body) != stored_crc:
         raise CorruptEncodingError("encoding header corrupted: its CRC does not match")
     _, version, codec_id, flags, _, tlen, tsha, bsha, plen, pcrc = _LAYOUT.unpack(body)
     if version != FORMAT_VERSION:
-        raise UnknownCodecError(f"encoding format version {version}; this build reads version {FORMAT_VERSION}")
+        raise UnknownCodecError(
+            f"encoding format version {version}; this build reads version {FORMAT_VERSION}"
+        )
     return Header(
         codec_id=codec_id,
         target_length=tlen,
@@ -121,7 +125,9 @@ def read_header(blob: bytes) -> Header:
     )
 
 
-def open_payload(blob: bytes, base: bytes | None, max_target_length: int | None = None) -> tuple[Header, bytes]:
+def open_payload(
+    blob: bytes, base: bytes | None, max_target_length: int | None = None
+) -> tuple[Header, bytes]:
     """Check the header against the given base and the payload against its
     CRC; return the header and the payload. Raises a ``CodecError`` subclass
     naming the mismatch."""
@@ -154,7 +160,9 @@ def open_payload(blob: bytes, base: bytes | None, max_target_length: int | None 
 
 def check_target(header: Header, rebuilt: bytes) -> None:
     if len(rebuilt) != header.target_length:
-        raise TargetMismatchError(f"rebuilt {len(rebuilt)} bytes, the encoding promised {header.target_length}")
+        raise TargetMismatchError(
+            f"rebuilt {len(rebuilt)} bytes, the encoding promised {header.target_length}"
+        )
     got = sha256(rebuilt)
     if got != header.target_sha256:
         raise TargetMismatchError(

@@ -18,7 +18,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # ONNX TensorProto.DataType -> bytes per element (for fixed-width types)
-ELEM_SIZE: dict[int, int] = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
+ELEM_SIZE: dict[int, int] = {
+    1: 4,
+    2: 1,
+    3: 1,
+    4: 2,
+    5: 2,
+    6: 4,
+    7: 8,
+    9: 1,
+    10: 2,
+    11: 8,
+    12: 4,
+    13: 8,
+    16: 2,
+}
 _FLOAT_TYPES = {1, 10, 11, 16}
 
 
@@ -81,7 +95,9 @@ def _fields(buf: bytes, start: int, end: int):
         elif wire == 2:
             n, pos = _varint(buf, pos, end)
             if pos + n > end:
-                raise NotOnnxError(f"length-delimited field {field} at offset {pos} runs {pos + n - end} bytes past its message")
+                raise NotOnnxError(
+                    f"length-delimited field {field} at offset {pos} runs {pos + n - end} bytes past its message"
+                )
             yield field, wire, pos, pos + n
             pos += n
         elif wire == 5:

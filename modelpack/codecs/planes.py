@@ -90,11 +90,15 @@ def decode_mask(r: Reader, layout: int, count: int, n: int, what: str) -> np.nda
     if layout == BITMAP:
         packed = decode_stream(r, (n + 7) // 8, f"{what} mask")
         if packed.size != (n + 7) // 8:
-            raise CorruptEncodingError(f"{what}: mask of {packed.size} bytes, expected {(n + 7) // 8}")
+            raise CorruptEncodingError(
+                f"{what}: mask of {packed.size} bytes, expected {(n + 7) // 8}"
+            )
         mask = np.unpackbits(packed)[:n].astype(bool)
     else:
         if n % 9:
-            raise CorruptEncodingError(f"{what}: kernel mask layout for {n} elements, not whole 3x3 kernels")
+            raise CorruptEncodingError(
+                f"{what}: kernel mask layout for {n} elements, not whole 3x3 kernels"
+            )
         lo = decode_stream(r, n // 9, f"{what} kernel masks")
         hi = decode_stream(r, (n // 9 + 7) // 8, f"{what} kernel 9th bits")
         if lo.size != n // 9 or hi.size != (n // 9 + 7) // 8:
@@ -141,7 +145,9 @@ def encode_planes(words: np.ndarray, elem: int, w: Writer, old: np.ndarray | Non
     w.raw(min(options, key=len))
 
 
-def decode_planes(r: Reader, n: int, elem: int, what: str, old: np.ndarray | None = None) -> np.ndarray:
+def decode_planes(
+    r: Reader, n: int, elem: int, what: str, old: np.ndarray | None = None
+) -> np.ndarray:
     layout = r.u8(f"{what} plane layout")
     if layout == _DENSE:
         return decode_plain_planes(r, n, elem, what)

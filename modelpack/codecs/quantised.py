@@ -18,19 +18,27 @@ from modelpack.codecs.wire import Reader, Writer
 QUANT = 7
 
 
-def _quant_predict(old_f: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, signed: bool) -> np.ndarray:
+def _quant_predict(
+    old_f: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, signed: bool
+) -> np.ndarray:
     """``clip(rint(old / scale) + zero_point)`` with one scale and zero point
     per leading-axis channel (per-tensor: one channel)."""
     lo, hi = (-128, 127) if signed else (0, 255)
     c = scale.size
     with np.errstate(all="ignore"):
-        q = np.rint(old_f.reshape(c, -1) / scale.reshape(c, 1)) + zero_point.reshape(c, 1).astype(np.float32)
+        q = np.rint(old_f.reshape(c, -1) / scale.reshape(c, 1)) + zero_point.reshape(c, 1).astype(
+            np.float32
+        )
         q = np.nan_to_num(np.clip(q, lo, hi), nan=0.0)
     return q.reshape(-1).astype(np.int16)
 
 
 def encode_quantised(
-    new: bytes, signed: bool, old_index: int, old: bytes, scales: list[tuple[np.ndarray, int | None]]
+    new: bytes,
+    signed: bool,
+    old_index: int,
+    old: bytes,
+    scales: list[tuple[np.ndarray, int | None]],
 ) -> bytes | None:
     """``QUANT`` record of an 8-bit tensor predicted from an old float32 one.
 
@@ -73,10 +81,14 @@ def encode_quantised(
     return best
 
 
-def decode_quantised(r: Reader, length: int, olds: list[bytes], what: str, decoded: list[bytes]) -> bytes:
+def decode_quantised(
+    r: Reader, length: int, olds: list[bytes], what: str, decoded: list[bytes]
+) -> bytes:
     old = olds[r.varint(f"{what} base tensor", len(olds) - 1)] if olds else None
     if old is None or len(old) != 4 * length:
-        raise CorruptEncodingError(f"{what}: quantised record needs a float32 base tensor of {length} values")
+        raise CorruptEncodingError(
+            f"{what}: quantised record needs a float32 base tensor of {length} values"
+        )
     signed = r.u8(f"{what} signedness")
     if signed > 1:
         raise CorruptEncodingError(f"{what}: bad signedness flag {signed}")
@@ -89,7 +101,9 @@ def decode_quantised(r: Reader, length: int, olds: list[bytes], what: str, decod
     elif source == 1:
         k = r.varint(f"{what} scale tensor", max(0, len(decoded) - 1))
         if k >= len(decoded) or len(decoded[k]) != 4 * c:
-            raise CorruptEncodingError(f"{what}: scale tensor {k} is not {c} float32 values decoded earlier")
+            raise CorruptEncodingError(
+                f"{what}: scale tensor {k} is not {c} float32 values decoded earlier"
+            )
         scale = np.frombuffer(decoded[k], "<f4")
     else:
         raise CorruptEncodingError(f"{what}: unknown scale source {source}")

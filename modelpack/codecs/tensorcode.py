@@ -151,7 +151,9 @@ def _read_codebook(r: Reader, elem: int, what: str) -> np.ndarray:
     raw = decode_stream(r, k * elem, f"{what} codebook")
     if raw.size != k * elem:
         raise CorruptEncodingError(f"{what}: codebook of {raw.size} bytes, expected {k * elem}")
-    return np.cumsum(np.ascontiguousarray(raw.reshape(elem, k).T).reshape(-1).view(WORD[elem]), dtype=WORD[elem])
+    return np.cumsum(
+        np.ascontiguousarray(raw.reshape(elem, k).T).reshape(-1).view(WORD[elem]), dtype=WORD[elem]
+    )
 
 
 def _encode_codebook(words: np.ndarray, elem: int) -> bytes | None:
@@ -229,7 +231,11 @@ def _varint_bytes(value: int) -> bytes:
 
 
 def encode_tensor(
-    new: bytes, elem: int, old: OldTensor | None, same: int | None, allow: frozenset[int] | None = None
+    new: bytes,
+    elem: int,
+    old: OldTensor | None,
+    same: int | None,
+    allow: frozenset[int] | None = None,
 ) -> tuple[int, bytes]:
     """Smallest encoding of one tensor's bytes; returns (mode, record).
     ``allow`` restricts the modes tried (tests use it to reach every decoder
@@ -271,7 +277,12 @@ def encode_tensor(
             candidates.append((SUB, w.getvalue()))
         cp = _encode_codebook_predict(old_words, words, elem)
         if cp is not None:
-            candidates.append((CODEBOOK_PREDICT, bytes((CODEBOOK_PREDICT,)) + _varint_bytes(old.index) + bytes((elem,)) + cp))
+            candidates.append(
+                (
+                    CODEBOOK_PREDICT,
+                    bytes((CODEBOOK_PREDICT,)) + _varint_bytes(old.index) + bytes((elem,)) + cp,
+                )
+            )
     cb = _encode_codebook(words, elem)
     if cb is not None:
         candidates.append((CODEBOOK, bytes((CODEBOOK, elem)) + cb))
@@ -290,7 +301,9 @@ def encode_tensor(
     return min(candidates, key=lambda c: len(c[1]))
 
 
-def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str, decoded: list[bytes] | None = None) -> bytes:
+def decode_tensor(
+    r: Reader, length: int, olds: list[bytes], what: str, decoded: list[bytes] | None = None
+) -> bytes:
     """Read one tensor record and return exactly ``length`` bytes.
     ``decoded``: the new model's tensors decoded so far (for references)."""
     mode = r.u8(f"{what} mode")
@@ -344,6 +357,8 @@ def decode_tensor(r: Reader, length: int, olds: list[bytes], what: str, decoded:
         raise CorruptEncodingError(f"{what}: base tensor has more than {MAX_CODEBOOK} values")
     raw = decode_stream(r, values.size * elem, f"{what} codebook map")
     if raw.size != values.size * elem:
-        raise CorruptEncodingError(f"{what}: codebook map of {raw.size} bytes, expected {values.size * elem}")
+        raise CorruptEncodingError(
+            f"{what}: codebook map of {raw.size} bytes, expected {values.size * elem}"
+        )
     mapped = values ^ np.ascontiguousarray(raw.reshape(elem, -1).T).reshape(-1).view(WORD[elem])
     return mapped[inverse.reshape(-1)].tobytes()

@@ -82,7 +82,11 @@ def encode_model(new: bytes, base: bytes | None, stats: EncodeStats | None = Non
         pos = s.end
     w.blob(zstandard.ZstdCompressor(level=_LAYOUT_LEVEL).compress(layout.getvalue()))
     skeleton = split(new, slots)
-    skel = zstdcodecs.delta_compress(skeleton, base_skeleton) if base_skeleton else zstdcodecs.compress(skeleton)
+    skel = (
+        zstdcodecs.delta_compress(skeleton, base_skeleton)
+        if base_skeleton
+        else zstdcodecs.compress(skeleton)
+    )
     w.blob(skel)
     if stats is not None:
         stats.skeleton_bytes += len(skel)
@@ -121,11 +125,19 @@ def _quantised(
     o = old_slots[source]
     me = new_slots.index(s)
     scales = [
-        (np.frombuffer(new[t.offset : t.end], "<f4"), k if k < me and t.length <= _REFERABLE else None)
+        (
+            np.frombuffer(new[t.offset : t.end], "<f4"),
+            k if k < me and t.length <= _REFERABLE else None,
+        )
         for k, t in enumerate(new_slots)
-        if t.data_type == 1 and t.name.startswith(o.name) and "scale" in t.name and s.length % max(1, t.length // 4) == 0
+        if t.data_type == 1
+        and t.name.startswith(o.name)
+        and "scale" in t.name
+        and s.length % max(1, t.length // 4) == 0
     ]
-    return encode_quantised(new[s.offset : s.end], s.data_type == 3, source, base[o.offset : o.end], scales)
+    return encode_quantised(
+        new[s.offset : s.end], s.data_type == 3, source, base[o.offset : o.end], scales
+    )
 
 
 def decode_model(payload: bytes, base: bytes | None, target_length: int) -> bytes:

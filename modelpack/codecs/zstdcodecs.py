@@ -39,7 +39,9 @@ def compress(data: bytes, level: int = FULL_LEVEL) -> bytes:
 
 def decompress(data: bytes, size: int, what: str = "zstd stream") -> bytes:
     try:
-        out = zstandard.ZstdDecompressor(max_window_size=1 << MAX_WINDOW_LOG).decompress(data, max_output_size=size)
+        out = zstandard.ZstdDecompressor(max_window_size=1 << MAX_WINDOW_LOG).decompress(
+            data, max_output_size=size
+        )
     except zstandard.ZstdError as exc:
         raise CorruptEncodingError(f"{what} damaged: {exc}") from exc
     if len(out) != size:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from modelpack import cache
 from modelpack.zoo.alexnet import build_alexnet
-
 from modelpack.zoo.squeezedet import build_squeezedet
 from modelpack.zoo.squeezenet import build_squeezenet_v10
 from modelpack.zoo.squeezenet11 import build_squeezenet_v11

@@ -30,7 +30,9 @@ def alexnet_info(seed: int = SEED) -> ModelInfo:
         kind="classifier",
         architecture="alexnet",
         input_shape=(1, 3, 227, 227),
-        preprocessing=Preprocessing(height=227, width=227, channel_order="BGR", mean=(104.0, 117.0, 123.0)),
+        preprocessing=Preprocessing(
+            height=227, width=227, channel_order="BGR", mean=(104.0, 117.0, 123.0)
+        ),
         labels="imagenet",
         trained=False,
         provenance=(
@@ -61,7 +63,12 @@ def build_alexnet(seed: int = SEED) -> bytes:
     x = g.op("Flatten", "flatten", [x], axis=1)
     for name, out_f, in_f in FCS:
         w, b = _fc(seed, name, out_f, in_f)
-        x = g.op("Gemm", name, [x, g.add_initializer(f"{name}/weight", w), g.add_initializer(f"{name}/bias", b)], transB=1)
+        x = g.op(
+            "Gemm",
+            name,
+            [x, g.add_initializer(f"{name}/weight", w), g.add_initializer(f"{name}/bias", b)],
+            transB=1,
+        )
         if name != "fc8":
             x = g.relu(f"{name}/relu", x)
         # dropout after fc6/fc7 is the identity at inference

@@ -28,7 +28,9 @@ class GraphBuilder:
     initializers: list[onnx.TensorProto] = field(default_factory=list)
 
     def add_initializer(self, name: str, array: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
+        self.initializers.append(
+            numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name)
+        )
         return name
 
     def conv(
@@ -81,7 +83,11 @@ class GraphBuilder:
         ceil: bool = True,
         pads: tuple[int, int, int, int] | None = None,
     ) -> str:
-        attrs: dict[str, object] = {"kernel_shape": [kernel, kernel], "strides": [stride, stride], "ceil_mode": 1 if ceil else 0}
+        attrs: dict[str, object] = {
+            "kernel_shape": [kernel, kernel],
+            "strides": [stride, stride],
+            "ceil_mode": 1 if ceil else 0,
+        }
         if pads is not None:
             attrs["pads"] = list(pads)
         self.nodes.append(helper.make_node("MaxPool", [x], [name], name=name, **attrs))

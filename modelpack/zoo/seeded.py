@@ -18,7 +18,9 @@ def layer_rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
 
-def he_conv(seed: int, name: str, shape: tuple[int, ...], *, std: float | None = None) -> LayerTensors:
+def he_conv(
+    seed: int, name: str, shape: tuple[int, ...], *, std: float | None = None
+) -> LayerTensors:
     """He-normal weights (the usual ReLU init), zero bias."""
     fan_in = int(np.prod(shape[1:]))
     scale = std if std is not None else float(np.sqrt(2.0 / fan_in))

@@ -24,7 +24,17 @@ from modelpack.zoo.squeezenet import finish, fire, shipped_tensor_dict
 SEED = 7
 HEIGHT, WIDTH = 384, 1248
 GRID = (24, 78)
-ANCHOR_SHAPES = ((36, 37), (366, 174), (115, 59), (162, 87), (38, 90), (258, 173), (224, 108), (78, 170), (72, 43))
+ANCHOR_SHAPES = (
+    (36, 37),
+    (366, 174),
+    (115, 59),
+    (162, 87),
+    (38, 90),
+    (258, 173),
+    (224, 108),
+    (78, 170),
+    (72, 43),
+)
 CLASSES = ("car", "pedestrian", "cyclist")
 SAME_S2 = (0, 0, 1, 1)
 REAL_FIRES = (3, 4, 5, 6, 7, 8, 9)
@@ -50,7 +60,9 @@ def squeezedet_info(seed: int = SEED) -> ModelInfo:
         input_name="data",
         input_shape=(1, 3, HEIGHT, WIDTH),
         output_names=("preds",),
-        preprocessing=Preprocessing(height=HEIGHT, width=WIDTH, channel_order="BGR", mean=(103.939, 116.779, 123.68)),
+        preprocessing=Preprocessing(
+            height=HEIGHT, width=WIDTH, channel_order="BGR", mean=(103.939, 116.779, 123.68)
+        ),
         labels="kitti",
         trained=False,
         provenance=(
@@ -91,5 +103,7 @@ def build_squeezedet(seed: int = SEED) -> bytes:
         x = fire(g, x, i, w)
     # dropout11 is the identity at inference.
     g.conv("conv12", x, w["conv12"].weight, w["conv12"].bias, pad=1, relu=False, out="preds")
-    model = g.model(info.architecture, info.input_name, info.input_shape, [("preds", (1, 72, *GRID))])
+    model = g.model(
+        info.architecture, info.input_name, info.input_shape, [("preds", (1, 72, *GRID))]
+    )
     return finish(model, info)[0]

@@ -60,7 +60,9 @@ def v10_info() -> ModelInfo:
         input_name="data",
         input_shape=(1, 3, 227, 227),
         output_names=("prob",),
-        preprocessing=Preprocessing(height=227, width=227, channel_order="BGR", mean=(104.0, 117.0, 123.0)),
+        preprocessing=Preprocessing(
+            height=227, width=227, channel_order="BGR", mean=(104.0, 117.0, 123.0)
+        ),
         labels="imagenet",
         trained=True,
         provenance=V10_PROVENANCE,

@@ -30,7 +30,9 @@ def v11_info(seed: int = SEED) -> ModelInfo:
         kind="classifier",
         architecture="squeezenet1.1",
         input_shape=(1, 3, 227, 227),
-        preprocessing=Preprocessing(height=227, width=227, channel_order="BGR", mean=(104.0, 117.0, 123.0)),
+        preprocessing=Preprocessing(
+            height=227, width=227, channel_order="BGR", mean=(104.0, 117.0, 123.0)
+        ),
         labels="imagenet",
         trained=False,
         provenance=(

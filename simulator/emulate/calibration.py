@@ -30,11 +30,17 @@ CALIB_CUTS_S = (11.0, 6.0)
 def calibration_vehicles(package: str, model_bytes: int) -> tuple[list[VehicleRun], list[int]]:
     """The four calibration vehicles (links and windows) and their retry limits (0: the agent's own)."""
     # Long enough for a cut vehicle's second session to fetch the whole file when it is served.
-    horizon = 90.0 if package == "served" else 90.0 + 1.3 * model_bytes * 8 / (CALIB_RATE_MBIT * 1e6)
+    horizon = (
+        90.0 if package == "served" else 90.0 + 1.3 * model_bytes * 8 / (CALIB_RATE_MBIT * 1e6)
+    )
     out = []
-    for rtt, cut in zip(CALIB_RTTS_MS, CALIB_CUTS_S):
+    for rtt, cut in zip(CALIB_RTTS_MS, CALIB_CUTS_S, strict=False):
         out.append(VehicleRun(0, f"calib_{rtt:g}ms", CALIB_RATE_MBIT, rtt, [(0.0, horizon)]))
-        out.append(VehicleRun(0, f"calib_{rtt:g}ms_cut", CALIB_RATE_MBIT, rtt, [(0.0, cut), (cut + 1.0, horizon)]))
+        out.append(
+            VehicleRun(
+                0, f"calib_{rtt:g}ms_cut", CALIB_RATE_MBIT, rtt, [(0.0, cut), (cut + 1.0, horizon)]
+            )
+        )
     return out, [0, 1, 0, 1]
 
 
@@ -53,7 +59,9 @@ def _setup_s(sess: dict, rate: float, payload: int) -> float:  # type: ignore[ty
 
 def _split(times: dict[float, list[float]]) -> tuple[float, float]:
     """Seconds = fixed + rtts x RTT, from set-up times on two RTTs: (fixed, rtts)."""
-    (r1, t1), (r2, t2) = ((r / 1000, statistics.fmean(ts)) for r, ts in sorted(times.items(), reverse=True))
+    (r1, t1), (r2, t2) = (
+        (r / 1000, statistics.fmean(ts)) for r, ts in sorted(times.items(), reverse=True)
+    )
     rtts = max(0.0, (t1 - t2) / (r1 - r2))
     return max(0.0, t1 - rtts * r1), rtts
 
@@ -98,7 +106,9 @@ def calibrate(runs: list[VehicleRun], served: ServedPackage) -> Calibration:
     rate = LinkProfile("calib", CALIB_RATE_MBIT, 0.0).goodput_bytes_per_s()
     for v in runs:
         if v.done_at is None or ("cut" in v.link and len(v.sessions) < 2):
-            raise RuntimeError(f"calibration agent {v.link} did not behave as planned: {v.sessions}")
+            raise RuntimeError(
+                f"calibration agent {v.link} did not behave as planned: {v.sessions}"
+            )
     first: dict[float, list[float]] = {r: [] for r in CALIB_RTTS_MS}
     resumed: dict[float, list[float]] = {r: [] for r in CALIB_RTTS_MS}
     overheads, resume_overheads = [], []

@@ -52,7 +52,9 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "squeezenet1.0"
 
 
-def vehicle_windows(scenario: Scenario, n: int, horizon_s: float) -> list[list[tuple[float, float]]]:
+def vehicle_windows(
+    scenario: Scenario, n: int, horizon_s: float
+) -> list[list[tuple[float, float]]]:
     """Each vehicle's reachable windows up to the horizon, from the simulator's model."""
     fleet = build_fleet(scenario, n)
     w = Windows(fleet, np.arange(n))
@@ -109,7 +111,8 @@ def run_agents(
     _, contact = first_contact(fleet, np.arange(n), 0.0)
     links = [scenario.links[fleet.link_names[i]] for i in fleet.link_idx]
     runs = [
-        VehicleRun(k, links[k].name, links[k].bandwidth_mbps, links[k].rtt_ms, windows[k]) for k in range(n)
+        VehicleRun(k, links[k].name, links[k].bandwidth_mbps, links[k].rtt_ms, windows[k])
+        for k in range(n)
     ]
     extra = extra or []
     runs += [dataclasses.replace(e, index=n + i) for i, e in enumerate(extra)]
@@ -130,12 +133,17 @@ def run_agents(
     reg.publish_bytes(MODEL_NAME, "1.0.0", model)
     reg.release(MODEL_NAME, "1.0.0")  # publishing alone reaches no vehicle (issue 12)
     served = _served_package(reg, encodings, model, package)
-    server, port = create_server(reg, "127.0.0.1:0", max_workers=max(16, 4 * n), tls_files=server_tls)
+    server, port = create_server(
+        reg, "127.0.0.1:0", max_workers=max(16, 4 * n), tls_files=server_tls
+    )
     procs: list[subprocess.Popen[bytes]] = []
     try:
         horizon_s = max([horizon_s] + [w[-1][1] for w in (r.windows for r in runs) if w])
         with Namespaces([r.rate_mbit for r in runs]) as ns:
-            relays = [VehicleRelay(k, ns.links[k].host_ip, runs[k].rtt_ms / 2000, runs[k].windows) for k in range(n)]
+            relays = [
+                VehicleRelay(k, ns.links[k].host_ip, runs[k].rtt_ms / 2000, runs[k].windows)
+                for k in range(n)
+            ]
             with Relay(("127.0.0.1", port), relays) as relay:
                 specs = []
                 for k, link in enumerate(ns.links):
@@ -164,14 +172,26 @@ def run_agents(
                     specs.append(spec)
                     procs.append(
                         subprocess.Popen(
-                            [*ns.exec_prefix(link), sys.executable, "-m", "simulator.emulate.runner", str(d / "spec.json")],
+                            [
+                                *ns.exec_prefix(link),
+                                sys.executable,
+                                "-m",
+                                "simulator.emulate.runner",
+                                str(d / "spec.json"),
+                            ],
                             stdout=subprocess.DEVNULL,
                             stderr=open(d / "stderr.txt", "wb"),  # noqa: SIM115 - closed with the process
                         )
                     )
                 echo(f"started {n} agents in their namespaces; waiting for them to load")
                 # Agents load in parallel on a few cores: allow them a few CPU-seconds each.
-                _wait_for(lambda: all(Path(s["ready"]).exists() for s in specs) or any(p.poll() not in (None, 0) for p in procs), max(180.0, 3.0 * n))
+                _wait_for(
+                    lambda: (
+                        all(Path(s["ready"]).exists() for s in specs)
+                        or any(p.poll() not in (None, 0) for p in procs)
+                    ),
+                    max(180.0, 3.0 * n),
+                )
                 dead = [k for k, p in enumerate(procs) if p.poll() not in (None, 0)]
                 if dead:
                     err = (work / f"vehicle-{dead[0]}" / "stderr.txt").read_text()[-2000:]
@@ -197,7 +217,11 @@ def run_agents(
                         runs[k].installed_at = res["installed_at"]
                         runs[k].sessions = res["sessions"]
                     else:
-                        log.warning("vehicle %d wrote no result: %s", k, (work / f"vehicle-{k}" / "stderr.txt").read_text()[-500:])
+                        log.warning(
+                            "vehicle %d wrote no result: %s",
+                            k,
+                            (work / f"vehicle-{k}" / "stderr.txt").read_text()[-500:],
+                        )
     finally:
         for p in procs:
             if p.poll() is None:
@@ -209,12 +233,16 @@ def run_agents(
 
 
 def _served_package(reg, encodings, model: bytes, package: str) -> ServedPackage:  # type: ignore[no-untyped-def]
-    standalone = [e for e in encodings.stored_encodings(reg.store, MODEL_NAME, "1.0.0") if e.base_sha256 == ""]
+    standalone = [
+        e for e in encodings.stored_encodings(reg.store, MODEL_NAME, "1.0.0") if e.base_sha256 == ""
+    ]
     if package == "full":
         # Withdraw the precomputed encodings (the store's record of them), so the full file is offered.
         reg.store.put_encodings(MODEL_NAME, "1.0.0", [])
         if encodings.stored_encodings(reg.store, MODEL_NAME, "1.0.0"):
-            raise RuntimeError("could not withdraw the registry's encodings for the full-file emulation")
+            raise RuntimeError(
+                "could not withdraw the registry's encodings for the full-file emulation"
+            )
         return ServedPackage(len(model), "full", True)
     if standalone:
         best = min(standalone, key=lambda e: e.length)
@@ -246,12 +274,17 @@ def calibrated(scenario: Scenario, cal: Calibration, served: ServedPackage) -> S
     """The scenario with the agent's measured constants, the shaper's drain and its resume behaviour."""
     from vehicle_agent.download import RetryPolicy
 
-    links = {name: dataclasses.replace(lk, drain_s=cal.drain_s) for name, lk in scenario.links.items()}
+    links = {
+        name: dataclasses.replace(lk, drain_s=cal.drain_s) for name, lk in scenario.links.items()
+    }
     campaign = dataclasses.replace(scenario.campaign, resumable=served.resumable)
     policy = RetryPolicy()  # what the fleet's agents run with
     protocol = dataclasses.replace(
         cal.protocol(scenario.protocol),
-        retry_attempts=policy.attempts, retry_base_s=policy.base_s, retry_factor=policy.factor, retry_cap_s=policy.cap_s,
+        retry_attempts=policy.attempts,
+        retry_base_s=policy.base_s,
+        retry_factor=policy.factor,
+        retry_cap_s=policy.cap_s,
     )
     return scenario.replace(links=links, protocol=protocol, campaign=campaign)
 
@@ -273,7 +306,6 @@ def emulate(
     """
     from modelpack import zoo
 
-
     t = time.perf_counter()
     model = zoo.build(MODEL_NAME)
     extra, retry = calibration_vehicles(package, len(model))
@@ -282,7 +314,15 @@ def emulate(
         for r in range(repeats):
             echo(f"run {r + 1}/{repeats}: {n} agents and {len(extra)} calibration agents")
             runs, served = run_agents(
-                scenario, n, model, horizon_s, Path(d) / f"run{r}", package=package, echo=echo, extra=extra, extra_retry=retry
+                scenario,
+                n,
+                model,
+                horizon_s,
+                Path(d) / f"run{r}",
+                package=package,
+                echo=echo,
+                extra=extra,
+                extra_retry=retry,
             )
             results.append((runs[:n], runs[n:], served))
     runs, calib_runs, served = results[0]
@@ -301,4 +341,13 @@ def emulate(
     return EmulationResult(sc, served, cal, runs, time.perf_counter() - t, rerun)
 
 
-__all__ = ["HEADER_BYTES", "Calibration", "EmulationResult", "ServedPackage", "VehicleRun", "emulate", "run_agents", "vehicle_windows"]
+__all__ = [
+    "HEADER_BYTES",
+    "Calibration",
+    "EmulationResult",
+    "ServedPackage",
+    "VehicleRun",
+    "emulate",
+    "run_agents",
+    "vehicle_windows",
+]

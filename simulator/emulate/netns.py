@@ -65,18 +65,36 @@ def check_available() -> None:
     try:
         _run("ip", "netns", "add", probe)
     except subprocess.CalledProcessError as e:
-        raise EmulationUnavailable(f"cannot create a network namespace: {e.stderr.strip()}") from None
+        raise EmulationUnavailable(
+            f"cannot create a network namespace: {e.stderr.strip()}"
+        ) from None
     try:
         veth = f"osp{os.getpid() % 100000}"
         _run("ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "n", "netns", probe)
         try:
-            _run("tc", "qdisc", "add", "dev", veth, "root", "tbf", "rate", "8mbit", "burst", "32kb", "latency", "400ms")
+            _run(
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                veth,
+                "root",
+                "tbf",
+                "rate",
+                "8mbit",
+                "burst",
+                "32kb",
+                "latency",
+                "400ms",
+            )
         except subprocess.CalledProcessError as e:
             raise EmulationUnavailable(f"tc tbf does not work here: {e.stderr.strip()}") from None
         finally:
             _run("ip", "link", "del", veth, check=False)
     except subprocess.CalledProcessError as e:
-        raise EmulationUnavailable(f"cannot create a veth pair into a namespace: {e.stderr.strip()}") from None
+        raise EmulationUnavailable(
+            f"cannot create a veth pair into a namespace: {e.stderr.strip()}"
+        ) from None
     finally:
         _run("ip", "netns", "del", probe, check=False)
 
@@ -87,7 +105,9 @@ class Namespaces:
     def __init__(self, rates_mbit: list[float], lock_wait_s: float = 600.0) -> None:
         self.lock_wait_s = lock_wait_s
         if len(rates_mbit) > MAX_VEHICLES:
-            raise ValueError(f"at most {MAX_VEHICLES} emulated vehicles, asked for {len(rates_mbit)}")
+            raise ValueError(
+                f"at most {MAX_VEHICLES} emulated vehicles, asked for {len(rates_mbit)}"
+            )
         self.tag = f"{os.getpid() % 100000}"
         self.links = [
             VehicleLink(k, f"otasim{self.tag}-{k}", f"os{self.tag}h{k}", f"os{self.tag}n{k}", r)
@@ -95,7 +115,7 @@ class Namespaces:
         ]
         self._lock_fd: int | None = None
 
-    def __enter__(self) -> "Namespaces":
+    def __enter__(self) -> Namespaces:
         LOCK_PATH.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(LOCK_PATH, os.O_CREAT | os.O_RDWR, 0o644)
         # One emulation at a time on a machine: their 10.231.x.0/24 subnets would clash.
@@ -123,7 +143,19 @@ class Namespaces:
 
     def _make(self, link: VehicleLink) -> None:
         _run("ip", "netns", "add", link.netns)
-        _run("ip", "link", "add", link.host_if, "type", "veth", "peer", "name", link.ns_if, "netns", link.netns)
+        _run(
+            "ip",
+            "link",
+            "add",
+            link.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            link.ns_if,
+            "netns",
+            link.netns,
+        )
         _run("ip", "addr", "add", f"{link.host_ip}/24", "dev", link.host_if)
         _run("ip", "link", "set", link.host_if, "up")
         ns = ("ip", "netns", "exec", link.netns)
@@ -132,9 +164,28 @@ class Namespaces:
         _run(*ns, "ip", "link", "set", "lo", "up")
         # Burst of at least one rate-tick's worth; latency bounds the queue (drops beyond it, as a modem would).
         burst_kb = max(16, int(link.rate_mbit * 1e6 / 8 / 250 / 1024) + 2)
-        _run("tc", "qdisc", "add", "dev", link.host_if, "root", "tbf", "rate", f"{link.rate_mbit}mbit",
-             "burst", f"{burst_kb}kb", "latency", "300ms")
-        log.debug("made %s: %s <-> %s at %s Mbit/s", link.netns, link.host_ip, link.vehicle_ip, link.rate_mbit)
+        _run(
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            link.host_if,
+            "root",
+            "tbf",
+            "rate",
+            f"{link.rate_mbit}mbit",
+            "burst",
+            f"{burst_kb}kb",
+            "latency",
+            "300ms",
+        )
+        log.debug(
+            "made %s: %s <-> %s at %s Mbit/s",
+            link.netns,
+            link.host_ip,
+            link.vehicle_ip,
+            link.rate_mbit,
+        )
 
     def exec_prefix(self, link: VehicleLink) -> list[str]:
         return ["ip", "netns", "exec", link.netns]

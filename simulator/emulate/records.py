@@ -110,5 +110,3 @@ class EmulationResult:
         fin = self.finished()
         emu = sum(v.app_bytes for v in fin)
         return (sum(v.sim_bytes for v in fin) - emu) / emu if emu else math.nan
-
-

@@ -52,11 +52,13 @@ class Relay:
         self.vehicles = vehicles
         self.t0 = float("inf")
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="emulation-relay", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="emulation-relay", daemon=True
+        )
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
 
-    def __enter__(self) -> "Relay":
+    def __enter__(self) -> Relay:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
         return self
@@ -68,7 +70,9 @@ class Relay:
 
     async def _start(self) -> None:
         for v in self.vehicles:
-            srv = await asyncio.start_server(lambda r, w, v=v: self._handle(v, r, w), v.listen_ip, 0)
+            srv = await asyncio.start_server(
+                lambda r, w, v=v: self._handle(v, r, w), v.listen_ip, 0
+            )
             v.port = srv.sockets[0].getsockname()[1]
             self._servers.append(srv)
 
@@ -86,7 +90,9 @@ class Relay:
                 _reset(up)
             v.conns.clear()
 
-    async def _handle(self, v: VehicleRelay, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(
+        self, v: VehicleRelay, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         if not v.online(time.time() - self.t0):
             v.refused += 1
             _reset(writer)
@@ -112,7 +118,9 @@ class Relay:
                 w.close()
 
     @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+    async def _pipe(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float
+    ) -> None:
         """Copy ``reader`` to ``writer``, each chunk ``delay`` seconds late (a delay line)."""
         line: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
@@ -171,7 +179,9 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     if sock is not None:
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
         except OSError:
             pass
     writer.transport.abort()

@@ -41,7 +41,9 @@ class ErrorSummary:
     verdicts: list[VehicleVerdict] = dataclasses.field(default_factory=list)
     mean_abs_log_time: float = math.nan
     mean_abs_log_bytes: float = math.nan
-    noise_log_time: float = math.nan  # mean |log(run 2 / run 1)| of the real agents: the noise floor
+    noise_log_time: float = (
+        math.nan
+    )  # mean |log(run 2 / run 1)| of the real agents: the noise floor
     noise_log_bytes: float = math.nan
 
     @property
@@ -110,8 +112,16 @@ def verdict_of(v: VehicleRun, drain_s: float) -> VehicleVerdict:
 def _noise(a: list[VehicleRun], b: list[VehicleRun] | None) -> tuple[float, float]:
     if not b:
         return math.nan, math.nan
-    lt = [abs(math.log(y.done_at / x.done_at)) for x, y in zip(a, b) if x.done_at and y.done_at]
-    lb = [abs(math.log(y.app_bytes / x.app_bytes)) for x, y in zip(a, b) if x.app_bytes and y.app_bytes]
+    lt = [
+        abs(math.log(y.done_at / x.done_at))
+        for x, y in zip(a, b, strict=False)
+        if x.done_at and y.done_at
+    ]
+    lb = [
+        abs(math.log(y.app_bytes / x.app_bytes))
+        for x, y in zip(a, b, strict=False)
+        if x.app_bytes and y.app_bytes
+    ]
     return (float(np.mean(lt)) if lt else math.nan), (float(np.mean(lb)) if lb else math.nan)
 
 
@@ -157,7 +167,11 @@ def summarise(res: EmulationResult) -> ErrorSummary:
 def _package(res: EmulationResult) -> str:
     p = res.package
     what = "the full file" if p.encoding == "full" else f"its '{p.encoding}' encoding"
-    how = "the agent resumes it across windows" if p.resumable else "a cut restarts it (`resumable = false`)"
+    how = (
+        "the agent resumes it across windows"
+        if p.resumable
+        else "a cut restarts it (`resumable = false`)"
+    )
     return f"{what} ({p.nbytes:,} B; {how})"
 
 
@@ -180,7 +194,9 @@ def write_emulation_report(res: EmulationResult, out: Path) -> tuple[Path, Error
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in res.vehicles:
-        wins = ", ".join(f"{a:.0f}-{b:.0f}" for a, b in v.windows[:3]) + (" ..." if len(v.windows) > 3 else "")
+        wins = ", ".join(f"{a:.0f}-{b:.0f}" for a, b in v.windows[:3]) + (
+            " ..." if len(v.windows) > 3 else ""
+        )
         done = f"{v.done_at:.2f} s" if v.done_at is not None else "not finished"
         vd = verdict_by[v.index]
         rows.append(
@@ -247,10 +263,13 @@ simulator counts application bytes).
     path = out / "emulation.md"
     path.write_text(md)
     # Everything measured per vehicle (sessions, each payload request), for diagnosis.
-    raw = {"calibration": dataclasses.asdict(cal), "package": dataclasses.asdict(res.package),
-           "vehicles": [dataclasses.asdict(v) for v in res.vehicles],
-           "verdicts": [dataclasses.asdict(v) for v in s.verdicts],
-           "rerun": [dataclasses.asdict(v) for v in res.rerun] if res.rerun else None}
+    raw = {
+        "calibration": dataclasses.asdict(cal),
+        "package": dataclasses.asdict(res.package),
+        "vehicles": [dataclasses.asdict(v) for v in res.vehicles],
+        "verdicts": [dataclasses.asdict(v) for v in s.verdicts],
+        "rerun": [dataclasses.asdict(v) for v in res.rerun] if res.rerun else None,
+    }
     (out / "emulation.json").write_text(json.dumps(raw, indent=1, default=float))
     return path, s
 
@@ -271,7 +290,14 @@ def plot_emulation(res: EmulationResult, path: Path) -> None:
     top = max([v.done_at for v in fin] + [v.sim_done for v in fin] + [1.0]) * 1.1  # type: ignore[operator]
     grid = np.linspace(0, top, 50)
     ax.plot(grid, grid, color="0.3", lw=1, label="simulated = real", zorder=2)
-    ax.fill_between(grid, grid * (1 - TARGET), grid * (1 + TARGET), color="0.88", label=f"±{100 * TARGET:.0f}%", zorder=1)
+    ax.fill_between(
+        grid,
+        grid * (1 - TARGET),
+        grid * (1 + TARGET),
+        color="0.88",
+        label=f"±{100 * TARGET:.0f}%",
+        zorder=1,
+    )
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_xlabel("real agent: last byte (s after start)")

@@ -34,7 +34,9 @@ def main(spec_path: str) -> int:
     out = Path(spec["out"])
     Path(spec["ready"]).write_text("ready")
     go = Path(spec["go"])
-    deadline = time.time() + 900  # the harness waits for every agent to load (minutes for a hundred on two cores)
+    deadline = (
+        time.time() + 900
+    )  # the harness waits for every agent to load (minutes for a hundred on two cores)
     while not go.exists():
         if time.time() > deadline:
             return 2
@@ -42,7 +44,12 @@ def main(spec_path: str) -> int:
     t0 = float(go.read_text())
     end_by = t0 + float(spec["horizon_s"])
     sessions: list[dict[str, object]] = []
-    result: dict[str, object] = {"vehicle": spec["vehicle"], "sessions": sessions, "done_at": None, "installed_at": None}
+    result: dict[str, object] = {
+        "vehicle": spec["vehicle"],
+        "sessions": sessions,
+        "done_at": None,
+        "installed_at": None,
+    }
     not_before = float(spec.get("first_contact", 0.0))  # the simulator's first check-in
     for start, end in spec["windows"]:
         start = max(start, not_before)
@@ -66,12 +73,16 @@ def main(spec_path: str) -> int:
 class TimedClient(RegistryClient):
     """The real client, noting when payload streams (target or encoding) deliver and finish."""
 
-    def __init__(self, address: str, config: TransportConfig, t0: float, tls_files: TlsFiles) -> None:
+    def __init__(
+        self, address: str, config: TransportConfig, t0: float, tls_files: TlsFiles
+    ) -> None:
         super().__init__(address, config, tls_files=tls_files)
         self.t0 = t0
         self.first_payload: float | None = None
         self.payload_done: float | None = None
-        self.requests: list[list[float]] = []  # [start, offset, max_bytes, end, bytes, ok] per payload request
+        self.requests: list[
+            list[float]
+        ] = []  # [start, offset, max_bytes, end, bytes, ok] per payload request
 
     def download(self, kind, path, offset=0, max_bytes=0, vehicle_id=""):  # type: ignore[no-untyped-def]
         payload = kind in (ota_pb2.FILE_KIND_TARGET, ota_pb2.FILE_KIND_ENCODING)
@@ -98,7 +109,15 @@ class SharedJitter:
     different dice. The agent's code is unchanged; this only feeds its rng hook.
     """
 
-    def __init__(self, seed: int, vehicle: int, windows: list[tuple[float, float]], t0: float, base_s: float, factor: float) -> None:
+    def __init__(
+        self,
+        seed: int,
+        vehicle: int,
+        windows: list[tuple[float, float]],
+        t0: float,
+        base_s: float,
+        factor: float,
+    ) -> None:
         self.seed, self.vehicle, self.windows, self.t0 = seed, vehicle, windows, t0
         self.base_s, self.factor = base_s, factor
 
@@ -106,7 +125,7 @@ class SharedJitter:
         from simulator import rng
 
         d = 2 * b  # RetryPolicy.delay draws uniform(0, d/2)
-        i = 7 if d >= 30 else int(round(math.log(max(d, self.base_s) / self.base_s, self.factor))) + 1
+        i = 7 if d >= 30 else round(math.log(max(d, self.base_s) / self.base_s, self.factor)) + 1
         now = time.time() - self.t0
         # The simulator keys the draws by the window that follows the cut (key = j on day 0).
         j = sum(1 for start, _ in self.windows if start <= now)
@@ -119,8 +138,12 @@ def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, obje
     rec: dict[str, object] = {"start": time.time() - t0, "rx_start": _rx(spec)}
     ca, cert, key = (Path(p) for p in spec["tls"])
     identity = TlsFiles(ca, cert, key, server_name="localhost")  # dialled through a relay's address
-    client = TimedClient(spec["registry"], TransportConfig(rpc_deadline_s=20.0, download_deadline_s=600.0), t0,
-                         identity)
+    client = TimedClient(
+        spec["registry"],
+        TransportConfig(rpc_deadline_s=20.0, download_deadline_s=600.0),
+        t0,
+        identity,
+    )
     cfg = AgentConfig(
         registry=spec["registry"],
         state_dir=Path(spec["state"]),
@@ -137,14 +160,20 @@ def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, obje
             outcomes = agent.update_once()
         finally:
             agent.close()
-    except Exception as e:  # noqa: BLE001 - a session that dies with the link is data, not a crash
+    except Exception as e:
         outcomes = []
         rec["status"], rec["reason"] = "error", f"{type(e).__name__}: {e}"
     finally:
         client.close()
     if outcomes:
         o = outcomes[0]
-        rec.update(status=o.status, reason=o.reason, encoding=o.encoding, bytes_downloaded=o.bytes_downloaded, length=o.length)
+        rec.update(
+            status=o.status,
+            reason=o.reason,
+            encoding=o.encoding,
+            bytes_downloaded=o.bytes_downloaded,
+            length=o.length,
+        )
         if o.status == "installed":
             result["installed_at"] = time.time() - t0
             result["done_at"] = client.payload_done
@@ -163,7 +192,9 @@ def _retry_policy(spec: dict, t0: float) -> RetryPolicy:  # type: ignore[type-ar
     if spec.get("retry_attempts"):
         return RetryPolicy(attempts=spec["retry_attempts"])
     base = RetryPolicy()
-    jitter = SharedJitter(spec["seed"], spec["index"], spec["windows"], t0, base.base_s, base.factor)
+    jitter = SharedJitter(
+        spec["seed"], spec["index"], spec["windows"], t0, base.base_s, base.factor
+    )
     return RetryPolicy(rng=jitter)  # type: ignore[arg-type]
 
 

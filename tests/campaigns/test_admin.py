@@ -225,7 +225,9 @@ def test_cli_create_status_list_json(registry_server, vehicles, clock) -> None:
     res = runner.invoke(cli, ["campaign", "resume", cid, *addr])
     assert res.exit_code == 0 and "RUNNING" in res.output
     res = runner.invoke(cli, ["campaign", "rollback", cid, "--json", *addr])
-    assert res.exit_code != 0 and "ota rerelease squeezenet1.0 1.0.0" in res.output  # a lower counter
+    assert (
+        res.exit_code != 0 and "ota rerelease squeezenet1.0 1.0.0" in res.output
+    )  # a lower counter
     registry_server.registry.rerelease(MODEL, "1.0.0")
     res = runner.invoke(cli, ["campaign", "rollback", cid, "--json", *addr])
     assert res.exit_code == 0, res.output
@@ -240,9 +242,7 @@ def test_a_result_frees_its_download_slot_before_the_next_refresh(
     registry_server, vehicles, clock
 ) -> None:
     # Production caches derived state for refresh_s; the rate limit must not wait for it.
-    m = CampaignManager(
-        registry_server.registry.store, clock=clock, refresh_s=3600
-    )
+    m = CampaignManager(registry_server.registry.store, clock=clock, refresh_s=3600)
     registry_server.registry.rollouts = m
     for vid in ("v0", "v1", "v2"):
         vehicles.check(vid)

@@ -20,7 +20,9 @@ def model_bytes(tensors: dict[str, np.ndarray], doc: str = "") -> bytes:
     return model.SerializeToString()
 
 
-def codebook_tensor(rng: np.random.Generator, shape: tuple[int, ...], k: int = 64, sparsity: float = 0.6) -> np.ndarray:
+def codebook_tensor(
+    rng: np.random.Generator, shape: tuple[int, ...], k: int = 64, sparsity: float = 0.6
+) -> np.ndarray:
     """Deep-Compression-like: at most ``k`` distinct values, many zeros."""
     book = rng.normal(0, 0.05, size=k).astype(np.float32)
     w = book[rng.integers(0, k, size=shape)]

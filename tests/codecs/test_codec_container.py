@@ -10,8 +10,12 @@ from modelpack.codecs import container
 from tests.codecs.codectest_models import codebook_tensor, model_bytes
 
 RNG = np.random.default_rng(7)
-OLD = model_bytes({"w": codebook_tensor(RNG, (32, 16, 3, 3)), "b": RNG.normal(size=32).astype(np.float32)})
-NEW = model_bytes({"w": codebook_tensor(RNG, (32, 16, 3, 3)), "b": RNG.normal(size=32).astype(np.float32)})
+OLD = model_bytes(
+    {"w": codebook_tensor(RNG, (32, 16, 3, 3)), "b": RNG.normal(size=32).astype(np.float32)}
+)
+NEW = model_bytes(
+    {"w": codebook_tensor(RNG, (32, 16, 3, 3)), "b": RNG.normal(size=32).astype(np.float32)}
+)
 
 
 @pytest.mark.parametrize("codec", ["bytedelta", "tensordelta"])
@@ -60,7 +64,9 @@ def test_damaged_header_and_foreign_files_are_refused() -> None:
 
 def test_unknown_codec_id_is_refused() -> None:
     payload = b"whatever"
-    blob = container.Header(99, len(NEW), container.sha256(NEW), None, len(payload), __import__("zlib").crc32(payload)).pack()
+    blob = container.Header(
+        99, len(NEW), container.sha256(NEW), None, len(payload), __import__("zlib").crc32(payload)
+    ).pack()
     with pytest.raises(codecs.UnknownCodecError, match="codec id 99"):
         codecs.decode(blob + payload)
 
@@ -76,6 +82,8 @@ def test_wrong_target_hash_is_detected_after_rebuild() -> None:
     good = codecs.encode("full", OLD)
     header = codecs.read_header(good)
     payload = good[container.HEADER_SIZE :]
-    forged = container.Header(header.codec_id, len(OLD), container.sha256(NEW), None, len(payload), header.payload_crc32)
+    forged = container.Header(
+        header.codec_id, len(OLD), container.sha256(NEW), None, len(payload), header.payload_crc32
+    )
     with pytest.raises(codecs.TargetMismatchError, match="promised"):
         codecs.decode(forged.pack() + payload)

@@ -25,8 +25,12 @@ def _retrained(seed: int) -> bytes:
     out = []
     for t in dc.load_shipped_tensors():
         values, inverse = np.unique(t.weight, return_inverse=True)
-        moved = np.where(values == 0, 0, values * (1 + rng.normal(0, 0.01, values.size))).astype(np.float32)
-        out.append(dataclasses.replace(t, weight=moved[inverse.reshape(-1)].reshape(t.weight.shape)))
+        moved = np.where(values == 0, 0, values * (1 + rng.normal(0, 0.01, values.size))).astype(
+            np.float32
+        )
+        out.append(
+            dataclasses.replace(t, weight=moved[inverse.reshape(-1)].reshape(t.weight.shape))
+        )
     return build_from_tensors(out)
 
 
@@ -65,7 +69,11 @@ def test_registry_serves_smallest_encodings_and_agent_rebuilds_exact_model(
     assert agent.classify(NAME, IMAGES_DIR / "coffee.png", 1)[0].label == "espresso"
     served = [d for d in reg.downloads if d.kind == "encoding"]
     assert [d.bytes_sent for d in served] == [first.bytes_downloaded, upd.bytes_downloaded]
-    [rep] = [r for r in reg.store.list_reports("car-1") if r.version == "1.0.1" and r.status == "installed"]
+    [rep] = [
+        r
+        for r in reg.store.list_reports("car-1")
+        if r.version == "1.0.1" and r.status == "installed"
+    ]
     assert rep.encoding == "tensordelta" and rep.bytes_downloaded == upd.bytes_downloaded
 
 
@@ -82,9 +90,16 @@ def test_wrong_base_patch_is_detected_and_the_standalone_encoding_fetched(
     # actually made against 1.0.1: the label says the right base, the patch not.
     sha100 = hashlib.sha256(squeezenet_bytes).hexdigest()
     sha101 = hashlib.sha256(successors[0]).hexdigest()
-    entries = [e for e in stored_encodings(reg.store, NAME, "1.0.2") if e.base_sha256 in ("", sha101)]
+    entries = [
+        e for e in stored_encodings(reg.store, NAME, "1.0.2") if e.base_sha256 in ("", sha101)
+    ]
     reg.store.put_encodings(
-        NAME, "1.0.2", [dataclasses.replace(e, base_sha256=sha100 if e.base_sha256 == sha101 else "") for e in entries]
+        NAME,
+        "1.0.2",
+        [
+            dataclasses.replace(e, base_sha256=sha100 if e.base_sha256 == sha101 else "")
+            for e in entries
+        ],
     )
 
     [upd] = agent.update_once()
@@ -95,7 +110,9 @@ def test_wrong_base_patch_is_detected_and_the_standalone_encoding_fetched(
     assert _active_bytes(agent) == successors[1]
 
 
-def test_damaged_encoding_falls_back_to_full(registry_server, make_agent, squeezenet_bytes, successors) -> None:
+def test_damaged_encoding_falls_back_to_full(
+    registry_server, make_agent, squeezenet_bytes, successors
+) -> None:
     reg = registry_server.registry
     publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     agent = make_agent()
@@ -120,7 +137,9 @@ class _DecoderWithoutItsLibrary:
 
     name, codec_id, needs_base = "deepcompression", 4, False
 
-    def encode(self, new: bytes, base: bytes | None) -> bytes:  # pragma: no cover - the registry uses the real one
+    def encode(
+        self, new: bytes, base: bytes | None
+    ) -> bytes:  # pragma: no cover - the registry uses the real one
         raise AssertionError("not used")
 
     def decode(self, payload: bytes, base: bytes | None, target_length: int) -> bytes:
@@ -169,6 +188,8 @@ def test_vehicle_names_the_encodings_it_decodes_and_is_offered_only_those(
         codecs.decodable.cache_clear()
 
     assert first.status == "installed", first.reason
-    assert first.encoding == "full" and first.bytes_discarded == 0  # never fetched what it cannot decode
+    assert (
+        first.encoding == "full" and first.bytes_discarded == 0
+    )  # never fetched what it cannot decode
     assert not [d for d in reg.downloads if d.kind == "encoding"]
     assert _active_bytes(agent) == squeezenet_bytes

@@ -27,14 +27,18 @@ def test_finds_every_initializer_data_range_exactly() -> None:
 
 
 def test_float_data_field_is_found_too() -> None:
-    t = onnx.helper.make_tensor("f", onnx.TensorProto.FLOAT, [3], [1.0, 2.0, 3.0])  # float_data, not raw
+    t = onnx.helper.make_tensor(
+        "f", onnx.TensorProto.FLOAT, [3], [1.0, 2.0, 3.0]
+    )  # float_data, not raw
     g = onnx.helper.make_graph([], "g", [], [], [t])
     data = onnx.helper.make_model(g).SerializeToString()
     (slot,) = find_tensors(data)
     assert np.frombuffer(data[slot.offset : slot.end], "<f4").tolist() == [1.0, 2.0, 3.0]
 
 
-@pytest.mark.parametrize("junk", [b"", b"\x00\x01\x02", b"hello world, not protobuf", bytes(range(256))])
+@pytest.mark.parametrize(
+    "junk", [b"", b"\x00\x01\x02", b"hello world, not protobuf", bytes(range(256))]
+)
 def test_non_onnx_bytes_are_refused(junk: bytes) -> None:
     with pytest.raises(NotOnnxError):
         find_tensors(junk)

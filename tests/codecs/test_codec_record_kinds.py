@@ -58,7 +58,9 @@ def test_same_record_round_trips() -> None:
 def test_quantised_record_round_trips() -> None:
     scale = np.float32(np.abs(OLD_DENSE).max() / 127)
     q = np.clip(np.rint(OLD_DENSE / scale), -128, 127).astype(np.int8)
-    record = encode_quantised(q.tobytes(), True, 0, OLD_DENSE.tobytes(), [(np.array([scale]), None)])
+    record = encode_quantised(
+        q.tobytes(), True, 0, OLD_DENSE.tobytes(), [(np.array([scale]), None)]
+    )
     assert record is not None and record[0] == QUANT
     assert _decode(record, q.nbytes, [OLD_DENSE.tobytes()]) == q.tobytes()
 
@@ -80,7 +82,9 @@ def test_mask_layouts_round_trip_and_refuse_a_wrong_count(layout: int) -> None:
     mask = RNG.random(9 * 401) < 0.3
     body = encode_mask(mask, layout)
     r = Reader(body, "mask")
-    assert np.array_equal(decode_mask(r, layout, int(mask.sum()), mask.size, "m"), np.flatnonzero(mask))
+    assert np.array_equal(
+        decode_mask(r, layout, int(mask.sum()), mask.size, "m"), np.flatnonzero(mask)
+    )
     r.expect_end()
     with pytest.raises(CorruptEncodingError, match="set bits"):
         decode_mask(Reader(body), layout, int(mask.sum()) + 1, mask.size, "m")

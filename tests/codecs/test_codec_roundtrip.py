@@ -6,12 +6,12 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-from tests.codecs.codectest_models import codebook_tensor, model_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelpack import codecs
 from modelpack.codecs import container
+from tests.codecs.codectest_models import codebook_tensor, model_bytes
 
 ALL = ["full", "bytedelta", "tensordelta", "deepcompression"]
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -23,7 +23,9 @@ def _tensor(rng: np.random.Generator, kind: str, size: int) -> np.ndarray:
     if kind == "dense":
         return rng.normal(0, 0.1, size=size).astype(np.float32)
     if kind == "codebook":
-        return codebook_tensor(rng, (size,), k=int(rng.integers(1, 257)), sparsity=float(rng.random()))
+        return codebook_tensor(
+            rng, (size,), k=int(rng.integers(1, 257)), sparsity=float(rng.random())
+        )
     if kind == "int8":
         return rng.integers(-128, 128, size=size).astype(np.int8)
     if kind == "float16":
@@ -39,7 +41,11 @@ def _edit(rng: np.random.Generator, t: np.ndarray, how: str) -> np.ndarray:
     if how == "remap" and t.dtype == np.float32:
         values, inverse = np.unique(t, return_inverse=True)
         if values.size <= 256:
-            return (values * np.float32(1.01) + np.float32(1e-4))[inverse.reshape(-1)].reshape(t.shape).astype(np.float32)
+            return (
+                (values * np.float32(1.01) + np.float32(1e-4))[inverse.reshape(-1)]
+                .reshape(t.shape)
+                .astype(np.float32)
+            )
     if how == "some":
         out = t.copy()
         out[rng.random(t.shape) < 0.1] = 0
@@ -60,10 +66,16 @@ def model_pairs(draw: st.DrawFn) -> tuple[bytes, bytes]:
     new: dict[str, np.ndarray] = {}
     for name, t in old.items():
         if draw(st.booleans()) or not new:
-            new[name] = _edit(rng, t, draw(st.sampled_from(["same", "perturb", "remap", "some", "resize", "flip"])))
+            new[name] = _edit(
+                rng,
+                t,
+                draw(st.sampled_from(["same", "perturb", "remap", "some", "resize", "flip"])),
+            )
     if draw(st.booleans()):
         new["added"] = _tensor(rng, draw(st.sampled_from(KINDS)), draw(st.integers(1, 500)))
-    return model_bytes(old, doc="v1"), model_bytes(new, doc=draw(st.sampled_from(["v1", "v2", "v2 retrained"])))
+    return model_bytes(old, doc="v1"), model_bytes(
+        new, doc=draw(st.sampled_from(["v1", "v2", "v2 retrained"]))
+    )
 
 
 @SETTINGS
@@ -86,13 +98,22 @@ def _recrc(blob: bytes, payload: bytes) -> bytes:
     """Re-seal a tampered payload with a matching CRC, so the codec's own
     checks (not the CRC) must catch it."""
     h = codecs.read_header(blob)
-    header = container.Header(h.codec_id, h.target_length, h.target_sha256, h.base_sha256, len(payload), zlib.crc32(payload))
+    header = container.Header(
+        h.codec_id,
+        h.target_length,
+        h.target_sha256,
+        h.base_sha256,
+        len(payload),
+        zlib.crc32(payload),
+    )
     return header.pack() + payload
 
 
 @SETTINGS
 @given(model_pairs(), st.sampled_from(ALL), st.data())
-def test_tampered_payload_with_valid_crc_fails_cleanly(pair: tuple[bytes, bytes], codec: str, data: st.DataObject) -> None:
+def test_tampered_payload_with_valid_crc_fails_cleanly(
+    pair: tuple[bytes, bytes], codec: str, data: st.DataObject
+) -> None:
     old, new = pair
     blob = codecs.encode(codec, new, old)
     payload = bytearray(blob[container.HEADER_SIZE :])
@@ -115,8 +136,13 @@ def test_tampered_payload_with_valid_crc_fails_cleanly(pair: tuple[bytes, bytes]
 
 def test_best_encoding_is_sorted_skips_model_codecs_for_non_onnx_and_round_trips() -> None:
     rng = np.random.default_rng(5)
-    old = model_bytes({"w": codebook_tensor(rng, (64, 32)), "h": rng.normal(size=(10, 64)).astype(np.float32)})
-    t = dict(w=codebook_tensor(np.random.default_rng(5), (64, 32)), h=rng.normal(size=(10, 64)).astype(np.float32))
+    old = model_bytes(
+        {"w": codebook_tensor(rng, (64, 32)), "h": rng.normal(size=(10, 64)).astype(np.float32)}
+    )
+    t = dict(
+        w=codebook_tensor(np.random.default_rng(5), (64, 32)),
+        h=rng.normal(size=(10, 64)).astype(np.float32),
+    )
     new = model_bytes(t)
     choices = codecs.best_encoding(new, {"v1": old})
     assert [c.size for c in choices] == sorted(c.size for c in choices)
@@ -125,7 +151,10 @@ def test_best_encoding_is_sorted_skips_model_codecs_for_non_onnx_and_round_trips
     assert choices[0].codec == "tensordelta" and choices[0].base_id == "v1"
     assert codecs.decode(choices[0].blob, old) == new
     text = b"not a model " * 100
-    assert {c.codec for c in codecs.best_encoding(text, {"v1": b"also not"})} == {"full", "bytedelta"}
+    assert {c.codec for c in codecs.best_encoding(text, {"v1": b"also not"})} == {
+        "full",
+        "bytedelta",
+    }
 
 
 @SETTINGS

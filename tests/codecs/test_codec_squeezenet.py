@@ -28,8 +28,12 @@ def retrained_codebooks() -> bytes:
     out = []
     for t in dc.load_shipped_tensors():
         values, inverse = np.unique(t.weight, return_inverse=True)
-        moved = np.where(values == 0, 0, values * (1 + rng.normal(0, 0.02, size=values.size))).astype(np.float32)
-        out.append(dataclasses.replace(t, weight=moved[inverse.reshape(-1)].reshape(t.weight.shape)))
+        moved = np.where(
+            values == 0, 0, values * (1 + rng.normal(0, 0.02, size=values.size))
+        ).astype(np.float32)
+        out.append(
+            dataclasses.replace(t, weight=moved[inverse.reshape(-1)].reshape(t.weight.shape))
+        )
     return build_from_tensors(out)
 
 
@@ -56,8 +60,12 @@ def test_decoders_are_fast_on_the_real_model(v10: bytes, retrained_codebooks: by
         assert len(out) == codecs.read_header(blob).target_length
 
 
-def test_retrained_codebooks_cost_about_a_kilobyte_a_layer(v10: bytes, retrained_codebooks: bytes) -> None:
-    choices = codecs.best_encoding(retrained_codebooks, {"v10": v10}, only=("bytedelta", "tensordelta", "deepcompression"))
+def test_retrained_codebooks_cost_about_a_kilobyte_a_layer(
+    v10: bytes, retrained_codebooks: bytes
+) -> None:
+    choices = codecs.best_encoding(
+        retrained_codebooks, {"v10": v10}, only=("bytedelta", "tensordelta", "deepcompression")
+    )
     best = choices[0]
     assert best.codec == "tensordelta"
     assert best.size < 26 * 1100  # 26 layers, 256 values each, plus the graph's changed self-test
@@ -76,7 +84,9 @@ def test_int8_release_of_the_real_model_costs_a_few_kilobytes(v10: bytes, tmp_pa
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     (tmp_path / "fp32.onnx").write_bytes(v10)
-    quantize_dynamic(str(tmp_path / "fp32.onnx"), str(tmp_path / "int8.onnx"), weight_type=QuantType.QInt8)
+    quantize_dynamic(
+        str(tmp_path / "fp32.onnx"), str(tmp_path / "int8.onnx"), weight_type=QuantType.QInt8
+    )
     int8 = (tmp_path / "int8.onnx").read_bytes()
     blob = codecs.encode("tensordelta", int8, v10)
     assert len(blob) < 10_000 < len(int8) // 100
@@ -87,7 +97,9 @@ def test_lineage_int8_static_per_channel_is_predicted_from_fp32(v10: bytes) -> N
     from modelpack.lineage import LineageRecipe, build_lineage
 
     # The small recipe of tests/modelpack/test_lineage.py: built once, cached.
-    paths = build_lineage(None, recipe=LineageRecipe(fidelity_n=20, head_views=10, head_steps=4, int8_calibration=8))
+    paths = build_lineage(
+        None, recipe=LineageRecipe(fidelity_n=20, head_views=10, head_steps=4, int8_calibration=8)
+    )
     base, int8 = paths["base"].read_bytes(), paths["int8"].read_bytes()
     blob = codecs.encode("tensordelta", int8, base)
     assert len(blob) < 60_000 < len(int8) // 20

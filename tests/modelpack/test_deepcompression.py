@@ -61,7 +61,7 @@ def test_structured_round_trip_is_byte_exact(raw: bytes, layers: list[dc.DCLayer
 def test_tensors_encode_decode_round_trip(layers: list[dc.DCLayer]) -> None:
     tensors = dc.decode_tensors(layers)
     again = dc.decode_tensors(dc.parse(dc.encode_tensors(tensors)))
-    for a, b in zip(tensors, again):
+    for a, b in zip(tensors, again, strict=False):
         assert a.name == b.name
         np.testing.assert_array_equal(a.weight, b.weight)
         np.testing.assert_array_equal(a.bias, b.bias)
@@ -89,7 +89,9 @@ def test_truncated_file_names_layer_and_offset(raw: bytes, layers: list[dc.DCLay
         dc.parse(raw[:-10])
     n = layers[0].n_stored
     fire2_start = 104 + 4 * 256 + 4 * 96 + n + (n - 1) // 2 + 1
-    with pytest.raises(ValueError, match=f"truncated in layer fire2/squeeze1x1 at offset {fire2_start}:"):
+    with pytest.raises(
+        ValueError, match=f"truncated in layer fire2/squeeze1x1 at offset {fire2_start}:"
+    ):
         dc.parse(raw[: fire2_start + 100])
     with pytest.raises(ValueError, match="header"):
         dc.parse(raw[:50])
@@ -106,7 +108,9 @@ def test_corrupt_header_count_is_refused(raw: bytes) -> None:
         dc.parse(bad)
 
 
-def test_corrupt_gaps_running_past_the_layer_are_refused(raw: bytes, layers: list[dc.DCLayer]) -> None:
+def test_corrupt_gaps_running_past_the_layer_are_refused(
+    raw: bytes, layers: list[dc.DCLayer]
+) -> None:
     # Set every gap nibble of conv1 to 15: its stored entries then overrun its 14,112 weights.
     n = layers[0].n_stored
     start = 104 + 4 * 256 + 4 * 96 + n
@@ -126,7 +130,7 @@ def test_six_bit_packed_file_round_trips_the_6_bit_model_in_three_quarters_of_th
     n = sum(layer.n_stored for layer in six)
     # 6 of 8 bits per index, 64 of 256 codebook entries per layer.
     assert len(eight) - len(packed) >= n // 4 + len(six) * 192 * 4 - 3 * len(six)
-    for a, b in zip(dc.decode_tensors(dc.parse6(packed)), dc.decode_tensors(six)):
+    for a, b in zip(dc.decode_tensors(dc.parse6(packed)), dc.decode_tensors(six), strict=False):
         assert np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
 
 

@@ -54,7 +54,9 @@ def test_safe_exp_is_linear_above_threshold() -> None:
 
 def test_decode_deltas_hand_computed() -> None:
     cfg = det.DetectorConfig(200, 300, (1, 1), ((20.0, 10.0),), ("car",))
-    anchors = np.array([[100.0, 50.0, 20.0, 10.0], [100.0, 50.0, 20.0, 10.0], [5.0, 5.0, 20.0, 20.0]])
+    anchors = np.array(
+        [[100.0, 50.0, 20.0, 10.0], [100.0, 50.0, 20.0, 10.0], [5.0, 5.0, 20.0, 20.0]]
+    )
     deltas = np.array([[0.5, -1.0, 0.0, math.log(2.0)], [0.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     boxes = det.decode_boxes(anchors, deltas, cfg)
     # cx = 100 + 0.5*20, cy = 50 - 10, w = 20, h = 10*2
@@ -73,7 +75,9 @@ def test_iou_hand_computed() -> None:
 
 
 def test_nms_hand_computed() -> None:
-    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [5, 0, 15, 10], [20, 20, 30, 30]], dtype=float)
+    boxes = np.array(
+        [[0, 0, 10, 10], [1, 0, 11, 10], [5, 0, 15, 10], [20, 20, 30, 30]], dtype=float
+    )
     scores = np.array([0.9, 0.8, 0.7, 0.6])
     # B overlaps A by 90/110 > 0.4: dropped; C overlaps A by 1/3: kept; D alone: kept.
     assert det.nms(boxes, scores, 0.4) == [0, 2, 3]
@@ -102,8 +106,20 @@ def test_split_output_layout_softmax_sigmoid() -> None:
 
 
 def test_filter_is_per_class_with_top_n_and_threshold() -> None:
-    cfg = det.DetectorConfig(100, 100, (1, 1), ((10.0, 10.0),), ("car", "pedestrian"), top_n=3, nms_iou=0.4, prob_thresh=0.1)
-    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [0, 0, 10, 10], [50, 50, 60, 60], [70, 70, 80, 80]], dtype=float)
+    cfg = det.DetectorConfig(
+        100,
+        100,
+        (1, 1),
+        ((10.0, 10.0),),
+        ("car", "pedestrian"),
+        top_n=3,
+        nms_iou=0.4,
+        prob_thresh=0.1,
+    )
+    boxes = np.array(
+        [[0, 0, 10, 10], [1, 0, 11, 10], [0, 0, 10, 10], [50, 50, 60, 60], [70, 70, 80, 80]],
+        dtype=float,
+    )
     # classes: car, car, pedestrian, car, car; scores .9 .8 .7 .05 .6
     probs = np.array([[1, 0], [1, 0], [0, 1], [1, 0], [1, 0]], dtype=float)
     conf = np.array([0.9, 0.8, 0.7, 0.05, 0.6])
@@ -111,7 +127,9 @@ def test_filter_is_per_class_with_top_n_and_threshold() -> None:
     # top 3 by score: .9 car, .8 car, .7 pedestrian; .6 falls outside top-N.
     # Car NMS drops .8 (IoU .82 with .9); the pedestrian box equal to the car box stays (other class).
     assert [(d.label, round(d.score, 3)) for d in dets] == [("car", 0.9), ("pedestrian", 0.7)]
-    cfg2 = det.DetectorConfig(100, 100, (1, 1), ((10.0, 10.0),), ("car", "pedestrian"), top_n=64, prob_thresh=0.1)
+    cfg2 = det.DetectorConfig(
+        100, 100, (1, 1), ((10.0, 10.0),), ("car", "pedestrian"), top_n=64, prob_thresh=0.1
+    )
     dets2 = det.filter_detections(boxes, probs, conf, cfg2)
     assert [round(d.score, 3) for d in dets2] == [0.9, 0.7, 0.6]  # .05 under the threshold
 
@@ -129,7 +147,9 @@ def test_squeezedet_full_path_on_kitti(squeezedet_bytes: bytes, tmp_path) -> Non
     dets = d.detect(image)
     assert 0 < len(dets) <= 64
     for x in dets:
-        assert 0 <= x.box[0] <= x.box[2] <= image.width and 0 <= x.box[1] <= x.box[3] <= image.height
+        assert (
+            0 <= x.box[0] <= x.box[2] <= image.width and 0 <= x.box[1] <= x.box[3] <= image.height
+        )
         assert x.label in ("car", "pedestrian", "cyclist") and 0.005 < x.score <= 1
     drawn = draw(image, dets, threshold=0.0)
     assert drawn.size == image.size
@@ -142,7 +162,10 @@ def test_cli_detect_draws_boxes(squeezedet_bytes: bytes, tmp_path) -> None:
     model = tmp_path / "sqdet.onnx"
     model.write_bytes(squeezedet_bytes)
     out = tmp_path / "boxes.png"
-    res = CliRunner().invoke(detect, [str(model), str(IMAGES_DIR / "kitti_road.png"), "--out", str(out), "--threshold", "0.3"])
+    res = CliRunner().invoke(
+        detect,
+        [str(model), str(IMAGES_DIR / "kitti_road.png"), "--out", str(out), "--threshold", "0.3"],
+    )
     assert res.exit_code == 0, res.output
     assert "untrained" in res.output.lower()
     with Image.open(out) as im:

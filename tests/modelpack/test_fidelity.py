@@ -45,7 +45,9 @@ def test_a_changed_model_measures_below_full_agreement(squeezenet_bytes: bytes) 
     assert report.max_abs_diff > 0.01 and 0 < report.mean_abs_diff < report.max_abs_diff
 
 
-def test_detector_agrees_with_itself_and_not_with_a_classifier(squeezedet_bytes: bytes, squeezenet_bytes: bytes) -> None:
+def test_detector_agrees_with_itself_and_not_with_a_classifier(
+    squeezedet_bytes: bytes, squeezenet_bytes: bytes
+) -> None:
     report = compare(squeezedet_bytes, squeezedet_bytes, n=2)
     assert report.kind == "detector" and report.box_agreement == 1.0 and report.n_reference_boxes
     with pytest.raises(ValueError, match="cannot compare"):

@@ -32,4 +32,8 @@ def test_perceive_refuses_an_unknown_kind(squeezenet_bytes: bytes) -> None:
     info = read_model_info(squeezenet_bytes)
     assert info is not None
     with pytest.raises(ValueError, match="unknown model kind"):
-        perceive(make_session(squeezenet_bytes), dataclasses.replace(info, kind="segmenter"), IMAGES_DIR / "coffee.png")  # type: ignore[arg-type]
+        perceive(
+            make_session(squeezenet_bytes),
+            dataclasses.replace(info, kind="segmenter"),
+            IMAGES_DIR / "coffee.png",
+        )  # type: ignore[arg-type]

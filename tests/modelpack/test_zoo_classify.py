@@ -29,10 +29,19 @@ def test_model_is_valid_onnx_with_caffe_details(squeezenet_bytes: bytes) -> None
     assert [o.name for o in model.graph.output] == ["prob"]
     pools = [n for n in model.graph.node if n.op_type == "MaxPool"]
     assert len(pools) == 3
-    assert all(onnx.helper.get_attribute_value(a) == 1 for n in pools for a in n.attribute if a.name == "ceil_mode")
+    assert all(
+        onnx.helper.get_attribute_value(a) == 1
+        for n in pools
+        for a in n.attribute
+        if a.name == "ceil_mode"
+    )
     conv10 = next(n for n in model.graph.node if n.name == "conv10")
-    assert [onnx.helper.get_attribute_value(a) for a in conv10.attribute if a.name == "pads"] == [[1, 1, 1, 1]]
-    n_weights = sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.name.endswith("/weight"))
+    assert [onnx.helper.get_attribute_value(a) for a in conv10.attribute if a.name == "pads"] == [
+        [1, 1, 1, 1]
+    ]
+    n_weights = sum(
+        int(np.prod(t.dims)) for t in model.graph.initializer if t.name.endswith("/weight")
+    )
     assert n_weights == 1_244_448
     assert 4_900_000 < len(squeezenet_bytes) < 5_100_000
 
@@ -42,7 +51,11 @@ def test_model_info_is_embedded(squeezenet_bytes: bytes) -> None:
     assert isinstance(info, ModelInfo)
     assert info.kind == "classifier" and info.architecture == "squeezenet1.0"
     assert info.trained is True
-    assert info.preprocessing.channel_order == "BGR" and info.preprocessing.mean == (104.0, 117.0, 123.0)
+    assert info.preprocessing.channel_order == "BGR" and info.preprocessing.mean == (
+        104.0,
+        117.0,
+        123.0,
+    )
     assert info.input_shape == (1, 3, 227, 227)
     assert "Deep Compression" in info.provenance
     assert info.selftest is not None and len(info.selftest.expected) == 16
@@ -113,7 +126,9 @@ def test_cli_classify_errors(tmp_path) -> None:
     from modelpack.cli import classify as classify_cmd
 
     runner = CliRunner()
-    res = runner.invoke(classify_cmd, [str(tmp_path / "missing.onnx"), str(IMAGES_DIR / "coffee.png")])
+    res = runner.invoke(
+        classify_cmd, [str(tmp_path / "missing.onnx"), str(IMAGES_DIR / "coffee.png")]
+    )
     assert res.exit_code != 0 and "no such model file" in res.output
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x00" * 100)

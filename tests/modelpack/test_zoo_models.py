@@ -30,13 +30,17 @@ def test_squeezenet11_graph_and_untrained_label(squeezenet11_bytes: bytes) -> No
     assert zoo.build("squeezenet1.1") == squeezenet11_bytes
 
 
-def test_squeezedet_graph_reuses_real_v10_fires(squeezedet_bytes: bytes, squeezenet_bytes: bytes) -> None:
+def test_squeezedet_graph_reuses_real_v10_fires(
+    squeezedet_bytes: bytes, squeezenet_bytes: bytes
+) -> None:
     det = onnx.load_model_from_string(squeezedet_bytes)
     ref = {t.name: t for t in onnx.load_model_from_string(squeezenet_bytes).graph.initializer}
     inits = {t.name: t for t in det.graph.initializer}
     for i in range(3, 10):
         name = f"fire{i}/expand3x3/weight"
-        np.testing.assert_array_equal(onnx.numpy_helper.to_array(inits[name]), onnx.numpy_helper.to_array(ref[name]))
+        np.testing.assert_array_equal(
+            onnx.numpy_helper.to_array(inits[name]), onnx.numpy_helper.to_array(ref[name])
+        )
     assert list(inits["fire2/squeeze1x1/weight"].dims) == [16, 64, 1, 1]
     assert list(inits["fire11/expand3x3/weight"].dims) == [384, 96, 3, 3]
     assert list(inits["conv12/weight"].dims) == [72, 768, 3, 3]

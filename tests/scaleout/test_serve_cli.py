@@ -36,10 +36,28 @@ def test_workers_share_one_port_and_each_serves(keys_dir, tmp_path) -> None:
 
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "ota.cli", "registry", "serve", "--workers", "2", "--insecure",
-                                 "--data", str(tmp_path / "data"), "--keys", str(keys_dir),
-                                 "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ota.cli",
+                "registry",
+                "serve",
+                "--workers",
+                "2",
+                "--insecure",
+                "--data",
+                str(tmp_path / "data"),
+                "--keys",
+                str(keys_dir),
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -55,13 +73,25 @@ def test_workers_share_one_port_and_each_serves(keys_dir, tmp_path) -> None:
         assert len(ports) == 1, f"both workers on one port: {text}"
         [port] = ports
         for i in range(40):  # a new connection each: the kernel spreads them over the workers
-            with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as ch:
-                ota_pb2_grpc.VehicleStub(ch).CheckForUpdate(ota_pb2.CheckRequest(vehicle_id=f"car-{i}"), timeout=30)
+            with grpc.insecure_channel(
+                f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+            ) as ch:
+                ota_pb2_grpc.VehicleStub(ch).CheckForUpdate(
+                    ota_pb2.CheckRequest(vehicle_id=f"car-{i}"), timeout=30
+                )
 
         def served(mport: str) -> float:
-            body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
-            return sum(float(m) for m in re.findall(r'ota_registry_requests_total\{[^}]*method="CheckForUpdate"[^}]*\} (\S+)',
-                                                     body))
+            body = (
+                urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10)
+                .read()
+                .decode()
+            )
+            return sum(
+                float(m)
+                for m in re.findall(
+                    r'ota_registry_requests_total\{[^}]*method="CheckForUpdate"[^}]*\} (\S+)', body
+                )
+            )
 
         counts = [served(m) for m in metrics]
         assert sum(counts) == 40 and all(c > 0 for c in counts), counts

@@ -21,7 +21,12 @@ def sizes_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _tiny(**campaign: object) -> Scenario:
     """A two-link fleet with short spells, so that windows matter even for small packages."""
-    camp = {"waves": [0.1, 1.0], "advance_share": 0.8, "soak_hours": 1.0, "install_failure_rate": 0.01}
+    camp = {
+        "waves": [0.1, 1.0],
+        "advance_share": 0.8,
+        "soak_hours": 1.0,
+        "install_failure_rate": 0.01,
+    }
     camp.update(campaign)
     return scenario_from_dict(
         {
@@ -31,7 +36,15 @@ def _tiny(**campaign: object) -> Scenario:
             "horizon_days": 7,
             "protocol": {"session_overhead_bytes": 4096, "resume_overhead_bytes": 1024},
             "campaign": camp,
-            "patterns": {"short": {"base": "commuter", "hourly": [], "on_mean_min": 20, "off_mean_min": 120, "dormant_share": 0.02}},
+            "patterns": {
+                "short": {
+                    "base": "commuter",
+                    "hourly": [],
+                    "on_mean_min": 20,
+                    "off_mean_min": 120,
+                    "dormant_share": 0.02,
+                }
+            },
             "fleet": [
                 {"share": 0.5, "link": "3g", "pattern": "short"},
                 {"share": 0.5, "link": "satellite", "pattern": "short"},

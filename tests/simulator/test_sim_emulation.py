@@ -11,9 +11,9 @@ import pytest
 from simulator.emulate.harness import emulate, vehicle_windows
 from simulator.emulate.netns import EmulationUnavailable, check_available
 from simulator.emulate.relay import VehicleRelay
+from simulator.emulate.report import summarise, write_emulation_report
 from simulator.engine import transfer
 from simulator.fleet import Windows, build_fleet
-from simulator.emulate.report import summarise, write_emulation_report
 from simulator.scenario import load_scenario
 
 
@@ -55,11 +55,18 @@ def test_real_agents_on_shaped_links_match_the_simulator(tmp_path: Path) -> None
         pytest.skip(f"no emulation here: {e}")
     assert all(v.installed_at is not None for v in res.vehicles), [v.sessions for v in res.vehicles]
     cal = res.calibration
-    assert cal.setup_rtts > 1 and cal.resume_setup_rtts > 1 and cal.session_overhead_bytes > cal.resume_overhead_bytes > 100
+    assert (
+        cal.setup_rtts > 1
+        and cal.resume_setup_rtts > 1
+        and cal.session_overhead_bytes > cal.resume_overhead_bytes > 100
+    )
     s = summarise(res)
     # Vehicle by vehicle: each within 15% in time and bytes, or a documented window-edge flip.
     assert s.passed, [(v.index, v.verdict, v.log_time, v.log_bytes) for v in s.verdicts]
     path, _ = write_emulation_report(res, tmp_path / "report")
-    assert "within" in path.read_text() and (tmp_path / "report" / "emulation.png").stat().st_size > 10_000
+    assert (
+        "within" in path.read_text()
+        and (tmp_path / "report" / "emulation.png").stat().st_size > 10_000
+    )
     raw = json.loads((tmp_path / "report" / "emulation.json").read_text())
     assert len(raw["vehicles"]) == 4 and all(v["sessions"][-1]["requests"] for v in raw["vehicles"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-
 from collections.abc import Callable
 
 import numpy as np
@@ -31,7 +30,9 @@ def test_same_seed_same_outcome_and_another_seed_differs(tiny: Callable[..., Sce
     assert not np.array_equal(a.success, c.success)
 
 
-def test_a_vehicles_windows_do_not_depend_on_where_the_walk_starts(tiny: Callable[..., Scenario]) -> None:
+def test_a_vehicles_windows_do_not_depend_on_where_the_walk_starts(
+    tiny: Callable[..., Scenario],
+) -> None:
     fleet = build_fleet(tiny(), 500)
     ids = np.arange(500)
     early = Windows(fleet, ids)
@@ -45,7 +46,9 @@ def test_a_vehicles_windows_do_not_depend_on_where_the_walk_starts(tiny: Callabl
     np.testing.assert_array_equal(early.end, late.end)
 
 
-def test_fleet_bytes_are_the_sum_over_vehicles_and_each_finished_download_is_size_plus_sessions(tiny: Callable[..., Scenario]) -> None:
+def test_fleet_bytes_are_the_sum_over_vehicles_and_each_finished_download_is_size_plus_sessions(
+    tiny: Callable[..., Scenario],
+) -> None:
     sc = tiny(install_failure_rate=0.0)
     fleet = build_fleet(sc, 2000)
     run = run_campaign(fleet, "s", SMALL)
@@ -58,9 +61,13 @@ def test_fleet_bytes_are_the_sum_over_vehicles_and_each_finished_download_is_siz
     pr = sc.protocol
 
     def overhead(sessions: np.ndarray) -> np.ndarray:
-        return np.where(sessions > 0, pr.session_overhead_bytes + pr.resume_overhead_bytes * (sessions - 1), 0)
+        return np.where(
+            sessions > 0, pr.session_overhead_bytes + pr.resume_overhead_bytes * (sessions - 1), 0
+        )
 
-    exact = build_fleet(sc.replace(protocol=dataclasses.replace(pr, resume_chunk_bytes=0)), 2000)  # byte-granular
+    exact = build_fleet(
+        sc.replace(protocol=dataclasses.replace(pr, resume_chunk_bytes=0)), 2000
+    )  # byte-granular
     res = transfer(exact, ids, 0.0, SMALL, sc.horizon_s)
     done = np.isfinite(res.done)
     np.testing.assert_allclose(res.nbytes[done], SMALL + overhead(res.sessions[done]))
@@ -75,7 +82,9 @@ def test_fleet_bytes_are_the_sum_over_vehicles_and_each_finished_download_is_siz
     assert np.all(res.nbytes[~done] < SMALL + overhead(res.sessions[~done]))
 
 
-def test_no_vehicle_updates_outside_its_reachable_windows_or_before_its_wave(tiny: Callable[..., Scenario]) -> None:
+def test_no_vehicle_updates_outside_its_reachable_windows_or_before_its_wave(
+    tiny: Callable[..., Scenario],
+) -> None:
     sc = tiny(install_failure_rate=0.0)
     fleet = build_fleet(sc, 3000)
     run = run_campaign(fleet, "s", SMALL)
@@ -126,7 +135,9 @@ def test_error_threshold_aborts_and_stops_later_waves(tiny: Callable[..., Scenar
     assert healthy.waves_started == 2 and math.isinf(healthy.abort_time)
 
 
-def test_a_big_download_never_finishes_before_a_small_one_on_the_same_link(tiny: Callable[..., Scenario]) -> None:
+def test_a_big_download_never_finishes_before_a_small_one_on_the_same_link(
+    tiny: Callable[..., Scenario],
+) -> None:
     sc = tiny(waves=[1.0], install_failure_rate=0.0)
     fleet = build_fleet(sc, 3000)
     ids = np.arange(fleet.n)
@@ -138,7 +149,11 @@ def test_a_big_download_never_finishes_before_a_small_one_on_the_same_link(tiny:
     assert np.all(np.isfinite(small.done[both]))
     assert np.all(big.nbytes >= small.nbytes)
     # Over the whole fleet the small package reaches every share no later.
-    res = simulate(sc.replace(strategies=("big", "small")), 3000, sizes=StaticSizes({"big": BIG, "small": SMALL}))
+    res = simulate(
+        sc.replace(strategies=("big", "small")),
+        3000,
+        sizes=StaticSizes({"big": BIG, "small": SMALL}),
+    )
     by = {s.strategy: s for s in res.summaries()}
     for q, h in by["small"].hours_to.items():
         assert h <= by["big"].hours_to[q]
@@ -149,7 +164,15 @@ def test_download_time_on_a_steady_link_is_setup_plus_size_over_rate() -> None:
         {
             "name": "steady",
             "model": {"slow_start": False},
-            "links": {"wire": {"base": "lte", "loss": 0.0, "jitter": 0.0, "dropouts_per_hour": 0.0, "bandwidth_mbps": 8.0}},
+            "links": {
+                "wire": {
+                    "base": "lte",
+                    "loss": 0.0,
+                    "jitter": 0.0,
+                    "dropouts_per_hour": 0.0,
+                    "bandwidth_mbps": 8.0,
+                }
+            },
             "campaign": {"waves": [1.0], "install_failure_rate": 0.0, "poll_min": 0.0},
             "fleet": [{"share": 1.0, "link": "wire", "pattern": "always_on"}],
         }
@@ -187,9 +210,14 @@ def test_a_link_that_drains_after_a_cut_never_finishes_later(tiny: Callable[...,
     assert np.mean(wet.done[both] < dry.done[both]) > 0.2  # drained chunks help
 
 
-def test_the_agents_retries_carry_a_session_over_short_breaks(tiny: Callable[..., Scenario]) -> None:
+def test_the_agents_retries_carry_a_session_over_short_breaks(
+    tiny: Callable[..., Scenario],
+) -> None:
     sc = tiny(waves=[1.0], install_failure_rate=0.0)
-    links = {k: dataclasses.replace(v, dropouts_per_hour=30.0, dropout_s=5.0) for k, v in sc.links.items()}
+    links = {
+        k: dataclasses.replace(v, dropouts_per_hour=30.0, dropout_s=5.0)
+        for k, v in sc.links.items()
+    }
     sc = sc.replace(links=links)
     ids = np.arange(2000)
     retrying = transfer(build_fleet(sc, 2000), ids, 0.0, 20_000_000, sc.horizon_s)

@@ -26,10 +26,19 @@ def test_ready_scenarios_ship_and_load() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[[fleet]]\nshare = 1.0\nlink = 'dialup'\npattern = 'commuter'\n", "unknown link 'dialup'"),
+        (
+            "[[fleet]]\nshare = 1.0\nlink = 'dialup'\npattern = 'commuter'\n",
+            "unknown link 'dialup'",
+        ),
         ("[[fleet]]\nshare = 0.5\nlink = 'lte'\npattern = 'commuter'\n", "add up to 0.5"),
-        ("[links.lte]\nbandwith_mbps = 3\n[[fleet]]\nshare = 1.0\nlink = 'lte'\npattern = 'commuter'\n", "unknown field(s) ['bandwith_mbps']"),
-        ("[campaign]\nwaves = [0.5, 0.2]\n[[fleet]]\nshare = 1.0\nlink = 'lte'\npattern = 'commuter'\n", "waves must rise"),
+        (
+            "[links.lte]\nbandwith_mbps = 3\n[[fleet]]\nshare = 1.0\nlink = 'lte'\npattern = 'commuter'\n",
+            "unknown field(s) ['bandwith_mbps']",
+        ),
+        (
+            "[campaign]\nwaves = [0.5, 0.2]\n[[fleet]]\nshare = 1.0\nlink = 'lte'\npattern = 'commuter'\n",
+            "waves must rise",
+        ),
         ("name = 'x\n", "not valid TOML"),
     ],
 )
@@ -47,16 +56,30 @@ def test_missing_scenario_lists_the_ready_ones() -> None:
 
 
 def test_sizes_come_from_the_real_artifacts(sizes_cache: Path) -> None:
-    strategies = ["alexnet_fp32", "squeezenet_fp32", "squeezenet_deep_compression", "squeezenet_delta"]
+    strategies = [
+        "alexnet_fp32",
+        "squeezenet_fp32",
+        "squeezenet_deep_compression",
+        "squeezenet_delta",
+    ]
     sizes = ProjectArtifacts(sizes_cache).sizes(strategies)
     lineage = build_lineage()
     base, head = lineage["base"].read_bytes(), lineage["head"].read_bytes()
     assert sizes["squeezenet_fp32"].nbytes == len(base)
-    assert sizes["squeezenet_deep_compression"].nbytes == len(codecs.encode("deepcompression", base))
-    assert sizes["alexnet_fp32"].nbytes == ALEXNET_BYTES and "Iandola" in sizes["alexnet_fp32"].source
+    assert sizes["squeezenet_deep_compression"].nbytes == len(
+        codecs.encode("deepcompression", base)
+    )
+    assert (
+        sizes["alexnet_fp32"].nbytes == ALEXNET_BYTES and "Iandola" in sizes["alexnet_fp32"].source
+    )
     # The delta is what the registry would serve a vehicle on v1.0: it rebuilds the new version.
-    delta = min((e for e in codecs.best_encoding(head, {"v1.0": base}, only=CODECS) if e.base_id), key=lambda e: e.size)
-    assert sizes["squeezenet_delta"].nbytes == delta.size < sizes["squeezenet_deep_compression"].nbytes
+    delta = min(
+        (e for e in codecs.best_encoding(head, {"v1.0": base}, only=CODECS) if e.base_id),
+        key=lambda e: e.size,
+    )
+    assert (
+        sizes["squeezenet_delta"].nbytes == delta.size < sizes["squeezenet_deep_compression"].nbytes
+    )
     assert codecs.decode(delta.blob, base) == head
     assert "head" in sizes["squeezenet_delta"].source
     t = time.perf_counter()
@@ -72,11 +95,13 @@ def test_unknown_strategies_are_refused(sizes_cache: Path) -> None:
 
 
 def test_the_default_retry_model_is_the_agents_policy() -> None:
-    from vehicle_agent.download import RetryPolicy
-
     from simulator.scenario import Protocol
+    from vehicle_agent.download import RetryPolicy
 
     pr, policy = Protocol(), RetryPolicy()
     assert (pr.retry_attempts, pr.retry_base_s, pr.retry_factor, pr.retry_cap_s) == (
-        policy.attempts, policy.base_s, policy.factor, policy.cap_s,
+        policy.attempts,
+        policy.base_s,
+        policy.factor,
+        policy.cap_s,
     )

@@ -39,8 +39,19 @@ def why_not() -> str:
     for c in CONTROLLERS:
         if not (CGROUP / c / "cgroup.procs").exists():
             return f"needs a cgroup v1 {c} hierarchy at {CGROUP / c}"
-    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", "mount -o remount,bind,ro / && "
-                            "! touch /.ota-ro-probe 2>/dev/null"], capture_output=True, text=True)
+    probe = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -o remount,bind,ro / && ! touch /.ota-ro-probe 2>/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if probe.returncode != 0:
         return f"cannot remount / read-only in a mount namespace: {probe.stderr.strip() or probe.returncode}"
     return ""
@@ -69,7 +80,9 @@ class Cgroup:
         cpus = (CGROUP / "cpuset" / "cpuset.effective_cpus").read_text().strip()
         first = int(cpus.split(",")[0].split("-")[0])
         (self.dir("cpuset") / "cpuset.cpus").write_text(f"{first}-{first + self.cpus - 1}")
-        (self.dir("cpuset") / "cpuset.mems").write_text((CGROUP / "cpuset" / "cpuset.mems").read_text().strip())
+        (self.dir("cpuset") / "cpuset.mems").write_text(
+            (CGROUP / "cpuset" / "cpuset.mems").read_text().strip()
+        )
         return self
 
     def join_cmd(self) -> str:
@@ -97,18 +110,48 @@ class Cgroup:
 
 def confined(cmd: list[str], cgroup: Cgroup, writable: Path) -> list[str]:
     """``cmd`` in ``cgroup`` with everything but ``writable`` read-only (and so no writable /tmp)."""
-    inner = (f"mount --bind {shlex.quote(str(writable))} {shlex.quote(str(writable))} && "
-             f"mount -o remount,bind,ro / && exec {shlex.join(cmd)}")
-    return ["sh", "-c", f"{cgroup.join_cmd()}; exec unshare -m --propagation private sh -c {shlex.quote(inner)}"]
+    inner = (
+        f"mount --bind {shlex.quote(str(writable))} {shlex.quote(str(writable))} && "
+        f"mount -o remount,bind,ro / && exec {shlex.join(cmd)}"
+    )
+    return [
+        "sh",
+        "-c",
+        f"{cgroup.join_cmd()}; exec unshare -m --propagation private sh -c {shlex.quote(inner)}",
+    ]
 
 
 def agent_cmd(server, vehicle_id: str, state: Path, sock: Path, health_window: float) -> list[str]:
     ident = server.vehicle_tls(vehicle_id)
-    return [sys.executable, "-m", "ota.cli", "agent", "run", "--registry", server.address, "--state", str(state),
-            "--trusted-root", str(server.keys_dir / "root.json"),
-            "--director-root", str(server.keys_dir / "director-root.json"),
-            "--ca", str(ident.ca), "--cert", str(ident.cert), "--key", str(ident.key), "--vehicle-id", vehicle_id,
-            "--interval", "0.5", "--health-window", str(health_window), "--serve", str(sock)]
+    return [
+        sys.executable,
+        "-m",
+        "ota.cli",
+        "agent",
+        "run",
+        "--registry",
+        server.address,
+        "--state",
+        str(state),
+        "--trusted-root",
+        str(server.keys_dir / "root.json"),
+        "--director-root",
+        str(server.keys_dir / "director-root.json"),
+        "--ca",
+        str(ident.ca),
+        "--cert",
+        str(ident.cert),
+        "--key",
+        str(ident.key),
+        "--vehicle-id",
+        vehicle_id,
+        "--interval",
+        "0.5",
+        "--health-window",
+        str(health_window),
+        "--serve",
+        str(sock),
+    ]
 
 
 def vm_hwm(pid: int) -> int:
@@ -130,8 +173,10 @@ class Clients:
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(sock, method, request), daemon=True)
-                         for _ in range(n)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(sock, method, request), daemon=True)
+            for _ in range(n)
+        ]
         for t in self._threads:
             t.start()
 

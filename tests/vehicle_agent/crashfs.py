@@ -82,8 +82,10 @@ class Recorder:
 
     def __enter__(self) -> Recorder:
         self.baseline = snapshot(Path(self.root))
-        real = {name: getattr(os, name) for name in ("open", "replace", "rename", "unlink", "remove", "mkdir",
-                                                       "rmdir", "fsync")}
+        real = {
+            name: getattr(os, name)
+            for name in ("open", "replace", "rename", "unlink", "remove", "mkdir", "rmdir", "fsync")
+        }
         real_open = io.open
         rec = self
 
@@ -122,8 +124,17 @@ class Recorder:
                 ino = os.lstat(src).st_ino if s else 0
                 real[which](src, dst, *a, **kw)
                 if s and d:
-                    rec._add(("rename", os.path.dirname(s), os.path.basename(s), os.path.dirname(d),
-                              os.path.basename(d), ino))
+                    rec._add(
+                        (
+                            "rename",
+                            os.path.dirname(s),
+                            os.path.basename(s),
+                            os.path.dirname(d),
+                            os.path.basename(d),
+                            ino,
+                        )
+                    )
+
             return f
 
         def unlink_(which):
@@ -132,13 +143,16 @@ class Recorder:
                 real[which](path, *a, **kw)
                 if p:
                     rec._add(("unlink", os.path.dirname(p), os.path.basename(p)))
+
             return f
 
         def mkdir_(path, mode=0o777, *a, **kw):
             p = rec._mine(path)
             real["mkdir"](path, mode, *a, **kw)
             if p:
-                rec._add(("link", os.path.dirname(p), os.path.basename(p), os.lstat(p).st_ino, True))
+                rec._add(
+                    ("link", os.path.dirname(p), os.path.basename(p), os.lstat(p).st_ino, True)
+                )
 
         def fsync_(fd):
             real["fsync"](fd)
@@ -155,10 +169,18 @@ class Recorder:
                 with real_open(f"/proc/self/fd/{fd}", "rb") as f:
                     rec._add(("fsync", st.st_ino, f.read()))
 
-        patches = {(builtins, "open"): open_, (io, "open"): open_, (os, "open"): os_open,
-                   (os, "replace"): rename_("replace"), (os, "rename"): rename_("rename"),
-                   (os, "unlink"): unlink_("unlink"), (os, "remove"): unlink_("remove"),
-                   (os, "mkdir"): mkdir_, (os, "rmdir"): unlink_("rmdir"), (os, "fsync"): fsync_}
+        patches = {
+            (builtins, "open"): open_,
+            (io, "open"): open_,
+            (os, "open"): os_open,
+            (os, "replace"): rename_("replace"),
+            (os, "rename"): rename_("rename"),
+            (os, "unlink"): unlink_("unlink"),
+            (os, "remove"): unlink_("remove"),
+            (os, "mkdir"): mkdir_,
+            (os, "rmdir"): unlink_("rmdir"),
+            (os, "fsync"): fsync_,
+        }
         for (mod, name), fn in patches.items():
             self._saved[(mod, name)] = getattr(mod, name)
             setattr(mod, name, fn)
@@ -180,13 +202,21 @@ class Recorder:
             pending = [j for j, op in enumerate(done) if _is_meta(op) and at[j] >= k]
             for p in range(len(pending) + 1):
                 tree = self._tree(done, set(pending[:p]), at, k)
-                key = hashlib.sha256(repr(sorted((n, hashlib.sha256(b).hexdigest() if b is not None else "d")
-                                                 for n, b in tree.items())).encode()).hexdigest()
+                key = hashlib.sha256(
+                    repr(
+                        sorted(
+                            (n, hashlib.sha256(b).hexdigest() if b is not None else "d")
+                            for n, b in tree.items()
+                        )
+                    ).encode()
+                ).hexdigest()
                 if key not in seen:
                     seen.add(key)
                     yield k, p, tree
 
-    def _tree(self, done: list[Op], applied: set[int], at: list[float], k: int) -> dict[str, bytes | None]:
+    def _tree(
+        self, done: list[Op], applied: set[int], at: list[float], k: int
+    ) -> dict[str, bytes | None]:
         names = {d: dict(n) for d, n in self.baseline.names.items()}
         dirs = set(self.baseline.dirs)
         truncated: set[int] = set()

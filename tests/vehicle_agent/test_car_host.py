@@ -15,8 +15,9 @@ NAME = "squeezenet1.0"
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "ota-agent.service"
 
 
-def test_agent_updates_without_a_writable_system_temp_dir(registry_server, make_agent, squeezenet_bytes,
-                                                           tmp_path, monkeypatch) -> None:
+def test_agent_updates_without_a_writable_system_temp_dir(
+    registry_server, make_agent, squeezenet_bytes, tmp_path, monkeypatch
+) -> None:
     # A read-only root without a writable /tmp: anything that falls back to the system temp
     # dir fails (python-tuf's default downloader spools metadata with tempfile.TemporaryFile()).
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-tmp"))
@@ -33,7 +34,9 @@ def test_agent_updates_without_a_writable_system_temp_dir(registry_server, make_
 def _analyze() -> str:
     tool = shutil.which("systemd-analyze")
     if tool is None:
-        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd); the unit is not checked")
+        pytest.skip(
+            "systemd-analyze is not installed (Debian: apt-get install systemd); the unit is not checked"
+        )
     return tool
 
 
@@ -42,7 +45,11 @@ def test_shipped_unit_passes_systemd_analyze_verify(tmp_path) -> None:
     # verify wants ExecStart's binary to exist: check the unit as shipped, with the venv path
     # pointed at a stand-in executable (the path is the deployment's choice, nothing else changes).
     text = UNIT.read_text()
-    shipped = next(line for line in text.splitlines() if line.startswith("ExecStart=")).split("=", 1)[1].split()[0]
+    shipped = (
+        next(line for line in text.splitlines() if line.startswith("ExecStart="))
+        .split("=", 1)[1]
+        .split()[0]
+    )
     exe = tmp_path / "ota"
     exe.write_text("#!/bin/sh\n")
     exe.chmod(0o755)
@@ -58,8 +65,9 @@ def test_shipped_unit_passes_systemd_analyze_verify(tmp_path) -> None:
 
 def test_shipped_unit_is_hardened() -> None:
     tool = _analyze()
-    r = subprocess.run([tool, "security", "--offline=yes", str(UNIT)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [tool, "security", "--offline=yes", str(UNIT)], capture_output=True, text=True, timeout=60
+    )
     if "--offline" in r.stderr and "unrecognized" in r.stderr:
         pytest.skip(f"this systemd-analyze cannot rate a unit offline: {r.stderr.strip()}")
     last = [line for line in r.stdout.splitlines() if "Overall exposure level" in line]

@@ -37,18 +37,31 @@ MB = 1 << 20
 FULL = os.environ.get("OTA_ACCEPTANCE_FULL", "") not in ("", "0")
 UPDATES = 3 if FULL else 1
 REQUESTS = {
-    "squeezenet1.0": ("Classify", inference_pb2.ClassifyRequest(
-        model="squeezenet1.0", frame=inference_pb2.Frame(image=(IMAGES_DIR / "coffee.png").read_bytes()), top_k=1)),
-    "squeezedet": ("Detect", inference_pb2.DetectRequest(
-        model="squeezedet", frame=inference_pb2.Frame(image=(IMAGES_DIR / "kitti_road.png").read_bytes()))),
+    "squeezenet1.0": (
+        "Classify",
+        inference_pb2.ClassifyRequest(
+            model="squeezenet1.0",
+            frame=inference_pb2.Frame(image=(IMAGES_DIR / "coffee.png").read_bytes()),
+            top_k=1,
+        ),
+    ),
+    "squeezedet": (
+        "Detect",
+        inference_pb2.DetectRequest(
+            model="squeezedet",
+            frame=inference_pb2.Frame(image=(IMAGES_DIR / "kitti_road.png").read_bytes()),
+        ),
+    ),
 }
 
 
 def _served(sock: Path) -> dict[str, tuple[str, str]]:
     channel, stub = connect(sock)
     try:
-        return {m.served.model: (m.served.version, m.update_state)
-                for m in stub.ListServed(inference_pb2.ListServedRequest(), timeout=10).models}
+        return {
+            m.served.model: (m.served.version, m.update_state)
+            for m in stub.ListServed(inference_pb2.ListServedRequest(), timeout=10).models
+        }
     except grpc.RpcError:
         return {}
     finally:
@@ -67,27 +80,46 @@ def _wait(sock: Path, want: dict[str, str], proc: subprocess.Popen, timeout: flo
 
 
 def _installed_encoding(reg, name: str, version: str) -> str:
-    return next((r.encoding for r in reg.store.list_reports("car-acc")
-                 if (r.name, r.version, r.status) == (name, version, "installed")), "none")
+    return next(
+        (
+            r.encoding
+            for r in reg.store.list_reports("car-acc")
+            if (r.name, r.version, r.status) == (name, version, "installed")
+        ),
+        "none",
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("models", "update", "limit_mb"), [
-    (("squeezenet1.0",), "squeezenet1.0", 512),
-    (("squeezedet", "squeezenet1.0"), "squeezedet", 512),
-], ids=["squeezenet-512MB", "squeezedet+squeezenet-512MB"])
+@pytest.mark.parametrize(
+    ("models", "update", "limit_mb"),
+    [
+        (("squeezenet1.0",), "squeezenet1.0", 512),
+        (("squeezedet", "squeezenet1.0"), "squeezedet", 512),
+    ],
+    ids=["squeezenet-512MB", "squeezedet+squeezenet-512MB"],
+)
 def test_agent_updates_and_serves_under_one_cpu_and_its_memory_budget_on_a_read_only_root(
-        registry_server, models, update, limit_mb) -> None:
+    registry_server, models, update, limit_mb
+) -> None:
     reg = registry_server.registry
     base = {n: zoo.build(n) for n in models}
     for n in models:
         publish_released(reg, n, "1.0.0", base[n])
-    work = Path(tempfile.mkdtemp(prefix="ota-acc-", dir="/tmp"))  # short: the socket path is limited
+    work = Path(
+        tempfile.mkdtemp(prefix="ota-acc-", dir="/tmp")
+    )  # short: the socket path is limited
     sock, state, log = work / "agent.sock", work / "state", work / "agent.log"
     limit = limit_mb * MB
     with Cgroup(memory=limit, cpus=1) as cg, open(log, "w") as err:
-        proc = subprocess.Popen(confined(agent_cmd(registry_server, "car-acc", state, sock, health_window=2.0), cg, work),
-                                stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            confined(
+                agent_cmd(registry_server, "car-acc", state, sock, health_window=2.0), cg, work
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         clients: list[Clients] = []
         try:
             _wait(sock, {n: "1.0.0" for n in models}, proc)
@@ -107,7 +139,9 @@ def test_agent_updates_and_serves_under_one_cpu_and_its_memory_budget_on_a_read_
             time.sleep(1.0)  # serve the new version a little longer
             for c in clients:
                 c.stop()
-            assert proc.poll() is None, f"agent exited with {proc.returncode}: {log.read_text()[-2000:]}"
+            assert proc.poll() is None, (
+                f"agent exited with {proc.returncode}: {log.read_text()[-2000:]}"
+            )
             hwm = vm_hwm(proc.pid)
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
@@ -128,8 +162,12 @@ def test_agent_updates_and_serves_under_one_cpu_and_its_memory_budget_on_a_read_
         assert set(c.versions) == expected, (n, sorted(set(c.versions)))
     assert ooms == 0
     assert 0 < hwm < limit and peak <= limit, (hwm / MB, peak / MB)
-    assert deltas == UPDATES, [(v, _installed_encoding(reg, update, f"1.0.{v}")) for v in range(1, i + 1)]
-    print(f"\n{'+'.join(models)} under 1 CPU / {limit_mb} MB, read-only root: {deltas} delta update(s) of {update} "
-          f"({i} in all), "
-          f"{sum(len(c.versions) for c in clients)} requests, 0 failed; agent VmHWM {hwm / MB:.0f} MB, "
-          f"cgroup peak {peak / MB:.0f} MB (with page cache)")
+    assert deltas == UPDATES, [
+        (v, _installed_encoding(reg, update, f"1.0.{v}")) for v in range(1, i + 1)
+    ]
+    print(
+        f"\n{'+'.join(models)} under 1 CPU / {limit_mb} MB, read-only root: {deltas} delta update(s) of {update} "
+        f"({i} in all), "
+        f"{sum(len(c.versions) for c in clients)} requests, 0 failed; agent VmHWM {hwm / MB:.0f} MB, "
+        f"cgroup peak {peak / MB:.0f} MB (with page cache)"
+    )

@@ -45,7 +45,11 @@ def recorded_update(registry_server, make_agent, squeezenet_bytes):
     def run(recorder: Recorder) -> None:
         with recorder:
             [out] = agent.update_once()
-        assert out.status == "installed" and out.encoding != "full", (out.status, out.encoding, out.reason)
+        assert out.status == "installed" and out.encoding != "full", (
+            out.status,
+            out.encoding,
+            out.reason,
+        )
 
     return run, agent, hashlib.sha256(squeezenet_bytes).hexdigest(), new.sha256
 
@@ -60,17 +64,33 @@ def _served_after_restart(registry_server, state: Path) -> str:
             return "nothing served"
         slots = agent.slots.load()[NAME]
         assert slots.active_record() is not None and slots.active_record().sha256 == served.sha256
-        on_disk = hashlib.sha256(agent.slots.model_path(NAME, slots.active).read_bytes()).hexdigest()
-        return on_disk if on_disk == served.sha256 else f"serves {served.sha256[:12]}, slot holds {on_disk[:12]}"
+        on_disk = hashlib.sha256(
+            agent.slots.model_path(NAME, slots.active).read_bytes()
+        ).hexdigest()
+        return (
+            on_disk
+            if on_disk == served.sha256
+            else f"serves {served.sha256[:12]}, slot holds {on_disk[:12]}"
+        )
     finally:
         agent.close()
 
 
-def _replay(registry_server, recorder: Recorder, old: str, new: str, work: Path, sample: int | None,
-            first_tear: bool = False) -> dict:
+def _replay(
+    registry_server,
+    recorder: Recorder,
+    old: str,
+    new: str,
+    work: Path,
+    sample: int | None,
+    first_tear: bool = False,
+) -> dict:
     states = list(recorder.crash_states())
-    chosen = states if sample is None or len(states) <= sample else \
-        [states[round(i * (len(states) - 1) / (sample - 1))] for i in range(sample)]
+    chosen = (
+        states
+        if sample is None or len(states) <= sample
+        else [states[round(i * (len(states) - 1) / (sample - 1))] for i in range(sample)]
+    )
     torn = []
     outcome = {"old": 0, "new": 0}
     for n, (k, p, tree) in enumerate(chosen):
@@ -85,29 +105,41 @@ def _replay(registry_server, recorder: Recorder, old: str, new: str, work: Path,
         elif sha == new:
             outcome["new"] += 1
         else:
-            torn.append(f"crash after op {k}/{len(recorder.ops)}, {p} pending metadata ops persisted: {sha}")
+            torn.append(
+                f"crash after op {k}/{len(recorder.ops)}, {p} pending metadata ops persisted: {sha}"
+            )
         shutil.rmtree(state, ignore_errors=True)
         if torn and first_tear:
             break
-    return {"ops": len(recorder.ops), "states": len(states), "tried": len(chosen), "torn": torn, **outcome}
+    return {
+        "ops": len(recorder.ops),
+        "states": len(states),
+        "tried": len(chosen),
+        "torn": torn,
+        **outcome,
+    }
 
 
-def test_every_crash_state_of_a_delta_update_serves_a_verified_model(registry_server, recorded_update,
-                                                                       tmp_path) -> None:
+def test_every_crash_state_of_a_delta_update_serves_a_verified_model(
+    registry_server, recorded_update, tmp_path
+) -> None:
     run, agent, old, new = recorded_update
     recorder = Recorder(agent.state_dir)
     run(recorder)
 
     r = _replay(registry_server, recorder, old, new, tmp_path, None if FULL else SAMPLE)
 
-    print(f"\ncrash-state replay: {r['ops']} file-system operations, {r['states']} distinct crash states, "
-          f"{r['tried']} started: {len(r['torn'])} torn, {r['old']} served the old version, {r['new']} the new")
+    print(
+        f"\ncrash-state replay: {r['ops']} file-system operations, {r['states']} distinct crash states, "
+        f"{r['tried']} started: {len(r['torn'])} torn, {r['old']} served the old version, {r['new']} the new"
+    )
     assert r["torn"] == [], r["torn"][:5]
     assert r["old"] > 0 and r["new"] > 0  # the cut points span the commit
 
 
-def test_the_replay_finds_the_tear_when_one_fsync_is_missing(registry_server, recorded_update, tmp_path,
-                                                              monkeypatch) -> None:
+def test_the_replay_finds_the_tear_when_one_fsync_is_missing(
+    registry_server, recorded_update, tmp_path, monkeypatch
+) -> None:
     """The check can fail: without the data fsync in the atomic write (the rename still happens),
     slots.json can reach the disk renamed but empty."""
     run, agent, old, new = recorded_update
@@ -140,13 +172,16 @@ def test_each_state_file_is_replaced_whole(recorded_update) -> None:
     replaced = {name: 0 for name in STATE_FILES}
     for i, op in enumerate(ops):
         if op[0] == "open_w":
-            assert os.path.basename(op[1]) not in STATE_FILES or os.path.dirname(op[1]) != root, \
+            assert os.path.basename(op[1]) not in STATE_FILES or os.path.dirname(op[1]) != root, (
                 f"{op[1]} written in place"
+            )
         if op[0] == "rename" and op[3] == root and op[4] in STATE_FILES:
             ino = op[5]
             synced = [o for o in ops[:i] if o[0] == "fsync" and o[1] == ino]
             assert synced, f"{op[4]}: renamed into place before its data was fsynced"
             json.loads(synced[-1][2])  # the whole new file, not a prefix
-            assert any(o[0] == "dirsync" and o[1] == root for o in ops[i + 1:]), f"{op[4]}: rename not made durable"
+            assert any(o[0] == "dirsync" and o[1] == root for o in ops[i + 1 :]), (
+                f"{op[4]}: rename not made durable"
+            )
             replaced[op[4]] += 1
     assert replaced["journal.json"] >= 4 and replaced["slots.json"] >= 2, replaced

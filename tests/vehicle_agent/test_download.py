@@ -35,9 +35,13 @@ def _publish(registry_server, data: bytes) -> tuple[TargetFile, str]:
     return target, f"squeezenet1.0/{rec.sha256}.1.0.0.onnx"
 
 
-def test_cut_download_resumes_from_offset_within_one_call(registry_server, squeezenet_bytes, tmp_path) -> None:
+def test_cut_download_resumes_from_offset_within_one_call(
+    registry_server, squeezenet_bytes, tmp_path
+) -> None:
     target, path = _publish(registry_server, squeezenet_bytes)
-    client = CuttingClient(registry_server.address, cut_after=1_000_000, tls_files=registry_server.vehicle_tls())
+    client = CuttingClient(
+        registry_server.address, cut_after=1_000_000, tls_files=registry_server.vehicle_tls()
+    )
 
     result = download_target(client, path, target, tmp_path)
 
@@ -51,16 +55,22 @@ def test_cut_download_resumes_from_offset_within_one_call(registry_server, squee
     client.close()
 
 
-def test_partial_file_survives_a_restart_and_is_resumed(registry_server, squeezenet_bytes, tmp_path) -> None:
+def test_partial_file_survives_a_restart_and_is_resumed(
+    registry_server, squeezenet_bytes, tmp_path
+) -> None:
     target, path = _publish(registry_server, squeezenet_bytes)
-    cutting = CuttingClient(registry_server.address, cut_after=2_000_000, tls_files=registry_server.vehicle_tls())
+    cutting = CuttingClient(
+        registry_server.address, cut_after=2_000_000, tls_files=registry_server.vehicle_tls()
+    )
     with pytest.raises(DownloadFailed, match="gave up"):
         download_target(cutting, path, target, tmp_path, max_attempts=1)
     part = tmp_path / f"{target.hashes['sha256']}.part"
     kept = part.stat().st_size
     assert 0 < kept <= 2_000_000
 
-    with RegistryClient(registry_server.address, tls_files=registry_server.vehicle_tls()) as fresh:  # the agent after a restart
+    with RegistryClient(
+        registry_server.address, tls_files=registry_server.vehicle_tls()
+    ) as fresh:  # the agent after a restart
         result = download_target(fresh, path, target, tmp_path)
 
     assert result.resumed_from == kept
@@ -77,11 +87,17 @@ class LyingMirror(RegistryClient):
         yield from super().download(kind, path, offset, max_bytes=0, **kw)
 
 
-def test_registry_sending_more_than_signed_length_is_refused(registry_server, squeezenet_bytes, tmp_path) -> None:
+def test_registry_sending_more_than_signed_length_is_refused(
+    registry_server, squeezenet_bytes, tmp_path
+) -> None:
     target, path = _publish(registry_server, squeezenet_bytes)
-    short = TargetFile(length=1000, hashes=target.hashes, path=target.path)  # what a lying mirror would face
-    with LyingMirror(registry_server.address, tls_files=registry_server.vehicle_tls()) as client, \
-            pytest.raises(DownloadFailed, match="more than the signed length 1000 B") as e:
+    short = TargetFile(
+        length=1000, hashes=target.hashes, path=target.path
+    )  # what a lying mirror would face
+    with (
+        LyingMirror(registry_server.address, tls_files=registry_server.vehicle_tls()) as client,
+        pytest.raises(DownloadFailed, match="more than the signed length 1000 B") as e,
+    ):
         download_target(client, path, short, tmp_path)
     # The bound fired on the first oversized chunk, before anything past it was kept (the
     # final hash check would also refuse, but only after writing the whole stream to disk).

@@ -27,8 +27,13 @@ class PowerCut(BaseException):
 
 
 def make_job(data: bytes, version: str) -> Job:
-    return Job(name=NAME, version=version, sha256=hashlib.sha256(data).hexdigest(), length=len(data),
-               download_path=f"{NAME}/{version}")
+    return Job(
+        name=NAME,
+        version=version,
+        sha256=hashlib.sha256(data).hexdigest(),
+        length=len(data),
+        download_path=f"{NAME}/{version}",
+    )
 
 
 @dataclass
@@ -164,7 +169,9 @@ def boot(state: Path, world: World, policy: EnginePolicy = EnginePolicy()) -> Ag
     disk = CuttingDisk(world, slots, state / "downloads", fetcher.have)
     runtime = FakeRuntime(world, slots)
     reporter = Reporter()
-    engine = UpdateEngine(Journal(state), disk, fetcher, Verifier(), runtime, reporter, policy=policy)
+    engine = UpdateEngine(
+        Journal(state), disk, fetcher, Verifier(), runtime, reporter, policy=policy
+    )
     engine.recover()
     return Agent(engine, runtime, reporter, fetcher, slots)
 
@@ -199,7 +206,9 @@ def state_of(tmp_path: Path) -> State:
 
 
 # -- the happy path and its reports ------------------------------------------------------
-def test_install_walks_every_state_and_reports_each_step(installed: Agent, tmp_path: Path, world: World) -> None:
+def test_install_walks_every_state_and_reports_each_step(
+    installed: Agent, tmp_path: Path, world: World
+) -> None:
     seen = []
     orig = installed.engine._put
     installed.engine._put = lambda e: (seen.append(e.state), orig(e))[1]  # type: ignore[method-assign]
@@ -207,16 +216,29 @@ def test_install_walks_every_state_and_reports_each_step(installed: Agent, tmp_p
     entry = installed.engine.install(make_job(V2, "2"), from_version="1")
     entry = installed.engine.poll(NAME)
 
-    assert seen == [State.DOWNLOADING, State.VERIFYING, State.STAGED, State.ACTIVATING, State.ACTIVE, State.CONFIRMED]
+    assert seen == [
+        State.DOWNLOADING,
+        State.VERIFYING,
+        State.STAGED,
+        State.ACTIVATING,
+        State.ACTIVE,
+        State.CONFIRMED,
+    ]
     assert entry.previous_slot == "a" and entry.slot == "b" and entry.previous_version == "1"
     assert installed.served() == V2
-    assert [s for v, s in installed.reporter.steps if v == "2"] == ["downloading", "installed", "confirmed"]
+    assert [s for v, s in installed.reporter.steps if v == "2"] == [
+        "downloading",
+        "installed",
+        "confirmed",
+    ]
     raw = json.loads((tmp_path / "journal.json").read_text())
     assert raw["entries"][NAME]["state"] == "confirmed"
 
 
 # -- recovery, one test per state ----------------------------------------------------------
-def test_crash_while_downloading_resumes_from_the_partial_file(installed: Agent, tmp_path: Path, world: World) -> None:
+def test_crash_while_downloading_resumes_from_the_partial_file(
+    installed: Agent, tmp_path: Path, world: World
+) -> None:
     world.cut_after_bytes = 4000
     a = crash_during_v2(tmp_path, world, "fetch")
     assert state_of(tmp_path) == State.DOWNLOADING and a.served() == V1
@@ -228,7 +250,9 @@ def test_crash_while_downloading_resumes_from_the_partial_file(installed: Agent,
     assert world.fetch_calls == 3  # V1, the cut V2 attempt, one resume of the rest
 
 
-def test_crash_after_staging_before_journal_is_not_downloaded_again(installed: Agent, tmp_path: Path, world: World) -> None:
+def test_crash_after_staging_before_journal_is_not_downloaded_again(
+    installed: Agent, tmp_path: Path, world: World
+) -> None:
     a = crash_during_v2(tmp_path, world, "after-stage")
     assert state_of(tmp_path) == State.VERIFYING and a.served() == V1
     calls = world.fetch_calls
@@ -238,7 +262,9 @@ def test_crash_after_staging_before_journal_is_not_downloaded_again(installed: A
     assert world.fetch_calls == calls and a.served() == V2
 
 
-def test_crash_in_verifying_with_complete_download_verifies_without_fetching(installed: Agent, tmp_path: Path, world: World) -> None:
+def test_crash_in_verifying_with_complete_download_verifies_without_fetching(
+    installed: Agent, tmp_path: Path, world: World
+) -> None:
     a = boot(tmp_path, world)
     job = make_job(V2, "2")
     a.engine.journal.put(Entry(name=NAME).to(State.VERIFYING, job=job, previous_slot="a"))
@@ -250,7 +276,9 @@ def test_crash_in_verifying_with_complete_download_verifies_without_fetching(ins
     assert world.fetch_calls == calls
 
 
-def test_crash_in_staged_is_finished_at_start_without_network(installed: Agent, tmp_path: Path, world: World) -> None:
+def test_crash_in_staged_is_finished_at_start_without_network(
+    installed: Agent, tmp_path: Path, world: World
+) -> None:
     a = crash_during_v2(tmp_path, world, "prepare")  # staged, self-test in progress
 
     assert state_of(tmp_path) == State.ACTIVE
@@ -258,7 +286,9 @@ def test_crash_in_staged_is_finished_at_start_without_network(installed: Agent, 
     assert world.fetch_calls == 2
 
 
-def test_staged_slot_damaged_before_restart_is_fetched_again(installed: Agent, tmp_path: Path, world: World) -> None:
+def test_staged_slot_damaged_before_restart_is_fetched_again(
+    installed: Agent, tmp_path: Path, world: World
+) -> None:
     a = boot(tmp_path, world)
     world.cut_at = "prepare"
     with pytest.raises(PowerCut):
@@ -271,14 +301,18 @@ def test_staged_slot_damaged_before_restart_is_fetched_again(installed: Agent, t
     assert a.engine.install(make_job(V2, "2")).state == State.ACTIVE and a.served() == V2
 
 
-def test_crash_in_activating_before_the_commit_reactivates(installed: Agent, tmp_path: Path, world: World) -> None:
+def test_crash_in_activating_before_the_commit_reactivates(
+    installed: Agent, tmp_path: Path, world: World
+) -> None:
     a = crash_during_v2(tmp_path, world, "before-commit")
 
     assert state_of(tmp_path) == State.ACTIVE and a.served() == V2
     assert a.slots.load()[NAME].active == "b"
 
 
-def test_crash_in_activating_after_the_commit_is_active(installed: Agent, tmp_path: Path, world: World) -> None:
+def test_crash_in_activating_after_the_commit_is_active(
+    installed: Agent, tmp_path: Path, world: World
+) -> None:
     a = crash_during_v2(tmp_path, world, "after-commit")  # slots.json switched, swap not done
 
     entry = Journal(tmp_path).get(NAME)
@@ -287,7 +321,9 @@ def test_crash_in_activating_after_the_commit_is_active(installed: Agent, tmp_pa
     assert ("2", "installed") in a.reporter.steps
 
 
-def test_crash_in_health_window_restarts_it_then_rolls_back_a_crash_loop(installed: Agent, tmp_path: Path, world: World) -> None:
+def test_crash_in_health_window_restarts_it_then_rolls_back_a_crash_loop(
+    installed: Agent, tmp_path: Path, world: World
+) -> None:
     installed.engine.install(make_job(V2, "2"))
     assert state_of(tmp_path) == State.ACTIVE
 
@@ -318,9 +354,14 @@ def test_crash_during_rollback_finishes_it(installed: Agent, tmp_path: Path, wor
 
 
 @pytest.mark.parametrize("final", [State.CONFIRMED, State.FAILED, State.ROLLED_BACK])
-def test_terminal_states_recover_to_themselves(installed: Agent, tmp_path: Path, world: World, final: State) -> None:
-    job = {State.CONFIRMED: make_job(V2, "2"), State.FAILED: make_job(b"bad" + V2, "bad"),
-           State.ROLLED_BACK: make_job(V2, "2")}[final]
+def test_terminal_states_recover_to_themselves(
+    installed: Agent, tmp_path: Path, world: World, final: State
+) -> None:
+    job = {
+        State.CONFIRMED: make_job(V2, "2"),
+        State.FAILED: make_job(b"bad" + V2, "bad"),
+        State.ROLLED_BACK: make_job(V2, "2"),
+    }[final]
     world.health = Verdict("fail", "slow") if final == State.ROLLED_BACK else Verdict("ok")
     installed.engine.install(job)
     installed.engine.poll(NAME)
@@ -333,7 +374,9 @@ def test_terminal_states_recover_to_themselves(installed: Agent, tmp_path: Path,
 
 
 # -- failures -------------------------------------------------------------------------------
-def test_health_failure_rolls_back_and_never_retries_that_version(installed: Agent, world: World) -> None:
+def test_health_failure_rolls_back_and_never_retries_that_version(
+    installed: Agent, world: World
+) -> None:
     world.health = Verdict("fail", "3 of 40 requests failed")
     installed.engine.install(make_job(V2, "2"))
 
@@ -351,7 +394,9 @@ def test_failed_self_test_is_rejected_and_old_model_served(installed: Agent, wor
     assert installed.served() == V1 and installed.slots.load()[NAME].active == "a"
 
 
-def test_flipped_bits_are_downloaded_again_then_called_an_attack(installed: Agent, world: World) -> None:
+def test_flipped_bits_are_downloaded_again_then_called_an_attack(
+    installed: Agent, world: World
+) -> None:
     world.corrupt_next = 1
     assert installed.engine.install(make_job(V2, "2")).state == State.ACTIVE  # one flip: retried
     assert installed.engine.poll(NAME).state == State.CONFIRMED
@@ -362,7 +407,9 @@ def test_flipped_bits_are_downloaded_again_then_called_an_attack(installed: Agen
     assert installed.served() == V2
 
 
-def test_first_install_failing_health_serves_nothing_rather_than_a_bad_model(tmp_path: Path, world: World) -> None:
+def test_first_install_failing_health_serves_nothing_rather_than_a_bad_model(
+    tmp_path: Path, world: World
+) -> None:
     a = boot(tmp_path, world)
     world.health = Verdict("fail", "NaN outputs")
     a.engine.install(make_job(V1, "1"))
@@ -370,7 +417,9 @@ def test_first_install_failing_health_serves_nothing_rather_than_a_bad_model(tmp
     assert a.served() is None and a.slots.load()[NAME].active is None
 
 
-def test_new_offer_supersedes_an_interrupted_download(installed: Agent, tmp_path: Path, world: World) -> None:
+def test_new_offer_supersedes_an_interrupted_download(
+    installed: Agent, tmp_path: Path, world: World
+) -> None:
     world.cut_after_bytes = 100
     a = crash_during_v2(tmp_path, world, "fetch")
     world.blobs[f"{NAME}/3"] = V2 + b"3"
@@ -380,7 +429,9 @@ def test_new_offer_supersedes_an_interrupted_download(installed: Agent, tmp_path
     assert ("2", "failed") in a.reporter.steps
 
 
-def test_corrupt_journal_is_moved_aside_and_serving_is_unaffected(installed: Agent, tmp_path: Path, world: World) -> None:
+def test_corrupt_journal_is_moved_aside_and_serving_is_unaffected(
+    installed: Agent, tmp_path: Path, world: World
+) -> None:
     (tmp_path / "journal.json").write_text("{ not json")
     a = boot(tmp_path, world)
     assert a.served() == V1 and state_of(tmp_path) == State.IDLE

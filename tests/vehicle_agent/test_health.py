@@ -26,8 +26,14 @@ def test_window_stays_pending_until_it_has_run() -> None:
 
 
 def test_latency_regression_fails_at_the_end_of_the_window() -> None:
-    v = POLICY.judge(stats([30.0] * 50), baseline_p99_ms=10.0, elapsed_s=30.0)  # limit 2×10 + 5 = 25 ms
-    assert v.state == "fail" and "p99 latency 30.0 ms" in v.reason and "previous version 10.0 ms" in v.reason
+    v = POLICY.judge(
+        stats([30.0] * 50), baseline_p99_ms=10.0, elapsed_s=30.0
+    )  # limit 2×10 + 5 = 25 ms
+    assert (
+        v.state == "fail"
+        and "p99 latency 30.0 ms" in v.reason
+        and "previous version 10.0 ms" in v.reason
+    )
 
 
 def test_latency_within_the_limit_is_confirmed() -> None:

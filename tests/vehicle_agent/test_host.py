@@ -39,7 +39,9 @@ def test_at_most_two_inferences_run_at_once_whatever_the_clients(squeezenet_byte
     host = ModelHost(max_concurrent=2)
     host.swap("m", LoadedModel(session, info, "1", "sha"))  # type: ignore[arg-type]
     x = selftest_input(info, 0)
-    threads = [threading.Thread(target=lambda: [host.run("m", x) for _ in range(3)]) for _ in range(6)]
+    threads = [
+        threading.Thread(target=lambda: [host.run("m", x) for _ in range(3)]) for _ in range(6)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -9,21 +9,28 @@ from pathlib import Path
 import pytest
 
 from testkit.faultlink import FaultyLink
+from testkit.helpers import publish_released
 from vehicle_agent.agent import VehicleAgent
 from vehicle_agent.download import RetryPolicy
 from vehicle_agent.transport import TransportConfig
-from testkit.helpers import publish_released
 
 NAME = "squeezenet1.0"
 
 
-def agent_via(link: FaultyLink, registry_server, tmp_path: Path, insecure: bool = False) -> VehicleAgent:
-    return VehicleAgent(registry_server.agent_config(
-        "car-link", tmp_path / "state", address=link.address, insecure=insecure,
-        retry=RetryPolicy(attempts=4, base_s=0.02, cap_s=0.2),
-        # Short enough for a quick test, long enough for a machine shared by many busy processes.
-        transport=TransportConfig(rpc_deadline_s=10.0, stall_timeout_s=2.0),
-    ))
+def agent_via(
+    link: FaultyLink, registry_server, tmp_path: Path, insecure: bool = False
+) -> VehicleAgent:
+    return VehicleAgent(
+        registry_server.agent_config(
+            "car-link",
+            tmp_path / "state",
+            address=link.address,
+            insecure=insecure,
+            retry=RetryPolicy(attempts=4, base_s=0.02, cap_s=0.2),
+            # Short enough for a quick test, long enough for a machine shared by many busy processes.
+            transport=TransportConfig(rpc_deadline_s=10.0, stall_timeout_s=2.0),
+        )
+    )
 
 
 def install_through(agent: VehicleAgent, cycles: int = 10) -> list:
@@ -34,7 +41,9 @@ def install_through(agent: VehicleAgent, cycles: int = 10) -> list:
         seen += outcomes
         if any(o.status == "installed" for o in outcomes):
             return seen
-    raise AssertionError(f"not installed after {cycles} check-ins: {[(o.status, o.reason) for o in seen]}")
+    raise AssertionError(
+        f"not installed after {cycles} check-ins: {[(o.status, o.reason) for o in seen]}"
+    )
 
 
 def served_sha(agent: VehicleAgent) -> str:
@@ -55,7 +64,9 @@ def published(registry_server, squeezenet_bytes) -> str:
     return sha
 
 
-def test_link_dropping_every_300_kb_still_completes_by_resuming(registry_server, squeezenet_bytes, published, tmp_path) -> None:
+def test_link_dropping_every_300_kb_still_completes_by_resuming(
+    registry_server, squeezenet_bytes, published, tmp_path
+) -> None:
     with FaultyLink(registry_server.address, drop_every=300 * 1024) as link:
         agent = agent_via(link, registry_server, tmp_path)
         install_through(agent)
@@ -71,7 +82,9 @@ def test_link_dropping_every_300_kb_still_completes_by_resuming(registry_server,
     assert sum(d.bytes_sent for d in target_reads) < 2 * len(squeezenet_bytes)
 
 
-def test_flipped_bit_is_caught_by_the_signed_hash_and_fetched_again(registry_server, squeezenet_bytes, published, tmp_path) -> None:
+def test_flipped_bit_is_caught_by_the_signed_hash_and_fetched_again(
+    registry_server, squeezenet_bytes, published, tmp_path
+) -> None:
     # Over TLS a flipped bit breaks the record's MAC and the connection (a drop, resumed);
     # to reach the signed-hash check the bytes must cross a plain-text (--insecure) link.
     from server.service import create_server
@@ -94,7 +107,9 @@ def test_flipped_bit_is_caught_by_the_signed_hash_and_fetched_again(registry_ser
     assert not list((tmp_path / "state" / "downloads").glob("*.part"))
 
 
-def test_stalled_stream_is_cut_and_resumed(registry_server, squeezenet_bytes, published, tmp_path) -> None:
+def test_stalled_stream_is_cut_and_resumed(
+    registry_server, squeezenet_bytes, published, tmp_path
+) -> None:
     with FaultyLink(registry_server.address, stall_after=1_500_000) as link:
         agent = agent_via(link, registry_server, tmp_path)
         install_through(agent)
@@ -106,7 +121,9 @@ def test_stalled_stream_is_cut_and_resumed(registry_server, squeezenet_bytes, pu
     assert len(target_reads) == 2 and 0 < target_reads[1].offset <= 1_500_000
 
 
-def test_encoded_download_resumes_across_drops_and_is_rebuilt_exactly(registry_server, squeezenet_bytes, tmp_path) -> None:
+def test_encoded_download_resumes_across_drops_and_is_rebuilt_exactly(
+    registry_server, squeezenet_bytes, tmp_path
+) -> None:
     sha = publish_released(registry_server.registry, NAME, "1.0.0", squeezenet_bytes).sha256
     with FaultyLink(registry_server.address, drop_every=100 * 1024) as link:
         agent = agent_via(link, registry_server, tmp_path)

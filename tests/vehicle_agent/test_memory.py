@@ -42,8 +42,13 @@ def serving(tmp_path: Path, squeezenet_bytes: bytes):
     for version, data in (("1.0.0", squeezenet_bytes), ("1.0.1", new)):
         src = tmp_path / f"{version}.onnx"
         src.write_bytes(data)
-        slot = slots.stage(NAME, src, SlotRecord(version, hashlib.sha256(data).hexdigest(), len(data),
-                                                 model_info=info.to_dict()))
+        slot = slots.stage(
+            NAME,
+            src,
+            SlotRecord(
+                version, hashlib.sha256(data).hexdigest(), len(data), model_info=info.to_dict()
+            ),
+        )
         if version == "1.0.0":
             slots.activate(NAME, slot)
     host = ModelHost()
@@ -52,12 +57,18 @@ def serving(tmp_path: Path, squeezenet_bytes: bytes):
     return slots, host, job
 
 
-def test_a_model_that_does_not_fit_beside_the_served_ones_is_refused_and_the_old_one_serves(serving) -> None:
+def test_a_model_that_does_not_fit_beside_the_served_ones_is_refused_and_the_old_one_serves(
+    serving,
+) -> None:
     slots, host, job = serving
-    budget = MemoryBudget(limit=int((process_rss() + 8 * MB) / 0.8))  # 8 MB left: SqueezeNet needs ~40
+    budget = MemoryBudget(
+        limit=int((process_rss() + 8 * MB) / 0.8)
+    )  # 8 MB left: SqueezeNet needs ~40
     runtime = OrtRuntime(host, slots, budget=budget)
 
-    with pytest.raises(StepFailed, match=r"not enough memory to load squeezenet1.0 1.0.1 .* MB budget"):
+    with pytest.raises(
+        StepFailed, match=r"not enough memory to load squeezenet1.0 1.0.1 .* MB budget"
+    ):
         runtime.prepare(job, "b")
 
     assert host.get(NAME).version == "1.0.0"
@@ -65,14 +76,18 @@ def test_a_model_that_does_not_fit_beside_the_served_ones_is_refused_and_the_old
 
 def test_without_room_for_the_rollback_copy_models_are_swapped_one_at_a_time(serving) -> None:
     slots, host, job = serving
-    host.swap(NAME, OrtRuntime(host, slots).load_slot(NAME, "a"))  # the version before, kept for rollback
+    host.swap(
+        NAME, OrtRuntime(host, slots).load_slot(NAME, "a")
+    )  # the version before, kept for rollback
     old = host.get(NAME)
     assert host.previous(NAME) is not None
     need = estimated_cost(job.length, old.cost)
     # The process: a fixed base plus the rollback copy's memory while it is held.
     base = 200 * MB
-    budget = MemoryBudget(limit=int((base + need + MB) / 0.8),
-                          rss=lambda: base + (need if host.previous(NAME) is not None else 0))
+    budget = MemoryBudget(
+        limit=int((base + need + MB) / 0.8),
+        rss=lambda: base + (need if host.previous(NAME) is not None else 0),
+    )
     runtime = OrtRuntime(host, slots, budget=budget)
 
     candidate = runtime.prepare(job, "b")

@@ -13,9 +13,9 @@ from pathlib import Path
 import grpc
 
 from otawire.v1 import inference_pb2
+from testkit.helpers import publish_released
 from testkit.variants import successor
 from vehicle_agent.serving import connect
-from testkit.helpers import publish_released
 
 NAME = "squeezenet1.0"
 
@@ -30,24 +30,57 @@ def wait_for(pred, timeout: float = 30.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_service_serves_updates_and_stops_cleanly(registry_server, squeezenet_bytes, tmp_path: Path, sock: Path) -> None:
+def test_service_serves_updates_and_stops_cleanly(
+    registry_server, squeezenet_bytes, tmp_path: Path, sock: Path
+) -> None:
     reg = registry_server.registry
     publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     ident = registry_server.vehicle_tls("svc-1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ota.cli", "agent", "run", "--registry", registry_server.address,
-         "--state", str(tmp_path / "state"), "--trusted-root", str(registry_server.keys_dir / "root.json"),
-         "--vehicle-id", "svc-1", "--interval", "0.2", "--health-window", "0", "--serve", str(sock),
-         "--director-root", str(registry_server.keys_dir / "director-root.json"),
-         "--ca", str(ident.ca), "--cert", str(ident.cert), "--key", str(ident.key)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "ota.cli",
+            "agent",
+            "run",
+            "--registry",
+            registry_server.address,
+            "--state",
+            str(tmp_path / "state"),
+            "--trusted-root",
+            str(registry_server.keys_dir / "root.json"),
+            "--vehicle-id",
+            "svc-1",
+            "--interval",
+            "0.2",
+            "--health-window",
+            "0",
+            "--serve",
+            str(sock),
+            "--director-root",
+            str(registry_server.keys_dir / "director-root.json"),
+            "--ca",
+            str(ident.ca),
+            "--cert",
+            str(ident.cert),
+            "--key",
+            str(ident.key),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     channel, stub = connect(sock)
-    frame = inference_pb2.Frame(image=(Path(__file__).parents[2] / "modelpack/data/images/coffee.png").read_bytes())
+    frame = inference_pb2.Frame(
+        image=(Path(__file__).parents[2] / "modelpack/data/images/coffee.png").read_bytes()
+    )
 
     def served_version() -> str:
         try:
-            return stub.Classify(inference_pb2.ClassifyRequest(model=NAME, frame=frame, top_k=1), timeout=5).served.version
+            return stub.Classify(
+                inference_pb2.ClassifyRequest(model=NAME, frame=frame, top_k=1), timeout=5
+            ).served.version
         except grpc.RpcError:
             return ""
 
@@ -63,9 +96,26 @@ def test_service_serves_updates_and_stops_cleanly(registry_server, squeezenet_by
             proc.kill()
     assert proc.returncode == 0, err
     assert "installed 1.0.1 (was 1.0.0)" in out
-    assert [r.status for r in reg.store.list_reports("svc-1")][-3:] == ["downloading", "installed", "confirmed"]
-    status = subprocess.run([sys.executable, "-m", "ota.cli", "agent", "status", "--state", str(tmp_path / "state"),
-                             "--json"], capture_output=True, text=True, check=True)
+    assert [r.status for r in reg.store.list_reports("svc-1")][-3:] == [
+        "downloading",
+        "installed",
+        "confirmed",
+    ]
+    status = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ota.cli",
+            "agent",
+            "status",
+            "--state",
+            str(tmp_path / "state"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     model = json.loads(status.stdout)["models"][NAME]
     assert model["update"] == {"state": "confirmed", "version": "1.0.1", "reason": ""}
     assert model["slots"][model["active"]]["version"] == "1.0.1"

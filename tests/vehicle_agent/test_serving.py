@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -13,10 +12,10 @@ import pytest
 from modelpack.imaging import IMAGES_DIR, load_image, preprocess
 from modelpack.runtime import read_model_info
 from otawire.v1 import inference_pb2
+from testkit.helpers import publish_released
 from testkit.variants import nan_on_dark_frames, successor
 from vehicle_agent.health import HealthPolicy
 from vehicle_agent.serving import connect, tensor_frame
-from testkit.helpers import publish_released
 
 NAME = "squeezenet1.0"
 
@@ -28,31 +27,65 @@ def chelsea(squeezenet_bytes: bytes) -> np.ndarray:
     return preprocess(load_image(IMAGES_DIR / "chelsea.png"), info.preprocessing)
 
 
-def test_classify_over_unix_socket_with_image_and_tensor(registry_server, make_agent, squeezenet_bytes, sock, chelsea) -> None:
+def test_classify_over_unix_socket_with_image_and_tensor(
+    registry_server, make_agent, squeezenet_bytes, sock, chelsea
+) -> None:
     publish_released(registry_server.registry, NAME, "1.0.0", squeezenet_bytes)
     agent = make_agent()
     agent.update_once()
     server = agent.serve(sock)
     channel, stub = connect(sock)
     try:
-        by_image = stub.Classify(inference_pb2.ClassifyRequest(
-            model=NAME, frame=inference_pb2.Frame(image=(IMAGES_DIR / "coffee.png").read_bytes()), top_k=1), timeout=10)
-        by_tensor = stub.Classify(inference_pb2.ClassifyRequest(model=NAME, frame=tensor_frame(chelsea), top_k=3), timeout=10)
+        by_image = stub.Classify(
+            inference_pb2.ClassifyRequest(
+                model=NAME,
+                frame=inference_pb2.Frame(image=(IMAGES_DIR / "coffee.png").read_bytes()),
+                top_k=1,
+            ),
+            timeout=10,
+        )
+        by_tensor = stub.Classify(
+            inference_pb2.ClassifyRequest(model=NAME, frame=tensor_frame(chelsea), top_k=3),
+            timeout=10,
+        )
         served = stub.ListServed(inference_pb2.ListServedRequest(), timeout=10)
 
         assert by_image.classes[0].label == "espresso" and by_image.served.version == "1.0.0"
         assert by_tensor.classes[0].class_id == 285 and len(by_tensor.classes) == 3
         assert by_tensor.served.sha256 == agent.installed()[NAME].sha256
         [m] = served.models
-        assert (m.served.model, m.kind, m.update_state, m.requests, m.errors) == (NAME, "classifier", "confirmed", 2, 0)
+        assert (m.served.model, m.kind, m.update_state, m.requests, m.errors) == (
+            NAME,
+            "classifier",
+            "confirmed",
+            2,
+            0,
+        )
         with pytest.raises(grpc.RpcError) as e:
-            stub.Classify(inference_pb2.ClassifyRequest(model=NAME, frame=inference_pb2.Frame(image=b"not a png")), timeout=10)
-        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a readable image" in e.value.details()
+            stub.Classify(
+                inference_pb2.ClassifyRequest(
+                    model=NAME, frame=inference_pb2.Frame(image=b"not a png")
+                ),
+                timeout=10,
+            )
+        assert (
+            e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            and "not a readable image" in e.value.details()
+        )
         with pytest.raises(grpc.RpcError) as e:
-            stub.Classify(inference_pb2.ClassifyRequest(model=NAME, frame=tensor_frame(chelsea[:, :, :10])), timeout=10)
-        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "does not match" in e.value.details()
+            stub.Classify(
+                inference_pb2.ClassifyRequest(model=NAME, frame=tensor_frame(chelsea[:, :, :10])),
+                timeout=10,
+            )
+        assert (
+            e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            and "does not match" in e.value.details()
+        )
         with pytest.raises(grpc.RpcError) as e:
-            stub.Classify(inference_pb2.ClassifyRequest(model="alexnet", frame=tensor_frame(chelsea)), timeout=10)
+            stub.Classify(
+                inference_pb2.ClassifyRequest(model="alexnet", frame=tensor_frame(chelsea)),
+                timeout=10,
+            )
         assert e.value.code() == grpc.StatusCode.NOT_FOUND
         # Client mistakes do not count against the model's health.
         assert stub.ListServed(inference_pb2.ListServedRequest(), timeout=10).models[0].errors == 0
@@ -61,7 +94,9 @@ def test_classify_over_unix_socket_with_image_and_tensor(registry_server, make_a
         server.stop(None)
 
 
-def test_hot_swap_under_load_fails_no_request(registry_server, make_agent, squeezenet_bytes, sock, chelsea) -> None:
+def test_hot_swap_under_load_fails_no_request(
+    registry_server, make_agent, squeezenet_bytes, sock, chelsea
+) -> None:
     reg = registry_server.registry
     publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     agent = make_agent()
@@ -110,19 +145,27 @@ def test_hot_swap_under_load_fails_no_request(registry_server, make_agent, squee
         assert versions == sorted(versions) and versions[-1] == "1.0.3"
 
 
-def test_health_window_rolls_back_a_model_that_fails_on_real_frames(registry_server, make_agent, squeezenet_bytes, sock, chelsea) -> None:
+def test_health_window_rolls_back_a_model_that_fails_on_real_frames(
+    registry_server, make_agent, squeezenet_bytes, sock, chelsea
+) -> None:
     reg = registry_server.registry
     publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
     make_agent(state="s").update_once()  # 1.0.0 installed and confirmed
-    agent = make_agent(state="s", health=HealthPolicy(window_s=60.0))  # restarted with a real window
+    agent = make_agent(
+        state="s", health=HealthPolicy(window_s=60.0)
+    )  # restarted with a real window
     publish_released(reg, NAME, "1.0.1", nan_on_dark_frames(squeezenet_bytes))
     server = agent.serve(sock)
     channel, stub = connect(sock)
-    dark = tensor_frame(np.full_like(chelsea, -110.0))  # a night frame: mean below the preprocessing mean
+    dark = tensor_frame(
+        np.full_like(chelsea, -110.0)
+    )  # a night frame: mean below the preprocessing mean
     try:
         [o] = agent.update_once()  # passes its self-test (bright golden input) and goes live
         assert (o.status, o.state, o.version) == ("installed", "active", "1.0.1")
-        ok = stub.Classify(inference_pb2.ClassifyRequest(model=NAME, frame=tensor_frame(chelsea)), timeout=10)
+        ok = stub.Classify(
+            inference_pb2.ClassifyRequest(model=NAME, frame=tensor_frame(chelsea)), timeout=10
+        )
         assert ok.served.version == "1.0.1"
         with pytest.raises(grpc.RpcError) as e:
             stub.Classify(inference_pb2.ClassifyRequest(model=NAME, frame=dark), timeout=10)
@@ -148,7 +191,9 @@ def test_health_window_rolls_back_a_model_that_fails_on_real_frames(registry_ser
 def test_detect_over_unix_socket_with_squeezedet(registry_server, make_agent, sock) -> None:
     from modelpack import zoo
 
-    data = zoo.build("squeezedet")  # real fire3..9 weights, seeded detection head (labelled untrained)
+    data = zoo.build(
+        "squeezedet"
+    )  # real fire3..9 weights, seeded detection head (labelled untrained)
     publish_released(registry_server.registry, "squeezedet", "1.0.0", data)
     agent = make_agent()
     [o] = agent.update_once()
@@ -157,16 +202,30 @@ def test_detect_over_unix_socket_with_squeezedet(registry_server, make_agent, so
     channel, stub = connect(sock)
     road = (IMAGES_DIR / "kitti_road.png").read_bytes()
     try:
-        r = stub.Detect(inference_pb2.DetectRequest(model="squeezedet", frame=inference_pb2.Frame(image=road)), timeout=30)
+        r = stub.Detect(
+            inference_pb2.DetectRequest(model="squeezedet", frame=inference_pb2.Frame(image=road)),
+            timeout=30,
+        )
         assert r.served.version == "1.0.0" and r.inference_ms > 0 and len(r.boxes) > 0
-        assert len(stub.Detect(inference_pb2.DetectRequest(model="squeezedet", frame=inference_pb2.Frame(image=road),
-                                                           min_score=0.9), timeout=30).boxes) < len(r.boxes)
+        assert len(
+            stub.Detect(
+                inference_pb2.DetectRequest(
+                    model="squeezedet", frame=inference_pb2.Frame(image=road), min_score=0.9
+                ),
+                timeout=30,
+            ).boxes
+        ) < len(r.boxes)
         width, height = load_image(IMAGES_DIR / "kitti_road.png").size
         for b in r.boxes:  # boxes in the frame's own pixels, labels from the package's label set
             assert 0 <= b.xmin <= b.xmax <= width + 1 and 0 <= b.ymin <= b.ymax <= height + 1
             assert b.label in {"car", "pedestrian", "cyclist"}
         with pytest.raises(grpc.RpcError) as e:
-            stub.Classify(inference_pb2.ClassifyRequest(model="squeezedet", frame=inference_pb2.Frame(image=road)), timeout=30)
+            stub.Classify(
+                inference_pb2.ClassifyRequest(
+                    model="squeezedet", frame=inference_pb2.Frame(image=road)
+                ),
+                timeout=30,
+            )
         assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     finally:
         channel.close()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from vehicle_agent.slots import SlotRecord, SlotStore
 from testkit.helpers import publish_released
+from vehicle_agent.slots import SlotRecord, SlotStore
 
 
 def _record(data: bytes, version: str) -> SlotRecord:
@@ -33,7 +33,9 @@ def test_damaged_slot_fails_verification(tmp_path: Path) -> None:
     assert not store.verify("m", "b")  # empty slot
 
 
-def test_agent_falls_back_to_the_other_slot_when_active_is_damaged(registry_server, make_agent, squeezenet_bytes) -> None:
+def test_agent_falls_back_to_the_other_slot_when_active_is_damaged(
+    registry_server, make_agent, squeezenet_bytes
+) -> None:
     from testkit.helpers import with_provenance
 
     reg = registry_server.registry
