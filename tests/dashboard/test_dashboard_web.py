@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server.campaigns.rollout import CampaignSpec, TargetSelection, WaveSpec
-from testkit.helpers import with_provenance
+from testkit.helpers import publish_released, with_provenance
 
 MODEL = "squeezenet1.0"
 pytestmark = pytest.mark.browser
@@ -16,7 +16,7 @@ def test_dashboard_shows_campaign_progress_and_updates_after_a_report(
     registry_server, dashboard, make_agent, squeezenet_bytes, page
 ) -> None:
     reg = registry_server.registry
-    reg.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
+    publish_released(reg, MODEL, "1.0.0", squeezenet_bytes)
     cars = {vid: make_agent(vid, tags=("fleet=dash",)) for vid in ("car-a", "car-b")}
     for a in cars.values():
         assert a.update_once()[0].status == "installed"

@@ -13,14 +13,14 @@ from server.campaigns.rollout import CampaignSpec, TargetSelection, WaveSpec
 from server.campaigns.service import CampaignClient
 from server.client import PublishError
 from server.fleet_service import FleetClient, FleetError
-from testkit.helpers import with_provenance
+from testkit.helpers import publish_released, with_provenance
 
 MODEL = "squeezenet1.0"
 
 
 @pytest.fixture
 def fleet(registry_server, make_agent, squeezenet_bytes):
-    registry_server.registry.publish_bytes(MODEL, "1.0.0", squeezenet_bytes)
+    publish_released(registry_server.registry, MODEL, "1.0.0", squeezenet_bytes)
     cars = [
         make_agent(f"car-{i}", tags=(f"fleet={'north' if i < 2 else 'south'}",)) for i in range(3)
     ]

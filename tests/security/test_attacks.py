@@ -517,9 +517,14 @@ def test_revoked_key(scene: Scene, running: VehicleAgent) -> None:
 
 
 def _delta_attack(scene: Scene, agent: VehicleAgent, make_delta) -> None:
-    """Serve ``make_delta(honest encoding bytes)`` for the delta and withhold the full file."""
+    """Serve ``make_delta(honest encoding bytes)`` for the delta; withhold every other way in.
+
+    The full file and the offer's stand-alone fallback encoding are both withheld, so the
+    only bytes the agent can get are the attacker's delta, which it must refuse.
+    """
 
     blobs: dict[str, bytes] = {}
+    fallbacks: set[str] = set()
 
     def delta(path: str) -> bytes:
         if path not in blobs:
@@ -531,12 +536,14 @@ def _delta_attack(scene: Scene, agent: VehicleAgent, make_delta) -> None:
         for o in resp.offers:  # a malicious registry describes its delta as it likes
             if o.encoding != "full":
                 o.download_length = len(delta(o.download_path))
+            if o.fallback_download_path:
+                fallbacks.add(o.fallback_download_path)
         return resp
 
     def attack(req, context, honest):
-        if req.kind == ota_pb2.FILE_KIND_ENCODING:
+        if req.kind == ota_pb2.FILE_KIND_ENCODING and req.path not in fallbacks:
             yield from _chunks(delta(req.path), req.offset)
-        elif req.kind == ota_pb2.FILE_KIND_TARGET:
+        elif req.kind in (ota_pb2.FILE_KIND_TARGET, ota_pb2.FILE_KIND_ENCODING):
             context.abort(grpc.StatusCode.NOT_FOUND, "withheld")
         else:
             yield from honest()
