@@ -4,6 +4,7 @@ every fault is detected, nothing that does not verify is installed, the download
 from __future__ import annotations
 
 import hashlib
+import itertools
 from pathlib import Path
 
 import pytest
@@ -76,10 +77,12 @@ def test_link_dropping_every_300_kb_still_completes_by_resuming(
     assert served_sha(agent) == published and agent.models[NAME].sha256 == published
     target_reads = [d for d in registry_server.registry.downloads if d.kind == "target"]
     assert len(target_reads) >= link.stats.drops // 2
-    # Resumed, never restarted: each request starts where the bytes on disk end.
+    # Resumed, never restarted: each request starts further on, where the bytes on disk end.
     offsets = [d.offset for d in target_reads]
-    assert offsets == sorted(offsets) and offsets[0] == 0 and offsets[-1] > 0
-    assert sum(d.bytes_sent for d in target_reads) < 2 * len(squeezenet_bytes)
+    assert offsets[0] == 0 and all(b > a for a, b in itertools.pairwise(offsets))
+    # What crossed the car's link, not what the registry queued: the asyncio server hands
+    # gRPC up to a flow-control window beyond what the link delivers before each drop.
+    assert link.stats.bytes_down < 2 * len(squeezenet_bytes)
 
 
 def test_flipped_bit_is_caught_by_the_signed_hash_and_fetched_again(
