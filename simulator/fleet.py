@@ -1,5 +1,8 @@
 """A fleet as arrays, and each vehicle's connectivity windows.
 
+Long file: the connectivity model and the vectorised window sampler share their arrays and
+are read together when checking an assumption.
+
 Connectivity model (the assumptions, stated once):
 
 * Time is cut into days. Within a day a vehicle alternates reachable spells and

@@ -1,5 +1,8 @@
 """What a scenario is: links, connectivity patterns, the fleet mix and the campaign.
 
+Long file: the TOML schema, its defaults and its validation (with the sources of each figure)
+are one contract, kept in one place.
+
 A scenario is a TOML file (see ``simulator/scenarios/``). Built-in link profiles
 and patterns can be used by name and overridden field by field. Every number in
 them is an *assumption* about the world, not a measurement; reports say so.

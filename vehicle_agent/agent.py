@@ -1,5 +1,8 @@
 """The vehicle agent: wires the update engine to gRPC, TUF, the disk and ONNX Runtime.
 
+Long file: the one place where the engine, the two TUF clients, the transport, the slots and
+the runtime meet; each concern lives in its own module and this file only wires them.
+
 One update cycle (``update_once``):
 
 1. Judge the health window of an earlier install (confirm or roll back).
