@@ -1,4 +1,4 @@
-"""``ota certs``, ``ota registry``, ``ota publish``, ``ota models``, ``ota director``, ``ota rerelease``.
+"""``ota certs``, ``ota registry``, ``ota publish``, ``ota models`` and ``ota director`` (``ota rerelease`` lives in release_cli).
 
 ``ota keys`` is in ``server/signing/cli.py``.
 """
@@ -271,39 +271,3 @@ def director_assign(
         except PublishError as e:
             raise click.ClickException(str(e)) from None
     click.echo(f"{vehicle_id}: {name} {version or '(latest for its hardware)'}")
-
-
-@click.command()
-@click.argument("name")
-@click.argument("version")
-@click.option(
-    "--keys",
-    "keys_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    envvar="OTA_KEYS",
-    help="Keystore with the (offline) targets key. Env: OTA_KEYS.",
-)
-@click.option(
-    "--registry", "address", default=DEFAULT_REGISTRY, show_default=True, envvar="OTA_REGISTRY"
-)
-@tls_options("publisher")
-def rerelease(
-    name: str, version: str, keys_dir: Path, address: str, tls_ca, tls_cert, tls_key, insecure: bool
-) -> None:
-    """Sign NAME VERSION again as the newest release, so vehicles may go back to it.
-
-    Vehicles never install a lower release counter than they run (rollback
-    protection); run this before a rollback campaign to an older version.
-    """
-    from server.client import PublisherClient, PublishError
-    from server.signing.errors import TufError
-
-    with PublisherClient(
-        address, tls_files=tls_files(tls_ca, tls_cert, tls_key, insecure), insecure=insecure
-    ) as client:
-        try:
-            counter = client.rerelease(_keystore(keys_dir), name, version)
-        except (PublishError, TufError) as e:
-            raise click.ClickException(str(e)) from None
-    click.echo(f"{name} {version} re-released with release counter {counter}")
