@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from otawire.v1 import inference_pb2
+from otawire.wire import UPDATE_STATE, to_str
 from vehicle_agent.serving import connect
 
 OTA = [sys.executable, "-m", "ota.cli"]
@@ -249,7 +250,7 @@ def wait_served(sock: Path, name: str, version: str, state: str = "", timeout: f
                     if (
                         m.served.model == name
                         and m.served.version == version
-                        and (not state or m.update_state == state)
+                        and (not state or to_str(UPDATE_STATE, m.update_state) == state)
                     ):
                         return
             except grpc.RpcError:

@@ -66,7 +66,7 @@ def channel(address: str, slow: bool) -> aio.Channel:
 def check_request(vid: str, want: Want):
     from otawire.v1 import ota_pb2
 
-    return ota_pb2.CheckRequest(
+    return ota_pb2.CheckForUpdateRequest(
         vehicle_id=vid,
         hardware_id=HARDWARE,
         tags=[TAG],
@@ -148,7 +148,11 @@ async def update(
                     return res
                 await asyncio.sleep(poll_s * random.uniform(0.5, 1.5))
             o = resp.offers[0]
-            kind = ota_pb2.FILE_KIND_TARGET if o.encoding == "full" else ota_pb2.FILE_KIND_ENCODING
+            kind = (
+                ota_pb2.FILE_KIND_TARGET
+                if o.encoding in (ota_pb2.ENCODING_UNSPECIFIED, ota_pb2.ENCODING_FULL)
+                else ota_pb2.FILE_KIND_ENCODING
+            )
             if (o.download_path, o.download_length) != (want.path, want.length):
                 res.error = f"offered {o.download_path} ({o.download_length} B), not {want.path}"
                 return res
@@ -164,7 +168,7 @@ async def update(
         res.download_s = time.perf_counter() - t
         if registry:
             await stub.ReportInstall(
-                ota_pb2.InstallReport(
+                ota_pb2.ReportInstallRequest(
                     vehicle_id=vid,
                     hardware_id=HARDWARE,
                     name=MODEL,

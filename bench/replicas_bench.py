@@ -175,7 +175,7 @@ def _publish(registry, model: bytes, successor: bytes) -> list:
             )
         ]
         reqs.append(
-            ota_pb2.CheckRequest(
+            ota_pb2.CheckForUpdateRequest(
                 vehicle_id=f"bench-{i:04d}", hardware_id="generic-x86_64", installed=installed
             )
         )

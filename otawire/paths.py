@@ -37,6 +37,19 @@ def parse_model_version_name(resource: str) -> tuple[str, str] | None:
     return parts[1], parts[3]
 
 
+def campaign_name(campaign_id: str) -> str:
+    """The resource name of a campaign: ``campaigns/{campaign_id}``."""
+    return f"campaigns/{campaign_id}"
+
+
+def parse_campaign_name(resource: str) -> str | None:
+    """``campaigns/{campaign_id}`` -> the id; None when it is not one."""
+    prefix, sep, cid = resource.partition("/")
+    if prefix != "campaigns" or not sep or not cid or "/" in cid:
+        return None
+    return cid
+
+
 def consistent_target_path(target_path: str, sha256: str) -> str:
     """``dir/file`` -> ``dir/<sha256>.file``: the name a target is downloaded under."""
     directory, sep, base = target_path.rpartition("/")

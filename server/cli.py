@@ -232,7 +232,7 @@ def models(
             f"{v.length:,}",
             v.sha256[:16],
             ",".join(v.hardware_ids) or "any",
-            v.published_at,
+            v.publish_time.ToJsonString(),
         )
     table_console().print(table)
 

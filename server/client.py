@@ -22,9 +22,11 @@ from otawire import tls
 from otawire.paths import model_target_path
 from otawire.rpcerrors import describe
 from otawire.v1 import ota_pb2, ota_pb2_grpc
+from otawire.wire import RELEASE_KIND, seconds, to_str
 from server.models import model_target, validate_onnx
 from server.signing.keys import Keystore
 from server.signing.targets import next_release_counter, rereleased, sign_targets
+from server.storage.records import ReleaseRecord
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ class PublisherClient:
         release_counter: int | None = None,
         allow_downgrade: bool = False,
         reason: str = "",
-    ) -> ota_pb2.UploadResponse:
+    ) -> ota_pb2.UploadModelResponse:
         """Validate locally (a broken file never leaves the machine), sign if ``keys``, then stream it."""
         if validate:
             validate_onnx(data, where=f"{name} {version}")
@@ -97,11 +99,11 @@ class PublisherClient:
             reason=reason,
         )
 
-        def requests() -> Iterator[ota_pb2.UploadRequest]:
-            yield ota_pb2.UploadRequest(header=header)
+        def requests() -> Iterator[ota_pb2.UploadModelRequest]:
+            yield ota_pb2.UploadModelRequest(header=header)
             for off in range(0, len(data), CHUNK_SIZE):
                 chunk = data[off : off + CHUNK_SIZE]
-                yield ota_pb2.UploadRequest(chunk=chunk)
+                yield ota_pb2.UploadModelRequest(chunk=chunk)
                 if progress:
                     progress(off + len(chunk), len(data))
 
@@ -110,14 +112,14 @@ class PublisherClient:
         except grpc.RpcError as e:
             raise PublishError(describe(e, self.address, self._insecure)) from None
 
-    def upload_file(self, path: Path, name: str, version: str, **kw) -> ota_pb2.UploadResponse:
+    def upload_file(self, path: Path, name: str, version: str, **kw) -> ota_pb2.UploadModelResponse:
         return self.upload(Path(path).read_bytes(), name, version, **kw)
 
     # -- offline signing -------------------------------------------------------------------
     def get_metadata(self, role: str) -> bytes:
         """The latest metadata the registry serves for ``role`` (root, director-root, targets)."""
         try:
-            return self._stub.GetMetadata(ota_pb2.MetadataRequest(role=role), timeout=30).data
+            return self._stub.GetMetadata(ota_pb2.GetMetadataRequest(role=role), timeout=30).data
         except grpc.RpcError as e:
             raise PublishError(describe(e, self.address, self._insecure)) from None
 
@@ -155,7 +157,8 @@ class PublisherClient:
         """Hand in metadata signed offline (root, director-root, targets); return the accepted version."""
         try:
             return self._stub.PutMetadata(
-                ota_pb2.SignedMetadata(role=role, data=data), timeout=30
+                ota_pb2.PutMetadataRequest(metadata=ota_pb2.SignedMetadata(role=role, data=data)),
+                timeout=30,
             ).version
         except grpc.RpcError as e:
             raise PublishError(describe(e, self.address, self._insecure)) from None
@@ -200,7 +203,8 @@ class PublisherClient:
     def assign(self, vehicle_id: str, name: str, version: str) -> None:
         try:
             self._stub.AssignModel(
-                ota_pb2.AssignRequest(vehicle_id=vehicle_id, name=name, version=version), timeout=30
+                ota_pb2.AssignModelRequest(vehicle_id=vehicle_id, name=name, version=version),
+                timeout=30,
             )
         except grpc.RpcError as e:
             raise PublishError(describe(e, self.address, self._insecure)) from None
@@ -209,19 +213,37 @@ class PublisherClient:
         """Send a published version to ``scope``: "fleet", "tag:K=V" or "vehicle:ID"."""
         try:
             self._stub.ReleaseModel(
-                ota_pb2.ReleaseRequest(name=name, version=version, scope=scope, reason=reason),
+                ota_pb2.ReleaseModelRequest(name=name, version=version, scope=scope, reason=reason),
                 timeout=30,
             )
         except grpc.RpcError as e:
             raise PublishError(f"{e.code().name}: {e.details()}") from None
 
-    def releases(self, name: str = "") -> list[ota_pb2.ReleaseEntry]:
-        try:
-            return list(
-                self._stub.ListReleases(ota_pb2.ListReleasesRequest(name=name), timeout=30).releases
+    def releases(self, name: str = "", page_size: int = 100) -> list[ReleaseRecord]:
+        """The release log (of ``name``), oldest first, fetched a page at a time."""
+        out: list[ReleaseRecord] = []
+        token = ""
+        while True:
+            req = ota_pb2.ListReleasesRequest(name=name, page_size=page_size, page_token=token)
+            try:
+                resp = self._stub.ListReleases(req, timeout=30)
+            except grpc.RpcError as e:
+                raise PublishError(f"{e.code().name}: {e.details()}") from None
+            out.extend(
+                ReleaseRecord(
+                    name=r.name,
+                    version=r.version,
+                    kind=to_str(RELEASE_KIND, r.kind),
+                    scope=r.scope,
+                    actor=r.actor,
+                    reason=r.reason,
+                    at=seconds(r.create_time),
+                )
+                for r in resp.releases
             )
-        except grpc.RpcError as e:
-            raise PublishError(f"{e.code().name}: {e.details()}") from None
+            token = resp.next_page_token
+            if not token:
+                return out
 
     def list(self, name: str = "", page_size: int = 100) -> list[ota_pb2.ModelVersion]:
         """Every published version (of ``name``), fetched a page at a time."""

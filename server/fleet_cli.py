@@ -14,6 +14,7 @@ from rich.text import Text
 
 from otawire.cli_out import table_console
 from otawire.cli_tls import client_tls_from_context
+from otawire.wire import INSTALL_STATUS, to_str
 from server.campaigns.cli import json_option, registry_option
 
 _STATUS_STYLE = {
@@ -110,7 +111,10 @@ def list_(filter_: str, address: str, as_json: bool) -> None:
     for v in found:
         rep = v.last_report if v.HasField("last_report") else None
         report = (
-            Text(rep.status, style=_STATUS_STYLE.get(rep.status, ""))
+            Text(
+                to_str(INSTALL_STATUS, rep.status),
+                style=_STATUS_STYLE.get(to_str(INSTALL_STATUS, rep.status), ""),
+            )
             + f" {rep.model} {rep.version}"
             + (f": {rep.reason}" if rep.reason else "")
             if rep
@@ -123,7 +127,7 @@ def list_(filter_: str, address: str, as_json: bool) -> None:
             _models(v),
             report,
             " ".join(v.campaigns),
-            _ago(v.last_seen),
+            _ago(v.last_seen_time),
         )
     table_console().print(table)
     click.echo(f"{len(found)} vehicle(s)" + (f" matching {filter_}" if filter_ else ""), err=True)
@@ -143,12 +147,12 @@ def show(vehicle_id: str, address: str, as_json: bool) -> None:
         ("vehicle", v.vehicle_id),
         ("hardware", v.hardware_id),
         ("tags", " ".join(v.tags) or "none"),
-        ("first seen", v.first_seen.ToJsonString()),
-        ("last seen", f"{v.last_seen.ToJsonString()} ({_ago(v.last_seen)})"),
+        ("first seen", v.first_seen_time.ToJsonString()),
+        ("last seen", f"{v.last_seen_time.ToJsonString()} ({_ago(v.last_seen_time)})"),
         ("campaigns", " ".join(v.campaigns) or "none"),
         (
             "last report",
-            f"{rep.status} {rep.model} {rep.version} at {rep.report_time.ToJsonString()}"
+            f"{to_str(INSTALL_STATUS, rep.status)} {rep.model} {rep.version} at {rep.report_time.ToJsonString()}"
             + (f": {rep.reason}" if rep.reason else "")
             if rep
             else "none",

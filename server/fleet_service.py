@@ -12,34 +12,20 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from otawire import tls
 from otawire.rpcerrors import RpcFailure, describe
 from otawire.v1 import fleet_pb2 as pb
 from otawire.v1 import fleet_pb2_grpc as pb_grpc
+from otawire.wire import INSTALL_STATUS, from_str, timestamp
 from server.audit import AuditEntry, AuditLog
 from server.fleet_view import InventorySource, VehicleView, inventory
 from server.vehicle_filter import FilterError
 
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
-
-
-def _ts(when: float | str) -> Timestamp:
-    """A Timestamp from epoch seconds or the stores' RFC 3339 text (naive text is UTC)."""
-    t = Timestamp()
-    if isinstance(when, str):
-        if not when:
-            return t
-        parsed = datetime.fromisoformat(when.replace("Z", "+00:00"))
-        when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-    if when:
-        t.FromNanoseconds(int(when * 1e9))
-    return t
 
 
 def vehicle_pb(v: VehicleView) -> pb.FleetVehicle:
@@ -53,17 +39,17 @@ def vehicle_pb(v: VehicleView) -> pb.FleetVehicle:
             pb.ModelState(model=m.name, installed_version=m.installed, active_version=m.active)
             for m in v.models
         ],
-        first_seen=_ts(v.first_seen),
-        last_seen=_ts(v.last_seen),
+        first_seen_time=timestamp(v.first_seen),
+        last_seen_time=timestamp(v.last_seen),
         campaigns=list(v.campaigns),
         last_report=None
         if rep is None
         else pb.LastReport(
             model=rep.name,
             version=rep.version,
-            status=rep.status,
+            status=from_str(INSTALL_STATUS, rep.status),
             reason=rep.reason,
-            report_time=_ts(rep.received_at),
+            report_time=timestamp(rep.received_at),
         ),
     )
 
@@ -71,7 +57,7 @@ def vehicle_pb(v: VehicleView) -> pb.FleetVehicle:
 def audit_pb(e: AuditEntry) -> pb.AuditEntry:
     return pb.AuditEntry(
         name=f"auditEntries/{e.seq}",
-        create_time=_ts(e.at),
+        create_time=timestamp(e.at),
         actor=e.actor,
         action=e.action,
         arguments_json=json.dumps(e.args, sort_keys=True, default=str),

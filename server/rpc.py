@@ -5,14 +5,15 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from server.errors import RegistryError
+from server.errors import InvalidArgument, RegistryError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def abort(context: grpc.ServicerContext, e: RegistryError) -> NoReturn:
@@ -54,3 +55,17 @@ def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
             fail(e, context)
 
     return wrapper
+
+
+def page_of(items: Sequence[T], page_size: int, page_token: str) -> tuple[list[T], str]:
+    """One page of an in-memory list (AIP-158): the token is the next item's offset."""
+    try:
+        start = int(page_token or 0)
+    except ValueError:
+        raise InvalidArgument(f"invalid page_token {page_token!r}") from None
+    if start < 0 or page_size < 0:
+        raise InvalidArgument("page_size and page_token must not be negative")
+    if not page_size:
+        return list(items[start:]), ""
+    end = start + page_size
+    return list(items[start:end]), str(end) if end < len(items) else ""

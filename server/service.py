@@ -7,7 +7,6 @@ import logging
 from collections.abc import Iterator
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -18,20 +17,29 @@ from otawire.constants import (
     MAX_MESSAGE_BYTES,
     PUBLISHER_SERVICE,
     VEHICLE_SERVICE,
-    install_status_name,
 )
 from otawire.paths import model_version_name
 from otawire.v1 import ota_pb2, ota_pb2_grpc
+from otawire.wire import (
+    ENCODING,
+    INSTALL_STATUS,
+    RELEASE_KIND,
+    from_str,
+    timestamp,
+    to_str,
+    to_strs,
+)
 from server import authz
 from server.aio_serving import AioServer, HandlerSet
 from server.audit import AuditInterceptor, AuditLog
 from server.campaigns.manager import CampaignManager
 from server.campaigns.service import add_campaigns_service
+from server.delivery import Offer
 from server.errors import InvalidArgument, RegistryError
 from server.fleet_service import add_fleet_service
 from server.metrics import RegistryMetrics
 from server.registry import Registry
-from server.rpc import guarded
+from server.rpc import guarded, page_of
 from server.storage.records import ModelRecord, ReportRecord
 
 __all__ = [
@@ -53,11 +61,18 @@ def _record_pb(rec: ModelRecord) -> ota_pb2.ModelVersion:
         length=rec.length,
         target_path=rec.target_path,
         hardware_ids=list(rec.hardware_ids),
-        published_at=rec.published_at,
         metadata_json=rec.metadata_json,
         resource_name=model_version_name(rec.name, rec.version),
-        publish_time=_timestamp(rec.published_at),
+        publish_time=timestamp(rec.published_at),
     )
+
+
+def _offer_pb(o: Offer) -> ota_pb2.UpdateOffer:
+    """Offer's fields are UpdateOffer's, one for one; the encodings go to their enum."""
+    fields = dataclasses.asdict(o)
+    fields["encoding"] = from_str(ENCODING, o.encoding)
+    fields["fallback_encoding"] = from_str(ENCODING, o.fallback_encoding)
+    return ota_pb2.UpdateOffer(**fields)
 
 
 def _actor(context: grpc.ServicerContext) -> str:
@@ -66,24 +81,17 @@ def _actor(context: grpc.ServicerContext) -> str:
     return ident.name if ident else ""
 
 
-def _timestamp(rfc3339: str) -> Timestamp:
-    ts = Timestamp()
-    if rfc3339:
-        ts.FromJsonString(rfc3339)
-    return ts
-
-
 class PublisherServicer(ota_pb2_grpc.PublisherServicer):
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
 
     @guarded
     def UploadModel(
-        self, request_iterator: Iterator[ota_pb2.UploadRequest], context: grpc.ServicerContext
+        self, request_iterator: Iterator[ota_pb2.UploadModelRequest], context: grpc.ServicerContext
     ):
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("part") != "header":
-            raise InvalidArgument("the first UploadRequest must carry the header")
+            raise InvalidArgument("the first UploadModelRequest must carry the header")
         h = first.header
 
         def chunks() -> Iterator[bytes]:
@@ -105,13 +113,14 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
             reason=h.reason,
             actor=_actor(context),
         )
-        return ota_pb2.UploadResponse(
+        return ota_pb2.UploadModelResponse(
             name=rec.name,
             version=rec.version,
             sha256=rec.sha256,
             length=rec.length,
             target_path=rec.target_path,
             bytes_received=rec.length,
+            resource_name=model_version_name(rec.name, rec.version),
         )
 
     @guarded
@@ -122,37 +131,52 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
         )
 
     @guarded
-    def GetMetadata(self, request: ota_pb2.MetadataRequest, context: grpc.ServicerContext):
+    def GetMetadata(self, request: ota_pb2.GetMetadataRequest, context: grpc.ServicerContext):
         return ota_pb2.SignedMetadata(
             role=request.role, data=self._registry.get_metadata(request.role)
         )
 
     @guarded
-    def PutMetadata(self, request: ota_pb2.SignedMetadata, context: grpc.ServicerContext):
-        version = self._registry.put_metadata(request.role, request.data)
-        return ota_pb2.PutMetadataResponse(role=request.role, version=version)
+    def PutMetadata(self, request: ota_pb2.PutMetadataRequest, context: grpc.ServicerContext):
+        md = request.metadata
+        version = self._registry.put_metadata(md.role, md.data)
+        return ota_pb2.PutMetadataResponse(role=md.role, version=version)
 
     @guarded
-    def AssignModel(self, request: ota_pb2.AssignRequest, context: grpc.ServicerContext):
+    def AssignModel(self, request: ota_pb2.AssignModelRequest, context: grpc.ServicerContext):
         self._registry.director.assign(request.vehicle_id, request.name, request.version or None)
-        return ota_pb2.AssignResponse(
+        return ota_pb2.AssignModelResponse(
             vehicle_id=request.vehicle_id, name=request.name, version=request.version
         )
 
     @guarded
-    def ReleaseModel(self, request: ota_pb2.ReleaseRequest, context: grpc.ServicerContext):
+    def ReleaseModel(self, request: ota_pb2.ReleaseModelRequest, context: grpc.ServicerContext):
         self._registry.release(
             request.name, request.version, request.scope, _actor(context), request.reason
         )
-        return ota_pb2.ReleaseResponse(
+        return ota_pb2.ReleaseModelResponse(
             name=request.name, version=request.version, scope=request.scope
         )
 
     @guarded
     def ListReleases(self, request: ota_pb2.ListReleasesRequest, context: grpc.ServicerContext):
-        log = self._registry.releases.log(request.name)
+        page, token = page_of(
+            self._registry.releases.log(request.name), request.page_size, request.page_token
+        )
         return ota_pb2.ListReleasesResponse(
-            releases=[ota_pb2.ReleaseEntry(**dataclasses.asdict(r)) for r in log]
+            releases=[
+                ota_pb2.ReleaseEntry(
+                    name=r.name,
+                    version=r.version,
+                    kind=from_str(RELEASE_KIND, r.kind),
+                    scope=r.scope,
+                    actor=r.actor,
+                    reason=r.reason,
+                    create_time=timestamp(r.at),
+                )
+                for r in page
+            ],
+            next_page_token=token,
         )
 
 
@@ -162,10 +186,12 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
         self._chunk_size = chunk_size
 
     @guarded
-    def CheckForUpdate(self, request: ota_pb2.CheckRequest, context: grpc.ServicerContext):
+    def CheckForUpdate(self, request: ota_pb2.CheckForUpdateRequest, context: grpc.ServicerContext):
         vehicle_id = authz.vehicle_for(context, request.vehicle_id)
         if not vehicle_id:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "CheckRequest.vehicle_id is required")
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "CheckForUpdateRequest.vehicle_id is required"
+            )
         installed = {m.name: (m.version, m.sha256) for m in request.installed}
         offers = self._registry.offers_for(
             vehicle_id,
@@ -173,12 +199,9 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
             installed,
             request.wanted_models,
             request.tags,
-            request.accepted_encodings,
+            to_strs(ENCODING, request.accepted_encodings),
         )
-        # Offer's fields are UpdateOffer's, one for one.
-        return ota_pb2.CheckResponse(
-            offers=[ota_pb2.UpdateOffer(**dataclasses.asdict(o)) for o in offers]
-        )
+        return ota_pb2.CheckForUpdateResponse(offers=[_offer_pb(o) for o in offers])
 
     @guarded
     def Download(self, request: ota_pb2.DownloadRequest, context: grpc.ServicerContext):
@@ -194,35 +217,35 @@ class VehicleServicer(ota_pb2_grpc.VehicleServicer):
             yield ota_pb2.DownloadChunk(offset=offset, data=data, total_length=total)
 
     @guarded
-    def ReportInstall(self, request: ota_pb2.InstallReport, context: grpc.ServicerContext):
+    def ReportInstall(self, request: ota_pb2.ReportInstallRequest, context: grpc.ServicerContext):
         rep = ReportRecord(
             vehicle_id=authz.vehicle_for(context, request.vehicle_id),
             name=request.name,
             version=request.version,
-            status=install_status_name(request.status),
+            status=to_str(INSTALL_STATUS, request.status),
             reason=request.reason,
             hardware_id=request.hardware_id,
             sha256=request.sha256,
             from_version=request.from_version,
-            encoding=request.encoding,
+            encoding=to_str(ENCODING, request.encoding),
             bytes_downloaded=request.bytes_downloaded,
             duration_s=request.duration_s,
             active_version=request.active_version,
         )
         self._registry.record_report(rep)
-        return ota_pb2.ReportAck(accepted=True)
+        return ota_pb2.ReportInstallResponse(accepted=True)
 
     @guarded
-    def SubmitManifest(self, request: ota_pb2.SignedManifest, context: grpc.ServicerContext):
+    def SubmitManifest(self, request: ota_pb2.SubmitManifestRequest, context: grpc.ServicerContext):
         ident = authz.require(context, "vehicle")
         try:
             rec = self._registry.director.process_manifest(
-                request, ident, tls.peer_cert_pem(context)
+                request.manifest, ident, tls.peer_cert_pem(context)
             )
         except RegistryError as e:
             log.warning("manifest refused: %s", e)
             raise
-        return ota_pb2.ManifestAck(accepted=True, counter=rec.counter)
+        return ota_pb2.SubmitManifestResponse(accepted=True, counter=rec.counter)
 
 
 def create_server(

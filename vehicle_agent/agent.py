@@ -39,6 +39,7 @@ from tuf.ngclient import Updater
 
 from otawire import tls
 from otawire.v1 import ota_pb2
+from otawire.wire import ENCODING, from_strs, to_str
 from vehicle_agent.disk import SlotDisk
 from vehicle_agent.download import HashVerifier, RetryPolicy, TargetFetcher
 from vehicle_agent.engine import EnginePolicy, Rebuilder, UpdateEngine
@@ -46,7 +47,7 @@ from vehicle_agent.fetcher import GrpcFetcher
 from vehicle_agent.health import HealthPolicy
 from vehicle_agent.journal import Entry, Job, Journal, State
 from vehicle_agent.rebuild import CodecRebuilder, decodable, encoding_bound, offered_fallback
-from vehicle_agent.reporting import STATUS, RegistryReporter
+from vehicle_agent.reporting import RegistryReporter, encoding_pb, install_status
 from vehicle_agent.runtime import LoadedModel, ModelHost, OrtRuntime, SelfTestFailed, model_info
 from vehicle_agent.slots import SlotRecord, SlotStore
 from vehicle_agent.transport import RegistryClient, TransportConfig, TransportError
@@ -242,7 +243,7 @@ class VehicleAgent:
         # security (issue 4): the signed manifest first (it carries the attacks seen so far,
         # reported even while metadata is blocked); the director instructs from it.
         manifest_sent = self._send_manifest(installed, last_try=False)
-        req = ota_pb2.CheckRequest(
+        req = ota_pb2.CheckForUpdateRequest(
             vehicle_id=self.config.vehicle_id,
             hardware_id=self.config.hardware_id,
             installed=[
@@ -251,7 +252,7 @@ class VehicleAgent:
             ],
             wanted_models=list(self.config.wanted_models),
             tags=list(self.config.tags),
-            accepted_encodings=["full", *decodable()],
+            accepted_encodings=from_strs(ENCODING, ["full", *decodable()], skip_unknown=True),
         )
         try:
             hints = {o.target_path: o for o in self.client.check(req).offers}
@@ -359,18 +360,15 @@ class VehicleAgent:
         """The offered encoding as the way to fetch ``job``, when its decoder runs here. The offer is
         unsigned: its length is bounded by the signed one, a delta must name the installed model as its
         base, and the rebuilt bytes are verified against the signed hash whatever the offer said."""
-        if (
-            offer.encoding in ("", "full")
-            or not offer.download_path
-            or offer.encoding not in decodable()
-        ):
+        encoding = to_str(ENCODING, offer.encoding)
+        if encoding in ("", "full") or not offer.download_path or encoding not in decodable():
             return None
         if not 0 < offer.download_length <= encoding_bound(job.length):
             log.warning(
                 "%s %s: %s encoding of %d B is not bounded by the signed length; fetching the full model",
                 job.name,
                 job.version,
-                offer.encoding,
+                encoding,
                 offer.download_length,
             )
             return None
@@ -385,7 +383,7 @@ class VehicleAgent:
                 return None
         return dataclasses.replace(
             job,
-            encoding=offer.encoding,
+            encoding=encoding,
             download_path=offer.download_path,
             download_length=offer.download_length,
             base_sha256=offer.base_sha256,
@@ -431,15 +429,15 @@ class VehicleAgent:
     def _report(self, out: UpdateOutcome) -> None:
         active = self.host.get(out.name)
         self.client.report(
-            ota_pb2.InstallReport(
+            ota_pb2.ReportInstallRequest(
                 vehicle_id=self.config.vehicle_id,
                 hardware_id=self.config.hardware_id,
                 name=out.name,
                 version=out.version,
-                status=STATUS.get(out.status, ota_pb2.INSTALL_STATUS_FAILED),
+                status=install_status(out.status),
                 reason=out.reason,
                 from_version=out.from_version,
-                encoding=out.encoding,
+                encoding=encoding_pb(out.encoding),
                 active_version=active.version if active else "",
             )
         )

@@ -23,6 +23,8 @@ import os
 from pathlib import Path
 
 from modelpack import codecs
+from otawire.v1 import ota_pb2
+from otawire.wire import ENCODING, to_str
 from vehicle_agent.engine import StepFailed
 from vehicle_agent.journal import Job
 from vehicle_agent.slots import SlotStore
@@ -38,17 +40,18 @@ def encoding_bound(target_length: int) -> int:
 decodable = codecs.decodable  # the encodings this car can decode, named at check-in
 
 
-def offered_fallback(offer, target_length: int) -> dict[str, object]:  # offer: ota_pb2.UpdateOffer
+def offered_fallback(offer: ota_pb2.UpdateOffer, target_length: int) -> dict[str, object]:
     """The stand-alone encoding offered with a delta, as ``Job`` fields, when a
     decoder for it runs here and its (unsigned) length is bounded; else none."""
+    fallback = to_str(ENCODING, offer.fallback_encoding)
     if (
-        offer.fallback_encoding not in codecs.decodable()
+        fallback not in codecs.decodable()
         or not offer.fallback_download_path
         or not 0 < offer.fallback_download_length <= encoding_bound(target_length)
     ):
         return {}
     return {
-        "fallback_encoding": offer.fallback_encoding,
+        "fallback_encoding": fallback,
         "fallback_download_path": offer.fallback_download_path,
         "fallback_download_length": offer.fallback_download_length,
     }

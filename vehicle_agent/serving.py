@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from modelpack.imaging import load_labels, preprocess
 from otawire.v1 import inference_pb2, inference_pb2_grpc
+from otawire.wire import MODEL_KIND, UPDATE_STATE, from_str
 from vehicle_agent.runtime import LoadedModel, ModelFault, ModelHost
 
 log = logging.getLogger(__name__)
@@ -165,21 +166,31 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
     def ListServed(
         self, request: inference_pb2.ListServedRequest, context: grpc.ServicerContext
     ) -> inference_pb2.ListServedResponse:
+        served = sorted(self.host.current().items())
+        try:
+            start = int(request.page_token or 0)
+        except ValueError:
+            start = -1
+        if start < 0 or request.page_size < 0:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid page_size or page_token")
+        end = start + request.page_size if request.page_size else len(served)
         out = []
-        for name, model in sorted(self.host.current().items()):
+        for name, model in served[start:end]:
             requests, errors, _, _ = model.stats.snapshot()
             out.append(
                 inference_pb2.ServedModel(
                     served=_served(name, model),
-                    kind=model.info.kind,
-                    update_state=self.state_of(name),
+                    kind=from_str(MODEL_KIND, model.info.kind),
+                    update_state=from_str(UPDATE_STATE, self.state_of(name)),
                     requests=requests,
                     errors=errors,
                     p50_ms=model.stats.percentile(50),
                     p99_ms=model.stats.percentile(99),
                 )
             )
-        return inference_pb2.ListServedResponse(models=out)
+        return inference_pb2.ListServedResponse(
+            models=out, next_page_token=str(end) if end < len(served) else ""
+        )
 
 
 def serve(

@@ -177,7 +177,7 @@ class RegistryClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def check(self, request: ota_pb2.CheckRequest) -> ota_pb2.CheckResponse:
+    def check(self, request: ota_pb2.CheckForUpdateRequest) -> ota_pb2.CheckForUpdateResponse:
         try:
             return self._stub.CheckForUpdate(request, timeout=self.config.rpc_deadline_s)
         except grpc.RpcError as e:
@@ -227,15 +227,17 @@ class RegistryClient:
             watchdog.stop()
             call.cancel()
 
-    def submit_manifest(self, manifest: ota_pb2.SignedManifest) -> ota_pb2.ManifestAck:
+    def submit_manifest(self, manifest: ota_pb2.SignedManifest) -> ota_pb2.SubmitManifestResponse:
         try:
-            return self._stub.SubmitManifest(manifest, timeout=self.config.rpc_deadline_s)
+            return self._stub.SubmitManifest(
+                ota_pb2.SubmitManifestRequest(manifest=manifest), timeout=self.config.rpc_deadline_s
+            )
         except grpc.RpcError as e:
             raise TransportError(
                 f"manifest to {self.address} refused: {e.code().name}: {e.details()}"
             ) from None
 
-    def report(self, report: ota_pb2.InstallReport) -> bool:
+    def report(self, report: ota_pb2.ReportInstallRequest) -> bool:
         try:
             return self._stub.ReportInstall(report, timeout=self.config.rpc_deadline_s).accepted
         except grpc.RpcError as e:

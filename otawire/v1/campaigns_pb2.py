@@ -22,41 +22,57 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from otawire.v1 import ota_pb2 as otawire_dot_v1_dot_ota__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aotawire/v1/campaigns.proto\x12\x06ota.v1\"J\n\x0fTargetSelection\x12\x14\n\x0chardware_ids\x18\x01 \x03(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\x13\n\x0bvehicle_ids\x18\x03 \x03(\t\"F\n\x08WaveSpec\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x15\n\rsuccess_share\x18\x02 \x01(\x01\x12\x12\n\nmin_soak_s\x18\x03 \x01(\x01\"S\n\x0e\x45rrorThreshold\x12\x15\n\rtrip_failures\x18\x01 \x01(\r\x12\x1a\n\x12trip_failure_share\x18\x02 \x01(\x01\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"\x96\x02\n\x0c\x43\x61mpaignSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\'\n\x06target\x18\x04 \x01(\x0b\x32\x17.ota.v1.TargetSelection\x12\x1f\n\x05waves\x18\x05 \x03(\x0b\x32\x10.ota.v1.WaveSpec\x12)\n\tthreshold\x18\x06 \x01(\x0b\x32\x16.ota.v1.ErrorThreshold\x12 \n\x18max_concurrent_downloads\x18\x07 \x01(\r\x12\x11\n\ttimeout_s\x18\x08 \x01(\x01\x12\x19\n\x11require_confirmed\x18\t \x01(\x08\x12\x13\n\x0brollback_of\x18\n \x01(\t\";\n\x15\x43reateCampaignRequest\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.ota.v1.CampaignSpec\"2\n\x0b\x43\x61mpaignRef\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"k\n\x0fRollbackRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x12\n\nto_version\x18\x02 \x01(\t\x12\x1f\n\x05waves\x18\x03 \x03(\x0b\x32\x10.ota.v1.WaveSpec\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x16\n\x14ListCampaignsRequest\"B\n\x15ListCampaignsResponse\x12)\n\tcampaigns\x18\x01 \x03(\x0b\x32\x16.ota.v1.CampaignStatus\"\x86\x02\n\nWaveStatus\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0f\n\x07percent\x18\x02 \x01(\x01\x12\x0c\n\x04size\x18\x03 \x01(\r\x12\r\n\x05state\x18\x04 \x01(\t\x12\x0f\n\x07pending\x18\x05 \x01(\r\x12\x11\n\tin_flight\x18\x06 \x01(\r\x12\x11\n\tinstalled\x18\x07 \x01(\r\x12\x11\n\tconfirmed\x18\x08 \x01(\r\x12\x0e\n\x06\x66\x61iled\x18\t \x01(\r\x12\x11\n\ttimed_out\x18\n \x01(\r\x12\x11\n\topened_at\x18\x0b \x01(\x01\x12\x10\n\x08soaked_s\x18\x0c \x01(\x01\x12\x15\n\rsuccess_share\x18\r \x01(\x01\x12\x12\n\nmin_soak_s\x18\x0e \x01(\x01\"R\n\x0c\x46\x61ilureGroup\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x13\n\x0bvehicle_ids\x18\x04 \x03(\t\"G\n\rCampaignEvent\x12\n\n\x02\x61t\x18\x01 \x01(\x01\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04wave\x18\x03 \x01(\x05\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\x9c\x02\n\x0e\x43\x61mpaignStatus\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\"\n\x04spec\x18\x02 \x01(\x0b\x32\x14.ota.v1.CampaignSpec\x12\r\n\x05state\x18\x03 \x01(\t\x12\x14\n\x0cstate_reason\x18\x04 \x01(\t\x12\x14\n\x0c\x63urrent_wave\x18\x05 \x01(\x05\x12\x12\n\ncreated_at\x18\x06 \x01(\x01\x12\x10\n\x08vehicles\x18\x07 \x01(\r\x12!\n\x05waves\x18\x08 \x03(\x0b\x32\x12.ota.v1.WaveStatus\x12&\n\x08\x66\x61ilures\x18\t \x03(\x0b\x32\x14.ota.v1.FailureGroup\x12%\n\x06\x65vents\x18\n \x03(\x0b\x32\x15.ota.v1.CampaignEvent2\xde\x03\n\tCampaigns\x12G\n\x0e\x43reateCampaign\x12\x1d.ota.v1.CreateCampaignRequest\x1a\x16.ota.v1.CampaignStatus\x12L\n\rListCampaigns\x12\x1c.ota.v1.ListCampaignsRequest\x1a\x1d.ota.v1.ListCampaignsResponse\x12:\n\x0bGetCampaign\x12\x13.ota.v1.CampaignRef\x1a\x16.ota.v1.CampaignStatus\x12<\n\rPauseCampaign\x12\x13.ota.v1.CampaignRef\x1a\x16.ota.v1.CampaignStatus\x12=\n\x0eResumeCampaign\x12\x13.ota.v1.CampaignRef\x1a\x16.ota.v1.CampaignStatus\x12<\n\rAbortCampaign\x12\x13.ota.v1.CampaignRef\x1a\x16.ota.v1.CampaignStatus\x12\x43\n\x10RollbackCampaign\x12\x17.ota.v1.RollbackRequest\x1a\x16.ota.v1.CampaignStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aotawire/v1/campaigns.proto\x12\x06ota.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14otawire/v1/ota.proto\"J\n\x0fTargetSelection\x12\x14\n\x0chardware_ids\x18\x01 \x03(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\x13\n\x0bvehicle_ids\x18\x03 \x03(\t\"F\n\x08WaveSpec\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x15\n\rsuccess_share\x18\x02 \x01(\x01\x12\x12\n\nmin_soak_s\x18\x03 \x01(\x01\"l\n\x0e\x45rrorThreshold\x12\x15\n\rtrip_failures\x18\x01 \x01(\r\x12\x1a\n\x12trip_failure_share\x18\x02 \x01(\x01\x12\'\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x17.ota.v1.ThresholdAction\"\x96\x02\n\x0c\x43\x61mpaignSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\'\n\x06target\x18\x04 \x01(\x0b\x32\x17.ota.v1.TargetSelection\x12\x1f\n\x05waves\x18\x05 \x03(\x0b\x32\x10.ota.v1.WaveSpec\x12)\n\tthreshold\x18\x06 \x01(\x0b\x32\x16.ota.v1.ErrorThreshold\x12 \n\x18max_concurrent_downloads\x18\x07 \x01(\r\x12\x11\n\ttimeout_s\x18\x08 \x01(\x01\x12\x19\n\x11require_confirmed\x18\t \x01(\x08\x12\x13\n\x0brollback_of\x18\n \x01(\t\";\n\x15\x43reateCampaignRequest\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.ota.v1.CampaignSpec\"\"\n\x12GetCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"4\n\x14PauseCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"5\n\x15ResumeCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"4\n\x14\x41\x62ortCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"l\n\x17RollbackCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nto_version\x18\x02 \x01(\t\x12\x1f\n\x05waves\x18\x03 \x03(\x0b\x32\x10.ota.v1.WaveSpec\x12\x0e\n\x06reason\x18\x04 \x01(\t\"=\n\x14ListCampaignsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"U\n\x15ListCampaignsResponse\x12#\n\tcampaigns\x18\x01 \x03(\x0b\x32\x10.ota.v1.Campaign\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc6\x02\n\nWaveStatus\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0f\n\x07percent\x18\x02 \x01(\x01\x12\x0c\n\x04size\x18\x03 \x01(\r\x12 \n\x05state\x18\x04 \x01(\x0e\x32\x11.ota.v1.WaveState\x12\x0f\n\x07pending\x18\x05 \x01(\r\x12\x11\n\tin_flight\x18\x06 \x01(\r\x12\x11\n\tinstalled\x18\x07 \x01(\r\x12\x11\n\tconfirmed\x18\x08 \x01(\r\x12\x0e\n\x06\x66\x61iled\x18\t \x01(\r\x12\x11\n\ttimed_out\x18\n \x01(\r\x12\x10\n\x08soaked_s\x18\x0c \x01(\x01\x12\x15\n\rsuccess_share\x18\r \x01(\x01\x12\x12\n\nmin_soak_s\x18\x0e \x01(\x01\x12-\n\topen_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampJ\x04\x08\x0b\x10\x0cR\topened_at\"i\n\x0c\x46\x61ilureGroup\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.ota.v1.InstallStatus\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x13\n\x0bvehicle_ids\x18\x04 \x03(\t\"\x90\x01\n\rCampaignEvent\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.ota.v1.CampaignEventKind\x12\x0c\n\x04wave\x18\x03 \x01(\x05\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12.\n\nevent_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampJ\x04\x08\x01\x10\x02R\x02\x61t\"\xea\x02\n\x08\x43\x61mpaign\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\"\n\x04spec\x18\x02 \x01(\x0b\x32\x14.ota.v1.CampaignSpec\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.ota.v1.CampaignState\x12\x14\n\x0cstate_reason\x18\x04 \x01(\t\x12\x14\n\x0c\x63urrent_wave\x18\x05 \x01(\x05\x12\x10\n\x08vehicles\x18\x07 \x01(\r\x12!\n\x05waves\x18\x08 \x03(\x0b\x32\x12.ota.v1.WaveStatus\x12&\n\x08\x66\x61ilures\x18\t \x03(\x0b\x32\x14.ota.v1.FailureGroup\x12%\n\x06\x65vents\x18\n \x03(\x0b\x32\x15.ota.v1.CampaignEvent\x12\x0c\n\x04name\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampJ\x04\x08\x06\x10\x07R\ncreated_at*k\n\x0fThresholdAction\x12 \n\x1cTHRESHOLD_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n\x16THRESHOLD_ACTION_ABORT\x10\x01\x12\x1a\n\x16THRESHOLD_ACTION_PAUSE\x10\x02*i\n\tWaveState\x12\x1a\n\x16WAVE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12WAVE_STATE_WAITING\x10\x01\x12\x13\n\x0fWAVE_STATE_OPEN\x10\x02\x12\x13\n\x0fWAVE_STATE_DONE\x10\x03*\x83\x02\n\x11\x43\x61mpaignEventKind\x12#\n\x1f\x43\x41MPAIGN_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43\x41MPAIGN_EVENT_KIND_CREATED\x10\x01\x12#\n\x1f\x43\x41MPAIGN_EVENT_KIND_WAVE_OPENED\x10\x02\x12\x1e\n\x1a\x43\x41MPAIGN_EVENT_KIND_PAUSED\x10\x03\x12\x1f\n\x1b\x43\x41MPAIGN_EVENT_KIND_RESUMED\x10\x04\x12\x1f\n\x1b\x43\x41MPAIGN_EVENT_KIND_ABORTED\x10\x05\x12!\n\x1d\x43\x41MPAIGN_EVENT_KIND_COMPLETED\x10\x06*\xa0\x01\n\rCampaignState\x12\x1e\n\x1a\x43\x41MPAIGN_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41MPAIGN_STATE_RUNNING\x10\x01\x12\x19\n\x15\x43\x41MPAIGN_STATE_PAUSED\x10\x02\x12\x1a\n\x16\x43\x41MPAIGN_STATE_ABORTED\x10\x03\x12\x1c\n\x18\x43\x41MPAIGN_STATE_COMPLETED\x10\x04\x32\xe5\x03\n\tCampaigns\x12\x41\n\x0e\x43reateCampaign\x12\x1d.ota.v1.CreateCampaignRequest\x1a\x10.ota.v1.Campaign\x12L\n\rListCampaigns\x12\x1c.ota.v1.ListCampaignsRequest\x1a\x1d.ota.v1.ListCampaignsResponse\x12;\n\x0bGetCampaign\x12\x1a.ota.v1.GetCampaignRequest\x1a\x10.ota.v1.Campaign\x12?\n\rPauseCampaign\x12\x1c.ota.v1.PauseCampaignRequest\x1a\x10.ota.v1.Campaign\x12\x41\n\x0eResumeCampaign\x12\x1d.ota.v1.ResumeCampaignRequest\x1a\x10.ota.v1.Campaign\x12?\n\rAbortCampaign\x12\x1c.ota.v1.AbortCampaignRequest\x1a\x10.ota.v1.Campaign\x12\x45\n\x10RollbackCampaign\x12\x1f.ota.v1.RollbackCampaignRequest\x1a\x10.ota.v1.Campaignb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otawire.v1.campaigns_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TARGETSELECTION']._serialized_start=38
-  _globals['_TARGETSELECTION']._serialized_end=112
-  _globals['_WAVESPEC']._serialized_start=114
-  _globals['_WAVESPEC']._serialized_end=184
-  _globals['_ERRORTHRESHOLD']._serialized_start=186
-  _globals['_ERRORTHRESHOLD']._serialized_end=269
-  _globals['_CAMPAIGNSPEC']._serialized_start=272
-  _globals['_CAMPAIGNSPEC']._serialized_end=550
-  _globals['_CREATECAMPAIGNREQUEST']._serialized_start=552
-  _globals['_CREATECAMPAIGNREQUEST']._serialized_end=611
-  _globals['_CAMPAIGNREF']._serialized_start=613
-  _globals['_CAMPAIGNREF']._serialized_end=663
-  _globals['_ROLLBACKREQUEST']._serialized_start=665
-  _globals['_ROLLBACKREQUEST']._serialized_end=772
-  _globals['_LISTCAMPAIGNSREQUEST']._serialized_start=774
-  _globals['_LISTCAMPAIGNSREQUEST']._serialized_end=796
-  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_start=798
-  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_end=864
-  _globals['_WAVESTATUS']._serialized_start=867
-  _globals['_WAVESTATUS']._serialized_end=1129
-  _globals['_FAILUREGROUP']._serialized_start=1131
-  _globals['_FAILUREGROUP']._serialized_end=1213
-  _globals['_CAMPAIGNEVENT']._serialized_start=1215
-  _globals['_CAMPAIGNEVENT']._serialized_end=1286
-  _globals['_CAMPAIGNSTATUS']._serialized_start=1289
-  _globals['_CAMPAIGNSTATUS']._serialized_end=1573
-  _globals['_CAMPAIGNS']._serialized_start=1576
-  _globals['_CAMPAIGNS']._serialized_end=2054
+  _globals['_THRESHOLDACTION']._serialized_start=2100
+  _globals['_THRESHOLDACTION']._serialized_end=2207
+  _globals['_WAVESTATE']._serialized_start=2209
+  _globals['_WAVESTATE']._serialized_end=2314
+  _globals['_CAMPAIGNEVENTKIND']._serialized_start=2317
+  _globals['_CAMPAIGNEVENTKIND']._serialized_end=2576
+  _globals['_CAMPAIGNSTATE']._serialized_start=2579
+  _globals['_CAMPAIGNSTATE']._serialized_end=2739
+  _globals['_TARGETSELECTION']._serialized_start=93
+  _globals['_TARGETSELECTION']._serialized_end=167
+  _globals['_WAVESPEC']._serialized_start=169
+  _globals['_WAVESPEC']._serialized_end=239
+  _globals['_ERRORTHRESHOLD']._serialized_start=241
+  _globals['_ERRORTHRESHOLD']._serialized_end=349
+  _globals['_CAMPAIGNSPEC']._serialized_start=352
+  _globals['_CAMPAIGNSPEC']._serialized_end=630
+  _globals['_CREATECAMPAIGNREQUEST']._serialized_start=632
+  _globals['_CREATECAMPAIGNREQUEST']._serialized_end=691
+  _globals['_GETCAMPAIGNREQUEST']._serialized_start=693
+  _globals['_GETCAMPAIGNREQUEST']._serialized_end=727
+  _globals['_PAUSECAMPAIGNREQUEST']._serialized_start=729
+  _globals['_PAUSECAMPAIGNREQUEST']._serialized_end=781
+  _globals['_RESUMECAMPAIGNREQUEST']._serialized_start=783
+  _globals['_RESUMECAMPAIGNREQUEST']._serialized_end=836
+  _globals['_ABORTCAMPAIGNREQUEST']._serialized_start=838
+  _globals['_ABORTCAMPAIGNREQUEST']._serialized_end=890
+  _globals['_ROLLBACKCAMPAIGNREQUEST']._serialized_start=892
+  _globals['_ROLLBACKCAMPAIGNREQUEST']._serialized_end=1000
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_start=1002
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_end=1063
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_start=1065
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_end=1150
+  _globals['_WAVESTATUS']._serialized_start=1153
+  _globals['_WAVESTATUS']._serialized_end=1479
+  _globals['_FAILUREGROUP']._serialized_start=1481
+  _globals['_FAILUREGROUP']._serialized_end=1586
+  _globals['_CAMPAIGNEVENT']._serialized_start=1589
+  _globals['_CAMPAIGNEVENT']._serialized_end=1733
+  _globals['_CAMPAIGN']._serialized_start=1736
+  _globals['_CAMPAIGN']._serialized_end=2098
+  _globals['_CAMPAIGNS']._serialized_start=2742
+  _globals['_CAMPAIGNS']._serialized_end=3227
 # @@protoc_insertion_point(module_scope)

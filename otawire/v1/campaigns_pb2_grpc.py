@@ -37,7 +37,7 @@ class CampaignsStub:
         self.CreateCampaign = channel.unary_unary(
                 '/ota.v1.Campaigns/CreateCampaign',
                 request_serializer=otawire_dot_v1_dot_campaigns__pb2.CreateCampaignRequest.SerializeToString,
-                response_deserializer=otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.FromString,
+                response_deserializer=otawire_dot_v1_dot_campaigns__pb2.Campaign.FromString,
                 _registered_method=True)
         self.ListCampaigns = channel.unary_unary(
                 '/ota.v1.Campaigns/ListCampaigns',
@@ -46,28 +46,28 @@ class CampaignsStub:
                 _registered_method=True)
         self.GetCampaign = channel.unary_unary(
                 '/ota.v1.Campaigns/GetCampaign',
-                request_serializer=otawire_dot_v1_dot_campaigns__pb2.CampaignRef.SerializeToString,
-                response_deserializer=otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.FromString,
+                request_serializer=otawire_dot_v1_dot_campaigns__pb2.GetCampaignRequest.SerializeToString,
+                response_deserializer=otawire_dot_v1_dot_campaigns__pb2.Campaign.FromString,
                 _registered_method=True)
         self.PauseCampaign = channel.unary_unary(
                 '/ota.v1.Campaigns/PauseCampaign',
-                request_serializer=otawire_dot_v1_dot_campaigns__pb2.CampaignRef.SerializeToString,
-                response_deserializer=otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.FromString,
+                request_serializer=otawire_dot_v1_dot_campaigns__pb2.PauseCampaignRequest.SerializeToString,
+                response_deserializer=otawire_dot_v1_dot_campaigns__pb2.Campaign.FromString,
                 _registered_method=True)
         self.ResumeCampaign = channel.unary_unary(
                 '/ota.v1.Campaigns/ResumeCampaign',
-                request_serializer=otawire_dot_v1_dot_campaigns__pb2.CampaignRef.SerializeToString,
-                response_deserializer=otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.FromString,
+                request_serializer=otawire_dot_v1_dot_campaigns__pb2.ResumeCampaignRequest.SerializeToString,
+                response_deserializer=otawire_dot_v1_dot_campaigns__pb2.Campaign.FromString,
                 _registered_method=True)
         self.AbortCampaign = channel.unary_unary(
                 '/ota.v1.Campaigns/AbortCampaign',
-                request_serializer=otawire_dot_v1_dot_campaigns__pb2.CampaignRef.SerializeToString,
-                response_deserializer=otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.FromString,
+                request_serializer=otawire_dot_v1_dot_campaigns__pb2.AbortCampaignRequest.SerializeToString,
+                response_deserializer=otawire_dot_v1_dot_campaigns__pb2.Campaign.FromString,
                 _registered_method=True)
         self.RollbackCampaign = channel.unary_unary(
                 '/ota.v1.Campaigns/RollbackCampaign',
-                request_serializer=otawire_dot_v1_dot_campaigns__pb2.RollbackRequest.SerializeToString,
-                response_deserializer=otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.FromString,
+                request_serializer=otawire_dot_v1_dot_campaigns__pb2.RollbackCampaignRequest.SerializeToString,
+                response_deserializer=otawire_dot_v1_dot_campaigns__pb2.Campaign.FromString,
                 _registered_method=True)
 
 
@@ -75,37 +75,43 @@ class CampaignsServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CreateCampaign(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Start a campaign; its first wave opens at once.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListCampaigns(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Campaigns, oldest first, a page at a time (without their event logs).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCampaign(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One campaign by name, with its event log.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PauseCampaign(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Stop opening waves and offering (running -> paused).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ResumeCampaign(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Go on (paused -> running); the failures seen so far count as acknowledged.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AbortCampaign(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Stop for good (running or paused -> aborted).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -124,7 +130,7 @@ def add_CampaignsServicer_to_server(servicer, server):
             'CreateCampaign': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateCampaign,
                     request_deserializer=otawire_dot_v1_dot_campaigns__pb2.CreateCampaignRequest.FromString,
-                    response_serializer=otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.SerializeToString,
+                    response_serializer=otawire_dot_v1_dot_campaigns__pb2.Campaign.SerializeToString,
             ),
             'ListCampaigns': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCampaigns,
@@ -133,28 +139,28 @@ def add_CampaignsServicer_to_server(servicer, server):
             ),
             'GetCampaign': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCampaign,
-                    request_deserializer=otawire_dot_v1_dot_campaigns__pb2.CampaignRef.FromString,
-                    response_serializer=otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.SerializeToString,
+                    request_deserializer=otawire_dot_v1_dot_campaigns__pb2.GetCampaignRequest.FromString,
+                    response_serializer=otawire_dot_v1_dot_campaigns__pb2.Campaign.SerializeToString,
             ),
             'PauseCampaign': grpc.unary_unary_rpc_method_handler(
                     servicer.PauseCampaign,
-                    request_deserializer=otawire_dot_v1_dot_campaigns__pb2.CampaignRef.FromString,
-                    response_serializer=otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.SerializeToString,
+                    request_deserializer=otawire_dot_v1_dot_campaigns__pb2.PauseCampaignRequest.FromString,
+                    response_serializer=otawire_dot_v1_dot_campaigns__pb2.Campaign.SerializeToString,
             ),
             'ResumeCampaign': grpc.unary_unary_rpc_method_handler(
                     servicer.ResumeCampaign,
-                    request_deserializer=otawire_dot_v1_dot_campaigns__pb2.CampaignRef.FromString,
-                    response_serializer=otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.SerializeToString,
+                    request_deserializer=otawire_dot_v1_dot_campaigns__pb2.ResumeCampaignRequest.FromString,
+                    response_serializer=otawire_dot_v1_dot_campaigns__pb2.Campaign.SerializeToString,
             ),
             'AbortCampaign': grpc.unary_unary_rpc_method_handler(
                     servicer.AbortCampaign,
-                    request_deserializer=otawire_dot_v1_dot_campaigns__pb2.CampaignRef.FromString,
-                    response_serializer=otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.SerializeToString,
+                    request_deserializer=otawire_dot_v1_dot_campaigns__pb2.AbortCampaignRequest.FromString,
+                    response_serializer=otawire_dot_v1_dot_campaigns__pb2.Campaign.SerializeToString,
             ),
             'RollbackCampaign': grpc.unary_unary_rpc_method_handler(
                     servicer.RollbackCampaign,
-                    request_deserializer=otawire_dot_v1_dot_campaigns__pb2.RollbackRequest.FromString,
-                    response_serializer=otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.SerializeToString,
+                    request_deserializer=otawire_dot_v1_dot_campaigns__pb2.RollbackCampaignRequest.FromString,
+                    response_serializer=otawire_dot_v1_dot_campaigns__pb2.Campaign.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,7 +189,7 @@ class Campaigns:
             target,
             '/ota.v1.Campaigns/CreateCampaign',
             otawire_dot_v1_dot_campaigns__pb2.CreateCampaignRequest.SerializeToString,
-            otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.FromString,
+            otawire_dot_v1_dot_campaigns__pb2.Campaign.FromString,
             options,
             channel_credentials,
             insecure,
@@ -236,8 +242,8 @@ class Campaigns:
             request,
             target,
             '/ota.v1.Campaigns/GetCampaign',
-            otawire_dot_v1_dot_campaigns__pb2.CampaignRef.SerializeToString,
-            otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.FromString,
+            otawire_dot_v1_dot_campaigns__pb2.GetCampaignRequest.SerializeToString,
+            otawire_dot_v1_dot_campaigns__pb2.Campaign.FromString,
             options,
             channel_credentials,
             insecure,
@@ -263,8 +269,8 @@ class Campaigns:
             request,
             target,
             '/ota.v1.Campaigns/PauseCampaign',
-            otawire_dot_v1_dot_campaigns__pb2.CampaignRef.SerializeToString,
-            otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.FromString,
+            otawire_dot_v1_dot_campaigns__pb2.PauseCampaignRequest.SerializeToString,
+            otawire_dot_v1_dot_campaigns__pb2.Campaign.FromString,
             options,
             channel_credentials,
             insecure,
@@ -290,8 +296,8 @@ class Campaigns:
             request,
             target,
             '/ota.v1.Campaigns/ResumeCampaign',
-            otawire_dot_v1_dot_campaigns__pb2.CampaignRef.SerializeToString,
-            otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.FromString,
+            otawire_dot_v1_dot_campaigns__pb2.ResumeCampaignRequest.SerializeToString,
+            otawire_dot_v1_dot_campaigns__pb2.Campaign.FromString,
             options,
             channel_credentials,
             insecure,
@@ -317,8 +323,8 @@ class Campaigns:
             request,
             target,
             '/ota.v1.Campaigns/AbortCampaign',
-            otawire_dot_v1_dot_campaigns__pb2.CampaignRef.SerializeToString,
-            otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.FromString,
+            otawire_dot_v1_dot_campaigns__pb2.AbortCampaignRequest.SerializeToString,
+            otawire_dot_v1_dot_campaigns__pb2.Campaign.FromString,
             options,
             channel_credentials,
             insecure,
@@ -344,8 +350,8 @@ class Campaigns:
             request,
             target,
             '/ota.v1.Campaigns/RollbackCampaign',
-            otawire_dot_v1_dot_campaigns__pb2.RollbackRequest.SerializeToString,
-            otawire_dot_v1_dot_campaigns__pb2.CampaignStatus.FromString,
+            otawire_dot_v1_dot_campaigns__pb2.RollbackCampaignRequest.SerializeToString,
+            otawire_dot_v1_dot_campaigns__pb2.Campaign.FromString,
             options,
             channel_credentials,
             insecure,

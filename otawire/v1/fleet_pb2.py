@@ -23,33 +23,34 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from otawire.v1 import ota_pb2 as otawire_dot_v1_dot_ota__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16otawire/v1/fleet.proto\x12\x06ota.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\x13ListVehiclesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"k\n\x14ListVehiclesResponse\x12&\n\x08vehicles\x18\x01 \x03(\x0b\x32\x14.ota.v1.FleetVehicle\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"!\n\x11GetVehicleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x92\x02\n\x0c\x46leetVehicle\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nvehicle_id\x18\x02 \x01(\t\x12\x13\n\x0bhardware_id\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\"\n\x06models\x18\x05 \x03(\x0b\x32\x12.ota.v1.ModelState\x12.\n\nfirst_seen\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x0blast_report\x18\x08 \x01(\x0b\x32\x12.ota.v1.LastReport\x12\x11\n\tcampaigns\x18\t \x03(\t\"N\n\nModelState\x12\r\n\x05model\x18\x01 \x01(\t\x12\x19\n\x11installed_version\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x63tive_version\x18\x03 \x01(\t\"}\n\nLastReport\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12/\n\x0breport_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x17ListAuditEntriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\"X\n\x18ListAuditEntriesResponse\x12#\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x12.ota.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x82\x01\n\nAuditEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x05 \x01(\t2\xe8\x01\n\x05\x46leet\x12I\n\x0cListVehicles\x12\x1b.ota.v1.ListVehiclesRequest\x1a\x1c.ota.v1.ListVehiclesResponse\x12=\n\nGetVehicle\x12\x19.ota.v1.GetVehicleRequest\x1a\x14.ota.v1.FleetVehicle\x12U\n\x10ListAuditEntries\x12\x1f.ota.v1.ListAuditEntriesRequest\x1a .ota.v1.ListAuditEntriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16otawire/v1/fleet.proto\x12\x06ota.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14otawire/v1/ota.proto\"L\n\x13ListVehiclesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"k\n\x14ListVehiclesResponse\x12&\n\x08vehicles\x18\x01 \x03(\x0b\x32\x14.ota.v1.FleetVehicle\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"!\n\x11GetVehicleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x9c\x02\n\x0c\x46leetVehicle\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nvehicle_id\x18\x02 \x01(\t\x12\x13\n\x0bhardware_id\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\"\n\x06models\x18\x05 \x03(\x0b\x32\x12.ota.v1.ModelState\x12\x33\n\x0f\x66irst_seen_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x0blast_report\x18\x08 \x01(\x0b\x32\x12.ota.v1.LastReport\x12\x11\n\tcampaigns\x18\t \x03(\t\"N\n\nModelState\x12\r\n\x05model\x18\x01 \x01(\t\x12\x19\n\x11installed_version\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x63tive_version\x18\x03 \x01(\t\"\x94\x01\n\nLastReport\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.ota.v1.InstallStatus\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12/\n\x0breport_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x17ListAuditEntriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\"X\n\x18ListAuditEntriesResponse\x12#\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x12.ota.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x82\x01\n\nAuditEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x05 \x01(\t2\xe8\x01\n\x05\x46leet\x12I\n\x0cListVehicles\x12\x1b.ota.v1.ListVehiclesRequest\x1a\x1c.ota.v1.ListVehiclesResponse\x12=\n\nGetVehicle\x12\x19.ota.v1.GetVehicleRequest\x1a\x14.ota.v1.FleetVehicle\x12U\n\x10ListAuditEntries\x12\x1f.ota.v1.ListAuditEntriesRequest\x1a .ota.v1.ListAuditEntriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otawire.v1.fleet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTVEHICLESREQUEST']._serialized_start=67
-  _globals['_LISTVEHICLESREQUEST']._serialized_end=143
-  _globals['_LISTVEHICLESRESPONSE']._serialized_start=145
-  _globals['_LISTVEHICLESRESPONSE']._serialized_end=252
-  _globals['_GETVEHICLEREQUEST']._serialized_start=254
-  _globals['_GETVEHICLEREQUEST']._serialized_end=287
-  _globals['_FLEETVEHICLE']._serialized_start=290
-  _globals['_FLEETVEHICLE']._serialized_end=564
-  _globals['_MODELSTATE']._serialized_start=566
-  _globals['_MODELSTATE']._serialized_end=644
-  _globals['_LASTREPORT']._serialized_start=646
-  _globals['_LASTREPORT']._serialized_end=771
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=773
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=868
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=870
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=958
-  _globals['_AUDITENTRY']._serialized_start=961
-  _globals['_AUDITENTRY']._serialized_end=1091
-  _globals['_FLEET']._serialized_start=1094
-  _globals['_FLEET']._serialized_end=1326
+  _globals['_LISTVEHICLESREQUEST']._serialized_start=89
+  _globals['_LISTVEHICLESREQUEST']._serialized_end=165
+  _globals['_LISTVEHICLESRESPONSE']._serialized_start=167
+  _globals['_LISTVEHICLESRESPONSE']._serialized_end=274
+  _globals['_GETVEHICLEREQUEST']._serialized_start=276
+  _globals['_GETVEHICLEREQUEST']._serialized_end=309
+  _globals['_FLEETVEHICLE']._serialized_start=312
+  _globals['_FLEETVEHICLE']._serialized_end=596
+  _globals['_MODELSTATE']._serialized_start=598
+  _globals['_MODELSTATE']._serialized_end=676
+  _globals['_LASTREPORT']._serialized_start=679
+  _globals['_LASTREPORT']._serialized_end=827
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=829
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=924
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=926
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=1014
+  _globals['_AUDITENTRY']._serialized_start=1017
+  _globals['_AUDITENTRY']._serialized_end=1147
+  _globals['_FLEET']._serialized_start=1150
+  _globals['_FLEET']._serialized_end=1382
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from otawire.v1 import ota_pb2 as _ota_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -36,14 +37,14 @@ class GetVehicleRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class FleetVehicle(_message.Message):
-    __slots__ = ("name", "vehicle_id", "hardware_id", "tags", "models", "first_seen", "last_seen", "last_report", "campaigns")
+    __slots__ = ("name", "vehicle_id", "hardware_id", "tags", "models", "first_seen_time", "last_seen_time", "last_report", "campaigns")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
     HARDWARE_ID_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
-    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
-    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_REPORT_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGNS_FIELD_NUMBER: _ClassVar[int]
     name: str
@@ -51,11 +52,11 @@ class FleetVehicle(_message.Message):
     hardware_id: str
     tags: _containers.RepeatedScalarFieldContainer[str]
     models: _containers.RepeatedCompositeFieldContainer[ModelState]
-    first_seen: _timestamp_pb2.Timestamp
-    last_seen: _timestamp_pb2.Timestamp
+    first_seen_time: _timestamp_pb2.Timestamp
+    last_seen_time: _timestamp_pb2.Timestamp
     last_report: LastReport
     campaigns: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., vehicle_id: _Optional[str] = ..., hardware_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[_Union[ModelState, _Mapping]]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_report: _Optional[_Union[LastReport, _Mapping]] = ..., campaigns: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., vehicle_id: _Optional[str] = ..., hardware_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[_Union[ModelState, _Mapping]]] = ..., first_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_report: _Optional[_Union[LastReport, _Mapping]] = ..., campaigns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelState(_message.Message):
     __slots__ = ("model", "installed_version", "active_version")
@@ -76,10 +77,10 @@ class LastReport(_message.Message):
     REPORT_TIME_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
-    status: str
+    status: _ota_pb2.InstallStatus
     reason: str
     report_time: _timestamp_pb2.Timestamp
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., report_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[_Union[_ota_pb2.InstallStatus, str]] = ..., reason: _Optional[str] = ..., report_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListAuditEntriesRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "actor", "action")

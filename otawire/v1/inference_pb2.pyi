@@ -1,10 +1,43 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_KIND_UNSPECIFIED: _ClassVar[ModelKind]
+    MODEL_KIND_CLASSIFIER: _ClassVar[ModelKind]
+    MODEL_KIND_DETECTOR: _ClassVar[ModelKind]
+
+class UpdateState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UPDATE_STATE_UNSPECIFIED: _ClassVar[UpdateState]
+    UPDATE_STATE_IDLE: _ClassVar[UpdateState]
+    UPDATE_STATE_DOWNLOADING: _ClassVar[UpdateState]
+    UPDATE_STATE_VERIFYING: _ClassVar[UpdateState]
+    UPDATE_STATE_STAGED: _ClassVar[UpdateState]
+    UPDATE_STATE_ACTIVATING: _ClassVar[UpdateState]
+    UPDATE_STATE_ACTIVE: _ClassVar[UpdateState]
+    UPDATE_STATE_CONFIRMED: _ClassVar[UpdateState]
+    UPDATE_STATE_FAILED: _ClassVar[UpdateState]
+    UPDATE_STATE_ROLLED_BACK: _ClassVar[UpdateState]
+MODEL_KIND_UNSPECIFIED: ModelKind
+MODEL_KIND_CLASSIFIER: ModelKind
+MODEL_KIND_DETECTOR: ModelKind
+UPDATE_STATE_UNSPECIFIED: UpdateState
+UPDATE_STATE_IDLE: UpdateState
+UPDATE_STATE_DOWNLOADING: UpdateState
+UPDATE_STATE_VERIFYING: UpdateState
+UPDATE_STATE_STAGED: UpdateState
+UPDATE_STATE_ACTIVATING: UpdateState
+UPDATE_STATE_ACTIVE: UpdateState
+UPDATE_STATE_CONFIRMED: UpdateState
+UPDATE_STATE_FAILED: UpdateState
+UPDATE_STATE_ROLLED_BACK: UpdateState
 
 class Tensor(_message.Message):
     __slots__ = ("shape", "data")
@@ -101,8 +134,12 @@ class DetectResponse(_message.Message):
     def __init__(self, served: _Optional[_Union[Served, _Mapping]] = ..., boxes: _Optional[_Iterable[_Union[Box, _Mapping]]] = ..., inference_ms: _Optional[float] = ...) -> None: ...
 
 class ListServedRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ServedModel(_message.Message):
     __slots__ = ("served", "kind", "update_state", "requests", "errors", "p50_ms", "p99_ms")
@@ -114,16 +151,18 @@ class ServedModel(_message.Message):
     P50_MS_FIELD_NUMBER: _ClassVar[int]
     P99_MS_FIELD_NUMBER: _ClassVar[int]
     served: Served
-    kind: str
-    update_state: str
+    kind: ModelKind
+    update_state: UpdateState
     requests: int
     errors: int
     p50_ms: float
     p99_ms: float
-    def __init__(self, served: _Optional[_Union[Served, _Mapping]] = ..., kind: _Optional[str] = ..., update_state: _Optional[str] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., p50_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ...) -> None: ...
+    def __init__(self, served: _Optional[_Union[Served, _Mapping]] = ..., kind: _Optional[_Union[ModelKind, str]] = ..., update_state: _Optional[_Union[UpdateState, str]] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., p50_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ...) -> None: ...
 
 class ListServedResponse(_message.Message):
-    __slots__ = ("models",)
+    __slots__ = ("models", "next_page_token")
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ServedModel]
-    def __init__(self, models: _Optional[_Iterable[_Union[ServedModel, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, models: _Optional[_Iterable[_Union[ServedModel, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -10,12 +10,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class FileKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+class Encoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    FILE_KIND_UNSPECIFIED: _ClassVar[FileKind]
-    FILE_KIND_METADATA: _ClassVar[FileKind]
-    FILE_KIND_TARGET: _ClassVar[FileKind]
-    FILE_KIND_ENCODING: _ClassVar[FileKind]
+    ENCODING_UNSPECIFIED: _ClassVar[Encoding]
+    ENCODING_FULL: _ClassVar[Encoding]
+    ENCODING_BYTEDELTA: _ClassVar[Encoding]
+    ENCODING_TENSORDELTA: _ClassVar[Encoding]
+    ENCODING_DEEPCOMPRESSION: _ClassVar[Encoding]
 
 class InstallStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -26,10 +27,26 @@ class InstallStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INSTALL_STATUS_FAILED: _ClassVar[InstallStatus]
     INSTALL_STATUS_ROLLED_BACK: _ClassVar[InstallStatus]
     INSTALL_STATUS_ATTACK_DETECTED: _ClassVar[InstallStatus]
-FILE_KIND_UNSPECIFIED: FileKind
-FILE_KIND_METADATA: FileKind
-FILE_KIND_TARGET: FileKind
-FILE_KIND_ENCODING: FileKind
+    INSTALL_STATUS_TIMED_OUT: _ClassVar[InstallStatus]
+
+class ReleaseKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RELEASE_KIND_UNSPECIFIED: _ClassVar[ReleaseKind]
+    RELEASE_KIND_RELEASE: _ClassVar[ReleaseKind]
+    RELEASE_KIND_DOWNGRADE: _ClassVar[ReleaseKind]
+    RELEASE_KIND_RERELEASE: _ClassVar[ReleaseKind]
+
+class FileKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FILE_KIND_UNSPECIFIED: _ClassVar[FileKind]
+    FILE_KIND_METADATA: _ClassVar[FileKind]
+    FILE_KIND_TARGET: _ClassVar[FileKind]
+    FILE_KIND_ENCODING: _ClassVar[FileKind]
+ENCODING_UNSPECIFIED: Encoding
+ENCODING_FULL: Encoding
+ENCODING_BYTEDELTA: Encoding
+ENCODING_TENSORDELTA: Encoding
+ENCODING_DEEPCOMPRESSION: Encoding
 INSTALL_STATUS_UNSPECIFIED: InstallStatus
 INSTALL_STATUS_DOWNLOADING: InstallStatus
 INSTALL_STATUS_INSTALLED: InstallStatus
@@ -37,6 +54,15 @@ INSTALL_STATUS_CONFIRMED: InstallStatus
 INSTALL_STATUS_FAILED: InstallStatus
 INSTALL_STATUS_ROLLED_BACK: InstallStatus
 INSTALL_STATUS_ATTACK_DETECTED: InstallStatus
+INSTALL_STATUS_TIMED_OUT: InstallStatus
+RELEASE_KIND_UNSPECIFIED: ReleaseKind
+RELEASE_KIND_RELEASE: ReleaseKind
+RELEASE_KIND_DOWNGRADE: ReleaseKind
+RELEASE_KIND_RERELEASE: ReleaseKind
+FILE_KIND_UNSPECIFIED: FileKind
+FILE_KIND_METADATA: FileKind
+FILE_KIND_TARGET: FileKind
+FILE_KIND_ENCODING: FileKind
 
 class UploadHeader(_message.Message):
     __slots__ = ("name", "version", "length", "sha256", "hardware_ids", "metadata_json", "signed_targets", "allow_downgrade", "reason")
@@ -60,7 +86,7 @@ class UploadHeader(_message.Message):
     reason: str
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., length: _Optional[int] = ..., sha256: _Optional[str] = ..., hardware_ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[str] = ..., signed_targets: _Optional[bytes] = ..., allow_downgrade: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
-class UploadRequest(_message.Message):
+class UploadModelRequest(_message.Message):
     __slots__ = ("header", "chunk")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
@@ -68,21 +94,23 @@ class UploadRequest(_message.Message):
     chunk: bytes
     def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
-class UploadResponse(_message.Message):
-    __slots__ = ("name", "version", "sha256", "length", "target_path", "bytes_received")
+class UploadModelResponse(_message.Message):
+    __slots__ = ("name", "version", "sha256", "length", "target_path", "bytes_received", "resource_name")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     TARGET_PATH_FIELD_NUMBER: _ClassVar[int]
     BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     sha256: str
     length: int
     target_path: str
     bytes_received: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., length: _Optional[int] = ..., target_path: _Optional[str] = ..., bytes_received: _Optional[int] = ...) -> None: ...
+    resource_name: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., length: _Optional[int] = ..., target_path: _Optional[str] = ..., bytes_received: _Optional[int] = ..., resource_name: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("name", "page_size", "page_token")
@@ -95,14 +123,13 @@ class ListModelsRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("name", "version", "sha256", "length", "target_path", "hardware_ids", "published_at", "metadata_json", "resource_name", "publish_time")
+    __slots__ = ("name", "version", "sha256", "length", "target_path", "hardware_ids", "metadata_json", "resource_name", "publish_time")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     TARGET_PATH_FIELD_NUMBER: _ClassVar[int]
     HARDWARE_IDS_FIELD_NUMBER: _ClassVar[int]
-    PUBLISHED_AT_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_NAME_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -112,11 +139,10 @@ class ModelVersion(_message.Message):
     length: int
     target_path: str
     hardware_ids: _containers.RepeatedScalarFieldContainer[str]
-    published_at: str
     metadata_json: str
     resource_name: str
     publish_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., length: _Optional[int] = ..., target_path: _Optional[str] = ..., hardware_ids: _Optional[_Iterable[str]] = ..., published_at: _Optional[str] = ..., metadata_json: _Optional[str] = ..., resource_name: _Optional[str] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., length: _Optional[int] = ..., target_path: _Optional[str] = ..., hardware_ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[str] = ..., resource_name: _Optional[str] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("versions", "next_page_token")
@@ -126,7 +152,7 @@ class ListModelsResponse(_message.Message):
     next_page_token: str
     def __init__(self, versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
-class MetadataRequest(_message.Message):
+class GetMetadataRequest(_message.Message):
     __slots__ = ("role",)
     ROLE_FIELD_NUMBER: _ClassVar[int]
     role: str
@@ -140,6 +166,12 @@ class SignedMetadata(_message.Message):
     data: bytes
     def __init__(self, role: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
+class PutMetadataRequest(_message.Message):
+    __slots__ = ("metadata",)
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    metadata: SignedMetadata
+    def __init__(self, metadata: _Optional[_Union[SignedMetadata, _Mapping]] = ...) -> None: ...
+
 class PutMetadataResponse(_message.Message):
     __slots__ = ("role", "version")
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -148,7 +180,7 @@ class PutMetadataResponse(_message.Message):
     version: int
     def __init__(self, role: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
-class AssignRequest(_message.Message):
+class AssignModelRequest(_message.Message):
     __slots__ = ("vehicle_id", "name", "version")
     VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -158,7 +190,17 @@ class AssignRequest(_message.Message):
     version: str
     def __init__(self, vehicle_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
-class ReleaseRequest(_message.Message):
+class AssignModelResponse(_message.Message):
+    __slots__ = ("vehicle_id", "name", "version")
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    vehicle_id: str
+    name: str
+    version: str
+    def __init__(self, vehicle_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class ReleaseModelRequest(_message.Message):
     __slots__ = ("name", "version", "scope", "reason")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -170,7 +212,7 @@ class ReleaseRequest(_message.Message):
     reason: str
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., scope: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
-class ReleaseResponse(_message.Message):
+class ReleaseModelResponse(_message.Message):
     __slots__ = ("name", "version", "scope")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -181,44 +223,40 @@ class ReleaseResponse(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
 
 class ListReleasesRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "page_size", "page_token")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, name: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ReleaseEntry(_message.Message):
-    __slots__ = ("name", "version", "kind", "scope", "actor", "reason", "at")
+    __slots__ = ("name", "version", "kind", "scope", "actor", "reason", "create_time")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
-    AT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
-    kind: str
+    kind: ReleaseKind
     scope: str
     actor: str
     reason: str
-    at: float
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., kind: _Optional[str] = ..., scope: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., at: _Optional[float] = ...) -> None: ...
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., kind: _Optional[_Union[ReleaseKind, str]] = ..., scope: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListReleasesResponse(_message.Message):
-    __slots__ = ("releases",)
+    __slots__ = ("releases", "next_page_token")
     RELEASES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     releases: _containers.RepeatedCompositeFieldContainer[ReleaseEntry]
-    def __init__(self, releases: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ...) -> None: ...
-
-class AssignResponse(_message.Message):
-    __slots__ = ("vehicle_id", "name", "version")
-    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    VERSION_FIELD_NUMBER: _ClassVar[int]
-    vehicle_id: str
-    name: str
-    version: str
-    def __init__(self, vehicle_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, releases: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class InstalledModel(_message.Message):
     __slots__ = ("name", "version", "sha256")
@@ -230,7 +268,7 @@ class InstalledModel(_message.Message):
     sha256: str
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
 
-class CheckRequest(_message.Message):
+class CheckForUpdateRequest(_message.Message):
     __slots__ = ("vehicle_id", "hardware_id", "installed", "wanted_models", "tags", "accepted_encodings")
     VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
     HARDWARE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -243,8 +281,8 @@ class CheckRequest(_message.Message):
     installed: _containers.RepeatedCompositeFieldContainer[InstalledModel]
     wanted_models: _containers.RepeatedScalarFieldContainer[str]
     tags: _containers.RepeatedScalarFieldContainer[str]
-    accepted_encodings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, vehicle_id: _Optional[str] = ..., hardware_id: _Optional[str] = ..., installed: _Optional[_Iterable[_Union[InstalledModel, _Mapping]]] = ..., wanted_models: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., accepted_encodings: _Optional[_Iterable[str]] = ...) -> None: ...
+    accepted_encodings: _containers.RepeatedScalarFieldContainer[Encoding]
+    def __init__(self, vehicle_id: _Optional[str] = ..., hardware_id: _Optional[str] = ..., installed: _Optional[_Iterable[_Union[InstalledModel, _Mapping]]] = ..., wanted_models: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., accepted_encodings: _Optional[_Iterable[_Union[Encoding, str]]] = ...) -> None: ...
 
 class UpdateOffer(_message.Message):
     __slots__ = ("name", "version", "target_path", "length", "sha256", "encoding", "download_path", "download_length", "base_sha256", "fallback_encoding", "fallback_download_path", "fallback_download_length")
@@ -265,16 +303,16 @@ class UpdateOffer(_message.Message):
     target_path: str
     length: int
     sha256: str
-    encoding: str
+    encoding: Encoding
     download_path: str
     download_length: int
     base_sha256: str
-    fallback_encoding: str
+    fallback_encoding: Encoding
     fallback_download_path: str
     fallback_download_length: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., target_path: _Optional[str] = ..., length: _Optional[int] = ..., sha256: _Optional[str] = ..., encoding: _Optional[str] = ..., download_path: _Optional[str] = ..., download_length: _Optional[int] = ..., base_sha256: _Optional[str] = ..., fallback_encoding: _Optional[str] = ..., fallback_download_path: _Optional[str] = ..., fallback_download_length: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., target_path: _Optional[str] = ..., length: _Optional[int] = ..., sha256: _Optional[str] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., download_path: _Optional[str] = ..., download_length: _Optional[int] = ..., base_sha256: _Optional[str] = ..., fallback_encoding: _Optional[_Union[Encoding, str]] = ..., fallback_download_path: _Optional[str] = ..., fallback_download_length: _Optional[int] = ...) -> None: ...
 
-class CheckResponse(_message.Message):
+class CheckForUpdateResponse(_message.Message):
     __slots__ = ("offers", "poll_interval_s")
     OFFERS_FIELD_NUMBER: _ClassVar[int]
     POLL_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
@@ -306,7 +344,7 @@ class DownloadChunk(_message.Message):
     total_length: int
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., total_length: _Optional[int] = ...) -> None: ...
 
-class InstallReport(_message.Message):
+class ReportInstallRequest(_message.Message):
     __slots__ = ("vehicle_id", "hardware_id", "name", "version", "sha256", "status", "reason", "from_version", "encoding", "bytes_downloaded", "duration_s", "active_version")
     VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
     HARDWARE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -328,13 +366,13 @@ class InstallReport(_message.Message):
     status: InstallStatus
     reason: str
     from_version: str
-    encoding: str
+    encoding: Encoding
     bytes_downloaded: int
     duration_s: float
     active_version: str
-    def __init__(self, vehicle_id: _Optional[str] = ..., hardware_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., status: _Optional[_Union[InstallStatus, str]] = ..., reason: _Optional[str] = ..., from_version: _Optional[str] = ..., encoding: _Optional[str] = ..., bytes_downloaded: _Optional[int] = ..., duration_s: _Optional[float] = ..., active_version: _Optional[str] = ...) -> None: ...
+    def __init__(self, vehicle_id: _Optional[str] = ..., hardware_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., status: _Optional[_Union[InstallStatus, str]] = ..., reason: _Optional[str] = ..., from_version: _Optional[str] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., bytes_downloaded: _Optional[int] = ..., duration_s: _Optional[float] = ..., active_version: _Optional[str] = ...) -> None: ...
 
-class ReportAck(_message.Message):
+class ReportInstallResponse(_message.Message):
     __slots__ = ("accepted",)
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
@@ -350,7 +388,13 @@ class SignedManifest(_message.Message):
     certificate_pem: bytes
     def __init__(self, signed: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., certificate_pem: _Optional[bytes] = ...) -> None: ...
 
-class ManifestAck(_message.Message):
+class SubmitManifestRequest(_message.Message):
+    __slots__ = ("manifest",)
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    manifest: SignedManifest
+    def __init__(self, manifest: _Optional[_Union[SignedManifest, _Mapping]] = ...) -> None: ...
+
+class SubmitManifestResponse(_message.Message):
     __slots__ = ("accepted", "counter")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     COUNTER_FIELD_NUMBER: _ClassVar[int]

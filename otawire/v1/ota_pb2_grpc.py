@@ -39,8 +39,8 @@ class PublisherStub:
         """
         self.UploadModel = channel.stream_unary(
                 '/ota.v1.Publisher/UploadModel',
-                request_serializer=otawire_dot_v1_dot_ota__pb2.UploadRequest.SerializeToString,
-                response_deserializer=otawire_dot_v1_dot_ota__pb2.UploadResponse.FromString,
+                request_serializer=otawire_dot_v1_dot_ota__pb2.UploadModelRequest.SerializeToString,
+                response_deserializer=otawire_dot_v1_dot_ota__pb2.UploadModelResponse.FromString,
                 _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/ota.v1.Publisher/ListModels',
@@ -49,23 +49,23 @@ class PublisherStub:
                 _registered_method=True)
         self.GetMetadata = channel.unary_unary(
                 '/ota.v1.Publisher/GetMetadata',
-                request_serializer=otawire_dot_v1_dot_ota__pb2.MetadataRequest.SerializeToString,
+                request_serializer=otawire_dot_v1_dot_ota__pb2.GetMetadataRequest.SerializeToString,
                 response_deserializer=otawire_dot_v1_dot_ota__pb2.SignedMetadata.FromString,
                 _registered_method=True)
         self.PutMetadata = channel.unary_unary(
                 '/ota.v1.Publisher/PutMetadata',
-                request_serializer=otawire_dot_v1_dot_ota__pb2.SignedMetadata.SerializeToString,
+                request_serializer=otawire_dot_v1_dot_ota__pb2.PutMetadataRequest.SerializeToString,
                 response_deserializer=otawire_dot_v1_dot_ota__pb2.PutMetadataResponse.FromString,
                 _registered_method=True)
         self.AssignModel = channel.unary_unary(
                 '/ota.v1.Publisher/AssignModel',
-                request_serializer=otawire_dot_v1_dot_ota__pb2.AssignRequest.SerializeToString,
-                response_deserializer=otawire_dot_v1_dot_ota__pb2.AssignResponse.FromString,
+                request_serializer=otawire_dot_v1_dot_ota__pb2.AssignModelRequest.SerializeToString,
+                response_deserializer=otawire_dot_v1_dot_ota__pb2.AssignModelResponse.FromString,
                 _registered_method=True)
         self.ReleaseModel = channel.unary_unary(
                 '/ota.v1.Publisher/ReleaseModel',
-                request_serializer=otawire_dot_v1_dot_ota__pb2.ReleaseRequest.SerializeToString,
-                response_deserializer=otawire_dot_v1_dot_ota__pb2.ReleaseResponse.FromString,
+                request_serializer=otawire_dot_v1_dot_ota__pb2.ReleaseModelRequest.SerializeToString,
+                response_deserializer=otawire_dot_v1_dot_ota__pb2.ReleaseModelResponse.FromString,
                 _registered_method=True)
         self.ListReleases = channel.unary_unary(
                 '/ota.v1.Publisher/ListReleases',
@@ -90,7 +90,7 @@ class PublisherServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
-        """List models and their versions.
+        """List model versions, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,7 +130,8 @@ class PublisherServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListReleases(self, request, context):
-        """The release log: releases, allowed downgrades, re-releases, with who and why.
+        """The release log: releases, allowed downgrades, re-releases, with who and
+        why, oldest first, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,8 +142,8 @@ def add_PublisherServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'UploadModel': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadModel,
-                    request_deserializer=otawire_dot_v1_dot_ota__pb2.UploadRequest.FromString,
-                    response_serializer=otawire_dot_v1_dot_ota__pb2.UploadResponse.SerializeToString,
+                    request_deserializer=otawire_dot_v1_dot_ota__pb2.UploadModelRequest.FromString,
+                    response_serializer=otawire_dot_v1_dot_ota__pb2.UploadModelResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -151,23 +152,23 @@ def add_PublisherServicer_to_server(servicer, server):
             ),
             'GetMetadata': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMetadata,
-                    request_deserializer=otawire_dot_v1_dot_ota__pb2.MetadataRequest.FromString,
+                    request_deserializer=otawire_dot_v1_dot_ota__pb2.GetMetadataRequest.FromString,
                     response_serializer=otawire_dot_v1_dot_ota__pb2.SignedMetadata.SerializeToString,
             ),
             'PutMetadata': grpc.unary_unary_rpc_method_handler(
                     servicer.PutMetadata,
-                    request_deserializer=otawire_dot_v1_dot_ota__pb2.SignedMetadata.FromString,
+                    request_deserializer=otawire_dot_v1_dot_ota__pb2.PutMetadataRequest.FromString,
                     response_serializer=otawire_dot_v1_dot_ota__pb2.PutMetadataResponse.SerializeToString,
             ),
             'AssignModel': grpc.unary_unary_rpc_method_handler(
                     servicer.AssignModel,
-                    request_deserializer=otawire_dot_v1_dot_ota__pb2.AssignRequest.FromString,
-                    response_serializer=otawire_dot_v1_dot_ota__pb2.AssignResponse.SerializeToString,
+                    request_deserializer=otawire_dot_v1_dot_ota__pb2.AssignModelRequest.FromString,
+                    response_serializer=otawire_dot_v1_dot_ota__pb2.AssignModelResponse.SerializeToString,
             ),
             'ReleaseModel': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseModel,
-                    request_deserializer=otawire_dot_v1_dot_ota__pb2.ReleaseRequest.FromString,
-                    response_serializer=otawire_dot_v1_dot_ota__pb2.ReleaseResponse.SerializeToString,
+                    request_deserializer=otawire_dot_v1_dot_ota__pb2.ReleaseModelRequest.FromString,
+                    response_serializer=otawire_dot_v1_dot_ota__pb2.ReleaseModelResponse.SerializeToString,
             ),
             'ListReleases': grpc.unary_unary_rpc_method_handler(
                     servicer.ListReleases,
@@ -203,8 +204,8 @@ class Publisher:
             request_iterator,
             target,
             '/ota.v1.Publisher/UploadModel',
-            otawire_dot_v1_dot_ota__pb2.UploadRequest.SerializeToString,
-            otawire_dot_v1_dot_ota__pb2.UploadResponse.FromString,
+            otawire_dot_v1_dot_ota__pb2.UploadModelRequest.SerializeToString,
+            otawire_dot_v1_dot_ota__pb2.UploadModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -257,7 +258,7 @@ class Publisher:
             request,
             target,
             '/ota.v1.Publisher/GetMetadata',
-            otawire_dot_v1_dot_ota__pb2.MetadataRequest.SerializeToString,
+            otawire_dot_v1_dot_ota__pb2.GetMetadataRequest.SerializeToString,
             otawire_dot_v1_dot_ota__pb2.SignedMetadata.FromString,
             options,
             channel_credentials,
@@ -284,7 +285,7 @@ class Publisher:
             request,
             target,
             '/ota.v1.Publisher/PutMetadata',
-            otawire_dot_v1_dot_ota__pb2.SignedMetadata.SerializeToString,
+            otawire_dot_v1_dot_ota__pb2.PutMetadataRequest.SerializeToString,
             otawire_dot_v1_dot_ota__pb2.PutMetadataResponse.FromString,
             options,
             channel_credentials,
@@ -311,8 +312,8 @@ class Publisher:
             request,
             target,
             '/ota.v1.Publisher/AssignModel',
-            otawire_dot_v1_dot_ota__pb2.AssignRequest.SerializeToString,
-            otawire_dot_v1_dot_ota__pb2.AssignResponse.FromString,
+            otawire_dot_v1_dot_ota__pb2.AssignModelRequest.SerializeToString,
+            otawire_dot_v1_dot_ota__pb2.AssignModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -338,8 +339,8 @@ class Publisher:
             request,
             target,
             '/ota.v1.Publisher/ReleaseModel',
-            otawire_dot_v1_dot_ota__pb2.ReleaseRequest.SerializeToString,
-            otawire_dot_v1_dot_ota__pb2.ReleaseResponse.FromString,
+            otawire_dot_v1_dot_ota__pb2.ReleaseModelRequest.SerializeToString,
+            otawire_dot_v1_dot_ota__pb2.ReleaseModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -392,8 +393,8 @@ class VehicleStub:
         """
         self.CheckForUpdate = channel.unary_unary(
                 '/ota.v1.Vehicle/CheckForUpdate',
-                request_serializer=otawire_dot_v1_dot_ota__pb2.CheckRequest.SerializeToString,
-                response_deserializer=otawire_dot_v1_dot_ota__pb2.CheckResponse.FromString,
+                request_serializer=otawire_dot_v1_dot_ota__pb2.CheckForUpdateRequest.SerializeToString,
+                response_deserializer=otawire_dot_v1_dot_ota__pb2.CheckForUpdateResponse.FromString,
                 _registered_method=True)
         self.Download = channel.unary_stream(
                 '/ota.v1.Vehicle/Download',
@@ -402,13 +403,13 @@ class VehicleStub:
                 _registered_method=True)
         self.ReportInstall = channel.unary_unary(
                 '/ota.v1.Vehicle/ReportInstall',
-                request_serializer=otawire_dot_v1_dot_ota__pb2.InstallReport.SerializeToString,
-                response_deserializer=otawire_dot_v1_dot_ota__pb2.ReportAck.FromString,
+                request_serializer=otawire_dot_v1_dot_ota__pb2.ReportInstallRequest.SerializeToString,
+                response_deserializer=otawire_dot_v1_dot_ota__pb2.ReportInstallResponse.FromString,
                 _registered_method=True)
         self.SubmitManifest = channel.unary_unary(
                 '/ota.v1.Vehicle/SubmitManifest',
-                request_serializer=otawire_dot_v1_dot_ota__pb2.SignedManifest.SerializeToString,
-                response_deserializer=otawire_dot_v1_dot_ota__pb2.ManifestAck.FromString,
+                request_serializer=otawire_dot_v1_dot_ota__pb2.SubmitManifestRequest.SerializeToString,
+                response_deserializer=otawire_dot_v1_dot_ota__pb2.SubmitManifestResponse.FromString,
                 _registered_method=True)
 
 
@@ -428,7 +429,7 @@ class VehicleServicer:
 
     def Download(self, request, context):
         """Stream one file (TUF metadata or a target) from a byte offset, so that a
-        broken download resumes where it stopped.
+        broken download resumes where it stopped. Each response message is one chunk.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -454,8 +455,8 @@ def add_VehicleServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CheckForUpdate': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckForUpdate,
-                    request_deserializer=otawire_dot_v1_dot_ota__pb2.CheckRequest.FromString,
-                    response_serializer=otawire_dot_v1_dot_ota__pb2.CheckResponse.SerializeToString,
+                    request_deserializer=otawire_dot_v1_dot_ota__pb2.CheckForUpdateRequest.FromString,
+                    response_serializer=otawire_dot_v1_dot_ota__pb2.CheckForUpdateResponse.SerializeToString,
             ),
             'Download': grpc.unary_stream_rpc_method_handler(
                     servicer.Download,
@@ -464,13 +465,13 @@ def add_VehicleServicer_to_server(servicer, server):
             ),
             'ReportInstall': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportInstall,
-                    request_deserializer=otawire_dot_v1_dot_ota__pb2.InstallReport.FromString,
-                    response_serializer=otawire_dot_v1_dot_ota__pb2.ReportAck.SerializeToString,
+                    request_deserializer=otawire_dot_v1_dot_ota__pb2.ReportInstallRequest.FromString,
+                    response_serializer=otawire_dot_v1_dot_ota__pb2.ReportInstallResponse.SerializeToString,
             ),
             'SubmitManifest': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitManifest,
-                    request_deserializer=otawire_dot_v1_dot_ota__pb2.SignedManifest.FromString,
-                    response_serializer=otawire_dot_v1_dot_ota__pb2.ManifestAck.SerializeToString,
+                    request_deserializer=otawire_dot_v1_dot_ota__pb2.SubmitManifestRequest.FromString,
+                    response_serializer=otawire_dot_v1_dot_ota__pb2.SubmitManifestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -501,8 +502,8 @@ class Vehicle:
             request,
             target,
             '/ota.v1.Vehicle/CheckForUpdate',
-            otawire_dot_v1_dot_ota__pb2.CheckRequest.SerializeToString,
-            otawire_dot_v1_dot_ota__pb2.CheckResponse.FromString,
+            otawire_dot_v1_dot_ota__pb2.CheckForUpdateRequest.SerializeToString,
+            otawire_dot_v1_dot_ota__pb2.CheckForUpdateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -555,8 +556,8 @@ class Vehicle:
             request,
             target,
             '/ota.v1.Vehicle/ReportInstall',
-            otawire_dot_v1_dot_ota__pb2.InstallReport.SerializeToString,
-            otawire_dot_v1_dot_ota__pb2.ReportAck.FromString,
+            otawire_dot_v1_dot_ota__pb2.ReportInstallRequest.SerializeToString,
+            otawire_dot_v1_dot_ota__pb2.ReportInstallResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -582,8 +583,8 @@ class Vehicle:
             request,
             target,
             '/ota.v1.Vehicle/SubmitManifest',
-            otawire_dot_v1_dot_ota__pb2.SignedManifest.SerializeToString,
-            otawire_dot_v1_dot_ota__pb2.ManifestAck.FromString,
+            otawire_dot_v1_dot_ota__pb2.SubmitManifestRequest.SerializeToString,
+            otawire_dot_v1_dot_ota__pb2.SubmitManifestResponse.FromString,
             options,
             channel_credentials,
             insecure,

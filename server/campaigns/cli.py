@@ -18,6 +18,7 @@ from rich.text import Text
 from otawire.cli_out import table_console
 from otawire.cli_tls import client_tls_from_context
 from otawire.v1 import campaigns_pb2 as pb
+from otawire.wire import CAMPAIGN_STATE, INSTALL_STATUS, WAVE_STATE, seconds, to_str
 from server.campaigns.service import CampaignClient, CampaignError
 
 T = TypeVar("T")
@@ -42,14 +43,15 @@ def _as_json(msg) -> dict:
     )
 
 
-def render_status(s: pb.CampaignStatus) -> Group:
+def render_status(s: pb.Campaign) -> Group:
     """A campaign as rich renderables: header, one row per wave with a progress bar, failures grouped."""
     spec = s.spec
-    style = _STATE_STYLE.get(s.state, "")
+    state = to_str(CAMPAIGN_STATE, s.state)
+    style = _STATE_STYLE.get(state, "")
     head = Text.assemble(
         (f"{s.campaign_id}", "bold"),
         f"  {spec.name!r}  {spec.model} {spec.version}  ",
-        (s.state.upper(), style),
+        (state.upper(), style),
         f"  {s.vehicles} vehicles",
         f"  (rollback of {spec.rollback_of})" if spec.rollback_of else "",
     )
@@ -75,7 +77,9 @@ def render_status(s: pb.CampaignStatus) -> Group:
             complete_style="red" if w.failed + w.timed_out else "green",
         )
         soak = (
-            f"{w.soaked_s:,.0f}/{w.min_soak_s:,.0f}s" if w.opened_at else f"–/{w.min_soak_s:,.0f}s"
+            f"{w.soaked_s:,.0f}/{w.min_soak_s:,.0f}s"
+            if w.HasField("open_time")
+            else f"–/{w.min_soak_s:,.0f}s"
         )
         waves.add_row(
             f"{w.index} {w.percent:g}%",
@@ -87,7 +91,9 @@ def render_status(s: pb.CampaignStatus) -> Group:
             Text(str(w.failed), style="red" if w.failed else ""),
             Text(str(w.timed_out), style="red" if w.timed_out else ""),
             soak,
-            Text(w.state, style="cyan" if w.state == "open" else ""),
+            Text(
+                to_str(WAVE_STATE, w.state), style="cyan" if w.state == pb.WAVE_STATE_OPEN else ""
+            ),
         )
     parts.append(waves)
     if s.failures:
@@ -103,7 +109,10 @@ def render_status(s: pb.CampaignStatus) -> Group:
         )
         for f in s.failures:
             fails.add_row(
-                Text(f.status, style="red"), str(f.count), f.reason, ", ".join(f.vehicle_ids[:3])
+                Text(to_str(INSTALL_STATUS, f.status), style="red"),
+                str(f.count),
+                f.reason,
+                ", ".join(f.vehicle_ids[:3]),
             )
         parts.append(fails)
     return Group(*parts)
@@ -121,7 +130,7 @@ def _call(address: str, fn: Callable[[CampaignClient], T]) -> T:
             raise click.ClickException(str(e)) from None
 
 
-def _show(status: pb.CampaignStatus, as_json: bool) -> None:
+def _show(status: pb.Campaign, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(_as_json(status), indent=2))
     else:
@@ -302,12 +311,15 @@ def list_(address: str, as_json: bool) -> None:
             s.spec.name,
             s.spec.model,
             s.spec.version,
-            Text(s.state, style=_STATE_STYLE.get(s.state, "")),
+            Text(
+                to_str(CAMPAIGN_STATE, s.state),
+                style=_STATE_STYLE.get(to_str(CAMPAIGN_STATE, s.state), ""),
+            ),
             f"{s.current_wave + 1}/{len(s.waves)}",
             str(s.vehicles),
             str(ok),
             str(bad),
-            time.strftime("%Y-%m-%d %H:%M", time.gmtime(s.created_at)),
+            time.strftime("%Y-%m-%d %H:%M", time.gmtime(seconds(s.create_time))),
         )
     _console().print(table)
 

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from otawire import tls
 from otawire.constants import CAMPAIGNS_SERVICE
+from otawire.paths import campaign_name, parse_campaign_name
 from otawire.rpcerrors import describe
 from otawire.v1 import campaigns_pb2 as pb
 from otawire.v1 import campaigns_pb2_grpc as pb_grpc
+from otawire.wire import (
+    CAMPAIGN_EVENT_KIND,
+    CAMPAIGN_STATE,
+    INSTALL_STATUS,
+    THRESHOLD_ACTION,
+    WAVE_STATE,
+    from_str,
+    timestamp,
+    to_str,
+)
 from server.campaigns.manager import CampaignManager
 from server.campaigns.rollout import (
     CampaignSpec,
@@ -17,7 +30,8 @@ from server.campaigns.rollout import (
     Threshold,
     WaveSpec,
 )
-from server.rpc import guarded
+from server.errors import InvalidArgument
+from server.rpc import guarded, page_of
 
 
 def spec_from_pb(m: pb.CampaignSpec) -> CampaignSpec:
@@ -32,7 +46,9 @@ def spec_from_pb(m: pb.CampaignSpec) -> CampaignSpec:
             tuple(m.target.hardware_ids), tuple(m.target.tags), tuple(m.target.vehicle_ids)
         ),
         waves=tuple(_wave(w) for w in m.waves) or defaults.waves,
-        threshold=Threshold(th.trip_failures, th.trip_failure_share, th.action or "abort")
+        threshold=Threshold(
+            th.trip_failures, th.trip_failure_share, to_str(THRESHOLD_ACTION, th.action) or "abort"
+        )
         if th
         else defaults.threshold,
         max_concurrent_downloads=m.max_concurrent_downloads,
@@ -61,7 +77,7 @@ def spec_to_pb(s: CampaignSpec) -> pb.CampaignSpec:
         threshold=pb.ErrorThreshold(
             trip_failures=s.threshold.trip_failures,
             trip_failure_share=s.threshold.trip_failure_share,
-            action=s.threshold.action,
+            action=from_str(THRESHOLD_ACTION, s.threshold.action),
         ),
         max_concurrent_downloads=s.max_concurrent_downloads,
         timeout_s=s.timeout_s,
@@ -70,9 +86,7 @@ def spec_to_pb(s: CampaignSpec) -> pb.CampaignSpec:
     )
 
 
-def status_pb(
-    v: CampaignView, manager: CampaignManager, with_events: bool = True
-) -> pb.CampaignStatus:
+def status_pb(v: CampaignView, manager: CampaignManager, with_events: bool = True) -> pb.Campaign:
     waves = []
     for w in v.waves:
         c = w.counts
@@ -81,43 +95,62 @@ def status_pb(
                 index=w.index,
                 percent=w.spec.percent,
                 size=w.size,
-                state=w.state,
+                state=from_str(WAVE_STATE, w.state),
                 pending=c["pending"],
                 in_flight=c["in_flight"],
                 installed=c["installed"],
                 confirmed=c["confirmed"],
                 failed=c["failed"] + c["rolled_back"] + c["attack_detected"],
                 timed_out=c["timed_out"],
-                opened_at=w.opened_at or 0.0,
+                open_time=timestamp(w.opened_at),
                 soaked_s=w.soaked_s,
                 success_share=w.spec.success_share,
                 min_soak_s=w.spec.min_soak_s,
             )
         )
     failures = [
-        pb.FailureGroup(status=st, reason=reason, count=len(vids), vehicle_ids=vids[:5])
+        pb.FailureGroup(
+            status=from_str(INSTALL_STATUS, st),
+            reason=reason,
+            count=len(vids),
+            vehicle_ids=vids[:5],
+        )
         for st, reason, vids in v.failure_groups(limit=20)
     ]
     events = (
         [
-            pb.CampaignEvent(at=e.at, kind=e.kind, wave=e.wave, detail=e.detail)
+            pb.CampaignEvent(
+                event_time=timestamp(e.at),
+                kind=from_str(CAMPAIGN_EVENT_KIND, e.kind),
+                wave=e.wave,
+                detail=e.detail,
+            )
             for e in manager.events(v.campaign_id)
         ]
         if with_events
         else []
     )
-    return pb.CampaignStatus(
+    return pb.Campaign(
+        name=campaign_name(v.campaign_id),
         campaign_id=v.campaign_id,
         spec=spec_to_pb(v.spec),
-        state=v.state,
+        state=from_str(CAMPAIGN_STATE, v.state),
         state_reason=v.reason,
         current_wave=v.current_wave,
-        created_at=v.created_at,
+        create_time=timestamp(v.created_at),
         vehicles=len(v.wave_of),
         waves=waves,
         failures=failures,
         events=events,
     )
+
+
+def campaign_id_of(name: str) -> str:
+    """The id in a request's ``campaigns/{campaign_id}``; INVALID_ARGUMENT otherwise."""
+    cid = parse_campaign_name(name)
+    if cid is None:
+        raise InvalidArgument(f"name must be campaigns/{{campaign_id}}, not {name!r}")
+    return cid
 
 
 class CampaignsServicer(pb_grpc.CampaignsServicer):
@@ -131,48 +164,33 @@ class CampaignsServicer(pb_grpc.CampaignsServicer):
 
     @guarded
     def ListCampaigns(self, request: pb.ListCampaignsRequest, context: grpc.ServicerContext):
+        page, token = page_of(self._m.ids(), request.page_size, request.page_token)
         return pb.ListCampaignsResponse(
-            campaigns=[
-                status_pb(self._m.view(cid), self._m, with_events=False) for cid in self._m.ids()
-            ]
-        )
-
-    def _act(self, context: grpc.ServicerContext, cid: str, fn) -> pb.CampaignStatus:
-        if not cid:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "campaign_id is required")
-        view = fn()
-        return status_pb(view, self._m)
-
-    @guarded
-    def GetCampaign(self, request: pb.CampaignRef, context: grpc.ServicerContext):
-        return self._act(context, request.campaign_id, lambda: self._m.view(request.campaign_id))
-
-    @guarded
-    def PauseCampaign(self, request: pb.CampaignRef, context: grpc.ServicerContext):
-        return self._act(
-            context, request.campaign_id, lambda: self._m.pause(request.campaign_id, request.reason)
+            campaigns=[status_pb(self._m.view(cid), self._m, with_events=False) for cid in page],
+            next_page_token=token,
         )
 
     @guarded
-    def ResumeCampaign(self, request: pb.CampaignRef, context: grpc.ServicerContext):
-        return self._act(
-            context,
-            request.campaign_id,
-            lambda: self._m.resume(request.campaign_id, request.reason),
-        )
+    def GetCampaign(self, request: pb.GetCampaignRequest, context: grpc.ServicerContext):
+        cid = campaign_id_of(request.name)
+        return status_pb(self._m.view(cid), self._m)
 
     @guarded
-    def AbortCampaign(self, request: pb.CampaignRef, context: grpc.ServicerContext):
-        return self._act(
-            context, request.campaign_id, lambda: self._m.abort(request.campaign_id, request.reason)
-        )
+    def PauseCampaign(self, request: pb.PauseCampaignRequest, context: grpc.ServicerContext):
+        return status_pb(self._m.pause(campaign_id_of(request.name), request.reason), self._m)
 
     @guarded
-    def RollbackCampaign(self, request: pb.RollbackRequest, context: grpc.ServicerContext):
-        if not request.campaign_id:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "campaign_id is required")
+    def ResumeCampaign(self, request: pb.ResumeCampaignRequest, context: grpc.ServicerContext):
+        return status_pb(self._m.resume(campaign_id_of(request.name), request.reason), self._m)
+
+    @guarded
+    def AbortCampaign(self, request: pb.AbortCampaignRequest, context: grpc.ServicerContext):
+        return status_pb(self._m.abort(campaign_id_of(request.name), request.reason), self._m)
+
+    @guarded
+    def RollbackCampaign(self, request: pb.RollbackCampaignRequest, context: grpc.ServicerContext):
         view = self._m.rollback(
-            request.campaign_id,
+            campaign_id_of(request.name),
             request.to_version,
             tuple(_wave(w) for w in request.waves),
             request.reason,
@@ -217,34 +235,51 @@ class CampaignClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, request) -> pb.CampaignStatus:
+    def _call(self, method: str, request: Any) -> Any:
         try:
             return getattr(self._stub, method)(request, timeout=self.timeout_s)
         except grpc.RpcError as e:
             raise CampaignError(describe(e, self.address, self._insecure)) from None
 
-    def create(self, spec: CampaignSpec) -> pb.CampaignStatus:
+    def create(self, spec: CampaignSpec) -> pb.Campaign:
         return self._call("CreateCampaign", pb.CreateCampaignRequest(spec=spec_to_pb(spec)))
 
-    def list(self) -> list[pb.CampaignStatus]:
-        return list(self._call("ListCampaigns", pb.ListCampaignsRequest()).campaigns)
+    def list(self, page_size: int = 100) -> list[pb.Campaign]:
+        """Every campaign, oldest first, fetched a page at a time."""
+        out: list[pb.Campaign] = []
+        token = ""
+        while True:
+            resp = self._call(
+                "ListCampaigns", pb.ListCampaignsRequest(page_size=page_size, page_token=token)
+            )
+            out.extend(resp.campaigns)
+            token = resp.next_page_token
+            if not token:
+                return out
 
-    def get(self, campaign_id: str) -> pb.CampaignStatus:
-        return self._call("GetCampaign", pb.CampaignRef(campaign_id=campaign_id))
+    def get(self, campaign_id: str) -> pb.Campaign:
+        return self._call("GetCampaign", pb.GetCampaignRequest(name=campaign_name(campaign_id)))
 
-    def pause(self, campaign_id: str, reason: str = "") -> pb.CampaignStatus:
-        return self._call("PauseCampaign", pb.CampaignRef(campaign_id=campaign_id, reason=reason))
+    def pause(self, campaign_id: str, reason: str = "") -> pb.Campaign:
+        return self._call(
+            "PauseCampaign", pb.PauseCampaignRequest(name=campaign_name(campaign_id), reason=reason)
+        )
 
-    def resume(self, campaign_id: str, reason: str = "") -> pb.CampaignStatus:
-        return self._call("ResumeCampaign", pb.CampaignRef(campaign_id=campaign_id, reason=reason))
+    def resume(self, campaign_id: str, reason: str = "") -> pb.Campaign:
+        return self._call(
+            "ResumeCampaign",
+            pb.ResumeCampaignRequest(name=campaign_name(campaign_id), reason=reason),
+        )
 
-    def abort(self, campaign_id: str, reason: str = "") -> pb.CampaignStatus:
-        return self._call("AbortCampaign", pb.CampaignRef(campaign_id=campaign_id, reason=reason))
+    def abort(self, campaign_id: str, reason: str = "") -> pb.Campaign:
+        return self._call(
+            "AbortCampaign", pb.AbortCampaignRequest(name=campaign_name(campaign_id), reason=reason)
+        )
 
-    def rollback(
-        self, campaign_id: str, to_version: str = "", reason: str = ""
-    ) -> pb.CampaignStatus:
+    def rollback(self, campaign_id: str, to_version: str = "", reason: str = "") -> pb.Campaign:
         return self._call(
             "RollbackCampaign",
-            pb.RollbackRequest(campaign_id=campaign_id, to_version=to_version, reason=reason),
+            pb.RollbackCampaignRequest(
+                name=campaign_name(campaign_id), to_version=to_version, reason=reason
+            ),
         )

@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from ota.cli import cli
-from otawire.v1 import ota_pb2
+from otawire.v1 import campaigns_pb2, ota_pb2
+from otawire.wire import CAMPAIGN_EVENT_KIND, to_str
 from server.campaigns.manager import CampaignManager
 from server.campaigns.rollout import CampaignSpec, TargetSelection, Threshold, WaveSpec
 from server.campaigns.service import CampaignClient, CampaignError
@@ -47,7 +48,7 @@ class Vehicles:
         return self.clients[vid]
 
     def check(self, vid: str, tags=("fleet=a",)) -> list[str]:
-        req = ota_pb2.CheckRequest(
+        req = ota_pb2.CheckForUpdateRequest(
             vehicle_id=vid,
             hardware_id="ecu",
             tags=list(tags),
@@ -61,7 +62,7 @@ class Vehicles:
 
     def report(self, vid: str, status: int, reason: str = "") -> None:
         self.client(vid).report(
-            ota_pb2.InstallReport(
+            ota_pb2.ReportInstallRequest(
                 vehicle_id=vid,
                 name=MODEL,
                 version="1.0.1",
@@ -102,7 +103,7 @@ def test_rate_limit_timeout_pause_and_resume(registry_server, vehicles, clock) -
                 threshold=Threshold(trip_failures=1, trip_failure_share=0, action="pause"),
             )
         )
-        assert st.vehicles == 5 and st.state == "running"
+        assert st.vehicles == 5 and st.state == campaigns_pb2.CAMPAIGN_STATE_RUNNING
         offers = {vid: vehicles.check(vid) for vid in ids}
         offered = [v for v, o in offers.items() if o == ["1.0.1"]]
         assert len(offered) == 2, f"at most 2 concurrent downloads, got {offers}"
@@ -114,10 +115,10 @@ def test_rate_limit_timeout_pause_and_resume(registry_server, vehicles, clock) -
         # offered[1] and the third go silent; after the timeout they count as failures and trip the pause.
         clock.advance(301)
         st = admin.get(st.campaign_id)
-        assert st.state == "paused" and "timed_out" in st.state_reason
+        assert st.state == campaigns_pb2.CAMPAIGN_STATE_PAUSED and "timed_out" in st.state_reason
         [group] = st.failures
         assert (
-            group.status == "timed_out"
+            group.status == ota_pb2.INSTALL_STATUS_TIMED_OUT
             and group.count == 2
             and "no result 300 s after the offer" in group.reason
         )
@@ -126,7 +127,7 @@ def test_rate_limit_timeout_pause_and_resume(registry_server, vehicles, clock) -
         with pytest.raises(CampaignError, match="FAILED_PRECONDITION.*paused: cannot pause"):
             admin.pause(st.campaign_id)
         st = admin.resume(st.campaign_id, "link outage in the test depot, not the model")
-        assert st.state == "running"
+        assert st.state == campaigns_pb2.CAMPAIGN_STATE_RUNNING
         assert [vehicles.check(v) for v in rest] == [["1.0.1"], ["1.0.1"]], (
             "timed-out vehicles free their slots"
         )
@@ -137,13 +138,13 @@ def test_rate_limit_timeout_pause_and_resume(registry_server, vehicles, clock) -
             offered[1], ota_pb2.INSTALL_STATUS_FAILED, "self-test failed: top-1 is 1, expected 2"
         )
         st = admin.get(st.campaign_id)
-        assert st.state == "paused" and "1 failed" in st.state_reason, (
+        assert st.state == campaigns_pb2.CAMPAIGN_STATE_PAUSED and "1 failed" in st.state_reason, (
             "a new failure after the resume trips again"
         )
         st = admin.abort(st.campaign_id, "enough")
-        kinds = [e.kind for e in st.events]
+        kinds = [to_str(CAMPAIGN_EVENT_KIND, e.kind) for e in st.events]
         assert kinds == ["created", "wave_opened", "paused", "resumed", "paused", "aborted"]
-        assert st.state == "aborted" and st.state_reason == "enough"
+        assert st.state == campaigns_pb2.CAMPAIGN_STATE_ABORTED and st.state_reason == "enough"
 
 
 def test_bad_requests_get_clear_errors(registry_server, vehicles) -> None:
@@ -217,9 +218,11 @@ def test_cli_create_status_list_json(registry_server, vehicles, clock) -> None:
     )
     assert "━" in res.output, "a progress bar per wave"
     res = runner.invoke(cli, ["campaign", "pause", cid, "--reason", "lunch", "--json", *addr])
-    assert json.loads(res.output)["state"] == "paused"
+    assert json.loads(res.output)["state"] == "CAMPAIGN_STATE_PAUSED"
     res = runner.invoke(cli, ["campaign", "list", "--json", *addr])
-    assert [(c["campaign_id"], c["state"]) for c in json.loads(res.output)] == [(cid, "paused")]
+    assert [(c["campaign_id"], c["state"]) for c in json.loads(res.output)] == [
+        (cid, "CAMPAIGN_STATE_PAUSED")
+    ]
     res = runner.invoke(cli, ["campaign", "list", *addr], env={"COLUMNS": "160"})
     assert cid in res.output and "paused" in res.output
     res = runner.invoke(cli, ["campaign", "resume", cid, *addr])

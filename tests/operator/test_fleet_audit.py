@@ -7,7 +7,7 @@ import json
 import grpc
 import pytest
 
-from otawire.v1 import fleet_pb2, fleet_pb2_grpc
+from otawire.v1 import fleet_pb2, fleet_pb2_grpc, ota_pb2
 from server.audit import AuditLog
 from server.campaigns.rollout import CampaignSpec, TargetSelection, WaveSpec
 from server.campaigns.service import CampaignClient
@@ -42,7 +42,11 @@ def test_list_vehicles_filters_and_pages(registry_server, fleet) -> None:
         assert [(m.model, m.installed_version, m.active_version) for m in v.models] == [
             (MODEL, "1.0.0", "1.0.0")
         ]
-        assert v.last_report.status in ("installed", "confirmed") and v.last_seen.seconds > 0
+        assert v.last_report.status in (
+            ota_pb2.INSTALL_STATUS_INSTALLED,
+            ota_pb2.INSTALL_STATUS_CONFIRMED,
+        )
+        assert v.last_seen_time.seconds > 0
         assert [v.vehicle_id for v in c.vehicles('tags.fleet = "north"', page_size=1)] == [
             "car-0",
             "car-1",
@@ -112,7 +116,11 @@ def test_every_change_is_audited_with_the_certificates_actor(
             and publish["version"] == "1.0.1"
             and int(publish["length"]) > 5_000_000
         )
-        assert json.loads(entries[1].arguments_json) == {"campaign_id": cid, "reason": "looking"}
+        assert json.loads(entries[1].arguments_json) == {
+            "name": f"campaigns/{cid}",
+            "reason": "looking",
+            "campaign_id": cid,
+        }
         assert entries[0].create_time.seconds >= entries[-1].create_time.seconds
         assert [e.action for e in c.audit(actor="publisher:ml-team", action="campaign.create")] == [
             "campaign.create"

@@ -49,9 +49,9 @@ def test_calls_are_counted_by_status_and_timed(metered) -> None:
         stub = ota_pb2_grpc.VehicleStub(ch)
         with pytest.raises(grpc.RpcError):
             stub.CheckForUpdate(
-                ota_pb2.CheckRequest(vehicle_id="car-2")
+                ota_pb2.CheckForUpdateRequest(vehicle_id="car-2")
             )  # not the certificate's vehicle
-        stub.CheckForUpdate(ota_pb2.CheckRequest(vehicle_id="car-1"))
+        stub.CheckForUpdate(ota_pb2.CheckForUpdateRequest(vehicle_id="car-1"))
         with pytest.raises(grpc.RpcError):
             list(
                 stub.Download(

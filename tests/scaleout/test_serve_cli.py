@@ -77,7 +77,7 @@ def test_workers_share_one_port_and_each_serves(keys_dir, tmp_path) -> None:
                 f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
             ) as ch:
                 ota_pb2_grpc.VehicleStub(ch).CheckForUpdate(
-                    ota_pb2.CheckRequest(vehicle_id=f"car-{i}"), timeout=30
+                    ota_pb2.CheckForUpdateRequest(vehicle_id=f"car-{i}"), timeout=30
                 )
 
         def served(mport: str) -> float:

@@ -43,7 +43,9 @@ class MaliciousVehicle(VehicleServicer):
     def __init__(self, registry: Registry) -> None:
         super().__init__(registry)
         self.attack: Attack | None = None
-        self.offers: Callable[[ota_pb2.CheckResponse], ota_pb2.CheckResponse] | None = None
+        self.offers: (
+            Callable[[ota_pb2.CheckForUpdateResponse], ota_pb2.CheckForUpdateResponse] | None
+        ) = None
 
     def CheckForUpdate(self, request, context):
         resp = VehicleServicer.CheckForUpdate(self, request, context)

@@ -532,7 +532,7 @@ def _delta_attack(scene: Scene, agent: VehicleAgent, make_delta) -> None:
             blobs[path] = make_delta(b"".join(d for _, d, _ in honest))
         return blobs[path]
 
-    def offers(resp: ota_pb2.CheckResponse) -> ota_pb2.CheckResponse:
+    def offers(resp: ota_pb2.CheckForUpdateResponse) -> ota_pb2.CheckForUpdateResponse:
         for o in resp.offers:  # a malicious registry describes its delta as it likes
             if o.encoding != "full":
                 o.download_length = len(delta(o.download_path))

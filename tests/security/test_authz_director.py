@@ -42,7 +42,9 @@ def test_each_api_refuses_the_other_roles_certificate(registry_server) -> None:
         vehicle = ota_pb2_grpc.VehicleStub(ch)
         assert (
             _code(
-                lambda: vehicle.CheckForUpdate(ota_pb2.CheckRequest(vehicle_id="car-1"), timeout=10)
+                lambda: vehicle.CheckForUpdate(
+                    ota_pb2.CheckForUpdateRequest(vehicle_id="car-1"), timeout=10
+                )
             )
             == grpc.StatusCode.PERMISSION_DENIED
         )
@@ -53,11 +55,13 @@ def test_a_vehicle_acts_only_for_itself(registry_server) -> None:
         vehicle = ota_pb2_grpc.VehicleStub(ch)
         assert (
             _code(
-                lambda: vehicle.CheckForUpdate(ota_pb2.CheckRequest(vehicle_id="car-2"), timeout=10)
+                lambda: vehicle.CheckForUpdate(
+                    ota_pb2.CheckForUpdateRequest(vehicle_id="car-2"), timeout=10
+                )
             )
             == grpc.StatusCode.PERMISSION_DENIED
         )
-        report = ota_pb2.InstallReport(
+        report = ota_pb2.ReportInstallRequest(
             vehicle_id="car-2", name=MODEL, status=ota_pb2.INSTALL_STATUS_FAILED
         )
         assert (
@@ -75,7 +79,7 @@ def test_no_certificate_or_a_foreign_ca_gets_no_connection(registry_server, tmp_
         assert (
             _code(
                 lambda: ota_pb2_grpc.VehicleStub(ch).CheckForUpdate(
-                    ota_pb2.CheckRequest(vehicle_id="car-1"), timeout=10
+                    ota_pb2.CheckForUpdateRequest(vehicle_id="car-1"), timeout=10
                 )
             )
             == grpc.StatusCode.UNAVAILABLE
@@ -90,7 +94,7 @@ def test_no_certificate_or_a_foreign_ca_gets_no_connection(registry_server, tmp_
         assert (
             _code(
                 lambda: ota_pb2_grpc.VehicleStub(ch).CheckForUpdate(
-                    ota_pb2.CheckRequest(vehicle_id="car-1"), timeout=10
+                    ota_pb2.CheckForUpdateRequest(vehicle_id="car-1"), timeout=10
                 )
             )
             == grpc.StatusCode.UNAVAILABLE
@@ -130,7 +134,11 @@ def test_director_rejects_manifests_that_fail_to_verify(registry_server, tmp_pat
     # Over the wire, a replay is refused with a status the agent can report.
     with registry_server.channel("vehicle", "car-1") as ch:
         assert (
-            _code(lambda: ota_pb2_grpc.VehicleStub(ch).SubmitManifest(good, timeout=10))
+            _code(
+                lambda: ota_pb2_grpc.VehicleStub(ch).SubmitManifest(
+                    ota_pb2.SubmitManifestRequest(manifest=good), timeout=10
+                )
+            )
             == grpc.StatusCode.FAILED_PRECONDITION
         )
 

@@ -138,9 +138,9 @@ def _upload_raw(srv: Served, data: bytes, version: str, signed_targets: bytes) -
         ota_pb2_grpc.PublisherStub(channel).UploadModel(
             iter(
                 [
-                    ota_pb2.UploadRequest(header=header),
+                    ota_pb2.UploadModelRequest(header=header),
                     *(
-                        ota_pb2.UploadRequest(chunk=data[i : i + (1 << 20)])
+                        ota_pb2.UploadModelRequest(chunk=data[i : i + (1 << 20)])
                         for i in range(0, len(data), 1 << 20)
                     ),
                 ]
@@ -162,9 +162,9 @@ def test_a_cancelled_upload_leaves_no_staged_file(
             sha256=hashlib.sha256(squeezenet_bytes).hexdigest(),
         )
 
-        def requests() -> Iterator[ota_pb2.UploadRequest]:
-            yield ota_pb2.UploadRequest(header=header)
-            yield ota_pb2.UploadRequest(chunk=squeezenet_bytes[:1_000_000])
+        def requests() -> Iterator[ota_pb2.UploadModelRequest]:
+            yield ota_pb2.UploadModelRequest(header=header)
+            yield ota_pb2.UploadModelRequest(chunk=squeezenet_bytes[:1_000_000])
             release.wait(60)  # the publisher goes away mid-upload
 
         channel = grpc.secure_channel(srv.address, tls.channel_credentials(srv.publisher_tls))

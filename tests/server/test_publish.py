@@ -77,8 +77,8 @@ def test_truncated_and_corrupted_uploads_are_refused(registry_server, squeezenet
         sha256=hashlib.sha256(squeezenet_bytes).hexdigest(),
     )
     truncated = [
-        ota_pb2.UploadRequest(header=header),
-        ota_pb2.UploadRequest(chunk=squeezenet_bytes[:1000]),
+        ota_pb2.UploadModelRequest(header=header),
+        ota_pb2.UploadModelRequest(chunk=squeezenet_bytes[:1000]),
     ]
     with pytest.raises(grpc.RpcError) as e:
         stub.UploadModel(iter(truncated), timeout=10)
@@ -86,14 +86,14 @@ def test_truncated_and_corrupted_uploads_are_refused(registry_server, squeezenet
     flipped = bytearray(squeezenet_bytes)
     flipped[10] ^= 1
     corrupted = [
-        ota_pb2.UploadRequest(header=header),
-        ota_pb2.UploadRequest(chunk=bytes(flipped[:3_000_000])),
-        ota_pb2.UploadRequest(chunk=bytes(flipped[3_000_000:])),
+        ota_pb2.UploadModelRequest(header=header),
+        ota_pb2.UploadModelRequest(chunk=bytes(flipped[:3_000_000])),
+        ota_pb2.UploadModelRequest(chunk=bytes(flipped[3_000_000:])),
     ]
     with pytest.raises(grpc.RpcError) as e:
         stub.UploadModel(iter(corrupted), timeout=10)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "corrupted" in e.value.details()
-    no_header = [ota_pb2.UploadRequest(chunk=b"x")]
+    no_header = [ota_pb2.UploadModelRequest(chunk=b"x")]
     with pytest.raises(grpc.RpcError) as e:
         stub.UploadModel(iter(no_header), timeout=10)
     assert "header" in e.value.details()
@@ -142,7 +142,8 @@ def test_list_models_pages_by_resource_name(registry_server, squeezenet_bytes) -
         ]
         assert first.next_page_token
         v = first.versions[0]
-        assert v.publish_time.ToJsonString() == v.published_at
+        rec = registry_server.registry.store.get_model(v.name, v.version)
+        assert rec is not None and v.publish_time.ToJsonString() == rec.published_at
         rest = stub.ListModels(
             ota_pb2.ListModelsRequest(page_size=2, page_token=first.next_page_token), timeout=30
         )

@@ -48,7 +48,7 @@ def test_500_stalled_downloads_do_not_block_a_fresh_check_in(
         fresh = ota_pb2_grpc.VehicleStub(registry_server.channel("vehicle", "car-fresh"))
         t = time.monotonic()
         resp = fresh.CheckForUpdate(
-            ota_pb2.CheckRequest(
+            ota_pb2.CheckForUpdateRequest(
                 vehicle_id="car-fresh", hardware_id="ecu-a", wanted_models=["squeezenet1.0"]
             ),
             timeout=DEADLINE_S,

@@ -26,6 +26,7 @@ import pytest
 from modelpack import zoo
 from modelpack.imaging import IMAGES_DIR
 from otawire.v1 import inference_pb2
+from otawire.wire import UPDATE_STATE, to_str
 from testkit.helpers import publish_released
 from testkit.variants import successor
 from tests.vehicle_agent.constrained import Cgroup, Clients, agent_cmd, confined, vm_hwm, why_not
@@ -59,7 +60,7 @@ def _served(sock: Path) -> dict[str, tuple[str, str]]:
     channel, stub = connect(sock)
     try:
         return {
-            m.served.model: (m.served.version, m.update_state)
+            m.served.model: (m.served.version, to_str(UPDATE_STATE, m.update_state))
             for m in stub.ListServed(inference_pb2.ListServedRequest(), timeout=10).models
         }
     except grpc.RpcError:

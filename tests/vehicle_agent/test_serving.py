@@ -56,8 +56,8 @@ def test_classify_over_unix_socket_with_image_and_tensor(
         [m] = served.models
         assert (m.served.model, m.kind, m.update_state, m.requests, m.errors) == (
             NAME,
-            "classifier",
-            "confirmed",
+            inference_pb2.MODEL_KIND_CLASSIFIER,
+            inference_pb2.UPDATE_STATE_CONFIRMED,
             2,
             0,
         )
