@@ -11,6 +11,8 @@ from rich.console import Console
 
 from modelpack.runtime import read_model_info, set_model_info
 from otawire import tls
+from otawire.v1 import campaigns_pb2
+from otawire.wire import CAMPAIGN_STATE, to_str
 from server.campaigns.cli import render_status
 from server.campaigns.rollout import CampaignSpec, TargetSelection, WaveSpec
 from server.campaigns.service import CampaignClient
@@ -103,10 +105,9 @@ def run_campaign_demo(
                 a.update_once()
             final = cc.get(st.campaign_id)
             console.print(render_status(final))
-        if final.state != "completed":
-            problems.append(
-                f"campaign {final.campaign_id} ended {final.state}: {final.state_reason}"
-            )
+        if final.state != campaigns_pb2.CAMPAIGN_STATE_COMPLETED:
+            state = to_str(CAMPAIGN_STATE, final.state)
+            problems.append(f"campaign {final.campaign_id} ended {state}: {final.state_reason}")
         stale = [a.config.vehicle_id for a in agents if a.models[model].version != next_version]
         if stale:
             problems.append(f"vehicles not on {next_version} after the campaign: {stale}")

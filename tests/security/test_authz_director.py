@@ -34,7 +34,12 @@ def test_each_api_refuses_the_other_roles_certificate(registry_server) -> None:
         )
         assert (
             _code(
-                lambda: pub.PutMetadata(ota_pb2.SignedMetadata(role="root", data=b"{}"), timeout=10)
+                lambda: pub.PutMetadata(
+                    ota_pb2.PutMetadataRequest(
+                        metadata=ota_pb2.SignedMetadata(role="root", data=b"{}")
+                    ),
+                    timeout=10,
+                )
             )
             == grpc.StatusCode.PERMISSION_DENIED
         )
