@@ -15,6 +15,7 @@ text; the wire carries ``google.protobuf.Timestamp``. An unset Timestamp is 0 / 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TypeVar, cast
@@ -90,7 +91,9 @@ def timestamp(when: float | str | None) -> Timestamp:
         parsed = datetime.fromisoformat(when.replace("Z", "+00:00"))
         when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
     if when:
-        t.FromNanoseconds(round(when * 1e9))
+        whole = math.floor(when)
+        # seconds and nanos apart: epoch seconds * 1e9 is past a float's exact integers
+        t.seconds, t.nanos = whole, min(round((when - whole) * 1e9), 999_999_999)
     return t
 
 

@@ -50,6 +50,16 @@ def test_publish_alone_installs_nowhere_until_released(
         *publisher_args(registry_server),
     )
     assert [o.status for o in plain.update_once()] == ["installed"]
+    with registry_server.publisher() as pub:
+        # ListReleases pages (AIP-158); the client follows next_page_token to the end.
+        whole = pub.releases(NAME, page_size=0)
+        assert pub.releases(NAME, page_size=1) == whole and len(whole) == 3
+        assert [(r.kind, r.scope) for r in whole] == [
+            ("release", "vehicle:car-3"),
+            ("release", "tag:fleet=eu"),
+            ("release", "fleet"),
+        ]
+        assert all(r.at > 1.6e9 for r in whole), "create_time carries the instant"
     log = ota_cli("releases", NAME, *publisher_args(registry_server))
     assert (
         "vehicle car-3" in log
