@@ -171,6 +171,14 @@ def run(
                     f"{o.bytes_downloaded:,} B over the wire in {o.duration_s:.2f} s"
                     + (" — health window running" if o.state == "active" else "")
                 )
+            elif (
+                o.name == "*" and o.status == "failed"
+            ):  # the check-in itself: one line, cause and fix
+                failed = True
+                click.echo(
+                    f"Error: {o.reason}" if once else f"{o.reason} (next try in {interval:g} s)",
+                    err=True,
+                )
             else:
                 failed = True
                 click.echo(f"{o.name}: {o.status}: {o.reason}", err=True)
