@@ -272,3 +272,34 @@ def test_an_agent_facing_no_registry_says_so_in_one_line(served) -> None:
     assert len([ln for ln in run.stderr.splitlines() if ln.strip()]) == 1, run.stderr
     # The stall watchdog is 15 s per download; naming the cause must not wait for it.
     assert took < 15, f"took {took:.1f} s"
+
+
+def test_publishing_a_version_again_with_other_bytes_names_the_fix(served) -> None:
+    address, tmp, _, _ = served
+    pub = ["--registry", address, *creds(tmp, "publishers/ml-team")]
+    first, other = tmp / "dup-a.onnx", tmp / "dup-b.onnx"
+    first.write_bytes(tiny_onnx("dup-a"))
+    other.write_bytes(tiny_onnx("dup-b"))
+    keys = ["--keys", str(tmp / "keys")]
+    assert (
+        ota("publish", str(first), "--name", "dup", "--version", "1.2.0", *keys, *pub).returncode
+        == 0
+    )
+    again = ota("publish", str(first), "--name", "dup", "--version", "1.2.0", *keys, *pub)
+    assert again.returncode == 0, "the same bytes again: idempotent"
+    # Signed on the publisher's side (--keys): caught before signing, no traceback.
+    line = one_line_error(
+        ota("publish", str(other), "--name", "dup", "--version", "1.2.0", *keys, *pub),
+        "dup 1.2.0 is already published with other bytes",
+        "versions are immutable",
+        "--version 1.2.1",
+        "to keep 1.2.0",
+    )
+    assert "Error: dup 1.2.0 is" in line
+    # Without --keys the registry refuses it, with the same cause and fix.
+    one_line_error(
+        ota("publish", str(other), "--name", "dup", "--version", "1.2.0", *pub),
+        "refused (ALREADY_EXISTS)",
+        "already published with other bytes",
+        "--version 1.2.1",
+    )
