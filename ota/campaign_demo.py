@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 import onnx
-from rich.console import Console
 
 from modelpack.runtime import read_model_info, set_model_info
 from otawire import tls
+from otawire.cli_out import table_console
 from otawire.v1 import campaigns_pb2
 from otawire.wire import CAMPAIGN_STATE, to_str
 from server.campaigns.cli import render_status
@@ -57,7 +57,7 @@ def run_campaign_demo(
         for i in range(vehicles)
     ]
     publisher = tls.ensure(pki, "publisher", "ml-team")
-    console = Console()
+    console = table_console()
     problems: list[str] = []
     try:
         for a in agents:

@@ -33,6 +33,7 @@ class CampaignEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CAMPAIGN_EVENT_KIND_RESUMED: _ClassVar[CampaignEventKind]
     CAMPAIGN_EVENT_KIND_ABORTED: _ClassVar[CampaignEventKind]
     CAMPAIGN_EVENT_KIND_COMPLETED: _ClassVar[CampaignEventKind]
+    CAMPAIGN_EVENT_KIND_ROLLED_BACK: _ClassVar[CampaignEventKind]
 
 class CampaignState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -55,6 +56,7 @@ CAMPAIGN_EVENT_KIND_PAUSED: CampaignEventKind
 CAMPAIGN_EVENT_KIND_RESUMED: CampaignEventKind
 CAMPAIGN_EVENT_KIND_ABORTED: CampaignEventKind
 CAMPAIGN_EVENT_KIND_COMPLETED: CampaignEventKind
+CAMPAIGN_EVENT_KIND_ROLLED_BACK: CampaignEventKind
 CAMPAIGN_STATE_UNSPECIFIED: CampaignState
 CAMPAIGN_STATE_RUNNING: CampaignState
 CAMPAIGN_STATE_PAUSED: CampaignState
@@ -224,16 +226,18 @@ class FailureGroup(_message.Message):
     def __init__(self, status: _Optional[_Union[_ota_pb2.InstallStatus, str]] = ..., reason: _Optional[str] = ..., count: _Optional[int] = ..., vehicle_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CampaignEvent(_message.Message):
-    __slots__ = ("kind", "wave", "detail", "event_time")
+    __slots__ = ("kind", "wave", "detail", "actor", "event_time")
     KIND_FIELD_NUMBER: _ClassVar[int]
     WAVE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
     kind: CampaignEventKind
     wave: int
     detail: str
+    actor: str
     event_time: _timestamp_pb2.Timestamp
-    def __init__(self, kind: _Optional[_Union[CampaignEventKind, str]] = ..., wave: _Optional[int] = ..., detail: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, kind: _Optional[_Union[CampaignEventKind, str]] = ..., wave: _Optional[int] = ..., detail: _Optional[str] = ..., actor: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Campaign(_message.Message):
     __slots__ = ("campaign_id", "spec", "state", "state_reason", "current_wave", "vehicles", "waves", "failures", "events", "name", "create_time")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import click
@@ -18,7 +18,14 @@ from rich.text import Text
 from otawire.cli_out import table_console
 from otawire.cli_tls import client_tls_from_context
 from otawire.v1 import campaigns_pb2 as pb
-from otawire.wire import CAMPAIGN_STATE, INSTALL_STATUS, WAVE_STATE, seconds, to_str
+from otawire.wire import (
+    CAMPAIGN_EVENT_KIND,
+    CAMPAIGN_STATE,
+    INSTALL_STATUS,
+    WAVE_STATE,
+    seconds,
+    to_str,
+)
 from server.campaigns.service import CampaignClient, CampaignError
 
 T = TypeVar("T")
@@ -115,7 +122,47 @@ def render_status(s: pb.Campaign) -> Group:
                 ", ".join(f.vehicle_ids[:3]),
             )
         parts.append(fails)
+    if s.events:
+        parts.append(render_history(s.events))
     return Group(*parts)
+
+
+def _event_detail(e: pb.CampaignEvent) -> str:
+    try:
+        d = json.loads(e.detail) if e.detail else {}
+    except ValueError:
+        return e.detail
+    if not isinstance(d, dict):
+        return e.detail
+    words = [str(d["reason"])] if d.get("reason") else []
+    words += [f"{k}={v}" for k, v in d.items() if k in ("vehicles", "rollback")]
+    if d.get("acknowledged"):
+        words.append(f"acknowledged {len(d['acknowledged'])} failures")
+    return "; ".join(words)
+
+
+def render_history(events: Iterable[pb.CampaignEvent]) -> Table:
+    """The campaign's event log: when, what, which wave, who (certificate identity or registry)."""
+    t = Table(
+        "time (UTC)",
+        "event",
+        "wave",
+        "by",
+        "detail",
+        title="history",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for e in events:
+        t.add_row(
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds(e.event_time))),
+            to_str(CAMPAIGN_EVENT_KIND, e.kind),
+            "" if e.wave < 0 else str(e.wave),
+            e.actor or "–",
+            _event_detail(e),
+        )
+    return t
 
 
 def _client(address: str) -> CampaignClient:
@@ -329,7 +376,7 @@ def list_(address: str, as_json: bool) -> None:
 @registry_option
 @json_option
 def status(campaign_id: str, address: str, as_json: bool) -> None:
-    """Waves with progress bars, failures grouped by reason."""
+    """Waves with progress bars, failures grouped by reason, and who did what (history)."""
     _show(_call(address, lambda c: c.get(campaign_id)), as_json)
 
 

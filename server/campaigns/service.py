@@ -22,6 +22,7 @@ from otawire.wire import (
     timestamp,
     to_str,
 )
+from server.audit import actor_of
 from server.campaigns.manager import CampaignManager
 from server.campaigns.rollout import (
     CampaignSpec,
@@ -124,6 +125,7 @@ def status_pb(v: CampaignView, manager: CampaignManager, with_events: bool = Tru
                 kind=from_str(CAMPAIGN_EVENT_KIND, e.kind),
                 wave=e.wave,
                 detail=e.detail,
+                actor=e.actor,
             )
             for e in manager.events(v.campaign_id)
         ]
@@ -159,7 +161,7 @@ class CampaignsServicer(pb_grpc.CampaignsServicer):
 
     @guarded
     def CreateCampaign(self, request: pb.CreateCampaignRequest, context: grpc.ServicerContext):
-        view = self._m.create(spec_from_pb(request.spec))
+        view = self._m.create(spec_from_pb(request.spec), actor_of(context))
         return status_pb(view, self._m)
 
     @guarded
@@ -177,15 +179,21 @@ class CampaignsServicer(pb_grpc.CampaignsServicer):
 
     @guarded
     def PauseCampaign(self, request: pb.PauseCampaignRequest, context: grpc.ServicerContext):
-        return status_pb(self._m.pause(campaign_id_of(request.name), request.reason), self._m)
+        return status_pb(
+            self._m.pause(campaign_id_of(request.name), request.reason, actor_of(context)), self._m
+        )
 
     @guarded
     def ResumeCampaign(self, request: pb.ResumeCampaignRequest, context: grpc.ServicerContext):
-        return status_pb(self._m.resume(campaign_id_of(request.name), request.reason), self._m)
+        return status_pb(
+            self._m.resume(campaign_id_of(request.name), request.reason, actor_of(context)), self._m
+        )
 
     @guarded
     def AbortCampaign(self, request: pb.AbortCampaignRequest, context: grpc.ServicerContext):
-        return status_pb(self._m.abort(campaign_id_of(request.name), request.reason), self._m)
+        return status_pb(
+            self._m.abort(campaign_id_of(request.name), request.reason, actor_of(context)), self._m
+        )
 
     @guarded
     def RollbackCampaign(self, request: pb.RollbackCampaignRequest, context: grpc.ServicerContext):
@@ -194,6 +202,7 @@ class CampaignsServicer(pb_grpc.CampaignsServicer):
             request.to_version,
             tuple(_wave(w) for w in request.waves),
             request.reason,
+            actor_of(context),
         )
         return status_pb(view, self._m)
 

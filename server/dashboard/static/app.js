@@ -22,6 +22,8 @@ function el(tag, attrs = {}, ...children) {
   for (const c of children.flat()) e.append(c instanceof Node ? c : document.createTextNode(String(c ?? "")));
   return e;
 }
+// Proto JSON names enum values in full (INSTALL_STATUS_ROLLED_BACK); show the domain's word (rolled_back).
+const en = (v, prefix) => { const s = String(v || ""); return s.startsWith(prefix) ? s.slice(prefix.length).toLowerCase() : s; };
 const fmt = (n) => Number(n || 0).toLocaleString("en-US");
 const ago = (rfc3339) => {
   if (!rfc3339) return "never";
@@ -53,10 +55,10 @@ function renderVehicles(vs) {
       el("td", {}, v.models.map((m) => el("div", {}, `${m.model} ${m.installed_version || "–"}`,
         m.active_version && m.active_version !== m.installed_version
           ? el("span", { class: "muted" }, ` (active ${m.active_version})`) : ""))),
-      el("td", {}, rep ? [el("span", { class: `st-${rep.status}` }, rep.status), " ", `${rep.model} ${rep.version}`,
+      el("td", {}, rep ? [el("span", { class: `st-${en(rep.status, "INSTALL_STATUS_")}` }, en(rep.status, "INSTALL_STATUS_")), " ", `${rep.model} ${rep.version}`,
         rep.reason ? el("div", { class: "muted" }, rep.reason) : ""] : el("span", { class: "muted" }, "none")),
       el("td", { class: "mono" }, v.campaigns.join(" ")),
-      el("td", { title: v.last_seen || "" }, ago(v.last_seen)));
+      el("td", { title: v.last_seen_time || "" }, ago(v.last_seen_time)));
   }));
 }
 
@@ -79,17 +81,31 @@ function renderCampaigns(cs) {
           el("td", { class: "num wave-ok" }, `${ok}/${w.size}`), el("td", { class: "num" }, `${Math.round(100 * w.success_share)}%`),
           el("td", { class: "num" }, w.in_flight), el("td", { class: "num" }, w.pending),
           el("td", { class: "num st-failed" }, w.failed || ""), el("td", { class: "num st-timed_out" }, w.timed_out || ""),
-          el("td", {}, w.state));
+          el("td", {}, en(w.state, "WAVE_STATE_")));
       })));
     const failures = c.failures.length ? el("table", { class: "failures" },
       el("thead", {}, el("tr", {}, ["status", "vehicles", "reason", "e.g."].map((h) => el("th", {}, h)))),
-      el("tbody", {}, c.failures.map((f) => el("tr", {}, el("td", { class: `st-${f.status}` }, f.status),
+      el("tbody", {}, c.failures.map((f) => el("tr", {}, el("td", { class: `st-${en(f.status, "INSTALL_STATUS_")}` }, en(f.status, "INSTALL_STATUS_")),
         el("td", { class: "num" }, f.count), el("td", {}, f.reason), el("td", { class: "mono" }, f.vehicle_ids.slice(0, 3).join(", ")))))) : "";
+    // Who did what: the certificate identity of each operator action, "registry" for derived steps.
+    const history = (c.events || []).length ? el("table", { class: "history" },
+      el("thead", {}, el("tr", {}, ["time (UTC)", "event", "wave", "by", "detail"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, c.events.map((e) => {
+        let d = {};
+        try { d = e.detail ? JSON.parse(e.detail) : {}; } catch (_) { d = { reason: e.detail }; }
+        const kind = en(e.kind, "CAMPAIGN_EVENT_KIND_");
+        return el("tr", { "data-event": kind },
+          el("td", {}, e.event_time ? utc(e.event_time) : ""),
+          el("td", {}, kind), el("td", { class: "num" }, Number(e.wave) >= 0 ? e.wave : ""),
+          el("td", { class: "mono event-actor" }, e.actor || "–"),
+          el("td", { class: "muted" }, [d.reason, d.rollback ? `rollback ${d.rollback}` : ""].filter(Boolean).join("; ")));
+      }))) : "";
     return el("div", { class: "campaign", "data-campaign": c.campaign_id },
       el("h3", {}, el("span", { class: "mono" }, c.campaign_id), ` ${spec.name} — ${spec.model} ${spec.version} `,
-        el("span", { class: `state state-${c.state}` }, c.state), el("span", { class: "muted" }, ` ${c.vehicles} vehicles`)),
+        el("span", { class: `state state-${en(c.state, "CAMPAIGN_STATE_")}` }, en(c.state, "CAMPAIGN_STATE_")), el("span", { class: "muted" }, ` ${c.vehicles} vehicles`)),
       c.state_reason ? el("div", { class: "muted" }, `reason: ${c.state_reason}`) : "",
-      waves, failures ? el("h3", {}, "failures, grouped by reason") : "", failures);
+      waves, failures ? el("h3", {}, "failures, grouped by reason") : "", failures,
+      history ? el("h3", {}, "history") : "", history);
   }));
 }
 
