@@ -1,4 +1,8 @@
-"""``ota campaign create|list|status|pause|resume|abort|rollback``."""
+"""``ota campaign create|list|status|pause|resume|abort|rollback``.
+
+Long file: seven commands and the rich renderers they share (waves, failures, history),
+which also serve the demo; each is short, and splitting the renderers off would only move them.
+"""
 
 from __future__ import annotations
 
