@@ -163,14 +163,16 @@ def decode_model(payload: bytes, base: bytes | None, target_length: int) -> byte
             raise CorruptEncodingError("tensor layout runs past the target length")
         pairs.append((gap, length))
     lr.expect_end()
-    olds: list[bytes] = []
+    olds: list[bytes | memoryview] = []
     base_skeleton = b""
     if base is not None:
         try:
             old_slots = find_tensors(base)
         except NotOnnxError as exc:
             raise CorruptEncodingError(f"base is not an ONNX model: {exc}") from exc
-        olds = [base[s.offset : s.end] for s in old_slots]
+        # Views, not copies: the base stays whole in memory either way.
+        base_view = memoryview(base)
+        olds = [base_view[s.offset : s.end] for s in old_slots]
         base_skeleton = split(base, old_slots)
     skeleton_length = target_length - sum(length for _, length in pairs)
     skel_z = r.blob("skeleton")
