@@ -7,14 +7,12 @@ import io
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from modelpack import zoo as zoo_models
 from modelpack.cache import write_atomically
 from modelpack.runtime import NotAnOnnxModel
-
-console = Console()
+from otawire.cli_out import table_console
 
 
 @click.group()
@@ -28,7 +26,7 @@ def zoo_list() -> None:
     table = Table("name", "trained", "description")
     for m in zoo_models.MODELS.values():
         table.add_row(m.name, m.trained, m.description)
-    console.print(table)
+    table_console().print(table)
 
 
 @zoo.command("build")
@@ -99,7 +97,7 @@ def zoo_lineage(out: Path, force: bool, finetune: bool) -> None:
             pct(f.get("top5_agreement")),
             pct(f.get("confident_top1_agreement")),
         )
-    console.print(table)
+    table_console().print(table)
     click.echo(f"written to {paths['manifest'].parent}")
 
 
@@ -133,7 +131,7 @@ def classify(model: Path, image: Path, top: int) -> None:
     )
     for p in preds:
         table.add_row(str(p.class_id), p.label, f"{p.prob:.4f}")
-    console.print(table)
+    table_console().print(table)
 
 
 @click.command()
@@ -180,7 +178,7 @@ def detect(model: Path, image: Path, out: Path | None, threshold: float | None) 
     )
     for d in shown:
         table.add_row(d.label, f"{d.score:.3f}", *(f"{v:.0f}" for v in d.box))
-    console.print(table)
+    table_console().print(table)
     click.echo(
         f"{len(dets)} detections after top-{detector.config.top_n} and NMS; {len(shown)} above {thresh:g}"
     )
@@ -234,4 +232,4 @@ def fidelity(reference: Path, candidate: Path, n: int | None, seed: int, as_json
         table.add_row("mean box IoU", f"{report.mean_box_iou:.3f}")
     table.add_row("max |diff| of outputs", f"{report.max_abs_diff:.3g}")
     table.add_row("mean |diff| of outputs", f"{report.mean_abs_diff:.3g}")
-    console.print(table)
+    table_console().print(table)

@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 import onnx
-from rich.console import Console
 
 from modelpack.runtime import read_model_info, set_model_info
 from otawire import tls
+from otawire.cli_out import table_console
 from server.campaigns.cli import render_status
 from server.campaigns.rollout import CampaignSpec, TargetSelection, WaveSpec
 from server.campaigns.service import CampaignClient
@@ -55,7 +55,7 @@ def run_campaign_demo(
         for i in range(vehicles)
     ]
     publisher = tls.ensure(pki, "publisher", "ml-team")
-    console = Console()
+    console = table_console()
     problems: list[str] = []
     try:
         for a in agents:

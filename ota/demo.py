@@ -14,7 +14,6 @@ AlexNet-sized baseline (240 MB, from the SqueezeNet paper), which is labelled.
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 import threading
 import time
@@ -24,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
+
+from otawire.cli_out import table_console
 
 ALEXNET_BYTES = 240_000_000  # AlexNet's size in the SqueezeNet paper (240 MB, fp32)
 CAT_FAMILY = {
@@ -39,8 +39,8 @@ CAT_FAMILY = {
 }  # tabby, tiger cat, Persian, Siamese, Egyptian cat, cougar, lynx
 ESPRESSO = 967
 
-# Wide enough for the summary tables when the output is piped into a log.
-console = Console(width=None if sys.stdout.isatty() else 110)
+# Piped into a log: no width limit, so no table is cut (otawire.cli_out).
+console = table_console()
 log = logging.getLogger(__name__)
 
 

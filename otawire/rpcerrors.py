@@ -31,6 +31,9 @@ _REFUSALS = {
 class RpcFailure:
     message: str
     refused: bool  # the registry answered "no"; False: it was never reached, or the link failed
+    # Nothing listens at the address, or it does not resolve: the next call fails the same way,
+    # so a caller stops its cycle here instead of waiting on downloads that cannot start.
+    unreachable: bool = False
 
     def __str__(self) -> str:
         return self.message
@@ -58,11 +61,18 @@ def describe(e: grpc.RpcError, address: str, insecure: bool = False) -> RpcFailu
         or "dns resolution" in low
         or "no route" in low
     ):
-        why = "connection refused" if "refused" in low else "cannot resolve or route to it"
+        if "refused" in low:
+            return RpcFailure(
+                f"registry at {address} is not listening (connection refused): start it with "
+                "`ota registry serve`, or check --registry / OTA_REGISTRY",
+                refused=False,
+                unreachable=True,
+            )
         return RpcFailure(
-            f"registry {address} is not reachable ({why}): start it (`ota registry serve`) or fix "
-            "--registry / OTA_REGISTRY",
+            f"registry at {address} is not reachable (cannot resolve or route to it): check the "
+            "host in --registry / OTA_REGISTRY and the network",
             refused=False,
+            unreachable=True,
         )
     if "wrong_version_number" in low:
         return RpcFailure(

@@ -181,7 +181,10 @@ def publish(
         except RegistryError as e:
             raise click.ClickException(f"{model}: refused before upload: {e}") from None
         except PublishError as e:
-            raise click.ClickException(f"{name} {version}: {e}") from None
+            said = str(e)
+            raise click.ClickException(
+                said if said.startswith(f"{name} {version} ") else f"{name} {version}: {said}"
+            ) from None
     click.echo(
         f"published {resp.name} {resp.version}: {resp.length:,} B, sha256 {resp.sha256}, target {resp.target_path}"
     )

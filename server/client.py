@@ -22,7 +22,7 @@ from otawire import tls
 from otawire.paths import model_target_path
 from otawire.rpcerrors import describe
 from otawire.v1 import ota_pb2, ota_pb2_grpc
-from server.models import model_target, validate_onnx
+from server.models import immutable_version, model_target, validate_onnx
 from server.signing.keys import Keystore
 from server.signing.targets import next_release_counter, rereleased, sign_targets
 
@@ -145,10 +145,26 @@ class PublisherClient:
         release_counter: int | None = None,
     ) -> bytes:
         current = self.served_targets(keys)
-        counter = release_counter or next_release_counter(
-            Metadata[Targets].from_bytes(current).signed, name
-        )
+        served = Metadata[Targets].from_bytes(current).signed
+        counter = release_counter or next_release_counter(served, name)
         target = model_target(name, version, data, hardware_ids, metadata_json, counter)
+        signed = served.targets.get(target.path)
+        if signed is not None and signed.hashes != target.hashes:
+            # Caught here, before signing: the same refusal the registry would give, with its fix.
+            versions = [
+                str(t.custom.get("version", ""))
+                for t in served.targets.values()
+                if isinstance(t.custom, dict) and t.custom.get("name") == name
+            ]
+            raise PublishError(
+                immutable_version(
+                    name,
+                    version,
+                    signed.hashes.get("sha256", ""),
+                    target.hashes["sha256"],
+                    versions,
+                )
+            )
         return sign_targets(current, keys.signers("targets"), keys.expiries, [target])
 
     def put_metadata(self, role: str, data: bytes) -> int:

@@ -43,6 +43,25 @@ def semver_key(version: str) -> SemverKey:
     return (int(major), int(minor), int(patch), pre_key)
 
 
+def next_patch(versions: Iterable[str]) -> str:
+    """The version after the highest of ``versions`` (1.2.3 -> 1.2.4; pre-releases: their release)."""
+    good = [v for v in versions if _SEMVER_RE.match(v)]
+    if not good:
+        return "1.0.0"
+    major, minor, patch, pre = _SEMVER_RE.match(max(good, key=semver_key)).groups()  # type: ignore[union-attr]
+    return f"{major}.{minor}.{int(patch) + (0 if pre else 1)}"
+
+
+def immutable_version(name: str, version: str, have: str, new: str, versions: Iterable[str]) -> str:
+    """One line for a publish of ``version`` with other bytes than the published ones: cause and fix."""
+    return (
+        f"{name} {version} is already published with other bytes (sha256 {have[:16]}…, this file "
+        f"{new[:16]}…) and versions are immutable: publish this file as a new version "
+        f"(e.g. --version {next_patch(versions)}), or publish the file whose sha256 is {have[:16]}… "
+        f"to keep {version}"
+    )
+
+
 def check_name(name: str) -> None:
     if not NAME_RE.match(name):
         raise InvalidArgument(

@@ -26,6 +26,7 @@ from server.models import (
     MAX_MODEL_BYTES,
     SemverKey,
     check_name,
+    immutable_version,
     model_info_json,
     semver_key,
     signed_json,
@@ -188,8 +189,13 @@ class Publisher:
                     )
                 return existing  # idempotent re-publish of the same bytes
             raise AlreadyExists(
-                f"{name} {version} is already published with sha256 {existing.sha256[:16]}…; "
-                "versions are immutable: publish a new version",
+                immutable_version(
+                    name,
+                    version,
+                    existing.sha256,
+                    sha256,
+                    [r.version for r in self.store.list_models(name)],
+                )
             )
         self.releases.check_order(name, version, allow_downgrade, reason)
         model = validate_onnx(path.read_bytes(), where=f"{name} {version}")

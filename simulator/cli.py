@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from otawire.cli_out import table_console
 from simulator.report import fmt_bytes, fmt_hours, write_report
 from simulator.scenario import Scenario, ScenarioError, load_scenario, ready_scenarios
 from simulator.simulate import QUANTILES
@@ -175,7 +176,7 @@ def simulate_cmd(
         )
         if math.isfinite(s.abort_hours):
             table.add_row("", "", "", "", f"[red]aborted at {fmt_hours(s.abort_hours)}")
-    Console(width=160).print(table)
+    table_console().print(table)
     click.echo(f"report: {report}")
 
 
@@ -226,7 +227,7 @@ def _emulate(
         table.add_row(
             "real vs real (noise floor)", f"{s.noise_log_time:.3f}", f"{s.noise_log_bytes:.3f}"
         )
-    Console(width=160).print(table)
+    table_console().print(table)
     click.echo(
         f"{s.finished}/{s.vehicles} agents finished; {s.passing} pass ({s.flips} window-edge flips), "
         f"{s.cut_passing} of the {s.cut} cut; report: {path}"

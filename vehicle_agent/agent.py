@@ -201,7 +201,9 @@ class VehicleAgent:
             self.trust.send_manifest({n: (r.version, r.sha256) for n, r in installed.items()})
             return True
         except TrustError as e:
-            log.warning(
+            log.log(
+                # Not listening: the check-in right after says so, once, with the fix.
+                logging.INFO if e.unreachable and not last_try else logging.WARNING,
                 "%s; %s",
                 e,
                 "the director instructs from the last manifest it accepted"
@@ -256,6 +258,12 @@ class VehicleAgent:
         try:
             hints = {o.target_path: o for o in self.client.check(req).offers}
         except TransportError as e:
+            if e.unreachable:
+                # Nothing listens there: metadata downloads would only wait out their stall
+                # timeouts and blame a "stalled download". Say what is wrong; try next cycle.
+                # Logged at INFO: the caller shows the outcome (``ota agent run`` prints it).
+                log.info("%s; keeping current models until it answers", e)
+                return [UpdateOutcome("*", "", "", "failed", str(e))]
             log.warning("%s", e)
             hints = {}  # offers only pick an encoding; the signed instructions stand without them
         if not manifest_sent:  # e.g. the first connection of a slow link timed out: try once more

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from otawire.cli_out import table_console
 from otawire.cli_tls import tls_files, tls_options
 
 console = Console(stderr=True)
@@ -171,6 +172,14 @@ def run(
                     f"{o.bytes_downloaded:,} B over the wire in {o.duration_s:.2f} s"
                     + (" — health window running" if o.state == "active" else "")
                 )
+            elif (
+                o.name == "*" and o.status == "failed"
+            ):  # the check-in itself: one line, cause and fix
+                failed = True
+                click.echo(
+                    f"Error: {o.reason}" if once else f"{o.reason} (next try in {interval:g} s)",
+                    err=True,
+                )
             else:
                 failed = True
                 click.echo(f"{o.name}: {o.status}: {o.reason}", err=True)
@@ -303,7 +312,7 @@ def infer(image: Path, socket_path: Path, name: str, top: int) -> None:
     )
     for c in r.classes:
         table.add_row(str(c.class_id), c.label, f"{c.prob:.3f}")
-    Console().print(table)
+    table_console().print(table)
 
 
 @agent.command("status")
@@ -356,10 +365,10 @@ def status(state_dir: Path, as_json: bool) -> None:
                 rec.sha256[:16],
                 f"{rec.length:,}",
             )
-    Console().print(table)
+    table_console().print(table)
     updates = Table("model", "update", "version", "reason", title="Updates (journal)")
     for e in sorted(journal.entries(), key=lambda e: e.name):
         updates.add_row(e.name, str(e.state), e.job.version if e.job else "", e.reason)
-    Console().print(updates)
+    table_console().print(updates)
     for sha, why in sorted(journal.data.rejected.items()):
         click.echo(f"never again: {sha[:16]}…  {why}")

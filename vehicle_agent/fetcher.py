@@ -92,6 +92,6 @@ class GrpcFetcher(FetcherInterface):
                         f"{path}: oversized message: {e}"
                     ) from None
                 resumes += 1
-                if resumes > self._max_resumes:
+                if resumes > self._max_resumes or e.unreachable:  # nobody to resume from
                     raise exceptions.DownloadError(str(e)) from None
                 log.info("resuming %s at byte %d after: %s", path, offset, e)

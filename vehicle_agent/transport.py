@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import grpc
 
 from otawire import tls
+from otawire.rpcerrors import describe
 from otawire.v1 import ota_pb2, ota_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,16 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 class TransportError(Exception):
-    """The registry could not be reached or answered with an error (``code``: the gRPC status name)."""
+    """The registry could not be reached or answered with an error (``code``: the gRPC status name).
 
-    def __init__(self, message: str, code: str = "") -> None:
+    ``unreachable``: nothing listens at the address (or it does not resolve), so the rest of this
+    update cycle would fail the same way; the message names the cause and the fix.
+    """
+
+    def __init__(self, message: str, code: str = "", unreachable: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,19 @@ class RegistryClient:
             )
         )
         self._stub = ota_pb2_grpc.VehicleStub(self._channel)
+        # Whether this channel ever connected: a download that gets no byte on a channel that
+        # never did is a registry not listening, not a stalled stream.
+        self._ever_ready = False
+        self._channel.subscribe(self._on_state, try_to_connect=False)
+
+    def _on_state(self, state: grpc.ChannelConnectivity) -> None:
+        if state == grpc.ChannelConnectivity.READY:
+            self._ever_ready = True
+
+    def _failed(self, what: str, e: grpc.RpcError) -> TransportError:
+        f = describe(e, self.address, self._insecure)
+        code = e.code()
+        return TransportError(f"{what}: {f}", code.name if code else "", f.unreachable)
 
     def reconnect(self) -> None:
         """Drop the connection and open a fresh one: a stalled TCP connection
@@ -181,9 +200,7 @@ class RegistryClient:
         try:
             return self._stub.CheckForUpdate(request, timeout=self.config.rpc_deadline_s)
         except grpc.RpcError as e:
-            raise TransportError(
-                f"check-in at {self.address} failed: {e.code().name}: {e.details()}"
-            ) from None
+            raise self._failed("check-in failed", e) from None
 
     def download(
         self, kind: int, path: str, offset: int = 0, max_bytes: int = 0, vehicle_id: str = ""
@@ -211,6 +228,15 @@ class RegistryClient:
                 yield chunk
         except grpc.RpcError as e:
             code = e.code()
+            if watchdog.fired and not received and not self._ever_ready:
+                self.reconnect()
+                raise TransportError(
+                    f"download of {path}: registry at {self.address} accepted no connection in "
+                    f"{self.config.stall_timeout_s:g} s (not listening, or a TLS mismatch): start "
+                    "it with `ota registry serve`, or check --registry / OTA_REGISTRY",
+                    "UNAVAILABLE",
+                    unreachable=True,
+                ) from None
             if watchdog.fired:
                 self.reconnect()
                 raise TransportError(
@@ -219,9 +245,8 @@ class RegistryClient:
                 ) from None
             if code == grpc.StatusCode.NOT_FOUND:
                 raise FileNotFoundError(f"{path}: {e.details()}") from None
-            raise TransportError(
-                f"download of {path} at offset {offset + received} failed: {code.name}: {e.details()}",
-                code.name,
+            raise self._failed(
+                f"download of {path} at offset {offset + received} failed", e
             ) from None
         finally:
             watchdog.stop()
@@ -231,15 +256,16 @@ class RegistryClient:
         try:
             return self._stub.SubmitManifest(manifest, timeout=self.config.rpc_deadline_s)
         except grpc.RpcError as e:
-            raise TransportError(
-                f"manifest to {self.address} refused: {e.code().name}: {e.details()}"
-            ) from None
+            raise self._failed("manifest not delivered", e) from None
 
     def report(self, report: ota_pb2.InstallReport) -> bool:
         try:
             return self._stub.ReportInstall(report, timeout=self.config.rpc_deadline_s).accepted
         except grpc.RpcError as e:
-            log.warning("report to %s failed: %s: %s", self.address, e.code().name, e.details())
+            f = describe(e, self.address, self._insecure)
+            log.log(
+                logging.INFO if f.unreachable else logging.WARNING, "report not delivered: %s", f
+            )
             return False
 
 

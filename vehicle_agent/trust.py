@@ -49,9 +49,10 @@ MAX_ATTACKS_KEPT = 32
 class TrustError(Exception):
     """Check-in could not establish what to install; ``attack`` when evidence of tampering."""
 
-    def __init__(self, message: str, attack: bool) -> None:
+    def __init__(self, message: str, attack: bool, unreachable: bool = False) -> None:
         super().__init__(message)
         self.attack = attack
+        self.unreachable = unreachable  # the registry is not listening (see TransportError)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,9 @@ class TrustedRepos:
         try:
             self.client.submit_manifest(sign_manifest(manifest, self.identity))
         except TransportError as e:
-            raise TrustError(f"version manifest not accepted: {e}", attack=False) from None
+            raise TrustError(
+                f"version manifest not accepted: {e}", attack=False, unreachable=e.unreachable
+            ) from None
         self.state.attacks = [a for a in self.state.attacks if a not in attacks]
         self._save()
 

@@ -17,8 +17,8 @@ from rich.table import Table
 
 from modelpack import codecs
 from modelpack.fsio import atomic_write_bytes
+from otawire.cli_out import table_console
 
-console = Console()
 err_console = Console(stderr=True)
 
 _CODEC_CHOICE = click.Choice(["auto", *codecs.CODECS])
@@ -40,12 +40,12 @@ def _choose(new: bytes, base: bytes | None, codec: str, delta_only: bool) -> cod
     table.add_column("of the model", justify="right")
     for c in choices:
         table.add_row(c.codec, f"{c.size:,}", f"{c.size / len(new):.2%}")
-    console.print(table)
+    table_console().print(table)
     return choices[0]
 
 
 def _report(verb: str, enc_size: int, model_size: int, codec: str, seconds: float) -> None:
-    console.print(
+    table_console().print(
         f"{verb} [bold]{codec}[/]: {enc_size:,} B for a {model_size:,} B model "
         f"({enc_size / model_size:.2%}, {model_size / max(enc_size, 1):.1f}x smaller) in {seconds * 1000:.0f} ms"
     )
@@ -98,7 +98,7 @@ def apply(old: Path, patch: Path, output: Path) -> None:
     _report(
         "apply", len(blob), len(new_b), codecs.codec_name(header.codec_id), time.perf_counter() - t0
     )
-    console.print(f"sha256 {header.target_sha256.hex()} verified")
+    table_console().print(f"sha256 {header.target_sha256.hex()} verified")
 
 
 @pack.command()

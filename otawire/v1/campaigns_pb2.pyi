@@ -141,16 +141,18 @@ class FailureGroup(_message.Message):
     def __init__(self, status: _Optional[str] = ..., reason: _Optional[str] = ..., count: _Optional[int] = ..., vehicle_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CampaignEvent(_message.Message):
-    __slots__ = ("at", "kind", "wave", "detail")
+    __slots__ = ("at", "kind", "wave", "detail", "actor")
     AT_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     WAVE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     at: float
     kind: str
     wave: int
     detail: str
-    def __init__(self, at: _Optional[float] = ..., kind: _Optional[str] = ..., wave: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
+    actor: str
+    def __init__(self, at: _Optional[float] = ..., kind: _Optional[str] = ..., wave: _Optional[int] = ..., detail: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
 
 class CampaignStatus(_message.Message):
     __slots__ = ("campaign_id", "spec", "state", "state_reason", "current_wave", "created_at", "vehicles", "waves", "failures", "events")

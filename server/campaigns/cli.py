@@ -106,7 +106,47 @@ def render_status(s: pb.CampaignStatus) -> Group:
                 Text(f.status, style="red"), str(f.count), f.reason, ", ".join(f.vehicle_ids[:3])
             )
         parts.append(fails)
+    if s.events:
+        parts.append(render_history(s.events))
     return Group(*parts)
+
+
+def _event_detail(e: pb.CampaignEvent) -> str:
+    try:
+        d = json.loads(e.detail) if e.detail else {}
+    except ValueError:
+        return e.detail
+    if not isinstance(d, dict):
+        return e.detail
+    words = [str(d["reason"])] if d.get("reason") else []
+    words += [f"{k}={v}" for k, v in d.items() if k in ("vehicles", "rollback")]
+    if d.get("acknowledged"):
+        words.append(f"acknowledged {len(d['acknowledged'])} failures")
+    return "; ".join(words)
+
+
+def render_history(events) -> Table:
+    """The campaign's event log: when, what, which wave, who (certificate identity or registry)."""
+    t = Table(
+        "time (UTC)",
+        "event",
+        "wave",
+        "by",
+        "detail",
+        title="history",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for e in events:
+        t.add_row(
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.at)),
+            e.kind,
+            "" if e.wave < 0 else str(e.wave),
+            e.actor or "–",
+            _event_detail(e),
+        )
+    return t
 
 
 def _client(address: str) -> CampaignClient:
@@ -317,7 +357,7 @@ def list_(address: str, as_json: bool) -> None:
 @registry_option
 @json_option
 def status(campaign_id: str, address: str, as_json: bool) -> None:
-    """Waves with progress bars, failures grouped by reason."""
+    """Waves with progress bars, failures grouped by reason, and who did what (history)."""
     _show(_call(address, lambda c: c.get(campaign_id)), as_json)
 
 

@@ -72,6 +72,8 @@ from server.storage.records import (
 )
 
 log = logging.getLogger(__name__)
+# The actor of the events the rollout derives itself (waves opening, thresholds tripping, completion).
+DERIVED_ACTOR = "registry"
 
 Clock = Callable[[], float]
 
@@ -261,7 +263,9 @@ class CampaignManager:
         view.campaign_id, view.created_at = cid, c.record.created_at
         for ev in view.new_events:
             self.store.add_campaign_event(
-                CampaignEventRecord(cid, now, ev.kind, ev.wave, json.dumps(ev.detail))
+                CampaignEventRecord(
+                    cid, now, ev.kind, ev.wave, json.dumps(ev.detail), actor=DERIVED_ACTOR
+                )
             )
             log.info(
                 "campaign %s: %s wave %d %s", cid, ev.kind, ev.wave, ev.detail.get("reason", "")
@@ -291,8 +295,11 @@ class CampaignManager:
         return held, completed - held.keys()
 
     # -- admin --------------------------------------------------------------------------
-    def create(self, spec: CampaignSpec) -> CampaignView:
-        """Select the vehicles from the inventory, split them into waves, open the first."""
+    def create(self, spec: CampaignSpec, actor: str = "") -> CampaignView:
+        """Select the vehicles from the inventory, split them into waves, open the first.
+
+        ``actor`` (the caller's certificate identity) is recorded on the events it causes.
+        """
         try:
             spec.validate()
         except SpecError as e:
@@ -332,21 +339,22 @@ class CampaignManager:
             members = [CampaignMember(cid, vid, w) for vid, w in sorted(waves.items())]
             events = [
                 CampaignEventRecord(
-                    cid, now, "created", -1, json.dumps({"vehicles": len(members)})
+                    cid, now, "created", -1, json.dumps({"vehicles": len(members)}), actor
                 ),
-                CampaignEventRecord(cid, now, "wave_opened", 0, "{}"),
+                CampaignEventRecord(cid, now, "wave_opened", 0, "{}", actor),
             ]
             try:
                 self.store.add_campaign(CampaignRecord(cid, spec.to_json(), now), members, events)
             except StorageError as e:
                 raise AlreadyExists(str(e)) from None
             log.info(
-                "campaign %s: %s %s to %d vehicles in %d waves",
+                "campaign %s: %s %s to %d vehicles in %d waves (by %s)",
                 cid,
                 spec.model,
                 spec.version,
                 len(members),
                 len(spec.waves),
+                actor or "unknown",
             )
             return self.view(cid)
 
@@ -370,7 +378,12 @@ class CampaignManager:
         return self.store.list_campaign_events(campaign_id)
 
     def _act(
-        self, campaign_id: str, kind: str, allowed: Collection[str], detail: dict[str, Any]
+        self,
+        campaign_id: str,
+        kind: str,
+        allowed: Collection[str],
+        detail: dict[str, Any],
+        actor: str,
     ) -> CampaignView:
         with self._lock:
             v = self.view(campaign_id)
@@ -384,24 +397,24 @@ class CampaignManager:
                 }
             self.store.add_campaign_event(
                 CampaignEventRecord(
-                    campaign_id, self.clock(), kind, v.current_wave, json.dumps(detail)
+                    campaign_id, self.clock(), kind, v.current_wave, json.dumps(detail), actor
                 )
             )
             return self.view(campaign_id)
 
-    def pause(self, campaign_id: str, reason: str = "") -> CampaignView:
+    def pause(self, campaign_id: str, reason: str = "", actor: str = "") -> CampaignView:
         return self._act(
-            campaign_id, "paused", ("running",), {"reason": reason or "paused by operator"}
+            campaign_id, "paused", ("running",), {"reason": reason or "paused by operator"}, actor
         )
 
-    def resume(self, campaign_id: str, reason: str = "") -> CampaignView:
+    def resume(self, campaign_id: str, reason: str = "", actor: str = "") -> CampaignView:
         return self._act(
-            campaign_id, "resumed", ("paused",), {"reason": reason or "resumed by operator"}
+            campaign_id, "resumed", ("paused",), {"reason": reason or "resumed by operator"}, actor
         )
 
-    def abort(self, campaign_id: str, reason: str = "") -> CampaignView:
+    def abort(self, campaign_id: str, reason: str = "", actor: str = "") -> CampaignView:
         return self._act(
-            campaign_id, "aborted", ACTIVE, {"reason": reason or "aborted by operator"}
+            campaign_id, "aborted", ACTIVE, {"reason": reason or "aborted by operator"}, actor
         )
 
     def rollback(
@@ -410,6 +423,7 @@ class CampaignManager:
         to_version: str = "",
         waves: Sequence[WaveSpec] = (),
         reason: str = "",
+        actor: str = "",
     ) -> CampaignView:
         """A campaign sending the previous version to every vehicle that took this one."""
         src = self.view(campaign_id)
@@ -439,7 +453,7 @@ class CampaignManager:
             f"the vehicles that took {src.spec.version} run",
         )
         if src.state in ACTIVE:
-            self.abort(campaign_id, reason or "superseded by a rollback")
+            self.abort(campaign_id, reason or "superseded by a rollback", actor)
         spec = CampaignSpec(
             name=f"rollback of {src.spec.name or campaign_id}",
             model=src.spec.model,
@@ -451,7 +465,19 @@ class CampaignManager:
             timeout_s=src.spec.timeout_s,
             rollback_of=campaign_id,
         )
-        return self.create(spec)
+        view = self.create(spec, actor)
+        # The source's own history says who rolled it back, and to which campaign.
+        self.store.add_campaign_event(
+            CampaignEventRecord(
+                campaign_id,
+                self.clock(),
+                "rolled_back",
+                src.current_wave,
+                json.dumps({"reason": reason or "rolled back", "rollback": view.campaign_id}),
+                actor,
+            )
+        )
+        return view
 
     def _previous_version(self, src: CampaignView, took: builtins.list[str]) -> str:
         """What most of those vehicles ran before, from their reports; else the release before."""

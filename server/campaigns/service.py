@@ -9,6 +9,7 @@ from otawire.constants import CAMPAIGNS_SERVICE
 from otawire.rpcerrors import describe
 from otawire.v1 import campaigns_pb2 as pb
 from otawire.v1 import campaigns_pb2_grpc as pb_grpc
+from server.audit import actor_of
 from server.campaigns.manager import CampaignManager
 from server.campaigns.rollout import (
     CampaignSpec,
@@ -100,7 +101,7 @@ def status_pb(
     ]
     events = (
         [
-            pb.CampaignEvent(at=e.at, kind=e.kind, wave=e.wave, detail=e.detail)
+            pb.CampaignEvent(at=e.at, kind=e.kind, wave=e.wave, detail=e.detail, actor=e.actor)
             for e in manager.events(v.campaign_id)
         ]
         if with_events
@@ -126,7 +127,7 @@ class CampaignsServicer(pb_grpc.CampaignsServicer):
 
     @guarded
     def CreateCampaign(self, request: pb.CreateCampaignRequest, context: grpc.ServicerContext):
-        view = self._m.create(spec_from_pb(request.spec))
+        view = self._m.create(spec_from_pb(request.spec), actor_of(context))
         return status_pb(view, self._m)
 
     @guarded
@@ -150,7 +151,9 @@ class CampaignsServicer(pb_grpc.CampaignsServicer):
     @guarded
     def PauseCampaign(self, request: pb.CampaignRef, context: grpc.ServicerContext):
         return self._act(
-            context, request.campaign_id, lambda: self._m.pause(request.campaign_id, request.reason)
+            context,
+            request.campaign_id,
+            lambda: self._m.pause(request.campaign_id, request.reason, actor_of(context)),
         )
 
     @guarded
@@ -158,13 +161,15 @@ class CampaignsServicer(pb_grpc.CampaignsServicer):
         return self._act(
             context,
             request.campaign_id,
-            lambda: self._m.resume(request.campaign_id, request.reason),
+            lambda: self._m.resume(request.campaign_id, request.reason, actor_of(context)),
         )
 
     @guarded
     def AbortCampaign(self, request: pb.CampaignRef, context: grpc.ServicerContext):
         return self._act(
-            context, request.campaign_id, lambda: self._m.abort(request.campaign_id, request.reason)
+            context,
+            request.campaign_id,
+            lambda: self._m.abort(request.campaign_id, request.reason, actor_of(context)),
         )
 
     @guarded
@@ -176,6 +181,7 @@ class CampaignsServicer(pb_grpc.CampaignsServicer):
             request.to_version,
             tuple(_wave(w) for w in request.waves),
             request.reason,
+            actor_of(context),
         )
         return status_pb(view, self._m)
 

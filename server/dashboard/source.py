@@ -37,7 +37,8 @@ class RegistrySource:
         manager = self._reg.rollouts
         if not isinstance(manager, CampaignManager):
             return []
-        return [_json(status_pb(v, manager, with_events=False)) for v in manager.list()]
+        # With their event history: the dashboard shows who created, paused or aborted each one.
+        return [_json(status_pb(v, manager)) for v in manager.list()]
 
     def models(self) -> list[dict[str, Any]]:
         store = self._reg.store

@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from otawire.cli_out import table_console
 from otawire.cli_tls import tls_files, tls_options
 
 console = Console(stderr=True)
@@ -49,7 +50,7 @@ def _print_keys(ks) -> None:
             " ".join(k[:12] for k in ids),
             f"{here}/{len(ids)}",
         )
-    console.print(table)
+    table_console(stderr=True).print(table)
 
 
 @keys.command("init")

@@ -23,7 +23,7 @@ from server.storage.records import (
 
 _VEHICLE_COLS = "vehicle_id, hardware_id, tags, installed, wanted, first_seen, last_seen"
 _MEMBER_COLS = "campaign_id, vehicle_id, wave, offered_at"
-_EVENT_COLS = "campaign_id, at, kind, wave, detail"
+_EVENT_COLS = "campaign_id, at, kind, wave, detail, actor"
 
 
 def _vehicle(row: tuple) -> VehicleRecord:
@@ -93,8 +93,8 @@ class PgFleetMixin:
                     [(m.campaign_id, m.vehicle_id, m.wave, m.offered_at) for m in members],
                 )
                 cur.executemany(
-                    f"INSERT INTO campaign_events ({_EVENT_COLS}) VALUES (%s,%s,%s,%s,%s)",
-                    [(e.campaign_id, e.at, e.kind, e.wave, e.detail) for e in events],
+                    f"INSERT INTO campaign_events ({_EVENT_COLS}) VALUES (%s,%s,%s,%s,%s,%s)",
+                    [(e.campaign_id, e.at, e.kind, e.wave, e.detail, e.actor) for e in events],
                 )
         except pg_errors.UniqueViolation as e:
             raise StorageError(
@@ -144,8 +144,8 @@ class PgFleetMixin:
     def add_campaign_event(self, ev: CampaignEventRecord) -> None:
         with self.db.tx() as c:
             c.execute(
-                f"INSERT INTO campaign_events ({_EVENT_COLS}) VALUES (%s,%s,%s,%s,%s)",
-                (ev.campaign_id, ev.at, ev.kind, ev.wave, ev.detail),
+                f"INSERT INTO campaign_events ({_EVENT_COLS}) VALUES (%s,%s,%s,%s,%s,%s)",
+                (ev.campaign_id, ev.at, ev.kind, ev.wave, ev.detail, ev.actor),
             )
 
     def list_campaign_events(self, campaign_id: str) -> list[CampaignEventRecord]:

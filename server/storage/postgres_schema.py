@@ -192,6 +192,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX releases_name ON releases (name, id);
         """,
     ),
+    Migration(
+        7,
+        "campaign events carry their actor (the client certificate's identity)",
+        "ALTER TABLE campaign_events ADD COLUMN actor TEXT NOT NULL DEFAULT ''",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

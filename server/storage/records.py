@@ -94,6 +94,9 @@ class CampaignEventRecord:
     kind: str
     wave: int = -1
     detail: str = ""
+    # Who caused it: the operator's certificate identity (``publisher:ml-team``) for
+    # create/pause/resume/abort/rollback; "registry" for what the rollout derived itself.
+    actor: str = ""
 
 
 @dataclass(frozen=True)

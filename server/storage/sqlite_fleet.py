@@ -123,8 +123,9 @@ class SqliteFleetMixin(SqliteBase):
     @staticmethod
     def _insert_event(db: sqlite3.Connection, ev: CampaignEventRecord) -> None:
         db.execute(
-            "INSERT INTO campaign_events (campaign_id, at, kind, wave, detail) VALUES (?,?,?,?,?)",
-            (ev.campaign_id, ev.at, ev.kind, ev.wave, ev.detail),
+            "INSERT INTO campaign_events (campaign_id, at, kind, wave, detail, actor) "
+            "VALUES (?,?,?,?,?,?)",
+            (ev.campaign_id, ev.at, ev.kind, ev.wave, ev.detail, ev.actor),
         )
 
     def add_campaign_event(self, ev: CampaignEventRecord) -> None:
@@ -134,7 +135,8 @@ class SqliteFleetMixin(SqliteBase):
     def list_campaign_events(self, campaign_id: str) -> list[CampaignEventRecord]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT campaign_id, at, kind, wave, detail FROM campaign_events WHERE campaign_id=? ORDER BY id",
+                "SELECT campaign_id, at, kind, wave, detail, actor FROM campaign_events "
+                "WHERE campaign_id=? ORDER BY id",
                 (campaign_id,),
             ).fetchall()
         return [CampaignEventRecord(*r) for r in rows]

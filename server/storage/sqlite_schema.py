@@ -143,6 +143,11 @@ CREATE TABLE releases (
 CREATE INDEX releases_name ON releases (name);
 """,
     ),
+    Migration(
+        4,
+        "campaign events carry their actor (the client certificate's identity)",
+        "ALTER TABLE campaign_events ADD COLUMN actor TEXT NOT NULL DEFAULT ''",
+    ),
 )
 
 

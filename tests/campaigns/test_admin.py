@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from ota.cli import cli
+from otawire import tls
 from otawire.v1 import ota_pb2
 from server.campaigns.manager import CampaignManager
 from server.campaigns.rollout import CampaignSpec, TargetSelection, Threshold, WaveSpec
@@ -216,7 +217,13 @@ def test_cli_create_status_list_json(registry_server, vehicles, clock) -> None:
         and "0/3" in res.output
     )
     assert "━" in res.output, "a progress bar per wave"
-    res = runner.invoke(cli, ["campaign", "pause", cid, "--reason", "lunch", "--json", *addr])
+    # Paused by another operator: each event carries the identity its certificate proved.
+    oncall = tls.ensure(registry_server.pki, "publisher", "oncall")
+    oncall_addr = [*addr[:2], "--ca", str(oncall.ca), "--cert", str(oncall.cert)]
+    oncall_addr += ["--key", str(oncall.key)]
+    res = runner.invoke(
+        cli, ["campaign", "pause", cid, "--reason", "lunch", "--json", *oncall_addr]
+    )
     assert json.loads(res.output)["state"] == "paused"
     res = runner.invoke(cli, ["campaign", "list", "--json", *addr])
     assert [(c["campaign_id"], c["state"]) for c in json.loads(res.output)] == [(cid, "paused")]
@@ -236,6 +243,23 @@ def test_cli_create_status_list_json(registry_server, vehicles, clock) -> None:
     assert rb["spec"]["target"]["vehicle_ids"] == [canary]
     res = runner.invoke(cli, ["campaign", "resume", cid, *addr])
     assert res.exit_code != 0 and "aborted: cannot resume it" in res.output
+    # Who did what, in the campaign's own history (issue 13): JSON and the text view.
+    st = json.loads(runner.invoke(cli, ["campaign", "status", cid, "--json", *addr]).output)
+    assert [(e["kind"], e["actor"]) for e in st["events"]] == [
+        ("created", "publisher:ml-team"),
+        ("wave_opened", "publisher:ml-team"),
+        ("paused", "publisher:oncall"),
+        ("resumed", "publisher:ml-team"),
+        ("aborted", "publisher:ml-team"),
+        ("rolled_back", "publisher:ml-team"),
+    ]
+    assert json.loads(st["events"][-1]["detail"])["rollback"] == rb["campaign_id"]
+    assert [(e["kind"], e["actor"]) for e in rb["events"]][:1] == [("created", "publisher:ml-team")]
+    res = runner.invoke(cli, ["campaign", "status", cid, *addr], env={"COLUMNS": "200"})
+    history = res.output.split("history", 1)[1].splitlines()
+    paused = next(line for line in history if " paused " in line)
+    assert "publisher:oncall" in paused and "lunch" in paused, res.output
+    assert any("rolled_back" in line and "publisher:ml-team" in line for line in history)
 
 
 def test_a_result_frees_its_download_slot_before_the_next_refresh(

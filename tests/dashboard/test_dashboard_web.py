@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server.campaigns.rollout import CampaignSpec, TargetSelection, WaveSpec
+from server.campaigns.service import CampaignClient
 from testkit.helpers import publish_released, with_provenance
 
 MODEL = "squeezenet1.0"
@@ -64,6 +65,13 @@ def test_dashboard_shows_campaign_progress_and_updates_after_a_report(
     page.fill("#filter", "colour = red")
     page.click("#filter-form button[type=submit]")
     page.locator("#filter-error").filter(has_text="unknown field").wait_for(timeout=30_000)
+    # Paused over gRPC with the publisher's certificate: the history names that identity.
+    with CampaignClient(registry_server.address, tls_files=registry_server.publisher_tls) as cc:
+        cc.pause(cid, "checking the canary")
+    paused = camp.locator('.history tr[data-event="paused"]')
+    expect(paused.locator(".event-actor")).to_have_text("publisher:ml-team", timeout=30_000)
+    assert "checking the canary" in paused.inner_text()
+    expect(camp.locator(".state")).to_have_text("paused")
     shot = page.shot("dashboard")
     assert shot.stat().st_size > 10_000
     assert page.js_errors == []

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,7 +154,7 @@ def test_models_json_and_transport_failures_are_not_refusals(served) -> None:
     models = ota("models", "--json", "--registry", address, *pub)
     assert models.returncode == 0 and isinstance(json.loads(models.stdout), list)
     dead = ota("models", "--registry", "127.0.0.1:1", *pub)
-    line = one_line_error(dead, "not reachable", "connection refused", "ota registry serve")
+    line = one_line_error(dead, "not listening", "connection refused", "ota registry serve")
     assert "refused:" not in line
     plain = ota("models", "--registry", address, "--insecure")
     one_line_error(plain, "speaks TLS", "drop --insecure")
@@ -233,3 +234,72 @@ def test_registry_refuses_a_busy_or_invalid_port(served, tmp_path: Path) -> None
         *creds(tmp, "server"),
     )
     one_line_error(bad, "--listen", "port 99999 is out of range")
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_agent_facing_no_registry_says_so_in_one_line(served) -> None:
+    """Not a "stalled download" after 70 s: one line with the cause and the fix, at once."""
+    _, tmp, _, _ = served
+    dead = f"127.0.0.1:{_closed_port()}"
+    t0 = time.monotonic()
+    run = ota(
+        "agent",
+        "run",
+        "--once",
+        "--state",
+        str(tmp / "car-dead"),
+        "--registry",
+        dead,
+        "--trusted-root",
+        str(tmp / "keys" / "root.json"),
+        "--director-root",
+        str(tmp / "keys" / "director-root.json"),
+        *creds(tmp, "vehicles/car-with-a-long-identifier-0001"),
+    )
+    took = time.monotonic() - t0
+    line = one_line_error(
+        run, f"registry at {dead} is not listening (connection refused)", "ota registry serve"
+    )
+    assert "--registry" in line and "stall" not in run.stderr.lower(), run.stderr
+    assert len([ln for ln in run.stderr.splitlines() if ln.strip()]) == 1, run.stderr
+    # The stall watchdog is 15 s per download; naming the cause must not wait for it.
+    assert took < 15, f"took {took:.1f} s"
+
+
+def test_publishing_a_version_again_with_other_bytes_names_the_fix(served) -> None:
+    address, tmp, _, _ = served
+    pub = ["--registry", address, *creds(tmp, "publishers/ml-team")]
+    first, other = tmp / "dup-a.onnx", tmp / "dup-b.onnx"
+    first.write_bytes(tiny_onnx("dup-a"))
+    other.write_bytes(tiny_onnx("dup-b"))
+    keys = ["--keys", str(tmp / "keys")]
+    assert (
+        ota("publish", str(first), "--name", "dup", "--version", "1.2.0", *keys, *pub).returncode
+        == 0
+    )
+    again = ota("publish", str(first), "--name", "dup", "--version", "1.2.0", *keys, *pub)
+    assert again.returncode == 0, "the same bytes again: idempotent"
+    # Signed on the publisher's side (--keys): caught before signing, no traceback.
+    line = one_line_error(
+        ota("publish", str(other), "--name", "dup", "--version", "1.2.0", *keys, *pub),
+        "dup 1.2.0 is already published with other bytes",
+        "versions are immutable",
+        "--version 1.2.1",
+        "to keep 1.2.0",
+    )
+    assert "Error: dup 1.2.0 is" in line
+    # Without --keys the registry refuses it, with the same cause and fix.
+    one_line_error(
+        ota("publish", str(other), "--name", "dup", "--version", "1.2.0", *pub),
+        "refused (ALREADY_EXISTS)",
+        "already published with other bytes",
+        "--version 1.2.1",
+    )

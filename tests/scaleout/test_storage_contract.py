@@ -365,7 +365,7 @@ def test_campaign_events_append_in_order(stores) -> None:
     _campaign(stores)
     for i, kind in enumerate(("paused", "resumed", "wave_opened")):
         stores.meta.add_campaign_event(
-            CampaignEventRecord("c1", 20.0 + i, kind, 1, f'{{"n": {i}}}')
+            CampaignEventRecord("c1", 20.0 + i, kind, 1, f'{{"n": {i}}}', f"publisher:op{i}")
         )
     events = stores.meta.list_campaign_events("c1")
     assert [e.kind for e in events] == [
@@ -375,7 +375,10 @@ def test_campaign_events_append_in_order(stores) -> None:
         "resumed",
         "wave_opened",
     ]
-    assert events[-1] == CampaignEventRecord("c1", 22.0, "wave_opened", 1, '{"n": 2}')
+    assert events[-1] == CampaignEventRecord(
+        "c1", 22.0, "wave_opened", 1, '{"n": 2}', "publisher:op2"
+    )
+    assert [e.actor for e in events] == ["", "", "publisher:op0", "publisher:op1", "publisher:op2"]
 
 
 def test_signing_locks_of_different_scopes_nest_and_commit_together(stores) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from server.storage import ModelRecord, SchemaError, SqliteMetadataStore
+from server.storage.records import CampaignEventRecord
 from server.storage.sqlite_schema import _V1, MIGRATIONS, current_version
 
 
@@ -29,6 +30,10 @@ def test_a_database_from_before_migrations_is_adopted_with_its_rows(tmp_path: Pa
         db.execute(
             "INSERT INTO models VALUES ('m','1.0.0','ab',1,'m/1.0.0.onnx','[]','{}','2026-01-01T00:00:00Z')"
         )
+        db.execute(
+            "INSERT INTO campaign_events (campaign_id, at, kind, wave, detail) "
+            "VALUES ('c1', 1.0, 'paused', 0, '{}')"
+        )
     with sqlite3.connect(path) as db:
         assert current_version(db) == 0
     store = SqliteMetadataStore(path)
@@ -36,6 +41,12 @@ def test_a_database_from_before_migrations_is_adopted_with_its_rows(tmp_path: Pa
         assert store.get_model("m", "1.0.0") == ModelRecord(
             "m", "1.0.0", "ab", 1, "m/1.0.0.onnx", (), "{}", "2026-01-01T00:00:00Z"
         )
+        # Events from before actors were recorded read back with an empty one (migration 4).
+        assert store.list_campaign_events("c1") == [
+            CampaignEventRecord("c1", 1.0, "paused", 0, "{}")
+        ]
+        store.add_campaign_event(CampaignEventRecord("c1", 2.0, "resumed", 0, "{}", "publisher:a"))
+        assert store.list_campaign_events("c1")[-1].actor == "publisher:a"
     finally:
         store.close()
     assert _versions(path) == [m.version for m in MIGRATIONS]

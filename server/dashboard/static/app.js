@@ -85,11 +85,24 @@ function renderCampaigns(cs) {
       el("thead", {}, el("tr", {}, ["status", "vehicles", "reason", "e.g."].map((h) => el("th", {}, h)))),
       el("tbody", {}, c.failures.map((f) => el("tr", {}, el("td", { class: `st-${f.status}` }, f.status),
         el("td", { class: "num" }, f.count), el("td", {}, f.reason), el("td", { class: "mono" }, f.vehicle_ids.slice(0, 3).join(", ")))))) : "";
+    // Who did what: the certificate identity of each operator action, "registry" for derived steps.
+    const history = (c.events || []).length ? el("table", { class: "history" },
+      el("thead", {}, el("tr", {}, ["time (UTC)", "event", "wave", "by", "detail"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, c.events.map((e) => {
+        let d = {};
+        try { d = e.detail ? JSON.parse(e.detail) : {}; } catch (_) { d = { reason: e.detail }; }
+        return el("tr", { "data-event": e.kind },
+          el("td", {}, new Date(Number(e.at) * 1000).toISOString().replace("T", " ").slice(0, 19)),
+          el("td", {}, e.kind), el("td", { class: "num" }, Number(e.wave) >= 0 ? e.wave : ""),
+          el("td", { class: "mono event-actor" }, e.actor || "–"),
+          el("td", { class: "muted" }, [d.reason, d.rollback ? `rollback ${d.rollback}` : ""].filter(Boolean).join("; ")));
+      }))) : "";
     return el("div", { class: "campaign", "data-campaign": c.campaign_id },
       el("h3", {}, el("span", { class: "mono" }, c.campaign_id), ` ${spec.name} — ${spec.model} ${spec.version} `,
         el("span", { class: `state state-${c.state}` }, c.state), el("span", { class: "muted" }, ` ${c.vehicles} vehicles`)),
       c.state_reason ? el("div", { class: "muted" }, `reason: ${c.state_reason}`) : "",
-      waves, failures ? el("h3", {}, "failures, grouped by reason") : "", failures);
+      waves, failures ? el("h3", {}, "failures, grouped by reason") : "", failures,
+      history ? el("h3", {}, "history") : "", history);
   }));
 }
 
