@@ -128,12 +128,14 @@ def cli(verbose: int) -> None:
     SqueezeNet / SqueezeDet models to vehicles, over gRPC.
 
     \b
-    Quick start:
-      ota demo                          the whole path on loopback, in one go
-      ota keys init --keys KEYS         make TUF signing keys
-      ota registry serve --data DIR     run a registry
-      ota publish MODEL.onnx --name N --version 1.0.0
-      ota agent run --state DIR --once  update a vehicle once
+    Quick start (README.md, "Using it by hand", has every step):
+      ota demo                            the whole path on loopback, in one go
+      ota keys init --keys keys           TUF signing keys (then: keys online)
+      ota certs init --pki pki            the fleet CA and the registry's certificate
+      ota registry serve --data reg ...   run a registry (blocks)
+      ota publish M.onnx --name N --version 1.0.0 --keys keys
+      ota release N 1.0.0 --fleet NAME    offer it to vehicles
+      ota agent run --state car --once    update a vehicle once
 
     Every option can also be set by an environment variable named
     OTA_<COMMAND>_<OPTION>, e.g. OTA_REGISTRY_SERVE_LISTEN.

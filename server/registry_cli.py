@@ -101,7 +101,10 @@ def serve(
     tls_key,
     insecure: bool,
 ) -> None:
-    """Serve the Publisher and Vehicle gRPC services until SIGINT/SIGTERM.
+    """Run the registry; blocks until Ctrl-C or SIGTERM.
+
+    Publisher, Vehicle, Campaigns and Fleet over gRPC (with health and reflection);
+    Prometheus metrics with --metrics-listen, the read-only dashboard with --dashboard-listen.
 
     Mutual TLS by default. KEYS needs only the online keys (`ota keys online`).
     With --insecure, --ca alone still lets the director verify vehicle manifests.

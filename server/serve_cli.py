@@ -53,11 +53,22 @@ def serve_workers(job: ServeJob, workers: int) -> None:
     procs = []
     for i in range(workers):
         metrics = f"{mhost}:{int(mport) + i if int(mport) else 0}" if job.metrics_listen else ""
-        one = dataclasses.replace(job, listen=f"{host}:{port}", metrics_listen=metrics)
+        # One dashboard, in worker 0: it reads the shared storage, so it shows every worker's
+        # fleet; N of them would fight over its port (or each print a URL of its own).
+        one = dataclasses.replace(
+            job,
+            listen=f"{host}:{port}",
+            metrics_listen=metrics,
+            dashboard_listen=job.dashboard_listen if i == 0 else "",
+        )
         procs.append(ctx.Process(target=serve_one, args=(one,), name=f"registry-worker-{i}"))
     for p in procs:
         p.start()
-    click.echo(f"registry: {workers} worker processes on {host}:{port}", err=True)
+    click.echo(
+        f"registry: {workers} worker processes on {host}:{port}"
+        + (" (the dashboard is worker 0's)" if job.dashboard_listen else ""),
+        err=True,
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

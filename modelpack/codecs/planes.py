@@ -155,15 +155,25 @@ def decode_planes(
     if layout == _SPARSE:
         count = r.varint(f"{what} non-zero count", n)
         pos = decode_gaps(r, count, n, what)
-    elif layout == _BASE_MASK and old is not None:
-        support = np.flatnonzero(old)
-        flags = decode_stream(r, support.size, f"{what} change flags")
-        if flags.size != support.size or (flags.size and int(flags.max()) > 1):
-            raise CorruptEncodingError(f"{what}: change flags do not fit the base tensor")
-        pos = support[flags.astype(bool)]
-    else:
+        out[pos] = decode_plain_planes(r, pos.size, elem, what)
+        return out
+    if layout != _BASE_MASK or old is None:
         raise CorruptEncodingError(f"{what}: unknown plane layout {layout}")
-    out[pos] = decode_plain_planes(r, pos.size, elem, what)
+    # Boolean masks, not position lists: no flatnonzero pass over the base.
+    support = old != 0
+    n_support = int(np.count_nonzero(support))
+    flags = decode_stream(r, n_support, f"{what} change flags")
+    if flags.size != n_support or (flags.size and int(flags.max()) > 1):
+        raise CorruptEncodingError(f"{what}: change flags do not fit the base tensor")
+    changed = flags.view(bool)
+    n_changed = int(np.count_nonzero(changed))
+    values = decode_plain_planes(r, n_changed, elem, what)
+    if n_changed == n_support:
+        out[support] = values
+    else:
+        inner = np.zeros(n_support, dtype=WORD[elem])
+        inner[changed] = values
+        out[support] = inner
     return out
 
 

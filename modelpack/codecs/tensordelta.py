@@ -3,7 +3,8 @@
 
 Both cut the ONNX bytes into a skeleton (graph, names, shapes: everything but
 the initializers' data) and the tensor data ranges (``onnxwire``). The
-skeleton goes as zstd, against the base's skeleton when there is one; each
+skeleton goes as zstd, against the base's skeleton when there is one (else
+against the built-in dictionary of the zoo's skeletons, ``skeletons``); each
 tensor goes in the smallest of the ``tensorcode`` modes. Decoding splices the
 pieces back into a preallocated buffer of the signed length, so the rebuilt
 file is byte-identical by construction, without re-serialising protobuf.
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import zstandard
 
-from modelpack.codecs import zstdcodecs
+from modelpack.codecs import skeletons, zstdcodecs
 from modelpack.codecs.container import CorruptEncodingError
 from modelpack.codecs.onnxwire import NotOnnxError, TensorSlot, find_tensors, split
 from modelpack.codecs.quantised import QUANT, encode_quantised
@@ -85,7 +86,7 @@ def encode_model(new: bytes, base: bytes | None, stats: EncodeStats | None = Non
     skel = (
         zstdcodecs.delta_compress(skeleton, base_skeleton)
         if base_skeleton
-        else zstdcodecs.compress(skeleton)
+        else skeletons.compress(skeleton)
     )
     w.blob(skel)
     if stats is not None:
@@ -162,21 +163,23 @@ def decode_model(payload: bytes, base: bytes | None, target_length: int) -> byte
             raise CorruptEncodingError("tensor layout runs past the target length")
         pairs.append((gap, length))
     lr.expect_end()
-    olds: list[bytes] = []
+    olds: list[bytes | memoryview] = []
     base_skeleton = b""
     if base is not None:
         try:
             old_slots = find_tensors(base)
         except NotOnnxError as exc:
             raise CorruptEncodingError(f"base is not an ONNX model: {exc}") from exc
-        olds = [base[s.offset : s.end] for s in old_slots]
+        # Views, not copies: the base stays whole in memory either way.
+        base_view = memoryview(base)
+        olds = [base_view[s.offset : s.end] for s in old_slots]
         base_skeleton = split(base, old_slots)
     skeleton_length = target_length - sum(length for _, length in pairs)
     skel_z = r.blob("skeleton")
     if base_skeleton:
         skeleton = zstdcodecs.delta_decompress(skel_z, base_skeleton, skeleton_length, "skeleton")
     else:
-        skeleton = zstdcodecs.decompress(skel_z, skeleton_length, "skeleton")
+        skeleton = skeletons.decompress(skel_z, skeleton_length)
     out = bytearray(target_length)
     view = memoryview(out)
     src = 0

@@ -23,6 +23,7 @@ def test_serve_refuses_a_database_url_it_does_not_speak(keys_dir) -> None:
 
 def test_workers_share_one_port_and_each_serves(keys_dir, tmp_path) -> None:
     """`--workers 2`: two processes listen on one port (SO_REUSEPORT) and the kernel gives both calls."""
+    import json
     import re
     import signal
     import subprocess
@@ -54,6 +55,10 @@ def test_workers_share_one_port_and_each_serves(keys_dir, tmp_path) -> None:
                 "127.0.0.1:0",
                 "--metrics-listen",
                 "127.0.0.1:0",
+                "--dashboard-listen",
+                "127.0.0.1:0",
+                "--dashboard-token",
+                "w0rkers",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -64,7 +69,8 @@ def test_workers_share_one_port_and_each_serves(keys_dir, tmp_path) -> None:
             text = log.read_text()
             ports = set(re.findall(r"registry serving on 127\.0\.0\.1:(\d+)", text))
             metrics = re.findall(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", text)
-            if len(re.findall("registry serving on", text)) == 2 and len(metrics) == 2:
+            serving = len(re.findall("registry serving on", text))
+            if serving == 2 and len(metrics) == 2 and "dashboard on" in text:
                 break
             assert proc.poll() is None, text
             time.sleep(0.2)
@@ -95,6 +101,19 @@ def test_workers_share_one_port_and_each_serves(keys_dir, tmp_path) -> None:
 
         counts = [served(m) for m in metrics]
         assert sum(counts) == 40 and all(c > 0 for c in counts), counts
+        # One dashboard for all workers (not one each, nor a port clash), showing the whole fleet.
+        text = log.read_text()
+        [dash] = re.findall(r"dashboard on (http://127\.0\.0\.1:\d+)/#token=w0rkers", text)
+        assert text.count("dashboard on") == 1, text
+        seen = json.loads(
+            urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{dash}/api/vehicles", headers={"Authorization": "Bearer w0rkers"}
+                ),
+                timeout=10,
+            ).read()
+        )
+        assert len(seen) == 40, "vehicles that checked in with either worker"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
