@@ -283,6 +283,7 @@ class VehicleAgent:
         t_refresh = time.perf_counter() - t0
         outcomes = []
         for ins in instructions:
+            job: Job | UpdateOutcome
             cur = installed.get(ins.name)
             if self.config.wanted_models and ins.name not in self.config.wanted_models:
                 continue

@@ -6,14 +6,18 @@ import json
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
 from rich.table import Table
 
 from otawire.cli_out import table_console
 from otawire.cli_tls import tls_files, tls_options
+
+if TYPE_CHECKING:
+    from vehicle_agent.journal import Entry
 
 console = Console(stderr=True)
 
@@ -201,7 +205,7 @@ def run(
             console=console,
             transient=True,
         ) as bar:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
 
             def progress(name: str, done: int, total: int) -> None:
                 if name not in tasks:
@@ -339,11 +343,7 @@ def status(state_dir: Path, as_json: bool) -> None:
                         n: {
                             "active": m.active,
                             "slots": {s: r.__dict__ for s, r in m.slots.items()},
-                            "update": {
-                                "state": str(journal.get(n).state),
-                                "version": journal.get(n).job.version if journal.get(n).job else "",
-                                "reason": journal.get(n).reason,
-                            },
+                            "update": _update_json(journal.get(n)),
                         }
                         for n, m in state.items()
                     },
@@ -372,3 +372,12 @@ def status(state_dir: Path, as_json: bool) -> None:
     table_console().print(updates)
     for sha, why in sorted(journal.data.rejected.items()):
         click.echo(f"never again: {sha[:16]}…  {why}")
+
+
+def _update_json(entry: Entry) -> dict[str, str]:
+    """A journal entry as ``ota agent status --json`` shows it."""
+    return {
+        "state": str(entry.state),
+        "version": entry.job.version if entry.job else "",
+        "reason": entry.reason,
+    }

@@ -80,7 +80,7 @@ def fetch_resumable(
     part: Path,
     length: int,
     *,
-    kind: int = ota_pb2.FILE_KIND_TARGET,
+    kind: ota_pb2.FileKind = ota_pb2.FILE_KIND_TARGET,
     vehicle_id: str = "",
     retry: RetryPolicy = RetryPolicy(),
     progress: ProgressFn | None = None,

@@ -92,8 +92,8 @@ class MemoryBudget:
     def refusal(self, need: int, what: str) -> str:
         """Empty when ``need`` bytes fit, else the one-line reason they do not."""
         free = self.free()
-        if free is None or need <= free:
-            return ""
+        if free is None or self.limit is None or need <= free:
+            return ""  # (free is None exactly when no limit is known)
         return (
             f"not enough memory to load {what} beside the served models: it needs about {need / MB:.0f} MB, "
             f"{max(free, 0) / MB:.0f} MB of the agent's {self.limit / MB:.0f} MB budget is left "

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import TypedDict
 
 from modelpack import codecs
 from otawire.v1 import ota_pb2
@@ -40,7 +41,15 @@ def encoding_bound(target_length: int) -> int:
 decodable = codecs.decodable  # the encodings this car can decode, named at check-in
 
 
-def offered_fallback(offer: ota_pb2.UpdateOffer, target_length: int) -> dict[str, object]:
+class Fallback(TypedDict, total=False):
+    """The ``Job`` fields of an offered stand-alone fallback encoding (none: no usable one)."""
+
+    fallback_encoding: str
+    fallback_download_path: str
+    fallback_download_length: int
+
+
+def offered_fallback(offer: ota_pb2.UpdateOffer, target_length: int) -> Fallback:
     """The stand-alone encoding offered with a delta, as ``Job`` fields, when a
     decoder for it runs here and its (unsigned) length is bounded; else none."""
     fallback = to_str(ENCODING, offer.fallback_encoding)

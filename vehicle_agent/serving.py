@@ -81,6 +81,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         model = self.host.get(name)
         if model is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"no model {name!r} is served on this vehicle")
+            raise AssertionError("unreachable: context.abort raises")
         if model.info.kind != kind:
             context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION, f"{name} is a {model.info.kind}, not a {kind}"

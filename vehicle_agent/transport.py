@@ -203,7 +203,12 @@ class RegistryClient:
             raise self._failed("check-in failed", e) from None
 
     def download(
-        self, kind: int, path: str, offset: int = 0, max_bytes: int = 0, vehicle_id: str = ""
+        self,
+        kind: ota_pb2.FileKind,
+        path: str,
+        offset: int = 0,
+        max_bytes: int = 0,
+        vehicle_id: str = "",
     ) -> Iterator[ota_pb2.DownloadChunk]:
         """Stream chunks of ``path`` from ``offset``; raises TransportError on failure.
 
