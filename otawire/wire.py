@@ -16,7 +16,7 @@ text; the wire carries ``google.protobuf.Timestamp``. An unset Timestamp is 0 / 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar, cast
 
@@ -27,6 +27,21 @@ from otawire.v1 import campaigns_pb2, inference_pb2, ota_pb2
 
 # A generated enum class (``ota_pb2.Encoding``); at run time an ``EnumTypeWrapper``.
 E = TypeVar("E", bound=int)
+
+
+T = TypeVar("T")
+
+
+def all_pages(fetch: Callable[[str], tuple[Sequence[T], str]]) -> list[T]:
+    """Every item of an AIP-158 list: ``fetch(page_token)`` gives one page's items and the
+    next token, called from "" until the token comes back empty."""
+    out: list[T] = []
+    token = ""
+    while True:
+        items, token = fetch(token)
+        out.extend(items)
+        if not token:
+            return out
 
 
 class UnknownEnumName(ValueError):

@@ -22,7 +22,7 @@ from otawire import tls
 from otawire.paths import model_target_path
 from otawire.rpcerrors import describe
 from otawire.v1 import ota_pb2, ota_pb2_grpc
-from otawire.wire import RELEASE_KIND, seconds, to_str
+from otawire.wire import RELEASE_KIND, all_pages, seconds, to_str
 from server.models import immutable_version, model_target, validate_onnx
 from server.signing.keys import Keystore
 from server.signing.targets import next_release_counter, rereleased, sign_targets
@@ -237,15 +237,14 @@ class PublisherClient:
 
     def releases(self, name: str = "", page_size: int = 100) -> list[ReleaseRecord]:
         """The release log (of ``name``), oldest first, fetched a page at a time."""
-        out: list[ReleaseRecord] = []
-        token = ""
-        while True:
+
+        def page(token: str) -> tuple[list[ReleaseRecord], str]:
             req = ota_pb2.ListReleasesRequest(name=name, page_size=page_size, page_token=token)
             try:
                 resp = self._stub.ListReleases(req, timeout=30)
             except grpc.RpcError as e:
                 raise PublishError(f"{e.code().name}: {e.details()}") from None
-            out.extend(
+            records = [
                 ReleaseRecord(
                     name=r.name,
                     version=r.version,
@@ -256,22 +255,20 @@ class PublisherClient:
                     at=seconds(r.create_time),
                 )
                 for r in resp.releases
-            )
-            token = resp.next_page_token
-            if not token:
-                return out
+            ]
+            return records, resp.next_page_token
+
+        return all_pages(page)
 
     def list(self, name: str = "", page_size: int = 100) -> list[ota_pb2.ModelVersion]:
         """Every published version (of ``name``), fetched a page at a time."""
-        out: list[ota_pb2.ModelVersion] = []
-        token = ""
-        while True:
+
+        def page(token: str) -> tuple[list[ota_pb2.ModelVersion], str]:
             req = ota_pb2.ListModelsRequest(name=name, page_size=page_size, page_token=token)
             try:
                 resp = self._stub.ListModels(req, timeout=30)
             except grpc.RpcError as e:
                 raise PublishError(describe(e, self.address, self._insecure)) from None
-            out.extend(resp.versions)
-            token = resp.next_page_token
-            if not token:
-                return out
+            return list(resp.versions), resp.next_page_token
+
+        return all_pages(page)

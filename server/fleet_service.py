@@ -20,7 +20,7 @@ from otawire import tls
 from otawire.rpcerrors import RpcFailure, describe
 from otawire.v1 import fleet_pb2 as pb
 from otawire.v1 import fleet_pb2_grpc as pb_grpc
-from otawire.wire import INSTALL_STATUS, from_str, timestamp
+from otawire.wire import INSTALL_STATUS, all_pages, from_str, timestamp
 from server.audit import AuditEntry, AuditLog
 from server.fleet_view import InventorySource, VehicleView, inventory
 from server.vehicle_filter import FilterError
@@ -187,17 +187,15 @@ class FleetClient:
 
     def vehicles(self, filter: str = "", page_size: int = 0) -> list[pb.FleetVehicle]:
         """Every matching vehicle, following page tokens."""
-        out: list[pb.FleetVehicle] = []
-        token = ""
-        while True:
+
+        def page(token: str) -> tuple[list[pb.FleetVehicle], str]:
             r = self._call(
                 self._stub.ListVehicles,
                 pb.ListVehiclesRequest(filter=filter, page_token=token, page_size=page_size),
             )
-            out.extend(r.vehicles)
-            token = r.next_page_token
-            if not token:
-                return out
+            return list(r.vehicles), r.next_page_token
+
+        return all_pages(page)
 
     def vehicle(self, vehicle_id: str) -> pb.FleetVehicle:
         return self._call(

@@ -18,6 +18,7 @@ from otawire.wire import (
     INSTALL_STATUS,
     THRESHOLD_ACTION,
     WAVE_STATE,
+    all_pages,
     from_str,
     timestamp,
     to_str,
@@ -255,16 +256,14 @@ class CampaignClient:
 
     def list(self, page_size: int = 100) -> list[pb.Campaign]:
         """Every campaign, oldest first, fetched a page at a time."""
-        out: list[pb.Campaign] = []
-        token = ""
-        while True:
+
+        def page(token: str) -> tuple[list[pb.Campaign], str]:
             resp = self._call(
                 "ListCampaigns", pb.ListCampaignsRequest(page_size=page_size, page_token=token)
             )
-            out.extend(resp.campaigns)
-            token = resp.next_page_token
-            if not token:
-                return out
+            return list(resp.campaigns), resp.next_page_token
+
+        return all_pages(page)
 
     def get(self, campaign_id: str) -> pb.Campaign:
         return self._call("GetCampaign", pb.GetCampaignRequest(name=campaign_name(campaign_id)))
