@@ -15,6 +15,7 @@ text; the wire carries ``google.protobuf.Timestamp``. An unset Timestamp is 0 / 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -52,8 +53,9 @@ def _wrapper(enum: type[int]) -> EnumTypeWrapper:
     return cast(EnumTypeWrapper, enum)
 
 
-def _prefix(enum: type[int]) -> str:
-    unspecified = _wrapper(enum).Name(0)
+@functools.cache  # on every check-in's path; an enum's prefix never changes
+def _prefix(wrapper: EnumTypeWrapper) -> str:
+    unspecified = wrapper.Name(0)
     assert unspecified.endswith("_UNSPECIFIED"), unspecified
     return unspecified.removesuffix("UNSPECIFIED")
 
@@ -66,7 +68,7 @@ def to_str(enum: type[int], value: int) -> str:
         name = _wrapper(enum).Name(value)
     except ValueError:
         return ""  # a newer peer's value: read as "not set"
-    return name.removeprefix(_prefix(enum)).lower()
+    return name.removeprefix(_prefix(_wrapper(enum))).lower()
 
 
 def from_str(enum: type[E], name: str) -> E:
@@ -75,7 +77,7 @@ def from_str(enum: type[E], name: str) -> E:
     if not name:
         return cast(E, 0)
     try:
-        return cast(E, wrapper.Value(_prefix(enum) + name.upper()))
+        return cast(E, wrapper.Value(_prefix(wrapper) + name.upper()))
     except ValueError:
         raise UnknownEnumName(f"{wrapper.DESCRIPTOR.full_name} has no value for {name!r}") from None
 
