@@ -77,9 +77,11 @@ def test_link_dropping_every_300_kb_still_completes_by_resuming(
     assert served_sha(agent) == published and agent.models[NAME].sha256 == published
     target_reads = [d for d in registry_server.registry.downloads if d.kind == "target"]
     assert len(target_reads) >= link.stats.drops // 2
-    # Resumed, never restarted: each request starts further on, where the bytes on disk end.
+    # Resumed, never restarted: each request starts where the bytes on disk end, never before
+    # (a stream cut by the stall watchdog before its first byte is retried at the same offset).
     offsets = [d.offset for d in target_reads]
-    assert offsets[0] == 0 and all(b > a for a, b in itertools.pairwise(offsets))
+    assert offsets[0] == 0 and all(b >= a for a, b in itertools.pairwise(offsets))
+    assert offsets[-1] > 0
     # What crossed the car's link, not what the registry queued: the asyncio server hands
     # gRPC up to a flow-control window beyond what the link delivers before each drop.
     assert link.stats.bytes_down < 2 * len(squeezenet_bytes)
