@@ -289,7 +289,14 @@ def _check_writable(state_dir: Path) -> None:
 )
 @click.option("--model", "name", required=True, help="Model name, e.g. squeezenet1.0.")
 @click.option("--top", default=5, show_default=True)
-def infer(image: Path, socket_path: Path, name: str, top: int) -> None:
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for the answer (an emulated or very slow host needs more).",
+)
+def infer(image: Path, socket_path: Path, name: str, top: int, timeout: float) -> None:
     """Ask a running agent to classify IMAGE, as the perception stack would."""
     import grpc
 
@@ -302,7 +309,7 @@ def infer(image: Path, socket_path: Path, name: str, top: int) -> None:
             inference_pb2.ClassifyRequest(
                 model=name, frame=inference_pb2.Frame(image=image.read_bytes()), top_k=top
             ),
-            timeout=10,
+            timeout=timeout,
         )
     except grpc.RpcError as e:
         raise click.ClickException(f"{e.code().name}: {e.details()}") from None

@@ -119,3 +119,48 @@ def test_service_serves_updates_and_stops_cleanly(
     model = json.loads(status.stdout)["models"][NAME]
     assert model["update"] == {"state": "confirmed", "version": "1.0.1", "reason": ""}
     assert model["slots"][model["active"]]["version"] == "1.0.1"
+
+
+def test_agent_infer_waits_as_long_as_timeout_says(sock) -> None:
+    """``ota agent infer --timeout``: an agent slower than the default 10 s (ONNX Runtime under
+    qemu on a build host, ``make embedded-arm64``) still answers; too short a wait says so."""
+    from concurrent import futures
+
+    from modelpack.imaging import IMAGES_DIR
+    from otawire.v1 import inference_pb2_grpc
+    from tests.cli_helpers import ota_cli
+
+    class Slow(inference_pb2_grpc.InferenceServicer):
+        def Classify(self, request, context):
+            time.sleep(1.5)
+            return inference_pb2.ClassifyResponse(
+                served=inference_pb2.Served(model=request.model, version="1.0.0"),
+                classes=[inference_pb2.ClassScore(class_id=967, label="espresso", prob=0.9)],
+                inference_ms=1400.0,
+            )
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    inference_pb2_grpc.add_InferenceServicer_to_server(Slow(), server)
+    server.add_insecure_port(f"unix:{sock}")
+    server.start()
+    photo = str(IMAGES_DIR / "coffee.png")
+    try:
+        late = ota_cli(
+            "agent",
+            "infer",
+            "--socket",
+            str(sock),
+            "--model",
+            NAME,
+            "--timeout",
+            "0.3",
+            photo,
+            ok=False,
+        )
+        assert "DEADLINE_EXCEEDED" in late, late
+        out = ota_cli(
+            "agent", "infer", "--socket", str(sock), "--model", NAME, "--timeout", "30", photo
+        )
+        assert "espresso" in out and "967" in out, out
+    finally:
+        server.stop(None)
