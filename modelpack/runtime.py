@@ -83,15 +83,19 @@ def make_session(
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     label = "model bytes"
+    model: bytes | str = source if isinstance(source, bytes) else str(source)
     if not isinstance(source, bytes):
+        # ORT reads the file itself: no copy of the model's bytes held in Python meanwhile.
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such model file")
-        label, source = str(path), path.read_bytes()
-    if not source:
+        label = str(path)
+        if path.stat().st_size == 0:
+            raise NotAnOnnxModel(f"{label}: empty file, not an ONNX model")
+    elif not source:
         raise NotAnOnnxModel(f"{label}: empty file, not an ONNX model")
     try:
-        return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own (unexported) exception types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NotAnOnnxModel(f"{label}: not an ONNX model ONNX Runtime can load ({first})") from exc

@@ -137,6 +137,7 @@ def run(
     """
     from vehicle_agent.agent import AgentConfig, AgentError, VehicleAgent
     from vehicle_agent.health import HealthPolicy
+    from vehicle_agent.memory import tune_malloc
 
     identity = tls_files(tls_ca, tls_cert, tls_key, insecure, required=not insecure)
     vehicle_id = _vehicle_id(vehicle_id, tls_cert)
@@ -155,6 +156,7 @@ def run(
         insecure=insecure,
         memory_budget_mb=memory_budget,
     )
+    tune_malloc()  # before the first session is loaded (memory.py)
     try:
         ag = VehicleAgent(cfg)
     except AgentError as e:

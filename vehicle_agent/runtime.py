@@ -27,7 +27,7 @@ from modelpack.selftest import run_selftest
 from vehicle_agent.engine import StepFailed, Verdict
 from vehicle_agent.health import HealthPolicy, ServingStats
 from vehicle_agent.journal import Job
-from vehicle_agent.memory import MemoryBudget, estimated_cost, process_rss
+from vehicle_agent.memory import MemoryBudget, estimated_cost, process_rss, release_free_memory
 from vehicle_agent.slots import SlotStore
 
 log = logging.getLogger(__name__)
@@ -234,9 +234,9 @@ class OrtRuntime:
             self_test(session, info)
         except SelfTestFailed as e:
             raise StepFailed(f"self-test failed: {e}", reject=True) from None
-        return LoadedModel(
-            session, info, job.version, job.sha256, cost=max(0, process_rss() - before)
-        )
+        cost = max(0, process_rss() - before)  # measured before the trim: what the load took
+        release_free_memory()  # the self-test's activations, the rebuild's buffers
+        return LoadedModel(session, info, job.version, job.sha256, cost=cost)
 
     def swap(self, name: str, candidate: LoadedModel) -> None:
         self.host.swap(name, candidate)

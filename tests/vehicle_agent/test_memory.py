@@ -98,3 +98,53 @@ def test_without_room_for_the_rollback_copy_models_are_swapped_one_at_a_time(ser
     assert host.get(NAME).version == "1.0.1"
     runtime.restore(NAME, "a")  # a rollback still works
     assert host.get(NAME).version == "1.0.0"
+
+
+_FREED_BLOCKS = """
+import sys
+import numpy as np
+from vehicle_agent.memory import process_rss, tune_malloc
+tuned = sys.argv[1] == "tuned" and tune_malloc()
+np.full(16 << 17, 1.0)  # one 16 MB block freed: glibc's dynamic threshold rises to it
+before = process_rss()
+blocks = [np.full(1 << 17, 1.0) for _ in range(60)]  # 60 x 1 MB, like activation buffers
+still_used = np.full(1 << 17, 1.0)  # allocated after them: the heap cannot shrink past it
+del blocks
+print(tuned, (process_rss() - before) >> 20)
+"""
+
+
+def test_tuned_malloc_gives_freed_large_blocks_back(tmp_path: Path) -> None:
+    """After one large block was freed, glibc serves MB-sized blocks from the heap and keeps
+    them resident once freed; with ``tune_malloc`` (``ota agent run``) they are returned."""
+    import subprocess
+    import sys
+
+    def kept(mode: str) -> tuple[str, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _FREED_BLOCKS, mode], capture_output=True, text=True, check=True
+        ).stdout.split()
+        return out[0], int(out[1])
+
+    (tuned, with_tune), (_, without) = kept("tuned"), kept("default")
+    assert tuned == "True"
+    assert with_tune < 10 and without > 40, (with_tune, without)
+
+
+def test_a_session_is_loaded_from_its_file_without_a_copy_in_python(
+    tmp_path: Path, squeezenet_bytes: bytes
+) -> None:
+    """ONNX Runtime reads the slot file itself: no Python bytes of the model while it loads."""
+    import tracemalloc
+
+    from vehicle_agent.runtime import load_session
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(squeezenet_bytes)
+    tracemalloc.start()
+    try:
+        load_session(model)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < len(squeezenet_bytes) // 4, (peak, len(squeezenet_bytes))
