@@ -20,8 +20,13 @@ WORD = {1: np.uint8, 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
 GAP_ESCAPE = 255
 
 
-def as_words(data: bytes, elem: int) -> np.ndarray:
-    return np.frombuffer(data, dtype=WORD[elem])
+def as_words(data: bytes | memoryview, elem: int) -> np.ndarray:
+    """The elements as unsigned words: a view, or an aligned copy when the
+    bytes do not start on a word boundary (a tensor inside an ONNX file
+    usually does not), since numpy's loops on unaligned words run several
+    times slower than one copy."""
+    words = np.frombuffer(data, dtype=WORD[elem])
+    return words if words.flags.aligned else words.copy()
 
 
 def encode_plain_planes(words: np.ndarray, elem: int, w: Writer) -> None:
