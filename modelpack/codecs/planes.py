@@ -9,6 +9,8 @@ as a gap stream, or taken from the base tensor's non-zero pattern.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import zstandard
 
@@ -16,7 +18,14 @@ from modelpack.codecs.container import CorruptEncodingError
 from modelpack.codecs.entropy import decode_stream, encode_stream
 from modelpack.codecs.wire import Reader, Writer
 
-WORD = {1: np.uint8, 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
+# Element size -> the little-endian unsigned word of that size (all dtypes, so
+# every use picks one numpy overload).
+WORD: dict[int, np.dtype[np.unsignedinteger[Any]]] = {
+    1: np.dtype(np.uint8),
+    2: np.dtype("<u2"),
+    4: np.dtype("<u4"),
+    8: np.dtype("<u8"),
+}
 GAP_ESCAPE = 255
 
 

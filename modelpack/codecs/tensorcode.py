@@ -34,7 +34,7 @@ Plane and gap layouts live in ``planes``, the ``QUANT`` mode in ``quantised``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -353,9 +353,14 @@ def encode_tensor(
 
 
 def decode_tensor(
-    r: Reader, length: int, olds: list[bytes], what: str, decoded: list[bytes] | None = None
-) -> bytes:
-    """Read one tensor record and return exactly ``length`` bytes.
+    r: Reader,
+    length: int,
+    olds: Sequence[bytes | memoryview],
+    what: str,
+    decoded: Sequence[bytes | memoryview] | None = None,
+) -> bytes | memoryview:
+    """Read one tensor record and return exactly ``length`` bytes (a base
+    tensor itself, possibly a view of the base, for ``SAME``).
     ``decoded``: the new model's tensors decoded so far (for references)."""
     mode = r.u8(f"{what} mode")
     if mode == QUANT:
