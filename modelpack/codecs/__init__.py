@@ -191,8 +191,8 @@ def best_encoding(
         ("full", None, None),
         ("deepcompression", None, None),
     ]
-    for base_id, base in (bases or {}).items():
-        jobs += [("bytedelta", base_id, base), ("tensordelta", base_id, base)]
+    for bid, b in (bases or {}).items():
+        jobs += [("bytedelta", bid, b), ("tensordelta", bid, b)]
     for codec, base_id, base in jobs:
         if only is not None and codec not in only:
             continue

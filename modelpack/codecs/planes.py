@@ -9,6 +9,8 @@ as a gap stream, or taken from the base tensor's non-zero pattern.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import zstandard
 
@@ -16,12 +18,24 @@ from modelpack.codecs.container import CorruptEncodingError
 from modelpack.codecs.entropy import decode_stream, encode_stream
 from modelpack.codecs.wire import Reader, Writer
 
-WORD = {1: np.uint8, 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
+# Element size -> the little-endian unsigned word of that size (all dtypes, so
+# every use picks one numpy overload).
+WORD: dict[int, np.dtype[np.unsignedinteger[Any]]] = {
+    1: np.dtype(np.uint8),
+    2: np.dtype("<u2"),
+    4: np.dtype("<u4"),
+    8: np.dtype("<u8"),
+}
 GAP_ESCAPE = 255
 
 
-def as_words(data: bytes, elem: int) -> np.ndarray:
-    return np.frombuffer(data, dtype=WORD[elem])
+def as_words(data: bytes | memoryview, elem: int) -> np.ndarray:
+    """The elements as unsigned words: a view, or an aligned copy when the
+    bytes do not start on a word boundary (a tensor inside an ONNX file
+    usually does not), since numpy's loops on unaligned words run several
+    times slower than one copy."""
+    words = np.frombuffer(data, dtype=WORD[elem])
+    return words if words.flags.aligned else words.copy()
 
 
 def encode_plain_planes(words: np.ndarray, elem: int, w: Writer) -> None:
