@@ -128,3 +128,16 @@ def test_in_place_unzigzag_add_inverts_the_encoders_zigzag(dtype: type) -> None:
     elem = np.dtype(dtype).itemsize
     assert np.array_equal(add_unzigzag_onto(base, zigzag(new - base, elem)), new)
     assert np.array_equal(xor_onto(base, base ^ new), new)
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["int8", "uint8"])
+@pytest.mark.parametrize("channels", [1, 6])
+def test_decoders_quantised_prediction_is_the_encoders_mod_256(signed: bool, channels: int) -> None:
+    from modelpack.codecs.quantised import _quant_predict, _quant_predict_bytes
+
+    old = RNG.normal(0, 0.3, 6 * 500).astype(np.float32)
+    old[:4] = [np.nan, np.inf, -np.inf, 1e30]  # clipped or zeroed alike
+    scale = (RNG.random(channels) * 0.01 + 1e-3).astype(np.float32)
+    zp = RNG.integers(-128 if signed else 0, 128 if signed else 256, channels).astype(np.int16)
+    want = (_quant_predict(old, scale, zp, signed) % 256).astype(np.uint8)
+    assert np.array_equal(_quant_predict_bytes(old, scale, zp, signed), want)
