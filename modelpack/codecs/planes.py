@@ -30,7 +30,12 @@ GAP_ESCAPE = 255
 
 
 def as_words(data: bytes | memoryview, elem: int) -> np.ndarray:
-    return np.frombuffer(data, dtype=WORD[elem])
+    """The elements as unsigned words: a view, or an aligned copy when the
+    bytes do not start on a word boundary (a tensor inside an ONNX file
+    usually does not), since numpy's loops on unaligned words run several
+    times slower than one copy."""
+    words = np.frombuffer(data, dtype=WORD[elem])
+    return words if words.flags.aligned else words.copy()
 
 
 def encode_plain_planes(words: np.ndarray, elem: int, w: Writer) -> None:

@@ -34,7 +34,7 @@ Plane and gap layouts live in ``planes``, the ``QUANT`` mode in ``quantised``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,6 +109,44 @@ def _small_unique(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             lut[keys] = np.arange(values.size)
             return values, lut[words >> words.dtype.type(shift)]
     return values, np.searchsorted(values, words)
+
+
+_KEYS = np.arange(1 << 16, dtype=np.uint32)
+# A free bucket of ``_remap_words``' table: its high half is not its index.
+_FREE = (~_KEYS & np.uint32(0xFFFF)) << np.uint32(16)
+
+
+def _remap_words(words: np.ndarray, remap: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
+    """``remap(values)[inverse]`` for ``values, inverse = _small_unique(words)``
+    (None past ``MAX_CODEBOOK`` values), without the index array. For 32-bit
+    words, one scatter into a bucket per high 16 bits and one gather find
+    every word whose bucket holds only its value; the few that share a bucket
+    with another value (close codebook entries) are looked up apart.
+    ``remap`` runs once, on the sorted values."""
+    if words.dtype.itemsize != 4 or words.size <= 4096:
+        values, inverse = _small_unique(words)
+        if values.size > MAX_CODEBOOK:
+            return None
+        return remap(values)[inverse.reshape(-1)]
+    keys = (words >> np.uint32(16)).astype(np.intp)
+    table = _FREE.copy()
+    table[keys] = words
+    present = np.flatnonzero((table >> np.uint32(16)) == _KEYS)
+    if present.size > MAX_CODEBOOK:
+        return None
+    miss = table[keys] != words
+    values = table[present]
+    if miss.any():
+        shared = words[miss]
+        values = np.union1d(values, shared)
+        if values.size > MAX_CODEBOOK:
+            return None
+    new = remap(values)
+    table[present] = new[np.searchsorted(values, table[present])]
+    out = table[keys]
+    if miss.any():
+        out[miss] = new[np.searchsorted(values, shared)]
+    return out
 
 
 def _float_view(words: np.ndarray, elem: int) -> np.ndarray | None:
@@ -370,13 +408,16 @@ def decode_tensor(
         res[zero] = res_zero
         res[~zero] = res_rest
         return values[(pred + res) % values.size].tobytes()
-    values, inverse = _small_unique(old_words)
-    if values.size > MAX_CODEBOOK:
+    raw = decode_stream(r, MAX_CODEBOOK * elem, f"{what} codebook map")
+
+    def remap(values: np.ndarray) -> np.ndarray:
+        if raw.size != values.size * elem:
+            raise CorruptEncodingError(
+                f"{what}: codebook map of {raw.size} bytes, expected {values.size * elem}"
+            )
+        return values ^ np.ascontiguousarray(raw.reshape(elem, -1).T).reshape(-1).view(WORD[elem])
+
+    mapped = _remap_words(old_words, remap)
+    if mapped is None:
         raise CorruptEncodingError(f"{what}: base tensor has more than {MAX_CODEBOOK} values")
-    raw = decode_stream(r, values.size * elem, f"{what} codebook map")
-    if raw.size != values.size * elem:
-        raise CorruptEncodingError(
-            f"{what}: codebook map of {raw.size} bytes, expected {values.size * elem}"
-        )
-    mapped = values ^ np.ascontiguousarray(raw.reshape(elem, -1).T).reshape(-1).view(WORD[elem])
-    return mapped[inverse.reshape(-1)].tobytes()
+    return mapped.tobytes()

@@ -183,3 +183,24 @@ def test_cut_during_checkin_keeps_the_delta_not_the_full_model(
     # Metadata and TLS besides the delta; the full model would be 5 MB, its fallback 0.5 MB.
     assert received < installed.bytes_downloaded + 150_000, (received, installed.bytes_downloaded)
     assert served_sha(agent) == sha
+
+
+def test_a_drop_loses_at_most_the_stream_message_in_flight(
+    registry_server, squeezenet_bytes, tmp_path
+) -> None:
+    """The registry streams 32 KiB messages: a link that drops every 100 KiB keeps all but the
+    message in flight each time, so every request makes progress (with 256 KiB messages the
+    first ones delivered nothing and the agent had to shrink its requests first)."""
+    reg = registry_server.registry
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
+    with FaultyLink(registry_server.address, drop_every=100 * 1024) as link:
+        agent = agent_via(link, registry_server, tmp_path)
+        [*_, installed] = install_through(agent)
+        agent.close()
+
+    assert installed.encoding == "deepcompression" and link.stats.drops >= 5
+    offsets = [d.offset for d in reg.downloads if d.kind == "encoding"]
+    assert offsets[0] == 0 and all(b > a for a, b in itertools.pairwise(offsets)), offsets
+    # Lost per drop: at most one message, plus each new connection's TLS handshake.
+    lost = link.stats.bytes_down - installed.bytes_downloaded
+    assert lost < link.stats.drops * (32 + 12) * 1024 + 50_000, (lost, link.stats.drops)
