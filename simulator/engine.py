@@ -97,10 +97,13 @@ def transfer(
     ]
     if not parts:
         return TransferResult(
-            *(
-                np.zeros(0, dtype=np.int64 if f in ("sessions", "windows") else np.float64)
-                for f in _FIELDS
-            )
+            done=np.zeros(0),
+            nbytes=np.zeros(0),
+            sessions=np.zeros(0, dtype=np.int64),
+            windows=np.zeros(0, dtype=np.int64),
+            cost=np.zeros(0),
+            cell_bytes=np.zeros(0),
+            contact=np.zeros(0),
         )
     return TransferResult.concat(parts)
 
@@ -274,7 +277,9 @@ def _transfer(
     return TransferResult(done, nbytes, sessions, windows, cost, cell_bytes, first_heard)
 
 
-MIN_REQUEST, MAX_REQUEST, GROW_AFTER = 16 * 1024, 4 * 1024 * 1024, 4  # vehicle_agent.download
+# vehicle_agent.download: MIN_WINDOW, MAX_WINDOW, GROW_AFTER, FIRST_WINDOW (halved after a retry
+# that got nothing while the request was the whole rest of the file)
+MIN_REQUEST, MAX_REQUEST, GROW_AFTER, FIRST_REQUEST = 16 * 1024, 4 * 1024 * 1024, 4, 256 * 1024
 
 
 def _grown(req: F64, got: F64, pr: Protocol) -> F64:
@@ -320,7 +325,7 @@ def _retry_in_session(
         carry_on[p[hit]] = True
         # each retry that found no link halved the next request (from one stream chunk)
         ph = p[hit]
-        base = np.where(req[ph] > 0, req[ph], pr.resume_chunk_bytes)
+        base = np.where(req[ph] > 0, req[ph], float(FIRST_REQUEST))
         req[ph] = np.maximum(MIN_REQUEST, base / 2.0 ** k[hit])
         # given up (new session at this window's start, already set) or hit: settled
         later = left & ~hit & np.isfinite(start)
