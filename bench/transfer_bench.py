@@ -407,7 +407,7 @@ def best(results: list[Result], ours_side: bool) -> Result | None:
 def markdown(rows: list[Row], source: str, repeat: int) -> str:
     lines = [
         f"Pairs: {source}. Medians of {repeat} runs (decode: at least 3). Ratio: AlexNet-sized full download "
-        f"(240 MB) / bytes sent. Peak: ours = growth of a fresh Python process's peak RSS (VmHWM) during one decode, after imports and with base and encoding already in memory; ZipNN the same; CLI peers = peak RSS of the whole tool process (GNU time %M; it also reads its inputs). Info bound: for dense changes only (see `information_bound`). Our decode includes checking the base's and the result's sha256.",
+        f"(240 MB) / bytes sent. Peak: ours = growth of a fresh Python process's peak RSS (VmHWM) during one decode, after imports and with base and encoding already in memory; ZipNN the same; CLI peers = peak RSS of the whole tool process (GNU time %M; it also reads its inputs). Info bound: for dense changes only (see `information_bound`). Our decode is `codecs.decode` whole: header and payload CRC checks, the rebuild, and the sha256 check of the rebuilt bytes (the base is hashed only when that check fails, to name a wrong base; the agent's verify step hashes the result again).",
         "",
         "| update | full fp32 | best peer | bytes | ours | bytes | ×AlexNet (ours) | ours vs best peer | winner | info bound | ours / bound | decode ms (ours) | ORT load ms | decode / ORT load |",
         "|---|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",

@@ -244,14 +244,8 @@ def layer_from_tensor(name: str, weight: np.ndarray, bias: np.ndarray) -> DCLaye
         raise ValueError(
             f"layer {name}: bias has {bias.size} entries, weight has {weight.shape[0]} outputs"
         )
-    return DCLayer(
-        name,
-        tuple(int(s) for s in weight.shape),
-        codebook,
-        bias.copy(),
-        indices,
-        gaps.astype(np.uint8),
-    )  # type: ignore[arg-type]
+    o, i, h, w = (int(s) for s in weight.shape)  # 4-D, checked above
+    return DCLayer(name, (o, i, h, w), codebook, bias.copy(), indices, gaps.astype(np.uint8))
 
 
 def layers_from_tensors(tensors: list[LayerTensors]) -> list[DCLayer]:

@@ -167,9 +167,8 @@ def filter_detections(
         idx = order[cls[order] == c]
         for k in nms(boxes[idx], scores[idx], cfg.nms_iou):
             i = idx[k]
-            dets.append(
-                Detection(c, cfg.classes[c], float(scores[i]), tuple(float(v) for v in boxes[i]))
-            )  # type: ignore[arg-type]
+            x0, y0, x1, y1 = (float(v) for v in boxes[i])  # boxes is (N, 4)
+            dets.append(Detection(c, cfg.classes[c], float(scores[i]), (x0, y0, x1, y1)))
     dets.sort(key=lambda d: -d.score)
     return dets
 

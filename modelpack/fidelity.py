@@ -123,14 +123,11 @@ def _runner(model: bytes, info: ModelInfo, threads: int):
 
 
 def _load(model: bytes | str | Path) -> tuple[bytes, ModelInfo]:
-    data = (
-        model
-        if isinstance(model, bytes)
-        else Path(model).read_bytes()
-        if Path(model).is_file()
-        else None
-    )
-    if data is None:
+    if isinstance(model, bytes):
+        data = model
+    elif Path(model).is_file():
+        data = Path(model).read_bytes()
+    else:
         raise FileNotFoundError(f"{model}: no such model file")
     info = read_model_info(
         load_model_proto(data, what=None if isinstance(model, bytes) else str(model))

@@ -104,7 +104,9 @@ def finetune(
             loss = F.cross_entropy(_forward(params, x), y)
             loss.backward()
             for key, m in masks.items():
-                params[key].grad.mul_(m)  # type: ignore[union-attr]
+                grad = params[key].grad
+                assert grad is not None  # every weight feeds the loss, so backward() set it
+                grad.mul_(m)
             opt.step()
             losses.append(float(loss.detach()))
         with torch.no_grad():

@@ -274,7 +274,9 @@ def _transfer(
     return TransferResult(done, nbytes, sessions, windows, cost, cell_bytes, first_heard)
 
 
-MIN_REQUEST, MAX_REQUEST, GROW_AFTER = 16 * 1024, 4 * 1024 * 1024, 4  # vehicle_agent.download
+# vehicle_agent.download: MIN_WINDOW, MAX_WINDOW, GROW_AFTER, FIRST_WINDOW (halved after a retry
+# that got nothing while the request was the whole rest of the file)
+MIN_REQUEST, MAX_REQUEST, GROW_AFTER, FIRST_REQUEST = 16 * 1024, 4 * 1024 * 1024, 4, 256 * 1024
 
 
 def _grown(req: F64, got: F64, pr: Protocol) -> F64:
@@ -320,7 +322,7 @@ def _retry_in_session(
         carry_on[p[hit]] = True
         # each retry that found no link halved the next request (from one stream chunk)
         ph = p[hit]
-        base = np.where(req[ph] > 0, req[ph], pr.resume_chunk_bytes)
+        base = np.where(req[ph] > 0, req[ph], float(FIRST_REQUEST))
         req[ph] = np.maximum(MIN_REQUEST, base / 2.0 ** k[hit])
         # given up (new session at this window's start, already set) or hit: settled
         later = left & ~hit & np.isfinite(start)

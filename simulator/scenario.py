@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from otawire.constants import MESSAGE_BYTES
 from simulator.assumptions import BUILTIN_LINK_ARGS, BUILTIN_PATTERN_ARGS, BUILTIN_SOURCES
 
 MSS_BYTES = 1448  # TCP payload per segment on a 1500-byte MTU with timestamps
@@ -207,8 +208,8 @@ class Protocol:
     retry_factor: float = 2.0
     retry_cap_s: float = 30.0
     # A download resumes from the last whole message of the registry's Download
-    # stream (server.service.CHUNK_SIZE): the part of a chunk in flight at a cut is lost.
-    resume_chunk_bytes: int = 256 * 1024
+    # stream (otawire.constants.MESSAGE_BYTES): the part of one in flight at a cut is lost.
+    resume_chunk_bytes: int = MESSAGE_BYTES
     initial_window_segments: int = 10  # TCP's initial congestion window (RFC 6928)
 
 

@@ -26,6 +26,7 @@ class LinkStats:
     drops: int = 0
     flips: int = 0
     stalls: int = 0
+    refused: int = 0  # connections reset at once while the link was down
     bytes_down: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -51,6 +52,7 @@ class FaultyLink:
         self.record = record  # keep every byte, both ways, in ``captured`` (a wiretap)
         self.captured = bytearray()
         self._closing = threading.Event()
+        self._down = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
         self._threads: list[threading.Thread] = []
@@ -68,6 +70,11 @@ class FaultyLink:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self._down.is_set():
+                with self.stats.lock:
+                    self.stats.refused += 1
+                _reset(client)
+                continue
             try:
                 server = socket.create_connection(self.upstream)
             except OSError:
@@ -136,6 +143,15 @@ class FaultyLink:
                 return data, "drop"
             st.bytes_down += len(data)
         return data, ""
+
+    def cut(self) -> None:
+        """The link goes down: open connections are reset, new ones too, until ``restore``."""
+        self._down.set()
+        for s in list(self._socks):
+            _reset(s)
+
+    def restore(self) -> None:
+        self._down.clear()
 
     def close(self) -> None:
         self._closing.set()

@@ -45,7 +45,7 @@ from vehicle_agent.download import HashVerifier, RetryPolicy, TargetFetcher
 from vehicle_agent.engine import EnginePolicy, Rebuilder, UpdateEngine
 from vehicle_agent.fetcher import GrpcFetcher
 from vehicle_agent.health import HealthPolicy
-from vehicle_agent.journal import Entry, Job, Journal, State
+from vehicle_agent.journal import TERMINAL, Entry, Job, Journal, State
 from vehicle_agent.rebuild import CodecRebuilder, decodable, encoding_bound, offered_fallback
 from vehicle_agent.reporting import RegistryReporter, encoding_pb, install_status
 from vehicle_agent.runtime import LoadedModel, ModelHost, OrtRuntime, SelfTestFailed, model_info
@@ -256,17 +256,16 @@ class VehicleAgent:
             tags=list(self.config.tags),
             accepted_encodings=from_strs(ENCODING, ["full", *decodable()], skip_unknown=True),
         )
-        try:
-            hints = {o.target_path: o for o in self.client.check(req).offers}
-        except TransportError as e:
-            if e.unreachable:
+        hints, lost = self._offers(req)
+        if lost is not None:
+            if lost.unreachable:
                 # Nothing listens there: metadata downloads would only wait out their stall
                 # timeouts and blame a "stalled download". Say what is wrong; try next cycle.
                 # Logged at INFO: the caller shows the outcome (``ota agent run`` prints it).
-                log.info("%s; keeping current models until it answers", e)
-                return [UpdateOutcome("*", "", "", "failed", str(e))]
-            log.warning("%s", e)
-            hints = {}  # offers only pick an encoding; the signed instructions stand without them
+                log.info("%s; keeping current models until it answers", lost)
+                return [UpdateOutcome("*", "", "", "failed", str(lost))]
+            # Offers only pick an encoding; the signed instructions stand without them.
+            log.warning("%s", lost)
         if not manifest_sent:  # e.g. the first connection of a slow link timed out: try once more
             self._send_manifest(installed, last_try=True)
         try:
@@ -280,6 +279,10 @@ class VehicleAgent:
             out = UpdateOutcome("*", "", "", "attack_detected" if e.attack else "failed", str(e))
             self._report(out)
             return [out]
+        if lost is not None and lost.transient:
+            # The link broke under the check-in and has carried the metadata since: ask again,
+            # or a cut during set-up would turn a small delta into the full model.
+            hints, lost = self._offers(req)
         t_refresh = time.perf_counter() - t0
         outcomes = []
         for ins in instructions:
@@ -299,6 +302,27 @@ class VehicleAgent:
                     ins.refusal,
                     length=ins.target.length,
                 )
+            elif (
+                lost is not None
+                and lost.transient
+                and ins.target.path not in hints
+                and not self._in_flight(ins.name, ins.target)
+            ):
+                # No offer because the link broke, not because there is none: a transient
+                # error is no reason to fetch the full model instead of the encoding (10x the
+                # bytes on a flaky link). The next check-in asks again.
+                job = UpdateOutcome(
+                    ins.name,
+                    ins.version,
+                    cur.version if cur else "",
+                    "failed",
+                    f"no download offer ({lost}); waiting for the next check-in rather than "
+                    f"fetching the full {ins.target.length:,} B model",
+                    length=ins.target.length,
+                )
+                job.timings = {"metadata": time.perf_counter() - t0}
+                outcomes.append(job)  # not reported: the link to the registry just broke
+                continue
             else:
                 offer = hints.get(ins.target.path) or ota_pb2.UpdateOffer(
                     name=ins.name, version=ins.version, target_path=ins.target.path
@@ -332,6 +356,24 @@ class VehicleAgent:
                 self.trust.note_attack(f"{ins.name} {ins.version}: {outcome.reason}")
             outcomes.append(outcome)
         return outcomes
+
+    def _offers(
+        self, req: ota_pb2.CheckForUpdateRequest
+    ) -> tuple[dict[str, ota_pb2.UpdateOffer], TransportError | None]:
+        """The registry's download hints by target path, or none and why the check-in failed."""
+        try:
+            return {o.target_path: o for o in self.client.check(req).offers}, None
+        except TransportError as e:
+            return {}, e
+
+    def _in_flight(self, name: str, target: TargetFile) -> bool:
+        """Whether a job for ``target``'s bytes is under way (it resumes in its own encoding)."""
+        entry = self.journal.get(name)
+        return (
+            entry.state not in TERMINAL
+            and entry.job is not None
+            and entry.job.sha256 == target.hashes.get("sha256")
+        )
 
     def _job(
         self, target: TargetFile, offer: ota_pb2.UpdateOffer, from_version: str

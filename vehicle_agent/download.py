@@ -8,9 +8,11 @@ hashes. Failed attempts back off exponentially with jitter up to a cap; an
 attempt that made progress resets the count, so a link that drops every few
 hundred kilobytes still completes while a dead one gives up quickly.
 
-A link that drops more often than one registry chunk (256 KB) takes would
-never deliver a whole message; after an attempt without progress the agent
-therefore asks for smaller ranges (``max_bytes``), halving down to 16 KB, and
+The registry streams messages of 32 KiB (``otawire.constants.MESSAGE_BYTES``); a
+cut loses the message in flight, and the next request starts after the last whole
+one. A link that drops more often than a request's first message takes would
+never make progress; after an attempt without progress the agent therefore asks
+for smaller ranges (``max_bytes``), halving from 256 KiB down to 16 KiB, and
 widens them again as they arrive.
 """
 
@@ -68,7 +70,7 @@ class RetryPolicy:
 
 ProgressFn = Callable[[int, int], None]
 
-FIRST_WINDOW = 256 * 1024  # the registry's chunk size
+FIRST_WINDOW = 256 * 1024  # halved from after an attempt without progress on a whole-file request
 MIN_WINDOW = 16 * 1024
 MAX_WINDOW = 4 * 1024 * 1024
 GROW_AFTER = 4  # windowed requests in a row that must arrive before the window doubles

@@ -17,7 +17,6 @@ target length, plus the scratch of one tensor while decoding.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -84,10 +83,22 @@ class CodecRebuilder:
             if installed is None or not installed.exists():
                 raise StepFailed("delta offered but no model is installed")
             base = installed.read_bytes()
-            if hashlib.sha256(base).hexdigest() != job.base_sha256:
-                raise StepFailed("delta is for another base than the installed model")
         try:
-            data = codecs.decode(encoded.read_bytes(), base, max_target_length=job.length)
+            # Not hashed here: the job's base digest is the installed model's
+            # (checked when the job was made), so a delta whose header names
+            # another base is refused before decoding, and a damaged installed
+            # file cannot rebuild the target's sha256: decode then hashes it
+            # and says "wrong base".
+            data = codecs.decode(
+                encoded.read_bytes(),
+                base,
+                max_target_length=job.length,
+                base_sha256=bytes.fromhex(job.base_sha256) if job.base_sha256 else None,
+            )
+        except codecs.BaseMismatchError as e:
+            raise StepFailed(
+                f"encoding refused: delta is for another base than the installed model ({e})"
+            ) from None
         except codecs.CodecError as e:
             raise StepFailed(f"encoding refused: {e}") from None
         except Exception as e:

@@ -29,6 +29,8 @@ from otawire.v1 import ota_pb2, ota_pb2_grpc
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# The status codes of a call the link broke (a cut, a reset, a deadline run out on a dead link).
+TRANSIENT_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"})
 
 
 class TransportError(Exception):
@@ -42,6 +44,11 @@ class TransportError(Exception):
         super().__init__(message)
         self.code = code
         self.unreachable = unreachable
+
+    @property
+    def transient(self) -> bool:
+        """The link broke under the call (not a refusal): it may work once the link is back."""
+        return self.code in TRANSIENT_CODES
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from modelpack.fsio import atomic_write_text
+from modelpack.fsio import atomic_write_bytes, atomic_write_text, fsync_dir
 from otawire import tls
 from vehicle_agent.fetcher import DIRECTOR_URL, METADATA_URL, TARGET_URL
 from vehicle_agent.manifest import InstalledImage, VersionManifest, sign_manifest
@@ -71,6 +71,43 @@ class TrustState:
     release_counters: dict[str, int] = field(default_factory=dict)
     manifest_counter: int = 0
     attacks: list[str] = field(default_factory=list)
+
+
+class DurableUpdater(Updater):
+    """python-tuf's ``Updater`` with durable local metadata.
+
+    python-tuf (7.0) persists ``timestamp.json``, ``snapshot.json``, ``targets.json`` and
+    ``root_history/N.root.json`` through a temporary file renamed into place without an
+    fsync, and repoints the ``root.json`` symlink by unlinking it first: after a power cut
+    a file can be there but empty (the rename reached the disk, the data did not), and an
+    empty root leaves the agent without a trust chain. Here every file goes through
+    ``modelpack.fsio.atomic_write_bytes`` (fsynced temporary file, rename, directory fsync),
+    an unchanged file is not rewritten (python-tuf rewrites the trusted root on every
+    start), and ``root.json`` is repointed by renaming a new symlink over it.
+    """
+
+    def _persist_file(self, filename: str, data: bytes) -> None:
+        try:
+            with open(filename, "rb") as f:
+                if f.read(len(data) + 1) == data:
+                    return
+        except OSError:
+            pass
+        atomic_write_bytes(Path(filename), data)
+        if Path(filename).parent != Path(self._dir):  # root_history/, perhaps just made
+            fsync_dir(Path(self._dir))
+
+    def _update_root_symlink(self) -> None:
+        link = os.path.join(self._dir, "root.json")
+        current = os.path.join("root_history", f"{self._trusted_set.root.version}.root.json")
+        if os.path.islink(link) and os.readlink(link) == current:
+            return
+        tmp = f"{link}.{os.getpid()}.tmp"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(current, tmp)
+        os.replace(tmp, link)
+        fsync_dir(Path(self._dir))
 
 
 class TrustedRepos:
@@ -129,7 +166,7 @@ class TrustedRepos:
 
     # -- metadata -----------------------------------------------------------------------------
     def updater(self, which: str, fetcher: FetcherInterface, target_dir: Path) -> Updater:
-        return Updater(
+        return DurableUpdater(
             metadata_dir=str(self.image_dir if which == "image" else self.director_dir),
             metadata_base_url=METADATA_URL if which == "image" else DIRECTOR_URL,
             target_base_url=TARGET_URL,
@@ -250,4 +287,4 @@ def _bootstrap(tuf_dir: Path, root: Path | None, how: str) -> None:
         return
     if root is None or not Path(root).exists():
         raise TrustError(f"no trusted root in {tuf_dir}: provision one with {how}", attack=False)
-    shutil.copyfile(root, tuf_dir / "root.json")
+    atomic_write_bytes(tuf_dir / "root.json", Path(root).read_bytes())

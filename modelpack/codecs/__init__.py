@@ -2,12 +2,15 @@
 delta and Deep Compression, in one self-describing container.
 
     blob = encode("tensordelta", new, base)      # header + payload
-    assert decode(blob, base) == new             # checks base, CRC, sha256
+    assert decode(blob, base) == new             # checks CRC, then sha256
     choices = best_encoding(new, {"1.0.0": old}) # smallest first
 
-Every ``decode`` checks, before the codec runs, that the base is the one the
-encoding was made against and that the payload is intact; after it runs, that
-the rebuilt bytes have the promised sha256 and length. Each failure is a
+Every ``decode`` checks, before the codec runs, that the payload is intact
+(and, given the digest the caller holds for the base, that it is the base
+the encoding was made against); after it runs, that the rebuilt bytes have
+the promised sha256 and length. The base itself is hashed only when the
+rebuild fails (a wrong or damaged base can never rebuild the target's
+sha256), so that the error says "wrong base". Each failure is a
 ``CodecError`` subclass whose message names what mismatched.
 """
 
@@ -26,6 +29,7 @@ from modelpack.codecs.container import (
     Header,
     TargetMismatchError,
     UnknownCodecError,
+    check_base,
     check_target,
     open_payload,
     read_header,
@@ -86,13 +90,22 @@ def encode(codec: str, new: bytes, base: bytes | None = None) -> bytes:
     return wrap(c.codec_id, c.encode(new, use_base), new, use_base)
 
 
-def decode(blob: bytes, base: bytes | None = None, max_target_length: int | None = None) -> bytes:
+def decode(
+    blob: bytes,
+    base: bytes | None = None,
+    max_target_length: int | None = None,
+    base_sha256: bytes | None = None,
+) -> bytes:
     """Rebuild the exact target bytes from an encoding, or raise ``CodecError``.
 
     ``max_target_length`` (e.g. the TUF-signed length) refuses an encoding
     that would rebuild more than that before anything is allocated.
+    ``base_sha256``: the digest of ``base`` the caller already holds; a delta
+    made against another base is refused before decoding. Either way the base
+    is hashed only if the rebuild fails, to tell a wrong base (a
+    ``BaseMismatchError``) from a damaged encoding.
     """
-    header, payload = open_payload(blob, base, max_target_length)
+    header, payload = open_payload(blob, base, max_target_length, base_sha256)
     codec = _BY_ID.get(header.codec_id)
     if codec is None:
         raise UnknownCodecError(
@@ -100,14 +113,22 @@ def decode(blob: bytes, base: bytes | None = None, max_target_length: int | None
         )
     use_base = base if header.base_sha256 is not None else None
     try:
-        rebuilt = codec.decode(payload, use_base, header.target_length)
-    except CodecError:
+        try:
+            rebuilt = codec.decode(payload, use_base, header.target_length)
+        except CodecError:
+            raise
+        except (ValueError, IndexError, OverflowError, MemoryError) as exc:
+            # Defence in depth: the codecs check their inputs, but a payload that
+            # passes its CRC and still trips a library must fail as corrupt.
+            raise CorruptEncodingError(f"{codec.name} payload could not be decoded: {exc}") from exc
+        check_target(header, rebuilt)
+    except Exception as exc:
+        # Not the target: a wrong base is the likeliest cause, and the one to name.
+        try:
+            check_base(header, use_base)
+        except BaseMismatchError as wrong:
+            raise wrong from exc
         raise
-    except (ValueError, IndexError, OverflowError, MemoryError) as exc:
-        # Defence in depth: the codecs check their inputs, but a payload that
-        # passes its CRC and still trips a library must fail as corrupt.
-        raise CorruptEncodingError(f"{codec.name} payload could not be decoded: {exc}") from exc
-    check_target(header, rebuilt)
     return rebuilt
 
 
@@ -170,8 +191,8 @@ def best_encoding(
         ("full", None, None),
         ("deepcompression", None, None),
     ]
-    for base_id, base in (bases or {}).items():
-        jobs += [("bytedelta", base_id, base), ("tensordelta", base_id, base)]
+    for bid, b in (bases or {}).items():
+        jobs += [("bytedelta", bid, b), ("tensordelta", bid, b)]
     for codec, base_id, base in jobs:
         if only is not None and codec not in only:
             continue

@@ -126,11 +126,19 @@ def read_header(blob: bytes) -> Header:
 
 
 def open_payload(
-    blob: bytes, base: bytes | None, max_target_length: int | None = None
+    blob: bytes,
+    base: bytes | None,
+    max_target_length: int | None = None,
+    base_sha256: bytes | None = None,
 ) -> tuple[Header, bytes]:
-    """Check the header against the given base and the payload against its
-    CRC; return the header and the payload. Raises a ``CodecError`` subclass
-    naming the mismatch."""
+    """Check the header and the payload against its CRC; return the header and
+    the payload. Raises a ``CodecError`` subclass naming the mismatch.
+
+    The base itself is not hashed here: a wrong or damaged base cannot
+    rebuild the target's sha256, so ``decode`` hashes it (``check_base``) only
+    when the rebuild fails, to say so. ``base_sha256``, a digest of ``base``
+    the caller already holds, refuses a delta made against another base
+    before any work."""
     header = read_header(blob)
     if max_target_length is not None and header.target_length > max_target_length:
         raise CorruptEncodingError(
@@ -141,11 +149,10 @@ def open_payload(
             raise BaseMismatchError(
                 f"encoding is a delta from base sha256 {header.base_sha256.hex()[:16]}…, but no base was given"
             )
-        got = sha256(base)
-        if got != header.base_sha256:
+        if base_sha256 is not None and base_sha256 != header.base_sha256:
             raise BaseMismatchError(
                 f"wrong base: encoding was made against sha256 {header.base_sha256.hex()[:16]}…, "
-                f"the given base is sha256 {got.hex()[:16]}… ({len(base)} bytes)"
+                f"the given base is sha256 {base_sha256.hex()[:16]}… (as the caller knows it)"
             )
     payload = blob[HEADER_SIZE:]
     if len(payload) != header.payload_length:
@@ -156,6 +163,19 @@ def open_payload(
     if zlib.crc32(payload) != header.payload_crc32:
         raise CorruptEncodingError("encoding payload corrupted: its CRC does not match the header")
     return header, payload
+
+
+def check_base(header: Header, base: bytes | None) -> None:
+    """Raise ``BaseMismatchError`` if ``base`` is not the one the encoding was
+    made against (hashes the whole base: the slow path, for diagnosis)."""
+    if header.base_sha256 is None or base is None:
+        return
+    got = sha256(base)
+    if got != header.base_sha256:
+        raise BaseMismatchError(
+            f"wrong base: encoding was made against sha256 {header.base_sha256.hex()[:16]}…, "
+            f"the given base is sha256 {got.hex()[:16]}… ({len(base)} bytes)"
+        )
 
 
 def check_target(header: Header, rebuilt: bytes) -> None:

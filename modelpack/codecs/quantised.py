@@ -9,6 +9,8 @@ source, the zero points and a residual stream of (nearly all) zeros travel.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from modelpack.codecs.container import CorruptEncodingError
@@ -82,7 +84,11 @@ def encode_quantised(
 
 
 def decode_quantised(
-    r: Reader, length: int, olds: list[bytes], what: str, decoded: list[bytes]
+    r: Reader,
+    length: int,
+    olds: Sequence[bytes | memoryview],
+    what: str,
+    decoded: Sequence[bytes | memoryview],
 ) -> bytes:
     old = olds[r.varint(f"{what} base tensor", len(olds) - 1)] if olds else None
     if old is None or len(old) != 4 * length:

@@ -94,8 +94,8 @@ def encode_model(new: bytes, base: bytes | None, stats: EncodeStats | None = Non
     for s in slots:
         data = new[s.offset : s.end]
         same = old_by_hash.get(hashlib.sha256(data).digest())
-        i = old_by_name.get(s.name)
-        old = OldTensor(i, olds[i], old_elem[i]) if i is not None else None
+        by_name = old_by_name.get(s.name)
+        old = OldTensor(by_name, olds[by_name], old_elem[by_name]) if by_name is not None else None
         mode, record = encode_tensor(data, s.elem_size, old, same)
         if same is None and old is None and s.data_type in (2, 3) and base is not None:
             quant = _quantised(s, slots, new, old_slots, base)
@@ -184,7 +184,7 @@ def decode_model(payload: bytes, base: bytes | None, target_length: int) -> byte
     view = memoryview(out)
     src = 0
     dst = 0
-    decoded: list[bytes] = []  # small tensors stay referable (quantisation scales)
+    decoded: list[bytes | memoryview] = []  # small tensors stay referable (quantisation scales)
     for k, (gap, length) in enumerate(pairs):
         view[dst : dst + gap] = skeleton[src : src + gap]
         src += gap

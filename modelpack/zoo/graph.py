@@ -9,6 +9,7 @@ names are fixed, and nothing time- or host-dependent goes into the model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -53,6 +54,7 @@ class GraphBuilder:
         b = self.add_initializer(f"{name}/bias", bias)
         kh, kw = int(weight.shape[2]), int(weight.shape[3])
         out = out or name
+        group_attr: dict[str, Any] = {"group": group} if group != 1 else {}
         self.nodes.append(
             helper.make_node(
                 "Conv",
@@ -62,7 +64,7 @@ class GraphBuilder:
                 kernel_shape=[kh, kw],
                 strides=[stride, stride],
                 pads=list(pads) if pads is not None else [pad, pad, pad, pad],
-                **({"group": group} if group != 1 else {}),
+                **group_attr,
             )
         )
         if relu:
@@ -83,7 +85,7 @@ class GraphBuilder:
         ceil: bool = True,
         pads: tuple[int, int, int, int] | None = None,
     ) -> str:
-        attrs: dict[str, object] = {
+        attrs: dict[str, Any] = {
             "kernel_shape": [kernel, kernel],
             "strides": [stride, stride],
             "ceil_mode": 1 if ceil else 0,
@@ -97,7 +99,7 @@ class GraphBuilder:
         self.nodes.append(helper.make_node("Concat", xs, [name], name=name, axis=1))
         return name
 
-    def op(self, op_type: str, name: str, inputs: list[str], **attrs: object) -> str:
+    def op(self, op_type: str, name: str, inputs: list[str], **attrs: Any) -> str:
         self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attrs))
         return name
 

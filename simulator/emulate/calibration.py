@@ -18,6 +18,7 @@ import statistics
 
 import numpy as np
 
+from otawire.constants import MESSAGE_BYTES
 from simulator.emulate.records import HEADER_BYTES, Calibration, ServedPackage, VehicleRun
 
 CALIB_RATE_MBIT = 0.5  # slow enough that the served package (~0.5 MB) flows for ~9 s
@@ -54,7 +55,7 @@ def _setup_s(sess: dict, rate: float, payload: int) -> float:  # type: ignore[ty
     """Time before the payload flowed: the first whole stream chunk, less its transfer time."""
     if sess.get("first_byte") is None:
         raise RuntimeError(f"calibration session delivered no payload chunk: {sess}")
-    return float(sess["first_byte"]) - float(sess["start"]) - min(262144, payload) / rate
+    return float(sess["first_byte"]) - float(sess["start"]) - min(MESSAGE_BYTES, payload) / rate
 
 
 def _split(times: dict[float, list[float]]) -> tuple[float, float]:

@@ -87,3 +87,76 @@ def test_wrong_target_hash_is_detected_after_rebuild() -> None:
     )
     with pytest.raises(codecs.TargetMismatchError, match="promised"):
         codecs.decode(forged.pack() + payload)
+
+
+def _count_hashes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Lengths of everything ``container.sha256`` hashes from now on."""
+    seen: list[int] = []
+    real = container.sha256
+
+    def counting(data: bytes) -> bytes:
+        seen.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(container, "sha256", counting)
+    return seen
+
+
+@pytest.mark.parametrize("codec", ["bytedelta", "tensordelta"])
+def test_right_base_is_not_hashed_only_the_rebuilt_target(
+    codec: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blob = codecs.encode(codec, NEW, OLD)
+    seen = _count_hashes(monkeypatch)
+    assert codecs.decode(blob, OLD) == NEW
+    assert seen == [len(NEW)]
+
+
+def test_base_digest_the_caller_holds_refuses_another_base_before_decoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    blob = codecs.encode("tensordelta", NEW, OLD)
+    ran: list[bool] = []
+    monkeypatch.setattr(
+        codecs.CODECS["tensordelta"], "decode", lambda *a: ran.append(True) or NEW, raising=False
+    )
+    seen = _count_hashes(monkeypatch)
+    other = container.sha256(NEW)
+    with pytest.raises(codecs.BaseMismatchError, match="wrong base") as err:
+        codecs.decode(blob, OLD, base_sha256=other)
+    assert other.hex()[:16] in str(err.value) and "as the caller knows it" in str(err.value)
+    assert not ran and seen == [len(NEW)]  # only the test's own hash: nothing decoded or hashed
+
+
+@pytest.mark.parametrize("where", ["tensor", "skeleton"])
+def test_damaged_base_under_the_right_digest_is_named_wrong_base(where: str) -> None:
+    """The caller's digest matches the header but the bytes it passes are damaged
+    (a flipped bit in the installed file): the rebuild misses the target's
+    sha256, and the base is hashed to say why."""
+    w = codebook_tensor(RNG, (32, 16, 3, 3))
+    old = model_bytes({"w": w, "b": RNG.normal(size=32).astype(np.float32)})
+    new = model_bytes({"w": w * 1.01, "b": RNG.normal(size=32).astype(np.float32)})
+    blob = codecs.encode("tensordelta", new, old)
+    damaged = bytearray(old)
+    damaged[len(old) // 2 if where == "tensor" else 3] ^= 0x10
+    with pytest.raises(codecs.BaseMismatchError, match="wrong base") as err:
+        codecs.decode(blob, bytes(damaged), base_sha256=container.sha256(old))
+    assert container.sha256(bytes(damaged)).hex()[:16] in str(err.value)
+    assert isinstance(err.value.__cause__, codecs.CodecError)  # what the rebuild itself hit
+
+
+def test_damaged_encoding_with_the_right_base_is_not_blamed_on_the_base() -> None:
+    # A forged target hash: the base is right, so the target mismatch stands.
+    good = codecs.encode("tensordelta", NEW, OLD)
+    header = codecs.read_header(good)
+    payload = good[container.HEADER_SIZE :]
+    forged = container.Header(
+        header.codec_id,
+        len(NEW),
+        container.sha256(OLD),
+        header.base_sha256,
+        len(payload),
+        header.payload_crc32,
+    )
+    with pytest.raises(codecs.TargetMismatchError, match="promised"):
+        codecs.decode(forged.pack() + payload, OLD)

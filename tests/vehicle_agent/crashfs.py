@@ -3,14 +3,15 @@ directory, then build every crash state that keeps only what was made durable.
 
 ``Recorder`` wraps the Python-level calls every writer here goes through (``open``,
 ``os.open``, ``os.replace``/``rename``, ``os.unlink``, ``os.mkdir``/``rmdir``,
-``os.fsync``), in this process, for paths under one root. An ``fsync`` of a file
+``os.symlink``, ``os.fsync``), in this process, for paths under one root. An ``fsync`` of a file
 snapshots its bytes (what is durable from then on); an ``fsync`` of a directory makes
 its entries durable. ``crash_states()`` then models a power cut after each operation:
 
 * file data: what the inode held at its last fsync; never fsynced: nothing (empty);
   a file that existed before recording keeps its old bytes unless a truncate of it
   reached the disk;
-* names (create, rename, unlink, mkdir) and truncates not yet made durable (by a
+* names (create, rename, unlink, mkdir, symlink: its target is part of its creation)
+  and truncates not yet made durable (by a
   fsync of their directory, resp. of the file) reached the disk or not: metadata is
   journalled in the order made, so any prefix of them may have, and every prefix is
   a state.
@@ -31,14 +32,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-Op = tuple  # ("link", dir, name, ino, is_dir) | ("rename", sdir, sname, ddir, dname, ino) |
+Op = tuple  # ("link", dir, name, ino, is_dir[, symlink target]) | ("rename", sdir, sname, ddir, dname, ino) |
 # ("unlink", dir, name) | ("truncate", ino) | ("fsync", ino, bytes) | ("dirsync", dir) | ("open_w", path)
+
+
+@dataclass(frozen=True)
+class Symlink:
+    target: str
+
+
+Content = bytes | Symlink | None  # a file's bytes, a symbolic link, a directory
 
 
 @dataclass
 class Baseline:
     names: dict[str, dict[str, int]] = field(default_factory=dict)  # dir -> name -> inode
-    data: dict[int, bytes] = field(default_factory=dict)
+    data: dict[int, bytes | Symlink] = field(default_factory=dict)
     dirs: set[int] = field(default_factory=set)
 
 
@@ -51,6 +60,8 @@ def snapshot(root: Path) -> Baseline:
             b.names[d][n] = st.st_ino
             if stat.S_ISDIR(st.st_mode):
                 b.dirs.add(st.st_ino)
+            elif stat.S_ISLNK(st.st_mode):
+                b.data[st.st_ino] = Symlink(os.readlink(os.path.join(d, n)))
             else:
                 with open(os.path.join(d, n), "rb") as f:
                     b.data[st.st_ino] = f.read()
@@ -71,9 +82,13 @@ class Recorder:
         if isinstance(path, int) or path is None:
             return None
         try:
-            p = os.path.realpath(os.fspath(path))
+            p = os.fspath(path)
         except TypeError:
             return None
+        if isinstance(p, bytes):
+            return None
+        # The directory resolved, not the name: an unlink or rename of a symlink is of the link.
+        p = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(p))), os.path.basename(p))
         return p if p == self.root or p.startswith(self.root + os.sep) else None
 
     def _add(self, op: Op) -> None:
@@ -84,7 +99,17 @@ class Recorder:
         self.baseline = snapshot(Path(self.root))
         real = {
             name: getattr(os, name)
-            for name in ("open", "replace", "rename", "unlink", "remove", "mkdir", "rmdir", "fsync")
+            for name in (
+                "open",
+                "replace",
+                "rename",
+                "unlink",
+                "remove",
+                "mkdir",
+                "rmdir",
+                "symlink",
+                "fsync",
+            )
         }
         real_open = io.open
         rec = self
@@ -154,6 +179,13 @@ class Recorder:
                     ("link", os.path.dirname(p), os.path.basename(p), os.lstat(p).st_ino, True)
                 )
 
+        def symlink_(src, dst, *a, **kw):
+            p = rec._mine(dst)
+            real["symlink"](src, dst, *a, **kw)
+            if p:
+                ino = os.lstat(p).st_ino
+                rec._add(("link", os.path.dirname(p), os.path.basename(p), ino, False, src))
+
         def fsync_(fd):
             real["fsync"](fd)
             try:
@@ -179,6 +211,7 @@ class Recorder:
             (os, "remove"): unlink_("remove"),
             (os, "mkdir"): mkdir_,
             (os, "rmdir"): unlink_("rmdir"),
+            (os, "symlink"): symlink_,
             (os, "fsync"): fsync_,
         }
         for (mod, name), fn in patches.items():
@@ -192,9 +225,9 @@ class Recorder:
         self._saved.clear()
 
     # -- crash states --------------------------------------------------------------------
-    def crash_states(self) -> Iterator[tuple[int, int, dict[str, bytes | None]]]:
+    def crash_states(self) -> Iterator[tuple[int, int, dict[str, Content]]]:
         """(crash point, metadata prefix, tree) for every distinct state; a tree maps each
-        path relative to the root to its bytes (None: a directory)."""
+        path relative to the root to its bytes (None: a directory; a Symlink)."""
         seen: set[str] = set()
         at = _durable_at(self.ops)
         for k in range(len(self.ops) + 1):
@@ -205,7 +238,7 @@ class Recorder:
                 key = hashlib.sha256(
                     repr(
                         sorted(
-                            (n, hashlib.sha256(b).hexdigest() if b is not None else "d")
+                            (n, hashlib.sha256(b).hexdigest() if isinstance(b, bytes) else repr(b))
                             for n, b in tree.items()
                         )
                     ).encode()
@@ -216,11 +249,11 @@ class Recorder:
 
     def _tree(
         self, done: list[Op], applied: set[int], at: list[float], k: int
-    ) -> dict[str, bytes | None]:
+    ) -> dict[str, Content]:
         names = {d: dict(n) for d, n in self.baseline.names.items()}
         dirs = set(self.baseline.dirs)
         truncated: set[int] = set()
-        data: dict[int, bytes] = dict(self.baseline.data)
+        data: dict[int, bytes | Symlink] = dict(self.baseline.data)
         for j, op in enumerate(done):
             kind = op[0]
             if kind == "fsync":
@@ -231,6 +264,8 @@ class Recorder:
                 continue
             if kind == "link":
                 names.setdefault(op[1], {})[op[2]] = op[3]
+                if len(op) > 5:
+                    data[op[3]] = Symlink(op[5])
                 if op[4]:
                     dirs.add(op[3])
                     names.setdefault(os.path.join(op[1], op[2]), {})
@@ -241,7 +276,7 @@ class Recorder:
                 names.setdefault(op[1], {}).pop(op[2], None)
             elif kind == "truncate":
                 truncated.add(op[1])
-        out: dict[str, bytes | None] = {}
+        out: dict[str, Content] = {}
 
         def walk(d: str, rel: str) -> None:
             for n, ino in sorted(names.get(d, {}).items()):
@@ -285,12 +320,15 @@ def _durable_at(ops: list[Op]) -> list[float]:
     return out
 
 
-def materialize(tree: dict[str, bytes | None], dest: Path) -> None:
+def materialize(tree: dict[str, Content], dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     for rel, content in sorted(tree.items()):
         p = dest / rel
         if content is None:
             p.mkdir(parents=True, exist_ok=True)
+        elif isinstance(content, Symlink):
+            p.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(content.target, p)
         else:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(content)

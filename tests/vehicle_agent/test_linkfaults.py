@@ -11,6 +11,7 @@ import pytest
 
 from testkit.faultlink import FaultyLink
 from testkit.helpers import publish_released
+from testkit.variants import successor
 from vehicle_agent.agent import VehicleAgent
 from vehicle_agent.download import RetryPolicy
 from vehicle_agent.transport import TransportConfig
@@ -141,3 +142,65 @@ def test_encoded_download_resumes_across_drops_and_is_rebuilt_exactly(
     offsets = [d.offset for d in reads]  # resumed each time where the bytes on disk ended
     assert len(reads) > 2 and offsets[0] == 0 and offsets == sorted(offsets) and offsets[-1] > 0
     assert served_sha(agent) == sha
+
+
+@pytest.mark.parametrize("cut_checkins", [1, 2])
+def test_cut_during_checkin_keeps_the_delta_not_the_full_model(
+    registry_server, squeezenet_bytes, tmp_path, cut_checkins
+) -> None:
+    """The link goes down while the check-in (the download offers) is in flight: the agent asks
+    again once the link is back (1) or waits for the next check-in (2), and fetches the delta;
+    a transient error is no reason to fetch the full 5 MB model."""
+    reg = registry_server.registry
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
+    with FaultyLink(registry_server.address) as link:
+        agent = agent_via(link, registry_server, tmp_path)
+        install_through(agent)  # the base, over an intact link
+        sha = publish_released(reg, NAME, "1.0.1", successor(squeezenet_bytes, 1)).sha256
+        real_check, cuts = agent.client.check, iter(range(cut_checkins))
+
+        def check_in_a_cut(req):  # type: ignore[no-untyped-def]
+            if next(cuts, None) is None:
+                return real_check(req)
+            link.cut()
+            try:
+                return real_check(req)
+            finally:
+                link.restore()
+
+        agent.client.check = check_in_a_cut  # type: ignore[method-assign]
+        before, reads = link.stats.bytes_down, len(reg.downloads)
+        seen = install_through(agent, cycles=3)
+        received = link.stats.bytes_down - before
+        agent.close()
+
+    assert link.stats.refused > 0 and next(cuts, None) is None  # the cuts happened
+    *waited, installed = seen
+    assert len(waited) == cut_checkins - 1
+    assert all("waiting for the next check-in" in o.reason for o in waited)
+    assert installed.encoding == "tensordelta" and installed.bytes_discarded == 0
+    assert not [d for d in list(reg.downloads)[reads:] if d.kind == "target"]  # no full model
+    # Metadata and TLS besides the delta; the full model would be 5 MB, its fallback 0.5 MB.
+    assert received < installed.bytes_downloaded + 150_000, (received, installed.bytes_downloaded)
+    assert served_sha(agent) == sha
+
+
+def test_a_drop_loses_at_most_the_stream_message_in_flight(
+    registry_server, squeezenet_bytes, tmp_path
+) -> None:
+    """The registry streams 32 KiB messages: a link that drops every 100 KiB keeps all but the
+    message in flight each time, so every request makes progress (with 256 KiB messages the
+    first ones delivered nothing and the agent had to shrink its requests first)."""
+    reg = registry_server.registry
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
+    with FaultyLink(registry_server.address, drop_every=100 * 1024) as link:
+        agent = agent_via(link, registry_server, tmp_path)
+        [*_, installed] = install_through(agent)
+        agent.close()
+
+    assert installed.encoding == "deepcompression" and link.stats.drops >= 5
+    offsets = [d.offset for d in reg.downloads if d.kind == "encoding"]
+    assert offsets[0] == 0 and all(b > a for a, b in itertools.pairwise(offsets)), offsets
+    # Lost per drop: at most one message, plus each new connection's TLS handshake.
+    lost = link.stats.bytes_down - installed.bytes_downloaded
+    assert lost < link.stats.drops * (32 + 12) * 1024 + 50_000, (lost, link.stats.drops)
