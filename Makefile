@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: demo test install protos clean lint
 
 # What `make lint` checks: ruff (check + format) on the whole tree; mypy on every installed
-# package (testkit, bench and tests are not type-checked).
+# package and on testkit (bench and tests are not type-checked yet).
 LINT_PATHS ?= .
-TYPE_PATHS ?= server otawire ota vehicle_agent modelpack simulator
+TYPE_PATHS ?= server otawire ota vehicle_agent modelpack simulator testkit
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "squeeze-ota needs Python >= 3.11"'
