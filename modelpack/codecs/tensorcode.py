@@ -248,7 +248,7 @@ def _decode_codebook(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
         idx = decode_stream(r, n, f"{what} indices")
         if idx.size != n or (n and int(idx.max()) >= k):
             raise CorruptEncodingError(f"{what}: index stream does not fit the codebook")
-        return values[idx]
+        return values.take(idx)
     if layout not in (1, BITMAP, KERNEL9):
         raise CorruptEncodingError(f"{what}: unknown index layout {layout}")
     n_nz = r.varint(f"{what} non-zero count", n)
@@ -261,7 +261,7 @@ def _decode_codebook(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
     out = np.zeros(n, dtype=WORD[elem])  # index 0 is the all-zero pattern
     if values[0] != 0:
         raise CorruptEncodingError(f"{what}: sparse layout needs a zero codebook entry")
-    out[pos] = values[idx.astype(np.int64) + 1]
+    out[pos] = values[1:].take(idx)
     return out
 
 
