@@ -97,10 +97,13 @@ def transfer(
     ]
     if not parts:
         return TransferResult(
-            *(
-                np.zeros(0, dtype=np.int64 if f in ("sessions", "windows") else np.float64)
-                for f in _FIELDS
-            )
+            done=np.zeros(0),
+            nbytes=np.zeros(0),
+            sessions=np.zeros(0, dtype=np.int64),
+            windows=np.zeros(0, dtype=np.int64),
+            cost=np.zeros(0),
+            cell_bytes=np.zeros(0),
+            contact=np.zeros(0),
         )
     return TransferResult.concat(parts)
 

@@ -55,17 +55,19 @@ def encode_stream(symbols: np.ndarray) -> bytes:
 
 
 def decode_stream(r: Reader, limit: int, what: str) -> np.ndarray:
-    """Read one stream of at most ``limit`` symbols from ``r``."""
+    """Read one stream of at most ``limit`` symbols from ``r``. The array is
+    read-only unless constant: a view of the payload or of zstd's output,
+    not a copy (every caller only reads it, or copies it as it converts)."""
     n = r.varint(f"{what} length", limit)
     method = r.u8(f"{what} method")
     if method == _CONST:
         value = r.u8(f"{what} constant")
         return np.full(n, value, dtype=np.uint8)
-    body = r.blob(f"{what} body")
+    body = r.blob_view(f"{what} body")
     if method == _RAW:
         if len(body) != n:
             raise CorruptEncodingError(f"{what}: raw stream of {len(body)} bytes, expected {n}")
-        return np.frombuffer(body, dtype=np.uint8).copy()
+        return np.frombuffer(body, dtype=np.uint8)
     if method == _ZSTD:
         try:
             out = zstandard.ZstdDecompressor().decompress(body, max_output_size=n)
@@ -73,7 +75,7 @@ def decode_stream(r: Reader, limit: int, what: str) -> np.ndarray:
             raise CorruptEncodingError(f"{what}: zstd stream damaged ({exc})") from exc
         if len(out) != n:
             raise CorruptEncodingError(f"{what}: zstd stream gave {len(out)} bytes, expected {n}")
-        return np.frombuffer(out, dtype=np.uint8).copy()
+        return np.frombuffer(out, dtype=np.uint8)
     if method == _LEGACY_RANS:
         raise CorruptEncodingError(
             f"{what}: stream coded by the retired constriction rANS coder; re-encode the version "

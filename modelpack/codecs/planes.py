@@ -173,30 +173,41 @@ def decode_planes(
         return out
     if layout != _BASE_MASK or old is None:
         raise CorruptEncodingError(f"{what}: unknown plane layout {layout}")
-    # Boolean masks, not position lists: no flatnonzero pass over the base.
-    support = old != 0
-    n_support = int(np.count_nonzero(support))
+    # Positions, not boolean masks: numpy's boolean-mask assignment runs
+    # several times slower on a pruned tensor's scattered non-zeros than
+    # flatnonzero of a bool array plus an index assignment (all SUB records
+    # of a dense fine-tune of SqueezeNet: 6.1 vs 1.9 ms), and flatnonzero of
+    # the words themselves is as slow as the mask assignment.
+    support = np.flatnonzero(old != 0)
+    n_support = support.size
     flags = decode_stream(r, n_support, f"{what} change flags")
     if flags.size != n_support or (flags.size and int(flags.max()) > 1):
         raise CorruptEncodingError(f"{what}: change flags do not fit the base tensor")
     changed = flags.view(bool)
     n_changed = int(np.count_nonzero(changed))
     values = decode_plain_planes(r, n_changed, elem, what)
-    if n_changed == n_support:
-        out[support] = values
-    else:
-        inner = np.zeros(n_support, dtype=WORD[elem])
-        inner[changed] = values
-        out[support] = inner
+    out[support if n_changed == n_support else support[np.flatnonzero(changed)]] = values
     return out
+
+
+def xor_onto(base: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``base ^ d``, in ``d``."""
+    np.bitwise_xor(d, base, out=d)
+    return d
+
+
+def add_unzigzag_onto(base: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """``base + unzigzag(z)`` (wrapping), in ``z``, with one temporary."""
+    one = z.dtype.type(1)
+    sign = z & one
+    np.negative(sign, out=sign)  # all ones where odd: unsigned negation wraps
+    z >>= one
+    z ^= sign
+    z += base
+    return z
 
 
 def zigzag(d: np.ndarray, elem: int) -> np.ndarray:
     bits = 8 * elem
     signed = d.view(d.dtype.str.replace("u", "i"))
     return ((d << d.dtype.type(1)) ^ (signed >> (bits - 1)).view(d.dtype)).astype(d.dtype)
-
-
-def unzigzag(z: np.ndarray) -> np.ndarray:
-    one = z.dtype.type(1)
-    return (z >> one) ^ (np.zeros_like(z) - (z & one))

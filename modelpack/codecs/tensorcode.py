@@ -45,6 +45,7 @@ from modelpack.codecs.planes import (
     BITMAP,
     KERNEL9,
     WORD,
+    add_unzigzag_onto,
     as_words,
     decode_gaps,
     decode_mask,
@@ -52,7 +53,7 @@ from modelpack.codecs.planes import (
     encode_gaps,
     encode_mask,
     encode_planes,
-    unzigzag,
+    xor_onto,
     zigzag,
 )
 from modelpack.codecs.quantised import QUANT, decode_quantised
@@ -134,7 +135,8 @@ def _remap_words(words: np.ndarray, remap: Callable[[np.ndarray], np.ndarray]) -
     present = np.flatnonzero((table >> np.uint32(16)) == _KEYS)
     if present.size > MAX_CODEBOOK:
         return None
-    miss = table[keys] != words
+    # take(), not table[keys]: the same gather, measured ~1.6x faster.
+    miss = table.take(keys) != words
     values = table[present]
     if miss.any():
         shared = words[miss]
@@ -143,7 +145,7 @@ def _remap_words(words: np.ndarray, remap: Callable[[np.ndarray], np.ndarray]) -
             return None
     new = remap(values)
     table[present] = new[np.searchsorted(values, table[present])]
-    out = table[keys]
+    out = table.take(keys)
     if miss.any():
         out[miss] = new[np.searchsorted(values, shared)]
     return out
@@ -352,6 +354,11 @@ def encode_tensor(
     return min(candidates, key=lambda c: len(c[1]))
 
 
+def _byte_view(words: np.ndarray) -> memoryview:
+    """A decoded tensor's bytes without copying them out of its array."""
+    return np.ascontiguousarray(words).reshape(-1).view(np.uint8).data
+
+
 def decode_tensor(
     r: Reader,
     length: int,
@@ -384,15 +391,14 @@ def decode_tensor(
         raise CorruptEncodingError(f"{what}: element size {elem} does not divide {length} bytes")
     n = length // elem
     if mode == PLANES:
-        return decode_planes(r, n, elem, what).tobytes()
+        return _byte_view(decode_planes(r, n, elem, what))
     if mode == CODEBOOK:
-        return _decode_codebook(r, n, elem, what).tobytes()
+        return _byte_view(_decode_codebook(r, n, elem, what))
     assert old is not None
     old_words = as_words(old, elem)
-    if mode == XOR:
-        return (old_words ^ decode_planes(r, n, elem, what, old_words)).tobytes()
-    if mode == SUB:
-        return (old_words + unzigzag(decode_planes(r, n, elem, what, old_words))).tobytes()
+    if mode in (XOR, SUB):
+        combine = xor_onto if mode == XOR else add_unzigzag_onto
+        return _byte_view(combine(old_words, decode_planes(r, n, elem, what, old_words)))
     if mode == CODEBOOK_PREDICT:
         values = _read_codebook(r, elem, what)
         pred = _predicted_indices(old_words, values, elem)
@@ -407,7 +413,7 @@ def decode_tensor(
             raise CorruptEncodingError(f"{what}: index residual counts do not fit the base tensor")
         res[zero] = res_zero
         res[~zero] = res_rest
-        return values[(pred + res) % values.size].tobytes()
+        return _byte_view(values[(pred + res) % values.size])
     raw = decode_stream(r, MAX_CODEBOOK * elem, f"{what} codebook map")
 
     def remap(values: np.ndarray) -> np.ndarray:
@@ -420,4 +426,4 @@ def decode_tensor(
     mapped = _remap_words(old_words, remap)
     if mapped is None:
         raise CorruptEncodingError(f"{what}: base tensor has more than {MAX_CODEBOOK} values")
-    return mapped.tobytes()
+    return _byte_view(mapped)

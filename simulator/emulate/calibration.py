@@ -15,6 +15,7 @@ the cut give the shaper's drain).
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 import numpy as np
 
@@ -45,13 +46,13 @@ def calibration_vehicles(package: str, model_bytes: int) -> tuple[list[VehicleRu
     return out, [0, 1, 0, 1]
 
 
-def _session_bytes(sess: dict) -> int:  # type: ignore[type-arg]
+def _session_bytes(sess: dict[str, Any]) -> int:
     b0, p0 = sess["rx_start"]
     b1, p1 = sess["rx_end"]
     return (b1 - b0) - HEADER_BYTES * (p1 - p0)
 
 
-def _setup_s(sess: dict, rate: float, payload: int) -> float:  # type: ignore[type-arg]
+def _setup_s(sess: dict[str, Any], rate: float, payload: int) -> float:
     """Time before the payload flowed: the first whole stream chunk, less its transfer time."""
     if sess.get("first_byte") is None:
         raise RuntimeError(f"calibration session delivered no payload chunk: {sess}")

@@ -32,6 +32,7 @@ from testkit.helpers import publish_released, with_provenance
 from tests.conftest import vehicle_identity
 from tests.security.conftest import MODEL, Scene, assert_refused
 from vehicle_agent.agent import AgentConfig, VehicleAgent
+from vehicle_agent.download import RetryPolicy
 from vehicle_agent.transport import RegistryClient, TransportConfig
 
 _JSON = JSONSerializer(compact=True)
@@ -194,6 +195,10 @@ def test_partial_bundle(scene: Scene, running: VehicleAgent, successor_bytes: by
     file; once the link is honest again the download resumes at the cut."""
     _full_only(scene)
     half = len(successor_bytes) // 2
+    # Every one of the default policy's tries is made and refused, with pauses of milliseconds
+    # instead of the default backoff's 30-60 s in all (the backoff is not what this test checks).
+    running.fetcher.retry = RetryPolicy(base_s=0.01, cap_s=0.05)
+    assert running.fetcher.retry.attempts == RetryPolicy().attempts
 
     def cut(req, context, honest):
         if not _is_target(req, context):
