@@ -125,7 +125,10 @@ def _remap_words(words: np.ndarray, remap: Callable[[np.ndarray], np.ndarray]) -
     with another value (close codebook entries) are looked up apart.
     ``remap`` runs once, on the sorted values."""
     if words.dtype.itemsize != 4 or words.size <= 4096:
-        values, inverse = _small_unique(words)
+        # Small or not 32-bit: np.unique's own inverse beats both the table
+        # and _small_unique's search here (0.39 vs 0.66 ms for the 7 small
+        # SqueezeNet layers).
+        values, inverse = np.unique(words, return_inverse=True)
         if values.size > MAX_CODEBOOK:
             return None
         return remap(values)[inverse.reshape(-1)]
