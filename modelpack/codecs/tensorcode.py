@@ -135,7 +135,7 @@ def _remap_words(words: np.ndarray, remap: Callable[[np.ndarray], np.ndarray]) -
     keys = (words >> np.uint32(16)).astype(np.intp)
     table = _FREE.copy()
     table[keys] = words
-    present = np.flatnonzero((table >> np.uint32(16)) == _KEYS)
+    present = np.flatnonzero(table != _FREE)  # a written bucket's high half is its index
     if present.size > MAX_CODEBOOK:
         return None
     # take(), not table[keys]: the same gather, measured ~1.6x faster.
