@@ -15,7 +15,7 @@ import numpy as np
 import zstandard
 
 from modelpack.codecs.container import CorruptEncodingError
-from modelpack.codecs.entropy import decode_stream, encode_stream
+from modelpack.codecs.entropy import decode_stream, decompressor, encode_stream
 from modelpack.codecs.wire import Reader, Writer
 
 # Element size -> the little-endian unsigned word of that size (all dtypes, so
@@ -66,7 +66,7 @@ def decode_gaps(r: Reader, count: int, n: int, what: str) -> np.ndarray:
     gaps = decode_stream(r, count, f"{what} gaps").astype(np.int64)
     extra_z = r.blob(f"{what} long gaps")
     try:
-        extra = zstandard.ZstdDecompressor().decompress(extra_z, max_output_size=10 * count + 16)
+        extra = decompressor().decompress(extra_z, max_output_size=10 * count + 16)
     except zstandard.ZstdError as exc:
         raise CorruptEncodingError(f"{what}: long-gap stream damaged ({exc})") from exc
     er = Reader(extra, f"{what} long gaps")
@@ -107,7 +107,7 @@ def decode_mask(r: Reader, layout: int, count: int, n: int, what: str) -> np.nda
             raise CorruptEncodingError(
                 f"{what}: mask of {packed.size} bytes, expected {(n + 7) // 8}"
             )
-        mask = np.unpackbits(packed)[:n].astype(bool)
+        mask = np.unpackbits(packed, count=n).view(bool)  # 0/1 bytes: a bool view, no cast
     else:
         if n % 9:
             raise CorruptEncodingError(
@@ -117,10 +117,11 @@ def decode_mask(r: Reader, layout: int, count: int, n: int, what: str) -> np.nda
         hi = decode_stream(r, (n // 9 + 7) // 8, f"{what} kernel 9th bits")
         if lo.size != n // 9 or hi.size != (n // 9 + 7) // 8:
             raise CorruptEncodingError(f"{what}: kernel mask streams do not fit {n} elements")
-        mask = np.empty((n // 9, 9), dtype=bool)
-        mask[:, :8] = np.unpackbits(lo.reshape(-1, 1), axis=1, bitorder="little").astype(bool)
-        mask[:, 8] = np.unpackbits(hi)[: n // 9].astype(bool)
-        mask = mask.reshape(-1)
+        m = n // 9
+        bits = np.empty((m, 9), dtype=np.uint8)
+        bits[:, :8] = np.unpackbits(lo, bitorder="little").reshape(m, 8)
+        bits[:, 8] = np.unpackbits(hi, count=m)
+        mask = bits.reshape(-1).view(bool)
     pos = np.flatnonzero(mask)
     if pos.size != count:
         raise CorruptEncodingError(f"{what}: mask has {pos.size} set bits, expected {count}")

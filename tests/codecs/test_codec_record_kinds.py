@@ -141,3 +141,16 @@ def test_decoders_quantised_prediction_is_the_encoders_mod_256(signed: bool, cha
     zp = RNG.integers(-128 if signed else 0, 128 if signed else 256, channels).astype(np.int16)
     want = (_quant_predict(old, scale, zp, signed) % 256).astype(np.uint8)
     assert np.array_equal(_quant_predict_bytes(old, scale, zp, signed), want)
+
+
+def test_the_shared_zstd_decompressor_recovers_after_a_damaged_stream() -> None:
+    from modelpack.codecs.entropy import decode_stream, encode_stream
+
+    symbols = (np.arange(5000) % 7).astype(np.uint8)
+    good = encode_stream(symbols)
+    magic = good.index(b"\x28\xb5\x2f\xfd")  # the zstd frame's start
+    bad = bytearray(good)
+    bad[magic] ^= 0xFF
+    with pytest.raises(CorruptEncodingError, match="zstd stream"):
+        decode_stream(Reader(bytes(bad)), symbols.size, "s")
+    assert np.array_equal(decode_stream(Reader(good), symbols.size, "s"), symbols)
