@@ -401,7 +401,7 @@ def decode_tensor(
     old_words = as_words(old, elem)
     if mode in (XOR, SUB):
         combine = xor_onto if mode == XOR else add_unzigzag_onto
-        return _byte_view(combine(old_words, decode_planes(r, n, elem, what, old_words)))
+        return _byte_view(decode_planes(r, n, elem, what, old_words, combine))
     if mode == CODEBOOK_PREDICT:
         values = _read_codebook(r, elem, what)
         pred = _predicted_indices(old_words, values, elem)
