@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test install protos clean lint
 
-# What `make lint` checks: ruff (check + format) on the whole tree; mypy on every installed
-# package and on testkit (bench and tests are not type-checked yet).
+# What `make lint` checks: ruff (check + format) on the whole tree; mypy on every package,
+# testkit and bench (tests/ is not type-checked).
 LINT_PATHS ?= .
-TYPE_PATHS ?= server otawire ota vehicle_agent modelpack simulator testkit
+TYPE_PATHS ?= server otawire ota vehicle_agent modelpack simulator testkit bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "squeeze-ota needs Python >= 3.11"'

@@ -207,6 +207,13 @@ class Protocol:
     retry_base_s: float = 0.5
     retry_factor: float = 2.0
     retry_cap_s: float = 30.0
+    # A retry while the link is down waits for it: gRPC dials at once, then after backoffs
+    # from 0.1 s growing x1.6 up to 5 s (vehicle_agent.transport.RECONNECT_BACKOFF_MS,
+    # gRPC's multiplier), until the stall watchdog (TransportConfig.stall_timeout_s) fires.
+    stall_timeout_s: float = 15.0
+    reconnect_base_s: float = 0.1
+    reconnect_factor: float = 1.6
+    reconnect_cap_s: float = 5.0
     # A download resumes from the last whole message of the registry's Download
     # stream (otawire.constants.MESSAGE_BYTES): the part of one in flight at a cut is lost.
     resume_chunk_bytes: int = MESSAGE_BYTES

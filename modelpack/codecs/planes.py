@@ -9,13 +9,14 @@ as a gap stream, or taken from the base tensor's non-zero pattern.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import zstandard
 
 from modelpack.codecs.container import CorruptEncodingError
-from modelpack.codecs.entropy import decode_stream, encode_stream
+from modelpack.codecs.entropy import decode_stream, decompressor, encode_stream
 from modelpack.codecs.wire import Reader, Writer
 
 # Element size -> the little-endian unsigned word of that size (all dtypes, so
@@ -66,7 +67,7 @@ def decode_gaps(r: Reader, count: int, n: int, what: str) -> np.ndarray:
     gaps = decode_stream(r, count, f"{what} gaps").astype(np.int64)
     extra_z = r.blob(f"{what} long gaps")
     try:
-        extra = zstandard.ZstdDecompressor().decompress(extra_z, max_output_size=10 * count + 16)
+        extra = decompressor().decompress(extra_z, max_output_size=10 * count + 16)
     except zstandard.ZstdError as exc:
         raise CorruptEncodingError(f"{what}: long-gap stream damaged ({exc})") from exc
     er = Reader(extra, f"{what} long gaps")
@@ -107,7 +108,7 @@ def decode_mask(r: Reader, layout: int, count: int, n: int, what: str) -> np.nda
             raise CorruptEncodingError(
                 f"{what}: mask of {packed.size} bytes, expected {(n + 7) // 8}"
             )
-        mask = np.unpackbits(packed)[:n].astype(bool)
+        mask = np.unpackbits(packed, count=n).view(bool)  # 0/1 bytes: a bool view, no cast
     else:
         if n % 9:
             raise CorruptEncodingError(
@@ -117,10 +118,11 @@ def decode_mask(r: Reader, layout: int, count: int, n: int, what: str) -> np.nda
         hi = decode_stream(r, (n // 9 + 7) // 8, f"{what} kernel 9th bits")
         if lo.size != n // 9 or hi.size != (n // 9 + 7) // 8:
             raise CorruptEncodingError(f"{what}: kernel mask streams do not fit {n} elements")
-        mask = np.empty((n // 9, 9), dtype=bool)
-        mask[:, :8] = np.unpackbits(lo.reshape(-1, 1), axis=1, bitorder="little").astype(bool)
-        mask[:, 8] = np.unpackbits(hi)[: n // 9].astype(bool)
-        mask = mask.reshape(-1)
+        m = n // 9
+        bits = np.empty((m, 9), dtype=np.uint8)
+        bits[:, :8] = np.unpackbits(lo, bitorder="little").reshape(m, 8)
+        bits[:, 8] = np.unpackbits(hi, count=m)
+        mask = bits.reshape(-1).view(bool)
     pos = np.flatnonzero(mask)
     if pos.size != count:
         raise CorruptEncodingError(f"{what}: mask has {pos.size} set bits, expected {count}")
@@ -160,17 +162,36 @@ def encode_planes(words: np.ndarray, elem: int, w: Writer, old: np.ndarray | Non
 
 
 def decode_planes(
-    r: Reader, n: int, elem: int, what: str, old: np.ndarray | None = None
+    r: Reader,
+    n: int,
+    elem: int,
+    what: str,
+    old: np.ndarray | None = None,
+    combine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
+    """The words a plane record codes; with ``combine`` (a delta record),
+    ``combine(old, those words)`` instead, computed only where they are
+    non-zero and ``old`` elsewhere (``combine(o, 0)`` is ``o``): no full-size
+    zero array to scatter into, no full-size temporaries. ``combine`` may
+    overwrite its second argument."""
     layout = r.u8(f"{what} plane layout")
     if layout == _DENSE:
-        return decode_plain_planes(r, n, elem, what)
-    out = np.zeros(n, dtype=WORD[elem])
+        d = decode_plain_planes(r, n, elem, what)
+        return d if combine is None or old is None else combine(old, d)
+
+    def place(pos: np.ndarray, values: np.ndarray) -> np.ndarray:
+        if combine is None or old is None:
+            out = np.zeros(n, dtype=WORD[elem])
+            out[pos] = values
+            return out
+        out = old.copy()
+        out[pos] = combine(old.take(pos), values)
+        return out
+
     if layout == _SPARSE:
         count = r.varint(f"{what} non-zero count", n)
         pos = decode_gaps(r, count, n, what)
-        out[pos] = decode_plain_planes(r, pos.size, elem, what)
-        return out
+        return place(pos, decode_plain_planes(r, pos.size, elem, what))
     if layout != _BASE_MASK or old is None:
         raise CorruptEncodingError(f"{what}: unknown plane layout {layout}")
     # Positions, not boolean masks: numpy's boolean-mask assignment runs
@@ -186,8 +207,7 @@ def decode_planes(
     changed = flags.view(bool)
     n_changed = int(np.count_nonzero(changed))
     values = decode_plain_planes(r, n_changed, elem, what)
-    out[support if n_changed == n_support else support[np.flatnonzero(changed)]] = values
-    return out
+    return place(support if n_changed == n_support else support[np.flatnonzero(changed)], values)
 
 
 def xor_onto(base: np.ndarray, d: np.ndarray) -> np.ndarray:

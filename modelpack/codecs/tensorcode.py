@@ -125,17 +125,21 @@ def _remap_words(words: np.ndarray, remap: Callable[[np.ndarray], np.ndarray]) -
     with another value (close codebook entries) are looked up apart.
     ``remap`` runs once, on the sorted values."""
     if words.dtype.itemsize != 4 or words.size <= 4096:
-        values, inverse = _small_unique(words)
+        # Small or not 32-bit: np.unique's own inverse beats both the table
+        # and _small_unique's search here (0.39 vs 0.66 ms for the 7 small
+        # SqueezeNet layers).
+        values, inverse = np.unique(words, return_inverse=True)
         if values.size > MAX_CODEBOOK:
             return None
         return remap(values)[inverse.reshape(-1)]
     keys = (words >> np.uint32(16)).astype(np.intp)
     table = _FREE.copy()
     table[keys] = words
-    present = np.flatnonzero((table >> np.uint32(16)) == _KEYS)
+    present = np.flatnonzero(table != _FREE)  # a written bucket's high half is its index
     if present.size > MAX_CODEBOOK:
         return None
-    miss = table[keys] != words
+    # take(), not table[keys]: the same gather, measured ~1.6x faster.
+    miss = table.take(keys) != words
     values = table[present]
     if miss.any():
         shared = words[miss]
@@ -144,7 +148,7 @@ def _remap_words(words: np.ndarray, remap: Callable[[np.ndarray], np.ndarray]) -
             return None
     new = remap(values)
     table[present] = new[np.searchsorted(values, table[present])]
-    out = table[keys]
+    out = table.take(keys)
     if miss.any():
         out[miss] = new[np.searchsorted(values, shared)]
     return out
@@ -247,7 +251,7 @@ def _decode_codebook(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
         idx = decode_stream(r, n, f"{what} indices")
         if idx.size != n or (n and int(idx.max()) >= k):
             raise CorruptEncodingError(f"{what}: index stream does not fit the codebook")
-        return values[idx]
+        return values.take(idx)
     if layout not in (1, BITMAP, KERNEL9):
         raise CorruptEncodingError(f"{what}: unknown index layout {layout}")
     n_nz = r.varint(f"{what} non-zero count", n)
@@ -260,7 +264,7 @@ def _decode_codebook(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
     out = np.zeros(n, dtype=WORD[elem])  # index 0 is the all-zero pattern
     if values[0] != 0:
         raise CorruptEncodingError(f"{what}: sparse layout needs a zero codebook entry")
-    out[pos] = values[idx.astype(np.int64) + 1]
+    out[pos] = values[1:].take(idx)
     return out
 
 
@@ -397,7 +401,7 @@ def decode_tensor(
     old_words = as_words(old, elem)
     if mode in (XOR, SUB):
         combine = xor_onto if mode == XOR else add_unzigzag_onto
-        return _byte_view(combine(old_words, decode_planes(r, n, elem, what, old_words)))
+        return _byte_view(decode_planes(r, n, elem, what, old_words, combine))
     if mode == CODEBOOK_PREDICT:
         values = _read_codebook(r, elem, what)
         pred = _predicted_indices(old_words, values, elem)

@@ -128,3 +128,40 @@ def test_in_place_unzigzag_add_inverts_the_encoders_zigzag(dtype: type) -> None:
     elem = np.dtype(dtype).itemsize
     assert np.array_equal(add_unzigzag_onto(base, zigzag(new - base, elem)), new)
     assert np.array_equal(xor_onto(base, base ^ new), new)
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["int8", "uint8"])
+@pytest.mark.parametrize("channels", [1, 6])
+def test_decoders_quantised_prediction_is_the_encoders_mod_256(signed: bool, channels: int) -> None:
+    from modelpack.codecs.quantised import _quant_predict, _quant_predict_bytes
+
+    old = RNG.normal(0, 0.3, 6 * 500).astype(np.float32)
+    old[:4] = [np.nan, np.inf, -np.inf, 1e30]  # clipped or zeroed alike
+    scale = (RNG.random(channels) * 0.01 + 1e-3).astype(np.float32)
+    zp = RNG.integers(-128 if signed else 0, 128 if signed else 256, channels).astype(np.int16)
+    want = (_quant_predict(old, scale, zp, signed) % 256).astype(np.uint8)
+    assert np.array_equal(_quant_predict_bytes(old, scale, zp, signed), want)
+
+
+def test_the_shared_zstd_decompressor_recovers_after_a_damaged_stream() -> None:
+    from modelpack.codecs.entropy import decode_stream, encode_stream
+
+    symbols = (np.arange(5000) % 7).astype(np.uint8)
+    good = encode_stream(symbols)
+    magic = good.index(b"\x28\xb5\x2f\xfd")  # the zstd frame's start
+    bad = bytearray(good)
+    bad[magic] ^= 0xFF
+    with pytest.raises(CorruptEncodingError, match="zstd stream"):
+        decode_stream(Reader(bytes(bad)), symbols.size, "s")
+    assert np.array_equal(decode_stream(Reader(good), symbols.size, "s"), symbols)
+
+
+@pytest.mark.parametrize("mode", [tc.XOR, tc.SUB], ids=["xor", "sub"])
+def test_sparse_plane_layout_of_a_delta_round_trips(mode: int) -> None:
+    # A base with no zeros and a tenth of it moved: the changes go as a gap stream.
+    step = np.where(RNG.random(OLD_DENSE.size) < 0.1, 1 + RNG.normal(0, 0.01, OLD_DENSE.size), 1)
+    new = (OLD_DENSE * step).astype(np.float32)
+    ref = tc.OldTensor(0, OLD_DENSE.tobytes(), 4)
+    got, record = tc.encode_tensor(new.tobytes(), 4, ref, None, allow=frozenset({mode}))
+    assert got == mode and record[3] == 1  # the sparse layout
+    assert _decode(record, new.nbytes, [OLD_DENSE.tobytes()]) == new.tobytes()
