@@ -9,6 +9,7 @@ as a gap stream, or taken from the base tensor's non-zero pattern.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -161,17 +162,36 @@ def encode_planes(words: np.ndarray, elem: int, w: Writer, old: np.ndarray | Non
 
 
 def decode_planes(
-    r: Reader, n: int, elem: int, what: str, old: np.ndarray | None = None
+    r: Reader,
+    n: int,
+    elem: int,
+    what: str,
+    old: np.ndarray | None = None,
+    combine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
+    """The words a plane record codes; with ``combine`` (a delta record),
+    ``combine(old, those words)`` instead, computed only where they are
+    non-zero and ``old`` elsewhere (``combine(o, 0)`` is ``o``): no full-size
+    zero array to scatter into, no full-size temporaries. ``combine`` may
+    overwrite its second argument."""
     layout = r.u8(f"{what} plane layout")
     if layout == _DENSE:
-        return decode_plain_planes(r, n, elem, what)
-    out = np.zeros(n, dtype=WORD[elem])
+        d = decode_plain_planes(r, n, elem, what)
+        return d if combine is None or old is None else combine(old, d)
+
+    def place(pos: np.ndarray, values: np.ndarray) -> np.ndarray:
+        if combine is None or old is None:
+            out = np.zeros(n, dtype=WORD[elem])
+            out[pos] = values
+            return out
+        out = old.copy()
+        out[pos] = combine(old.take(pos), values)
+        return out
+
     if layout == _SPARSE:
         count = r.varint(f"{what} non-zero count", n)
         pos = decode_gaps(r, count, n, what)
-        out[pos] = decode_plain_planes(r, pos.size, elem, what)
-        return out
+        return place(pos, decode_plain_planes(r, pos.size, elem, what))
     if layout != _BASE_MASK or old is None:
         raise CorruptEncodingError(f"{what}: unknown plane layout {layout}")
     # Positions, not boolean masks: numpy's boolean-mask assignment runs
@@ -187,8 +207,7 @@ def decode_planes(
     changed = flags.view(bool)
     n_changed = int(np.count_nonzero(changed))
     values = decode_plain_planes(r, n_changed, elem, what)
-    out[support if n_changed == n_support else support[np.flatnonzero(changed)]] = values
-    return out
+    return place(support if n_changed == n_support else support[np.flatnonzero(changed)], values)
 
 
 def xor_onto(base: np.ndarray, d: np.ndarray) -> np.ndarray:

@@ -135,7 +135,7 @@ def _remap_words(words: np.ndarray, remap: Callable[[np.ndarray], np.ndarray]) -
     keys = (words >> np.uint32(16)).astype(np.intp)
     table = _FREE.copy()
     table[keys] = words
-    present = np.flatnonzero((table >> np.uint32(16)) == _KEYS)
+    present = np.flatnonzero(table != _FREE)  # a written bucket's high half is its index
     if present.size > MAX_CODEBOOK:
         return None
     # take(), not table[keys]: the same gather, measured ~1.6x faster.
@@ -401,7 +401,7 @@ def decode_tensor(
     old_words = as_words(old, elem)
     if mode in (XOR, SUB):
         combine = xor_onto if mode == XOR else add_unzigzag_onto
-        return _byte_view(combine(old_words, decode_planes(r, n, elem, what, old_words)))
+        return _byte_view(decode_planes(r, n, elem, what, old_words, combine))
     if mode == CODEBOOK_PREDICT:
         values = _read_codebook(r, elem, what)
         pred = _predicted_indices(old_words, values, elem)

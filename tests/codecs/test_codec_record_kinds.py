@@ -154,3 +154,14 @@ def test_the_shared_zstd_decompressor_recovers_after_a_damaged_stream() -> None:
     with pytest.raises(CorruptEncodingError, match="zstd stream"):
         decode_stream(Reader(bytes(bad)), symbols.size, "s")
     assert np.array_equal(decode_stream(Reader(good), symbols.size, "s"), symbols)
+
+
+@pytest.mark.parametrize("mode", [tc.XOR, tc.SUB], ids=["xor", "sub"])
+def test_sparse_plane_layout_of_a_delta_round_trips(mode: int) -> None:
+    # A base with no zeros and a tenth of it moved: the changes go as a gap stream.
+    step = np.where(RNG.random(OLD_DENSE.size) < 0.1, 1 + RNG.normal(0, 0.01, OLD_DENSE.size), 1)
+    new = (OLD_DENSE * step).astype(np.float32)
+    ref = tc.OldTensor(0, OLD_DENSE.tobytes(), 4)
+    got, record = tc.encode_tensor(new.tobytes(), 4, ref, None, allow=frozenset({mode}))
+    assert got == mode and record[3] == 1  # the sparse layout
+    assert _decode(record, new.nbytes, [OLD_DENSE.tobytes()]) == new.tobytes()
