@@ -23,8 +23,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ota demo
 
+# Two pytest-xdist workers (PYTEST_WORKERS=0: one process): most slow tests wait on gRPC,
+# shaped links or agent processes; tests marked `alone` still run by themselves (tests/conftest.py).
+PYTEST_WORKERS ?= 2
 test: lint browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 # Lint first, so CI fails fast on a style or type error (tool versions pinned in pyproject).
 lint: $(STAMP)

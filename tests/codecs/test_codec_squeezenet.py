@@ -43,6 +43,7 @@ def test_first_install_is_lossless_and_under_550kb(v10: bytes) -> None:
     assert codecs.decode(blob) == v10
 
 
+@pytest.mark.alone  # timed
 def test_decoders_are_fast_on_the_real_model(v10: bytes, retrained_codebooks: bytes) -> None:
     # Loose bound against an ONNX Runtime session load of the same model, timed in the same
     # rounds so that a busy machine slows both alike (the benchmark measures the real figure,

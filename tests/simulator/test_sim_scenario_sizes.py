@@ -55,6 +55,7 @@ def test_missing_scenario_lists_the_ready_ones() -> None:
         load_scenario("no_such_fleet")
 
 
+@pytest.mark.alone  # timed
 def test_sizes_come_from_the_real_artifacts(sizes_cache: Path) -> None:
     strategies = [
         "alexnet_fp32",

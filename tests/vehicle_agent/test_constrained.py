@@ -38,7 +38,10 @@ from tests.vehicle_agent.constrained import (
     why_not,
 )
 
-pytestmark = pytest.mark.skipif(bool(why_not()), reason=why_not() or "ok")
+pytestmark = [
+    pytest.mark.skipif(bool(why_not()), reason=why_not() or "ok"),
+    pytest.mark.alone,  # one CPU of its own, against budgets
+]
 
 MB = 1 << 20
 FULL = os.environ.get("OTA_ACCEPTANCE_FULL", "") not in ("", "0")
