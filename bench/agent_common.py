@@ -68,11 +68,13 @@ def start_registry(work: Path) -> tuple[subprocess.Popen, str]:
         text=True,
         cwd=REPO,
     )
-    for line in proc.stderr:  # type: ignore[union-attr]
+    stderr = proc.stderr
+    assert stderr is not None  # stderr=PIPE
+    for line in stderr:
         m = re.search(r"registry serving on (\S+)", line)
         if m:
             threading.Thread(
-                target=lambda: [None for _ in proc.stderr], daemon=True
+                target=lambda: [None for _ in stderr], daemon=True
             ).start()  # keep draining
             return proc, m.group(1)
     raise RuntimeError("registry did not start")

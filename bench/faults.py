@@ -43,6 +43,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -273,6 +274,14 @@ def power_cuts(trials: int, work: Path, seed: int) -> tuple[Campaign, float]:
     return c, t_update
 
 
+class Fault(TypedDict, total=False):
+    """One link fault: FaultyLink's keyword arguments."""
+
+    drop_every: int
+    flip_at: int
+    stall_after: int
+
+
 def link_faults(work: Path, seed: int, full: bool) -> list[dict]:
     """Install SqueezeNet through each kind of broken link; count detections."""
     from testkit.faultlink import FaultyLink
@@ -297,7 +306,9 @@ def link_faults(work: Path, seed: int, full: bool) -> list[dict]:
         NAME, "1.0.0", []
     )  # the full 5 MB file: the longest transfer to break
     flips, stalls = (5, 3) if full else (1, 1)
-    scenarios = [("drop every 64 KB", {"drop_every": 64 * 1024})] if full else []
+    scenarios: list[tuple[str, Fault]] = (
+        [("drop every 64 KB", {"drop_every": 64 * 1024})] if full else []
+    )
     scenarios += [("drop every 256 KB", {"drop_every": 256 * 1024})]
     scenarios += [
         (f"bit flip at byte {o:,}", {"flip_at": o})
@@ -342,7 +353,8 @@ def link_faults(work: Path, seed: int, full: bool) -> list[dict]:
                         "verified": bool(
                             served
                             and served.sha256 == rec.sha256
-                            and agent.slots.verify(NAME, agent.slots.load()[NAME].active)
+                            and (active := agent.slots.load()[NAME].active) is not None
+                            and agent.slots.verify(NAME, active)
                         ),
                         "wire_bytes": sum(o.bytes_downloaded for o in outcomes),
                         "seconds": round(took, 2),

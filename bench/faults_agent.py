@@ -37,6 +37,7 @@ def served(agent: VehicleAgent) -> dict[str, list[str]]:
     out = {}
     for name, model in agent.models.items():
         m = agent.slots.load()[name]
+        assert m.active is not None  # a model the agent serves was installed into a slot
         data = agent.slots.model_path(name, m.active).read_bytes()
         sha = hashlib.sha256(data).hexdigest()
         x = np.zeros(model.info.input_shape, dtype=np.float32)

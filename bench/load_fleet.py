@@ -23,11 +23,15 @@ import asyncio
 import hashlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc import aio
+
+if TYPE_CHECKING:
+    from otawire.v1 import ota_pb2
 
 MODEL = "squeezenet1.0"
 HARDWARE = "ecu-load"
@@ -47,7 +51,7 @@ class Result:
 class Want:
     """What every vehicle should end up with: the offered file, as published."""
 
-    kind: int  # ota.v1.FileKind
+    kind: ota_pb2.FileKind
     path: str
     length: int
     sha256: str
@@ -80,7 +84,7 @@ def check_request(vid: str, want: Want):
 async def download(
     stub,
     vid: str,
-    kind: int,
+    kind: ota_pb2.FileKind,
     path: str,
     length: int,
     rate_bps: float,
@@ -212,7 +216,9 @@ async def checkin(
 
 
 async def fleet(
-    n: int, vehicle: Callable[[str, asyncio.Event], Awaitable[Result]], connect_s: float = 0.0
+    n: int,
+    vehicle: Callable[[str, asyncio.Event], Coroutine[Any, Any, Result]],
+    connect_s: float = 0.0,
 ) -> tuple[list[Result], float]:
     """n vehicles released at once; (results, wall seconds until the last is done)."""
     go = asyncio.Event()

@@ -139,7 +139,8 @@ def run_load(
     for _ in workers:
         assert queue.get(timeout=60) == "ready"
     go.set()
-    groups = (server_pids, [w.pid for w in workers], pg_pids)
+    client_pids = [w.pid for w in workers if w.pid is not None]  # all started: every pid is set
+    groups = (server_pids, client_pids, pg_pids)
     cpu0 = [_cpu_seconds(g) for g in groups]
     t0 = time.perf_counter()
     results = [queue.get(timeout=seconds + 60) for _ in workers]

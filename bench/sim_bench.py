@@ -27,6 +27,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ import numpy as np
 from simulator.engine import transfer
 from simulator.fleet import build_fleet
 from simulator.report import strategy_table, write_report
-from simulator.scenario import load_scenario
+from simulator.scenario import Scenario, load_scenario
 from simulator.simulate import simulate
 from simulator.sizes import ProjectArtifacts
 
@@ -280,10 +281,9 @@ def sources_section() -> list[str]:
             seen.add(key)
             kind, _, rest = key.partition(".")
             obj_name, _, fld = rest.rpartition(".")
+            groups: dict[str, Mapping[str, object]] = {"links": sc.links, "patterns": sc.patterns}
             obj = (
-                {"links": sc.links, "patterns": sc.patterns}.get(kind, {}).get(obj_name)
-                if kind in ("links", "patterns")
-                else sc.campaign
+                groups.get(kind, {}).get(obj_name) if kind in ("links", "patterns") else sc.campaign
             )
             value = getattr(obj, fld, "") if obj is not None else ""
             if isinstance(value, tuple) and len(value) > 4:
@@ -381,7 +381,7 @@ def what_if_section() -> list[str]:
     return out
 
 
-def scenario_with_hardware(sc, bad_rate: float):  # type: ignore[no-untyped-def]
+def scenario_with_hardware(sc: Scenario, bad_rate: float) -> Scenario:
     from simulator.scenario import Hardware
 
     camp = dataclasses.replace(

@@ -416,6 +416,7 @@ def markdown(rows: list[Row], source: str, repeat: int) -> str:
         p, o = best(row.results, False), best(row.results, True)
         if o is None:
             continue
+        assert o.size is not None  # best() picks only results with a size
         vs = f"{p.size / o.size:.2f}× smaller" if p and p.size else "—"
         winner = "ours" if not p or (o.size or 0) < (p.size or 0) else p.method
         bound = f"{row.bound:,}" if row.bound else "—"

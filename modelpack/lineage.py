@@ -22,11 +22,14 @@ unchanged; ``build_lineage(out_dir)`` copies it to ``out_dir``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -245,8 +248,31 @@ class _Builder:
         return self.member("finetune", model, provenance, facts)
 
 
+@contextlib.contextmanager
+def _building(folder: Path) -> Iterator[None]:
+    """One builder of ``folder`` at a time: a second process (a parallel test worker, another
+    test run, a bench beside them) waits for the first and then finds the members built. A
+    folder that cannot take the lock file (read-only) is read without it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / ".build.lock", "a")  # noqa: SIM115 (held until the members are in)
+    except OSError:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _ensure(folder: Path, recipe: LineageRecipe, keys: list[str], force: bool) -> dict[str, dict]:
     """Build (or reuse from the cache) the members ``keys``; their records."""
+    with _building(folder):
+        return _ensure_locked(folder, recipe, keys, force)
+
+
+def _ensure_locked(
+    folder: Path, recipe: LineageRecipe, keys: list[str], force: bool
+) -> dict[str, dict]:
     files = recipe.files()
     base_bytes = build_from_tensors(dc.load_shipped_tensors())
     base_sha256 = _sha(base_bytes)

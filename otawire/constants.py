@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from otawire.v1 import ota_pb2
 
-# One Download chunk (and one PostgreSQL blob row): large enough to keep a slow
-# link busy, small enough to resume cheaply after a drop.
+# One PostgreSQL blob row (and an upload chunk).
 CHUNK_SIZE = 256 * 1024
+# One message of a Download stream. The agent resumes from the last whole message, so
+# the part of the message in flight at a cut is lost: 32 KiB is half a second of a
+# 0.5 Mbit/s link (256 KiB was four), at ~15 B of framing a message.
+MESSAGE_BYTES = 32 * 1024
 # Every message is a chunk or a small record; anything larger is refused on both ends.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 

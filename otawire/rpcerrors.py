@@ -39,7 +39,11 @@ class RpcFailure:
         return self.message
 
 
-def describe(e: grpc.RpcError, address: str, insecure: bool = False) -> RpcFailure:
+def describe(
+    e: grpc.RpcError, address: str, insecure: bool = False, connected_before: bool = False
+) -> RpcFailure:
+    """``connected_before``: this client's channel was READY before, so the registry accepted
+    our certificate (and our TLS or plain text); a reset handshake is then the link dropping."""
     code = e.code() if callable(getattr(e, "code", None)) else grpc.StatusCode.UNKNOWN
     details = (e.details() if callable(getattr(e, "details", None)) else str(e)) or ""
     if code in _REFUSALS:
@@ -91,6 +95,12 @@ def describe(e: grpc.RpcError, address: str, insecure: bool = False) -> RpcFailu
             refused=False,
         )
     if "socket closed" in low or "connection reset" in low or "handshake" in low:
+        if connected_before:
+            return RpcFailure(
+                f"registry {address}: the connection broke before it was set up ({details}); it "
+                "accepted this vehicle before, so the link dropped: transport failure, not a refusal",
+                refused=False,
+            )
         if insecure:
             return RpcFailure(
                 f"registry {address} speaks TLS and we sent plain text (--insecure): drop --insecure "

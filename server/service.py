@@ -15,6 +15,7 @@ from otawire.constants import (
     CHUNK_SIZE,
     FILE_KINDS,
     MAX_MESSAGE_BYTES,
+    MESSAGE_BYTES,
     PUBLISHER_SERVICE,
     VEHICLE_SERVICE,
 )
@@ -45,6 +46,7 @@ from server.storage.records import ModelRecord, ReportRecord
 __all__ = [
     "CHUNK_SIZE",
     "MAX_MESSAGE_BYTES",
+    "MESSAGE_BYTES",
     "PublisherServicer",
     "VehicleServicer",
     "create_server",
@@ -181,7 +183,7 @@ class PublisherServicer(ota_pb2_grpc.PublisherServicer):
 
 
 class VehicleServicer(ota_pb2_grpc.VehicleServicer):
-    def __init__(self, registry: Registry, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(self, registry: Registry, chunk_size: int = MESSAGE_BYTES) -> None:
         self._registry = registry
         self._chunk_size = chunk_size
 
@@ -256,7 +258,7 @@ def create_server(
     *,
     tls_files: tls.TlsFiles | None = None,
     insecure: bool = False,
-    chunk_size: int = CHUNK_SIZE,
+    chunk_size: int = MESSAGE_BYTES,
     audit: AuditLog | None = None,
 ) -> tuple[AioServer, int]:
     """Build and start a registry gRPC server (``grpc.aio``); return it and the bound port.

@@ -97,10 +97,13 @@ def transfer(
     ]
     if not parts:
         return TransferResult(
-            *(
-                np.zeros(0, dtype=np.int64 if f in ("sessions", "windows") else np.float64)
-                for f in _FIELDS
-            )
+            done=np.zeros(0),
+            nbytes=np.zeros(0),
+            sessions=np.zeros(0, dtype=np.int64),
+            windows=np.zeros(0, dtype=np.int64),
+            cost=np.zeros(0),
+            cell_bytes=np.zeros(0),
+            contact=np.zeros(0),
         )
     return TransferResult.concat(parts)
 
@@ -274,7 +277,9 @@ def _transfer(
     return TransferResult(done, nbytes, sessions, windows, cost, cell_bytes, first_heard)
 
 
-MIN_REQUEST, MAX_REQUEST, GROW_AFTER = 16 * 1024, 4 * 1024 * 1024, 4  # vehicle_agent.download
+# vehicle_agent.download: MIN_WINDOW, MAX_WINDOW, GROW_AFTER, FIRST_WINDOW (halved after a retry
+# that got nothing while the request was the whole rest of the file)
+MIN_REQUEST, MAX_REQUEST, GROW_AFTER, FIRST_REQUEST = 16 * 1024, 4 * 1024 * 1024, 4, 256 * 1024
 
 
 def _grown(req: F64, got: F64, pr: Protocol) -> F64:
@@ -291,6 +296,22 @@ def _grown(req: F64, got: F64, pr: Protocol) -> F64:
     return req
 
 
+def _reconnects(pr: Protocol) -> F64:
+    """When, from the start of a retry, gRPC dials the registry while the link is down.
+
+    The retry's call waits for a connection (``wait_for_ready``); gRPC dials at once, then
+    after backoffs of ``reconnect_base_s`` growing by ``reconnect_factor`` up to
+    ``reconnect_cap_s`` (vehicle_agent.transport.RECONNECT_BACKOFF_MS; gRPC's own jitter
+    of +-20% left out), until the stall watchdog gives the retry up.
+    """
+    out, t, d = [0.0], 0.0, pr.reconnect_base_s
+    while d > 0 and t + d < pr.stall_timeout_s:
+        t += d
+        out.append(t)
+        d = min(pr.reconnect_cap_s, d * pr.reconnect_factor)
+    return np.asarray(out)
+
+
 def _retry_in_session(
     fleet: Fleet, w: Windows, pos: I64, cut_at: F64, contact: F64, carry_on: np.ndarray, req: F64
 ) -> None:
@@ -298,32 +319,63 @@ def _retry_in_session(
 
     It notices the cut when the link's queue has drained, then retries after
     backoffs with equal jitter, min(cap, base * factor^(i-1)) * U(0.5, 1), and
-    gives up after ``retry_attempts`` attempts without progress. The first retry
-    that finds the link back continues the session (one round trip, no new
-    metadata); after giving up, the next window opens a new session.
+    gives up after ``retry_attempts`` attempts without progress. A retry that
+    finds the link down waits for it (the call is ``wait_for_ready``): it
+    connects at gRPC's first dial inside the next window, unless the stall
+    watchdog (``stall_timeout_s``) gives it up first; the next retry follows
+    that after its backoff. A retry that connects continues the session (one
+    round trip, no new metadata); after giving up, the next window opens a new
+    session.
     """
     pr = fleet.scenario.protocol
     v = w.ids[pos]
     i = np.arange(1, pr.retry_attempts)
     delays = np.minimum(pr.retry_cap_s, pr.retry_base_s * pr.retry_factor ** (i - 1))
     jitter = rng.uniform(fleet.seed, "retry", v[:, None], (w.key[pos] * 64)[:, None] + i[None, :])
-    tries = (cut_at + fleet.drain_s[v])[:, None] + np.cumsum(delays * (0.5 + 0.5 * jitter), axis=1)
+    pause = delays * (0.5 + 0.5 * jitter)
+    dials = _reconnects(pr)
+    tries = pause.shape[1]
+    t = cut_at + fleet.drain_s[v] + pause[:, 0]  # when the current retry starts
+    failed = np.zeros(len(pos), dtype=np.int64)  # retries that timed out so far
     rows = np.arange(len(pos))
     while rows.size:
         p = pos[rows]
+        a = t[rows]
         start, end = w.start[p], w.end[p]
-        k = (tries[rows] < start[:, None]).sum(axis=1)  # retries spent before this window opened
-        left = k < tries.shape[1]
-        t_try = tries[rows, np.minimum(k, tries.shape[1] - 1)]
-        hit = left & (t_try < end)
-        contact[p[hit]] = t_try[hit]
-        carry_on[p[hit]] = True
-        # each retry that found no link halved the next request (from one stream chunk)
-        ph = p[hit]
-        base = np.where(req[ph] > 0, req[ph], pr.resume_chunk_bytes)
-        req[ph] = np.maximum(MIN_REQUEST, base / 2.0 ** k[hit])
-        # given up (new session at this window's start, already set) or hit: settled
-        later = left & ~hit & np.isfinite(start)
-        w.advance(p[later])
-        contact[p[later]] = opens(fleet, w, p[later])
-        rows = rows[later]
+        # a window that closed before the retry started (or before it could dial) is passed
+        gone = (end <= a) & np.isfinite(start)
+        w.advance(p[gone])
+        wait = start - a  # > 0: the link is down when the retry starts
+        k = np.searchsorted(dials, np.maximum(wait, 0.0))  # the first dial inside the window
+        dial = a + dials[np.minimum(k, len(dials) - 1)]
+        reach = ~gone & np.isfinite(start) & (k < len(dials))
+        hit = reach & (dial < end)
+        missed = reach & ~hit  # a short window passed between two dials: wait on for the next
+        if missed.any():
+            w.advance(p[missed])
+        ph, rh = p[hit], rows[hit]
+        contact[ph] = np.maximum(dial[hit], a[hit])
+        carry_on[ph] = True
+        # each retry that got nothing halved the next request (the whole rest of the file: 256 KiB)
+        n = failed[rh]
+        base = np.where(req[ph] > 0, req[ph], float(FIRST_REQUEST))
+        req[ph] = np.where(n > 0, np.maximum(MIN_REQUEST, base / 2.0**n), req[ph])
+        # the watchdog gave this retry up: the next one after its backoff, or the session ends
+        out = ~gone & ~hit & ~missed & np.isfinite(start)
+        ro = rows[out]
+        failed[ro] += 1
+        over = failed[ro] >= tries
+        nxt = ro[~over]
+        t[nxt] = t[nxt] + pr.stall_timeout_s + pause[nxt, failed[nxt]]
+        gave_up = ro[over]
+        quit_at = t[gave_up] + pr.stall_timeout_s
+        while gave_up.size:  # a new session in the first window still open when it gave up
+            pg = pos[gave_up]
+            past = (w.end[pg] <= quit_at) & np.isfinite(w.start[pg])
+            w.advance(pg[past])
+            gave_up, quit_at = gave_up[past], quit_at[past]
+        pq = pos[ro[over]]
+        contact[pq] = np.maximum(opens(fleet, w, pq), t[ro[over]] + pr.stall_timeout_s)
+        none = ~gone & ~np.isfinite(start)  # no window left (a dormant vehicle)
+        contact[p[none]] = opens(fleet, w, p[none])
+        rows = rows[gone | missed | (out & ~np.isin(rows, ro[over]))]

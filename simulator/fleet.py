@@ -34,13 +34,14 @@ every strategy and every wave start time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from simulator import rng
-from simulator.scenario import Scenario
+from simulator.scenario import LinkProfile, Pattern, Scenario
 
 DAY_S = 86400.0
 _PER_DAY = 1 << 14  # window index stride per day (>> windows a vehicle has in a day)
@@ -125,10 +126,10 @@ def build_fleet(scenario: Scenario, n: int | None = None, seed: int | None = Non
     links = [scenario.links[name] for name in link_names]
     pats = [scenario.patterns[name] for name in pattern_names]
 
-    def per_link(f) -> F64:  # type: ignore[no-untyped-def]
+    def per_link(f: Callable[[LinkProfile], float]) -> F64:
         return np.array([f(lk) for lk in links], dtype=np.float64)[link_idx]
 
-    def per_pat(f) -> F64:  # type: ignore[no-untyped-def]
+    def per_pat(f: Callable[[Pattern], float]) -> F64:
         return np.array([f(p) for p in pats], dtype=np.float64)[pattern_idx]
 
     rate = per_link(lambda lk: lk.goodput_bytes_per_s())
@@ -178,7 +179,7 @@ def build_fleet(scenario: Scenario, n: int | None = None, seed: int | None = Non
         for p in pats
     ]
 
-    def per_home(f, default: float) -> F64:  # type: ignore[no-untyped-def]
+    def per_home(f: Callable[[LinkProfile], float], default: float) -> F64:
         return np.array([f(h) if h is not None else default for h in home], dtype=np.float64)[
             pattern_idx
         ]
@@ -267,8 +268,12 @@ class WeekHazard:
 
 
 def _cells(
-    scenario: Scenario, seed: int, ids: I64, link_idx: npt.NDArray[np.int16], links: list
-) -> tuple[I64, F64]:  # type: ignore[type-arg]
+    scenario: Scenario,
+    seed: int,
+    ids: npt.NDArray[np.uint64],
+    link_idx: npt.NDArray[np.int16],
+    links: list[LinkProfile],
+) -> tuple[I64, F64]:
     """Each vehicle's cell on a link that models shared cells, and that cell's spare capacity."""
     cell = np.full(len(ids), -1, dtype=np.int64)
     free = np.full(len(ids), np.inf)
@@ -343,7 +348,7 @@ class Windows:
         """Window 0 of day ``self.day[m]``: start from the stationary state."""
         f, v = self.f, self.ids[m]
         k = self.day[m] * _PER_DAY
-        day0 = self.day[m] * DAY_S
+        day0 = self.day[m] * np.float64(DAY_S)  # a float64 scalar: the stubs then know it is F64
         p_on = f.p_on[v]
         d = f.diurnal[v]
         if d.any():  # the chance a drive is under way at this hour

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -176,7 +177,7 @@ prices below are assumptions; the package sizes are measured on real artifacts (
     return path
 
 
-def _plt():  # type: ignore[no-untyped-def]
+def _plt() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")

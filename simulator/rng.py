@@ -67,7 +67,7 @@ def exponential(
     seed: int, stream: str, vehicle: npt.ArrayLike, index: npt.ArrayLike | int, mean: npt.ArrayLike
 ) -> npt.NDArray[np.float64]:
     """Exponential draws with the given mean (per vehicle or scalar)."""
-    return -np.log(uniform(seed, stream, vehicle, index)) * mean
+    return -np.log(uniform(seed, stream, vehicle, index)) * np.asarray(mean, dtype=np.float64)
 
 
 def lognormal_unit_mean(

@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from otawire.constants import MESSAGE_BYTES
 from simulator.assumptions import BUILTIN_LINK_ARGS, BUILTIN_PATTERN_ARGS, BUILTIN_SOURCES
 
 MSS_BYTES = 1448  # TCP payload per segment on a 1500-byte MTU with timestamps
@@ -206,9 +207,16 @@ class Protocol:
     retry_base_s: float = 0.5
     retry_factor: float = 2.0
     retry_cap_s: float = 30.0
+    # A retry while the link is down waits for it: gRPC dials at once, then after backoffs
+    # from 0.1 s growing x1.6 up to 5 s (vehicle_agent.transport.RECONNECT_BACKOFF_MS,
+    # gRPC's multiplier), until the stall watchdog (TransportConfig.stall_timeout_s) fires.
+    stall_timeout_s: float = 15.0
+    reconnect_base_s: float = 0.1
+    reconnect_factor: float = 1.6
+    reconnect_cap_s: float = 5.0
     # A download resumes from the last whole message of the registry's Download
-    # stream (server.service.CHUNK_SIZE): the part of a chunk in flight at a cut is lost.
-    resume_chunk_bytes: int = 256 * 1024
+    # stream (otawire.constants.MESSAGE_BYTES): the part of one in flight at a cut is lost.
+    resume_chunk_bytes: int = MESSAGE_BYTES
     initial_window_segments: int = 10  # TCP's initial congestion window (RFC 6928)
 
 

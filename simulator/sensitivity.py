@@ -15,12 +15,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from simulator.campaign import run_campaign
 from simulator.fleet import build_fleet
-from simulator.scenario import Scenario
+from simulator.scenario import Pattern, Scenario
 from simulator.simulate import QUANTILES, hours_to_share
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def _links(sc: Scenario, **scale: float) -> Scenario:
     return sc.replace(links=links)
 
 
-def _patterns(sc: Scenario, f: Callable[..., dict[str, float]]) -> Scenario:
+def _patterns(sc: Scenario, f: Callable[[Pattern], dict[str, Any]]) -> Scenario:
     return sc.replace(patterns={k: dataclasses.replace(p, **f(p)) for k, p in sc.patterns.items()})
 
 
@@ -64,7 +65,7 @@ def _protocol(sc: Scenario, x: float) -> Scenario:
     )
 
 
-def _campaign(sc: Scenario, **over: float) -> Scenario:
+def _campaign(sc: Scenario, **over: Any) -> Scenario:  # Campaign fields of several types
     return sc.replace(campaign=dataclasses.replace(sc.campaign, **over))
 
 

@@ -26,7 +26,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def _served_codecs() -> tuple[str, ...]:
     return tuple(CODECS)
 
 
-def _write_cache(path: Path, data: dict) -> None:  # type: ignore[type-arg]
+def _write_cache(path: Path, data: dict[str, Any]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".sizes-")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,40 @@ from hypothesis import settings
 settings.register_profile("dev", deadline=None)
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+# `make test` runs the suite on two pytest-xdist workers. A test marked ``alone`` (a timing
+# comparison, shaped links, a cgroup of one CPU) never runs beside another test of the same run:
+# it holds the run's lock exclusively, every other test holds it shared. The turnstile lets a
+# waiting ``alone`` test in before the other worker's next test. Without xdist, nothing to do.
+_locks: dict[str, int] = {}
+
+
+def _run_lock(config: pytest.Config, name: str) -> int:
+    if name not in _locks:
+        # Every worker's base temp is a folder of the run's own (``.../pytest-N/popen-gwK``).
+        root = config._tmp_path_factory.getbasetemp().parent  # type: ignore[attr-defined]
+        _locks[name] = os.open(root / f"ota-{name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    return _locks[name]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    turnstile, run = _run_lock(item.config, "turnstile"), _run_lock(item.config, "run")
+    alone = item.get_closest_marker("alone") is not None
+    fcntl.flock(turnstile, fcntl.LOCK_EX)
+    fcntl.flock(run, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+    if not alone:
+        fcntl.flock(turnstile, fcntl.LOCK_UN)
+    try:
+        yield
+    finally:
+        fcntl.flock(run, fcntl.LOCK_UN)
+        if alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

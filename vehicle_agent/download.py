@@ -8,9 +8,11 @@ hashes. Failed attempts back off exponentially with jitter up to a cap; an
 attempt that made progress resets the count, so a link that drops every few
 hundred kilobytes still completes while a dead one gives up quickly.
 
-A link that drops more often than one registry chunk (256 KB) takes would
-never deliver a whole message; after an attempt without progress the agent
-therefore asks for smaller ranges (``max_bytes``), halving down to 16 KB, and
+The registry streams messages of 32 KiB (``otawire.constants.MESSAGE_BYTES``); a
+cut loses the message in flight, and the next request starts after the last whole
+one. A link that drops more often than a request's first message takes would
+never make progress; after an attempt without progress the agent therefore asks
+for smaller ranges (``max_bytes``), halving from 256 KiB down to 16 KiB, and
 widens them again as they arrive.
 """
 
@@ -68,7 +70,7 @@ class RetryPolicy:
 
 ProgressFn = Callable[[int, int], None]
 
-FIRST_WINDOW = 256 * 1024  # the registry's chunk size
+FIRST_WINDOW = 256 * 1024  # halved from after an attempt without progress on a whole-file request
 MIN_WINDOW = 16 * 1024
 MAX_WINDOW = 4 * 1024 * 1024
 GROW_AFTER = 4  # windowed requests in a row that must arrive before the window doubles
@@ -98,8 +100,17 @@ def fetch_resumable(
     # security (issue 4): the whole fetch must average the client's minimum rate, so a
     # trickling registry (slow retrieval) cannot hold the agent by making a little progress
     # on every retry.
+    # Neither the agent's own backoff sleeps nor the time the link was down (no connection
+    # could be made: a car out of coverage) count against it (issue 18): a slow but live link
+    # that drops out must not be cut as a slow retrieval.
     budget_s = client.config.deadline_for(length - (part.stat().st_size if part.exists() else 0))
+    link_down = getattr(client, "link_down_s", lambda: 0.0)
     started = time.monotonic()
+    excused = -link_down()  # + sleeps + the link's down time since the start
+
+    def elapsed() -> float:
+        return time.monotonic() - started - excused - link_down()
+
     window = 0  # bytes asked for per request; 0 = all the rest
     streak = 0  # windowed requests completed in a row
     with open(part, "ab") as f:
@@ -121,10 +132,10 @@ def fetch_resumable(
                     fetched += len(chunk.data)
                     if progress:
                         progress(f.tell(), length)
-                    if time.monotonic() - started > budget_s:
+                    if elapsed() > budget_s:
                         raise DownloadFailed(
-                            f"{download_path}: {fetched:,} B in {time.monotonic() - started:.1f} s, below the minimum "
-                            f"rate of {client.config.min_rate_bps:,} B/s (slow retrieval?)"
+                            f"{download_path}: {fetched:,} B in {elapsed():.1f} s with the link up, below the "
+                            f"minimum rate of {client.config.min_rate_bps:,} B/s (slow retrieval?)"
                         )
                 if f.tell() < offset + want:
                     raise TransportError(f"stream ended at {f.tell()} of {length} B")
@@ -159,6 +170,7 @@ def fetch_resumable(
                     pause,
                 )
                 sleep(pause)
+                excused += pause
             except FileNotFoundError as e:
                 raise DownloadFailed(f"{download_path}: {e}") from None
         f.flush()

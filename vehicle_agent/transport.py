@@ -154,6 +154,11 @@ class RegistryClient:
                 tls_files, server_name=address.split(",")[0].rsplit(":", 1)[0].strip("[] ")
             )
         self._tls, self._insecure = tls_files, insecure
+        # Seconds every channel of this client spent unable to connect (TRANSIENT_FAILURE):
+        # the link was down, not the registry slow (see ``link_down_s``).
+        self._down_s = 0.0
+        self._down_since: float | None = None
+        self._was_ready = False  # any channel of this client connected: our certificate is accepted
         self._connect()
 
     def _connect(self) -> None:
@@ -181,10 +186,27 @@ class RegistryClient:
 
     def _on_state(self, state: grpc.ChannelConnectivity) -> None:
         if state == grpc.ChannelConnectivity.READY:
-            self._ever_ready = True
+            self._ever_ready = self._was_ready = True
+        now = time.monotonic()
+        if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            if self._down_since is None:
+                self._down_since = now
+        elif self._down_since is not None:
+            self._down_s += now - self._down_since
+            self._down_since = None
+
+    def link_down_s(self) -> float:
+        """Seconds so far in which the channel could not connect (the link was down).
+
+        A download's minimum-rate guard leaves them out: it measures the registry's rate while
+        it can be reached. An attacker who refuses connections blocks the car anyway; one
+        that accepts them and trickles is READY, and its time counts.
+        """
+        since = self._down_since
+        return self._down_s + (time.monotonic() - since if since is not None else 0.0)
 
     def _failed(self, what: str, e: grpc.RpcError) -> TransportError:
-        f = describe(e, self.address, self._insecure)
+        f = describe(e, self.address, self._insecure, connected_before=self._was_ready)
         code = e.code()
         return TransportError(f"{what}: {f}", code.name if code else "", f.unreachable)
 
@@ -276,7 +298,7 @@ class RegistryClient:
         try:
             return self._stub.ReportInstall(report, timeout=self.config.rpc_deadline_s).accepted
         except grpc.RpcError as e:
-            f = describe(e, self.address, self._insecure)
+            f = describe(e, self.address, self._insecure, connected_before=self._was_ready)
             log.log(
                 logging.INFO if f.unreachable else logging.WARNING, "report not delivered: %s", f
             )

@@ -35,6 +35,24 @@ def _quant_predict(
     return q.reshape(-1).astype(np.int16)
 
 
+def _quant_predict_bytes(
+    old_f: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, signed: bool
+) -> np.ndarray:
+    """``_quant_predict(...) % 256`` as uint8, for the decoder: the same float32
+    steps, in place, and one cast (no int16 pass, no modulo)."""
+    lo, hi = (-128, 127) if signed else (0, 255)
+    c = scale.size
+    with np.errstate(all="ignore"):
+        q = np.divide(old_f.reshape(c, -1), scale.reshape(c, 1))
+        np.rint(q, out=q)
+        q += zero_point.reshape(c, 1).astype(np.float32)
+        np.clip(q, lo, hi, out=q)
+        np.nan_to_num(q, copy=False, nan=0.0)
+        # Whole numbers in [lo, hi]: exact in the 8-bit type of that range.
+        out = q.reshape(-1).astype(np.int8 if signed else np.uint8)
+    return out.view(np.uint8)
+
+
 def encode_quantised(
     new: bytes,
     signed: bool,
@@ -89,7 +107,7 @@ def decode_quantised(
     olds: Sequence[bytes | memoryview],
     what: str,
     decoded: Sequence[bytes | memoryview],
-) -> bytes:
+) -> bytes | memoryview:
     old = olds[r.varint(f"{what} base tensor", len(olds) - 1)] if olds else None
     if old is None or len(old) != 4 * length:
         raise CorruptEncodingError(
@@ -120,5 +138,6 @@ def decode_quantised(
     res = decode_stream(r, length, f"{what} residuals")
     if res.size != length:
         raise CorruptEncodingError(f"{what}: {res.size} residuals, expected {length}")
-    pred = _quant_predict(np.frombuffer(old, "<f4"), scale, zp, bool(signed))
-    return ((pred + res.astype(np.int16)) % 256).astype(np.uint8).tobytes()
+    pred = _quant_predict_bytes(np.frombuffer(old, "<f4"), scale, zp, bool(signed))
+    pred += res  # uint8 wraps: (prediction + residual) % 256
+    return pred.data

@@ -34,7 +34,7 @@ Plane and gap layouts live in ``planes``, the ``QUANT`` mode in ``quantised``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +45,7 @@ from modelpack.codecs.planes import (
     BITMAP,
     KERNEL9,
     WORD,
+    add_unzigzag_onto,
     as_words,
     decode_gaps,
     decode_mask,
@@ -52,7 +53,7 @@ from modelpack.codecs.planes import (
     encode_gaps,
     encode_mask,
     encode_planes,
-    unzigzag,
+    xor_onto,
     zigzag,
 )
 from modelpack.codecs.quantised import QUANT, decode_quantised
@@ -109,6 +110,48 @@ def _small_unique(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             lut[keys] = np.arange(values.size)
             return values, lut[words >> words.dtype.type(shift)]
     return values, np.searchsorted(values, words)
+
+
+_KEYS = np.arange(1 << 16, dtype=np.uint32)
+# A free bucket of ``_remap_words``' table: its high half is not its index.
+_FREE = (~_KEYS & np.uint32(0xFFFF)) << np.uint32(16)
+
+
+def _remap_words(words: np.ndarray, remap: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
+    """``remap(values)[inverse]`` for ``values, inverse = _small_unique(words)``
+    (None past ``MAX_CODEBOOK`` values), without the index array. For 32-bit
+    words, one scatter into a bucket per high 16 bits and one gather find
+    every word whose bucket holds only its value; the few that share a bucket
+    with another value (close codebook entries) are looked up apart.
+    ``remap`` runs once, on the sorted values."""
+    if words.dtype.itemsize != 4 or words.size <= 4096:
+        # Small or not 32-bit: np.unique's own inverse beats both the table
+        # and _small_unique's search here (0.39 vs 0.66 ms for the 7 small
+        # SqueezeNet layers).
+        values, inverse = np.unique(words, return_inverse=True)
+        if values.size > MAX_CODEBOOK:
+            return None
+        return remap(values)[inverse.reshape(-1)]
+    keys = (words >> np.uint32(16)).astype(np.intp)
+    table = _FREE.copy()
+    table[keys] = words
+    present = np.flatnonzero(table != _FREE)  # a written bucket's high half is its index
+    if present.size > MAX_CODEBOOK:
+        return None
+    # take(), not table[keys]: the same gather, measured ~1.6x faster.
+    miss = table.take(keys) != words
+    values = table[present]
+    if miss.any():
+        shared = words[miss]
+        values = np.union1d(values, shared)
+        if values.size > MAX_CODEBOOK:
+            return None
+    new = remap(values)
+    table[present] = new[np.searchsorted(values, table[present])]
+    out = table.take(keys)
+    if miss.any():
+        out[miss] = new[np.searchsorted(values, shared)]
+    return out
 
 
 def _float_view(words: np.ndarray, elem: int) -> np.ndarray | None:
@@ -208,7 +251,7 @@ def _decode_codebook(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
         idx = decode_stream(r, n, f"{what} indices")
         if idx.size != n or (n and int(idx.max()) >= k):
             raise CorruptEncodingError(f"{what}: index stream does not fit the codebook")
-        return values[idx]
+        return values.take(idx)
     if layout not in (1, BITMAP, KERNEL9):
         raise CorruptEncodingError(f"{what}: unknown index layout {layout}")
     n_nz = r.varint(f"{what} non-zero count", n)
@@ -221,7 +264,7 @@ def _decode_codebook(r: Reader, n: int, elem: int, what: str) -> np.ndarray:
     out = np.zeros(n, dtype=WORD[elem])  # index 0 is the all-zero pattern
     if values[0] != 0:
         raise CorruptEncodingError(f"{what}: sparse layout needs a zero codebook entry")
-    out[pos] = values[idx.astype(np.int64) + 1]
+    out[pos] = values[1:].take(idx)
     return out
 
 
@@ -314,6 +357,11 @@ def encode_tensor(
     return min(candidates, key=lambda c: len(c[1]))
 
 
+def _byte_view(words: np.ndarray) -> memoryview:
+    """A decoded tensor's bytes without copying them out of its array."""
+    return np.ascontiguousarray(words).reshape(-1).view(np.uint8).data
+
+
 def decode_tensor(
     r: Reader,
     length: int,
@@ -346,15 +394,14 @@ def decode_tensor(
         raise CorruptEncodingError(f"{what}: element size {elem} does not divide {length} bytes")
     n = length // elem
     if mode == PLANES:
-        return decode_planes(r, n, elem, what).tobytes()
+        return _byte_view(decode_planes(r, n, elem, what))
     if mode == CODEBOOK:
-        return _decode_codebook(r, n, elem, what).tobytes()
+        return _byte_view(_decode_codebook(r, n, elem, what))
     assert old is not None
     old_words = as_words(old, elem)
-    if mode == XOR:
-        return (old_words ^ decode_planes(r, n, elem, what, old_words)).tobytes()
-    if mode == SUB:
-        return (old_words + unzigzag(decode_planes(r, n, elem, what, old_words))).tobytes()
+    if mode in (XOR, SUB):
+        combine = xor_onto if mode == XOR else add_unzigzag_onto
+        return _byte_view(decode_planes(r, n, elem, what, old_words, combine))
     if mode == CODEBOOK_PREDICT:
         values = _read_codebook(r, elem, what)
         pred = _predicted_indices(old_words, values, elem)
@@ -369,14 +416,17 @@ def decode_tensor(
             raise CorruptEncodingError(f"{what}: index residual counts do not fit the base tensor")
         res[zero] = res_zero
         res[~zero] = res_rest
-        return values[(pred + res) % values.size].tobytes()
-    values, inverse = _small_unique(old_words)
-    if values.size > MAX_CODEBOOK:
+        return _byte_view(values[(pred + res) % values.size])
+    raw = decode_stream(r, MAX_CODEBOOK * elem, f"{what} codebook map")
+
+    def remap(values: np.ndarray) -> np.ndarray:
+        if raw.size != values.size * elem:
+            raise CorruptEncodingError(
+                f"{what}: codebook map of {raw.size} bytes, expected {values.size * elem}"
+            )
+        return values ^ np.ascontiguousarray(raw.reshape(elem, -1).T).reshape(-1).view(WORD[elem])
+
+    mapped = _remap_words(old_words, remap)
+    if mapped is None:
         raise CorruptEncodingError(f"{what}: base tensor has more than {MAX_CODEBOOK} values")
-    raw = decode_stream(r, values.size * elem, f"{what} codebook map")
-    if raw.size != values.size * elem:
-        raise CorruptEncodingError(
-            f"{what}: codebook map of {raw.size} bytes, expected {values.size * elem}"
-        )
-    mapped = values ^ np.ascontiguousarray(raw.reshape(elem, -1).T).reshape(-1).view(WORD[elem])
-    return mapped[inverse.reshape(-1)].tobytes()
+    return _byte_view(mapped)

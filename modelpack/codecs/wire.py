@@ -101,6 +101,13 @@ class Reader:
         n = self.varint(field + " length", self.remaining())
         return self.raw(n, field)
 
+    def blob_view(self, field: str) -> memoryview:
+        """Like ``blob``, but a view into the data instead of a copy."""
+        n = self.varint(field + " length", self.remaining())
+        out = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return out
+
     def expect_end(self) -> None:
         if self.remaining():
             raise self._fail("end", f"{self.remaining()} unexpected trailing bytes")

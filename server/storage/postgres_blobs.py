@@ -18,7 +18,7 @@ from otawire.constants import CHUNK_SIZE
 from server.storage.ports import BlobNotFound, StorageError
 from server.storage.postgres_db import PgDatabase
 
-BLOB_CHUNK = CHUNK_SIZE  # equals the Download chunk, so one served chunk is one row
+BLOB_CHUNK = CHUNK_SIZE  # a served Download message (MESSAGE_BYTES) is a slice of one row
 
 
 class PgBlobStore:

@@ -15,9 +15,11 @@ the cut give the shaper's drain).
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 import numpy as np
 
+from otawire.constants import MESSAGE_BYTES
 from simulator.emulate.records import HEADER_BYTES, Calibration, ServedPackage, VehicleRun
 
 CALIB_RATE_MBIT = 0.5  # slow enough that the served package (~0.5 MB) flows for ~9 s
@@ -44,17 +46,17 @@ def calibration_vehicles(package: str, model_bytes: int) -> tuple[list[VehicleRu
     return out, [0, 1, 0, 1]
 
 
-def _session_bytes(sess: dict) -> int:  # type: ignore[type-arg]
+def _session_bytes(sess: dict[str, Any]) -> int:
     b0, p0 = sess["rx_start"]
     b1, p1 = sess["rx_end"]
     return (b1 - b0) - HEADER_BYTES * (p1 - p0)
 
 
-def _setup_s(sess: dict, rate: float, payload: int) -> float:  # type: ignore[type-arg]
+def _setup_s(sess: dict[str, Any], rate: float, payload: int) -> float:
     """Time before the payload flowed: the first whole stream chunk, less its transfer time."""
     if sess.get("first_byte") is None:
         raise RuntimeError(f"calibration session delivered no payload chunk: {sess}")
-    return float(sess["first_byte"]) - float(sess["start"]) - min(262144, payload) / rate
+    return float(sess["first_byte"]) - float(sess["start"]) - min(MESSAGE_BYTES, payload) / rate
 
 
 def _split(times: dict[float, list[float]]) -> tuple[float, float]:

@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +47,9 @@ from simulator.emulate.relay import Relay, VehicleRelay
 from simulator.engine import first_contact, transfer
 from simulator.fleet import Windows, build_fleet
 from simulator.scenario import Scenario
+
+if TYPE_CHECKING:
+    from server.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +104,6 @@ def run_agents(
     """
     if package not in PACKAGES:
         raise ValueError(f"package must be one of {PACKAGES}, not {package!r}")
-    from server import encodings
     from server.registry import Registry
     from server.service import create_server
     from server.signing.keys import Keystore
@@ -132,7 +135,7 @@ def run_agents(
     reg = Registry.open(work / "registry", work / "keys", ca_pem=(pki / tls.CA_CERT).read_bytes())
     reg.publish_bytes(MODEL_NAME, "1.0.0", model)
     reg.release(MODEL_NAME, "1.0.0")  # publishing alone reaches no vehicle (issue 12)
-    served = _served_package(reg, encodings, model, package)
+    served = _served_package(reg, model, package)
     server, port = create_server(
         reg, "127.0.0.1:0", max_workers=max(16, 4 * n), tls_files=server_tls
     )
@@ -145,12 +148,12 @@ def run_agents(
                 for k in range(n)
             ]
             with Relay(("127.0.0.1", port), relays) as relay:
-                specs = []
+                specs: list[dict[str, Any]] = []  # each vehicle's spec.json
                 for k, link in enumerate(ns.links):
                     d = work / f"vehicle-{k}"
                     d.mkdir(parents=True)
                     ident = tls.issue(pki, "vehicle", f"emu-{k}")
-                    spec = {
+                    spec: dict[str, Any] = {
                         "vehicle": f"emu-{k}",
                         "director_root": str(work / "keys" / "director-root.json"),
                         "tls": [str(ident.ca), str(ident.cert), str(ident.key)],
@@ -232,7 +235,9 @@ def run_agents(
     return runs, served
 
 
-def _served_package(reg, encodings, model: bytes, package: str) -> ServedPackage:  # type: ignore[no-untyped-def]
+def _served_package(reg: Registry, model: bytes, package: str) -> ServedPackage:
+    from server import encodings
+
     standalone = [
         e for e in encodings.stored_encodings(reg.store, MODEL_NAME, "1.0.0") if e.base_sha256 == ""
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -24,11 +25,17 @@ class VehicleRun:
     windows: list[tuple[float, float]]
     done_at: float | None = None  # last payload byte, s after the campaign start
     installed_at: float | None = None
-    sessions: list[dict] = field(default_factory=list)  # type: ignore[type-arg]
+    sessions: list[dict[str, Any]] = field(default_factory=list)  # the runner's JSON records
     app_bytes: int = 0
     sim_done: float = math.nan
     sim_bytes: float = math.nan
     sim_sessions: int = 0
+
+    @property
+    def finished_at(self) -> float:
+        """``done_at`` of a run that finished (all of ``EmulationResult.finished()``)."""
+        assert self.done_at is not None, f"vehicle {self.index} did not finish"
+        return self.done_at
 
     @property
     def time_error(self) -> float:
@@ -103,7 +110,7 @@ class EmulationResult:
         fin = self.finished()
         if not fin:
             return math.nan
-        emu = sum(v.done_at for v in fin)  # type: ignore[misc]
+        emu = sum(v.finished_at for v in fin)
         return (sum(v.sim_done for v in fin) - emu) / emu
 
     def overall_bytes_error(self) -> float:

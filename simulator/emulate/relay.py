@@ -16,6 +16,7 @@ emulated scenario therefore has no loss and says so.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import threading
@@ -70,9 +71,7 @@ class Relay:
 
     async def _start(self) -> None:
         for v in self.vehicles:
-            srv = await asyncio.start_server(
-                lambda r, w, v=v: self._handle(v, r, w), v.listen_ip, 0
-            )
+            srv = await asyncio.start_server(functools.partial(self._handle, v), v.listen_ip, 0)
             v.port = srv.sockets[0].getsockname()[1]
             self._servers.append(srv)
 

@@ -284,10 +284,10 @@ def plot_emulation(res: EmulationResult, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 5), dpi=110)
     links = sorted({v.link for v in fin})
     for lk in links:
-        xs = [v.done_at for v in fin if v.link == lk]
+        xs = [v.finished_at for v in fin if v.link == lk]
         ys = [v.sim_done for v in fin if v.link == lk]
         ax.scatter(xs, ys, label=lk, s=30, zorder=3, edgecolors="black", linewidths=0.4)
-    top = max([v.done_at for v in fin] + [v.sim_done for v in fin] + [1.0]) * 1.1  # type: ignore[operator]
+    top = max([v.finished_at for v in fin] + [v.sim_done for v in fin] + [1.0]) * 1.1
     grid = np.linspace(0, top, 50)
     ax.plot(grid, grid, color="0.3", lw=1, label="simulated = real", zorder=2)
     ax.fill_between(

@@ -18,7 +18,9 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from otawire.tls import TlsFiles
 from otawire.v1 import ota_pb2
@@ -84,7 +86,14 @@ class TimedClient(RegistryClient):
             list[float]
         ] = []  # [start, offset, max_bytes, end, bytes, ok] per payload request
 
-    def download(self, kind, path, offset=0, max_bytes=0, vehicle_id=""):  # type: ignore[no-untyped-def]
+    def download(
+        self,
+        kind: ota_pb2.FileKind,
+        path: str,
+        offset: int = 0,
+        max_bytes: int = 0,
+        vehicle_id: str = "",
+    ) -> Iterator[ota_pb2.DownloadChunk]:
         payload = kind in (ota_pb2.FILE_KIND_TARGET, ota_pb2.FILE_KIND_ENCODING)
         req = [time.time() - self.t0, offset, max_bytes, 0.0, 0, 0]
         if payload:
@@ -133,7 +142,7 @@ class SharedJitter:
         return a + (b - a) * u
 
 
-def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, object]:  # type: ignore[type-arg]
+def _session(spec: dict[str, Any], t0: float, result: dict[str, object]) -> dict[str, object]:
     """One session: a fresh connection, as after a vehicle regains its link."""
     rec: dict[str, object] = {"start": time.time() - t0, "rx_start": _rx(spec)}
     ca, cert, key = (Path(p) for p in spec["tls"])
@@ -187,7 +196,7 @@ def _session(spec: dict, t0: float, result: dict[str, object]) -> dict[str, obje
     return rec
 
 
-def _retry_policy(spec: dict, t0: float) -> RetryPolicy:  # type: ignore[type-arg]
+def _retry_policy(spec: dict[str, Any], t0: float) -> RetryPolicy:
     """The agent's own policy with the simulator's jitter, or the calibration's give-up-at-once."""
     if spec.get("retry_attempts"):
         return RetryPolicy(attempts=spec["retry_attempts"])
@@ -195,10 +204,10 @@ def _retry_policy(spec: dict, t0: float) -> RetryPolicy:  # type: ignore[type-ar
     jitter = SharedJitter(
         spec["seed"], spec["index"], spec["windows"], t0, base.base_s, base.factor
     )
-    return RetryPolicy(rng=jitter)  # type: ignore[arg-type]
+    return RetryPolicy(rng=jitter)  # type: ignore[arg-type]  # duck-types Random.uniform, all RetryPolicy calls
 
 
-def _rx(spec: dict) -> list[int]:  # type: ignore[type-arg]
+def _rx(spec: dict[str, Any]) -> list[int]:
     """Bytes and packets received so far on this namespace's interface."""
     stats = Path("/sys/class/net") / spec["ifname"] / "statistics"
     try:

@@ -91,3 +91,77 @@ def test_mask_layouts_round_trip_and_refuse_a_wrong_count(layout: int) -> None:
     if layout == KERNEL9:
         with pytest.raises(CorruptEncodingError, match="3x3"):
             decode_mask(Reader(body), layout, int(mask.sum()), mask.size - 1, "m")
+
+
+# A pruned base; the fine-tune keeps the mask and moves some or all of the
+# non-zeros: the planes then go as change flags over the base's non-zeros.
+PRUNED = np.where(RNG.random(6000) < 0.55, 0, RNG.normal(0, 0.1, 6000)).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", [tc.XOR, tc.SUB], ids=["xor", "sub"])
+@pytest.mark.parametrize("moved", [1.0, 0.3], ids=["all-moved", "some-moved"])
+def test_base_mask_plane_layout_round_trips(mode: int, moved: float) -> None:
+    step = np.where(RNG.random(PRUNED.size) < moved, 1 + RNG.normal(0, 0.01, PRUNED.size), 1)
+    new = (PRUNED * step).astype(np.float32)
+    ref = tc.OldTensor(0, PRUNED.tobytes(), 4)
+    got, record = tc.encode_tensor(new.tobytes(), 4, ref, None, allow=frozenset({mode}))
+    assert got == mode and record[3] == 2  # mode, base index, element size, then the layout
+    # The base as it lies in a model file: not on a 4-byte boundary.
+    olds = [memoryview(b"\x01" + PRUNED.tobytes())[1:]]
+    assert _decode(record, new.nbytes, olds) == new.tobytes()
+    bad = bytearray(record)
+    bad[4:6] = b"\x05\x00"  # five change flags where the base has ~2,700 non-zeros
+    with pytest.raises(CorruptEncodingError):
+        _decode(bytes(bad), new.nbytes, olds)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.uint64])
+def test_in_place_unzigzag_add_inverts_the_encoders_zigzag(dtype: type) -> None:
+    from modelpack.codecs.planes import add_unzigzag_onto, xor_onto, zigzag
+
+    info = np.iinfo(dtype)
+    base = RNG.integers(0, info.max, 5000, dtype=dtype, endpoint=True)
+    new = RNG.integers(0, info.max, 5000, dtype=dtype, endpoint=True)
+    new[:100] = base[:100]  # zero differences
+    new[100:200] = base[100:200] + dtype(1)  # +1 and, wrapped, -1
+    new[200:300] = base[200:300] - dtype(1)
+    elem = np.dtype(dtype).itemsize
+    assert np.array_equal(add_unzigzag_onto(base, zigzag(new - base, elem)), new)
+    assert np.array_equal(xor_onto(base, base ^ new), new)
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["int8", "uint8"])
+@pytest.mark.parametrize("channels", [1, 6])
+def test_decoders_quantised_prediction_is_the_encoders_mod_256(signed: bool, channels: int) -> None:
+    from modelpack.codecs.quantised import _quant_predict, _quant_predict_bytes
+
+    old = RNG.normal(0, 0.3, 6 * 500).astype(np.float32)
+    old[:4] = [np.nan, np.inf, -np.inf, 1e30]  # clipped or zeroed alike
+    scale = (RNG.random(channels) * 0.01 + 1e-3).astype(np.float32)
+    zp = RNG.integers(-128 if signed else 0, 128 if signed else 256, channels).astype(np.int16)
+    want = (_quant_predict(old, scale, zp, signed) % 256).astype(np.uint8)
+    assert np.array_equal(_quant_predict_bytes(old, scale, zp, signed), want)
+
+
+def test_the_shared_zstd_decompressor_recovers_after_a_damaged_stream() -> None:
+    from modelpack.codecs.entropy import decode_stream, encode_stream
+
+    symbols = (np.arange(5000) % 7).astype(np.uint8)
+    good = encode_stream(symbols)
+    magic = good.index(b"\x28\xb5\x2f\xfd")  # the zstd frame's start
+    bad = bytearray(good)
+    bad[magic] ^= 0xFF
+    with pytest.raises(CorruptEncodingError, match="zstd stream"):
+        decode_stream(Reader(bytes(bad)), symbols.size, "s")
+    assert np.array_equal(decode_stream(Reader(good), symbols.size, "s"), symbols)
+
+
+@pytest.mark.parametrize("mode", [tc.XOR, tc.SUB], ids=["xor", "sub"])
+def test_sparse_plane_layout_of_a_delta_round_trips(mode: int) -> None:
+    # A base with no zeros and a tenth of it moved: the changes go as a gap stream.
+    step = np.where(RNG.random(OLD_DENSE.size) < 0.1, 1 + RNG.normal(0, 0.01, OLD_DENSE.size), 1)
+    new = (OLD_DENSE * step).astype(np.float32)
+    ref = tc.OldTensor(0, OLD_DENSE.tobytes(), 4)
+    got, record = tc.encode_tensor(new.tobytes(), 4, ref, None, allow=frozenset({mode}))
+    assert got == mode and record[3] == 1  # the sparse layout
+    assert _decode(record, new.nbytes, [OLD_DENSE.tobytes()]) == new.tobytes()

@@ -43,20 +43,27 @@ def test_first_install_is_lossless_and_under_550kb(v10: bytes) -> None:
     assert codecs.decode(blob) == v10
 
 
+@pytest.mark.alone  # timed
 def test_decoders_are_fast_on_the_real_model(v10: bytes, retrained_codebooks: bytes) -> None:
-    # Loose bound (the benchmark measures the real figure against an ORT
-    # session load): a regression to per-symbol Python would take seconds.
+    # Loose bound against an ONNX Runtime session load of the same model, timed in the same
+    # rounds so that a busy machine slows both alike (the benchmark measures the real figure,
+    # ~1.7x): a regression to per-symbol Python would take seconds, over 100x.
+    from modelpack.runtime import make_session
+
     for blob, base in [
         (codecs.encode("deepcompression", v10), None),
         (codecs.encode("tensordelta", retrained_codebooks, v10), v10),
         (codecs.encode("full", v10), None),
     ]:
-        best = float("inf")
-        for _ in range(3):
+        best = load = float("inf")
+        for _ in range(5):
             t0 = time.perf_counter()
             out = codecs.decode(blob, base)
             best = min(best, time.perf_counter() - t0)
-        assert best < 0.5
+            t0 = time.perf_counter()
+            make_session(v10)
+            load = min(load, time.perf_counter() - t0)
+        assert best < 6 * load, (codecs.read_header(blob).codec_id, best, load)
         assert len(out) == codecs.read_header(blob).target_length
 
 

@@ -89,7 +89,42 @@ def _nginx(tmp_path: Path, conf: Path, replicas: list, stream: bool) -> Iterator
     """Run nginx with the documented ``conf`` in front of ``replicas``; yield its address."""
     binary = _nginx_binary()
     module = _stream_module() if stream else None
-    port = _free_port()
+    # The port is picked free, then nginx binds it: another process (a second test run beside
+    # this one) may take it in between; then nginx exits and the next free port is tried.
+    for _ in range(3):
+        port = _free_port()
+        proc = _start_nginx(binary, module, tmp_path, conf, replicas, stream, port)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and proc.poll() is None:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.05)
+            else:
+                if proc.poll() is not None:
+                    continue
+                pytest.fail(
+                    f"nginx did not listen on {port}: {(tmp_path / 'error.log').read_text()[-2000:]}"
+                )
+            yield f"127.0.0.1:{port}"
+            return
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait(10)
+    pytest.fail(f"nginx exited three times: {(tmp_path / 'error.log').read_text()[-2000:]}")
+
+
+def _start_nginx(
+    binary: str,
+    module: Path | None,
+    tmp_path: Path,
+    conf: Path,
+    replicas: list,
+    stream: bool,
+    port: int,
+) -> subprocess.Popen:
     site = tmp_path / conf.name
     site.write_text(render(conf.read_text(), [r.address for r in replicas], f"127.0.0.1:{port}"))
     main = tmp_path / "nginx.conf"
@@ -109,24 +144,9 @@ def _nginx(tmp_path: Path, conf: Path, replicas: list, stream: bool) -> Iterator
         [binary, "-t", "-c", str(main), "-p", str(tmp_path)], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [binary, "-c", str(main), "-p", str(tmp_path)], stderr=subprocess.DEVNULL
     )
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        else:
-            pytest.fail(
-                f"nginx did not listen on {port}: {(tmp_path / 'error.log').read_text()[-2000:]}"
-            )
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture

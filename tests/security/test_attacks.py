@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import grpc
+import pytest
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
@@ -32,6 +33,7 @@ from testkit.helpers import publish_released, with_provenance
 from tests.conftest import vehicle_identity
 from tests.security.conftest import MODEL, Scene, assert_refused
 from vehicle_agent.agent import AgentConfig, VehicleAgent
+from vehicle_agent.download import RetryPolicy
 from vehicle_agent.transport import RegistryClient, TransportConfig
 
 _JSON = JSONSerializer(compact=True)
@@ -119,11 +121,14 @@ def test_drop_request(scene: Scene, running: VehicleAgent) -> None:
     assert_refused(running, outcomes, scene, "failed", "UNAVAILABLE")
 
 
+@pytest.mark.alone  # timed
 def test_slow_retrieval(scene: Scene, squeezenet_bytes: bytes, successor_bytes: bytes) -> None:
     """Bytes trickle in far below the minimum rate: the download is cut when its average falls
     below it (each call also has a deadline from its size), not when the link gives up."""
     publish_released(scene.registry, MODEL, "1.0.0", squeezenet_bytes)
-    agent = scene.agent(transport=TransportConfig(rpc_deadline_s=1.0, min_rate_bps=50_000_000))
+    # 4 s for each call (a check-in on a busy machine) and 4.1 s for the 5 MB download: a link at
+    # 50 MB/s on average; the trickle below would take over four minutes.
+    agent = scene.agent(transport=TransportConfig(rpc_deadline_s=4.0, min_rate_bps=50_000_000))
     assert agent.update_once()[0].status == "installed"
     publish_released(scene.registry, MODEL, "1.0.1", successor_bytes)
     _full_only(scene)
@@ -194,6 +199,10 @@ def test_partial_bundle(scene: Scene, running: VehicleAgent, successor_bytes: by
     file; once the link is honest again the download resumes at the cut."""
     _full_only(scene)
     half = len(successor_bytes) // 2
+    # Every one of the default policy's tries is made and refused, with pauses of milliseconds
+    # instead of the default backoff's 30-60 s in all (the backoff is not what this test checks).
+    running.fetcher.retry = RetryPolicy(base_s=0.01, cap_s=0.05)
+    assert running.fetcher.retry.attempts == RetryPolicy().attempts
 
     def cut(req, context, honest):
         if not _is_target(req, context):

@@ -43,6 +43,7 @@ def test_emulated_windows_are_the_simulators() -> None:
 
 
 @pytest.mark.netns
+@pytest.mark.alone  # real agents timed against the simulator
 def test_real_agents_on_shaped_links_match_the_simulator(tmp_path: Path) -> None:
     try:
         check_available()

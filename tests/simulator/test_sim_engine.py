@@ -12,7 +12,7 @@ import pytest
 from simulator.campaign import run_campaign
 from simulator.engine import transfer
 from simulator.fleet import Windows, build_fleet
-from simulator.scenario import Scenario, scenario_from_dict
+from simulator.scenario import Scenario, load_scenario, scenario_from_dict
 from simulator.simulate import simulate, summarise
 from simulator.sizes import PackageSize, StaticSizes
 
@@ -229,3 +229,73 @@ def test_the_agents_retries_carry_a_session_over_short_breaks(
     assert np.all(retrying.windows[both] >= retrying.sessions[both])
     # Fewer sessions, less metadata on the wire.
     assert retrying.nbytes[both].sum() < giving_up.nbytes[both].sum()
+
+
+class _ListedWindows:
+    """Windows given as lists, with the attributes the retry model reads (simulator.fleet.Windows)."""
+
+    def __init__(self, windows: list[list[tuple[float, float]]]) -> None:
+        self.windows = windows
+        self.ids = np.arange(len(windows))
+        self.pos = np.zeros(len(windows), dtype=np.int64)
+        self.day = np.zeros(len(windows), dtype=np.int64)
+
+    def _bound(self, b: int) -> np.ndarray:
+        return np.array(
+            [
+                ws[k][b] if k < len(ws) else math.inf
+                for ws, k in zip(self.windows, self.pos, strict=True)
+            ]
+        )
+
+    @property
+    def start(self) -> np.ndarray:
+        return self._bound(0)
+
+    @property
+    def end(self) -> np.ndarray:
+        return self._bound(1)
+
+    @property
+    def key(self) -> np.ndarray:
+        return self.pos.copy()
+
+    def advance(self, p: np.ndarray) -> None:
+        self.pos[p] += 1
+
+
+def test_a_retry_in_a_break_waits_for_the_link_until_the_stall_watchdog() -> None:
+    """The agent's retry after a cut is a wait_for_ready call: it connects when the link is back
+    (at gRPC's first dial in the next window) unless its stall watchdog (15 s) fires first;
+    only a retry that timed out halves the next request."""
+    from simulator.engine import _retry_in_session
+
+    sc = load_scenario("emulation")
+    links = {k: dataclasses.replace(v, drain_s=0.0) for k, v in sc.links.items()}
+    sc = sc.replace(links=links)
+    fleet = build_fleet(sc, 3)
+    cut = 10.0
+    # The window after the cut opens 8 s later (within one retry's wait), 30 s later, 30 s later
+    # with a single retry allowed.
+    w = _ListedWindows([[(18.0, 100.0)], [(40.0, 100.0)], [(40.0, 100.0)]])
+    pos = np.arange(3)
+    contact = np.array([18.0, 40.0, 40.0])
+    carry_on = np.zeros(3, dtype=bool)
+    req = np.zeros(3)
+    _retry_in_session(fleet, w, pos[:2], np.full(2, cut), contact, carry_on, req)  # type: ignore[arg-type]
+    once = sc.replace(protocol=dataclasses.replace(sc.protocol, retry_attempts=2))
+    _retry_in_session(
+        build_fleet(once, 3),
+        w,  # type: ignore[arg-type]
+        pos[2:],
+        np.full(1, cut),
+        contact,
+        carry_on,
+        req,
+    )
+    pr = sc.protocol
+    assert carry_on[0] and 18.0 <= contact[0] <= 18.0 + pr.reconnect_cap_s
+    assert req[0] == 0  # the first retry connected: no request was cut short
+    assert carry_on[1] and 40.0 <= contact[1] <= 40.0 + pr.reconnect_cap_s + 4.0
+    assert req[1] in (128 * 1024, 64 * 1024)  # one or two retries timed out in the break
+    assert not carry_on[2] and contact[2] >= 40.0  # gave up: a new session when the link is back

@@ -55,6 +55,7 @@ def test_missing_scenario_lists_the_ready_ones() -> None:
         load_scenario("no_such_fleet")
 
 
+@pytest.mark.alone  # timed
 def test_sizes_come_from_the_real_artifacts(sizes_cache: Path) -> None:
     strategies = [
         "alexnet_fp32",
@@ -66,9 +67,10 @@ def test_sizes_come_from_the_real_artifacts(sizes_cache: Path) -> None:
     lineage = build_lineage()
     base, head = lineage["base"].read_bytes(), lineage["head"].read_bytes()
     assert sizes["squeezenet_fp32"].nbytes == len(base)
-    assert sizes["squeezenet_deep_compression"].nbytes == len(
-        codecs.encode("deepcompression", base)
-    )
+    t = time.perf_counter()
+    deep_compression = codecs.encode("deepcompression", base)
+    encode_s = time.perf_counter() - t
+    assert sizes["squeezenet_deep_compression"].nbytes == len(deep_compression)
     assert (
         sizes["alexnet_fp32"].nbytes == ALEXNET_BYTES and "Iandola" in sizes["alexnet_fp32"].source
     )
@@ -82,9 +84,14 @@ def test_sizes_come_from_the_real_artifacts(sizes_cache: Path) -> None:
     )
     assert codecs.decode(delta.blob, base) == head
     assert "head" in sizes["squeezenet_delta"].source
-    t = time.perf_counter()
-    ProjectArtifacts(sizes_cache).sizes(strategies)
-    assert time.perf_counter() - t < 0.5  # served from the cache, not re-encoded
+    # Served from the cache, not re-encoded: far quicker than the one encoding timed above, in
+    # the same run (so a busy machine slows both alike; the cached read is ~100x quicker).
+    cached_s = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        assert ProjectArtifacts(sizes_cache).sizes(strategies) == sizes
+        cached_s = min(cached_s, time.perf_counter() - t)
+    assert cached_s < encode_s / 5, (cached_s, encode_s)
 
 
 def test_unknown_strategies_are_refused(sizes_cache: Path) -> None:

@@ -18,11 +18,14 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
+from otawire.v1 import inference_pb2
+from otawire.wire import UPDATE_STATE, to_str
 from vehicle_agent.serving import connect
 
 CGROUP = Path("/sys/fs/cgroup")
@@ -121,12 +124,24 @@ def confined(cmd: list[str], cgroup: Cgroup, writable: Path) -> list[str]:
     ]
 
 
-def agent_cmd(server, vehicle_id: str, state: Path, sock: Path, health_window: float) -> list[str]:
+def agent_cmd(
+    server,
+    vehicle_id: str,
+    state: Path | str,
+    sock: Path | str,
+    health_window: float,
+    exe: Sequence[str] = (sys.executable, "-m", "ota.cli"),
+    where: Callable[[Path], str] = str,
+    interval: float = 0.5,
+) -> list[str]:
+    """``ota agent run`` for ``vehicle_id`` against ``server`` (mutual TLS, both trust roots).
+
+    ``exe`` is the ``ota`` to run; ``where`` maps each file the agent reads (roots,
+    certificate, key) to the path it sees it at (``tests/embedded`` copies them into a root).
+    """
     ident = server.vehicle_tls(vehicle_id)
     return [
-        sys.executable,
-        "-m",
-        "ota.cli",
+        *exe,
         "agent",
         "run",
         "--registry",
@@ -134,19 +149,19 @@ def agent_cmd(server, vehicle_id: str, state: Path, sock: Path, health_window: f
         "--state",
         str(state),
         "--trusted-root",
-        str(server.keys_dir / "root.json"),
+        where(server.keys_dir / "root.json"),
         "--director-root",
-        str(server.keys_dir / "director-root.json"),
+        where(server.keys_dir / "director-root.json"),
         "--ca",
-        str(ident.ca),
+        where(ident.ca),
         "--cert",
-        str(ident.cert),
+        where(ident.cert),
         "--key",
-        str(ident.key),
+        where(ident.key),
         "--vehicle-id",
         vehicle_id,
         "--interval",
-        "0.5",
+        str(interval),
         "--health-window",
         str(health_window),
         "--serve",
@@ -197,3 +212,43 @@ class Clients:
         self._stop.set()
         for t in self._threads:
             t.join(60)
+
+
+def served(sock: Path) -> dict[str, tuple[str, str]]:
+    """What the agent on ``sock`` serves: model → (version, journal state); {} while it is not up."""
+    channel, stub = connect(sock)
+    try:
+        return {
+            m.served.model: (m.served.version, to_str(UPDATE_STATE, m.update_state))
+            for m in stub.ListServed(inference_pb2.ListServedRequest(), timeout=10).models
+        }
+    except grpc.RpcError:
+        return {}
+    finally:
+        channel.close()
+
+
+def wait_confirmed(
+    sock: Path, want: dict[str, str], proc: subprocess.Popen, timeout: float = 300
+) -> None:
+    """Until every model in ``want`` is served at its version, confirmed; the agent must live."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"agent exited with {proc.returncode}"
+        now = served(sock)
+        if all(now.get(n) == (v, "confirmed") for n, v in want.items()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not served within {timeout} s: {want}; serving {served(sock)}")
+
+
+def installed_encoding(reg, name: str, version: str, vehicle_id: str = "car-acc") -> str:
+    """The encoding the vehicle reported installing ``name`` ``version`` with ("none": not yet)."""
+    return next(
+        (
+            r.encoding
+            for r in reg.store.list_reports(vehicle_id)
+            if (r.name, r.version, r.status) == (name, version, "installed")
+        ),
+        "none",
+    )

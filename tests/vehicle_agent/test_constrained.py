@@ -20,19 +20,28 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 
 from modelpack import zoo
 from modelpack.imaging import IMAGES_DIR
 from otawire.v1 import inference_pb2
-from otawire.wire import UPDATE_STATE, to_str
 from testkit.helpers import publish_released
 from testkit.variants import successor
-from tests.vehicle_agent.constrained import Cgroup, Clients, agent_cmd, confined, vm_hwm, why_not
-from vehicle_agent.serving import connect
+from tests.vehicle_agent.constrained import (
+    Cgroup,
+    Clients,
+    agent_cmd,
+    confined,
+    installed_encoding,
+    vm_hwm,
+    wait_confirmed,
+    why_not,
+)
 
-pytestmark = pytest.mark.skipif(bool(why_not()), reason=why_not() or "ok")
+pytestmark = [
+    pytest.mark.skipif(bool(why_not()), reason=why_not() or "ok"),
+    pytest.mark.alone,  # one CPU of its own, against budgets
+]
 
 MB = 1 << 20
 FULL = os.environ.get("OTA_ACCEPTANCE_FULL", "") not in ("", "0")
@@ -54,41 +63,6 @@ REQUESTS = {
         ),
     ),
 }
-
-
-def _served(sock: Path) -> dict[str, tuple[str, str]]:
-    channel, stub = connect(sock)
-    try:
-        return {
-            m.served.model: (m.served.version, to_str(UPDATE_STATE, m.update_state))
-            for m in stub.ListServed(inference_pb2.ListServedRequest(), timeout=10).models
-        }
-    except grpc.RpcError:
-        return {}
-    finally:
-        channel.close()
-
-
-def _wait(sock: Path, want: dict[str, str], proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"agent exited with {proc.returncode}"
-        served = _served(sock)
-        if all(served.get(n) == (v, "confirmed") for n, v in want.items()):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not served within {timeout} s: {want}; serving {_served(sock)}")
-
-
-def _installed_encoding(reg, name: str, version: str) -> str:
-    return next(
-        (
-            r.encoding
-            for r in reg.store.list_reports("car-acc")
-            if (r.name, r.version, r.status) == (name, version, "installed")
-        ),
-        "none",
-    )
 
 
 @pytest.mark.slow
@@ -123,7 +97,7 @@ def test_agent_updates_and_serves_under_one_cpu_and_its_memory_budget_on_a_read_
         )
         clients: list[Clients] = []
         try:
-            _wait(sock, {n: "1.0.0" for n in models}, proc)
+            wait_confirmed(sock, {n: "1.0.0" for n in models}, proc)
             clients = [Clients(sock, *REQUESTS[n], n=2 if len(models) == 1 else 1) for n in models]
             i = deltas = 0
             while deltas < UPDATES and i < UPDATES + 2:
@@ -135,8 +109,8 @@ def test_agent_updates_and_serves_under_one_cpu_and_its_memory_budget_on_a_read_
                 reg.director.assign("car-acc", update, f"1.0.{i - 1}")
                 publish_released(reg, update, f"1.0.{i}", successor(base[update], i))
                 reg.director.assign("car-acc", update, f"1.0.{i}")
-                _wait(sock, {update: f"1.0.{i}"}, proc)
-                deltas += _installed_encoding(reg, update, f"1.0.{i}") != "full"
+                wait_confirmed(sock, {update: f"1.0.{i}"}, proc)
+                deltas += installed_encoding(reg, update, f"1.0.{i}") != "full"
             time.sleep(1.0)  # serve the new version a little longer
             for c in clients:
                 c.stop()
@@ -164,7 +138,7 @@ def test_agent_updates_and_serves_under_one_cpu_and_its_memory_budget_on_a_read_
     assert ooms == 0
     assert 0 < hwm < limit and peak <= limit, (hwm / MB, peak / MB)
     assert deltas == UPDATES, [
-        (v, _installed_encoding(reg, update, f"1.0.{v}")) for v in range(1, i + 1)
+        (v, installed_encoding(reg, update, f"1.0.{v}")) for v in range(1, i + 1)
     ]
     print(
         f"\n{'+'.join(models)} under 1 CPU / {limit_mb} MB, read-only root: {deltas} delta update(s) of {update} "
