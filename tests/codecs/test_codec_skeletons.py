@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from modelpack import codecs
 from modelpack.codecs import skeletons, zstdcodecs
 from modelpack.codecs import tensorcode as tc
+from modelpack.codecs.codebooks import remap_words, small_unique
 from modelpack.codecs.container import CorruptEncodingError
-from modelpack.codecs.tensorcode import _small_unique
 from modelpack.codecs.wire import Reader
 from tests.codecs.codectest_models import codebook_tensor
 
@@ -76,7 +76,7 @@ def test_sort_free_codebook_scan_matches_np_unique(k: int, n: int, seed: int, cl
     if clash and k > 1:  # two values sharing their high 16 bits: the slow path
         book[1] = (book[0] & np.uint32(0xFFFF0000)) | (~book[0] & np.uint32(0xFFFF))
     words = book[rng.integers(0, k, size=n)]
-    values, inverse = _small_unique(words)
+    values, inverse = small_unique(words)
     expect = np.unique(words)
     assert np.array_equal(values, expect)
     assert np.array_equal(values[inverse.astype(np.int64)], words)
@@ -113,16 +113,16 @@ def test_bucket_remap_matches_np_unique(k: int, n: int, seed: int, clashes: int,
     words = book[rng.integers(0, k, size=n)]
     buf = bytes(skew) + words.tobytes()
     unaligned = np.frombuffer(memoryview(buf)[skew:], "<u4")
-    got = tc._remap_words(unaligned, _remap)
+    got = remap_words(unaligned, _remap)
     assert got is not None and np.array_equal(got, _remap_reference(words))
 
 
 @pytest.mark.parametrize("n", [3000, 9000])
 def test_bucket_remap_refuses_more_than_256_values(n: int) -> None:
     words = np.arange(n, dtype=np.uint32) % 300 * np.uint32(65536)
-    assert tc._remap_words(words, _remap) is None
+    assert remap_words(words, _remap) is None
     shared = (np.arange(n, dtype=np.uint32) % 300) | np.uint32(0x3F800000)  # all in one bucket
-    assert tc._remap_words(shared, _remap) is None
+    assert remap_words(shared, _remap) is None
 
 
 def test_codebook_map_record_on_a_large_unaligned_base_tensor_round_trips() -> None:
