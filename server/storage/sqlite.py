@@ -8,7 +8,9 @@ versioned (``sqlite_schema.py``).
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -35,6 +37,8 @@ class SqliteMetadataStore(
         self.path = Path(path)
         self._lock = threading.RLock()
         self._signing = threading.RLock()
+        self._signing_depth = 0
+        self._signing_fd: int | None = None
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -47,13 +51,35 @@ class SqliteMetadataStore(
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._signing:
+            if self._signing_fd is not None:
+                os.close(self._signing_fd)
+                self._signing_fd = None
 
     @contextmanager
     def signing_lock(self, scope: str = "") -> Iterator[None]:
-        # One process owns a SQLite file, so an in-process lock is enough (one
-        # for every scope); a separate one, so readers are not held up meanwhile.
+        # One lock for every scope, apart from the store's, so readers are not held up
+        # meanwhile. In-process (re-entrant) first, then a file lock beside the database:
+        # `registry serve --workers N` runs N processes on one SQLite file, and two of them
+        # signing at once (the first root at start, two publishes) would both write the
+        # same next version and one would fail.
         with self._signing:
-            yield
+            fd = self._signing_file()
+            if self._signing_depth == 0:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            self._signing_depth += 1
+            try:
+                yield
+            finally:
+                self._signing_depth -= 1
+                if self._signing_depth == 0:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _signing_file(self) -> int:
+        if self._signing_fd is None:
+            lock = self.path.with_name(self.path.name + ".signing.lock")
+            self._signing_fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        return self._signing_fd
 
     # -- models ---------------------------------------------------------------
     def add_model(self, rec: ModelRecord) -> None:
