@@ -51,7 +51,7 @@ from vehicle_agent.reporting import RegistryReporter, encoding_pb, install_statu
 from vehicle_agent.runtime import LoadedModel, ModelHost, OrtRuntime, SelfTestFailed, model_info
 from vehicle_agent.slots import SlotRecord, SlotStore
 from vehicle_agent.transport import RegistryClient, TransportConfig, TransportError
-from vehicle_agent.trust import AttackNotingRebuilder, TrustedRepos, TrustError
+from vehicle_agent.trust import AttackNotingRebuilder, Instruction, TrustedRepos, TrustError
 
 if TYPE_CHECKING:
     import grpc
@@ -279,9 +279,16 @@ class VehicleAgent:
             out = UpdateOutcome("*", "", "", "attack_detected" if e.attack else "failed", str(e))
             self._report(out)
             return [out]
-        if lost is not None and lost.transient:
-            # The link broke under the check-in and has carried the metadata since: ask again,
-            # or a cut during set-up would turn a small delta into the full model.
+        unoffered = [
+            ins
+            for ins in instructions
+            if self._needs(ins, installed) and ins.target.path not in hints
+        ]
+        if (lost is not None and lost.transient) or (lost is None and unoffered):
+            # Ask again: the link broke under the check-in and has carried the metadata since,
+            # or the offers were asked before the refresh brought a version they did not know
+            # of yet (assigned in between). Either way the full model would be fetched where a
+            # small delta is on offer: 10x the bytes.
             hints, lost = self._offers(req)
         t_refresh = time.perf_counter() - t0
         outcomes = []
@@ -356,6 +363,13 @@ class VehicleAgent:
                 self.trust.note_attack(f"{ins.name} {ins.version}: {outcome.reason}")
             outcomes.append(outcome)
         return outcomes
+
+    def _needs(self, ins: Instruction, installed: dict[str, SlotRecord]) -> bool:
+        """Whether an instruction asks this car to install something it does not have."""
+        if ins.refusal or (self.config.wanted_models and ins.name not in self.config.wanted_models):
+            return False
+        cur = installed.get(ins.name)
+        return cur is None or cur.sha256 != ins.target.hashes.get("sha256")
 
     def _offers(
         self, req: ota_pb2.CheckForUpdateRequest

@@ -251,3 +251,37 @@ def test_the_minimum_rate_guard_leaves_out_the_time_the_link_was_down(
     [o] = outcomes
     assert o.status == "installed", o.reason
     assert served_sha(agent) == published
+
+
+def test_a_version_released_between_the_offers_and_the_refresh_still_gets_its_delta(
+    registry_server, squeezenet_bytes, tmp_path
+) -> None:
+    """The offers are asked before the TUF refresh: a release landing in between reached the
+    car through the refreshed metadata with no offer for it, and the car fetched the full 5 MB
+    model (the constrained acceptance test, on a busy machine, 3 times in a row). The agent asks
+    again when the refresh brings a version the offers did not cover."""
+    reg = registry_server.registry
+    publish_released(reg, NAME, "1.0.0", squeezenet_bytes)
+    with FaultyLink(registry_server.address) as link:
+        agent = agent_via(link, registry_server, tmp_path)
+        install_through(agent)
+        sha = reg.publish_bytes(NAME, "1.0.1", successor(squeezenet_bytes, 1)).sha256
+        real_check, calls = agent.client.check, []
+
+        def release_right_after_the_offers(req):  # type: ignore[no-untyped-def]
+            answer = real_check(req)
+            calls.append(len(answer.offers))
+            if len(calls) == 1:
+                reg.release(NAME, "1.0.1")
+            return answer
+
+        agent.client.check = release_right_after_the_offers  # type: ignore[method-assign]
+        reads = len(reg.downloads)
+        outcomes = agent.update_once()
+        agent.close()
+
+    assert calls[0] == 0 and len(calls) == 2 and calls[1] == 1  # asked again, and offered
+    (installed,) = outcomes
+    assert installed.status == "installed" and installed.encoding == "tensordelta"
+    assert not [d for d in list(reg.downloads)[reads:] if d.kind == "target"]  # no full model
+    assert served_sha(agent) == sha
